@@ -1,0 +1,190 @@
+//! The record types every method consumes. Readers (this module's siblings) produce them;
+//! steering, SAE and dissection only ever see these, never raw files.
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// One chat message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    /// `system`, `user` or `assistant` (other roles are kept as given).
+    pub role: String,
+    /// The message text.
+    pub content: String,
+}
+
+impl Message {
+    /// A message with the given role and content.
+    pub fn new(role: impl Into<String>, content: impl Into<String>) -> Self {
+        Self { role: role.into(), content: content.into() }
+    }
+}
+
+/// A prompt: plain text, or a multi-turn conversation kept as messages (HH-RLHF transcripts,
+/// chat lists). The last message of a conversation is normally from the user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Prompt {
+    /// A single user turn.
+    Text(String),
+    /// A conversation.
+    Messages(Vec<Message>),
+}
+
+impl Prompt {
+    /// The conversation as messages (a plain text prompt is one user message).
+    pub fn to_messages(&self) -> Vec<Message> {
+        match self {
+            Prompt::Text(t) => vec![Message::new("user", t.clone())],
+            Prompt::Messages(m) => m.clone(),
+        }
+    }
+
+    /// A flat text rendering (for display, hashing and components over prompts).
+    pub fn to_plain(&self) -> String {
+        match self {
+            Prompt::Text(t) => t.clone(),
+            Prompt::Messages(m) => m
+                .iter()
+                .map(|x| format!("{}: {}", x.role, x.content))
+                .collect::<Vec<_>>()
+                .join("\n"),
+        }
+    }
+}
+
+/// A preference pair: `chosen` was preferred over `rejected` for `prompt`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PreferencePair {
+    /// Stable id (from the file, or `"{file line}"` when the file has none).
+    pub id: String,
+    /// The prompt.
+    pub prompt: Prompt,
+    /// The preferred response.
+    pub chosen: String,
+    /// The dispreferred response.
+    pub rejected: String,
+}
+
+/// Which response a judge preferred.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Winner {
+    /// Response A.
+    A,
+    /// Response B.
+    B,
+    /// Neither.
+    Tie,
+}
+
+/// A pairwise judgement with optional annotations (Arena / GAIR style).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Judgement {
+    /// Stable id.
+    pub id: String,
+    /// The prompt.
+    pub prompt: Prompt,
+    /// First response.
+    pub response_a: String,
+    /// Second response.
+    pub response_b: String,
+    /// The judge's choice.
+    pub winner: Winner,
+    /// Which judge (model name, "human", ...), if recorded.
+    pub judge: Option<String>,
+    /// Which annotator, if recorded.
+    pub annotator: Option<String>,
+    /// Scenario / task category, if recorded.
+    pub scenario: Option<String>,
+    /// Per-response factor annotations of A (factor name -> value).
+    pub factors_a: BTreeMap<String, f64>,
+    /// Per-response factor annotations of B.
+    pub factors_b: BTreeMap<String, f64>,
+}
+
+/// A CAA-style A/B item: a question with two answers, one matching the behaviour.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AbItem {
+    /// Stable id.
+    pub id: String,
+    /// The question (often listing the choices "(A) ... (B) ...").
+    pub question: String,
+    /// The answer that matches the behaviour (e.g. "(A)" or a full sentence).
+    pub answer_matching_behavior: String,
+    /// The answer that does not.
+    pub answer_not_matching_behavior: String,
+}
+
+/// Unpaired binary feedback (thumbs up/down) on one response.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Feedback {
+    /// Stable id.
+    pub id: String,
+    /// The prompt.
+    pub prompt: Prompt,
+    /// The response that was rated.
+    pub response: String,
+    /// True for thumbs up.
+    pub label: bool,
+}
+
+/// One record of any supported kind.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Record {
+    /// chosen/rejected pair.
+    Pair(PreferencePair),
+    /// Pairwise judgement.
+    Judgement(Judgement),
+    /// A/B behaviour item.
+    AbItem(AbItem),
+    /// Unpaired feedback.
+    Feedback(Feedback),
+}
+
+impl Record {
+    /// The record's id.
+    pub fn id(&self) -> &str {
+        match self {
+            Record::Pair(r) => &r.id,
+            Record::Judgement(r) => &r.id,
+            Record::AbItem(r) => &r.id,
+            Record::Feedback(r) => &r.id,
+        }
+    }
+}
+
+impl PreferencePair {
+    /// The pair as a judgement with A = chosen, B = rejected, winner A.
+    pub fn to_judgement(&self) -> Judgement {
+        Judgement {
+            id: self.id.clone(),
+            prompt: self.prompt.clone(),
+            response_a: self.chosen.clone(),
+            response_b: self.rejected.clone(),
+            winner: Winner::A,
+            judge: None,
+            annotator: None,
+            scenario: None,
+            factors_a: BTreeMap::new(),
+            factors_b: BTreeMap::new(),
+        }
+    }
+}
+
+impl Judgement {
+    /// The judgement as a chosen/rejected pair (None for ties).
+    pub fn to_pair(&self) -> Option<PreferencePair> {
+        let (chosen, rejected) = match self.winner {
+            Winner::A => (&self.response_a, &self.response_b),
+            Winner::B => (&self.response_b, &self.response_a),
+            Winner::Tie => return None,
+        };
+        Some(PreferencePair {
+            id: self.id.clone(),
+            prompt: self.prompt.clone(),
+            chosen: chosen.clone(),
+            rejected: rejected.clone(),
+        })
+    }
+}

@@ -1,0 +1,66 @@
+//! Errors of model loading and running. Every variant names the file and/or field at fault.
+use std::path::PathBuf;
+
+/// An error from the model module.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    /// A required file is missing.
+    #[error("{path}: missing ({what})", path = .path.display())]
+    MissingFile {
+        /// The path that was expected.
+        path: PathBuf,
+        /// What it should have contained.
+        what: String,
+    },
+    /// A file could not be read or parsed; `field` names the key/tensor involved when known.
+    #[error("{path}: {field}: {message}", path = .path.display())]
+    BadFile {
+        /// The file.
+        path: PathBuf,
+        /// The field, key or tensor name at fault ("-" if none).
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// An architecture this engine does not implement.
+    #[error("{path}: unsupported model_type `{model_type}` (supported: llama, mistral, qwen2, qwen3)", path = .path.display())]
+    UnsupportedArchitecture {
+        /// The config or GGUF file.
+        path: PathBuf,
+        /// The `model_type` / `general.architecture` value.
+        model_type: String,
+    },
+    /// A hook name that does not exist (`blocks.{l}.hook_resid_post`, ...).
+    #[error("bad hook point `{0}`")]
+    BadHook(String),
+    /// A vector whose width does not match the model.
+    #[error("{what}: width {got} does not match the model's hidden size {expected}")]
+    WidthMismatch {
+        /// Which vector / hook.
+        what: String,
+        /// The model's hidden size.
+        expected: usize,
+        /// The vector's width.
+        got: usize,
+    },
+    /// Tokenizer failure.
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+    /// Chat template failure.
+    #[error("chat template: {0}")]
+    ChatTemplate(String),
+    /// A tensor operation failed.
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+    /// I/O failure.
+    #[error("{path}: {source}", path = .path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+}
+
+/// Result alias for the model module.
+pub type Result<T> = std::result::Result<T, ModelError>;
