@@ -4,3 +4,6 @@
 //! statistics logic: those call this module.
 mod error;
 pub use error::{ModelError, Result};
+pub mod gguf;
+pub mod tokenizer;
+pub use tokenizer::TextTokenizer;
