@@ -13,6 +13,7 @@ Outputs (all small, committed; CI does not regenerate them):
   tests/fixtures/gguf/smollm2_tokenizer.json ids/decodes/chat renderings of the default model
   tests/fixtures/gguf/tiny_llama.gguf        a 2-layer llama with every supported quant type
   tests/fixtures/gguf/tiny_llama.json        its expected (HF-named, un-permuted) values + token ids
+  tests/fixtures/gguf/tiny_bad_*.gguf       files that must be rejected (vocab too large, bad shape)
   tests/fixtures/gguf/tiny_spm.gguf          a sentencepiece vocabulary in GGUF form (no tensors)
   tests/fixtures/gguf/tiny_spm.json          its expected ids (sentencepiece and transformers)
   tests/fixtures/tokenizer_hf/*              a handmade HF tokenizer folder + expected.json
@@ -313,6 +314,40 @@ def tiny_llama():
     })
 
 
+def tiny_bad(name, vocab_rows, k_rows):
+    """Small F32 llama files that must be rejected: a tokenizer larger than the embedding table,
+    or a K projection whose shape contradicts the head counts."""
+    rng = np.random.default_rng(11)
+    tokens, types, merges = tiny_tokenizer_vocab()
+    hidden, heads, kv, inter = 32, 2, 1, 64
+    path = OUT / name
+    w = gguf.GGUFWriter(str(path), "llama")
+    w.add_embedding_length(hidden)
+    w.add_block_count(1)
+    w.add_feed_forward_length(inter)
+    w.add_head_count(heads)
+    w.add_head_count_kv(kv)
+    w.add_tokenizer_model("gpt2")
+    w.add_tokenizer_pre("llama-bpe")
+    w.add_token_list(tokens)
+    w.add_token_types(types)
+    w.add_token_merges(merges)
+    plan = {"token_embd.weight": (vocab_rows, hidden), "output_norm.weight": (hidden,),
+            "blk.0.attn_q.weight": (hidden, hidden), "blk.0.attn_k.weight": (k_rows, hidden),
+            "blk.0.attn_v.weight": (hidden // heads * kv, hidden), "blk.0.attn_output.weight": (hidden, hidden),
+            "blk.0.ffn_gate.weight": (inter, hidden), "blk.0.ffn_up.weight": (inter, hidden),
+            "blk.0.ffn_down.weight": (hidden, inter), "blk.0.attn_norm.weight": (hidden,),
+            "blk.0.ffn_norm.weight": (hidden,)}
+    for n, shape in plan.items():
+        w.add_tensor(n, rng.normal(0, 0.1, size=shape).astype(np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    print(f"wrote {path} ({path.stat().st_size} bytes)")
+    return len(tokens)
+
+
 # ----------------------------------------------------------------------------------------------
 # sentencepiece vocabulary as GGUF
 
@@ -460,6 +495,9 @@ def main():
     OUT.mkdir(parents=True, exist_ok=True)
     default_model(args.model)
     tiny_llama()
+    n_tokens = tiny_bad("tiny_bad_vocab.gguf", vocab_rows=50, k_rows=16)
+    assert n_tokens > 50
+    tiny_bad("tiny_bad_shape.gguf", vocab_rows=n_tokens, k_rows=24)
     tiny_spm()
     hf_dirs(args.embedder)
 

@@ -228,3 +228,21 @@ fn non_llama_architecture_is_rejected() {
         other => panic!("expected UnsupportedArchitecture, got {other:?}"),
     }
 }
+
+#[test]
+fn tokenizer_larger_than_embedding_is_rejected() {
+    let msg = expect_bad_file(&fixture("tiny_bad_vocab.gguf"));
+    assert!(
+        msg.contains("tokenizer.ggml.tokens") && msg.contains("50 rows"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn tensor_shape_contradicting_metadata_is_rejected() {
+    let msg = expect_bad_file(&fixture("tiny_bad_shape.gguf"));
+    assert!(
+        msg.contains("blk.0.attn_k.weight") && msg.contains("shape"),
+        "{msg}"
+    );
+}

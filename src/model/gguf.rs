@@ -106,9 +106,9 @@ pub fn hf_tensor_name(gguf_name: &str) -> Option<String> {
         "attn_k" => "self_attn.k_proj",
         "attn_v" => "self_attn.v_proj",
         "attn_output" => "self_attn.o_proj",
-        "ffn_gate" => "mlp.gate_proj",
-        "ffn_up" => "mlp.up_proj",
-        "ffn_down" => "mlp.down_proj",
+        "ffn_gate" if kind == "weight" => "mlp.gate_proj",
+        "ffn_up" if kind == "weight" => "mlp.up_proj",
+        "ffn_down" if kind == "weight" => "mlp.down_proj",
         "attn_norm" if kind == "weight" => "input_layernorm",
         "ffn_norm" if kind == "weight" => "post_attention_layernorm",
         _ => return None,
@@ -434,26 +434,56 @@ pub fn read_gguf(path: &Path, device: &Device, dtype: DType) -> Result<GgufConte
             ));
         }
     }
+    // Every expected tensor is present with the shape the config implies.
+    let hidden = config["hidden_size"].as_u64().unwrap_or(0) as usize;
+    let inter = config["intermediate_size"].as_u64().unwrap_or(0) as usize;
+    let head_dim = config["head_dim"].as_u64().unwrap_or(0) as usize;
+    let (q_rows, kv_rows) = (heads * head_dim, kv_heads * head_dim);
+    let mut expected: Vec<(String, Vec<usize>)> = vec![("output_norm.weight".into(), vec![hidden])];
+    if content.tensor_infos.contains_key("output.weight") {
+        expected.push(("output.weight".into(), vec![vocab, hidden]));
+    }
     for l in 0..layers {
-        for part in [
-            "attn_q",
-            "attn_k",
-            "attn_v",
-            "attn_output",
-            "ffn_gate",
-            "ffn_up",
-            "ffn_down",
-            "attn_norm",
-            "ffn_norm",
+        for (part, shape) in [
+            ("attn_q", vec![q_rows, hidden]),
+            ("attn_k", vec![kv_rows, hidden]),
+            ("attn_v", vec![kv_rows, hidden]),
+            ("attn_output", vec![hidden, q_rows]),
+            ("ffn_gate", vec![inter, hidden]),
+            ("ffn_up", vec![inter, hidden]),
+            ("ffn_down", vec![hidden, inter]),
+            ("attn_norm", vec![hidden]),
+            ("ffn_norm", vec![hidden]),
         ] {
-            let n = format!("blk.{l}.{part}.weight");
-            if !content.tensor_infos.contains_key(&n) {
-                return Err(bad(path, n, "missing tensor"));
+            expected.push((format!("blk.{l}.{part}.weight"), shape));
+        }
+        for (part, rows) in [
+            ("attn_q", q_rows),
+            ("attn_k", kv_rows),
+            ("attn_v", kv_rows),
+            ("attn_output", hidden),
+        ] {
+            let n = format!("blk.{l}.{part}.bias");
+            if content.tensor_infos.contains_key(&n) {
+                expected.push((n, vec![rows]));
             }
         }
     }
-    if !content.tensor_infos.contains_key("output_norm.weight") {
-        return Err(bad(path, "output_norm.weight", "missing tensor"));
+    for (n, shape) in expected {
+        match content.tensor_infos.get(&n) {
+            None => return Err(bad(path, n, "missing tensor")),
+            Some(info) if info.shape.dims() != shape.as_slice() => {
+                return Err(bad(
+                    path,
+                    n,
+                    format!(
+                        "shape {:?} does not match {shape:?} implied by the llama.* metadata",
+                        info.shape.dims()
+                    ),
+                ))
+            }
+            Some(_) => {}
+        }
     }
 
     let mut reader = open(path)?;

@@ -1278,7 +1278,7 @@ mod tests {
             ctx,
         )
         .unwrap();
-        assert_eq!(out, "Hi there|true|2|a=1|7");
+        assert_eq!(out, "Hi there|True|2|a=1|7");
         let err = render_chat_template(
             "{{ raise_exception('roles must alternate') }}",
             minijinja::context! {},
