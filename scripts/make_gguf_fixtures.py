@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Generates the GGUF / tokenizer test fixtures under tests/fixtures/ from independent references.
 
-References (pip install gguf numpy transformers tokenizers sentencepiece jinja2):
+References (pip install gguf numpy transformers tokenizers sentencepiece jinja2 regex;
+torch for the logits fixture):
   * llama.cpp's Python `gguf` package (GGUFReader + gguf.quants.dequantize) for dequantized values;
     the Q/K un-permutation is done here in numpy, following llama.cpp's convert script.
   * transformers' GGUF tokenizer loader (AutoTokenizer.from_pretrained(dir, gguf_file=...)) and
@@ -11,6 +12,7 @@ References (pip install gguf numpy transformers tokenizers sentencepiece jinja2)
 Outputs (all small, committed; CI does not regenerate them):
   tests/fixtures/gguf/smollm2_dequant.json   sampled dequantized values of the default model
   tests/fixtures/gguf/smollm2_tokenizer.json ids/decodes/chat renderings of the default model
+  tests/fixtures/gguf/smollm2_logits.json    transformers' logits + greedy answer on the default model
   tests/fixtures/gguf/tiny_llama.gguf        a 2-layer llama with every supported quant type
   tests/fixtures/gguf/tiny_llama.json        its expected (HF-named, un-permuted) values + token ids
   tests/fixtures/gguf/tiny_bad_*.gguf       files that must be rejected (vocab too large, bad shape)
@@ -162,6 +164,37 @@ def default_model(model_path):
     exp = gguf_tokenizer_expectations(model_path, STRINGS, chats)
     exp["model"] = model_path.name
     write_json(OUT / "smollm2_tokenizer.json", exp)
+    default_model_logits(model_path)
+
+
+def default_model_logits(model_path):
+    """Logits of transformers' own GGUF loader (its dequantization and un-permutation, torch f32)
+    on the ChatML prompt, and its greedy answer. Needs torch; skipped with a note without it."""
+    try:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+    except ImportError:
+        print("torch missing: smollm2_logits.json not regenerated")
+        return
+    tok = AutoTokenizer.from_pretrained(str(model_path.parent), gguf_file=model_path.name)
+    model = AutoModelForCausalLM.from_pretrained(str(model_path.parent), gguf_file=model_path.name,
+                                                 dtype=torch.float32)
+    msgs = [{"role": "user", "content": "What is the capital of France?"}]
+    prompt = tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+    ids = tok.encode(prompt)
+    with torch.no_grad():
+        logits = model(torch.tensor([ids])).logits[0].double().numpy()
+        gen = model.generate(torch.tensor([ids]), max_new_tokens=16, do_sample=False)[0][len(ids):].tolist()
+    probe = sorted(set(np.random.default_rng(3).choice(logits.shape[1], 48, replace=False).tolist()))
+    positions = []
+    for p in range(len(ids)):
+        row = logits[p]
+        top = np.argsort(-row)[:5]
+        positions.append({"top_ids": [int(i) for i in top], "top_values": [float(row[i]) for i in top],
+                          "probe_values": [float(row[i]) for i in probe]})
+    write_json(OUT / "smollm2_logits.json", {
+        "model": model_path.name, "messages": msgs, "prompt": prompt, "ids": ids, "probe_ids": probe,
+        "positions": positions, "greedy_ids": gen, "greedy_text": tok.decode(gen, skip_special_tokens=True)})
 
 
 # ----------------------------------------------------------------------------------------------
