@@ -218,3 +218,61 @@ fn info_describes_the_fixture() {
     let per_layer = 2 * 64 + 64 * 64 + 2 * 64 * 32 + 64 * 64 + 3 * 64 * 96;
     assert_eq!(tied.n_params, 96 * 64 + 64 + 2 * per_layer);
 }
+
+/// Loads `arch` with its config.json edited by `edit`, returning logits of prompt 0 and the
+/// HF reference.
+fn logits_with_config(arch: &str, edit: impl Fn(&mut serde_json::Value)) -> (Tensor, Tensor) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        fixture(arch).join("model.safetensors"),
+        dir.path().join("model.safetensors"),
+    )
+    .unwrap();
+    let mut cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture(arch).join("config.json")).unwrap())
+            .unwrap();
+    edit(&mut cfg);
+    std::fs::write(dir.path().join("config.json"), cfg.to_string()).unwrap();
+    let model = Model::load(dir.path(), &LoadOptions::default()).unwrap();
+    let r = reference(arch);
+    let batch = Batch::from_sequences(&[ids(&r["ids_0"])], 0, &Device::Cpu).unwrap();
+    (
+        model
+            .forward(&batch, &mut Hooks::new())
+            .unwrap()
+            .squeeze(0)
+            .unwrap(),
+        r["logits_0"].clone(),
+    )
+}
+
+#[test]
+fn fixtures_exercise_sliding_window_and_rope_scaling() {
+    // Without the window (mistral) or the llama3 scaling the logits no longer match HF.
+    let (got, want) =
+        logits_with_config("mistral", |c| c["sliding_window"] = serde_json::Value::Null);
+    assert!(
+        rel_err(&got, &want) > 1e-2,
+        "the sliding window does not matter in the fixture"
+    );
+    let (got, want) = logits_with_config("llama3", |c| {
+        c["rope_parameters"] = serde_json::json!({"rope_type": "default", "rope_theta": 10000.0})
+    });
+    assert!(
+        rel_err(&got, &want) > 1e-2,
+        "llama3 rope scaling does not matter in the fixture"
+    );
+}
+
+#[test]
+fn classic_rope_scaling_layout_is_read() {
+    // transformers < 5 wrote `rope_theta` and `rope_scaling` at the top level.
+    let (got, want) = logits_with_config("llama3", |c| {
+        let mut p = c["rope_parameters"].take();
+        c["rope_theta"] = p["rope_theta"].take();
+        p.as_object_mut().unwrap().remove("rope_theta");
+        c["rope_scaling"] = p;
+        c.as_object_mut().unwrap().remove("rope_parameters");
+    });
+    assert_close("llama3 with rope_scaling", &got, &want, 1e-4);
+}
