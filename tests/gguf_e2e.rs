@@ -43,7 +43,7 @@ fn default_gguf_matches_transformers_and_answers_paris() {
     let ids = tok.encode(&prompt, true).unwrap();
     assert_eq!(ids, u32s(&exp["ids"]));
 
-    let batch = Batch::from_sequences(&[ids.clone()], 0, &Device::Cpu).unwrap();
+    let batch = Batch::from_sequences(std::slice::from_ref(&ids), 0, &Device::Cpu).unwrap();
     let logits = model.forward(&batch, &mut Hooks::new()).unwrap();
     let logits = logits
         .squeeze(0)
