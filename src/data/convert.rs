@@ -64,6 +64,14 @@ impl R<'_> {
         Some(v.clone())
     }
 
+    /// True when the field's column is present in the row with a null value.
+    fn is_null(&self, f: Field) -> bool {
+        self.res
+            .column(f)
+            .and_then(|c| self.row.fields.get(c))
+            .is_some_and(Value::is_null)
+    }
+
     fn required(&self, f: Field) -> Result<Value, DataError> {
         match self.res.column(f) {
             None => Err(self.err(f, "is not mapped")),
@@ -92,9 +100,10 @@ impl R<'_> {
     }
 
     fn text(&self, f: Field) -> Result<String, DataError> {
-        let v = self.required(f)?;
-        scalar_text(&v)
-            .ok_or_else(|| self.err(f, format!("expected text, found {}", json_type(&v))))
+        match self.required(f)? {
+            Value::String(s) => Ok(s),
+            v => Err(self.err(f, format!("expected text, found {}", json_type(&v)))),
+        }
     }
 
     /// An optional text field; absent, null and blank values are `None`.
@@ -138,15 +147,13 @@ impl R<'_> {
                     "expected text or a list of {role, content} messages, found an object",
                 )),
             },
-            other => scalar_text(&other).map(Turns::Text).ok_or_else(|| {
-                self.err(
-                    f,
-                    format!(
-                        "expected text or a message list, found {}",
-                        json_type(&other)
-                    ),
-                )
-            }),
+            other => Err(self.err(
+                f,
+                format!(
+                    "expected text or a list of {{role, content}} messages, found {}",
+                    json_type(&other)
+                ),
+            )),
         }
     }
 
@@ -303,7 +310,7 @@ pub fn to_record(ctx: &Ctx<'_>, row: &Row, res: &Resolved) -> Result<Record, Dat
             let prefix = if pre_c.is_empty() { pre_r } else { pre_c };
             let prompt = if !prefix.is_empty() {
                 normalise_prompt(prefix)
-            } else if r.get(Field::Prompt).is_some() {
+            } else if r.get(Field::Prompt).is_some() || r.is_null(Field::Prompt) {
                 r.prompt(Field::Prompt)?
             } else {
                 Prompt::Text(String::new())
@@ -336,9 +343,12 @@ pub fn to_record(ctx: &Ctx<'_>, row: &Row, res: &Resolved) -> Result<Record, Dat
             let answer = |f: Field| -> Result<String, DataError> {
                 let v = r.decode(r.required(f)?);
                 match v {
-                    Value::Array(items) if items.len() == 1 => {
-                        scalar_text(&items[0]).ok_or_else(|| r.err(f, "expected text"))
-                    }
+                    Value::Array(items) if items.len() == 1 => match &items[0] {
+                        Value::String(s) => Ok(s.clone()),
+                        other => {
+                            Err(r.err(f, format!("expected text, found {}", json_type(other))))
+                        }
+                    },
                     Value::Array(items) => Err(r.err(
                         f,
                         format!(
@@ -346,9 +356,8 @@ pub fn to_record(ctx: &Ctx<'_>, row: &Row, res: &Resolved) -> Result<Record, Dat
                             items.len()
                         ),
                     )),
-                    other => scalar_text(&other).ok_or_else(|| {
-                        r.err(f, format!("expected text, found {}", json_type(&other)))
-                    }),
+                    Value::String(s) => Ok(s),
+                    other => Err(r.err(f, format!("expected text, found {}", json_type(&other)))),
                 }
             };
             Record::AbItem(AbItem {

@@ -9,7 +9,7 @@ use std::path::Path;
 /// Longest cell text a preview keeps (characters); longer cells end with `…`.
 pub const PREVIEW_CELL_CHARS: usize = 400;
 
-/// One previewed row: its location and one text cell per column (`None` where absent), or
+/// One previewed row: its location and one text cell per column (`None` where absent or null), or
 /// the reason it could not be read.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PreviewRow {
@@ -70,7 +70,7 @@ fn to_preview_row(
             loc: row.loc,
             cells: Ok(columns
                 .iter()
-                .map(|c| row.fields.get(c).map(cell_text))
+                .map(|c| row.fields.get(c).filter(|v| !v.is_null()).map(cell_text))
                 .collect()),
         }),
         Err(e) => match e.loc() {

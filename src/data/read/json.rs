@@ -217,9 +217,15 @@ impl JsonRows {
                 "expected a JSON object (one record per array element), found {}",
                 json_type(&other)
             ))),
+            Err(e) if e.line() <= 1 => Err(syntax(format!(
+                "invalid JSON at column {}: {}",
+                e.column(),
+                json_msg(&e)
+            ))),
             Err(e) => Err(syntax(format!(
-                "invalid JSON at line {}: {}",
+                "invalid JSON at line {}, column {}: {}",
                 line + e.line() as u64 - 1,
+                e.column(),
                 json_msg(&e)
             ))),
         }

@@ -20,6 +20,9 @@ pub use self::json::JsonRows;
 pub use self::jsonl::JsonlRows;
 pub use self::parquet::ParquetRows;
 
+/// Bytes read from the start of a file to detect its format.
+const SNIFF_BYTES: usize = 64 * 1024;
+
 /// Default cap on the bytes of one record (a JSONL line, a JSON array element, a CSV record).
 pub const DEFAULT_MAX_RECORD_BYTES: usize = 8 << 20;
 
@@ -73,9 +76,9 @@ impl std::fmt::Display for Format {
 /// Detects the format of `path` from its content, using the extension to break ties.
 ///
 /// Parquet is recognised by its `PAR1` magic; a first non-blank character `[` means JSON; `{`
-/// means JSONL unless the first value spans several lines or is followed by anything other
-/// than another object on the next line (then JSON). Anything else is CSV (or TSV when the
-/// extension says so or the first line has tabs but no commas).
+/// means JSONL when the extension says so, or when the first line is a complete JSON value
+/// (followed by another `{`, for a `.json` file); otherwise JSON. Anything else is CSV (or TSV
+/// when the extension says so or the first line has tabs but no commas).
 pub fn detect_format(path: &Path) -> Result<Format, DataError> {
     let mut f = File::open(path).map_err(|e| DataError::io(path, e))?;
     let mut head = Vec::with_capacity(64 * 1024);
@@ -116,20 +119,29 @@ pub fn detect_format(path: &Path) -> Result<Format, DataError> {
     match body[first] {
         b'[' => return Ok(Format::Json),
         b'{' => {
-            if matches!(by_ext, Some(Format::Jsonl) | Some(Format::Json)) {
-                return Ok(by_ext.unwrap_or(Format::Jsonl));
+            if by_ext == Some(Format::Jsonl) {
+                return Ok(Format::Jsonl);
             }
-            // No telling extension: a JSONL file has a complete object on its first line.
+            // JSON Lines has a complete object on its first line; a `.json` file must also
+            // have another record after it (a one-line `{"data": [...]}` is a JSON document).
             let line_end = body[first..]
                 .iter()
                 .position(|&b| b == b'\n')
                 .map(|p| first + p);
             let line = &body[first..line_end.unwrap_or(body.len())];
-            return Ok(if serde_json::from_slice::<Value>(line).is_ok() {
-                Format::Jsonl
-            } else {
-                Format::Json
+            let complete = serde_json::from_slice::<Value>(line).is_ok();
+            let next_is_object = line_end.is_some_and(|e| {
+                body[e..].iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
             });
+            // A first line longer than the sniffed head cannot be parsed here: trust the
+            // extension (JSON only when it says `.json`).
+            let cut = line_end.is_none() && head.len() == SNIFF_BYTES;
+            let jsonl = if cut {
+                by_ext != Some(Format::Json)
+            } else {
+                complete && (next_is_object || by_ext != Some(Format::Json))
+            };
+            return Ok(if jsonl { Format::Jsonl } else { Format::Json });
         }
         _ => {}
     }
