@@ -403,7 +403,7 @@ pub fn build_design(
     if factors.is_empty() {
         return Err(DissectError::Empty("no factors selected".into()));
     }
-    let x = encode(&values, &factors);
+    let x = encode(&values, &mut factors);
     // drop all-zero factors
     let keep: Vec<usize> = (0..factors.len())
         .filter(|&c| x.iter().any(|r| r[c] != 0.0))

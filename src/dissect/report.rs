@@ -95,7 +95,10 @@ fn definitions_table(r: &DissectResult) -> Table {
             },
             f.source.clone(),
             format!("{:?}", f.kind).to_lowercase(),
-            f.encoding.clone(),
+            match f.diff_scale {
+                Some(sc) => format!("{} (rms = {})", f.encoding, fmt_num(sc, 4)),
+                None => f.encoding.clone(),
+            },
             f.definition.clone(),
         ]);
     }
