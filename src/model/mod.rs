@@ -4,3 +4,4 @@
 //! statistics logic: those call this module.
 mod error;
 pub use error::{ModelError, Result};
+pub mod bert;
