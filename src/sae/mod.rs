@@ -7,6 +7,7 @@
 pub mod dense;
 mod error;
 pub mod model;
+pub mod stats;
 
 pub use error::SaeError;
 pub use model::{train_sae, Sae, SaeConfig, StepMetrics, TrainHistory};
