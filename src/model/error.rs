@@ -43,6 +43,9 @@ pub enum ModelError {
         /// The vector's width.
         got: usize,
     },
+    /// Invalid arguments to a model call (token ids out of range, empty batch, bad device...).
+    #[error("{0}")]
+    InvalidInput(String),
     /// Tokenizer failure.
     #[error("tokenizer: {0}")]
     Tokenizer(String),

@@ -2,6 +2,22 @@
 //! GGUF files), tokenizers and chat templates, one file per architecture family, hook points,
 //! differentiable forward passes and KV-cache generation. Must not contain steering, SAE or
 //! statistics logic: those call this module.
-mod error;
-pub use error::{ModelError, Result};
 pub mod bert;
+mod block;
+pub mod config;
+mod engine;
+mod error;
+mod generate;
+pub mod hooks;
+mod llama;
+mod ops;
+mod qwen2;
+mod qwen3;
+
+pub use config::{Architecture, ModelConfig, RopeScaling};
+pub use engine::{
+    device_name, dtype_name, parse_device, parse_dtype, Batch, LoadOptions, Model, ModelInfo,
+};
+pub use error::{ModelError, Result};
+pub use generate::GenerateOptions;
+pub use hooks::{HookPoint, Hooks, Intervention, Positions};

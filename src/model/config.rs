@@ -1,0 +1,409 @@
+//! HF `config.json` parsing for the supported decoder families (llama, mistral, qwen2, qwen3).
+//!
+//! Reads both the classic layout (`rope_theta` + `rope_scaling`) and the transformers ≥ 5
+//! layout (`rope_parameters`). Only parses and validates: no tensors, no model building.
+use std::path::Path;
+
+use serde::Deserialize;
+
+use super::{ModelError, Result};
+
+/// The architecture family of a checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Architecture {
+    /// Llama 1/2/3 (incl. `rope_scaling` "llama3"), also SmolLM2.
+    Llama,
+    /// Mistral (llama layout, optional sliding window).
+    Mistral,
+    /// Qwen2 / Qwen2.5 (q/k/v projections carry a bias).
+    Qwen2,
+    /// Qwen3 (per-head RMSNorm on q and k, explicit `head_dim`).
+    Qwen3,
+}
+
+impl Architecture {
+    /// The HF `model_type` string.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Architecture::Llama => "llama",
+            Architecture::Mistral => "mistral",
+            Architecture::Qwen2 => "qwen2",
+            Architecture::Qwen3 => "qwen3",
+        }
+    }
+}
+
+impl std::fmt::Display for Architecture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How rotary frequencies are rescaled for long contexts.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub enum RopeScaling {
+    /// Llama 3.1 style: low frequencies divided by `factor`, a smooth band in between.
+    Llama3 {
+        /// Overall scaling factor.
+        factor: f64,
+        /// Wavelengths longer than `original / low_freq_factor` are fully scaled.
+        low_freq_factor: f64,
+        /// Wavelengths shorter than `original / high_freq_factor` are untouched.
+        high_freq_factor: f64,
+        /// The pre-training context length.
+        original_max_position_embeddings: f64,
+    },
+    /// Positions divided by `factor` (all frequencies divided by `factor`).
+    Linear {
+        /// Scaling factor.
+        factor: f64,
+    },
+}
+
+/// A parsed, validated model configuration.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ModelConfig {
+    /// Architecture family.
+    pub architecture: Architecture,
+    /// Residual stream width.
+    pub hidden_size: usize,
+    /// MLP inner width.
+    pub intermediate_size: usize,
+    /// Number of transformer blocks.
+    pub num_hidden_layers: usize,
+    /// Query heads.
+    pub num_attention_heads: usize,
+    /// Key/value heads (grouped-query attention when fewer than query heads).
+    pub num_key_value_heads: usize,
+    /// Width of one attention head.
+    pub head_dim: usize,
+    /// Rows of the embedding table.
+    pub vocab_size: usize,
+    /// RMSNorm epsilon.
+    pub rms_norm_eps: f64,
+    /// RoPE base.
+    pub rope_theta: f64,
+    /// RoPE scaling, if any.
+    pub rope_scaling: Option<RopeScaling>,
+    /// Maximum context the model was configured for.
+    pub max_position_embeddings: usize,
+    /// The LM head shares the embedding matrix.
+    pub tie_word_embeddings: bool,
+    /// Bias on q/k/v projections.
+    pub qkv_bias: bool,
+    /// Bias on the attention output projection.
+    pub o_bias: bool,
+    /// Bias on the MLP projections.
+    pub mlp_bias: bool,
+    /// Per-head RMSNorm on queries and keys (Qwen3).
+    pub qk_norm: bool,
+    /// Sliding attention window (Mistral), if any.
+    pub sliding_window: Option<usize>,
+    /// Beginning-of-sequence token id.
+    pub bos_token_id: Option<u32>,
+    /// End-of-sequence token ids (generation stops at any of them).
+    pub eos_token_ids: Vec<u32>,
+    /// Padding token id.
+    pub pad_token_id: Option<u32>,
+}
+
+/// The raw fields we read; everything optional so that we can name what is missing.
+#[derive(Debug, Deserialize)]
+struct Raw {
+    model_type: Option<String>,
+    hidden_size: Option<usize>,
+    intermediate_size: Option<usize>,
+    num_hidden_layers: Option<usize>,
+    num_attention_heads: Option<usize>,
+    num_key_value_heads: Option<usize>,
+    head_dim: Option<usize>,
+    vocab_size: Option<usize>,
+    rms_norm_eps: Option<f64>,
+    rope_theta: Option<f64>,
+    rope_scaling: Option<serde_json::Value>,
+    rope_parameters: Option<serde_json::Value>,
+    max_position_embeddings: Option<usize>,
+    tie_word_embeddings: Option<bool>,
+    attention_bias: Option<bool>,
+    mlp_bias: Option<bool>,
+    hidden_act: Option<String>,
+    sliding_window: Option<serde_json::Value>,
+    use_sliding_window: Option<bool>,
+    bos_token_id: Option<serde_json::Value>,
+    eos_token_id: Option<serde_json::Value>,
+    pad_token_id: Option<serde_json::Value>,
+}
+
+fn bad(path: &Path, field: &str, message: impl Into<String>) -> ModelError {
+    ModelError::BadFile {
+        path: path.to_path_buf(),
+        field: field.to_string(),
+        message: message.into(),
+    }
+}
+
+fn need<T>(path: &Path, field: &str, v: Option<T>) -> Result<T> {
+    v.ok_or_else(|| bad(path, field, "missing"))
+}
+
+fn token_ids(path: &Path, field: &str, v: &Option<serde_json::Value>) -> Result<Vec<u32>> {
+    match v {
+        None | Some(serde_json::Value::Null) => Ok(Vec::new()),
+        Some(serde_json::Value::Number(n)) => n
+            .as_u64()
+            .filter(|&x| x <= u32::MAX as u64)
+            .map(|x| vec![x as u32])
+            .ok_or_else(|| bad(path, field, format!("not a token id: {n}"))),
+        Some(serde_json::Value::Array(a)) => a
+            .iter()
+            .map(|x| {
+                x.as_u64()
+                    .filter(|&x| x <= u32::MAX as u64)
+                    .map(|x| x as u32)
+                    .ok_or_else(|| bad(path, field, format!("not a token id: {x}")))
+            })
+            .collect(),
+        Some(other) => Err(bad(
+            path,
+            field,
+            format!("expected a token id or a list, got {other}"),
+        )),
+    }
+}
+
+fn f64_field(path: &Path, obj: &serde_json::Value, key: &str, parent: &str) -> Result<f64> {
+    obj.get(key)
+        .and_then(|v| v.as_f64())
+        .ok_or_else(|| bad(path, &format!("{parent}.{key}"), "missing or not a number"))
+}
+
+fn parse_scaling(path: &Path, v: &serde_json::Value, parent: &str) -> Result<Option<RopeScaling>> {
+    if v.is_null() {
+        return Ok(None);
+    }
+    let kind = v
+        .get("rope_type")
+        .or_else(|| v.get("type"))
+        .and_then(|t| t.as_str())
+        .ok_or_else(|| bad(path, &format!("{parent}.rope_type"), "missing"))?;
+    match kind {
+        "default" => Ok(None),
+        "llama3" => Ok(Some(RopeScaling::Llama3 {
+            factor: f64_field(path, v, "factor", parent)?,
+            low_freq_factor: f64_field(path, v, "low_freq_factor", parent)?,
+            high_freq_factor: f64_field(path, v, "high_freq_factor", parent)?,
+            original_max_position_embeddings: f64_field(
+                path,
+                v,
+                "original_max_position_embeddings",
+                parent,
+            )?,
+        })),
+        "linear" => Ok(Some(RopeScaling::Linear {
+            factor: f64_field(path, v, "factor", parent)?,
+        })),
+        other => Err(bad(
+            path,
+            &format!("{parent}.rope_type"),
+            format!("unsupported RoPE scaling `{other}` (supported: default, linear, llama3)"),
+        )),
+    }
+}
+
+impl ModelConfig {
+    /// Parses an HF-style `config.json` value; `path` names the file in error messages.
+    pub fn from_json(value: &serde_json::Value, path: &Path) -> Result<Self> {
+        let raw: Raw =
+            serde_json::from_value(value.clone()).map_err(|e| bad(path, "-", e.to_string()))?;
+        let model_type = need(path, "model_type", raw.model_type.clone())?;
+        let architecture = match model_type.as_str() {
+            "llama" => Architecture::Llama,
+            "mistral" => Architecture::Mistral,
+            "qwen2" => Architecture::Qwen2,
+            "qwen3" => Architecture::Qwen3,
+            _ => {
+                return Err(ModelError::UnsupportedArchitecture {
+                    path: path.to_path_buf(),
+                    model_type,
+                })
+            }
+        };
+        let hidden_size = need(path, "hidden_size", raw.hidden_size)?;
+        let num_attention_heads = need(path, "num_attention_heads", raw.num_attention_heads)?;
+        let num_hidden_layers = need(path, "num_hidden_layers", raw.num_hidden_layers)?;
+        let num_key_value_heads = raw.num_key_value_heads.unwrap_or(num_attention_heads);
+        if num_attention_heads == 0 || num_key_value_heads == 0 || hidden_size == 0 {
+            return Err(bad(
+                path,
+                "num_attention_heads",
+                "heads and hidden_size must be positive",
+            ));
+        }
+        if num_attention_heads % num_key_value_heads != 0 {
+            return Err(bad(
+                path,
+                "num_key_value_heads",
+                format!(
+                    "{num_key_value_heads} does not divide num_attention_heads {num_attention_heads}"
+                ),
+            ));
+        }
+        let head_dim = match raw.head_dim {
+            Some(d) => d,
+            None => {
+                if hidden_size % num_attention_heads != 0 {
+                    return Err(bad(
+                        path,
+                        "head_dim",
+                        "missing, and hidden_size is not divisible by num_attention_heads",
+                    ));
+                }
+                hidden_size / num_attention_heads
+            }
+        };
+        if head_dim % 2 != 0 {
+            return Err(bad(
+                path,
+                "head_dim",
+                format!("{head_dim} must be even for RoPE"),
+            ));
+        }
+        if let Some(act) = &raw.hidden_act {
+            if act != "silu" {
+                return Err(bad(
+                    path,
+                    "hidden_act",
+                    format!("unsupported activation `{act}` (only silu)"),
+                ));
+            }
+        }
+        // transformers >= 5 moves rope_theta and rope_scaling into `rope_parameters`.
+        let (rope_theta, rope_scaling) = match &raw.rope_parameters {
+            Some(p) if !p.is_null() => {
+                let theta = p
+                    .get("rope_theta")
+                    .and_then(|v| v.as_f64())
+                    .or(raw.rope_theta)
+                    .unwrap_or(10_000.0);
+                (theta, parse_scaling(path, p, "rope_parameters")?)
+            }
+            _ => {
+                let scaling = match &raw.rope_scaling {
+                    Some(v) => parse_scaling(path, v, "rope_scaling")?,
+                    None => None,
+                };
+                (raw.rope_theta.unwrap_or(10_000.0), scaling)
+            }
+        };
+        let attention_bias = raw.attention_bias.unwrap_or(false);
+        let (qkv_bias, o_bias, qk_norm) = match architecture {
+            Architecture::Llama | Architecture::Mistral => (attention_bias, attention_bias, false),
+            Architecture::Qwen2 => (true, false, false),
+            Architecture::Qwen3 => (attention_bias, attention_bias, true),
+        };
+        let sliding_window = match architecture {
+            Architecture::Mistral => match &raw.sliding_window {
+                None | Some(serde_json::Value::Null) => None,
+                Some(v) => Some(
+                    v.as_u64()
+                        .ok_or_else(|| bad(path, "sliding_window", "not an integer"))?
+                        as usize,
+                ),
+            },
+            _ => {
+                if raw.use_sliding_window == Some(true) {
+                    return Err(bad(
+                        path,
+                        "use_sliding_window",
+                        "sliding-window attention is only supported for mistral",
+                    ));
+                }
+                None
+            }
+        };
+        Ok(ModelConfig {
+            architecture,
+            hidden_size,
+            intermediate_size: need(path, "intermediate_size", raw.intermediate_size)?,
+            num_hidden_layers,
+            num_attention_heads,
+            num_key_value_heads,
+            head_dim,
+            vocab_size: need(path, "vocab_size", raw.vocab_size)?,
+            rms_norm_eps: raw.rms_norm_eps.unwrap_or(1e-6),
+            rope_theta,
+            rope_scaling,
+            max_position_embeddings: raw.max_position_embeddings.unwrap_or(4096),
+            tie_word_embeddings: raw.tie_word_embeddings.unwrap_or(false),
+            qkv_bias,
+            o_bias,
+            mlp_bias: raw.mlp_bias.unwrap_or(false)
+                && matches!(architecture, Architecture::Llama | Architecture::Mistral),
+            qk_norm,
+            sliding_window,
+            bos_token_id: token_ids(path, "bos_token_id", &raw.bos_token_id)?
+                .first()
+                .copied(),
+            eos_token_ids: token_ids(path, "eos_token_id", &raw.eos_token_id)?,
+            pad_token_id: token_ids(path, "pad_token_id", &raw.pad_token_id)?
+                .first()
+                .copied(),
+        })
+    }
+
+    /// Reads and parses a `config.json` file.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                ModelError::MissingFile {
+                    path: path.to_path_buf(),
+                    what: "model config".into(),
+                }
+            } else {
+                ModelError::Io {
+                    path: path.to_path_buf(),
+                    source: e,
+                }
+            }
+        })?;
+        let value: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| bad(path, &format!("line {}", e.line()), e.to_string()))?;
+        Self::from_json(&value, path)
+    }
+
+    /// RoPE inverse frequencies (length `head_dim / 2`), with scaling applied.
+    pub fn rope_inv_freq(&self) -> Vec<f64> {
+        let dim = self.head_dim;
+        let base: Vec<f64> = (0..dim / 2)
+            .map(|i| 1.0 / self.rope_theta.powf((2 * i) as f64 / dim as f64))
+            .collect();
+        match &self.rope_scaling {
+            None => base,
+            Some(RopeScaling::Linear { factor }) => base.iter().map(|f| f / factor).collect(),
+            Some(RopeScaling::Llama3 {
+                factor,
+                low_freq_factor,
+                high_freq_factor,
+                original_max_position_embeddings: old,
+            }) => {
+                let low_wavelen = old / low_freq_factor;
+                let high_wavelen = old / high_freq_factor;
+                base.iter()
+                    .map(|&f| {
+                        let wavelen = 2.0 * std::f64::consts::PI / f;
+                        if wavelen < high_wavelen {
+                            f
+                        } else if wavelen > low_wavelen {
+                            f / factor
+                        } else {
+                            let smooth = (old / wavelen - low_freq_factor)
+                                / (high_freq_factor - low_freq_factor);
+                            (1.0 - smooth) * f / factor + smooth * f
+                        }
+                    })
+                    .collect()
+            }
+        }
+    }
+}
