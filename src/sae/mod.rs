@@ -5,9 +5,16 @@
 //! outputs with reports. Must not contain model internals (the engine owns those), file-format
 //! readers for datasets (the data layer owns those) or GUI/CLI code.
 pub mod dense;
+pub mod embed;
 mod error;
+pub mod interpret;
 pub mod model;
+pub mod output;
+pub mod pipeline;
 pub mod stats;
 
+pub use embed::{Embedder, MiniLmEmbedder};
 pub use error::SaeError;
 pub use model::{train_sae, Sae, SaeConfig, StepMetrics, TrainHistory};
+pub use output::{read_sae, write_outputs, write_sae};
+pub use pipeline::{analyse, run, PairSet, RunOptions, RunResult, SaeReport};
