@@ -58,6 +58,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--regenerate", action="store_true")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default=OUT, help="where to write the reference (default: the committed fixture)")
     args = ap.parse_args()
 
     os.makedirs(FIX_DIR, exist_ok=True)
@@ -116,9 +117,9 @@ def main():
         "settings": {"num_warmup": 500, "num_samples": 2000, "num_chains": 4, "chain_method": "parallel"},
         "fits": results,
     }
-    with open(OUT, "w") as f:
+    with open(args.out, "w") as f:
         json.dump(out, f, indent=1)
-    print("wrote", OUT)
+    print("wrote", args.out)
 
 
 if __name__ == "__main__":

@@ -92,7 +92,7 @@ pub fn run(a: DissectArgs) -> anyhow::Result<()> {
     }
     let r = &out.result;
     println!(
-        "fitted {} group(s), {} factor(s) in {secs:.2}s ({} records, {} ties dropped)",
+        "fitted {} group(s), {} factor(s) in {secs:.4}s ({} records, {} ties dropped)",
         r.groups.len(),
         r.factor_definitions.len(),
         r.settings.n_records,

@@ -60,6 +60,11 @@ pub struct FactorInfo {
     pub encoding: String,
     /// What the factor measures.
     pub definition: String,
+    /// For continuous factors: the rms of f(A) − f(B) over the data that the difference was
+    /// divided by (a weight per raw unit of difference is `weight / diff_scale`). Set by
+    /// [`encode`]; `None` for sign-encoded factors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diff_scale: Option<f64>,
 }
 
 impl FactorInfo {
@@ -76,6 +81,7 @@ impl FactorInfo {
             kind,
             encoding: encoding.to_string(),
             definition: definition.to_string(),
+            diff_scale: None,
         }
     }
 }
@@ -372,15 +378,17 @@ impl FactorSource for ComputedFactors {
     }
 }
 
-/// Encodes raw pair values into features (rows = pairs) per the factors' kinds.
-pub fn encode(values: &[Vec<PairValue>], factors: &[FactorInfo]) -> Vec<Vec<f64>> {
+/// Encodes raw pair values into features (rows = pairs) per the factors' kinds, recording
+/// the scale of continuous factors in [`FactorInfo::diff_scale`].
+pub fn encode(values: &[Vec<PairValue>], factors: &mut [FactorInfo]) -> Vec<Vec<f64>> {
     let p = factors.len();
     let mut rms = vec![1.0; p];
-    for (j, f) in factors.iter().enumerate() {
+    for (j, f) in factors.iter_mut().enumerate() {
         if !f.kind.is_sign_encoded() {
             let ss: f64 = values.iter().map(|r| r[j].diff().powi(2)).sum();
             let r = (ss / values.len().max(1) as f64).sqrt();
             rms[j] = if r > 0.0 { r } else { 1.0 };
+            f.diff_scale = Some(rms[j]);
         }
     }
     values
@@ -456,7 +464,7 @@ mod tests {
             ),
         ];
         let src = AnnotationFactors;
-        let f = src.factors(&data).unwrap();
+        let mut f = src.factors(&data).unwrap();
         let kinds: Vec<_> = f
             .iter()
             .map(|x| (x.name.as_str(), x.kind, x.label.as_str()))
@@ -470,7 +478,9 @@ mod tests {
             ]
         );
         let vals: Vec<_> = data.iter().map(|j| src.values(j, &f).unwrap()).collect();
-        let x = encode(&vals, &f);
+        let x = encode(&vals, &mut f);
+        assert_eq!(f[2].diff_scale, Some(0.5f64.sqrt()));
+        assert_eq!(f[0].diff_scale, None);
         // r: diffs -1 and missing(0): rms = sqrt(1/2)
         assert_eq!(x[0][..2], [1.0, 0.0]);
         assert!((x[0][2] + std::f64::consts::SQRT_2).abs() < 1e-12);
@@ -486,16 +496,14 @@ mod tests {
             &[],
         );
         let src = ComputedFactors;
-        let f = src.factors(&[]).unwrap();
+        let mut f = src.factors(&[]).unwrap();
         let mut swapped = j.clone();
         std::mem::swap(&mut swapped.response_a, &mut swapped.response_b);
-        let x = encode(
-            &[
-                src.values(&j, &f).unwrap(),
-                src.values(&swapped, &f).unwrap(),
-            ],
-            &f,
-        );
+        let vals = [
+            src.values(&j, &f).unwrap(),
+            src.values(&swapped, &f).unwrap(),
+        ];
+        let x = encode(&vals, &mut f);
         for k in 0..f.len() {
             assert_eq!(x[0][k], -x[1][k], "{}", f[k].name);
         }

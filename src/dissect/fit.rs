@@ -141,6 +141,8 @@ pub struct FactorEstimate {
     pub rhat: Option<f64>,
     /// Effective sample size (NUTS only; smallest over folds).
     pub ess: Option<f64>,
+    /// Pairs of the group where this factor's feature is non-zero (A and B differ).
+    pub n_nonzero: usize,
 }
 
 /// Sampler statistics of one group (NUTS only).
@@ -403,7 +405,7 @@ pub fn build_design(
     if factors.is_empty() {
         return Err(DissectError::Empty("no factors selected".into()));
     }
-    let x = encode(&values, &factors);
+    let x = encode(&values, &mut factors);
     // drop all-zero factors
     let keep: Vec<usize> = (0..factors.len())
         .filter(|&c| x.iter().any(|r| r[c] != 0.0))
@@ -704,6 +706,7 @@ pub fn run_dissection_with(
                 prob_positive: acc.pos[j],
                 rhat: acc.rhat.as_ref().map(|r| r[j]),
                 ess: acc.ess.as_ref().map(|e| e[j]),
+                n_nonzero: rows.iter().filter(|&&i| design.x[i][j] != 0.0).count(),
             })
             .collect();
         let (mut correct, mut counted, mut a_wins) = (0usize, 0usize, 0usize);

@@ -135,3 +135,39 @@ pub fn read_judgements(path: &Path) -> Result<Vec<Judgement>, DissectError> {
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_judgements_pairs_and_reports_fields() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("d.jsonl");
+        std::fs::write(
+            &p,
+            concat!(
+                r#"{"kind":"judgement","id":"x","prompt":[{"role":"user","content":"hi"}],"response_a":"a","response_b":"b","winner":"B","judge":"human","factors_a":{"polite":1,"ok":true},"factors_b":{"polite":0}}"#,
+                "\n\n",
+                r#"{"prompt":"p","chosen":"c","rejected":"r","scenario":"code"}"#,
+                "\n"
+            ),
+        )
+        .unwrap();
+        let js = read_judgements(&p).unwrap();
+        assert_eq!(js.len(), 2);
+        assert_eq!(js[0].winner, Winner::B);
+        assert_eq!(js[0].factors_a["ok"], 1.0);
+        assert_eq!(js[0].judge.as_deref(), Some("human"));
+        assert_eq!((js[1].response_a.as_str(), js[1].winner), ("c", Winner::A));
+        assert_eq!(js[1].id, "line3");
+        assert_eq!(js[1].scenario.as_deref(), Some("code"));
+
+        std::fs::write(&p, "{\"response_a\":\"a\",\"response_b\":\"b\",\"winner\":\"a\",\"factors_a\":{\"x\":\"high\"}}\n").unwrap();
+        let e = read_judgements(&p).unwrap_err().to_string();
+        assert!(e.contains("line 1") && e.contains("factors_a.x"), "{e}");
+        std::fs::write(&p, "[{\"chosen\":\"c\"}]").unwrap();
+        let e = read_judgements(&p).unwrap_err().to_string();
+        assert!(e.contains("line 1") && e.contains("rejected"), "{e}");
+    }
+}

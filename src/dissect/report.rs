@@ -36,6 +36,7 @@ fn group_table(r: &DissectResult, gi: usize) -> Table {
     let nuts = g.factors.iter().any(|f| f.rhat.is_some());
     let mut headers = vec![
         "factor",
+        "pairs A≠B",
         "mean",
         "sd",
         "lo95",
@@ -50,6 +51,7 @@ fn group_table(r: &DissectResult, gi: usize) -> Table {
     for f in &g.factors {
         let mut row = vec![
             f.label.clone(),
+            f.n_nonzero.to_string(),
             fmt_num(f.mean, 3),
             fmt_num(f.sd, 3),
             fmt_num(f.lo95, 3),
@@ -95,7 +97,10 @@ fn definitions_table(r: &DissectResult) -> Table {
             },
             f.source.clone(),
             format!("{:?}", f.kind).to_lowercase(),
-            f.encoding.clone(),
+            match f.diff_scale {
+                Some(sc) => format!("{} (rms = {})", f.encoding, fmt_num(sc, 4)),
+                None => f.encoding.clone(),
+            },
             f.definition.clone(),
         ]);
     }
