@@ -2,6 +2,7 @@
 //! GGUF files), tokenizers and chat templates, one file per architecture family, hook points,
 //! differentiable forward passes and KV-cache generation. Must not contain steering, SAE or
 //! statistics logic: those call this module.
+pub mod bert;
 mod block;
 pub mod config;
 mod engine;
