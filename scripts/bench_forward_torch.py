@@ -2,7 +2,7 @@
 """PyTorch (transformers, eager attention) forward throughput on the same weights and token ids
 as `examples/bench_forward.rs`, for the comparison in BENCHMARKS.md. Not a test.
 
-    pip install torch transformers gguf
+    pip install torch transformers gguf accelerate
     python3 scripts/bench_forward_torch.py [--model PATH] [--batch 4] [--seq 128] [--iters 5]
 
 --model is an HF folder or a .gguf file (default: the embedded SmolLM2-135M-Instruct in the
