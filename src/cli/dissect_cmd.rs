@@ -1,9 +1,125 @@
-//! `steerlab dissect` (owned by the dissection work).
+//! `steerlab dissect`: factor-level dissection of preference labels. Parses flags, reads the
+//! judgements, calls `crate::dissect::run_dissection` with a progress bar, writes
+//! `report.json`/`report.md`/`report.html` and prints a summary (or the JSON with `--json`).
+use crate::cli::progress::BarSink;
+use crate::dissect::{self, DissectConfig, NutsConfig, Sampler};
+use anyhow::Context;
 use clap::Args;
+use std::path::PathBuf;
 
+/// Flags of `steerlab dissect`.
 #[derive(Debug, Args)]
-pub struct DissectArgs {}
+pub struct DissectArgs {
+    /// Judgements file (JSONL or a JSON array): pairwise judgements (response_a/response_b/winner,
+    /// optional judge/annotator/scenario/factors_a/factors_b) or chosen/rejected pairs.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Factor sources and/or factor names, comma separated: `computed`, `columns`, or names.
+    /// Default: `columns` when the data has annotations, else `computed`.
+    #[arg(long, value_delimiter = ',')]
+    pub factors: Vec<String>,
+    /// Fit one model per value combination of these keys: judge, annotator, scenario.
+    #[arg(long, value_delimiter = ',')]
+    pub by: Vec<String>,
+    /// Posterior computation: `nuts` (sampling) or `laplace` (MAP + Laplace approximation).
+    #[arg(long, default_value = "nuts")]
+    pub sampler: String,
+    /// Scale b of the Laplace(0, b) prior on every weight.
+    #[arg(long, default_value_t = 0.1)]
+    pub prior_scale: f64,
+    /// K-fold averaging: fit on each of K training folds and average (1 = fit all pairs once).
+    #[arg(long, default_value_t = 1)]
+    pub folds: usize,
+    /// NUTS warm-up iterations per chain.
+    #[arg(long, default_value_t = 500)]
+    pub warmup: usize,
+    /// NUTS draws kept per chain.
+    #[arg(long, default_value_t = 2000)]
+    pub draws: usize,
+    /// NUTS chains (run on threads).
+    #[arg(long, default_value_t = 4)]
+    pub chains: usize,
+    /// Seed for A/B orientation, folds and sampling.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Print report.json to stdout instead of a summary (and hide the progress bar).
+    #[arg(long)]
+    pub json: bool,
+    /// Output folder for report.json, report.md and report.html.
+    #[arg(long)]
+    pub out: PathBuf,
+}
 
-pub fn run(_a: DissectArgs) -> anyhow::Result<()> {
-    anyhow::bail!("`steerlab dissect` is being built")
+/// Runs `steerlab dissect`.
+pub fn run(a: DissectArgs) -> anyhow::Result<()> {
+    let sampler: Sampler = a.sampler.parse()?;
+    let data = dissect::io::read_judgements(&a.data)?;
+    let cfg = DissectConfig {
+        factors: a
+            .factors
+            .iter()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect(),
+        group_by: a
+            .by
+            .iter()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect(),
+        sampler,
+        prior_scale: a.prior_scale,
+        folds: a.folds,
+        nuts: NutsConfig {
+            warmup: a.warmup,
+            draws: a.draws,
+            chains: a.chains,
+            seed: a.seed,
+            ..NutsConfig::default()
+        },
+        seed: a.seed,
+    };
+    let bar = BarSink::new(a.json);
+    let t0 = std::time::Instant::now();
+    let out = dissect::run_dissection(&data, &cfg, &bar);
+    bar.finish();
+    let out = out.with_context(|| format!("dissecting {}", a.data.display()))?;
+    let secs = t0.elapsed().as_secs_f64();
+    let paths = dissect::report::write_reports(&a.out, &out.result)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&out.result)?);
+        return Ok(());
+    }
+    let r = &out.result;
+    println!(
+        "fitted {} group(s), {} factor(s) in {secs:.4}s ({} records, {} ties dropped)",
+        r.groups.len(),
+        r.factor_definitions.len(),
+        r.settings.n_records,
+        r.settings.n_ties
+    );
+    for g in &r.groups {
+        println!("\n[{}] {} pairs", g.label, g.n_pairs);
+        let mut fs: Vec<_> = g.factors.iter().collect();
+        fs.sort_by(|x, y| y.mean.abs().total_cmp(&x.mean.abs()));
+        for f in fs {
+            let diag = match (f.rhat, f.ess) {
+                (Some(rh), Some(e)) => format!("  rhat {rh:.3} ess {e:.0}"),
+                _ => String::new(),
+            };
+            println!(
+                "  {:<28} {:>7.3} [{:>7.3}, {:>7.3}]  pref {:>5.1}%{diag}",
+                f.label, f.mean, f.lo95, f.hi95, f.prob_preferred
+            );
+        }
+        if let Some(s) = &g.sampler_stats {
+            if s.divergences > 0 {
+                println!("  warning: {} divergent transitions", s.divergences);
+            }
+        }
+    }
+    for p in &paths {
+        println!("wrote {}", p.display());
+    }
+    Ok(())
 }

@@ -15,7 +15,10 @@ pub struct Message {
 impl Message {
     /// A message with the given role and content.
     pub fn new(role: impl Into<String>, content: impl Into<String>) -> Self {
-        Self { role: role.into(), content: content.into() }
+        Self {
+            role: role.into(),
+            content: content.into(),
+        }
     }
 }
 
@@ -128,6 +131,17 @@ pub struct Feedback {
     pub label: bool,
 }
 
+/// A prompt without responses (red-teaming and evaluation prompt sets such as AdvBench).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PromptItem {
+    /// Stable id.
+    pub id: String,
+    /// The prompt.
+    pub prompt: Prompt,
+    /// Category / harm area, if recorded.
+    pub category: Option<String>,
+}
+
 /// One record of any supported kind.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -140,6 +154,8 @@ pub enum Record {
     AbItem(AbItem),
     /// Unpaired feedback.
     Feedback(Feedback),
+    /// A prompt alone.
+    Prompt(PromptItem),
 }
 
 impl Record {
@@ -150,6 +166,20 @@ impl Record {
             Record::Judgement(r) => &r.id,
             Record::AbItem(r) => &r.id,
             Record::Feedback(r) => &r.id,
+            Record::Prompt(r) => &r.id,
+        }
+    }
+}
+
+impl Record {
+    /// The record's prompt (an A/B item's question as plain text).
+    pub fn prompt(&self) -> Prompt {
+        match self {
+            Record::Pair(r) => r.prompt.clone(),
+            Record::Judgement(r) => r.prompt.clone(),
+            Record::AbItem(r) => Prompt::Text(r.question.clone()),
+            Record::Feedback(r) => r.prompt.clone(),
+            Record::Prompt(r) => r.prompt.clone(),
         }
     }
 }

@@ -20,3 +20,6 @@ pub use engine::{
 pub use error::{ModelError, Result};
 pub use generate::GenerateOptions;
 pub use hooks::{HookPoint, Hooks, Intervention, Positions};
+pub mod gguf;
+pub mod tokenizer;
+pub use tokenizer::TextTokenizer;

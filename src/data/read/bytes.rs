@@ -1,0 +1,107 @@
+//! A buffered byte source that counts lines and offsets, shared by the text readers.
+use std::io::{self, BufRead, BufReader, Read};
+
+/// Buffered bytes with the current 1-based line and byte offset.
+pub(crate) struct ByteSource<R> {
+    inner: BufReader<R>,
+    line: u64,
+    offset: u64,
+}
+
+/// Result of [`ByteSource::read_line_bounded`].
+pub(crate) struct LineRead {
+    /// Bytes in the line (without the `\n`), including those not stored.
+    pub len: u64,
+    /// False when the source was already at its end.
+    pub any: bool,
+}
+
+impl<R: Read> ByteSource<R> {
+    pub fn new(r: R) -> Self {
+        Self {
+            inner: BufReader::with_capacity(64 * 1024, r),
+            line: 1,
+            offset: 0,
+        }
+    }
+
+    /// The 1-based line of the next byte.
+    pub fn line(&self) -> u64 {
+        self.line
+    }
+
+    /// Bytes consumed so far.
+    #[allow(dead_code)]
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// The next byte without consuming it.
+    pub fn peek(&mut self) -> io::Result<Option<u8>> {
+        Ok(self.inner.fill_buf()?.first().copied())
+    }
+
+    /// Consumes and returns the next byte.
+    pub fn next_byte(&mut self) -> io::Result<Option<u8>> {
+        let b = match self.inner.fill_buf()?.first().copied() {
+            Some(b) => b,
+            None => return Ok(None),
+        };
+        self.inner.consume(1);
+        self.offset += 1;
+        if b == b'\n' {
+            self.line += 1;
+        }
+        Ok(Some(b))
+    }
+
+    /// Skips a UTF-8 byte-order mark at the current position.
+    pub fn skip_bom(&mut self) -> io::Result<()> {
+        let buf = self.inner.fill_buf()?;
+        if buf.starts_with(b"\xEF\xBB\xBF") {
+            self.inner.consume(3);
+            self.offset += 3;
+        }
+        Ok(())
+    }
+
+    /// Skips ASCII whitespace.
+    pub fn skip_ws(&mut self) -> io::Result<()> {
+        while let Some(b) = self.peek()? {
+            if b.is_ascii_whitespace() {
+                self.next_byte()?;
+            } else {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads through the next `\n` (consumed, not stored), appending at most `limit` bytes of
+    /// the line to `out`; the rest of an over-long line is read and dropped.
+    pub fn read_line_bounded(&mut self, out: &mut Vec<u8>, limit: usize) -> io::Result<LineRead> {
+        let mut len = 0u64;
+        let mut any = false;
+        loop {
+            let buf = self.inner.fill_buf()?;
+            if buf.is_empty() {
+                return Ok(LineRead { len, any });
+            }
+            any = true;
+            let (chunk, done) = match buf.iter().position(|&b| b == b'\n') {
+                Some(p) => (p, true),
+                None => (buf.len(), false),
+            };
+            let room = limit.saturating_sub(out.len());
+            out.extend_from_slice(&buf[..chunk.min(room)]);
+            len += chunk as u64;
+            let used = if done { chunk + 1 } else { chunk };
+            self.inner.consume(used);
+            self.offset += used as u64;
+            if done {
+                self.line += 1;
+                return Ok(LineRead { len, any });
+            }
+        }
+    }
+}

@@ -1,0 +1,856 @@
+//! The dissection pipeline: judgements → design matrix → per-group fits (with K-fold averaging)
+//! → comparisons (similarity, agreement) → a serialisable [`DissectResult`]; plus the per-pair
+//! contribution [`Waterfall`].
+//!
+//! Steps of [`run_dissection`]:
+//! 1. ties are dropped (counted per group);
+//! 2. factors are extracted from the chosen sources over all remaining pairs and encoded
+//!    (sign or standardised difference, see `factors`); factors that are 0 for every pair are
+//!    dropped (they carry no information);
+//! 3. when every label is "A" (chosen/rejected data), each pair's A/B order is flipped with
+//!    probability ½ (seeded): x → −x and the label → B. The likelihood depends only on
+//!    label·x, so the posterior is unchanged; the flip only makes orientation-dependent
+//!    summaries (share of A wins, accuracy) meaningful;
+//! 4. pairs are grouped by the values of the `group_by` keys (`judge`, `annotator`,
+//!    `scenario`); without keys there is one group `{}` holding every pair;
+//! 5. each group is fitted with NUTS or MAP + Laplace. With K > 1 folds (GAIR's recipe) the
+//!    group's pairs are shuffled (seeded), split into K contiguous folds, the model is fitted on
+//!    each training set (all folds but one) and means, sds and interval bounds are averaged
+//!    over the K fits; R-hat reports the worst and ESS the smallest over folds;
+//! 6. groups are compared by Pearson/Spearman correlation of their posterior-mean vectors
+//!    (GAIR's similarity) and Kendall τ-b of the factor rankings they induce (PROFILE-style
+//!    agreement).
+//!
+//! Must not do file I/O or printing: the CLI and app call it and write reports.
+use super::diagnostics::{ess, split_rhat};
+use super::error::DissectError;
+use super::factors::{
+    encode, AnnotationFactors, ComputedFactors, FactorInfo, FactorSource, PairValue,
+};
+use super::laplace;
+use super::nuts::{self, NutsConfig};
+use super::posterior::Posterior;
+use super::stats::{kendall_tau_b, mean_sd, pearson, quantile_sorted, sigmoid, spearman};
+use crate::data::{Judgement, Winner};
+use crate::jobs::{Progress, ProgressSink};
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Which posterior computation to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Sampler {
+    /// Full NUTS sampling (slow, exact up to Monte Carlo error).
+    Nuts,
+    /// MAP + Laplace approximation (fast, for live use).
+    Laplace,
+}
+
+impl std::str::FromStr for Sampler {
+    type Err = DissectError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "nuts" => Ok(Sampler::Nuts),
+            "laplace" | "map" => Ok(Sampler::Laplace),
+            other => Err(DissectError::BadOption(format!(
+                "unknown sampler `{other}` (expected `nuts` or `laplace`)"
+            ))),
+        }
+    }
+}
+
+/// Everything that configures a dissection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DissectConfig {
+    /// Factor selection: source ids (`computed`, `columns`) and/or individual factor names.
+    /// Empty = `columns` when the data has annotations, else `computed`.
+    pub factors: Vec<String>,
+    /// Group keys: any of `judge`, `annotator`, `scenario`.
+    pub group_by: Vec<String>,
+    /// Posterior computation.
+    pub sampler: Sampler,
+    /// Laplace prior scale b (GAIR: 0.1).
+    pub prior_scale: f64,
+    /// K for K-fold averaging (1 = fit on all pairs once; GAIR uses 10).
+    pub folds: usize,
+    /// NUTS settings (its `seed` is overridden by `seed`).
+    pub nuts: NutsConfig,
+    /// Seed for orientation flips, fold shuffles and the sampler.
+    pub seed: u64,
+}
+
+impl Default for DissectConfig {
+    fn default() -> Self {
+        Self {
+            factors: Vec::new(),
+            group_by: Vec::new(),
+            sampler: Sampler::Nuts,
+            prior_scale: 0.1,
+            folds: 1,
+            nuts: NutsConfig::default(),
+            seed: 0,
+        }
+    }
+}
+
+/// The keys pairs can be grouped by.
+pub const GROUP_KEYS: [&str; 3] = ["judge", "annotator", "scenario"];
+
+/// The encoded data set: one row per non-tie pair, in the original A/B orientation.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Design {
+    /// The factors (columns).
+    pub factors: Vec<FactorInfo>,
+    /// Pair ids.
+    pub ids: Vec<String>,
+    /// Features, one row per pair.
+    pub x: Vec<Vec<f64>>,
+    /// True when A was preferred.
+    pub a_preferred: Vec<bool>,
+    /// Whether the pair was flipped for fitting (step 3 of the module docs).
+    pub flipped: Vec<bool>,
+    /// Group values per pair (key → value; missing values are `"(none)"`).
+    pub group: Vec<BTreeMap<String, String>>,
+}
+
+/// Posterior summary of one factor in one group.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FactorEstimate {
+    /// Factor name.
+    pub name: String,
+    /// Short label.
+    pub label: String,
+    /// Posterior mean of the weight.
+    pub mean: f64,
+    /// Posterior standard deviation.
+    pub sd: f64,
+    /// 2.5% posterior quantile.
+    pub lo95: f64,
+    /// 97.5% posterior quantile.
+    pub hi95: f64,
+    /// GAIR's "probability preferred": 100·σ(mean), the chance (in %) that a response having
+    /// more of this factor, all else equal, is preferred.
+    pub prob_preferred: f64,
+    /// Posterior probability that the weight is positive.
+    pub prob_positive: f64,
+    /// Split R-hat (NUTS only; worst over folds).
+    pub rhat: Option<f64>,
+    /// Effective sample size (NUTS only; smallest over folds).
+    pub ess: Option<f64>,
+    /// Pairs of the group where this factor's feature is non-zero (A and B differ).
+    pub n_nonzero: usize,
+}
+
+/// Sampler statistics of one group (NUTS only).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SamplerStats {
+    /// Divergent transitions, all chains and folds.
+    pub divergences: usize,
+    /// Mean acceptance statistic.
+    pub mean_accept: f64,
+    /// Mean leapfrog steps per draw.
+    pub mean_leapfrog: f64,
+    /// Mean adapted step size.
+    pub step_size: f64,
+}
+
+/// The fit of one group.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GroupResult {
+    /// Group values (key → value); `{}` when not grouped.
+    pub group: BTreeMap<String, String>,
+    /// Display label ("judge=human, scenario=code", or "all").
+    pub label: String,
+    /// Non-tie pairs fitted.
+    pub n_pairs: usize,
+    /// Ties dropped.
+    pub n_ties: usize,
+    /// Share of pairs where A won, after orientation flips.
+    pub frac_a_preferred: f64,
+    /// In-sample accuracy of sign(x·mean) against the labels (pairs with x·mean = 0 skipped).
+    pub accuracy: f64,
+    /// Per-factor estimates, in design order.
+    pub factors: Vec<FactorEstimate>,
+    /// NUTS statistics.
+    pub sampler_stats: Option<SamplerStats>,
+}
+
+/// Correlation matrices between groups' weight vectors.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Similarity {
+    /// Group labels (rows and columns).
+    pub labels: Vec<String>,
+    /// Pearson correlation of posterior means.
+    pub pearson: Vec<Vec<f64>>,
+    /// Spearman correlation of posterior means.
+    pub spearman: Vec<Vec<f64>>,
+}
+
+/// Agreement of factor rankings between two groups.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PairAgreement {
+    /// First group label.
+    pub a: String,
+    /// Second group label.
+    pub b: String,
+    /// Kendall τ-b of the posterior means.
+    pub kendall_tau: f64,
+    /// Factors whose 95% intervals exclude 0 in both groups with opposite signs.
+    pub opposite_sign_factors: Vec<String>,
+}
+
+/// PROFILE-style agreement between groups' factor rankings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Agreement {
+    /// Group labels.
+    pub labels: Vec<String>,
+    /// Kendall τ-b matrix.
+    pub kendall_tau: Vec<Vec<f64>>,
+    /// Every pair of groups.
+    pub pairs: Vec<PairAgreement>,
+}
+
+/// Settings and data counts, recorded in the report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Settings {
+    /// The configuration used.
+    #[serde(flatten)]
+    pub config: DissectConfig,
+    /// Pairs read (including ties).
+    pub n_records: usize,
+    /// Ties dropped.
+    pub n_ties: usize,
+    /// Whether A/B orientation was randomised (all labels were A).
+    pub orientation_randomised: bool,
+    /// Factors dropped because they were 0 for every pair.
+    pub dropped_factors: Vec<String>,
+    /// steerlab version.
+    pub steerlab_version: String,
+}
+
+/// The complete, serialisable dissection (this is `report.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DissectResult {
+    /// One entry per group.
+    pub groups: Vec<GroupResult>,
+    /// Between-group similarity of weight vectors.
+    pub similarity: Similarity,
+    /// Between-group agreement of factor rankings.
+    pub agreement: Agreement,
+    /// Settings and counts.
+    pub settings: Settings,
+    /// Factor definitions (name, label, source, kind, encoding, definition).
+    pub factor_definitions: Vec<FactorInfo>,
+}
+
+/// A fit together with the design it was fitted on (for waterfalls and the GUI).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DissectOutput {
+    /// The report.
+    pub result: DissectResult,
+    /// The design matrix.
+    pub design: Design,
+}
+
+/// One factor's contribution to one pair's logit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WaterfallStep {
+    /// Factor name.
+    pub name: String,
+    /// Factor label.
+    pub label: String,
+    /// Feature value x_j of the pair.
+    pub x: f64,
+    /// Posterior-mean weight w_j.
+    pub weight: f64,
+    /// w_j·x_j.
+    pub contribution: f64,
+}
+
+/// Per-pair contribution breakdown: logit(P(A preferred)) = Σ w_j x_j.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Waterfall {
+    /// Pair id.
+    pub pair_id: String,
+    /// Group whose weights were used.
+    pub group: String,
+    /// Non-zero contributions, largest |w·x| first.
+    pub steps: Vec<WaterfallStep>,
+    /// Total logit.
+    pub logit: f64,
+    /// Model probability that A is preferred.
+    pub prob_a: f64,
+    /// The observed label: true when A was preferred.
+    pub a_preferred: bool,
+}
+
+fn group_value(j: &Judgement, key: &str) -> String {
+    let v = match key {
+        "judge" => j.judge.as_deref(),
+        "annotator" => j.annotator.as_deref(),
+        "scenario" => j.scenario.as_deref(),
+        _ => None,
+    };
+    v.unwrap_or("(none)").to_string()
+}
+
+fn group_label(g: &BTreeMap<String, String>) -> String {
+    if g.is_empty() {
+        "all".to_string()
+    } else {
+        g.iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// The built-in factor sources.
+pub fn builtin_sources() -> Vec<Box<dyn FactorSource>> {
+    vec![Box::new(ComputedFactors), Box::new(AnnotationFactors)]
+}
+
+/// Builds the design matrix from non-tie judgements using `sources` and the selection.
+/// Returns the design, the dropped-factor names and whether orientation was randomised.
+pub fn build_design(
+    data: &[Judgement],
+    sources: &[Box<dyn FactorSource>],
+    cfg: &DissectConfig,
+) -> Result<(Design, Vec<String>, bool), DissectError> {
+    for k in &cfg.group_by {
+        if !GROUP_KEYS.contains(&k.as_str()) {
+            return Err(DissectError::BadOption(format!(
+                "cannot group by `{k}` (expected one of: {})",
+                GROUP_KEYS.join(", ")
+            )));
+        }
+    }
+    let kept: Vec<&Judgement> = data.iter().filter(|j| j.winner != Winner::Tie).collect();
+    if kept.is_empty() {
+        return Err(DissectError::Empty("no non-tie judgements".into()));
+    }
+    let owned: Vec<Judgement> = kept.iter().map(|j| (*j).clone()).collect();
+    let selection: Vec<String> = if cfg.factors.is_empty() {
+        let has_cols = owned
+            .iter()
+            .any(|j| !j.factors_a.is_empty() || !j.factors_b.is_empty());
+        vec![if has_cols { "columns" } else { "computed" }.to_string()]
+    } else {
+        cfg.factors.clone()
+    };
+    // (source index, factors of that source)
+    let mut chosen: Vec<(usize, Vec<FactorInfo>)> = Vec::new();
+    let offered: Vec<Vec<FactorInfo>> = sources
+        .iter()
+        .map(|s| s.factors(&owned))
+        .collect::<Result<_, _>>()?;
+    for token in &selection {
+        let token = token.trim();
+        if token.is_empty() {
+            continue;
+        }
+        let picks: Vec<(usize, FactorInfo)> =
+            if let Some(si) = sources.iter().position(|s| s.id() == token) {
+                if offered[si].is_empty() {
+                    return Err(DissectError::Empty(format!(
+                        "factor source `{token}` has no factors in this data"
+                    )));
+                }
+                offered[si].iter().cloned().map(|f| (si, f)).collect()
+            } else {
+                let hits: Vec<(usize, FactorInfo)> = offered
+                    .iter()
+                    .enumerate()
+                    .flat_map(|(si, fs)| {
+                        fs.iter()
+                            .filter(|f| f.name == token)
+                            .cloned()
+                            .map(move |f| (si, f))
+                    })
+                    .collect();
+                if hits.is_empty() {
+                    let ids: Vec<&str> = sources.iter().map(|s| s.id()).collect();
+                    return Err(DissectError::BadOption(format!(
+                        "unknown factor or source `{token}` (sources: {}; or a factor name)",
+                        ids.join(", ")
+                    )));
+                }
+                hits.into_iter().take(1).collect()
+            };
+        for (si, f) in picks {
+            let slot = match chosen.iter_mut().find(|(i, _)| *i == si) {
+                Some(s) => s,
+                None => {
+                    chosen.push((si, Vec::new()));
+                    chosen.last_mut().expect("just pushed")
+                }
+            };
+            if !slot.1.iter().any(|g| g.name == f.name) {
+                slot.1.push(f);
+            }
+        }
+    }
+    let mut factors: Vec<FactorInfo> = Vec::new();
+    let mut values: Vec<Vec<PairValue>> = vec![Vec::new(); owned.len()];
+    for (si, fs) in &chosen {
+        for (row, j) in values.iter_mut().zip(&owned) {
+            row.extend(sources[*si].values(j, fs)?);
+        }
+        factors.extend(fs.iter().cloned());
+    }
+    if factors.is_empty() {
+        return Err(DissectError::Empty("no factors selected".into()));
+    }
+    let x = encode(&values, &mut factors);
+    // drop all-zero factors
+    let keep: Vec<usize> = (0..factors.len())
+        .filter(|&c| x.iter().any(|r| r[c] != 0.0))
+        .collect();
+    let dropped: Vec<String> = (0..factors.len())
+        .filter(|c| !keep.contains(c))
+        .map(|c| factors[c].name.clone())
+        .collect();
+    if keep.is_empty() {
+        return Err(DissectError::Empty(
+            "every selected factor is equal for A and B in every pair".into(),
+        ));
+    }
+    let factors: Vec<FactorInfo> = keep.iter().map(|&c| factors[c].clone()).collect();
+    let x: Vec<Vec<f64>> = x
+        .iter()
+        .map(|r| keep.iter().map(|&c| r[c]).collect())
+        .collect();
+    let a_preferred: Vec<bool> = owned.iter().map(|j| j.winner == Winner::A).collect();
+    let randomise = a_preferred.iter().all(|&a| a);
+    let mut rng = StdRng::seed_from_u64(cfg.seed ^ 0x5EED_F11B);
+    let flipped: Vec<bool> = owned
+        .iter()
+        .map(|_| randomise && rng.random::<bool>())
+        .collect();
+    let group = owned
+        .iter()
+        .map(|j| {
+            cfg.group_by
+                .iter()
+                .map(|k| (k.clone(), group_value(j, k)))
+                .collect()
+        })
+        .collect();
+    let design = Design {
+        factors,
+        ids: owned.iter().map(|j| j.id.clone()).collect(),
+        x,
+        a_preferred,
+        flipped,
+        group,
+    };
+    Ok((design, dropped, randomise))
+}
+
+/// Summary of one fit (one fold).
+struct OneFit {
+    mean: Vec<f64>,
+    sd: Vec<f64>,
+    lo: Vec<f64>,
+    hi: Vec<f64>,
+    pos: Vec<f64>,
+    rhat: Option<Vec<f64>>,
+    ess: Option<Vec<f64>>,
+    stats: Option<SamplerStats>,
+}
+
+fn fit_rows(
+    design: &Design,
+    rows: &[usize],
+    cfg: &DissectConfig,
+    seed: u64,
+    tick: &(dyn Fn(u64) + Sync),
+    cancelled: &(dyn Fn() -> bool + Sync),
+) -> Result<OneFit, DissectError> {
+    let p = design.factors.len();
+    let x: Vec<Vec<f64>> = rows
+        .iter()
+        .map(|&i| {
+            let s = if design.flipped[i] { -1.0 } else { 1.0 };
+            design.x[i].iter().map(|v| s * v).collect()
+        })
+        .collect();
+    let y: Vec<bool> = rows
+        .iter()
+        .map(|&i| design.a_preferred[i] != design.flipped[i])
+        .collect();
+    let post = Posterior::new(&x, &y, p, cfg.prior_scale);
+    match cfg.sampler {
+        Sampler::Laplace => {
+            let f = laplace::fit(&post)?;
+            tick(1);
+            Ok(OneFit {
+                mean: f.mean,
+                sd: f.sd,
+                lo: f.lo95,
+                hi: f.hi95,
+                pos: f.prob_positive,
+                rhat: None,
+                ess: None,
+                stats: None,
+            })
+        }
+        Sampler::Nuts => {
+            let ncfg = NutsConfig {
+                seed,
+                ..cfg.nuts.clone()
+            };
+            let out = nuts::sample(&post, &ncfg, tick, cancelled)?;
+            let mut fit = OneFit {
+                mean: Vec::new(),
+                sd: Vec::new(),
+                lo: Vec::new(),
+                hi: Vec::new(),
+                pos: Vec::new(),
+                rhat: Some(Vec::new()),
+                ess: Some(Vec::new()),
+                stats: Some(SamplerStats {
+                    divergences: out.divergences,
+                    mean_accept: out.mean_accept,
+                    mean_leapfrog: out.mean_leapfrog,
+                    step_size: out.step_size.iter().sum::<f64>() / out.step_size.len() as f64,
+                }),
+            };
+            for j in 0..p {
+                let chains: Vec<Vec<f64>> = out
+                    .draws
+                    .iter()
+                    .map(|c| c.iter().map(|d| d[j]).collect())
+                    .collect();
+                let mut flat: Vec<f64> = chains.iter().flatten().copied().collect();
+                let (m, sd) = mean_sd(&flat);
+                let pos = flat.iter().filter(|v| **v > 0.0).count() as f64 / flat.len() as f64;
+                flat.sort_by(|a, b| a.total_cmp(b));
+                fit.mean.push(m);
+                fit.sd.push(sd);
+                fit.lo.push(quantile_sorted(&flat, 0.025));
+                fit.hi.push(quantile_sorted(&flat, 0.975));
+                fit.pos.push(pos);
+                if let Some(r) = fit.rhat.as_mut() {
+                    r.push(split_rhat(&chains));
+                }
+                if let Some(e) = fit.ess.as_mut() {
+                    e.push(ess(&chains));
+                }
+            }
+            Ok(fit)
+        }
+    }
+}
+
+/// Runs the whole dissection with the built-in sources. Reports progress to `sink` and
+/// returns [`DissectError::Cancelled`] once `sink.is_cancelled()`.
+pub fn run_dissection(
+    data: &[Judgement],
+    cfg: &DissectConfig,
+    sink: &dyn ProgressSink,
+) -> Result<DissectOutput, DissectError> {
+    run_dissection_with(data, &builtin_sources(), cfg, sink)
+}
+
+/// [`run_dissection`] with caller-supplied factor sources (SAE features, vectors, ...).
+pub fn run_dissection_with(
+    data: &[Judgement],
+    sources: &[Box<dyn FactorSource>],
+    cfg: &DissectConfig,
+    sink: &dyn ProgressSink,
+) -> Result<DissectOutput, DissectError> {
+    if !(cfg.prior_scale > 0.0 && cfg.prior_scale.is_finite()) {
+        return Err(DissectError::BadOption(format!(
+            "prior scale must be > 0 (got {})",
+            cfg.prior_scale
+        )));
+    }
+    let folds = cfg.folds.max(1);
+    sink.report(Progress::new("extracting factors", 0, None));
+    let (design, dropped, randomised) = build_design(data, sources, cfg)?;
+    for d in &dropped {
+        sink.log(&format!(
+            "factor `{d}` is equal for A and B in every pair: dropped"
+        ));
+    }
+    // groups in first-appearance order, then sorted by label for stable output
+    let mut groups: BTreeMap<String, (BTreeMap<String, String>, Vec<usize>)> = BTreeMap::new();
+    for (i, g) in design.group.iter().enumerate() {
+        groups
+            .entry(group_label(g))
+            .or_insert_with(|| (g.clone(), Vec::new()))
+            .1
+            .push(i);
+    }
+    let mut ties: BTreeMap<String, usize> = BTreeMap::new();
+    for j in data.iter().filter(|j| j.winner == Winner::Tie) {
+        let g: BTreeMap<String, String> = cfg
+            .group_by
+            .iter()
+            .map(|k| (k.clone(), group_value(j, k)))
+            .collect();
+        *ties.entry(group_label(&g)).or_default() += 1;
+    }
+    let per_fit: u64 = match cfg.sampler {
+        Sampler::Nuts => (cfg.nuts.chains * (cfg.nuts.warmup + cfg.nuts.draws)) as u64,
+        Sampler::Laplace => 1,
+    };
+    let total = per_fit * (folds * groups.len()) as u64;
+    let done = AtomicU64::new(0);
+    let mut results = Vec::new();
+    for (gi, (label, (gvals, rows))) in groups.iter().enumerate() {
+        let stage = format!("group {}/{}: {label}", gi + 1, groups.len());
+        let tick = |k: u64| {
+            let d = done.fetch_add(k, Ordering::Relaxed) + k;
+            sink.report(Progress::new(stage.clone(), d, Some(total)));
+        };
+        let cancelled = || sink.is_cancelled();
+        if cancelled() {
+            return Err(DissectError::Cancelled);
+        }
+        let fold_sets: Vec<Vec<usize>> = if folds <= 1 {
+            vec![rows.clone()]
+        } else {
+            if rows.len() < folds {
+                return Err(DissectError::Empty(format!(
+                    "group {label} has {} pairs, fewer than {folds} folds",
+                    rows.len()
+                )));
+            }
+            let mut shuffled = rows.clone();
+            shuffled.shuffle(&mut StdRng::seed_from_u64(cfg.seed.wrapping_add(gi as u64)));
+            let n = shuffled.len();
+            (0..folds)
+                .map(|k| {
+                    let start = k * n / folds;
+                    let end = start + n / folds;
+                    shuffled[..start]
+                        .iter()
+                        .chain(&shuffled[end..])
+                        .copied()
+                        .collect()
+                })
+                .collect()
+        };
+        let p = design.factors.len();
+        let mut acc = OneFit {
+            mean: vec![0.0; p],
+            sd: vec![0.0; p],
+            lo: vec![0.0; p],
+            hi: vec![0.0; p],
+            pos: vec![0.0; p],
+            rhat: None,
+            ess: None,
+            stats: None,
+        };
+        let kf = fold_sets.len() as f64;
+        for (k, train) in fold_sets.iter().enumerate() {
+            let seed = cfg
+                .seed
+                .wrapping_mul(1_000_003)
+                .wrapping_add((gi * 1000 + k) as u64);
+            let f = fit_rows(&design, train, cfg, seed, &tick, &cancelled)?;
+            for j in 0..p {
+                acc.mean[j] += f.mean[j] / kf;
+                acc.sd[j] += f.sd[j] / kf;
+                acc.lo[j] += f.lo[j] / kf;
+                acc.hi[j] += f.hi[j] / kf;
+                acc.pos[j] += f.pos[j] / kf;
+            }
+            if let Some(r) = f.rhat {
+                let a = acc.rhat.get_or_insert_with(|| vec![f64::NEG_INFINITY; p]);
+                for j in 0..p {
+                    a[j] = if r[j].is_nan() {
+                        f64::NAN
+                    } else {
+                        a[j].max(r[j])
+                    };
+                }
+            }
+            if let Some(e) = f.ess {
+                let a = acc.ess.get_or_insert_with(|| vec![f64::INFINITY; p]);
+                for j in 0..p {
+                    a[j] = a[j].min(e[j]);
+                }
+            }
+            if let Some(s) = f.stats {
+                let a = acc.stats.get_or_insert(SamplerStats {
+                    divergences: 0,
+                    mean_accept: 0.0,
+                    mean_leapfrog: 0.0,
+                    step_size: 0.0,
+                });
+                a.divergences += s.divergences;
+                a.mean_accept += s.mean_accept / kf;
+                a.mean_leapfrog += s.mean_leapfrog / kf;
+                a.step_size += s.step_size / kf;
+            }
+        }
+        let factors: Vec<FactorEstimate> = design
+            .factors
+            .iter()
+            .enumerate()
+            .map(|(j, f)| FactorEstimate {
+                name: f.name.clone(),
+                label: f.label.clone(),
+                mean: acc.mean[j],
+                sd: acc.sd[j],
+                lo95: acc.lo[j],
+                hi95: acc.hi[j],
+                prob_preferred: 100.0 * sigmoid(acc.mean[j]),
+                prob_positive: acc.pos[j],
+                rhat: acc.rhat.as_ref().map(|r| r[j]),
+                ess: acc.ess.as_ref().map(|e| e[j]),
+                n_nonzero: rows.iter().filter(|&&i| design.x[i][j] != 0.0).count(),
+            })
+            .collect();
+        let (mut correct, mut counted, mut a_wins) = (0usize, 0usize, 0usize);
+        for &i in rows {
+            let s = if design.flipped[i] { -1.0 } else { 1.0 };
+            let a = design.a_preferred[i] != design.flipped[i];
+            a_wins += usize::from(a);
+            let m: f64 = design.x[i]
+                .iter()
+                .zip(&acc.mean)
+                .map(|(x, w)| s * x * w)
+                .sum();
+            if m != 0.0 {
+                counted += 1;
+                correct += usize::from((m > 0.0) == a);
+            }
+        }
+        results.push(GroupResult {
+            group: gvals.clone(),
+            label: label.clone(),
+            n_pairs: rows.len(),
+            n_ties: ties.get(label).copied().unwrap_or(0),
+            frac_a_preferred: a_wins as f64 / rows.len() as f64,
+            accuracy: if counted > 0 {
+                correct as f64 / counted as f64
+            } else {
+                f64::NAN
+            },
+            factors,
+            sampler_stats: acc.stats,
+        });
+    }
+    let (similarity, agreement) = compare_groups(&results);
+    let n_ties = data.iter().filter(|j| j.winner == Winner::Tie).count();
+    let result = DissectResult {
+        groups: results,
+        similarity,
+        agreement,
+        settings: Settings {
+            config: cfg.clone(),
+            n_records: data.len(),
+            n_ties,
+            orientation_randomised: randomised,
+            dropped_factors: dropped,
+            steerlab_version: env!("CARGO_PKG_VERSION").to_string(),
+        },
+        factor_definitions: design.factors.clone(),
+    };
+    sink.report(Progress::new("done", total, Some(total)));
+    Ok(DissectOutput { result, design })
+}
+
+/// Pearson/Spearman similarity and Kendall-τ agreement between every pair of groups.
+pub fn compare_groups(groups: &[GroupResult]) -> (Similarity, Agreement) {
+    let labels: Vec<String> = groups.iter().map(|g| g.label.clone()).collect();
+    let means: Vec<Vec<f64>> = groups
+        .iter()
+        .map(|g| g.factors.iter().map(|f| f.mean).collect())
+        .collect();
+    let n = groups.len();
+    let mut pe = vec![vec![1.0; n]; n];
+    let mut sp = vec![vec![1.0; n]; n];
+    let mut kt = vec![vec![1.0; n]; n];
+    let mut pairs = Vec::new();
+    for a in 0..n {
+        for b in (a + 1)..n {
+            pe[a][b] = pearson(&means[a], &means[b]);
+            sp[a][b] = spearman(&means[a], &means[b]);
+            kt[a][b] = kendall_tau_b(&means[a], &means[b]);
+            pe[b][a] = pe[a][b];
+            sp[b][a] = sp[a][b];
+            kt[b][a] = kt[a][b];
+            let opposite = groups[a]
+                .factors
+                .iter()
+                .zip(&groups[b].factors)
+                .filter(|(x, y)| (x.lo95 > 0.0 && y.hi95 < 0.0) || (x.hi95 < 0.0 && y.lo95 > 0.0))
+                .map(|(x, _)| x.name.clone())
+                .collect();
+            pairs.push(PairAgreement {
+                a: labels[a].clone(),
+                b: labels[b].clone(),
+                kendall_tau: kt[a][b],
+                opposite_sign_factors: opposite,
+            });
+        }
+    }
+    (
+        Similarity {
+            labels: labels.clone(),
+            pearson: pe,
+            spearman: sp,
+        },
+        Agreement {
+            labels,
+            kendall_tau: kt,
+            pairs,
+        },
+    )
+}
+
+impl DissectOutput {
+    /// Index of the pair with this id in the design.
+    pub fn pair_index(&self, id: &str) -> Option<usize> {
+        self.design.ids.iter().position(|x| x == id)
+    }
+
+    /// Index of the group this pair belongs to.
+    pub fn group_of(&self, pair: usize) -> Option<usize> {
+        let label = group_label(self.design.group.get(pair)?);
+        self.result.groups.iter().position(|g| g.label == label)
+    }
+
+    /// The contribution breakdown of pair `pair` (design index, original A/B orientation)
+    /// under the posterior means of group `group` (default: the pair's own group).
+    pub fn waterfall(&self, pair: usize, group: Option<usize>) -> Option<Waterfall> {
+        let gi = match group {
+            Some(g) => g,
+            None => self.group_of(pair)?,
+        };
+        let g = self.result.groups.get(gi)?;
+        let x = self.design.x.get(pair)?;
+        let mut steps: Vec<WaterfallStep> = g
+            .factors
+            .iter()
+            .zip(x)
+            .filter(|(_, xv)| **xv != 0.0)
+            .map(|(f, xv)| WaterfallStep {
+                name: f.name.clone(),
+                label: f.label.clone(),
+                x: *xv,
+                weight: f.mean,
+                contribution: f.mean * xv,
+            })
+            .collect();
+        steps.sort_by(|a, b| b.contribution.abs().total_cmp(&a.contribution.abs()));
+        let logit: f64 = steps.iter().map(|s| s.contribution).sum();
+        Some(Waterfall {
+            pair_id: self.design.ids[pair].clone(),
+            group: g.label.clone(),
+            steps,
+            logit,
+            prob_a: sigmoid(logit),
+            a_preferred: self.design.a_preferred[pair],
+        })
+    }
+}

@@ -1,0 +1,596 @@
+//! GGUF model files (llama.cpp's format): reads the header with candle's `gguf_file` reader,
+//! turns the `llama.*` metadata into an HF-style `config.json` value, dequantizes every tensor
+//! (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 and the K-quants), renames it to its HF name and
+//! undoes llama.cpp's per-head Q/K row permutation, and builds the tokenizer from metadata.
+//!
+//! This module must not build or run models: the engine loads the returned tensors like an HF
+//! safetensors folder. Only the `llama` architecture (which also covers Mistral files) is read.
+use super::tokenizer::TextTokenizer;
+use super::{ModelError, Result};
+use candle_core::quantized::gguf_file::{Content, Value};
+use candle_core::{DType, Device, Tensor};
+use std::collections::HashMap;
+use std::io::{BufReader, Read, Seek};
+use std::path::Path;
+
+/// The contents of a GGUF file, ready for the engine.
+#[derive(Debug)]
+pub struct GgufContents {
+    /// HF-style `config.json` equivalent (`model_type: "llama"`, `hidden_size`, ...).
+    pub config: serde_json::Value,
+    /// Dequantized tensors under their HF names (`model.layers.0.self_attn.q_proj.weight`, ...).
+    pub tensors: HashMap<String, Tensor>,
+    /// The tokenizer and chat template from the file's metadata.
+    pub tokenizer: TextTokenizer,
+    /// `general.name`, else the file stem.
+    pub name: String,
+}
+
+const GGUF_MAGIC: &[u8; 4] = b"GGUF";
+
+fn bad(path: &Path, field: impl Into<String>, message: impl Into<String>) -> ModelError {
+    ModelError::BadFile {
+        path: path.to_path_buf(),
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+fn open(path: &Path) -> Result<BufReader<std::fs::File>> {
+    if !path.exists() {
+        return Err(ModelError::MissingFile {
+            path: path.to_path_buf(),
+            what: "GGUF model file".into(),
+        });
+    }
+    let f = std::fs::File::open(path).map_err(|e| ModelError::Io {
+        path: path.to_path_buf(),
+        source: e,
+    })?;
+    Ok(BufReader::new(f))
+}
+
+/// Reads only the header (metadata and tensor table) of a GGUF file. Rejects files without the
+/// `GGUF` magic and headers that are truncated or corrupt, naming the file.
+pub fn read_gguf_header(path: &Path) -> Result<Content> {
+    let mut r = open(path)?;
+    let mut magic = [0u8; 4];
+    r.read_exact(&mut magic).map_err(|_| {
+        bad(
+            path,
+            "header",
+            "file is shorter than a GGUF header (4-byte magic)",
+        )
+    })?;
+    if &magic != GGUF_MAGIC {
+        return Err(bad(
+            path,
+            "header",
+            format!(
+                "not a GGUF file: magic is {:?}, expected \"GGUF\"",
+                String::from_utf8_lossy(&magic)
+            ),
+        ));
+    }
+    r.rewind().map_err(|e| ModelError::Io {
+        path: path.to_path_buf(),
+        source: e,
+    })?;
+    Content::read(&mut r).map_err(|e| {
+        bad(
+            path,
+            "header",
+            format!("corrupt or truncated GGUF header: {e}"),
+        )
+    })
+}
+
+/// The HF tensor name of a llama GGUF tensor (`blk.3.attn_q.weight` →
+/// `model.layers.3.self_attn.q_proj.weight`), or `None` for names the llama layout lacks.
+pub fn hf_tensor_name(gguf_name: &str) -> Option<String> {
+    match gguf_name {
+        "token_embd.weight" => return Some("model.embed_tokens.weight".into()),
+        "output_norm.weight" => return Some("model.norm.weight".into()),
+        "output.weight" => return Some("lm_head.weight".into()),
+        _ => {}
+    }
+    let rest = gguf_name.strip_prefix("blk.")?;
+    let (layer, rest) = rest.split_once('.')?;
+    let layer: usize = layer.parse().ok()?;
+    let (part, kind) = rest.rsplit_once('.')?;
+    if kind != "weight" && kind != "bias" {
+        return None;
+    }
+    let hf = match part {
+        "attn_q" => "self_attn.q_proj",
+        "attn_k" => "self_attn.k_proj",
+        "attn_v" => "self_attn.v_proj",
+        "attn_output" => "self_attn.o_proj",
+        "ffn_gate" if kind == "weight" => "mlp.gate_proj",
+        "ffn_up" if kind == "weight" => "mlp.up_proj",
+        "ffn_down" if kind == "weight" => "mlp.down_proj",
+        "attn_norm" if kind == "weight" => "input_layernorm",
+        "ffn_norm" if kind == "weight" => "post_attention_layernorm",
+        _ => return None,
+    };
+    Some(format!("model.layers.{layer}.{hf}.{kind}"))
+}
+
+fn md_int(content: &Content, path: &Path, key: &str) -> Result<Option<u64>> {
+    use Value::*;
+    let Some(v) = content.metadata.get(key) else {
+        return Ok(None);
+    };
+    let x: Option<u64> = match v {
+        U8(x) => Some(*x as u64),
+        U16(x) => Some(*x as u64),
+        U32(x) => Some(*x as u64),
+        U64(x) => Some(*x),
+        I8(x) => u64::try_from(*x).ok(),
+        I16(x) => u64::try_from(*x).ok(),
+        I32(x) => u64::try_from(*x).ok(),
+        I64(x) => u64::try_from(*x).ok(),
+        _ => None,
+    };
+    x.map(Some).ok_or_else(|| {
+        bad(
+            path,
+            key,
+            format!("expected a non-negative integer, got {v:?}"),
+        )
+    })
+}
+
+fn md_float(content: &Content, path: &Path, key: &str) -> Result<Option<f64>> {
+    use Value::*;
+    let Some(v) = content.metadata.get(key) else {
+        return Ok(None);
+    };
+    match v {
+        F32(x) => Ok(Some(*x as f64)),
+        F64(x) => Ok(Some(*x)),
+        _ => md_int(content, path, key).map(|o| o.map(|x| x as f64)),
+    }
+}
+
+fn md_str<'a>(content: &'a Content, path: &Path, key: &str) -> Result<Option<&'a str>> {
+    match content.metadata.get(key) {
+        None => Ok(None),
+        Some(v) => v
+            .to_string()
+            .map(|s| Some(s.as_str()))
+            .map_err(|_| bad(path, key, "expected a string")),
+    }
+}
+
+fn required(v: Option<u64>, path: &Path, key: &str) -> Result<u64> {
+    v.ok_or_else(|| bad(path, key, "missing"))
+}
+
+/// The `general.architecture` of a parsed header (error if missing).
+pub fn architecture(content: &Content, path: &Path) -> Result<String> {
+    md_str(content, path, "general.architecture")?
+        .map(String::from)
+        .ok_or_else(|| bad(path, "general.architecture", "missing"))
+}
+
+/// The HF-style config of a llama GGUF header. `vocab_size` is the embedding's row count;
+/// `tie_word_embeddings` is true when there is no `output.weight`. Other architectures give
+/// [`ModelError::UnsupportedArchitecture`].
+pub fn gguf_config(content: &Content, path: &Path) -> Result<serde_json::Value> {
+    let arch = architecture(content, path)?;
+    if arch != "llama" {
+        return Err(ModelError::UnsupportedArchitecture {
+            path: path.to_path_buf(),
+            model_type: arch,
+        });
+    }
+    let k = |s: &str| format!("llama.{s}");
+    let hidden = required(
+        md_int(content, path, &k("embedding_length"))?,
+        path,
+        &k("embedding_length"),
+    )?;
+    let inter = required(
+        md_int(content, path, &k("feed_forward_length"))?,
+        path,
+        &k("feed_forward_length"),
+    )?;
+    let layers = required(
+        md_int(content, path, &k("block_count"))?,
+        path,
+        &k("block_count"),
+    )?;
+    let heads = required(
+        md_int(content, path, &k("attention.head_count"))?,
+        path,
+        &k("attention.head_count"),
+    )?;
+    if heads == 0 || hidden == 0 || layers == 0 {
+        return Err(bad(
+            path,
+            "llama.*",
+            "embedding_length, block_count and attention.head_count must be > 0",
+        ));
+    }
+    let kv_heads = md_int(content, path, &k("attention.head_count_kv"))?.unwrap_or(heads);
+    if kv_heads == 0 || heads % kv_heads != 0 {
+        return Err(bad(
+            path,
+            k("attention.head_count_kv"),
+            format!("{kv_heads} KV heads do not divide {heads} attention heads"),
+        ));
+    }
+    let head_dim = match md_int(content, path, &k("attention.key_length"))? {
+        Some(h) => h,
+        None if hidden % heads == 0 => hidden / heads,
+        None => {
+            return Err(bad(
+                path,
+                k("attention.head_count"),
+                format!("{heads} heads do not divide hidden size {hidden}"),
+            ))
+        }
+    };
+    if head_dim % 2 != 0 {
+        return Err(bad(
+            path,
+            k("attention.key_length"),
+            format!("head dim {head_dim} is odd"),
+        ));
+    }
+    if let Some(vd) = md_int(content, path, &k("attention.value_length"))? {
+        if vd != head_dim {
+            return Err(bad(
+                path,
+                k("attention.value_length"),
+                format!("{vd} differs from key_length {head_dim}: not supported"),
+            ));
+        }
+    }
+    if let Some(rd) = md_int(content, path, &k("rope.dimension_count"))? {
+        if rd != head_dim {
+            return Err(bad(
+                path,
+                k("rope.dimension_count"),
+                format!("partial rotary embedding ({rd} of {head_dim} dims) is not supported"),
+            ));
+        }
+    }
+    let eps = md_float(content, path, &k("attention.layer_norm_rms_epsilon"))?.unwrap_or(1e-5);
+    let theta = md_float(content, path, &k("rope.freq_base"))?.unwrap_or(10_000.0);
+    let ctx = md_int(content, path, &k("context_length"))?.unwrap_or(2048);
+    let rope_scaling = match md_str(content, path, &k("rope.scaling.type"))? {
+        None | Some("none") => serde_json::Value::Null,
+        Some("linear") => {
+            let f = md_float(content, path, &k("rope.scaling.factor"))?.ok_or_else(|| {
+                bad(
+                    path,
+                    k("rope.scaling.factor"),
+                    "missing for linear rope scaling",
+                )
+            })?;
+            serde_json::json!({ "type": "linear", "rope_type": "linear", "factor": f })
+        }
+        Some(other) => {
+            return Err(bad(
+                path,
+                k("rope.scaling.type"),
+                format!("rope scaling `{other}` is not supported"),
+            ))
+        }
+    };
+    if content.tensor_infos.contains_key("rope_freqs.weight") {
+        return Err(bad(
+            path,
+            "rope_freqs.weight",
+            "per-frequency rope factors (Llama 3.1 style GGUF) are not supported; load the HF folder instead",
+        ));
+    }
+    let embed = content
+        .tensor_infos
+        .get("token_embd.weight")
+        .ok_or_else(|| bad(path, "token_embd.weight", "missing tensor"))?;
+    let edims = embed.shape.dims();
+    if edims.len() != 2 || edims[1] as u64 != hidden {
+        return Err(bad(
+            path,
+            "token_embd.weight",
+            format!("shape {edims:?} does not match [vocab, {hidden}]"),
+        ));
+    }
+    let vocab = edims[0] as u64;
+    if let Some(v) = md_int(content, path, &k("vocab_size"))? {
+        if v != vocab {
+            return Err(bad(
+                path,
+                k("vocab_size"),
+                format!("{v} differs from token_embd.weight's {vocab} rows"),
+            ));
+        }
+    }
+    let tied = !content.tensor_infos.contains_key("output.weight");
+    let tok_id = |key: &str| -> Result<serde_json::Value> {
+        Ok(md_int(content, path, key)?
+            .map(serde_json::Value::from)
+            .unwrap_or(serde_json::Value::Null))
+    };
+    Ok(serde_json::json!({
+        "model_type": "llama",
+        "architectures": ["LlamaForCausalLM"],
+        "hidden_size": hidden,
+        "intermediate_size": inter,
+        "num_hidden_layers": layers,
+        "num_attention_heads": heads,
+        "num_key_value_heads": kv_heads,
+        "head_dim": head_dim,
+        "rms_norm_eps": eps,
+        "rope_theta": theta,
+        "rope_scaling": rope_scaling,
+        "vocab_size": vocab,
+        "max_position_embeddings": ctx,
+        "tie_word_embeddings": tied,
+        "hidden_act": "silu",
+        "attention_bias": content.tensor_infos.contains_key("blk.0.attn_q.bias"),
+        "mlp_bias": false,
+        "bos_token_id": tok_id("tokenizer.ggml.bos_token_id")?,
+        "eos_token_id": tok_id("tokenizer.ggml.eos_token_id")?,
+        "pad_token_id": tok_id("tokenizer.ggml.padding_token_id")?,
+    }))
+}
+
+/// Undoes llama.cpp's Q/K permutation: the rows of each head were reordered from HF's
+/// "first half / second half" rotary layout to interleaved pairs. `t` is [rows, in] or [rows].
+pub fn unpermute_qk(t: &Tensor, n_head: usize) -> candle_core::Result<Tensor> {
+    let dims = t.dims().to_vec();
+    let rows = dims[0];
+    if n_head == 0 || rows % (2 * n_head) != 0 {
+        candle_core::bail!("{rows} rows cannot be split into {n_head} heads of even size");
+    }
+    let half = rows / n_head / 2;
+    let mut shape = vec![n_head, half, 2];
+    shape.extend_from_slice(&dims[1..]);
+    t.reshape(shape)?
+        .transpose(1, 2)?
+        .contiguous()?
+        .reshape(dims)
+}
+
+/// Reads a llama-architecture GGUF file: config, dequantized HF-named tensors (Q/K
+/// un-permuted) in `dtype` on `device`, tokenizer and name. Errors name the file and the
+/// key/tensor at fault; a tokenizer larger than the embedding table is rejected.
+pub fn read_gguf(path: &Path, device: &Device, dtype: DType) -> Result<GgufContents> {
+    let content = read_gguf_header(path)?;
+    let config = gguf_config(&content, path)?;
+    let tokenizer = TextTokenizer::from_gguf_metadata(&content, path)?;
+    let vocab = config["vocab_size"].as_u64().unwrap_or(0) as usize;
+    if tokenizer.vocab_size() > vocab {
+        return Err(bad(
+            path,
+            "tokenizer.ggml.tokens",
+            format!(
+                "the tokenizer has {} tokens but the model's embedding has only {vocab} rows",
+                tokenizer.vocab_size()
+            ),
+        ));
+    }
+    let heads = config["num_attention_heads"].as_u64().unwrap_or(1) as usize;
+    let kv_heads = config["num_key_value_heads"].as_u64().unwrap_or(1) as usize;
+    let layers = config["num_hidden_layers"].as_u64().unwrap_or(0) as usize;
+
+    // Check names and that every tensor lies inside the file before reading any data.
+    let file_len = std::fs::metadata(path)
+        .map_err(|e| ModelError::Io {
+            path: path.to_path_buf(),
+            source: e,
+        })?
+        .len();
+    let mut names: Vec<&String> = content.tensor_infos.keys().collect();
+    names.sort();
+    for name in &names {
+        let info = &content.tensor_infos[*name];
+        let Some(hf) = hf_tensor_name(name) else {
+            return Err(bad(
+                path,
+                name.as_str(),
+                "tensor not part of the llama layout (unsupported variant?)",
+            ));
+        };
+        if let Some(l) = hf
+            .strip_prefix("model.layers.")
+            .and_then(|r| r.split('.').next())
+            .and_then(|l| l.parse::<usize>().ok())
+        {
+            if l >= layers {
+                return Err(bad(
+                    path,
+                    name.as_str(),
+                    format!("layer {l} but block_count is {layers}"),
+                ));
+            }
+        }
+        let elems = info.shape.elem_count();
+        let bs = info.ggml_dtype.block_size();
+        if elems % bs != 0 {
+            return Err(bad(
+                path,
+                name.as_str(),
+                format!(
+                    "{elems} elements are not a whole number of {:?} blocks of {bs}",
+                    info.ggml_dtype
+                ),
+            ));
+        }
+        let size = (elems / bs * info.ggml_dtype.type_size()) as u64;
+        let end = content
+            .tensor_data_offset
+            .saturating_add(info.offset)
+            .saturating_add(size);
+        if end > file_len {
+            return Err(bad(
+                path,
+                name.as_str(),
+                format!("tensor data ends at byte {end} but the file has {file_len} bytes (truncated file?)"),
+            ));
+        }
+    }
+    // Every expected tensor is present with the shape the config implies.
+    let hidden = config["hidden_size"].as_u64().unwrap_or(0) as usize;
+    let inter = config["intermediate_size"].as_u64().unwrap_or(0) as usize;
+    let head_dim = config["head_dim"].as_u64().unwrap_or(0) as usize;
+    let (q_rows, kv_rows) = (heads * head_dim, kv_heads * head_dim);
+    let mut expected: Vec<(String, Vec<usize>)> = vec![("output_norm.weight".into(), vec![hidden])];
+    if content.tensor_infos.contains_key("output.weight") {
+        expected.push(("output.weight".into(), vec![vocab, hidden]));
+    }
+    for l in 0..layers {
+        for (part, shape) in [
+            ("attn_q", vec![q_rows, hidden]),
+            ("attn_k", vec![kv_rows, hidden]),
+            ("attn_v", vec![kv_rows, hidden]),
+            ("attn_output", vec![hidden, q_rows]),
+            ("ffn_gate", vec![inter, hidden]),
+            ("ffn_up", vec![inter, hidden]),
+            ("ffn_down", vec![hidden, inter]),
+            ("attn_norm", vec![hidden]),
+            ("ffn_norm", vec![hidden]),
+        ] {
+            expected.push((format!("blk.{l}.{part}.weight"), shape));
+        }
+        for (part, rows) in [
+            ("attn_q", q_rows),
+            ("attn_k", kv_rows),
+            ("attn_v", kv_rows),
+            ("attn_output", hidden),
+        ] {
+            let n = format!("blk.{l}.{part}.bias");
+            if content.tensor_infos.contains_key(&n) {
+                expected.push((n, vec![rows]));
+            }
+        }
+    }
+    for (n, shape) in expected {
+        match content.tensor_infos.get(&n) {
+            None => return Err(bad(path, n, "missing tensor")),
+            Some(info) if info.shape.dims() != shape.as_slice() => {
+                return Err(bad(
+                    path,
+                    n,
+                    format!(
+                        "shape {:?} does not match {shape:?} implied by the llama.* metadata",
+                        info.shape.dims()
+                    ),
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+
+    let mut reader = open(path)?;
+    let mut tensors = HashMap::with_capacity(names.len());
+    for name in names {
+        let hf = hf_tensor_name(name).unwrap_or_default();
+        let ctx = |e: candle_core::Error| bad(path, name.as_str(), e.to_string());
+        let q = content
+            .tensor(&mut reader, name, &Device::Cpu)
+            .map_err(ctx)?;
+        let mut t = q.dequantize(&Device::Cpu).map_err(ctx)?;
+        if hf.contains(".q_proj.") {
+            t = unpermute_qk(&t, heads).map_err(ctx)?;
+        } else if hf.contains(".k_proj.") {
+            t = unpermute_qk(&t, kv_heads).map_err(ctx)?;
+        }
+        let t = t
+            .to_dtype(dtype)
+            .map_err(ctx)?
+            .to_device(device)
+            .map_err(ctx)?;
+        tensors.insert(hf, t);
+    }
+    let name = md_str(&content, path, "general.name")?
+        .map(String::from)
+        .filter(|s| !s.trim().is_empty())
+        .unwrap_or_else(|| {
+            path.file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        });
+    Ok(GgufContents {
+        config,
+        tensors,
+        tokenizer,
+        name,
+    })
+}
+
+/// Dequantizes one tensor by its GGUF name, as stored (no renaming or un-permutation), as F32 on
+/// the CPU. For inspection and tests.
+pub fn dequantize_raw(path: &Path, name: &str) -> Result<Tensor> {
+    let content = read_gguf_header(path)?;
+    let mut reader = open(path)?;
+    let ctx = |e: candle_core::Error| bad(path, name, e.to_string());
+    let q = content
+        .tensor(&mut reader, name, &Device::Cpu)
+        .map_err(ctx)?;
+    q.dequantize(&Device::Cpu).map_err(ctx)
+}
+
+/// The ggml type name of each tensor (`Q4_1`, `F32`, ...), for `info`-style displays.
+pub fn tensor_types(content: &Content) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = content
+        .tensor_infos
+        .iter()
+        .map(|(n, i)| (n.clone(), format!("{:?}", i.ggml_dtype)))
+        .collect();
+    v.sort();
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_map_to_hf() {
+        assert_eq!(
+            hf_tensor_name("blk.12.attn_q.weight").unwrap(),
+            "model.layers.12.self_attn.q_proj.weight"
+        );
+        assert_eq!(
+            hf_tensor_name("blk.0.ffn_norm.weight").unwrap(),
+            "model.layers.0.post_attention_layernorm.weight"
+        );
+        assert_eq!(hf_tensor_name("output.weight").unwrap(), "lm_head.weight");
+        assert!(hf_tensor_name("blk.0.ffn_gate_exps.weight").is_none());
+        assert!(hf_tensor_name("rope_freqs.weight").is_none());
+    }
+
+    #[test]
+    fn unpermute_inverts_llama_cpp_permutation() {
+        // llama.cpp's convert script: w.reshape(h, 2, rows/h/2, in).swapaxes(1, 2).reshape(rows, in).
+        let (h, hd, inp) = (3usize, 4usize, 2usize);
+        let rows = h * hd;
+        let hf: Vec<f32> = (0..rows * inp).map(|x| x as f32).collect();
+        let mut gguf = vec![0f32; rows * inp];
+        for head in 0..h {
+            for i in 0..hd / 2 {
+                for j in 0..2 {
+                    // permuted row (head, i, j) comes from HF row (head, j, i)
+                    let dst = head * hd + i * 2 + j;
+                    let src = head * hd + j * (hd / 2) + i;
+                    for c in 0..inp {
+                        gguf[dst * inp + c] = hf[src * inp + c];
+                    }
+                }
+            }
+        }
+        let t = Tensor::from_vec(gguf, (rows, inp), &Device::Cpu).unwrap();
+        let back = unpermute_qk(&t, h)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        assert_eq!(back, hf);
+    }
+}
