@@ -16,7 +16,15 @@ fn default_model() -> (Model, TextTokenizer) {
         path.display()
     );
     let g = steerlab::model::gguf::read_gguf(&path, &Device::Cpu, DType::F32).unwrap();
-    let model = Model::from_parts(&g.config, g.tensors, &g.name, &Device::Cpu, DType::F32).unwrap();
+    let model = Model::from_parts(
+        &g.config,
+        g.tensors,
+        None,
+        &g.name,
+        &Device::Cpu,
+        DType::F32,
+    )
+    .unwrap();
     (model, g.tokenizer)
 }
 

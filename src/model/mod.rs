@@ -8,11 +8,13 @@ pub mod config;
 mod engine;
 mod error;
 mod generate;
+pub mod gguf;
 pub mod hooks;
 mod llama;
 mod ops;
 mod qwen2;
 mod qwen3;
+pub mod tokenizer;
 
 pub use config::{Architecture, ModelConfig, RopeScaling};
 pub use engine::{
@@ -21,6 +23,4 @@ pub use engine::{
 pub use error::{ModelError, Result};
 pub use generate::GenerateOptions;
 pub use hooks::{HookPoint, Hooks, Intervention, Positions};
-pub mod gguf;
-pub mod tokenizer;
 pub use tokenizer::TextTokenizer;
