@@ -2,7 +2,7 @@
 //! SmolLM2-135M-Instruct), plain and with a steering vector added mid-network.
 //! Not a test. Compare with `scripts/bench_forward_torch.py`, which runs transformers on the
 //! same weights and the same token ids. Run in release:
-//!     cargo run --release --example bench_forward -- [--model PATH] [--batch 4] [--seq 128] [--iters 5]
+//!     cargo run --release --example bench_forward -- [--model PATH] [--batch 4] [--seq 128] [--iters 5] [--device cpu|cuda] [--dtype f32|bf16]
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -39,7 +39,10 @@ fn main() -> anyhow::Result<()> {
         Some(p) => PathBuf::from(p),
         None => steerlab::paths::require_default(steerlab::paths::default_model_path(), "model")?,
     };
-    let opts = LoadOptions::parse(&arg(&args, "--device").unwrap_or("cpu".into()), "f32")?;
+    let opts = LoadOptions::parse(
+        &arg(&args, "--device").unwrap_or("cpu".into()),
+        &arg(&args, "--dtype").unwrap_or("f32".into()),
+    )?;
     let t0 = Instant::now();
     let model = Model::load(&path, &opts)?;
     println!(

@@ -36,6 +36,8 @@ def main():
     ap.add_argument("--seq", type=int, default=128)
     ap.add_argument("--iters", type=int, default=5)
     ap.add_argument("--attn", default="eager", help="eager or sdpa")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
+    ap.add_argument("--dtype", default="f32", help="f32 or bf16")
     a = ap.parse_args()
     t0 = time.perf_counter()
     if a.model.endswith(".gguf"):
@@ -45,18 +47,21 @@ def main():
         )
     else:
         model = AutoModelForCausalLM.from_pretrained(a.model, dtype=torch.float32, attn_implementation=a.attn)
+    model = model.to(device=a.device, dtype={"f32": torch.float32, "bf16": torch.bfloat16}[a.dtype])
     model.eval()
     print(f"loaded in {time.perf_counter() - t0:.2f} s; torch {torch.__version__}, {torch.get_num_threads()} threads")
-    ids = bench_ids(a.batch, a.seq, model.config.vocab_size)
+    ids = bench_ids(a.batch, a.seq, model.config.vocab_size).to(a.device)
+    sync = torch.cuda.synchronize if a.device.startswith("cuda") else (lambda: None)
     with torch.no_grad():
         model(input_ids=ids, use_cache=False)  # warm-up
         times = []
         for _ in range(a.iters):
             t = time.perf_counter()
             model(input_ids=ids, use_cache=False)
+            sync()
             times.append(time.perf_counter() - t)
     med = statistics.median(times)
-    print(f"torch {a.attn:6} batch {a.batch} x {a.seq}: median {med:.3f} s  {a.batch * a.seq / med:.0f} tokens/s")
+    print(f"torch {a.device} {a.dtype} {a.attn:6} batch {a.batch} x {a.seq}: median {med:.3f} s  {a.batch * a.seq / med:.0f} tokens/s")
 
 
 if __name__ == "__main__":
