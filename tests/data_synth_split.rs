@@ -123,11 +123,12 @@ fn fit_logistic(x: &[Vec<f64>], y: &[f64]) -> Vec<f64> {
                 .max_by(|&i, &j| m[i][c].abs().total_cmp(&m[j][c].abs()))
                 .unwrap();
             m.swap(c, p);
-            for r in 0..d {
+            let pivot = m[c].clone();
+            for (r, row) in m.iter_mut().enumerate() {
                 if r != c {
-                    let f = m[r][c] / m[c][c];
-                    for k in c..=d {
-                        m[r][k] -= f * m[c][k];
+                    let f = row[c] / pivot[c];
+                    for (x, p) in row.iter_mut().zip(&pivot).skip(c) {
+                        *x -= f * p;
                     }
                 }
             }
@@ -240,7 +241,7 @@ fn random_split_is_seeded_disjoint_and_sized() {
 #[test]
 fn prompt_split_keeps_components_together() {
     // Prompts differing only in case/whitespace are the same prompt; shared ids link too.
-    let recs = vec![
+    let recs = [
         pair("1", "What is 2+2?"),
         pair("2", "what is  2+2? "),
         pair("3", "Other"),
