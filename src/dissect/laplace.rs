@@ -299,7 +299,7 @@ mod tests {
             let dens: Vec<f64> = (0..=n)
                 .map(|i| {
                     let x = a + i as f64 * dx;
-                    (-(x - mu) * (x - mu) / (2.0 * s * s) - (x as f64).abs() / b).exp()
+                    (-(x - mu) * (x - mu) / (2.0 * s * s) - x.abs() / b).exp()
                 })
                 .collect();
             let tot: f64 = dens.iter().sum::<f64>() * dx;

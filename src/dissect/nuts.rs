@@ -472,9 +472,9 @@ fn run_chain(
             }
             if it + 1 == ends[win_idx] {
                 let n = w_n as f64;
-                for j in 0..d {
-                    let var = if w_n > 1 { w_m2[j] / (n - 1.0) } else { 1.0 };
-                    ch.minv[j] = (n / (n + 5.0)) * var + 1e-3 * (5.0 / (n + 5.0));
+                for (m, m2) in ch.minv.iter_mut().zip(&w_m2) {
+                    let var = if w_n > 1 { m2 / (n - 1.0) } else { 1.0 };
+                    *m = (n / (n + 5.0)) * var + 1e-3 * (5.0 / (n + 5.0));
                 }
                 w_n = 0;
                 w_mean.iter_mut().for_each(|v| *v = 0.0);
