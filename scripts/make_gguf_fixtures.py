@@ -464,6 +464,42 @@ HF_TEMPLATE = (
 )
 
 
+TEMPLATES = {
+    "llama3_style": (
+        "{{- bos_token }}\n{%- if messages[0]['role'] == 'system' %}\n"
+        "    {%- set system_message = messages[0]['content']|trim %}\n    {%- set messages = messages[1:] %}\n"
+        "{%- else %}\n    {%- set system_message = \"\" %}\n{%- endif %}\n"
+        "{{- \"<|start_header_id|>system<|end_header_id|>\\n\\n\" }}\n{{- system_message }}\n{{- \"<|eot_id|>\" }}\n"
+        "{%- for message in messages %}\n"
+        "    {{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n'+ message['content'] | trim + '<|eot_id|>' }}\n"
+        "{%- endfor %}\n{%- if add_generation_prompt %}\n    {{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}\n{%- endif %}\n"),
+    "qwen_style": (
+        "{%- set ns = namespace(found=false, n=0) %}\n{%- for m in messages %}\n"
+        "    {%- if m.role == 'system' %}{%- set ns.found = true %}{%- endif %}\n"
+        "    {%- if m.role == 'user' %}{%- set ns.n = ns.n + 1 %}{%- endif %}\n{%- endfor %}\n"
+        "{%- if tools is not none %}TOOLS{{ tools | tojson }}{%- endif %}\n"
+        "{%- if not ns.found %}<|im_start|>system\nYou are Qwen.<|im_end|>\n{%- endif %}\n"
+        "{%- for m in messages %}\n    {%- if m.role == 'assistant' and '</think>' in m.content %}\n"
+        "        {%- set content = m.content.split('</think>')[-1].lstrip('\\n') %}\n"
+        "    {%- else %}{%- set content = m.content %}{%- endif %}\n"
+        "<|im_start|>{{ m.role }}\n{{ content }}<|im_end|>\n{%- if loop.last %}\n<!-- {{ ns.n }} user turns, "
+        "{{ messages | selectattr('role', 'equalto', 'user') | list | length }} by filter -->{% endif %}\n"
+        "{%- endfor %}\n{%- if add_generation_prompt %}\n<|im_start|>assistant\n{%- endif %}\n"),
+    "gemma_style": (
+        "{{ bos_token }}{% for message in messages %}{% if message['role'] == 'assistant' %}{% set role = 'model' %}"
+        "{% else %}{% set role = message['role'] %}{% endif %}{{ '<start_of_turn>' + role + '\n' + "
+        "message['content'] | trim + '<end_of_turn>\n' }}{% endfor %}{% if add_generation_prompt %}"
+        "{{'<start_of_turn>model\n'}}{% endif %}"),
+    "features": (
+        "{% for m in messages %}{{ loop.index0 }}:{{ m.role | upper }}:{{ m['content'].strip().startswith(('Hi', 'Be')) }}"
+        ":{{ m.content.split() | length }}{% if not loop.last %}, {% endif %}{% endfor %}\n"
+        "{{ messages | map(attribute='role') | join('/') }}|{{ messages[0] | tojson }}|{{ messages[:2] | tojson(indent=2) }}\n"
+        "{% for k, v in messages[0].items() %}{{ k }}={{ v ~ '!' }};{% endfor %}{{ messages[0].get('missing', 'dflt') }}"
+        "{% if foo is defined %}FOO{% endif %}{{ eos_token if add_generation_prompt else pad_token }}"
+        "{% generation %}GEN{{ messages | length }}{% endgeneration %}"),
+}
+
+
 def hf_dirs(embedder_dir):
     from tokenizers import Tokenizer, models, pre_tokenizers, decoders, trainers, processors
     from transformers import AutoTokenizer
@@ -508,6 +544,17 @@ def hf_dirs(embedder_dir):
     except Exception as e:  # jinja2 TemplateError
         expected["bad_chat_error"] = str(e)
     write_json(HF_OUT / "expected.json", expected)
+
+    # Templates in the styles of popular models, rendered by transformers' jinja2 environment.
+    conv2 = [{"role": "system", "content": " Be brief. "}, {"role": "user", "content": "Hi <there> & \"you\""},
+             {"role": "assistant", "content": "<think>hmm</think>\n\nHello!"}, {"role": "user", "content": "Bye"}]
+    renders = []
+    for name, tpl in TEMPLATES.items():
+        for gen in (True, False):
+            renders.append({"name": name, "template": tpl, "messages": conv2, "add_generation_prompt": gen,
+                            "text": t.apply_chat_template(conv2, chat_template=tpl, tokenize=False,
+                                                          add_generation_prompt=gen)})
+    write_json(HF_OUT / "templates_expected.json", {"renders": renders})
 
     if embedder_dir.exists():
         m = AutoTokenizer.from_pretrained(str(embedder_dir))

@@ -13,6 +13,9 @@ qwen2, qwen3) writes tests/fixtures/models/<arch>/:
     batch_ids, batch_mask             both prompts right-padded to one batch
     batch_logits                      [2, T, V] HF logits of the padded batch
     generated_0                       8 greedy tokens after prompt 0 (KV cache, no EOS stop)
+The llama fixture also gets a tiny character-level BPE tokenizer (tokenizer.json, 96 tokens,
+ChatML special tokens) and a tokenizer_config.json with a ChatML chat template, so that the
+CLI's --prompt/--chat paths can be tested end to end.
 
 HF's output_hidden_states gives hidden_states[l + 1] = resid_post of block l except for the
 last block, where it returns the output of the final norm; the raw last residual is taken
@@ -93,6 +96,37 @@ def build(name, spec, seed):
     return model
 
 
+CHATML = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }} {{ m['content'] }}<|im_end|>{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant {% endif %}"
+)
+
+
+def write_tokenizer(d, vocab_size):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Metaspace()
+    tok.decoder = decoders.Metaspace()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=["<unk>", "<s>", "</s>", "<|im_start|>", "<|im_end|>"],
+        initial_alphabet=list("abcdefghijklmnopqrstuvwxyz?.,"),
+        limit_alphabet=30,
+    )
+    corpus = [
+        "what is the capital of france? the capital of france is paris.",
+        "a tiny model says hello to the world, and the world says hello back.",
+        "steering vectors add a direction to the residual stream of a transformer.",
+    ] * 20
+    tok.train_from_iterator(corpus, trainer)
+    assert tok.get_vocab_size() <= vocab_size, tok.get_vocab_size()
+    tok.save(os.path.join(d, "tokenizer.json"))
+    cfg = dict(bos_token="<s>", eos_token="<|im_end|>", unk_token="<unk>", chat_template=CHATML)
+    with open(os.path.join(d, "tokenizer_config.json"), "w") as f:
+        json.dump(cfg, f, indent=1)
+
+
 def run(model, ids, mask=None):
     layers = model.model.layers
     captured = {}
@@ -114,6 +148,8 @@ def main():
         os.makedirs(d, exist_ok=True)
         model.save_pretrained(d, safe_serialization=True)
         n_layers = model.config.num_hidden_layers
+        if name == "llama":
+            write_tokenizer(d, COMMON["vocab_size"])
         ref = {}
         for k, p in enumerate(PROMPTS):
             ids = torch.tensor([p], dtype=torch.long)

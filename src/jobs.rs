@@ -28,7 +28,12 @@ pub struct Progress {
 impl Progress {
     /// A report of `step` out of `total` in `stage`.
     pub fn new(stage: impl Into<String>, step: u64, total: Option<u64>) -> Self {
-        Self { stage: stage.into(), step, total, metrics: Vec::new() }
+        Self {
+            stage: stage.into(),
+            step,
+            total,
+            metrics: Vec::new(),
+        }
     }
 
     /// Adds a named metric.
@@ -39,7 +44,9 @@ impl Progress {
 
     /// Fraction done in [0, 1], when the total is known.
     pub fn fraction(&self) -> Option<f32> {
-        self.total.filter(|&t| t > 0).map(|t| (self.step as f32 / t as f32).clamp(0.0, 1.0))
+        self.total
+            .filter(|&t| t > 0)
+            .map(|t| (self.step as f32 / t as f32).clamp(0.0, 1.0))
     }
 }
 
@@ -152,7 +159,11 @@ where
 {
     let (tx, rx) = channel();
     let cancel = CancelToken::new();
-    let ctx = JobCtx { tx: Mutex::new(tx), cancel: cancel.clone(), wake };
+    let ctx = JobCtx {
+        tx: Mutex::new(tx),
+        cancel: cancel.clone(),
+        wake,
+    };
     let name = name.into();
     let thread = std::thread::Builder::new()
         .name(format!("job: {name}"))
@@ -266,7 +277,10 @@ impl<T> JobHandle<T> {
         self.history
             .iter()
             .filter_map(|p| {
-                p.metrics.iter().find(|(n, _)| n == name).map(|(_, v)| [p.step as f64, *v])
+                p.metrics
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, v)| [p.step as f64, *v])
             })
             .collect()
     }

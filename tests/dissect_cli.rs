@@ -1,5 +1,5 @@
-//! `steerlab dissect` end to end: reads JSONL judgements, writes report.json/md/html, prints
-//! JSON with `--json`, and reports bad input with file, line and field.
+//! `steerlab dissect` end to end: reads judgements through the data layer, writes
+//! report.json/md/html, prints JSON with `--json`, and reports bad input with file, line and field.
 use std::process::Command;
 
 fn write_data(path: &std::path::Path) {
@@ -104,7 +104,7 @@ fn cli_writes_reports_and_json() {
 fn cli_reports_bad_records_with_line_and_field() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("bad.jsonl");
-    std::fs::write(&data, "{\"response_a\":\"x\",\"response_b\":\"y\",\"winner\":\"a\"}\n{\"response_a\":\"x\",\"response_b\":\"y\",\"winner\":\"maybe\"}\n").unwrap();
+    std::fs::write(&data, "{\"prompt\":\"p\",\"response_a\":\"x\",\"response_b\":\"y\",\"winner\":\"a\"}\n{\"prompt\":\"p\",\"response_a\":\"x\",\"response_b\":\"y\",\"winner\":\"maybe\"}\n").unwrap();
     let o = Command::new(env!("CARGO_BIN_EXE_steerlab"))
         .args(["dissect", "--data"])
         .arg(&data)
@@ -115,7 +115,7 @@ fn cli_reports_bad_records_with_line_and_field() {
     assert!(!o.status.success());
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(
-        e.contains("bad.jsonl line 2") && e.contains("winner") && e.contains("maybe"),
+        e.contains("bad.jsonl, line 2") && e.contains("winner") && e.contains("maybe"),
         "{e}"
     );
 }

@@ -16,7 +16,15 @@ fn default_model() -> (Model, TextTokenizer) {
         path.display()
     );
     let g = steerlab::model::gguf::read_gguf(&path, &Device::Cpu, DType::F32).unwrap();
-    let model = Model::from_parts(&g.config, g.tensors, &g.name, &Device::Cpu, DType::F32).unwrap();
+    let model = Model::from_parts(
+        &g.config,
+        g.tensors,
+        None,
+        &g.name,
+        &Device::Cpu,
+        DType::F32,
+    )
+    .unwrap();
     (model, g.tokenizer)
 }
 
@@ -43,7 +51,7 @@ fn default_gguf_matches_transformers_and_answers_paris() {
     let ids = tok.encode(&prompt, true).unwrap();
     assert_eq!(ids, u32s(&exp["ids"]));
 
-    let batch = Batch::from_sequences(&[ids.clone()], 0, &Device::Cpu).unwrap();
+    let batch = Batch::from_sequences(std::slice::from_ref(&ids), 0, &Device::Cpu).unwrap();
     let logits = model.forward(&batch, &mut Hooks::new()).unwrap();
     let logits = logits
         .squeeze(0)

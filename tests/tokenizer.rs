@@ -266,3 +266,24 @@ fn decode_rejects_out_of_range_ids() {
         Err(ModelError::Tokenizer(_))
     ));
 }
+
+#[test]
+fn chat_templates_in_popular_styles_render_like_jinja2() {
+    let mut tok = TextTokenizer::from_hf_dir(&fixtures().join("tokenizer_hf")).unwrap();
+    let exp = load_json(&fixtures().join("tokenizer_hf/templates_expected.json"));
+    let renders = exp["renders"].as_array().unwrap();
+    assert!(renders.len() >= 8);
+    for r in renders {
+        tok.set_chat_template(Some(r["template"].as_str().unwrap().to_string()));
+        let gen = r["add_generation_prompt"].as_bool().unwrap();
+        let got = tok
+            .apply_chat_template(&messages(&r["messages"]), gen)
+            .unwrap();
+        assert_eq!(
+            got,
+            r["text"].as_str().unwrap(),
+            "template {} (generation prompt: {gen})",
+            r["name"]
+        );
+    }
+}

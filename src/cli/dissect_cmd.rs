@@ -2,6 +2,7 @@
 //! judgements, calls `crate::dissect::run_dissection` with a progress bar, writes
 //! `report.json`/`report.md`/`report.html` and prints a summary (or the JSON with `--json`).
 use crate::cli::progress::BarSink;
+use crate::data::{self, ColumnMapping, LoadOptions};
 use crate::dissect::{self, DissectConfig, NutsConfig, Sampler};
 use anyhow::Context;
 use clap::Args;
@@ -10,10 +11,17 @@ use std::path::PathBuf;
 /// Flags of `steerlab dissect`.
 #[derive(Debug, Args)]
 pub struct DissectArgs {
-    /// Judgements file (JSONL or a JSON array): pairwise judgements (response_a/response_b/winner,
-    /// optional judge/annotator/scenario/factors_a/factors_b) or chosen/rejected pairs.
+    /// Dataset (.jsonl, .json, .csv, .tsv, .parquet): pairwise judgements (response_a/response_b/
+    /// winner, optional judge/annotator/scenario/factors_a/factors_b) or chosen/rejected pairs
+    /// (read as A = chosen, winner A).
     #[arg(long)]
     pub data: PathBuf,
+    /// Column mapping for unrecognised layouts, e.g. response_a=left,response_b=right,winner=pick.
+    #[arg(long)]
+    pub map: Option<String>,
+    /// Skip invalid rows (counted in the summary) instead of failing on the first.
+    #[arg(long)]
+    pub skip_invalid: bool,
     /// Factor sources and/or factor names, comma separated: `computed`, `columns`, or names.
     /// Default: `columns` when the data has annotations, else `computed`.
     #[arg(long, value_delimiter = ',')]
@@ -53,7 +61,24 @@ pub struct DissectArgs {
 /// Runs `steerlab dissect`.
 pub fn run(a: DissectArgs) -> anyhow::Result<()> {
     let sampler: Sampler = a.sampler.parse()?;
-    let data = dissect::io::read_judgements(&a.data)?;
+    let mapping = match &a.map {
+        Some(m) => ColumnMapping::parse(m)?,
+        None => ColumnMapping::default(),
+    };
+    let opts = LoadOptions {
+        mapping,
+        skip_invalid: a.skip_invalid,
+        ..LoadOptions::default()
+    };
+    let dataset = data::load_dataset(&a.data, &opts)?;
+    let skipped = dataset.report.invalid;
+    let data = dataset.judgements();
+    if data.is_empty() {
+        anyhow::bail!(
+            "{} holds no judgements or preference pairs",
+            a.data.display()
+        );
+    }
     let cfg = DissectConfig {
         factors: a
             .factors
@@ -98,6 +123,9 @@ pub fn run(a: DissectArgs) -> anyhow::Result<()> {
         r.settings.n_records,
         r.settings.n_ties
     );
+    if skipped > 0 {
+        println!("skipped {skipped} invalid row(s) of {}", a.data.display());
+    }
     for g in &r.groups {
         println!("\n[{}] {} pairs", g.label, g.n_pairs);
         let mut fs: Vec<_> = g.factors.iter().collect();

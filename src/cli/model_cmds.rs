@@ -1,19 +1,291 @@
-//! `steerlab info|run|generate` (owned by the engine work).
+//! `steerlab info|run|generate`: describe a model, run a forward pass and save its cache, and
+//! generate (optionally steered) text. Parses arguments and prints; the work is in `crate::model`.
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use candle_core::{DType, Device, Tensor};
 use clap::Args;
 
-#[derive(Debug, Args)]
-pub struct InfoArgs {}
-#[derive(Debug, Args)]
-pub struct RunArgs {}
-#[derive(Debug, Args)]
-pub struct GenerateArgs {}
+use crate::data::Message;
+use crate::model::{Batch, GenerateOptions, HookPoint, Hooks, LoadOptions, Model, Positions};
 
-pub fn info(_a: InfoArgs) -> anyhow::Result<()> {
-    anyhow::bail!("`steerlab info` is being built")
+/// Which model to load and where.
+#[derive(Debug, Args)]
+pub struct ModelArgs {
+    /// An HF model folder (config.json + safetensors + tokenizer.json) or a .gguf file
+    /// [default: the embedded SmolLM2-135M-Instruct]
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Device: cpu, cuda or cuda:N (CUDA needs a build with `--features cuda`).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Weight and compute dtype: f32, bf16 or f16.
+    #[arg(long, default_value = "f32")]
+    pub dtype: String,
 }
-pub fn run(_a: RunArgs) -> anyhow::Result<()> {
-    anyhow::bail!("`steerlab run` is being built")
+
+impl ModelArgs {
+    /// Loads the model named by the flags (or the default model).
+    pub fn load(&self) -> anyhow::Result<Model> {
+        let path = match &self.model {
+            Some(p) => p.clone(),
+            None => crate::paths::require_default(crate::paths::default_model_path(), "model")?,
+        };
+        let opts = LoadOptions::parse(&self.device, &self.dtype)?;
+        Model::load(&path, &opts).with_context(|| format!("loading {}", path.display()))
+    }
 }
-pub fn generate(_a: GenerateArgs) -> anyhow::Result<()> {
-    anyhow::bail!("`steerlab generate` is being built")
+
+/// `steerlab info`.
+#[derive(Debug, Args)]
+pub struct InfoArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `steerlab run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Token ids, comma-separated (e.g. 1,2,3).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        conflicts_with = "prompt",
+        required_unless_present = "prompt"
+    )]
+    pub ids: Option<Vec<u32>>,
+    /// Text to tokenize.
+    #[arg(long)]
+    pub prompt: Option<String>,
+    /// Wrap the prompt in the model's chat template as a user turn.
+    #[arg(long, requires = "prompt")]
+    pub chat: bool,
+    /// Output safetensors: F32 `logits` [T, vocab] and `blocks.{l}.hook_resid_post` [T, hidden].
+    #[arg(long)]
+    pub cache: PathBuf,
+}
+
+/// `steerlab generate`.
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// The prompt.
+    #[arg(long)]
+    pub prompt: String,
+    /// Wrap the prompt in the model's chat template as a user turn.
+    #[arg(long)]
+    pub chat: bool,
+    /// Maximum number of new tokens.
+    #[arg(long, default_value_t = 128)]
+    pub max_new_tokens: usize,
+    /// Sampling temperature (0 = greedy).
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f64,
+    /// Nucleus sampling threshold.
+    #[arg(long, default_value_t = 1.0)]
+    pub top_p: f64,
+    /// Random seed for sampling.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// A steering vector file (native .safetensors or GGUF control vector), optionally with a
+    /// multiplier: FILE[:SCALE]. Repeat to combine vectors.
+    #[arg(long, value_name = "FILE[:SCALE]")]
+    pub steer: Vec<String>,
+}
+
+/// `steerlab info`.
+pub fn info(a: InfoArgs) -> anyhow::Result<()> {
+    let model = a.model.load()?;
+    let info = model.info();
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&info)?);
+    } else {
+        println!("name          {}", info.name);
+        println!("architecture  {}", info.architecture);
+        println!("layers        {}", info.n_layers);
+        println!("hidden size   {}", info.hidden_size);
+        println!("vocabulary    {}", info.vocab_size);
+        println!(
+            "parameters    {} ({:.1} M)",
+            info.n_params,
+            info.n_params as f64 / 1e6
+        );
+        println!("device        {}", info.device);
+        println!("dtype         {}", info.dtype);
+    }
+    Ok(())
+}
+
+/// Token ids of a prompt: raw, or wrapped in the chat template as one user turn.
+fn encode_prompt(model: &Model, prompt: &str, chat: bool) -> anyhow::Result<Vec<u32>> {
+    let tok = model
+        .tokenizer()
+        .context("this model has no tokenizer (tokenizer.json); pass token ids with --ids")?;
+    let ids = if chat {
+        let text = tok.apply_chat_template(&[Message::new("user", prompt)], true)?;
+        tok.encode(&text, false)?
+    } else {
+        tok.encode(prompt, true)?
+    };
+    if ids.is_empty() {
+        bail!("the prompt encodes to no tokens");
+    }
+    Ok(ids)
+}
+
+/// Writes `tensors` as safetensors to `path` atomically (`path.tmp`, then rename).
+fn save_atomically(tensors: &HashMap<String, Tensor>, path: &Path) -> anyhow::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    candle_core::safetensors::save(tensors, &tmp)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+    Ok(())
+}
+
+/// `steerlab run`.
+pub fn run(a: RunArgs) -> anyhow::Result<()> {
+    let model = a.model.load()?;
+    let ids = match (&a.ids, &a.prompt) {
+        (Some(ids), _) => ids.clone(),
+        (None, Some(p)) => encode_prompt(&model, p, a.chat)?,
+        (None, None) => bail!("pass --ids or --prompt"),
+    };
+    let batch = Batch::from_sequences(std::slice::from_ref(&ids), 0, model.device())?;
+    let mut hooks = Hooks::new();
+    for l in 0..model.n_layers() {
+        hooks.capture(HookPoint::ResidPost(l));
+    }
+    let logits = model.forward(&batch, &mut hooks)?;
+    let mut out = HashMap::new();
+    let cpu = Device::Cpu;
+    out.insert(
+        "logits".to_string(),
+        logits.squeeze(0)?.to_dtype(DType::F32)?.to_device(&cpu)?,
+    );
+    for l in 0..model.n_layers() {
+        let p = HookPoint::ResidPost(l);
+        let t = hooks.take_captured(p).context("missing capture")?;
+        out.insert(
+            p.to_string(),
+            t.squeeze(0)?.to_dtype(DType::F32)?.to_device(&cpu)?,
+        );
+    }
+    save_atomically(&out, &a.cache)?;
+    eprintln!(
+        "wrote {} ({} tokens: logits and {} residuals)",
+        a.cache.display(),
+        ids.len(),
+        model.n_layers()
+    );
+    Ok(())
+}
+
+/// Splits `FILE[:SCALE]`; a suffix that is not a number belongs to the file name.
+fn split_steer(spec: &str) -> (PathBuf, f64) {
+    if let Some((file, scale)) = spec.rsplit_once(':') {
+        if let Ok(s) = scale.parse::<f64>() {
+            return (PathBuf::from(file), s);
+        }
+    }
+    (PathBuf::from(spec), 1.0)
+}
+
+/// Hooks adding every `--steer` vector at its layers.
+fn steering_hooks(model: &Model, specs: &[String]) -> anyhow::Result<Hooks> {
+    let mut hooks = Hooks::new();
+    for spec in specs {
+        let (file, scale) = split_steer(spec);
+        let sv = crate::steer::SteeringVector::load_any(&file)?;
+        sv.check_model(model.hidden_size(), model.n_layers())?;
+        let positions = match sv.meta.positions.as_str() {
+            "all" | "" => Positions::All,
+            "prompt" => Positions::PromptOnly,
+            "generated" => Positions::GeneratedOnly,
+            other => bail!(
+                "{}: steerlab.positions `{other}` is not all, prompt or generated",
+                file.display()
+            ),
+        };
+        let site = sv.meta.site.as_str();
+        for (&layer, dir) in &sv.layers {
+            let point: HookPoint = format!("blocks.{layer}.hook_{site}")
+                .parse()
+                .with_context(|| format!("{}: steerlab.site `{site}`", file.display()))?;
+            let v = Tensor::new(dir.as_slice(), model.device())?;
+            hooks.add(point, v, scale, positions.clone());
+        }
+        eprintln!(
+            "steering with {} × {scale} at layers {:?}",
+            file.display(),
+            sv.meta.layers
+        );
+    }
+    Ok(hooks)
+}
+
+/// `steerlab generate`.
+pub fn generate(a: GenerateArgs) -> anyhow::Result<()> {
+    let model = a.model.load()?;
+    let ids = encode_prompt(&model, &a.prompt, a.chat)?;
+    let hooks = steering_hooks(&model, &a.steer)?;
+    let opts = GenerateOptions {
+        max_new_tokens: a.max_new_tokens,
+        temperature: a.temperature,
+        top_p: a.top_p,
+        seed: a.seed,
+        stop_at_eos: true,
+    };
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let mut write_err = None;
+    model.generate(&ids, &opts, &hooks, &mut |_, text| match out
+        .write_all(text.as_bytes())
+        .and_then(|_| out.flush())
+    {
+        Ok(()) => true,
+        Err(e) => {
+            write_err = Some(e);
+            false
+        }
+    })?;
+    if let Some(e) = write_err {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            return Err(e).context("writing to stdout");
+        }
+        return Ok(());
+    }
+    writeln!(out)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steer_spec_splits_scale() {
+        assert_eq!(
+            split_steer("v.safetensors:-2.5"),
+            (PathBuf::from("v.safetensors"), -2.5)
+        );
+        assert_eq!(
+            split_steer("v.safetensors"),
+            (PathBuf::from("v.safetensors"), 1.0)
+        );
+        assert_eq!(
+            split_steer("dir:x/v.safetensors"),
+            (PathBuf::from("dir:x/v.safetensors"), 1.0)
+        );
+    }
 }

@@ -10,11 +10,17 @@ pub struct BarSink {
 impl BarSink {
     /// A bar for a job; `quiet` hides it (machine-readable output stays clean).
     pub fn new(quiet: bool) -> Self {
-        let bar = if quiet { ProgressBar::hidden() } else { ProgressBar::new(0) };
+        let bar = if quiet {
+            ProgressBar::hidden()
+        } else {
+            ProgressBar::new(0)
+        };
         bar.set_style(
-            ProgressStyle::with_template("{spinner} {prefix} [{bar:30}] {pos}/{len} {msg} (eta {eta})")
-                .expect("static template")
-                .progress_chars("=> "),
+            ProgressStyle::with_template(
+                "{spinner} {prefix} [{bar:30}] {pos}/{len} {msg} (eta {eta})",
+            )
+            .expect("static template")
+            .progress_chars("=> "),
         );
         Self { bar }
     }
@@ -32,7 +38,11 @@ impl ProgressSink for BarSink {
         }
         self.bar.set_position(p.step);
         self.bar.set_prefix(p.stage);
-        let msg: Vec<String> = p.metrics.iter().map(|(k, v)| format!("{k}={v:.4}")).collect();
+        let msg: Vec<String> = p
+            .metrics
+            .iter()
+            .map(|(k, v)| format!("{k}={v:.4}"))
+            .collect();
         self.bar.set_message(msg.join(" "));
     }
     fn log(&self, line: &str) {

@@ -19,7 +19,8 @@ pub use load::{
 mod preview;
 mod split;
 pub use preview::{
-    cell_text, count_rows, preview, preview_range, Preview, PreviewRow, PREVIEW_CELL_CHARS,
+    cell_text, count_rows, preview, preview_range, Preview, PreviewRow, RowIndex,
+    PREVIEW_CELL_CHARS,
 };
 pub use split::{
     components, normalise_prompt_text, prompt_keys, split_by_keys, split_by_prompt, split_random,

@@ -20,7 +20,6 @@ pub mod diagnostics;
 mod error;
 pub mod factors;
 pub mod fit;
-pub mod io;
 pub mod laplace;
 pub mod nuts;
 pub mod posterior;

@@ -11,7 +11,8 @@ use super::block::{check_dtype, Block, LayerCache, Step, Weights};
 use super::config::{Architecture, ModelConfig};
 use super::hooks::{HookPoint, Hooks, PosCtx};
 use super::ops::{attention_mask, rope_tables, Linear, OpMode, RmsNorm};
-use super::{llama, qwen2, qwen3, ModelError, Result};
+use super::tokenizer::TextTokenizer;
+use super::{gguf, llama, qwen2, qwen3, ModelError, Result};
 
 /// Where and in which precision to load a model.
 #[derive(Debug, Clone)]
@@ -247,12 +248,22 @@ pub struct Model {
     device: Device,
     dtype: DType,
     n_params: usize,
+    tokenizer: Option<TextTokenizer>,
 }
 
 impl std::fmt::Debug for Model {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Model").field("info", &self.info()).finish()
     }
+}
+
+/// What `build` needs besides the weights.
+struct Parts {
+    config: ModelConfig,
+    config_json: serde_json::Value,
+    name: String,
+    /// The tokenizer and the file it came from (for error messages).
+    tokenizer: Option<(TextTokenizer, PathBuf)>,
 }
 
 fn read_json(path: &Path, what: &str) -> Result<serde_json::Value> {
@@ -334,6 +345,24 @@ impl Model {
         if path.is_dir() {
             return Self::load_hf_dir(path, opts);
         }
+        let is_gguf = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| e.eq_ignore_ascii_case("gguf"));
+        if is_gguf {
+            check_dtype(opts.dtype)?;
+            let c = gguf::read_gguf(path, &opts.device, opts.dtype)?;
+            let config = ModelConfig::from_json(&c.config, path)?;
+            let vb = VarBuilder::from_tensors(c.tensors, opts.dtype, &opts.device);
+            let weights = Weights::new(vb, HashMap::new(), path.to_path_buf());
+            let parts = Parts {
+                config,
+                config_json: c.config,
+                name: c.name,
+                tokenizer: Some((c.tokenizer, path.to_path_buf())),
+            };
+            return Self::build(parts, &weights, opts.device.clone(), opts.dtype);
+        }
         Err(ModelError::BadFile {
             path: path.to_path_buf(),
             field: "-".into(),
@@ -370,20 +399,26 @@ impl Model {
             .file_name()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| "model".into());
-        Self::build(
+        let tokenizer = if dir.join("tokenizer.json").is_file() {
+            Some((TextTokenizer::from_hf_dir(dir)?, dir.join("tokenizer.json")))
+        } else {
+            None
+        };
+        let parts = Parts {
             config,
             config_json,
-            &weights,
             name,
-            opts.device.clone(),
-            opts.dtype,
-        )
+            tokenizer,
+        };
+        Self::build(parts, &weights, opts.device.clone(), opts.dtype)
     }
 
-    /// Builds a model from an HF-style config and tensors with HF names (GGUF loading, tests).
+    /// Builds a model from an HF-style config and tensors with HF names (tests, converters).
+    /// `name` stands in for a file name in error messages.
     pub fn from_parts(
         config_json: &serde_json::Value,
         tensors: HashMap<String, Tensor>,
+        tokenizer: Option<TextTokenizer>,
         name: &str,
         device: &Device,
         dtype: DType,
@@ -392,26 +427,37 @@ impl Model {
         let src = PathBuf::from(name);
         let config = ModelConfig::from_json(config_json, &src)?;
         let vb = VarBuilder::from_tensors(tensors, dtype, device);
-        let weights = Weights::new(vb, HashMap::new(), src);
-        Self::build(
+        let weights = Weights::new(vb, HashMap::new(), src.clone());
+        let parts = Parts {
             config,
-            config_json.clone(),
-            &weights,
-            name.to_string(),
-            device.clone(),
-            dtype,
-        )
+            config_json: config_json.clone(),
+            name: name.to_string(),
+            tokenizer: tokenizer.map(|t| (t, src)),
+        };
+        Self::build(parts, &weights, device.clone(), dtype)
     }
 
-    fn build(
-        config: ModelConfig,
-        config_json: serde_json::Value,
-        w: &Weights,
-        name: String,
-        device: Device,
-        dtype: DType,
-    ) -> Result<Model> {
+    fn build(parts: Parts, w: &Weights, device: Device, dtype: DType) -> Result<Model> {
+        let Parts {
+            config,
+            config_json,
+            name,
+            tokenizer,
+        } = parts;
         let (v, h) = (config.vocab_size, config.hidden_size);
+        if let Some((tok, path)) = &tokenizer {
+            if tok.vocab_size() > v {
+                return Err(ModelError::BadFile {
+                    path: path.clone(),
+                    field: "vocab".into(),
+                    message: format!(
+                        "the tokenizer has {} tokens but the model's embedding has only {v} rows",
+                        tok.vocab_size()
+                    ),
+                });
+            }
+        }
+        let tokenizer = tokenizer.map(|(t, _)| t);
         let embed = w.get((v, h), "model.embed_tokens.weight")?;
         let blocks = (0..config.num_hidden_layers)
             .map(|l| match config.architecture {
@@ -451,6 +497,7 @@ impl Model {
             device,
             dtype,
             n_params,
+            tokenizer,
         })
     }
 
@@ -476,6 +523,11 @@ impl Model {
     /// The HF-style `config.json` the model was built from.
     pub fn config_json(&self) -> &serde_json::Value {
         &self.config_json
+    }
+
+    /// The tokenizer, when the model came with one (HF `tokenizer.json`, GGUF metadata).
+    pub fn tokenizer(&self) -> Option<&TextTokenizer> {
+        self.tokenizer.as_ref()
     }
 
     /// The model's display name.

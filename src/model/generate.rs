@@ -172,15 +172,29 @@ impl Model {
     /// End-of-sequence ids from the tokenizer and the config.
     pub fn eos_token_ids(&self) -> Vec<u32> {
         let mut ids = self.config().eos_token_ids.clone();
+        if let Some(t) = self.tokenizer() {
+            ids.extend(t.eos_token_ids());
+        }
         ids.sort_unstable();
         ids.dedup();
         ids
     }
 
-    /// The text completed by the last token of `ids` (decoding the whole tail each time so
-    /// that multi-token characters and merges come out right).
-    fn new_text(&self, _ids: &[u32], _emitted: &mut usize) -> Result<String> {
-        Ok(String::new())
+    /// The text completed by the last token of `ids`: decodes all of `ids` (so multi-token
+    /// characters and decoder merges come out right) and returns what follows the `emitted`
+    /// bytes already streamed; holds back text ending in an incomplete character (U+FFFD).
+    fn new_text(&self, ids: &[u32], emitted: &mut usize) -> Result<String> {
+        let Some(tok) = self.tokenizer() else {
+            return Ok(String::new());
+        };
+        let text = tok.decode(ids, true)?;
+        if text.ends_with('\u{FFFD}') || text.len() <= *emitted || !text.is_char_boundary(*emitted)
+        {
+            return Ok(String::new());
+        }
+        let piece = text[*emitted..].to_string();
+        *emitted = text.len();
+        Ok(piece)
     }
 }
 

@@ -2,16 +2,19 @@
 //! GGUF files), tokenizers and chat templates, one file per architecture family, hook points,
 //! differentiable forward passes and KV-cache generation. Must not contain steering, SAE or
 //! statistics logic: those call this module.
+pub mod bert;
 mod block;
 pub mod config;
 mod engine;
 mod error;
 mod generate;
+pub mod gguf;
 pub mod hooks;
 mod llama;
 mod ops;
 mod qwen2;
 mod qwen3;
+pub mod tokenizer;
 
 pub use config::{Architecture, ModelConfig, RopeScaling};
 pub use engine::{
@@ -20,6 +23,4 @@ pub use engine::{
 pub use error::{ModelError, Result};
 pub use generate::GenerateOptions;
 pub use hooks::{HookPoint, Hooks, Intervention, Positions};
-pub mod gguf;
-pub mod tokenizer;
 pub use tokenizer::TextTokenizer;

@@ -939,8 +939,30 @@ fn render_chat_template(template: &str, ctx: minijinja::Value) -> Result<String>
     env.add_function("strftime_now", |fmt: String| strftime_now(&fmt));
     env.add_filter("tojson", tojson);
     env.set_unknown_method_callback(py_method);
-    let tpl = env.template_from_str(template).map_err(template_error)?;
+    let template = strip_generation_tags(template);
+    let tpl = env.template_from_str(&template).map_err(template_error)?;
     tpl.render(ctx).map_err(template_error)
+}
+
+/// Removes HF's `{% generation %}` / `{% endgeneration %}` tags (they only mark assistant text
+/// for training masks), keeping their content; whitespace control on these two tags is ignored.
+fn strip_generation_tags(template: &str) -> String {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(start) = rest.find("{%") {
+        let Some(len) = rest[start..].find("%}") else {
+            break;
+        };
+        let inner = rest[start + 2..start + len]
+            .trim_matches(|c: char| c == '-' || c == '+' || c.is_whitespace());
+        out.push_str(&rest[..start]);
+        if inner != "generation" && inner != "endgeneration" {
+            out.push_str(&rest[start..start + len + 2]);
+        }
+        rest = &rest[start + len + 2..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// `tojson` as HF defines it (`json.dumps(x, ensure_ascii=False, indent=indent)`, keys in

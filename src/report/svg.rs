@@ -91,10 +91,24 @@ pub fn forest_plot(fp: &ForestPlot) -> String {
                 .unwrap_or(4)
                 .min(40) as f64;
     let plot_w = 520.0;
-    let legend_h = if fp.series.len() > 1 {
-        18.0 * fp.series.len().div_ceil(4) as f64
-    } else {
+    // legend items flow left to right and wrap at the plot width
+    let mut legend_pos = Vec::new();
+    let (mut lx, mut ly) = (0.0f64, 0usize);
+    if fp.series.len() > 1 {
+        for name in &fp.series {
+            let w = 20.0 + 6.5 * name.chars().count() as f64;
+            if lx > 0.0 && lx + w > plot_w {
+                lx = 0.0;
+                ly += 1;
+            }
+            legend_pos.push((lx, ly));
+            lx += w + 10.0;
+        }
+    }
+    let legend_h = if legend_pos.is_empty() {
         0.0
+    } else {
+        18.0 * (ly + 1) as f64
     };
     let top = 30.0 + legend_h;
     let height = top + row_h * fp.rows.len() as f64 + 45.0;
@@ -133,8 +147,8 @@ pub fn forest_plot(fp: &ForestPlot) -> String {
     );
     if fp.series.len() > 1 {
         for (i, name) in fp.series.iter().enumerate() {
-            let x = left + (i % 4) as f64 * 130.0;
-            let y = 30.0 + (i / 4) as f64 * 18.0;
+            let x = left + legend_pos[i].0;
+            let y = 30.0 + legend_pos[i].1 as f64 * 18.0;
             let _ = write!(
                 s,
                 "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"4\" fill=\"{}\"/><text x=\"{:.1}\" y=\"{:.1}\">{}</text>",
@@ -253,15 +267,17 @@ pub fn heatmap(h: &Heatmap) -> String {
                 .max()
                 .unwrap_or(4)
                 .min(40) as f64;
-    let top = 40.0
-        + 6.0
-            * h.cols
-                .iter()
-                .map(|c| c.chars().count())
-                .max()
-                .unwrap_or(4)
-                .min(40) as f64;
-    let width = left + cell * h.cols.len() as f64 + 20.0;
+    let longest_col = h
+        .cols
+        .iter()
+        .map(|c| c.chars().count())
+        .max()
+        .unwrap_or(4)
+        .min(40);
+    // rotated column labels reach up and to the right by about 5 px per character
+    let col_text = 5.0 * longest_col as f64;
+    let top = 40.0 + col_text;
+    let width = left + cell * h.cols.len() as f64 + 20.0 + col_text;
     let height = top + cell * h.rows.len() as f64 + 20.0;
     let mut s = String::new();
     let _ = write!(

@@ -1,1 +1,20 @@
-//! sae
+//! WIMHF-style feature discovery on preference data (DESIGN.md §3): embed both responses of each
+//! pair, train a sparse autoencoder on the embedding differences, interpret its features (top
+//! pairs, distinctive n-grams, optional local-LLM descriptions with fidelity), measure which
+//! features the labels reward (logistic regression, LASSO, held-out AUC) and write SAELens-layout
+//! outputs with reports. Must not contain model internals (the engine owns those), file-format
+//! readers for datasets (the data layer owns those) or GUI/CLI code.
+pub mod dense;
+pub mod embed;
+mod error;
+pub mod interpret;
+pub mod model;
+pub mod output;
+pub mod pipeline;
+pub mod stats;
+
+pub use embed::{Embedder, MiniLmEmbedder};
+pub use error::SaeError;
+pub use model::{train_sae, Sae, SaeConfig, StepMetrics, TrainHistory};
+pub use output::{read_sae, write_outputs, write_sae};
+pub use pipeline::{analyse, run, PairSet, RunOptions, RunResult, SaeReport};

@@ -2,9 +2,14 @@
 //! behaviour-matching answer − activation on the non-matching answer), read at the
 //! answer-letter token (for full-sentence answers: the answer's last token).
 //!
-//! This file holds the arithmetic on plain activation matrices; reading activations from the
-//! model is in [`super::collect`]. No model code here.
+//! The arithmetic works on plain activation matrices ([`mean_difference`]); [`train_caa`] reads
+//! the activations through [`super::collect`]. No architecture code here.
+use super::collect::{contrast_activations, Contrast};
 use super::error::{Result, SteerError};
+use super::vector::{SteeringVector, VectorMeta};
+use crate::jobs::ProgressSink;
+use crate::model::Model;
+use std::collections::BTreeMap;
 
 /// `pos[i] − neg[i]` for every pair, checking counts and widths.
 pub fn pair_differences(pos: &[Vec<f32>], neg: &[Vec<f32>]) -> Result<Vec<Vec<f32>>> {
@@ -46,6 +51,28 @@ pub fn mean_difference(pos: &[Vec<f32>], neg: &[Vec<f32>]) -> Result<Vec<f32>> {
         }
     }
     Ok(acc.iter().map(|a| (a / n) as f32).collect())
+}
+
+/// CAA vector on `layers` from contrast pairs read at the answer-letter token. Positions are
+/// `generated` (CAA adds the vector after the prompt).
+pub fn train_caa(
+    model: &Model,
+    items: &[Contrast],
+    layers: &[usize],
+    batch_size: usize,
+    model_name: &str,
+    dataset: &str,
+    progress: &dyn ProgressSink,
+) -> Result<SteeringVector> {
+    let acts = contrast_activations(model, items, layers, batch_size, progress)?;
+    let mut dirs = BTreeMap::new();
+    for (l, (p, n)) in &acts {
+        dirs.insert(*l, mean_difference(p, n)?);
+    }
+    let mut meta = VectorMeta::new("caa", model_name, model.hidden_size());
+    meta.positions = "generated".into();
+    meta.dataset = dataset.into();
+    SteeringVector::new(dirs, meta)
 }
 
 #[cfg(test)]

@@ -4,13 +4,19 @@
 //!
 //! This module calls the model engine (`crate::model`) for forward passes and hooks; it must not
 //! contain model architecture code, file-format code of data sets, or any UI code.
+pub mod bipo;
 pub mod caa;
+pub mod collect;
 mod error;
+pub mod eval;
 pub mod gguf;
 pub mod objective;
 pub mod pca;
 pub mod vector;
 
+pub use bipo::{train_bipo, BipoConfig, BipoOutcome, TrainData};
+pub use collect::{steering_hooks, Completion, Contrast};
 pub use error::{Result, SteerError};
+pub use eval::{sweep, AbTokens, SweepPoint};
 pub use objective::Objective;
 pub use vector::{SteeringVector, VectorMeta};

@@ -7,10 +7,15 @@
 //! differences onto it, so that a multiplier means the same size of step as for CAA (repeng
 //! itself keeps the unit vector; its strengths are therefore not comparable across models).
 //!
-//! This file holds the linear algebra on plain activation matrices; reading activations from
-//! the model is in [`super::collect`]. No model code here.
+//! The linear algebra works on plain activation matrices ([`pca_diff`]); [`train_pca`] reads
+//! the activations through [`super::collect`]. No architecture code here.
+use super::collect::{contrast_activations, Contrast};
 use super::error::{Result, SteerError};
+use super::vector::{SteeringVector, VectorMeta};
+use crate::jobs::ProgressSink;
+use crate::model::Model;
 use rand::{Rng, SeedableRng};
+use std::collections::BTreeMap;
 
 /// The result of [`pca_diff`] for one layer.
 #[derive(Debug, Clone, PartialEq)]
@@ -73,6 +78,30 @@ pub fn pca_diff(pos: &[Vec<f32>], neg: &[Vec<f32>]) -> Result<PcaDirection> {
         explained: var_along / total_var,
         agreement,
     })
+}
+
+/// PCA vector on `layers` from contrast pairs read at the last token (positions `all`, as
+/// repeng applies its vectors), with the per-layer fit statistics.
+pub fn train_pca(
+    model: &Model,
+    items: &[Contrast],
+    layers: &[usize],
+    batch_size: usize,
+    model_name: &str,
+    dataset: &str,
+    progress: &dyn ProgressSink,
+) -> Result<(SteeringVector, BTreeMap<usize, PcaDirection>)> {
+    let acts = contrast_activations(model, items, layers, batch_size, progress)?;
+    let mut dirs = BTreeMap::new();
+    let mut stats = BTreeMap::new();
+    for (l, (p, n)) in &acts {
+        let r = pca_diff(p, n)?;
+        dirs.insert(*l, r.direction.clone());
+        stats.insert(*l, r);
+    }
+    let mut meta = VectorMeta::new("pca", model_name, model.hidden_size());
+    meta.dataset = dataset.into();
+    Ok((SteeringVector::new(dirs, meta)?, stats))
 }
 
 /// Top right-singular vector of `x` (rows = samples) by power iteration on `xᵀx`, computed

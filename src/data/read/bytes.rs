@@ -18,10 +18,15 @@ pub(crate) struct LineRead {
 
 impl<R: Read> ByteSource<R> {
     pub fn new(r: R) -> Self {
+        Self::new_at(r, 1, 0)
+    }
+
+    /// A source whose reader is already at byte `offset`, line `line`.
+    pub fn new_at(r: R, line: u64, offset: u64) -> Self {
         Self {
             inner: BufReader::with_capacity(64 * 1024, r),
-            line: 1,
-            offset: 0,
+            line,
+            offset,
         }
     }
 
@@ -31,7 +36,6 @@ impl<R: Read> ByteSource<R> {
     }
 
     /// Bytes consumed so far.
-    #[allow(dead_code)]
     pub fn offset(&self) -> u64 {
         self.offset
     }

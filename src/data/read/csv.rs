@@ -18,6 +18,7 @@ pub struct CsvRows {
     columns: Vec<String>,
     row: u64,
     done: bool,
+    last_start: u64,
 }
 
 enum RecErr {
@@ -47,6 +48,7 @@ impl CsvRows {
             columns: Vec::new(),
             row: 0,
             done: false,
+            last_start: 0,
         };
         let line = me.src.line();
         let loc = Loc::line(0, line);
@@ -102,6 +104,19 @@ impl CsvRows {
         }
         me.columns = columns;
         Ok(me)
+    }
+
+    /// Moves to the record starting at byte `offset` on `line`, numbering it `row + 1`.
+    pub fn seek(&mut self, offset: u64, line: u64, row: u64) -> Result<(), DataError> {
+        self.src = ByteSource::new_at(super::open_at(&self.path, offset)?, line, offset);
+        self.row = row;
+        self.done = false;
+        Ok(())
+    }
+
+    /// Byte offset where the last returned record starts.
+    pub fn last_start(&self) -> u64 {
+        self.last_start
     }
 
     /// The header's column names (empty names become `column_N`).
@@ -211,6 +226,7 @@ impl Iterator for CsvRows {
                 return None;
             }
             let line = self.src.line();
+            self.last_start = self.src.offset();
             let rec = self.read_record();
             let loc = Loc::line(self.row + 1, line);
             let syntax = |msg| DataError::Syntax {

@@ -31,6 +31,7 @@ pub struct JsonRows {
     max: usize,
     row: u64,
     arrays: usize,
+    last_start: u64,
 }
 
 enum Captured {
@@ -90,7 +91,41 @@ impl JsonRows {
             max,
             row: 0,
             arrays: 0,
+            last_start: 0,
         })
+    }
+
+    /// Moves to the array element starting at byte `offset` on `line` (of the array under key
+    /// `group`, if any), numbering it `row + 1`.
+    pub fn seek(
+        &mut self,
+        offset: u64,
+        line: u64,
+        row: u64,
+        group: Option<String>,
+    ) -> Result<(), DataError> {
+        self.src = ByteSource::new_at(super::open_at(&self.path, offset)?, line, offset);
+        self.row = row;
+        self.arrays = 1;
+        self.state = State::Array {
+            group,
+            first: true,
+            open_line: line,
+        };
+        Ok(())
+    }
+
+    /// Byte offset where the last returned record starts.
+    pub fn last_start(&self) -> u64 {
+        self.last_start
+    }
+
+    /// The key of the array being read (for `{"key": [...]}` documents).
+    pub fn current_group(&self) -> Option<String> {
+        match &self.state {
+            State::Array { group, .. } => group.clone(),
+            _ => None,
+        }
     }
 
     /// The file.
@@ -309,6 +344,7 @@ impl Iterator for JsonRows {
                     }
                     *first = false;
                     let line = self.src.line();
+                    self.last_start = self.src.offset();
                     return match self.capture() {
                         Err(e) => self.cap_err(e, line, "a record"),
                         Ok(Captured::TooLong(n)) => {

@@ -14,6 +14,7 @@ pub struct JsonlRows {
     max: usize,
     row: u64,
     done: bool,
+    last_start: u64,
 }
 
 impl JsonlRows {
@@ -29,7 +30,21 @@ impl JsonlRows {
             max,
             row: 0,
             done: false,
+            last_start: 0,
         })
+    }
+
+    /// Moves to the record starting at byte `offset` on `line`, numbering it `row + 1`.
+    pub fn seek(&mut self, offset: u64, line: u64, row: u64) -> Result<(), DataError> {
+        self.src = ByteSource::new_at(super::open_at(&self.path, offset)?, line, offset);
+        self.row = row;
+        self.done = false;
+        Ok(())
+    }
+
+    /// Byte offset where the last returned record starts.
+    pub fn last_start(&self) -> u64 {
+        self.last_start
     }
 
     /// The file.
@@ -52,6 +67,7 @@ impl Iterator for JsonlRows {
     fn next(&mut self) -> Option<Self::Item> {
         while !self.done {
             let line = self.src.line();
+            self.last_start = self.src.offset();
             self.buf.clear();
             let r = match self.src.read_line_bounded(&mut self.buf, self.max + 1) {
                 Ok(r) => r,

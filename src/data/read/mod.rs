@@ -272,6 +272,16 @@ impl RowReader {
         }
     }
 
+    /// Byte offset where the last returned record starts (0 for Parquet).
+    pub fn last_start(&self) -> u64 {
+        match self {
+            RowReader::Jsonl(r) => r.last_start(),
+            RowReader::Json(r) => r.last_start(),
+            RowReader::Csv(r) => r.last_start(),
+            RowReader::Parquet(_) => 0,
+        }
+    }
+
     /// The file.
     pub fn path(&self) -> &PathBuf {
         match self {
@@ -293,6 +303,15 @@ impl Iterator for RowReader {
             RowReader::Parquet(r) => r.next(),
         }
     }
+}
+
+/// Opens `path` positioned at byte `offset` (for readers resuming at an indexed record).
+pub(crate) fn open_at(path: &Path, offset: u64) -> Result<File, DataError> {
+    use std::io::{Seek, SeekFrom};
+    let mut f = File::open(path).map_err(|e| DataError::io(path, e))?;
+    f.seek(SeekFrom::Start(offset))
+        .map_err(|e| DataError::io(path, e))?;
+    Ok(f)
 }
 
 /// Validates UTF-8, naming the first bad byte's offset within the record.

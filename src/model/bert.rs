@@ -1,0 +1,310 @@
+//! BERT sentence encoder (all-MiniLM-L6-v2 and other sentence-transformers BERT folders) on
+//! candle ops: token + position + type embeddings, post-LayerNorm encoder layers, then mean
+//! pooling over real (non-padding) tokens and L2 normalisation, as sentence-transformers does.
+//!
+//! Inference only: no hooks, no gradients, no steering. Padding from `tokenizer.json` is
+//! replaced by batch-longest padding masked out of attention and pooling.
+use super::error::{ModelError, Result};
+use candle_core::{DType, Device, Module, Tensor, D};
+use candle_nn::{LayerNorm, Linear, VarBuilder};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
+
+/// The fields of a BERT `config.json` this encoder uses.
+#[derive(Debug, Clone, Deserialize)]
+pub struct BertConfig {
+    /// Vocabulary size.
+    pub vocab_size: usize,
+    /// Hidden width.
+    pub hidden_size: usize,
+    /// Number of encoder layers.
+    pub num_hidden_layers: usize,
+    /// Attention heads per layer.
+    pub num_attention_heads: usize,
+    /// MLP width.
+    pub intermediate_size: usize,
+    /// Longest position the model has embeddings for.
+    pub max_position_embeddings: usize,
+    /// Token type vocabulary (2 for BERT).
+    #[serde(default = "default_type_vocab")]
+    pub type_vocab_size: usize,
+    /// LayerNorm epsilon.
+    #[serde(default = "default_eps")]
+    pub layer_norm_eps: f64,
+    /// Activation (`gelu` is the exact erf GELU).
+    #[serde(default = "default_act")]
+    pub hidden_act: String,
+}
+
+fn default_type_vocab() -> usize {
+    2
+}
+fn default_eps() -> f64 {
+    1e-12
+}
+fn default_act() -> String {
+    "gelu".into()
+}
+
+struct Layer {
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    o: Linear,
+    ln_attn: LayerNorm,
+    up: Linear,
+    down: Linear,
+    ln_out: LayerNorm,
+}
+
+/// A loaded BERT sentence encoder with its tokenizer.
+pub struct BertEncoder {
+    cfg: BertConfig,
+    word: candle_nn::Embedding,
+    pos: candle_nn::Embedding,
+    typ: candle_nn::Embedding,
+    ln_emb: LayerNorm,
+    layers: Vec<Layer>,
+    tokenizer: Tokenizer,
+    max_len: usize,
+    device: Device,
+    dir: PathBuf,
+}
+
+fn bad(path: &Path, field: &str, message: impl std::fmt::Display) -> ModelError {
+    ModelError::BadFile {
+        path: path.to_path_buf(),
+        field: field.to_string(),
+        message: message.to_string(),
+    }
+}
+
+fn read(path: &Path, what: &str) -> Result<String> {
+    if !path.exists() {
+        return Err(ModelError::MissingFile {
+            path: path.to_path_buf(),
+            what: what.to_string(),
+        });
+    }
+    std::fs::read_to_string(path).map_err(|source| ModelError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+impl BertEncoder {
+    /// Loads a sentence-transformers BERT folder (`config.json`, `model.safetensors`,
+    /// `tokenizer.json`, optional `sentence_bert_config.json` giving `max_seq_length`).
+    pub fn load(dir: &Path, device: &Device) -> Result<Self> {
+        let cfg_path = dir.join("config.json");
+        let cfg: BertConfig = serde_json::from_str(&read(&cfg_path, "BERT config")?)
+            .map_err(|e| bad(&cfg_path, "-", e))?;
+        if cfg.hidden_size % cfg.num_attention_heads != 0 {
+            return Err(bad(
+                &cfg_path,
+                "num_attention_heads",
+                "does not divide hidden_size",
+            ));
+        }
+        if cfg.hidden_act != "gelu" {
+            return Err(bad(
+                &cfg_path,
+                "hidden_act",
+                format!("`{}` is not supported (gelu only)", cfg.hidden_act),
+            ));
+        }
+        let mut max_len = cfg.max_position_embeddings;
+        let st_cfg = dir.join("sentence_bert_config.json");
+        if st_cfg.exists() {
+            let v: serde_json::Value =
+                serde_json::from_str(&read(&st_cfg, "sentence-transformers config")?)
+                    .map_err(|e| bad(&st_cfg, "-", e))?;
+            if let Some(m) = v.get("max_seq_length").and_then(|m| m.as_u64()) {
+                max_len = max_len.min(m as usize);
+            }
+        }
+        let tok_path = dir.join("tokenizer.json");
+        if !tok_path.exists() {
+            return Err(ModelError::MissingFile {
+                path: tok_path,
+                what: "tokenizer".into(),
+            });
+        }
+        let mut tokenizer = Tokenizer::from_file(&tok_path).map_err(|e| bad(&tok_path, "-", e))?;
+        tokenizer.with_padding(Some(PaddingParams {
+            strategy: PaddingStrategy::BatchLongest,
+            pad_id: 0,
+            pad_token: "[PAD]".into(),
+            ..Default::default()
+        }));
+        tokenizer
+            .with_truncation(Some(TruncationParams {
+                max_length: max_len,
+                ..Default::default()
+            }))
+            .map_err(|e| bad(&tok_path, "truncation", e))?;
+
+        let w_path = dir.join("model.safetensors");
+        if !w_path.exists() {
+            return Err(ModelError::MissingFile {
+                path: w_path,
+                what: "BERT weights".into(),
+            });
+        }
+        let tensors =
+            candle_core::safetensors::load(&w_path, device).map_err(|e| bad(&w_path, "-", e))?;
+        // Some exports prefix every tensor with `bert.`.
+        let prefixed = tensors.keys().any(|k| k.starts_with("bert."));
+        let vb = VarBuilder::from_tensors(tensors, DType::F32, device);
+        let vb = if prefixed { vb.pp("bert") } else { vb };
+        let wrap = |e: candle_core::Error| bad(&w_path, "tensor", e);
+        let h = cfg.hidden_size;
+        let emb = vb.pp("embeddings");
+        let word =
+            candle_nn::embedding(cfg.vocab_size, h, emb.pp("word_embeddings")).map_err(wrap)?;
+        let pos = candle_nn::embedding(
+            cfg.max_position_embeddings,
+            h,
+            emb.pp("position_embeddings"),
+        )
+        .map_err(wrap)?;
+        let typ = candle_nn::embedding(cfg.type_vocab_size, h, emb.pp("token_type_embeddings"))
+            .map_err(wrap)?;
+        let ln_emb =
+            candle_nn::layer_norm(h, cfg.layer_norm_eps, emb.pp("LayerNorm")).map_err(wrap)?;
+        let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
+        for l in 0..cfg.num_hidden_layers {
+            let lv = vb.pp(format!("encoder.layer.{l}"));
+            let at = lv.pp("attention");
+            layers.push(Layer {
+                q: candle_nn::linear(h, h, at.pp("self.query")).map_err(wrap)?,
+                k: candle_nn::linear(h, h, at.pp("self.key")).map_err(wrap)?,
+                v: candle_nn::linear(h, h, at.pp("self.value")).map_err(wrap)?,
+                o: candle_nn::linear(h, h, at.pp("output.dense")).map_err(wrap)?,
+                ln_attn: candle_nn::layer_norm(h, cfg.layer_norm_eps, at.pp("output.LayerNorm"))
+                    .map_err(wrap)?,
+                up: candle_nn::linear(h, cfg.intermediate_size, lv.pp("intermediate.dense"))
+                    .map_err(wrap)?,
+                down: candle_nn::linear(cfg.intermediate_size, h, lv.pp("output.dense"))
+                    .map_err(wrap)?,
+                ln_out: candle_nn::layer_norm(h, cfg.layer_norm_eps, lv.pp("output.LayerNorm"))
+                    .map_err(wrap)?,
+            });
+        }
+        Ok(Self {
+            cfg,
+            word,
+            pos,
+            typ,
+            ln_emb,
+            layers,
+            tokenizer,
+            max_len,
+            device: device.clone(),
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// Output width (384 for MiniLM).
+    pub fn dim(&self) -> usize {
+        self.cfg.hidden_size
+    }
+
+    /// Longest input in tokens; longer texts are truncated.
+    pub fn max_len(&self) -> usize {
+        self.max_len
+    }
+
+    /// The folder the encoder was loaded from.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Embeds texts in batches of `batch_size`: unit-norm mean-pooled sentence embeddings,
+    /// one row per text, in input order.
+    pub fn embed(&self, texts: &[&str], batch_size: usize) -> Result<Vec<Vec<f32>>> {
+        let mut out = vec![Vec::new(); texts.len()];
+        // Sort by length so each batch pads little; results go back to input order.
+        let mut order: Vec<usize> = (0..texts.len()).collect();
+        order.sort_by_key(|&i| texts[i].len());
+        for chunk in order.chunks(batch_size.max(1)) {
+            let batch: Vec<&str> = chunk.iter().map(|&i| texts[i]).collect();
+            let rows = self.embed_batch(&batch)?;
+            for (&i, r) in chunk.iter().zip(rows) {
+                out[i] = r;
+            }
+        }
+        Ok(out)
+    }
+
+    fn embed_batch(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        let enc = self
+            .tokenizer
+            .encode_batch(texts.to_vec(), true)
+            .map_err(|e| ModelError::Tokenizer(e.to_string()))?;
+        let b = enc.len();
+        let t = enc
+            .iter()
+            .map(|e| e.get_ids().len())
+            .max()
+            .unwrap_or(0)
+            .max(1);
+        let mut ids = Vec::with_capacity(b * t);
+        let mut types = Vec::with_capacity(b * t);
+        let mut mask = Vec::with_capacity(b * t);
+        for e in &enc {
+            let n = e.get_ids().len();
+            ids.extend(e.get_ids().iter().copied());
+            ids.extend(std::iter::repeat_n(0u32, t - n));
+            types.extend(e.get_type_ids().iter().copied());
+            types.extend(std::iter::repeat_n(0u32, t - n));
+            mask.extend(e.get_attention_mask().iter().map(|&m| m as f32));
+            mask.extend(std::iter::repeat_n(0f32, t - n));
+        }
+        let dev = &self.device;
+        let ids = Tensor::from_vec(ids, (b, t), dev)?;
+        let types = Tensor::from_vec(types, (b, t), dev)?;
+        let mask = Tensor::from_vec(mask, (b, t), dev)?;
+        let positions = Tensor::arange(0u32, t as u32, dev)?
+            .unsqueeze(0)?
+            .broadcast_as((b, t))?;
+        let x = (self.word.forward(&ids)? + self.typ.forward(&types)?)?;
+        let x = x.broadcast_add(&self.pos.forward(&positions)?)?;
+        let mut x = self.ln_emb.forward(&x)?;
+        // Additive attention bias: 0 for real keys, a large negative number for padding.
+        let bias = ((mask.ones_like()? - &mask)? * -1e9f64)?.reshape((b, 1, 1, t))?;
+        let heads = self.cfg.num_attention_heads;
+        let hd = self.cfg.hidden_size / heads;
+        let scale = 1.0 / (hd as f64).sqrt();
+        for layer in &self.layers {
+            let split = |y: Tensor| -> candle_core::Result<Tensor> {
+                y.reshape((b, t, heads, hd))?.transpose(1, 2)?.contiguous()
+            };
+            let q = split(layer.q.forward(&x)?)?;
+            let k = split(layer.k.forward(&x)?)?;
+            let v = split(layer.v.forward(&x)?)?;
+            let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(&bias)?;
+            let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+            let ctx = probs
+                .matmul(&v)?
+                .transpose(1, 2)?
+                .reshape((b, t, self.cfg.hidden_size))?;
+            x = layer.ln_attn.forward(&(layer.o.forward(&ctx)? + &x)?)?;
+            let mid = layer.up.forward(&x)?.gelu_erf()?;
+            x = layer.ln_out.forward(&(layer.down.forward(&mid)? + &x)?)?;
+        }
+        // Mean over real tokens, then L2 normalise.
+        let m = mask.unsqueeze(2)?;
+        let summed = x.broadcast_mul(&m)?.sum(1)?;
+        let count = m.sum(1)?.clamp(1e-9, f64::MAX)?;
+        let mean = summed.broadcast_div(&count)?;
+        let norm = mean
+            .sqr()?
+            .sum_keepdim(D::Minus1)?
+            .sqrt()?
+            .clamp(1e-12, f64::MAX)?;
+        let unit = mean.broadcast_div(&norm)?;
+        Ok(unit.to_vec2::<f32>()?)
+    }
+}

@@ -1,0 +1,134 @@
+//! Small dense row-major matrix helpers for the SAE and the statistics: matrix products go
+//! through candle's CPU matmul (optimised even in dev builds); everything else is plain loops.
+use candle_core::{Device, Tensor};
+
+/// `op(a) · op(b)` where `a` is stored row-major as `[m, k]` (or `[k, m]` when `ta`) and `b` as
+/// `[k, n]` (or `[n, k]` when `tb`). Returns the `[m, n]` product row-major.
+pub fn matmul(a: &[f32], m: usize, k: usize, ta: bool, b: &[f32], n: usize, tb: bool) -> Vec<f32> {
+    debug_assert_eq!(a.len(), m * k);
+    debug_assert_eq!(b.len(), k * n);
+    if m == 0 || n == 0 {
+        return Vec::new();
+    }
+    if k == 0 {
+        return vec![0.0; m * n];
+    }
+    let dev = Device::Cpu;
+    let at = if ta {
+        Tensor::from_slice(a, (k, m), &dev).and_then(|t| t.t())
+    } else {
+        Tensor::from_slice(a, (m, k), &dev)
+    };
+    let bt = if tb {
+        Tensor::from_slice(b, (n, k), &dev).and_then(|t| t.t())
+    } else {
+        Tensor::from_slice(b, (k, n), &dev)
+    };
+    // Shapes are checked above, so candle cannot fail here except on allocation.
+    at.and_then(|a| bt.and_then(|b| a.matmul(&b)))
+        .and_then(|c| c.flatten_all())
+        .and_then(|c| c.to_vec1::<f32>())
+        .expect("CPU matmul of checked shapes")
+}
+
+/// Column sums of a row-major `[rows, cols]` matrix.
+pub fn col_sums(a: &[f32], cols: usize) -> Vec<f32> {
+    let mut s = vec![0.0f32; cols];
+    for row in a.chunks_exact(cols) {
+        for (acc, v) in s.iter_mut().zip(row) {
+            *acc += v;
+        }
+    }
+    s
+}
+
+/// Mean over all entries of `(x - column mean)²`: the MSE of predicting each column by its mean.
+pub fn centred_mse(x: &[f32], cols: usize) -> f64 {
+    let rows = x.len() / cols.max(1);
+    if rows == 0 {
+        return 0.0;
+    }
+    let mut mean = vec![0.0f64; cols];
+    for row in x.chunks_exact(cols) {
+        for (m, v) in mean.iter_mut().zip(row) {
+            *m += *v as f64;
+        }
+    }
+    mean.iter_mut().for_each(|m| *m /= rows as f64);
+    let mut s = 0.0;
+    for row in x.chunks_exact(cols) {
+        for (m, v) in mean.iter().zip(row) {
+            let d = *v as f64 - m;
+            s += d * d;
+        }
+    }
+    s / x.len() as f64
+}
+
+/// Cosine similarity of two vectors (0 when either is zero).
+pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let (mut ab, mut aa, mut bb) = (0.0f64, 0.0f64, 0.0f64);
+    for (x, y) in a.iter().zip(b) {
+        ab += *x as f64 * *y as f64;
+        aa += *x as f64 * *x as f64;
+        bb += *y as f64 * *y as f64;
+    }
+    if aa == 0.0 || bb == 0.0 {
+        0.0
+    } else {
+        ab / (aa.sqrt() * bb.sqrt())
+    }
+}
+
+/// Pearson correlation (0 when either side is constant).
+pub fn pearson(a: &[f64], b: &[f64]) -> f64 {
+    let n = a.len().min(b.len());
+    if n < 2 {
+        return 0.0;
+    }
+    let ma = a[..n].iter().sum::<f64>() / n as f64;
+    let mb = b[..n].iter().sum::<f64>() / n as f64;
+    let (mut ab, mut aa, mut bb) = (0.0, 0.0, 0.0);
+    for i in 0..n {
+        let (x, y) = (a[i] - ma, b[i] - mb);
+        ab += x * y;
+        aa += x * x;
+        bb += y * y;
+    }
+    if aa <= 0.0 || bb <= 0.0 {
+        0.0
+    } else {
+        ab / (aa.sqrt() * bb.sqrt())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matmul_handles_transposes() {
+        // a = [[1,2,3],[4,5,6]] (2x3), b = [[1,0],[0,1],[1,1]] (3x2)
+        let a = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
+        let b = [1.0, 0.0, 0.0, 1.0, 1.0, 1.0];
+        assert_eq!(
+            matmul(&a, 2, 3, false, &b, 2, false),
+            vec![4.0, 5.0, 10.0, 11.0]
+        );
+        // aᵀ stored as 3x2, bᵀ stored as 2x3.
+        let at = [1.0, 4.0, 2.0, 5.0, 3.0, 6.0];
+        let bt = [1.0, 0.0, 1.0, 0.0, 1.0, 1.0];
+        assert_eq!(
+            matmul(&at, 2, 3, true, &bt, 2, true),
+            vec![4.0, 5.0, 10.0, 11.0]
+        );
+    }
+
+    #[test]
+    fn pearson_and_cosine() {
+        assert!((pearson(&[1.0, 2.0, 3.0], &[2.0, 4.0, 6.5]) - 0.9986).abs() < 1e-3);
+        assert!((pearson(&[1.0, 2.0, 3.0], &[3.0, 2.0, 1.0]) + 1.0).abs() < 1e-12);
+        assert_eq!(pearson(&[1.0, 1.0], &[1.0, 2.0]), 0.0);
+        assert!((cosine(&[1.0, 0.0], &[1.0, 1.0]) - 0.5f64.sqrt()).abs() < 1e-9);
+    }
+}

@@ -1,0 +1,362 @@
+//! The output folder of a run: SAELens-layout SAE (`cfg.json`, `sae_weights.safetensors`),
+//! `activations.safetensors` (`[pairs, latents]`, file order, pair ids in the metadata),
+//! `report.json`, `report.md` and a self-contained `report.html`. All files are written
+//! atomically. Also reads an SAE folder back.
+use super::embed::f32_safetensors;
+use super::error::SaeError;
+use super::model::Sae;
+use super::pipeline::{RunResult, SaeReport};
+use crate::report::svg::{bar_chart, line_chart, BarChart, LineChart};
+use crate::report::{fmt_num, write_atomic, HtmlPage, Markdown, Table};
+use std::collections::HashMap;
+use std::path::Path;
+
+fn w(path: &Path, bytes: &[u8]) -> Result<(), SaeError> {
+    write_atomic(path, bytes).map_err(|e| SaeError::file(path, e))
+}
+
+/// SAELens `cfg.json` for an SAE.
+pub fn sae_cfg_json(sae: &Sae, embedder: &str, extra: serde_json::Value) -> serde_json::Value {
+    serde_json::json!({
+        "architecture": "batchtopk",
+        "d_in": sae.d_in,
+        "d_sae": sae.d_sae,
+        "k": sae.k,
+        "threshold": sae.threshold,
+        "activation_fn": "signed_batchtopk",
+        "matryoshka_prefixes": sae.prefixes,
+        "dtype": "float32",
+        "device": "cpu",
+        "apply_b_dec_to_input": true,
+        "normalize_activations": "none",
+        "hook_name": embedder,
+        "model_name": embedder,
+        "steerlab": extra,
+    })
+}
+
+/// Writes `cfg.json` and `sae_weights.safetensors` into `dir`.
+pub fn write_sae(
+    dir: &Path,
+    sae: &Sae,
+    embedder: &str,
+    extra: serde_json::Value,
+) -> Result<(), SaeError> {
+    std::fs::create_dir_all(dir).map_err(|e| SaeError::file(dir, e))?;
+    let cfg = serde_json::to_string_pretty(&sae_cfg_json(sae, embedder, extra))
+        .map_err(|e| SaeError::file(dir, e))?;
+    w(&dir.join("cfg.json"), cfg.as_bytes())?;
+    let thr = [sae.threshold];
+    let k = [sae.k as f32];
+    let path = dir.join("sae_weights.safetensors");
+    let bytes = f32_safetensors(
+        &[
+            ("W_enc", &sae.w_enc, vec![sae.d_in, sae.d_sae]),
+            ("b_enc", &sae.b_enc, vec![sae.d_sae]),
+            ("W_dec", &sae.w_dec, vec![sae.d_sae, sae.d_in]),
+            ("b_dec", &sae.b_dec, vec![sae.d_in]),
+            ("threshold", &thr, vec![]),
+            ("k", &k, vec![]),
+        ],
+        None,
+    )
+    .map_err(|e| SaeError::file(&path, e))?;
+    w(&path, &bytes)
+}
+
+/// Reads an SAE folder written by [`write_sae`] (or any SAELens folder with the same tensors).
+pub fn read_sae(dir: &Path) -> Result<Sae, SaeError> {
+    let cfg_path = dir.join("cfg.json");
+    let cfg: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(&cfg_path).map_err(|e| SaeError::file(&cfg_path, e))?,
+    )
+    .map_err(|e| SaeError::file(&cfg_path, e))?;
+    let path = dir.join("sae_weights.safetensors");
+    let bytes = std::fs::read(&path).map_err(|e| SaeError::file(&path, e))?;
+    let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| SaeError::file(&path, e))?;
+    let get = |name: &str, shape: &[usize]| -> Result<Vec<f32>, SaeError> {
+        let t = st
+            .tensor(name)
+            .map_err(|e| SaeError::file(&path, format!("{name}: {e}")))?;
+        if t.dtype() != safetensors::Dtype::F32 || t.shape() != shape {
+            return Err(SaeError::file(
+                &path,
+                format!(
+                    "{name}: expected F32 {shape:?}, found {:?} {:?}",
+                    t.dtype(),
+                    t.shape()
+                ),
+            ));
+        }
+        Ok(t.data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect())
+    };
+    let dim = |k: &str| -> Result<usize, SaeError> {
+        cfg.get(k)
+            .and_then(|v| v.as_u64())
+            .map(|v| v as usize)
+            .ok_or_else(|| SaeError::file(&cfg_path, format!("{k}: missing or not an integer")))
+    };
+    let (d_in, d_sae) = (dim("d_in")?, dim("d_sae")?);
+    let threshold = if st.names().contains(&"threshold") {
+        get("threshold", &[])?[0]
+    } else {
+        cfg.get("threshold").and_then(|v| v.as_f64()).unwrap_or(0.0) as f32
+    };
+    let prefixes = cfg
+        .get("matryoshka_prefixes")
+        .and_then(|v| serde_json::from_value::<Vec<usize>>(v.clone()).ok())
+        .unwrap_or_else(|| vec![d_sae]);
+    Ok(Sae {
+        d_in,
+        d_sae,
+        w_enc: get("W_enc", &[d_in, d_sae])?,
+        b_enc: get("b_enc", &[d_sae])?,
+        w_dec: get("W_dec", &[d_sae, d_in])?,
+        b_dec: get("b_dec", &[d_in])?,
+        threshold,
+        k: cfg.get("k").and_then(|v| v.as_u64()).unwrap_or(0) as usize,
+        prefixes,
+    })
+}
+
+/// Writes the whole output folder of a run.
+pub fn write_outputs(dir: &Path, r: &RunResult) -> Result<(), SaeError> {
+    let extra = serde_json::json!({
+        "dataset": r.report.dataset,
+        "seed": r.report.options.sae.seed,
+        "include_prompt": r.report.options.include_prompt,
+        "input": "e(A) - e(B) and its negation",
+    });
+    write_sae(dir, &r.sae, &r.report.embedder, extra)?;
+    let path = dir.join("activations.safetensors");
+    let ids = serde_json::to_string(&r.ids).map_err(|e| SaeError::file(&path, e))?;
+    let meta = HashMap::from([
+        ("pair_ids".to_string(), ids),
+        (
+            "rows".to_string(),
+            "e(A) - e(B) (chosen - rejected for pair data), file order".to_string(),
+        ),
+    ]);
+    let n = r.ids.len();
+    let bytes = f32_safetensors(
+        &[("activations", &r.activations, vec![n, r.sae.d_sae])],
+        Some(meta),
+    )
+    .map_err(|e| SaeError::file(&path, e))?;
+    w(&path, &bytes)?;
+    let json = serde_json::to_string_pretty(&r.report).map_err(|e| SaeError::file(dir, e))?;
+    w(&dir.join("report.json"), json.as_bytes())?;
+    w(
+        &dir.join("report.md"),
+        render_markdown(&r.report).as_bytes(),
+    )?;
+    w(&dir.join("report.html"), render_html(&r.report).as_bytes())?;
+    Ok(())
+}
+
+fn opt(x: Option<f64>) -> String {
+    x.map(|v| fmt_num(v, 3)).unwrap_or_else(|| "–".into())
+}
+
+fn summary_lines(r: &SaeReport) -> Vec<String> {
+    let h = &r.history;
+    let last = h.steps.last();
+    vec![
+        format!("Dataset: {} ({} pairs); embedder: {} (width {}).", r.dataset, r.n_pairs, r.embedder, r.d_in),
+        format!(
+            "SAE: M = {}, K = {}, prefixes {:?}, seed {}; {} epochs (kept epoch {}){}.",
+            r.options.sae.latents,
+            r.options.sae.k,
+            r.options.sae.resolved_prefixes().unwrap_or_default(),
+            r.options.sae.seed,
+            h.epochs,
+            h.best_epoch + 1,
+            if h.cancelled { ", cancelled" } else { "" }
+        ),
+        format!(
+            "Validation FVE {}, L0 {}; dead fraction at the end {}.",
+            fmt_num(r.val_fve, 3),
+            fmt_num(r.val_l0, 2),
+            last.map(|s| fmt_num(s.dead_fraction, 3)).unwrap_or_default()
+        ),
+        format!(
+            "Held-out AUC (n_train {}, n_test {}): length only {}, top-5 {}, top-10 {}, all features {}, dense probe {}.",
+            r.auc.n_train,
+            r.auc.n_test,
+            opt(r.auc.length_only),
+            opt(r.auc.top5),
+            opt(r.auc.top10),
+            opt(r.auc.all_features),
+            opt(r.auc.dense_probe)
+        ),
+    ]
+}
+
+fn feature_table(r: &SaeReport) -> Table {
+    let mut t = Table::new([
+        "feature",
+        "prevalence",
+        "effect (log-odds/sd)",
+        "95% CI",
+        "p (Bonf.)",
+        "lasso rank",
+        "toward A",
+        "toward B",
+        "description",
+        "fidelity r",
+    ]);
+    for f in &r.features {
+        let rank = r
+            .lasso_order
+            .iter()
+            .position(|&j| j == f.index)
+            .map(|p| (p + 1).to_string())
+            .unwrap_or("–".into());
+        let (e, ci, p) = match &f.effect {
+            Some(e) => (
+                fmt_num(e.coef, 3),
+                format!("[{}, {}]", fmt_num(e.ci95.0, 2), fmt_num(e.ci95.1, 2)),
+                format!("{:.2e}", e.p_bonferroni),
+            ),
+            None => ("–".into(), "–".into(), "–".into()),
+        };
+        let grams = |g: &[super::interpret::NGram]| {
+            g.iter()
+                .take(4)
+                .map(|x| x.text.clone())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        t.row([
+            format!("{}", f.index),
+            fmt_num(f.prevalence, 3),
+            e,
+            ci,
+            p,
+            rank,
+            grams(&f.ngrams_toward),
+            grams(&f.ngrams_away),
+            f.description.clone().unwrap_or_default(),
+            f.fidelity
+                .as_ref()
+                .map(|x| format!("{}{}", fmt_num(x.r, 2), if x.kept { " ✓" } else { "" }))
+                .unwrap_or_default(),
+        ]);
+    }
+    t
+}
+
+/// The Markdown report.
+pub fn render_markdown(r: &SaeReport) -> String {
+    let mut md = Markdown::new("Feature discovery (WIMHF)");
+    md.h2("Summary");
+    for l in summary_lines(r) {
+        md.p(&l);
+    }
+    md.h2("Features");
+    md.table(&feature_table(r));
+    for f in r
+        .features
+        .iter()
+        .filter(|f| !f.top_pairs.is_empty())
+        .take(r.features.len())
+    {
+        md.h3(&format!("Feature {}", f.index));
+        let mut t = Table::new(["pair", "|act|", "A (feature side)", "B"]);
+        for p in f.top_pairs.iter().take(3) {
+            let clip = |s: &str| s.chars().take(160).collect::<String>().replace('\n', " ");
+            t.row([
+                p.id.clone(),
+                fmt_num(p.activation, 3),
+                clip(&p.a),
+                clip(&p.b),
+            ]);
+        }
+        md.table(&t);
+    }
+    if !r.groups.is_empty() {
+        md.h2("Per-group weights");
+        let mut t = Table::new(["column", "value", "n", "length", "top features (weight)"]);
+        for g in &r.groups {
+            let mut idx: Vec<usize> = (0..g.weights.len()).collect();
+            idx.sort_by(|a, b| g.weights[*b].abs().total_cmp(&g.weights[*a].abs()));
+            let top = idx
+                .iter()
+                .take(5)
+                .map(|&j| format!("{j} ({})", fmt_num(g.weights[j], 2)))
+                .collect::<Vec<_>>()
+                .join(", ");
+            t.row([
+                g.column.clone(),
+                g.value.clone(),
+                g.n.to_string(),
+                fmt_num(g.length, 2),
+                top,
+            ]);
+        }
+        md.table(&t);
+    }
+    md.finish()
+}
+
+/// The self-contained HTML report (inline SVG plots).
+pub fn render_html(r: &SaeReport) -> String {
+    let mut h = HtmlPage::new("Feature discovery (WIMHF)");
+    h.h2("Summary");
+    for l in summary_lines(r) {
+        h.p(&l);
+    }
+    let series = |f: &dyn Fn(&super::model::StepMetrics) -> f64| -> Vec<(f64, f64)> {
+        r.history
+            .steps
+            .iter()
+            .map(|s| (s.step as f64, f(s)))
+            .collect()
+    };
+    h.svg(&line_chart(&LineChart {
+        title: "Training".into(),
+        series: vec![
+            ("loss".into(), series(&|s| s.loss)),
+            ("FVE".into(), series(&|s| s.fve)),
+            ("dead fraction".into(), series(&|s| s.dead_fraction)),
+        ],
+        x_label: "step".into(),
+        y_label: "value".into(),
+    }));
+    let with_effect: Vec<_> = r
+        .features
+        .iter()
+        .filter_map(|f| f.effect.as_ref().map(|e| (f.index, e.coef)))
+        .collect();
+    if !with_effect.is_empty() {
+        h.svg(&bar_chart(&BarChart {
+            title: "Effect on preference (controlling for length)".into(),
+            labels: with_effect
+                .iter()
+                .map(|(j, _)| format!("feature {j}"))
+                .collect(),
+            values: with_effect.iter().map(|(_, c)| *c).collect(),
+            x_label: "log-odds per sd".into(),
+        }));
+    }
+    h.h2("Features");
+    h.table(&feature_table(r));
+    for f in r.features.iter().filter(|f| !f.top_pairs.is_empty()) {
+        h.h3(&format!("Feature {}", f.index));
+        let mut t = Table::new(["pair", "|act|", "A (feature side)", "B"]);
+        for p in f.top_pairs.iter().take(3) {
+            let clip = |s: &str| s.chars().take(300).collect::<String>();
+            t.row([
+                p.id.clone(),
+                fmt_num(p.activation, 3),
+                clip(&p.a),
+                clip(&p.b),
+            ]);
+        }
+        h.table(&t);
+    }
+    h.finish()
+}
