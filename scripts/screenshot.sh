@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Render each panel of the desktop app under a virtual X server and save PNGs to
+# docs/screenshots/<panel>.png (or $OUT_DIR). The app loads the default model (if fetched) and,
+# for the Data panel, a dataset: $STEERLAB_DATA if set, else a planted synthetic set written by
+# `steerlab data synth`; the Generate panel answers $STEERLAB_PROMPT (default: the capital of
+# France, greedy, chat template). Needs: apt-get install -y xvfb xauth libx11-6 libx11-xcb1 libxcursor1
+# libxi6 libxkbcommon-x11-0 libgl1 libgl1-mesa-dri
+#   scripts/screenshot.sh                 # all panels
+#   scripts/screenshot.sh model data      # some panels
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out_dir="${OUT_DIR:-docs/screenshots}"
+mkdir -p "$out_dir"
+command -v xvfb-run >/dev/null || { echo "screenshot.sh: xvfb-run not found (apt-get install -y xvfb xauth)" >&2; exit 1; }
+
+cargo build --bin steerlab
+bin="${CARGO_TARGET_DIR:-target}/debug/steerlab"
+
+panels=("$@")
+[ ${#panels[@]} -gt 0 ] || panels=(model generate data)
+
+data="${STEERLAB_DATA:-}"
+if [ -z "$data" ]; then
+  data="$(mktemp -d)/synth.jsonl"
+  "$bin" data synth --out "$data" --n 300 --seed 1 >/dev/null
+fi
+
+for p in "${panels[@]}"; do
+  png="$out_dir/$p.png"
+  rm -f "$png"
+  echo "screenshot.sh: $p -> $png" >&2
+  prompt=""
+  [ "$p" = generate ] && prompt="${STEERLAB_PROMPT:-What is the capital of France?}"
+  STEERLAB_SCREENSHOT="$png" STEERLAB_PANEL="$p" STEERLAB_DATA="$data" STEERLAB_PROMPT="$prompt" \
+    xvfb-run -a -s "-screen 0 1280x800x24" "$bin" gui
+  [ -s "$png" ] || { echo "screenshot.sh: no PNG written for $p" >&2; exit 1; }
+done

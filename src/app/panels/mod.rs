@@ -1,0 +1,79 @@
+//! The workbench's panels. Each is a small struct in its own file implementing [`Panel`]; the
+//! shell shows the one selected in the sidebar. To add a panel: write its file, add a variant
+//! to [`PanelId`] and its arms in `PanelId::{title, key, create}` (the compiler lists them).
+use eframe::egui;
+use serde::{Deserialize, Serialize};
+
+use super::state::AppState;
+
+mod data;
+mod model;
+
+pub use data::DataPanel;
+pub use model::ModelPanel;
+
+/// A view over [`AppState`]. Panels hold only view state (text being typed, selections).
+pub trait Panel {
+    /// Draws the panel into the central area.
+    fn ui(&mut self, ui: &mut egui::Ui, state: &mut AppState);
+}
+
+/// Which panel; also the persisted "last panel" and the `STEERLAB_PANEL` value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum PanelId {
+    /// Load a model and see its shape.
+    Model,
+    /// Open, check, map and split a preference dataset.
+    Data,
+}
+
+impl PanelId {
+    /// Every panel, in sidebar order.
+    pub const ALL: &'static [PanelId] = &[PanelId::Model, PanelId::Data];
+
+    /// The sidebar label.
+    pub fn title(self) -> &'static str {
+        match self {
+            PanelId::Model => "Model",
+            PanelId::Data => "Data",
+        }
+    }
+
+    /// The lowercase key used by `STEERLAB_PANEL`.
+    pub fn key(self) -> &'static str {
+        match self {
+            PanelId::Model => "model",
+            PanelId::Data => "data",
+        }
+    }
+
+    /// Parses a key (case-insensitive).
+    pub fn from_key(key: &str) -> Option<PanelId> {
+        Self::ALL
+            .iter()
+            .copied()
+            .find(|p| p.key().eq_ignore_ascii_case(key.trim()))
+    }
+
+    /// A fresh panel of this kind.
+    pub fn create(self) -> Box<dyn Panel> {
+        match self {
+            PanelId::Model => Box::new(ModelPanel::default()),
+            PanelId::Data => Box::new(DataPanel::default()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_round_trip() {
+        for p in PanelId::ALL {
+            assert_eq!(PanelId::from_key(p.key()), Some(*p));
+            assert_eq!(PanelId::from_key(&p.key().to_uppercase()), Some(*p));
+        }
+        assert_eq!(PanelId::from_key("steer-typo"), None);
+    }
+}

@@ -1,0 +1,158 @@
+//! [`AppState`]: everything the workbench has loaded and made (model, datasets, results, jobs),
+//! kept apart from the panels that display it. Panels get `&mut AppState` each frame.
+use eframe::egui;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use super::dataset::DataView;
+use super::engine::LoadedModel;
+use super::job_list::{JobId, JobList};
+use super::picker::FilePicker;
+
+/// How many recent paths are remembered per kind.
+pub const MAX_RECENT: usize = 8;
+
+/// Severity of a status message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    /// Something finished or was loaded.
+    Info,
+    /// Something failed.
+    Error,
+}
+
+/// A line in the status log (job results, load errors).
+#[derive(Debug, Clone)]
+pub struct StatusMessage {
+    /// Severity.
+    pub level: Level,
+    /// The text shown.
+    pub text: String,
+    /// When it was posted.
+    pub at: Instant,
+}
+
+/// Recently opened paths, newest first, and other settings restored between runs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Recent {
+    /// Model folders and GGUF files.
+    pub models: Vec<PathBuf>,
+    /// Dataset files.
+    pub data: Vec<PathBuf>,
+}
+
+impl Recent {
+    /// Moves `path` to the front of `list`, dropping duplicates and the oldest beyond [`MAX_RECENT`].
+    pub fn remember(list: &mut Vec<PathBuf>, path: &Path) {
+        list.retain(|p| p != path);
+        list.insert(0, path.to_path_buf());
+        list.truncate(MAX_RECENT);
+    }
+}
+
+/// The workbench's state: owned data, results and jobs. Panels only view and edit it.
+pub struct AppState {
+    /// Opens file dialogs (a scripted one in tests).
+    pub picker: Box<dyn FilePicker>,
+    /// Background jobs.
+    pub jobs: JobList,
+    /// The loaded model, if any.
+    pub model: Option<LoadedModel>,
+    /// The job loading a model, while it runs.
+    pub model_job: Option<JobId>,
+    /// Why the last model load failed (cleared by a successful load).
+    pub model_error: Option<String>,
+    /// Opened datasets (checked, previewed, maybe split).
+    pub datasets: Vec<DataView>,
+    /// Index into `datasets` of the one the Data panel shows.
+    pub active_dataset: Option<usize>,
+    /// The job opening a dataset, while it runs.
+    pub data_job: Option<JobId>,
+    /// A prompt to generate from as soon as a model is loaded (start-up option).
+    pub pending_prompt: Option<String>,
+    /// Recent files.
+    pub recent: Recent,
+    /// Status log, oldest first.
+    pub messages: Vec<StatusMessage>,
+    ctx: Option<egui::Context>,
+}
+
+impl AppState {
+    /// A fresh state using `picker` for dialogs.
+    pub fn new(picker: Box<dyn FilePicker>) -> Self {
+        Self {
+            picker,
+            jobs: JobList::default(),
+            model: None,
+            model_job: None,
+            model_error: None,
+            datasets: Vec::new(),
+            active_dataset: None,
+            data_job: None,
+            pending_prompt: None,
+            recent: Recent::default(),
+            messages: Vec::new(),
+            ctx: None,
+        }
+    }
+
+    /// Remembers the egui context so job threads can wake the UI.
+    pub(crate) fn set_ctx(&mut self, ctx: &egui::Context) {
+        if self.ctx.is_none() {
+            self.ctx = Some(ctx.clone());
+        }
+    }
+
+    /// A callback that asks egui to repaint (given to job threads).
+    pub fn waker(&self) -> Option<Arc<dyn Fn() + Send + Sync>> {
+        let ctx = self.ctx.clone()?;
+        Some(Arc::new(move || ctx.request_repaint()))
+    }
+
+    /// Posts an informational status line.
+    pub fn info(&mut self, text: impl Into<String>) {
+        self.post(Level::Info, text.into());
+    }
+
+    /// Posts an error status line.
+    pub fn error(&mut self, text: impl Into<String>) {
+        self.post(Level::Error, text.into());
+    }
+
+    fn post(&mut self, level: Level, text: String) {
+        self.messages.push(StatusMessage {
+            level,
+            text,
+            at: Instant::now(),
+        });
+        if self.messages.len() > 200 {
+            self.messages.remove(0);
+        }
+    }
+
+    /// The latest status line, if any.
+    pub fn last_message(&self) -> Option<&StatusMessage> {
+        self.messages.last()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recent_list_dedups_and_caps() {
+        let mut l = Vec::new();
+        for i in 0..10 {
+            Recent::remember(&mut l, Path::new(&format!("/f{i}")));
+        }
+        Recent::remember(&mut l, Path::new("/f5"));
+        assert_eq!(l.len(), MAX_RECENT);
+        assert_eq!(l[0], PathBuf::from("/f5"));
+        assert_eq!(l.iter().filter(|p| **p == PathBuf::from("/f5")).count(), 1);
+        assert_eq!(l[1], PathBuf::from("/f9"));
+    }
+}

@@ -1,0 +1,151 @@
+//! GUI tests of the Model and Generate panels with egui_kittest: models are opened through the
+//! scripted picker (no dialog) and what the panels show is checked against independent
+//! references (the fixture's config.json and safetensors header; the engine called directly).
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use egui_kittest::kittest::Queryable;
+use egui_kittest::Harness;
+use steerlab::app::{PanelId, ScriptedPicker, StartOptions, SteerlabApp};
+
+fn harness(picker: &ScriptedPicker, panel: PanelId) -> Harness<'static, SteerlabApp> {
+    let start = StartOptions {
+        panel: Some(panel),
+        ..Default::default()
+    };
+    let app = SteerlabApp::new(Box::new(picker.clone()), None, start);
+    Harness::builder()
+        .with_size([1280.0, 800.0])
+        .build_ui_state(|ui, app: &mut SteerlabApp| app.show(ui), app)
+}
+
+fn wait_for_jobs(h: &mut Harness<'static, SteerlabApp>) {
+    let t0 = Instant::now();
+    h.step();
+    while h.state().state.jobs.is_busy() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(300),
+            "jobs did not finish"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+        h.step();
+    }
+    h.run();
+}
+
+fn fixture(arch: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/models")
+        .join(arch)
+}
+
+/// Parameter count read straight from the safetensors header (independent of the engine).
+fn params_in(file: &Path) -> u64 {
+    let bytes = std::fs::read(file).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    st.tensors()
+        .iter()
+        .map(|(_, t)| t.shape().iter().product::<usize>() as u64)
+        .sum()
+}
+
+#[test]
+fn model_panel_loads_an_hf_folder_through_the_picker() {
+    let dir = fixture("llama");
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+    let picker = ScriptedPicker::new();
+    picker.push(Some(dir.clone()));
+    let mut h = harness(&picker, PanelId::Model);
+    h.run();
+    h.get_by_label("Open folder…").click();
+    wait_for_jobs(&mut h);
+    assert_eq!(picker.calls(), vec!["pick_folder: Model path"]);
+
+    let m = h
+        .state()
+        .state
+        .model
+        .as_ref()
+        .unwrap_or_else(|| panic!("{:?}", h.state().state.model_error));
+    let s = &m.summary;
+    assert_eq!(s.architecture, cfg["model_type"].as_str().unwrap());
+    assert_eq!(
+        s.n_layers as u64,
+        cfg["num_hidden_layers"].as_u64().unwrap()
+    );
+    assert_eq!(s.hidden_size as u64, cfg["hidden_size"].as_u64().unwrap());
+    assert_eq!(s.vocab_size as u64, cfg["vocab_size"].as_u64().unwrap());
+    // Untied embeddings: every stored tensor is a distinct parameter.
+    assert_eq!(cfg["tie_word_embeddings"], false);
+    assert_eq!(s.n_params, params_in(&dir.join("model.safetensors")));
+    assert_eq!((s.device.as_str(), s.dtype.as_str()), ("cpu", "f32"));
+    // What the user sees.
+    for v in [
+        s.n_layers.to_string(),
+        s.hidden_size.to_string(),
+        s.vocab_size.to_string(),
+    ] {
+        assert!(h.query_by_label(&v).is_some(), "value {v} shown");
+    }
+    assert!(h
+        .query_by_label_contains(&format!("Loaded: {}", dir.display()))
+        .is_some());
+    assert_eq!(h.state().state.recent.models, vec![dir]);
+    assert!(
+        h.query_by_label("Model: llama").is_some(),
+        "sidebar lists the model"
+    );
+}
+
+#[test]
+fn unsupported_architecture_is_reported_with_its_model_type() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixture("llama").join("config.json")).unwrap(),
+    )
+    .unwrap();
+    cfg["model_type"] = "gpt2".into();
+    std::fs::write(dir.path().join("config.json"), cfg.to_string()).unwrap();
+    std::fs::copy(
+        fixture("llama").join("model.safetensors"),
+        dir.path().join("model.safetensors"),
+    )
+    .unwrap();
+    let picker = ScriptedPicker::new();
+    picker.push(Some(dir.path().to_path_buf()));
+    let mut h = harness(&picker, PanelId::Model);
+    h.run();
+    h.get_by_label("Open folder…").click();
+    wait_for_jobs(&mut h);
+    assert!(h.state().state.model.is_none());
+    let e = h.state().state.model_error.clone().expect("an error");
+    assert!(e.contains("gpt2") && e.contains("config.json"), "{e}");
+    assert!(
+        h.query_all_by_label_contains("gpt2").count() >= 1,
+        "error shown"
+    );
+}
+
+#[test]
+fn typed_path_loads_when_no_dialog_is_available() {
+    let dir = fixture("qwen2");
+    let picker = ScriptedPicker::new();
+    let mut h = harness(&picker, PanelId::Model);
+    h.run();
+    h.get_by_label("Model path").focus();
+    h.run();
+    h.get_by_label("Model path")
+        .type_text(&dir.display().to_string());
+    h.run();
+    h.get_by_label("Load").click();
+    wait_for_jobs(&mut h);
+    assert!(picker.calls().is_empty(), "no dialog");
+    let m = h
+        .state()
+        .state
+        .model
+        .as_ref()
+        .unwrap_or_else(|| panic!("{:?}", h.state().state.model_error));
+    assert_eq!(m.summary.architecture, "qwen2");
+}
