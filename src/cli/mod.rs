@@ -6,6 +6,7 @@ mod data_cmd;
 mod dissect_cmd;
 mod model_cmds;
 pub mod progress;
+mod steer_cmd;
 
 /// steerlab: activation steering and preference interpretability workbench.
 ///
@@ -33,6 +34,9 @@ pub enum Command {
     Data(data_cmd::DataCommand),
     /// Factor-level dissection of preference labels (Bayesian logistic regression).
     Dissect(dissect_cmd::DissectArgs),
+    /// Steering vectors: train (BiPO/CAA/PCA), evaluate over a multiplier sweep, export.
+    #[command(subcommand)]
+    Steer(steer_cmd::SteerCommand),
 }
 
 /// Entry point of the `steerlab` binary.
@@ -45,5 +49,6 @@ pub fn main() -> anyhow::Result<()> {
         Some(Command::Generate(a)) => model_cmds::generate(a),
         Some(Command::Data(c)) => data_cmd::run(c),
         Some(Command::Dissect(a)) => dissect_cmd::run(a),
+        Some(Command::Steer(c)) => steer_cmd::run(c),
     }
 }

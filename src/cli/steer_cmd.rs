@@ -1,0 +1,481 @@
+//! `steerlab steer train|eval|export`: parse arguments, load model/data, tokenize with the chat
+//! template, call `crate::steer`, print or write results. No algorithm code here.
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use candle_core::{DType, Device};
+use clap::{Args, Subcommand};
+
+use crate::cli::progress::BarSink;
+use crate::data::{AbItem, LoadOptions, Prompt};
+use crate::model::{Model, TextTokenizer};
+use crate::steer::bipo::{FeedbackTokens, PairTokens, Provenance, StopReason};
+use crate::steer::{
+    gguf, sweep, train_bipo, AbTokens, BipoConfig, Completion, Contrast, Objective, SteeringVector,
+    TrainData,
+};
+
+/// Steering-vector subcommands.
+#[derive(Debug, Subcommand)]
+pub enum SteerCommand {
+    /// Train a vector (BiPO with its objective family, or the CAA / PCA baselines).
+    Train(TrainArgs),
+    /// Behaviour score of A/B items over a multiplier sweep, for one or more vectors.
+    Eval(EvalArgs),
+    /// Export a vector (llama.cpp / repeng GGUF control vector).
+    Export(ExportArgs),
+}
+
+/// `steer train` arguments.
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Model: HF folder or .gguf file (default: the cached SmolLM2-135M-Instruct GGUF).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Training data: chosen/rejected pairs or A/B items (bipo/caa/pca), thumbs up/down (bco).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// bipo, caa or pca.
+    #[arg(long, default_value = "bipo")]
+    pub method: String,
+    /// BiPO objective: dpo, ipo, rdpo (ε = 0.1), rdpo:EPS, bco.
+    #[arg(long, default_value = "dpo")]
+    pub objective: String,
+    /// Comma-separated 0-based blocks whose output is steered.
+    #[arg(long, default_value = "14", value_delimiter = ',')]
+    pub layers: Vec<usize>,
+    /// Epochs (paper: 5–20 until the held-out score saturates).
+    #[arg(long, default_value_t = 3)]
+    pub epochs: usize,
+    /// Pairs per step (paper: 4).
+    #[arg(long, default_value_t = 4)]
+    pub batch_size: usize,
+    /// Peak learning rate (paper: 5e-4 over thousands of steps; default scaled to short runs).
+    #[arg(long, default_value_t = 0.02)]
+    pub lr: f64,
+    /// Warm-up steps (paper: 100; default 10% of all steps).
+    #[arg(long)]
+    pub warmup_steps: Option<usize>,
+    /// β of the objective (paper: 0.1).
+    #[arg(long, default_value_t = 0.1)]
+    pub beta: f64,
+    /// AdamW weight decay (paper: 0.05).
+    #[arg(long, default_value_t = 0.05)]
+    pub weight_decay: f64,
+    /// Seed (paper: 11).
+    #[arg(long, default_value_t = 11)]
+    pub seed: u64,
+    /// Held-out A/B items scored at ±1 after each epoch (BiPO).
+    #[arg(long)]
+    pub heldout: Option<PathBuf>,
+    /// Use at most this many training records.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Output vector (.safetensors).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Print a JSON summary instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `steer eval` arguments.
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// Model: HF folder or .gguf file (default: the cached SmolLM2-135M-Instruct GGUF).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// A/B items (question, answer_matching_behavior, answer_not_matching_behavior).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Comma-separated vector files (.safetensors native or .gguf control vectors).
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub vectors: Vec<PathBuf>,
+    /// Comma-separated multipliers.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        allow_hyphen_values = true,
+        default_value = "-2,-1,0,1,2"
+    )]
+    pub multipliers: Vec<f64>,
+    /// Use at most this many items.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Sequences per forward pass.
+    #[arg(long, default_value_t = 8)]
+    pub batch_size: usize,
+    /// Print `{"results": [{"vector", "multiplier", "score"}, ...]}`.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `steer export` arguments.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The vector to export (.safetensors).
+    #[arg(long)]
+    pub vector: PathBuf,
+    /// Output format: gguf (llama.cpp --control-vector / repeng).
+    #[arg(long, default_value = "gguf")]
+    pub format: String,
+    /// `controlvector.model_hint` (repeng writes the HF model_type, e.g. llama).
+    #[arg(long, default_value = "llama")]
+    pub model_hint: String,
+    /// Output file.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// Runs a `steer` subcommand.
+pub fn run(cmd: SteerCommand) -> Result<()> {
+    match cmd {
+        SteerCommand::Train(a) => train(a),
+        SteerCommand::Eval(a) => eval(a),
+        SteerCommand::Export(a) => export(a),
+    }
+}
+
+/// Loads a model and its tokenizer (HF folder or GGUF file).
+pub fn load_model(path: Option<&Path>) -> Result<(Model, TextTokenizer)> {
+    let path = match path {
+        Some(p) => p.to_path_buf(),
+        None => crate::paths::require_default(crate::paths::default_model_path(), "model")?,
+    };
+    if path.is_dir() {
+        let model = Model::load(&path, &crate::model::LoadOptions::default())?;
+        let tok = TextTokenizer::from_hf_dir(&path)?;
+        Ok((model, tok))
+    } else {
+        let g = crate::model::gguf::read_gguf(&path, &Device::Cpu, DType::F32)?;
+        let model = Model::from_parts(&g.config, g.tensors, &g.name, &Device::Cpu, DType::F32)?;
+        Ok((model, g.tokenizer))
+    }
+}
+
+/// Chat-formatted prompt ids (with the assistant header).
+fn prompt_ids(tok: &TextTokenizer, prompt: &Prompt) -> Result<Vec<u32>> {
+    let text = tok.apply_chat_template(&prompt.to_messages(), true)?;
+    Ok(tok.encode(&text, false)?)
+}
+
+fn text_ids(tok: &TextTokenizer, text: &str, what: &str) -> Result<Vec<u32>> {
+    let ids = tok.encode(text, false)?;
+    if ids.is_empty() {
+        bail!("{what}: the text is empty after tokenization");
+    }
+    Ok(ids)
+}
+
+/// A/B items as token ids: chat-formatted question, each answer string as the response.
+pub fn ab_tokens(tok: &TextTokenizer, items: &[AbItem]) -> Result<Vec<AbTokens>> {
+    items
+        .iter()
+        .map(|it| {
+            let p = prompt_ids(tok, &Prompt::Text(it.question.clone()))?;
+            let m = text_ids(
+                tok,
+                &it.answer_matching_behavior,
+                &format!("item {}", it.id),
+            )?;
+            let n = text_ids(
+                tok,
+                &it.answer_not_matching_behavior,
+                &format!("item {}", it.id),
+            )?;
+            Ok(AbTokens {
+                matching: Completion {
+                    prompt: p.clone(),
+                    response: m,
+                },
+                non_matching: Completion {
+                    prompt: p,
+                    response: n,
+                },
+            })
+        })
+        .collect()
+}
+
+/// Index of the answer-letter token: for answers like `(A)` the token that ends `(A`,
+/// otherwise the answer's last token.
+fn letter_position(tok: &TextTokenizer, prompt_len: usize, answer: &str) -> Result<usize> {
+    let a = answer.trim();
+    let stem = a.strip_suffix(')').unwrap_or(a);
+    let is_letter = stem.trim_start_matches('(').chars().count() == 1;
+    let part = if is_letter { stem } else { a };
+    let n = tok.encode(part, false)?.len().max(1);
+    Ok(prompt_len + n - 1)
+}
+
+fn load_data(path: &Path, limit: Option<usize>) -> Result<crate::data::Dataset> {
+    let opts = LoadOptions {
+        limit,
+        ..Default::default()
+    };
+    crate::data::load_dataset(path, &opts).with_context(|| format!("reading {}", path.display()))
+}
+
+fn train(a: TrainArgs) -> Result<()> {
+    let sink = BarSink::new(a.json);
+    let (model, tok) = load_model(a.model.as_deref())?;
+    let data = load_data(&a.data, a.limit)?;
+    let dataset_name = a
+        .data
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let model_name = model.name().to_string();
+    let method = a.method.to_ascii_lowercase();
+    let summary: serde_json::Value;
+    let vector = match method.as_str() {
+        "caa" | "pca" => {
+            let contrasts = contrasts(&tok, &data, method == "caa")?;
+            if method == "caa" {
+                let v = crate::steer::caa::train_caa(
+                    &model,
+                    &contrasts,
+                    &a.layers,
+                    a.batch_size.max(8),
+                    &model_name,
+                    &dataset_name,
+                    &sink,
+                )?;
+                summary = serde_json::json!({"method": "caa", "pairs": contrasts.len(), "norms": v.norms()});
+                v
+            } else {
+                let (v, stats) = crate::steer::pca::train_pca(
+                    &model,
+                    &contrasts,
+                    &a.layers,
+                    a.batch_size.max(8),
+                    &model_name,
+                    &dataset_name,
+                    &sink,
+                )?;
+                let st: serde_json::Map<String, serde_json::Value> = stats
+                    .iter()
+                    .map(|(l, s)| {
+                        (
+                            l.to_string(),
+                            serde_json::json!({"explained": s.explained, "agreement": s.agreement}),
+                        )
+                    })
+                    .collect();
+                summary = serde_json::json!({"method": "pca", "pairs": contrasts.len(), "norms": v.norms(), "layers": st});
+                v
+            }
+        }
+        "bipo" => {
+            let objective: Objective = a.objective.parse().map_err(anyhow::Error::msg)?;
+            let train_data = if objective.is_unpaired() {
+                let fb = data.feedback();
+                if fb.is_empty() {
+                    bail!(
+                        "{}: objective bco needs thumbs-up/down feedback (prompt, response, label)",
+                        a.data.display()
+                    );
+                }
+                TrainData::Feedback(
+                    fb.iter()
+                        .map(|f| {
+                            Ok(FeedbackTokens {
+                                completion: Completion {
+                                    prompt: prompt_ids(&tok, &f.prompt)?,
+                                    response: text_ids(
+                                        &tok,
+                                        &f.response,
+                                        &format!("record {}", f.id),
+                                    )?,
+                                },
+                                label: f.label,
+                            })
+                        })
+                        .collect::<Result<_>>()?,
+                )
+            } else {
+                TrainData::Pairs(pairs_tokens(&tok, &data, &a.data)?)
+            };
+            let heldout = match &a.heldout {
+                Some(p) => Some(ab_tokens(&tok, &load_data(p, None)?.ab_items())?),
+                None => None,
+            };
+            let cfg = BipoConfig {
+                layers: a.layers.clone(),
+                objective,
+                beta: a.beta,
+                lr: a.lr,
+                weight_decay: a.weight_decay,
+                warmup_steps: a.warmup_steps,
+                epochs: a.epochs,
+                batch_size: a.batch_size,
+                seed: a.seed,
+                eval_batch_size: 8,
+            };
+            let prov = Provenance {
+                model: model_name.clone(),
+                dataset: dataset_name.clone(),
+            };
+            let out = train_bipo(&model, &train_data, heldout.as_deref(), &cfg, &prov, &sink)?;
+            sink.finish();
+            let epochs: Vec<serde_json::Value> = out
+                .epochs
+                .iter()
+                .map(|e| {
+                    serde_json::json!({"epoch": e.epoch, "loss": e.loss, "margin_accuracy": e.margin_accuracy,
+                        "norm": e.norm, "behaviour_plus": e.behaviour.map(|b| b.0), "behaviour_minus": e.behaviour.map(|b| b.1)})
+                })
+                .collect();
+            summary = serde_json::json!({"method": "bipo", "objective": objective.to_string(), "steps": out.steps,
+                "warmup_steps": cfg.warmup_for(cfg.total_steps(train_data.len())), "epochs": epochs,
+                "stopped": format!("{:?}", out.stop)});
+            if let StopReason::Diverged(msg) = &out.stop {
+                out.vector.save(&a.out)?;
+                bail!("{msg}; saved to {}", a.out.display());
+            }
+            out.vector
+        }
+        other => bail!("unknown method `{other}` (expected bipo, caa or pca)"),
+    };
+    sink.finish();
+    vector.save(&a.out)?;
+    if a.json {
+        let mut s = summary;
+        s["out"] = serde_json::json!(a.out.display().to_string());
+        println!("{}", serde_json::to_string_pretty(&s)?);
+    } else {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+        println!("saved {}", a.out.display());
+    }
+    Ok(())
+}
+
+fn pairs_tokens(
+    tok: &TextTokenizer,
+    data: &crate::data::Dataset,
+    path: &Path,
+) -> Result<Vec<PairTokens>> {
+    let pairs = data.pairs();
+    if !pairs.is_empty() {
+        return pairs
+            .iter()
+            .map(|p| {
+                Ok(PairTokens {
+                    prompt: prompt_ids(tok, &p.prompt)?,
+                    chosen: text_ids(tok, &p.chosen, &format!("record {} chosen", p.id))?,
+                    rejected: text_ids(tok, &p.rejected, &format!("record {} rejected", p.id))?,
+                })
+            })
+            .collect();
+    }
+    let ab = data.ab_items();
+    if ab.is_empty() {
+        bail!(
+            "{}: no chosen/rejected pairs or A/B items to train on",
+            path.display()
+        );
+    }
+    Ok(ab_tokens(tok, &ab)?
+        .into_iter()
+        .map(|x| PairTokens {
+            prompt: x.matching.prompt,
+            chosen: x.matching.response,
+            rejected: x.non_matching.response,
+        })
+        .collect())
+}
+
+/// Contrast pairs: A/B items (read at the answer letter for CAA, last token for PCA) or
+/// chosen/rejected pairs (last token).
+fn contrasts(tok: &TextTokenizer, data: &crate::data::Dataset, caa: bool) -> Result<Vec<Contrast>> {
+    let ab = data.ab_items();
+    if !ab.is_empty() {
+        return ab
+            .iter()
+            .map(|it| {
+                let p = prompt_ids(tok, &Prompt::Text(it.question.clone()))?;
+                let mut pos = p.clone();
+                pos.extend(text_ids(tok, &it.answer_matching_behavior, &it.id)?);
+                let mut neg = p.clone();
+                neg.extend(text_ids(tok, &it.answer_not_matching_behavior, &it.id)?);
+                let (pa, na) = if caa {
+                    (
+                        letter_position(tok, p.len(), &it.answer_matching_behavior)?,
+                        letter_position(tok, p.len(), &it.answer_not_matching_behavior)?,
+                    )
+                } else {
+                    (pos.len() - 1, neg.len() - 1)
+                };
+                Ok(Contrast {
+                    positive: pos,
+                    positive_at: pa,
+                    negative: neg,
+                    negative_at: na,
+                })
+            })
+            .collect();
+    }
+    let pairs = pairs_tokens(tok, data, Path::new("data"))?;
+    Ok(pairs
+        .into_iter()
+        .map(|p| {
+            let mut pos = p.prompt.clone();
+            pos.extend(&p.chosen);
+            let mut neg = p.prompt;
+            neg.extend(&p.rejected);
+            Contrast {
+                positive_at: pos.len() - 1,
+                negative_at: neg.len() - 1,
+                positive: pos,
+                negative: neg,
+            }
+        })
+        .collect())
+}
+
+fn eval(a: EvalArgs) -> Result<()> {
+    let sink = BarSink::new(a.json);
+    let (model, tok) = load_model(a.model.as_deref())?;
+    let items = load_data(&a.data, a.limit)?.ab_items();
+    if items.is_empty() {
+        bail!(
+            "{}: no A/B items (question, answer_matching_behavior, answer_not_matching_behavior)",
+            a.data.display()
+        );
+    }
+    let ab = ab_tokens(&tok, &items)?;
+    let vectors = a
+        .vectors
+        .iter()
+        .map(|p| Ok((p.display().to_string(), SteeringVector::load_any(p)?)))
+        .collect::<Result<Vec<_>>>()?;
+    let pts = sweep(&model, &ab, &vectors, &a.multipliers, a.batch_size, &sink)?;
+    sink.finish();
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({ "results": pts }))?
+        );
+    } else {
+        println!("{:<40} {:>10} {:>8}", "vector", "multiplier", "score");
+        for p in &pts {
+            println!("{:<40} {:>10} {:>8.4}", p.vector, p.multiplier, p.score);
+        }
+    }
+    Ok(())
+}
+
+fn export(a: ExportArgs) -> Result<()> {
+    if !a.format.eq_ignore_ascii_case("gguf") {
+        bail!("unknown export format `{}` (supported: gguf)", a.format);
+    }
+    let v = SteeringVector::load_any(&a.vector)?;
+    gguf::export_control_vector(&v, &a.model_hint, &a.out)?;
+    println!(
+        "wrote {} ({} directions, width {}; layers.N → direction.N, the output of block N as llama.cpp numbers it)",
+        a.out.display(),
+        v.layers.len(),
+        v.hidden_size()
+    );
+    Ok(())
+}

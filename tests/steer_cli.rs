@@ -1,0 +1,222 @@
+//! `steerlab steer train|eval|export` end to end on a tiny seeded random-init HF model (with the
+//! test tokenizer fixture): files are written, `eval --json` has exactly the documented shape,
+//! and the exported GGUF imports back to the same vector.
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use candle_core::{DType, Device, Tensor};
+use rand::SeedableRng;
+use rand_distr::{Distribution, Normal};
+use steerlab::steer::SteeringVector;
+
+const HIDDEN: usize = 16;
+
+fn tiny_hf_model(dir: &Path) {
+    let fx = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tokenizer_hf");
+    for f in ["tokenizer.json", "tokenizer_config.json"] {
+        std::fs::copy(fx.join(f), dir.join(f)).unwrap();
+    }
+    let vocab = 320;
+    let cfg = serde_json::json!({
+        "model_type": "llama", "hidden_size": HIDDEN, "intermediate_size": 32,
+        "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+        "vocab_size": vocab, "rms_norm_eps": 1e-5, "tie_word_embeddings": true,
+        "bos_token_id": 1, "eos_token_id": 2
+    });
+    std::fs::write(dir.join("config.json"), cfg.to_string()).unwrap();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+    let g = Normal::new(0.0f32, 0.3).unwrap();
+    let mut r = |rows: usize, cols: usize| {
+        let v: Vec<f32> = (0..rows * cols).map(|_| g.sample(&mut rng)).collect();
+        Tensor::from_vec(v, (rows, cols), &Device::Cpu).unwrap()
+    };
+    let mut t: HashMap<String, Tensor> = HashMap::new();
+    t.insert("model.embed_tokens.weight".into(), r(vocab, HIDDEN));
+    for l in 0..2 {
+        let p = format!("model.layers.{l}");
+        t.insert(format!("{p}.self_attn.q_proj.weight"), r(16, HIDDEN));
+        t.insert(format!("{p}.self_attn.k_proj.weight"), r(8, HIDDEN));
+        t.insert(format!("{p}.self_attn.v_proj.weight"), r(8, HIDDEN));
+        t.insert(format!("{p}.self_attn.o_proj.weight"), r(HIDDEN, 16));
+        t.insert(format!("{p}.mlp.gate_proj.weight"), r(32, HIDDEN));
+        t.insert(format!("{p}.mlp.up_proj.weight"), r(32, HIDDEN));
+        t.insert(format!("{p}.mlp.down_proj.weight"), r(HIDDEN, 32));
+        for n in ["input_layernorm", "post_attention_layernorm"] {
+            t.insert(
+                format!("{p}.{n}.weight"),
+                Tensor::ones(HIDDEN, DType::F32, &Device::Cpu).unwrap(),
+            );
+        }
+    }
+    t.insert(
+        "model.norm.weight".into(),
+        Tensor::ones(HIDDEN, DType::F32, &Device::Cpu).unwrap(),
+    );
+    candle_core::safetensors::save(&t, dir.join("model.safetensors")).unwrap();
+}
+
+fn steerlab(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_steerlab"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn s(p: &Path) -> String {
+    p.display().to_string()
+}
+
+#[test]
+fn train_eval_export_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let model: PathBuf = dir.path().join("model");
+    std::fs::create_dir(&model).unwrap();
+    tiny_hf_model(&model);
+    let pairs = dir.path().join("pairs.jsonl");
+    let mut lines = String::new();
+    for i in 0..6 {
+        lines +=
+            &serde_json::json!({"id": format!("p{i}"), "prompt": format!("tell me about item {i}"),
+            "chosen": "yes it is good", "rejected": "no it is bad"})
+            .to_string();
+        lines.push('\n');
+    }
+    std::fs::write(&pairs, lines).unwrap();
+    let ab = dir.path().join("ab.jsonl");
+    let mut lines = String::new();
+    for i in 0..3 {
+        lines += &serde_json::json!({"id": format!("a{i}"), "question": format!("is item {i} good? (A) yes (B) no"),
+            "answer_matching_behavior": "(A)", "answer_not_matching_behavior": "(B)"})
+        .to_string();
+        lines.push('\n');
+    }
+    std::fs::write(&ab, lines).unwrap();
+
+    let bipo = dir.path().join("bipo.safetensors");
+    let (ok, out, err) = steerlab(&[
+        "steer",
+        "train",
+        "--model",
+        &s(&model),
+        "--data",
+        &s(&pairs),
+        "--method",
+        "bipo",
+        "--layers",
+        "1",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "2",
+        "--heldout",
+        &s(&ab),
+        "--out",
+        &s(&bipo),
+        "--json",
+    ]);
+    assert!(ok, "train bipo failed: {out}{err}");
+    let summary: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(summary["steps"], 6);
+    assert_eq!(summary["epochs"].as_array().unwrap().len(), 2);
+    let v = SteeringVector::load(&bipo).unwrap();
+    assert_eq!(v.meta.method, "bipo");
+    assert_eq!(v.meta.objective, "dpo");
+    assert_eq!(v.meta.layers, vec![1]);
+
+    let caa = dir.path().join("caa.safetensors");
+    let (ok, out, err) = steerlab(&[
+        "steer",
+        "train",
+        "--model",
+        &s(&model),
+        "--data",
+        &s(&ab),
+        "--method",
+        "caa",
+        "--layers",
+        "0,1",
+        "--out",
+        &s(&caa),
+    ]);
+    assert!(ok, "train caa failed: {out}{err}");
+    assert_eq!(SteeringVector::load(&caa).unwrap().meta.layers, vec![0, 1]);
+
+    let vectors = format!("{},{}", s(&bipo), s(&caa));
+    let (ok, out, err) = steerlab(&[
+        "steer",
+        "eval",
+        "--model",
+        &s(&model),
+        "--data",
+        &s(&ab),
+        "--vectors",
+        &vectors,
+        "--multipliers",
+        "-1,0,2",
+        "--json",
+    ]);
+    assert!(ok, "eval failed: {out}{err}");
+    let j: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let obj = j.as_object().unwrap();
+    assert_eq!(obj.keys().collect::<Vec<_>>(), vec!["results"]);
+    let rows = j["results"].as_array().unwrap();
+    assert_eq!(rows.len(), 6);
+    for (i, r) in rows.iter().enumerate() {
+        let o = r.as_object().unwrap();
+        let mut keys: Vec<&String> = o.keys().collect();
+        keys.sort();
+        assert_eq!(keys, vec!["multiplier", "score", "vector"]);
+        assert_eq!(r["multiplier"].as_f64().unwrap(), [-1.0, 0.0, 2.0][i % 3]);
+        let sc = r["score"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&sc));
+    }
+    // multiplier 0 is the same unsteered score for both vectors
+    assert_eq!(rows[1]["score"], rows[4]["score"]);
+
+    let gguf = dir.path().join("bipo.gguf");
+    let (ok, out, err) = steerlab(&[
+        "steer",
+        "export",
+        "--vector",
+        &s(&bipo),
+        "--format",
+        "gguf",
+        "--out",
+        &s(&gguf),
+    ]);
+    assert!(ok, "export failed: {out}{err}");
+    let back = SteeringVector::load_any(&gguf).unwrap();
+    assert_eq!(back.layers, SteeringVector::load(&bipo).unwrap().layers);
+
+    // CAA has a layer-0 direction: llama.cpp cannot take it, and the error says so
+    let (ok, _, err) = steerlab(&["steer", "export", "--vector", &s(&caa), "--out", &s(&gguf)]);
+    assert!(!ok && err.contains("block 0"), "{err}");
+    // a vector from another model width is refused with both widths named
+    let narrow = dir.path().join("narrow.safetensors");
+    let mut layers = std::collections::BTreeMap::new();
+    layers.insert(1usize, vec![0.5f32; 7]);
+    SteeringVector::new(layers, steerlab::steer::VectorMeta::new("caa", "other", 7))
+        .unwrap()
+        .save(&narrow)
+        .unwrap();
+    let (ok, _, err) = steerlab(&[
+        "steer",
+        "eval",
+        "--model",
+        &s(&model),
+        "--data",
+        &s(&ab),
+        "--vectors",
+        &s(&narrow),
+    ]);
+    assert!(
+        !ok && err.contains("narrow.safetensors") && err.contains('7') && err.contains("16"),
+        "{err}"
+    );
+}
