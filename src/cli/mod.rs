@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 mod data_cmd;
 mod dissect_cmd;
 mod model_cmds;
+mod sae_cmd;
 pub mod progress;
 
 /// steerlab: activation steering and preference interpretability workbench.
@@ -33,6 +34,9 @@ pub enum Command {
     Data(data_cmd::DataCommand),
     /// Factor-level dissection of preference labels (Bayesian logistic regression).
     Dissect(dissect_cmd::DissectArgs),
+    /// Feature discovery (WIMHF): sparse autoencoder on preference embedding differences.
+    #[command(subcommand)]
+    Sae(sae_cmd::SaeCommand),
 }
 
 /// Entry point of the `steerlab` binary.
@@ -45,5 +49,6 @@ pub fn main() -> anyhow::Result<()> {
         Some(Command::Generate(a)) => model_cmds::generate(a),
         Some(Command::Data(c)) => data_cmd::run(c),
         Some(Command::Dissect(a)) => dissect_cmd::run(a),
+        Some(Command::Sae(c)) => sae_cmd::run(c),
     }
 }
