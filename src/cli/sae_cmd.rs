@@ -100,7 +100,10 @@ fn run_cmd(a: RunArgs) -> anyhow::Result<()> {
         js = ds.ab_items().iter().map(ab_to_judgement).collect();
     }
     if js.is_empty() {
-        bail!("{}: no preference pairs, judgements or A/B items to analyse", a.data.display());
+        bail!(
+            "{}: no preference pairs, judgements or A/B items to analyse",
+            a.data.display()
+        );
     }
     let pairs = PairSet::from_judgements(&js);
     let opts = RunOptions {
@@ -114,17 +117,30 @@ fn run_cmd(a: RunArgs) -> anyhow::Result<()> {
             ..SaeConfig::default()
         },
         include_prompt: a.with_prompt,
-        data_hash: if a.no_cache { None } else { Some(sae::embed::fnv1a(&bytes)) },
+        data_hash: if a.no_cache {
+            None
+        } else {
+            Some(sae::embed::fnv1a(&bytes))
+        },
         ..RunOptions::default()
     };
     opts.sae.resolved_prefixes()?;
     let bar = BarSink::new(a.json);
     let (kind, layer) = match a.embedder.split_once(':') {
-        Some((k, l)) => (k, Some(l.parse::<usize>().with_context(|| format!("--embedder {}: bad layer", a.embedder))?)),
+        Some((k, l)) => (
+            k,
+            Some(
+                l.parse::<usize>()
+                    .with_context(|| format!("--embedder {}: bad layer", a.embedder))?,
+            ),
+        ),
         None => (a.embedder.as_str(), None),
     };
     let need_llm = kind == "llm" || a.describe;
-    let model_path = a.model.clone().unwrap_or_else(crate::paths::default_model_path);
+    let model_path = a
+        .model
+        .clone()
+        .unwrap_or_else(crate::paths::default_model_path);
     let llm = if need_llm {
         let p = crate::paths::require_default(model_path.clone(), "model")?;
         let model = crate::model::Model::load(&p, &crate::model::LoadOptions::default())?;
@@ -140,7 +156,10 @@ fn run_cmd(a: RunArgs) -> anyhow::Result<()> {
             if layer.is_some() {
                 bail!("--embedder minilm takes no layer");
             }
-            let dir = a.embedder_dir.clone().unwrap_or_else(crate::paths::default_embedder_dir);
+            let dir = a
+                .embedder_dir
+                .clone()
+                .unwrap_or_else(crate::paths::default_embedder_dir);
             minilm = MiniLmEmbedder::load(&crate::paths::require_default(dir, "embedder")?)?;
             &minilm
         }
@@ -151,10 +170,23 @@ fn run_cmd(a: RunArgs) -> anyhow::Result<()> {
         }
         other => bail!("--embedder {other}: expected `minilm` or `llm[:LAYER]`"),
     };
-    let gen = llm.as_ref().filter(|_| a.describe).map(|(m, t)| LlmGenerator::new(m, t));
-    let mut result = sae::run(&pairs, embedder, gen.as_ref().map(|g| g as &dyn TextGenerator), &opts, &bar)?;
+    let gen = llm
+        .as_ref()
+        .filter(|_| a.describe)
+        .map(|(m, t)| LlmGenerator::new(m, t));
+    let mut result = sae::run(
+        &pairs,
+        embedder,
+        gen.as_ref().map(|g| g as &dyn TextGenerator),
+        &opts,
+        &bar,
+    )?;
     bar.finish();
-    result.report.dataset = a.data.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    result.report.dataset = a
+        .data
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
     sae::write_outputs(&a.out, &result)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&result.report)?);

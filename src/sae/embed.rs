@@ -27,7 +27,10 @@ pub struct MiniLmEmbedder {
 impl MiniLmEmbedder {
     /// Loads a sentence-transformers BERT folder on the CPU.
     pub fn load(dir: &Path) -> Result<Self, SaeError> {
-        Ok(Self { enc: BertEncoder::load(dir, &candle_core::Device::Cpu)?, batch_size: 32 })
+        Ok(Self {
+            enc: BertEncoder::load(dir, &candle_core::Device::Cpu)?,
+            batch_size: 32,
+        })
     }
 }
 
@@ -39,7 +42,9 @@ impl Embedder for MiniLmEmbedder {
         self.enc.dim()
     }
     fn embed(&self, texts: &[&str], sink: &dyn ProgressSink) -> Result<Vec<Vec<f32>>, SaeError> {
-        embed_in_chunks(texts, self.batch_size * 4, sink, |chunk| Ok(self.enc.embed(chunk, self.batch_size)?))
+        embed_in_chunks(texts, self.batch_size * 4, sink, |chunk| {
+            Ok(self.enc.embed(chunk, self.batch_size)?)
+        })
     }
 }
 
@@ -56,7 +61,11 @@ pub fn embed_in_chunks(
             return Err(SaeError::Data("cancelled while embedding".into()));
         }
         out.extend(f(c)?);
-        sink.report(Progress::new("embedding", out.len() as u64, Some(texts.len() as u64)));
+        sink.report(Progress::new(
+            "embedding",
+            out.len() as u64,
+            Some(texts.len() as u64),
+        ));
     }
     Ok(out)
 }
@@ -73,7 +82,10 @@ pub fn fnv1a(bytes: &[u8]) -> u64 {
 
 /// The cache file for a key: `<steerlab home>/cache/embeddings/<16 hex digits>.safetensors`.
 pub fn cache_path(key: u64) -> PathBuf {
-    crate::paths::steerlab_home().join("cache").join("embeddings").join(format!("{key:016x}.safetensors"))
+    crate::paths::steerlab_home()
+        .join("cache")
+        .join("embeddings")
+        .join(format!("{key:016x}.safetensors"))
 }
 
 /// The cache key of (dataset content hash, embedder id, options string).
@@ -94,7 +106,12 @@ pub fn read_cache(path: &Path, n: usize, d: usize) -> Option<(Vec<f32>, Vec<f32>
         if t.dtype() != safetensors::Dtype::F32 || t.shape() != [n, d] {
             return None;
         }
-        Some(t.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+        Some(
+            t.data()
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+        )
     };
     Some((get("a")?, get("b")?))
 }
@@ -111,8 +128,10 @@ pub fn f32_safetensors(
     tensors: &[(&str, &[f32], Vec<usize>)],
     metadata: Option<HashMap<String, String>>,
 ) -> Result<Vec<u8>, safetensors::SafeTensorError> {
-    let bytes: Vec<Vec<u8>> =
-        tensors.iter().map(|(_, d, _)| d.iter().flat_map(|v| v.to_le_bytes()).collect()).collect();
+    let bytes: Vec<Vec<u8>> = tensors
+        .iter()
+        .map(|(_, d, _)| d.iter().flat_map(|v| v.to_le_bytes()).collect())
+        .collect();
     let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors
         .iter()
         .zip(&bytes)

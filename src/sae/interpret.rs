@@ -39,13 +39,30 @@ pub fn top_indices(act: &[f64], fraction: f64) -> Vec<usize> {
 }
 
 /// The top pairs of one feature, oriented to read from A's side.
-pub fn top_pairs(act: &[f64], ids: &[String], a: &[String], b: &[String], fraction: f64) -> Vec<TopPair> {
+pub fn top_pairs(
+    act: &[f64],
+    ids: &[String],
+    a: &[String],
+    b: &[String],
+    fraction: f64,
+) -> Vec<TopPair> {
     top_indices(act, fraction)
         .into_iter()
         .map(|i| {
             let swapped = act[i] < 0.0;
-            let (x, y) = if swapped { (&b[i], &a[i]) } else { (&a[i], &b[i]) };
-            TopPair { index: i, id: ids[i].clone(), activation: act[i].abs(), swapped, a: x.clone(), b: y.clone() }
+            let (x, y) = if swapped {
+                (&b[i], &a[i])
+            } else {
+                (&a[i], &b[i])
+            };
+            TopPair {
+                index: i,
+                id: ids[i].clone(),
+                activation: act[i].abs(),
+                swapped,
+                a: x.clone(),
+                b: y.clone(),
+            }
         })
         .collect()
 }
@@ -64,7 +81,9 @@ fn ngrams(text: &str, max_n: usize) -> HashSet<String> {
     }
     // Non-alphanumeric marks that carry meaning in responses (lists, emphasis, emoji).
     for c in text.chars() {
-        if !c.is_alphanumeric() && !c.is_whitespace() && !c.is_ascii_punctuation() || "#*-`".contains(c) {
+        if !c.is_alphanumeric() && !c.is_whitespace() && !c.is_ascii_punctuation()
+            || "#*-`".contains(c)
+        {
             out.insert(c.to_string());
         }
     }
@@ -106,13 +125,28 @@ pub fn distinctive_ngrams(pairs: &[TopPair], top: usize) -> (Vec<NGram>, Vec<NGr
             let pa = (x as f64 + 0.5) / (n + 1.0);
             let pb = (y as f64 + 0.5) / (n + 1.0);
             let lo = (pa / (1.0 - pa)).ln() - (pb / (1.0 - pb)).ln();
-            NGram { text: k.clone(), log_odds: lo, in_a: x, in_b: y }
+            NGram {
+                text: k.clone(),
+                log_odds: lo,
+                in_a: x,
+                in_b: y,
+            }
         })
         .collect();
     all.sort_by(|p, q| q.log_odds.total_cmp(&p.log_odds).then(p.text.cmp(&q.text)));
-    let toward_a: Vec<NGram> = all.iter().filter(|g| g.in_a >= 2 && g.log_odds > 0.0).take(top).cloned().collect();
-    let toward_b: Vec<NGram> =
-        all.iter().rev().filter(|g| g.in_b >= 2 && g.log_odds < 0.0).take(top).cloned().collect();
+    let toward_a: Vec<NGram> = all
+        .iter()
+        .filter(|g| g.in_a >= 2 && g.log_odds > 0.0)
+        .take(top)
+        .cloned()
+        .collect();
+    let toward_b: Vec<NGram> = all
+        .iter()
+        .rev()
+        .filter(|g| g.in_b >= 2 && g.log_odds < 0.0)
+        .take(top)
+        .cloned()
+        .collect();
     (toward_a, toward_b)
 }
 
@@ -137,25 +171,47 @@ fn clip(s: &str, n: usize) -> String {
 }
 
 /// Asks the generator for a short description of what distinguishes A from B in `pairs`.
-pub fn describe(gen: &dyn TextGenerator, pairs: &[TopPair], max_examples: usize) -> Result<String, SaeError> {
+pub fn describe(
+    gen: &dyn TextGenerator,
+    pairs: &[TopPair],
+    max_examples: usize,
+) -> Result<String, SaeError> {
     let mut ex = String::new();
     for (i, p) in pairs.iter().take(max_examples).enumerate() {
-        ex.push_str(&format!("Pair {}\nA: {}\nB: {}\n\n", i + 1, clip(&p.a, 400), clip(&p.b, 400)));
+        ex.push_str(&format!(
+            "Pair {}\nA: {}\nB: {}\n\n",
+            i + 1,
+            clip(&p.a, 400),
+            clip(&p.b, 400)
+        ));
     }
     let prompt = DESCRIBE_TEMPLATE.replace("{examples}", ex.trim_end());
     let out = gen.complete(&prompt, 40)?;
-    let line = out.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("").trim_start_matches("- ");
+    let line = out
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("")
+        .trim_start_matches("- ");
     Ok(line.to_string())
 }
 
 /// The generator's judgement of which side shows more of `description`: +1 (A), −1 (B), 0.
-pub fn judge(gen: &dyn TextGenerator, description: &str, a: &str, b: &str) -> Result<f64, SaeError> {
+pub fn judge(
+    gen: &dyn TextGenerator,
+    description: &str,
+    a: &str,
+    b: &str,
+) -> Result<f64, SaeError> {
     let prompt = JUDGE_TEMPLATE
         .replace("{description}", description)
         .replace("{a}", &clip(a, 500))
         .replace("{b}", &clip(b, 500));
     let out = gen.complete(&prompt, 4)?;
-    let t = out.trim().trim_start_matches(['(', '"', '\'']).to_uppercase();
+    let t = out
+        .trim()
+        .trim_start_matches(['(', '"', '\''])
+        .to_uppercase();
     Ok(if t.starts_with('A') {
         1.0
     } else if t.starts_with('B') {
@@ -205,7 +261,12 @@ pub fn correlation_test(x: &[f64], y: &[f64], alpha: f64) -> Fidelity {
     } else {
         1.0
     };
-    Fidelity { r, p, n, kept: r > 0.0 && p <= alpha }
+    Fidelity {
+        r,
+        p,
+        n,
+        kept: r > 0.0 && p <= alpha,
+    }
 }
 
 #[cfg(test)]
@@ -220,8 +281,14 @@ mod tests {
         let b: Vec<String> = (0..10).map(|i| format!("b{i}")).collect();
         let t = top_pairs(&act, &ids, &a, &b, 0.2);
         assert_eq!(t.len(), 2);
-        assert_eq!((t[0].index, t[0].swapped, t[0].a.as_str(), t[0].activation), (1, true, "b1", 3.0));
-        assert_eq!((t[1].index, t[1].swapped, t[1].a.as_str()), (3, false, "a3"));
+        assert_eq!(
+            (t[0].index, t[0].swapped, t[0].a.as_str(), t[0].activation),
+            (1, true, "b1", 3.0)
+        );
+        assert_eq!(
+            (t[1].index, t[1].swapped, t[1].a.as_str()),
+            (3, false, "a3")
+        );
         assert_eq!(top_indices(&[0.0, 0.0], 0.05), Vec::<usize>::new());
     }
 
@@ -246,7 +313,10 @@ mod tests {
     #[test]
     fn correlation_test_levels() {
         let x: Vec<f64> = (0..50).map(|i| i as f64).collect();
-        let y: Vec<f64> = x.iter().map(|v| if *v > 25.0 { 1.0 } else { -1.0 }).collect();
+        let y: Vec<f64> = x
+            .iter()
+            .map(|v| if *v > 25.0 { 1.0 } else { -1.0 })
+            .collect();
         let f = correlation_test(&x, &y, 0.05 / 32.0);
         assert!(f.kept && f.r > 0.8 && f.p < 1e-6);
         let g = correlation_test(&x, &y.iter().map(|v| -v).collect::<Vec<_>>(), 0.05);

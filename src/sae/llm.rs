@@ -41,7 +41,13 @@ impl<'a> LlmEmbedder<'a> {
                 model.n_layers() - 1
             )));
         }
-        Ok(Self { model, tok, layer, batch_size: 8, max_tokens: 512 })
+        Ok(Self {
+            model,
+            tok,
+            layer,
+            batch_size: 8,
+            max_tokens: 512,
+        })
     }
 
     /// The block whose output is pooled.
@@ -50,7 +56,11 @@ impl<'a> LlmEmbedder<'a> {
     }
 
     fn embed_batch(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, SaeError> {
-        let pad = self.tok.pad_token_id().or_else(|| self.tok.eos_token_ids().first().copied()).unwrap_or(0);
+        let pad = self
+            .tok
+            .pad_token_id()
+            .or_else(|| self.tok.eos_token_ids().first().copied())
+            .unwrap_or(0);
         let mut seqs = Vec::with_capacity(texts.len());
         for t in texts {
             let mut ids = self.tok.encode(t, true)?;
@@ -62,7 +72,10 @@ impl<'a> LlmEmbedder<'a> {
         }
         let batch = Batch::from_sequences(&seqs, pad, self.model.device())?;
         let mut hooks = Hooks::new();
-        let resid = self.model.forward_to(self.layer + 1, &batch, &mut hooks)?.to_dtype(DType::F32)?;
+        let resid = self
+            .model
+            .forward_to(self.layer + 1, &batch, &mut hooks)?
+            .to_dtype(DType::F32)?;
         let mask = batch.attention_mask().to_dtype(DType::F32)?.unsqueeze(2)?;
         let summed = resid.broadcast_mul(&mask)?.sum(1)?;
         let count = mask.sum(1)?.clamp(1.0, f64::MAX)?;
@@ -107,13 +120,19 @@ impl<'a> LlmGenerator<'a> {
 impl TextGenerator for LlmGenerator<'_> {
     fn complete(&self, user: &str, max_tokens: usize) -> Result<String, SaeError> {
         let text = if self.tok.has_chat_template() {
-            self.tok.apply_chat_template(&[Message::new("user", user)], true)?
+            self.tok
+                .apply_chat_template(&[Message::new("user", user)], true)?
         } else {
             format!("{user}\n")
         };
         let ids = self.tok.encode(&text, !self.tok.has_chat_template())?;
-        let opts = GenerateOptions { max_new_tokens: max_tokens, ..Default::default() };
-        let out = self.model.generate(&ids, &opts, &Hooks::new(), &mut |_, _| true)?;
+        let opts = GenerateOptions {
+            max_new_tokens: max_tokens,
+            ..Default::default()
+        };
+        let out = self
+            .model
+            .generate(&ids, &opts, &Hooks::new(), &mut |_, _| true)?;
         Ok(self.tok.decode(&out, true)?)
     }
 }
@@ -129,9 +148,16 @@ pub fn feature_steering_vector(
     dataset: &str,
 ) -> Result<crate::steer::SteeringVector, SaeError> {
     if feature >= sae.d_sae {
-        return Err(SaeError::Config(format!("feature {feature} does not exist (the SAE has {})", sae.d_sae)));
+        return Err(SaeError::Config(format!(
+            "feature {feature} does not exist (the SAE has {})",
+            sae.d_sae
+        )));
     }
-    let mut meta = crate::steer::vector::VectorMeta::new(format!("sae_feature_{feature}"), model_name, sae.d_in);
+    let mut meta = crate::steer::vector::VectorMeta::new(
+        format!("sae_feature_{feature}"),
+        model_name,
+        sae.d_in,
+    );
     meta.dataset = dataset.to_string();
     let layers = std::collections::BTreeMap::from([(layer, sae.direction(feature).to_vec())]);
     crate::steer::SteeringVector::new(layers, meta).map_err(|e| SaeError::Data(e.to_string()))

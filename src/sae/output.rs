@@ -36,9 +36,15 @@ pub fn sae_cfg_json(sae: &Sae, embedder: &str, extra: serde_json::Value) -> serd
 }
 
 /// Writes `cfg.json` and `sae_weights.safetensors` into `dir`.
-pub fn write_sae(dir: &Path, sae: &Sae, embedder: &str, extra: serde_json::Value) -> Result<(), SaeError> {
+pub fn write_sae(
+    dir: &Path,
+    sae: &Sae,
+    embedder: &str,
+    extra: serde_json::Value,
+) -> Result<(), SaeError> {
     std::fs::create_dir_all(dir).map_err(|e| SaeError::file(dir, e))?;
-    let cfg = serde_json::to_string_pretty(&sae_cfg_json(sae, embedder, extra)).map_err(|e| SaeError::file(dir, e))?;
+    let cfg = serde_json::to_string_pretty(&sae_cfg_json(sae, embedder, extra))
+        .map_err(|e| SaeError::file(dir, e))?;
     w(&dir.join("cfg.json"), cfg.as_bytes())?;
     let thr = [sae.threshold];
     let k = [sae.k as f32];
@@ -69,17 +75,29 @@ pub fn read_sae(dir: &Path) -> Result<Sae, SaeError> {
     let bytes = std::fs::read(&path).map_err(|e| SaeError::file(&path, e))?;
     let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| SaeError::file(&path, e))?;
     let get = |name: &str, shape: &[usize]| -> Result<Vec<f32>, SaeError> {
-        let t = st.tensor(name).map_err(|e| SaeError::file(&path, format!("{name}: {e}")))?;
+        let t = st
+            .tensor(name)
+            .map_err(|e| SaeError::file(&path, format!("{name}: {e}")))?;
         if t.dtype() != safetensors::Dtype::F32 || t.shape() != shape {
             return Err(SaeError::file(
                 &path,
-                format!("{name}: expected F32 {shape:?}, found {:?} {:?}", t.dtype(), t.shape()),
+                format!(
+                    "{name}: expected F32 {shape:?}, found {:?} {:?}",
+                    t.dtype(),
+                    t.shape()
+                ),
             ));
         }
-        Ok(t.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+        Ok(t.data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect())
     };
     let dim = |k: &str| -> Result<usize, SaeError> {
-        cfg.get(k).and_then(|v| v.as_u64()).map(|v| v as usize).ok_or_else(|| SaeError::file(&cfg_path, format!("{k}: missing or not an integer")))
+        cfg.get(k)
+            .and_then(|v| v.as_u64())
+            .map(|v| v as usize)
+            .ok_or_else(|| SaeError::file(&cfg_path, format!("{k}: missing or not an integer")))
     };
     let (d_in, d_sae) = (dim("d_in")?, dim("d_sae")?);
     let threshold = if st.names().contains(&"threshold") {
@@ -117,15 +135,24 @@ pub fn write_outputs(dir: &Path, r: &RunResult) -> Result<(), SaeError> {
     let ids = serde_json::to_string(&r.ids).map_err(|e| SaeError::file(&path, e))?;
     let meta = HashMap::from([
         ("pair_ids".to_string(), ids),
-        ("rows".to_string(), "e(A) - e(B) (chosen - rejected for pair data), file order".to_string()),
+        (
+            "rows".to_string(),
+            "e(A) - e(B) (chosen - rejected for pair data), file order".to_string(),
+        ),
     ]);
     let n = r.ids.len();
-    let bytes = f32_safetensors(&[("activations", &r.activations, vec![n, r.sae.d_sae])], Some(meta))
-        .map_err(|e| SaeError::file(&path, e))?;
+    let bytes = f32_safetensors(
+        &[("activations", &r.activations, vec![n, r.sae.d_sae])],
+        Some(meta),
+    )
+    .map_err(|e| SaeError::file(&path, e))?;
     w(&path, &bytes)?;
     let json = serde_json::to_string_pretty(&r.report).map_err(|e| SaeError::file(dir, e))?;
     w(&dir.join("report.json"), json.as_bytes())?;
-    w(&dir.join("report.md"), render_markdown(&r.report).as_bytes())?;
+    w(
+        &dir.join("report.md"),
+        render_markdown(&r.report).as_bytes(),
+    )?;
     w(&dir.join("report.html"), render_html(&r.report).as_bytes())?;
     Ok(())
 }
@@ -170,16 +197,39 @@ fn summary_lines(r: &SaeReport) -> Vec<String> {
 
 fn feature_table(r: &SaeReport) -> Table {
     let mut t = Table::new([
-        "feature", "prevalence", "effect (log-odds/sd)", "95% CI", "p (Bonf.)", "lasso rank", "toward A", "toward B",
-        "description", "fidelity r",
+        "feature",
+        "prevalence",
+        "effect (log-odds/sd)",
+        "95% CI",
+        "p (Bonf.)",
+        "lasso rank",
+        "toward A",
+        "toward B",
+        "description",
+        "fidelity r",
     ]);
     for f in &r.features {
-        let rank = r.lasso_order.iter().position(|&j| j == f.index).map(|p| (p + 1).to_string()).unwrap_or("–".into());
+        let rank = r
+            .lasso_order
+            .iter()
+            .position(|&j| j == f.index)
+            .map(|p| (p + 1).to_string())
+            .unwrap_or("–".into());
         let (e, ci, p) = match &f.effect {
-            Some(e) => (fmt_num(e.coef, 3), format!("[{}, {}]", fmt_num(e.ci95.0, 2), fmt_num(e.ci95.1, 2)), format!("{:.2e}", e.p_bonferroni)),
+            Some(e) => (
+                fmt_num(e.coef, 3),
+                format!("[{}, {}]", fmt_num(e.ci95.0, 2), fmt_num(e.ci95.1, 2)),
+                format!("{:.2e}", e.p_bonferroni),
+            ),
             None => ("–".into(), "–".into(), "–".into()),
         };
-        let grams = |g: &[super::interpret::NGram]| g.iter().take(4).map(|x| x.text.clone()).collect::<Vec<_>>().join(", ");
+        let grams = |g: &[super::interpret::NGram]| {
+            g.iter()
+                .take(4)
+                .map(|x| x.text.clone())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         t.row([
             format!("{}", f.index),
             fmt_num(f.prevalence, 3),
@@ -190,7 +240,10 @@ fn feature_table(r: &SaeReport) -> Table {
             grams(&f.ngrams_toward),
             grams(&f.ngrams_away),
             f.description.clone().unwrap_or_default(),
-            f.fidelity.as_ref().map(|x| format!("{}{}", fmt_num(x.r, 2), if x.kept { " ✓" } else { "" })).unwrap_or_default(),
+            f.fidelity
+                .as_ref()
+                .map(|x| format!("{}{}", fmt_num(x.r, 2), if x.kept { " ✓" } else { "" }))
+                .unwrap_or_default(),
         ]);
     }
     t
@@ -205,12 +258,22 @@ pub fn render_markdown(r: &SaeReport) -> String {
     }
     md.h2("Features");
     md.table(&feature_table(r));
-    for f in r.features.iter().filter(|f| !f.top_pairs.is_empty()).take(r.features.len()) {
+    for f in r
+        .features
+        .iter()
+        .filter(|f| !f.top_pairs.is_empty())
+        .take(r.features.len())
+    {
         md.h3(&format!("Feature {}", f.index));
         let mut t = Table::new(["pair", "|act|", "A (feature side)", "B"]);
         for p in f.top_pairs.iter().take(3) {
             let clip = |s: &str| s.chars().take(160).collect::<String>().replace('\n', " ");
-            t.row([p.id.clone(), fmt_num(p.activation, 3), clip(&p.a), clip(&p.b)]);
+            t.row([
+                p.id.clone(),
+                fmt_num(p.activation, 3),
+                clip(&p.a),
+                clip(&p.b),
+            ]);
         }
         md.table(&t);
     }
@@ -220,8 +283,19 @@ pub fn render_markdown(r: &SaeReport) -> String {
         for g in &r.groups {
             let mut idx: Vec<usize> = (0..g.weights.len()).collect();
             idx.sort_by(|a, b| g.weights[*b].abs().total_cmp(&g.weights[*a].abs()));
-            let top = idx.iter().take(5).map(|&j| format!("{j} ({})", fmt_num(g.weights[j], 2))).collect::<Vec<_>>().join(", ");
-            t.row([g.column.clone(), g.value.clone(), g.n.to_string(), fmt_num(g.length, 2), top]);
+            let top = idx
+                .iter()
+                .take(5)
+                .map(|&j| format!("{j} ({})", fmt_num(g.weights[j], 2)))
+                .collect::<Vec<_>>()
+                .join(", ");
+            t.row([
+                g.column.clone(),
+                g.value.clone(),
+                g.n.to_string(),
+                fmt_num(g.length, 2),
+                top,
+            ]);
         }
         md.table(&t);
     }
@@ -236,7 +310,11 @@ pub fn render_html(r: &SaeReport) -> String {
         h.p(&l);
     }
     let series = |f: &dyn Fn(&super::model::StepMetrics) -> f64| -> Vec<(f64, f64)> {
-        r.history.steps.iter().map(|s| (s.step as f64, f(s))).collect()
+        r.history
+            .steps
+            .iter()
+            .map(|s| (s.step as f64, f(s)))
+            .collect()
     };
     h.svg(&line_chart(&LineChart {
         title: "Training".into(),
@@ -248,11 +326,18 @@ pub fn render_html(r: &SaeReport) -> String {
         x_label: "step".into(),
         y_label: "value".into(),
     }));
-    let with_effect: Vec<_> = r.features.iter().filter_map(|f| f.effect.as_ref().map(|e| (f.index, e.coef))).collect();
+    let with_effect: Vec<_> = r
+        .features
+        .iter()
+        .filter_map(|f| f.effect.as_ref().map(|e| (f.index, e.coef)))
+        .collect();
     if !with_effect.is_empty() {
         h.svg(&bar_chart(&BarChart {
             title: "Effect on preference (controlling for length)".into(),
-            labels: with_effect.iter().map(|(j, _)| format!("feature {j}")).collect(),
+            labels: with_effect
+                .iter()
+                .map(|(j, _)| format!("feature {j}"))
+                .collect(),
             values: with_effect.iter().map(|(_, c)| *c).collect(),
             x_label: "log-odds per sd".into(),
         }));
@@ -264,7 +349,12 @@ pub fn render_html(r: &SaeReport) -> String {
         let mut t = Table::new(["pair", "|act|", "A (feature side)", "B"]);
         for p in f.top_pairs.iter().take(3) {
             let clip = |s: &str| s.chars().take(300).collect::<String>();
-            t.row([p.id.clone(), fmt_num(p.activation, 3), clip(&p.a), clip(&p.b)]);
+            t.row([
+                p.id.clone(),
+                fmt_num(p.activation, 3),
+                clip(&p.a),
+                clip(&p.b),
+            ]);
         }
         h.table(&t);
     }

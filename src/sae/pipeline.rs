@@ -6,7 +6,9 @@ use super::embed::{cache_key, cache_path, read_cache, write_cache, Embedder};
 use super::error::SaeError;
 use super::interpret::{self, Fidelity, NGram, TextGenerator, TopPair};
 use super::model::{train_sae, Sae, SaeConfig, TrainHistory};
-use super::stats::{auc, col_stats, lasso_entry_order, logistic_irls, logistic_penalised, standardise};
+use super::stats::{
+    auc, col_stats, lasso_entry_order, logistic_irls, logistic_penalised, standardise,
+};
 use crate::data::{Judgement, Winner};
 use crate::jobs::{Progress, ProgressSink};
 use rand::seq::SliceRandom;
@@ -238,8 +240,16 @@ fn prompt_split(prompts: &[String], test_fraction: f64, seed: u64) -> (Vec<usize
     let mut group_of: HashMap<String, usize> = HashMap::new();
     let mut members: Vec<Vec<usize>> = Vec::new();
     for (i, p) in prompts.iter().enumerate() {
-        let key = p.split_whitespace().map(str::to_lowercase).collect::<Vec<_>>().join(" ");
-        let key = if key.is_empty() { format!("\u{1f}row{i}") } else { key };
+        let key = p
+            .split_whitespace()
+            .map(str::to_lowercase)
+            .collect::<Vec<_>>()
+            .join(" ");
+        let key = if key.is_empty() {
+            format!("\u{1f}row{i}")
+        } else {
+            key
+        };
         let g = *group_of.entry(key).or_insert_with(|| {
             members.push(Vec::new());
             members.len() - 1
@@ -263,7 +273,9 @@ fn prompt_split(prompts: &[String], test_fraction: f64, seed: u64) -> (Vec<usize
 }
 
 fn rows(x: &[f32], d: usize, idx: &[usize], sign: f32) -> Vec<f32> {
-    idx.iter().flat_map(|&i| x[i * d..(i + 1) * d].iter().map(move |v| v * sign)).collect()
+    idx.iter()
+        .flat_map(|&i| x[i * d..(i + 1) * d].iter().map(move |v| v * sign))
+        .collect()
 }
 
 /// Embeds the pairs (or reads the cache), returning (e(A), e(B)) row-major and whether cached.
@@ -274,10 +286,19 @@ pub fn embed_pairs(
     sink: &dyn ProgressSink,
 ) -> Result<(Vec<f32>, Vec<f32>, bool), SaeError> {
     let (n, d) = (pairs.len(), embedder.dim());
-    let key = opts.data_hash.map(|h| cache_key(h, &embedder.id(), &format!("prompt={}", opts.include_prompt)));
+    let key = opts.data_hash.map(|h| {
+        cache_key(
+            h,
+            &embedder.id(),
+            &format!("prompt={}", opts.include_prompt),
+        )
+    });
     if let Some(k) = key {
         if let Some((a, b)) = read_cache(&cache_path(k), n, d) {
-            sink.log(&format!("embeddings: cache hit {}", cache_path(k).display()));
+            sink.log(&format!(
+                "embeddings: cache hit {}",
+                cache_path(k).display()
+            ));
             return Ok((a, b, true));
         }
     }
@@ -293,7 +314,11 @@ pub fn embed_pairs(
     let refs: Vec<&str> = all.iter().map(|s| s.as_str()).collect();
     let e = embedder.embed(&refs, sink)?;
     if e.len() != 2 * n || e.iter().any(|r| r.len() != d) {
-        return Err(SaeError::Data(format!("embedder returned {} rows for {} texts", e.len(), 2 * n)));
+        return Err(SaeError::Data(format!(
+            "embedder returned {} rows for {} texts",
+            e.len(),
+            2 * n
+        )));
     }
     let a: Vec<f32> = e[..n].iter().flatten().copied().collect();
     let b: Vec<f32> = e[n..].iter().flatten().copied().collect();
@@ -319,7 +344,9 @@ pub fn analyse(
 ) -> Result<RunResult, SaeError> {
     let n = pairs.len();
     if n < 10 {
-        return Err(SaeError::Data(format!("feature discovery needs at least 10 pairs, got {n}")));
+        return Err(SaeError::Data(format!(
+            "feature discovery needs at least 10 pairs, got {n}"
+        )));
     }
     let m = opts.sae.latents;
     let seed = opts.sae.seed;
@@ -328,7 +355,8 @@ pub fn analyse(
     // Validation pairs for early stopping: a seeded slice of the training pairs.
     let mut tr = train_idx.clone();
     tr.shuffle(&mut rand::rngs::StdRng::seed_from_u64(seed ^ 0xA11));
-    let nval = ((tr.len() as f64 * opts.val_fraction).round() as usize).min(tr.len().saturating_sub(2));
+    let nval =
+        ((tr.len() as f64 * opts.val_fraction).round() as usize).min(tr.len().saturating_sub(2));
     let (val_idx, fit_idx) = tr.split_at(nval);
     let mut train = rows(&deltas, d, fit_idx, 1.0);
     train.extend(rows(&deltas, d, fit_idx, -1.0));
@@ -338,23 +366,41 @@ pub fn analyse(
     let (sae, history) = train_sae(&train, &val, d, &opts.sae, sink)?;
     let train_seconds = t0.elapsed().as_secs_f64();
     let train_rows = train.len() / d;
-    let (_, val_fve, val_l0) = if val.is_empty() { sae.evaluate(&train) } else { sae.evaluate(&val) };
+    let (_, val_fve, val_l0) = if val.is_empty() {
+        sae.evaluate(&train)
+    } else {
+        sae.evaluate(&val)
+    };
     let activations = sae.encode(&deltas);
-    let act_col = |j: usize| -> Vec<f64> { (0..n).map(|i| activations[i * m + j] as f64).collect() };
+    let act_col =
+        |j: usize| -> Vec<f64> { (0..n).map(|i| activations[i * m + j] as f64).collect() };
 
     // Orientation for the statistics: each pair is shown as (A, B) or (B, A) by a seeded coin,
     // so the labels are balanced even for chosen/rejected data.
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ 0x0F11);
-    let sign: Vec<f32> = (0..n).map(|_| if rng.random_bool(0.5) { 1.0 } else { -1.0 }).collect();
-    let flipped: Vec<f32> =
-        deltas.chunks_exact(d).zip(&sign).flat_map(|(r, s)| r.iter().map(move |v| v * s)).collect();
+    let sign: Vec<f32> = (0..n)
+        .map(|_| if rng.random_bool(0.5) { 1.0 } else { -1.0 })
+        .collect();
+    let flipped: Vec<f32> = deltas
+        .chunks_exact(d)
+        .zip(&sign)
+        .flat_map(|(r, s)| r.iter().map(move |v| v * s))
+        .collect();
     let z = sae.encode(&flipped);
-    let len_delta: Vec<f64> =
-        (0..n).map(|i| sign[i] as f64 * (pairs.a[i].chars().count() as f64 - pairs.b[i].chars().count() as f64)).collect();
+    let len_delta: Vec<f64> = (0..n)
+        .map(|i| {
+            sign[i] as f64 * (pairs.a[i].chars().count() as f64 - pairs.b[i].chars().count() as f64)
+        })
+        .collect();
     let label: Vec<Option<f64>> = (0..n)
         .map(|i| pairs.a_preferred[i].map(|ap| if ap == (sign[i] > 0.0) { 1.0 } else { 0.0 }))
         .collect();
-    let labelled = |idx: &[usize]| -> Vec<usize> { idx.iter().copied().filter(|&i| label[i].is_some()).collect() };
+    let labelled = |idx: &[usize]| -> Vec<usize> {
+        idx.iter()
+            .copied()
+            .filter(|&i| label[i].is_some())
+            .collect()
+    };
     let all_idx: Vec<usize> = (0..n).collect();
     let lab_all = labelled(&all_idx);
     let lab_train = labelled(&train_idx);
@@ -384,7 +430,10 @@ pub fn analyse(
             if sd[j + 1] == 1.0 && mu[j + 1] == 0.0 {
                 continue; // never active
             }
-            let xj: Vec<f64> = x.chunks_exact(m + 1).flat_map(|r| [r[0], r[j + 1]]).collect();
+            let xj: Vec<f64> = x
+                .chunks_exact(m + 1)
+                .flat_map(|r| [r[0], r[j + 1]])
+                .collect();
             if let Some(fit) = logistic_irls(&xj, 2, &y, true) {
                 let ci = fit.ci95(2);
                 *eff = Some(Effect {
@@ -416,24 +465,35 @@ pub fn analyse(
         let ytr = ys(&lab_train);
         let mut pen = vec![true; m + 1];
         pen[0] = false;
-        lasso_order = lasso_entry_order(&xtr, m + 1, &ytr, &pen, 40).0.into_iter().map(|c| c - 1).collect();
+        lasso_order = lasso_entry_order(&xtr, m + 1, &ytr, &pen, 40)
+            .0
+            .into_iter()
+            .map(|c| c - 1)
+            .collect();
         if !lab_test.is_empty() && has_both(&lab_test) {
             let mut xte = design(&lab_test);
             standardise(&mut xte, &mu, &sd);
             let yte = ys(&lab_test);
             let eval_cols = |cols: &[usize]| -> Option<f64> {
                 let pick = |x: &[f64]| -> Vec<f64> {
-                    x.chunks_exact(m + 1).flat_map(|r| cols.iter().map(move |&c| r[c])).collect()
+                    x.chunks_exact(m + 1)
+                        .flat_map(|r| cols.iter().map(move |&c| r[c]))
+                        .collect()
                 };
                 let (xa, xb) = (pick(&xtr), pick(&xte));
                 let k = cols.len();
-                let (b0, beta) = logistic_penalised(&xa, k, &ytr, &vec![true; k], 0.0, 1e-3, None, 500);
-                let score: Vec<f64> =
-                    xb.chunks_exact(k).map(|r| b0 + r.iter().zip(&beta).map(|(a, b)| a * b).sum::<f64>()).collect();
+                let (b0, beta) =
+                    logistic_penalised(&xa, k, &ytr, &vec![true; k], 0.0, 1e-3, None, 500);
+                let score: Vec<f64> = xb
+                    .chunks_exact(k)
+                    .map(|r| b0 + r.iter().zip(&beta).map(|(a, b)| a * b).sum::<f64>())
+                    .collect();
                 auc(&score, &yte)
             };
             let with_top = |k: usize| -> Vec<usize> {
-                std::iter::once(0).chain(lasso_order.iter().take(k).map(|j| j + 1)).collect()
+                std::iter::once(0)
+                    .chain(lasso_order.iter().take(k).map(|j| j + 1))
+                    .collect()
             };
             aucs.length_only = eval_cols(&[0]);
             aucs.top5 = eval_cols(&with_top(5));
@@ -443,7 +503,8 @@ pub fn analyse(
             let dense = |idx: &[usize]| -> Vec<f64> {
                 idx.iter()
                     .flat_map(|&i| {
-                        std::iter::once(len_delta[i]).chain(flipped[i * d..(i + 1) * d].iter().map(|v| *v as f64))
+                        std::iter::once(len_delta[i])
+                            .chain(flipped[i * d..(i + 1) * d].iter().map(|v| *v as f64))
                     })
                     .collect()
             };
@@ -455,8 +516,10 @@ pub fn analyse(
             let mut dpen = vec![true; d + 1];
             dpen[0] = false;
             let (b0, beta) = logistic_penalised(&da, d + 1, &ytr, &dpen, 0.0, 1e-2, None, 200);
-            let score: Vec<f64> =
-                db.chunks_exact(d + 1).map(|r| b0 + r.iter().zip(&beta).map(|(a, b)| a * b).sum::<f64>()).collect();
+            let score: Vec<f64> = db
+                .chunks_exact(d + 1)
+                .map(|r| b0 + r.iter().zip(&beta).map(|(a, b)| a * b).sum::<f64>())
+                .collect();
             aucs.dense_probe = auc(&score, &yte);
         }
     }
@@ -480,7 +543,16 @@ pub fn analyse(
             let mut x = design(&idx);
             let (mu, sd) = col_stats(&x, m + 1);
             standardise(&mut x, &mu, &sd);
-            let (_, beta) = logistic_penalised(&x, m + 1, &ys(&idx), &vec![true; m + 1], 0.0, 1e-2, None, 500);
+            let (_, beta) = logistic_penalised(
+                &x,
+                m + 1,
+                &ys(&idx),
+                &vec![true; m + 1],
+                0.0,
+                1e-2,
+                None,
+                500,
+            );
             groups.push(GroupWeights {
                 column: col.clone(),
                 value: v.to_string(),
@@ -514,8 +586,10 @@ pub fn analyse(
                 let mut rest: Vec<usize> = held.iter().skip(half).copied().collect();
                 rest.shuffle(&mut rand::rngs::StdRng::seed_from_u64(seed ^ j as u64));
                 chosen.extend(rest.into_iter().take(opts.fidelity_pairs - chosen.len()));
-                let items: Vec<(f64, &str, &str)> =
-                    chosen.iter().map(|&i| (col[i], pairs.a[i].as_str(), pairs.b[i].as_str())).collect();
+                let items: Vec<(f64, &str, &str)> = chosen
+                    .iter()
+                    .map(|&i| (col[i], pairs.a[i].as_str(), pairs.b[i].as_str()))
+                    .collect();
                 fid = Some(interpret::fidelity(g, &desc, &items, alpha)?);
                 description = Some(desc);
             }
@@ -536,7 +610,11 @@ pub fn analyse(
             description,
             fidelity: fid,
         });
-        sink.report(Progress::new("interpretation", j as u64 + 1, Some(m as u64)));
+        sink.report(Progress::new(
+            "interpretation",
+            j as u64 + 1,
+            Some(m as u64),
+        ));
     }
     let sps = (train_rows * history.epochs) as f64 / train_seconds.max(1e-9);
     let report = SaeReport {
@@ -557,7 +635,13 @@ pub fn analyse(
         auc: aucs,
         groups,
     };
-    Ok(RunResult { sae, deltas, activations, ids: pairs.ids.clone(), report })
+    Ok(RunResult {
+        sae,
+        deltas,
+        activations,
+        ids: pairs.ids.clone(),
+        report,
+    })
 }
 
 /// Embeds (with the cache) and analyses: the whole `steerlab sae run`.
@@ -569,7 +653,16 @@ pub fn run(
     sink: &dyn ProgressSink,
 ) -> Result<RunResult, SaeError> {
     let (ea, eb, cached) = embed_pairs(pairs, embedder, opts, sink)?;
-    let mut r = analyse(pairs, &ea, &eb, embedder.dim(), &embedder.id(), gen, opts, sink)?;
+    let mut r = analyse(
+        pairs,
+        &ea,
+        &eb,
+        embedder.dim(),
+        &embedder.id(),
+        gen,
+        opts,
+        sink,
+    )?;
     r.report.cached_embeddings = cached;
     Ok(r)
 }
@@ -578,9 +671,15 @@ pub fn run(
 /// with each decoder row, and the vector's encoding (as if it were an embedding difference).
 pub fn project_on_features(sae: &Sae, v: &[f32]) -> Result<(Vec<f64>, Vec<f32>), SaeError> {
     if v.len() != sae.d_in {
-        return Err(SaeError::Data(format!("vector width {} does not match the SAE's input width {}", v.len(), sae.d_in)));
+        return Err(SaeError::Data(format!(
+            "vector width {} does not match the SAE's input width {}",
+            v.len(),
+            sae.d_in
+        )));
     }
-    let cos = (0..sae.d_sae).map(|j| super::dense::cosine(sae.direction(j), v)).collect();
+    let cos = (0..sae.d_sae)
+        .map(|j| super::dense::cosine(sae.direction(j), v))
+        .collect();
     let pre = matmul(v, 1, sae.d_in, false, &sae.w_enc, sae.d_sae, false);
     Ok((cos, pre))
 }
