@@ -86,7 +86,7 @@ fn tiny_model(dtype: DType, seed: u64) -> Model {
         "model.norm.weight".to_string(),
         Tensor::ones(HIDDEN, dtype, &dev).unwrap(),
     );
-    Model::from_parts(&cfg, t, "tiny", &dev, dtype).unwrap()
+    Model::from_parts(&cfg, t, None, "tiny", &dev, dtype).unwrap()
 }
 
 fn rand_ids(rng: &mut impl Rng, n: usize) -> Vec<u32> {

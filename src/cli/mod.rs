@@ -6,6 +6,7 @@ mod data_cmd;
 mod dissect_cmd;
 mod model_cmds;
 pub mod progress;
+mod sae_cmd;
 mod steer_cmd;
 
 /// steerlab: activation steering and preference interpretability workbench.
@@ -37,6 +38,9 @@ pub enum Command {
     /// Steering vectors: train (BiPO/CAA/PCA), evaluate over a multiplier sweep, export.
     #[command(subcommand)]
     Steer(steer_cmd::SteerCommand),
+    /// Feature discovery (WIMHF): sparse autoencoder on preference embedding differences.
+    #[command(subcommand)]
+    Sae(sae_cmd::SaeCommand),
 }
 
 /// Entry point of the `steerlab` binary.
@@ -50,5 +54,6 @@ pub fn main() -> anyhow::Result<()> {
         Some(Command::Data(c)) => data_cmd::run(c),
         Some(Command::Dissect(a)) => dissect_cmd::run(a),
         Some(Command::Steer(c)) => steer_cmd::run(c),
+        Some(Command::Sae(c)) => sae_cmd::run(c),
     }
 }

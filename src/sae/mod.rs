@@ -8,6 +8,7 @@ pub mod dense;
 pub mod embed;
 mod error;
 pub mod interpret;
+pub mod llm;
 pub mod model;
 pub mod output;
 pub mod pipeline;

@@ -204,6 +204,12 @@ pub struct SaeReport {
     pub val_fve: f64,
     /// Mean active latents per validation row.
     pub val_l0: f64,
+    /// Training rows (Δ and −Δ of the training pairs).
+    pub train_rows: usize,
+    /// Wall-clock seconds of SAE training (MEASURED on this run; not a test criterion).
+    pub train_seconds: f64,
+    /// Training throughput: rows × epochs / seconds.
+    pub train_samples_per_s: f64,
     /// Features.
     pub features: Vec<FeatureReport>,
     /// LASSO entry order of the features (length unpenalised).
@@ -356,7 +362,10 @@ pub fn analyse(
     train.extend(rows(&deltas, d, fit_idx, -1.0));
     let mut val = rows(&deltas, d, val_idx, 1.0);
     val.extend(rows(&deltas, d, val_idx, -1.0));
+    let t0 = std::time::Instant::now();
     let (sae, history) = train_sae(&train, &val, d, &opts.sae, sink)?;
+    let train_seconds = t0.elapsed().as_secs_f64();
+    let train_rows = train.len() / d;
     let (_, val_fve, val_l0) = if val.is_empty() {
         sae.evaluate(&train)
     } else {
@@ -607,6 +616,7 @@ pub fn analyse(
             Some(m as u64),
         ));
     }
+    let sps = (train_rows * history.epochs) as f64 / train_seconds.max(1e-9);
     let report = SaeReport {
         dataset: String::new(),
         embedder: embedder_id.to_string(),
@@ -617,6 +627,9 @@ pub fn analyse(
         history,
         val_fve,
         val_l0,
+        train_rows,
+        train_seconds,
+        train_samples_per_s: sps,
         features,
         lasso_order,
         auc: aucs,

@@ -1,0 +1,164 @@
+//! The loaded LLM as an embedder (mean-pooled residual stream after a chosen block, padding
+//! masked) and as the text generator that describes and judges features.
+use super::embed::{embed_in_chunks, Embedder};
+use super::error::SaeError;
+use super::interpret::TextGenerator;
+use crate::data::Message;
+use crate::jobs::ProgressSink;
+use crate::model::{Batch, GenerateOptions, Hooks, Model, TextTokenizer};
+use candle_core::DType;
+use std::path::Path;
+
+/// Loads the tokenizer that belongs to a model file or folder (GGUF metadata or
+/// `tokenizer.json`).
+pub fn load_tokenizer(path: &Path) -> Result<TextTokenizer, SaeError> {
+    if path.is_dir() {
+        Ok(TextTokenizer::from_hf_dir(path)?)
+    } else {
+        let content = crate::model::gguf::read_gguf_header(path)?;
+        Ok(TextTokenizer::from_gguf_metadata(&content, path)?)
+    }
+}
+
+/// Mean-pooled hidden state of an LLM at `blocks.{layer}.hook_resid_post`.
+pub struct LlmEmbedder<'a> {
+    model: &'a Model,
+    tok: &'a TextTokenizer,
+    layer: usize,
+    /// Texts per forward pass.
+    pub batch_size: usize,
+    /// Longest input in tokens (longer texts keep their first tokens).
+    pub max_tokens: usize,
+}
+
+impl<'a> LlmEmbedder<'a> {
+    /// An embedder reading the residual stream after block `layer` (0-based).
+    pub fn new(model: &'a Model, tok: &'a TextTokenizer, layer: usize) -> Result<Self, SaeError> {
+        if layer >= model.n_layers() {
+            return Err(SaeError::Config(format!(
+                "layer {layer} does not exist: the model has {} layers (0..{})",
+                model.n_layers(),
+                model.n_layers() - 1
+            )));
+        }
+        Ok(Self {
+            model,
+            tok,
+            layer,
+            batch_size: 8,
+            max_tokens: 512,
+        })
+    }
+
+    /// The block whose output is pooled.
+    pub fn layer(&self) -> usize {
+        self.layer
+    }
+
+    fn embed_batch(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, SaeError> {
+        let pad = self
+            .tok
+            .pad_token_id()
+            .or_else(|| self.tok.eos_token_ids().first().copied())
+            .unwrap_or(0);
+        let mut seqs = Vec::with_capacity(texts.len());
+        for t in texts {
+            let mut ids = self.tok.encode(t, true)?;
+            ids.truncate(self.max_tokens);
+            if ids.is_empty() {
+                ids.push(pad);
+            }
+            seqs.push(ids);
+        }
+        let batch = Batch::from_sequences(&seqs, pad, self.model.device())?;
+        let mut hooks = Hooks::new();
+        let resid = self
+            .model
+            .forward_to(self.layer + 1, &batch, &mut hooks)?
+            .to_dtype(DType::F32)?;
+        let mask = batch.attention_mask().to_dtype(DType::F32)?.unsqueeze(2)?;
+        let summed = resid.broadcast_mul(&mask)?.sum(1)?;
+        let count = mask.sum(1)?.clamp(1.0, f64::MAX)?;
+        Ok(summed.broadcast_div(&count)?.to_vec2::<f32>()?)
+    }
+}
+
+impl Embedder for LlmEmbedder<'_> {
+    fn id(&self) -> String {
+        format!("llm:{}:resid_post:{}", self.model.name(), self.layer)
+    }
+    fn dim(&self) -> usize {
+        self.model.hidden_size()
+    }
+    fn embed(&self, texts: &[&str], sink: &dyn ProgressSink) -> Result<Vec<Vec<f32>>, SaeError> {
+        // Sort by length so batches pad little; restore the order afterwards.
+        let mut order: Vec<usize> = (0..texts.len()).collect();
+        order.sort_by_key(|&i| texts[i].len());
+        let sorted: Vec<&str> = order.iter().map(|&i| texts[i]).collect();
+        let rows = embed_in_chunks(&sorted, self.batch_size, sink, |c| self.embed_batch(c))?;
+        let mut out = vec![Vec::new(); texts.len()];
+        for (r, i) in rows.into_iter().zip(order) {
+            out[i] = r;
+        }
+        Ok(out)
+    }
+}
+
+/// The LLM as a greedy chat completer for feature descriptions and judgements.
+pub struct LlmGenerator<'a> {
+    model: &'a Model,
+    tok: &'a TextTokenizer,
+}
+
+impl<'a> LlmGenerator<'a> {
+    /// A generator over a loaded model and its tokenizer.
+    pub fn new(model: &'a Model, tok: &'a TextTokenizer) -> Self {
+        Self { model, tok }
+    }
+}
+
+impl TextGenerator for LlmGenerator<'_> {
+    fn complete(&self, user: &str, max_tokens: usize) -> Result<String, SaeError> {
+        let text = if self.tok.has_chat_template() {
+            self.tok
+                .apply_chat_template(&[Message::new("user", user)], true)?
+        } else {
+            format!("{user}\n")
+        };
+        let ids = self.tok.encode(&text, !self.tok.has_chat_template())?;
+        let opts = GenerateOptions {
+            max_new_tokens: max_tokens,
+            ..Default::default()
+        };
+        let out = self
+            .model
+            .generate(&ids, &opts, &Hooks::new(), &mut |_, _| true)?;
+        Ok(self.tok.decode(&out, true)?)
+    }
+}
+
+/// A feature's decoder direction as a native steering vector at `layer` (meaningful when the
+/// SAE was trained on the `llm` embedder at that layer: the direction lives in its residual
+/// stream). The direction is unit norm; scale it when steering.
+pub fn feature_steering_vector(
+    sae: &super::model::Sae,
+    feature: usize,
+    layer: usize,
+    model_name: &str,
+    dataset: &str,
+) -> Result<crate::steer::SteeringVector, SaeError> {
+    if feature >= sae.d_sae {
+        return Err(SaeError::Config(format!(
+            "feature {feature} does not exist (the SAE has {})",
+            sae.d_sae
+        )));
+    }
+    let mut meta = crate::steer::vector::VectorMeta::new(
+        format!("sae_feature_{feature}"),
+        model_name,
+        sae.d_in,
+    );
+    meta.dataset = dataset.to_string();
+    let layers = std::collections::BTreeMap::from([(layer, sae.direction(feature).to_vec())]);
+    crate::steer::SteeringVector::new(layers, meta).map_err(|e| SaeError::Data(e.to_string()))
+}

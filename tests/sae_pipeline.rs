@@ -1,0 +1,254 @@
+//! End to end on planted data with a transparent embedder: features track the planted text
+//! properties, expressed-preference signs match the planted weights, the output folder reads
+//! back, and the steering link produces a native vector.
+use rand::{Rng, SeedableRng};
+use steerlab::jobs::{NoProgress, ProgressSink};
+use steerlab::sae::dense::pearson;
+use steerlab::sae::{self, Embedder, PairSet, RunOptions, SaeConfig, SaeError};
+
+const MARKS: [&str; 4] = ["sorry", "- ", "!", "?"];
+
+/// Embeds a text as indicators of four marks (scaled) plus deterministic hash noise.
+struct MarkEmbedder;
+
+impl Embedder for MarkEmbedder {
+    fn id(&self) -> String {
+        "marks".into()
+    }
+    fn dim(&self) -> usize {
+        12
+    }
+    fn embed(&self, texts: &[&str], _sink: &dyn ProgressSink) -> Result<Vec<Vec<f32>>, SaeError> {
+        Ok(texts
+            .iter()
+            .map(|t| {
+                let mut v = vec![0.0f32; 12];
+                for (i, m) in MARKS.iter().enumerate() {
+                    if t.contains(m) {
+                        v[i * 3] = 1.0;
+                        v[i * 3 + 1] = 0.5;
+                    }
+                }
+                let h = steerlab::sae::embed::fnv1a(t.as_bytes());
+                for (i, x) in v.iter_mut().enumerate() {
+                    *x += ((h >> (i * 5)) & 31) as f32 / 31.0 * 0.02;
+                }
+                v
+            })
+            .collect())
+    }
+}
+
+fn planted(n: usize) -> (PairSet, Vec<[f64; 4]>) {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+    let mut js = Vec::new();
+    let mut diffs = Vec::new();
+    let w = [-2.0, 2.0, 0.0, 0.0];
+    for i in 0..n {
+        let mut side = || {
+            let has: [bool; 4] = std::array::from_fn(|_| rng.random_bool(0.25));
+            let mut t = format!("answer {}", rng.random_range(0..1_000_000));
+            for (k, m) in MARKS.iter().enumerate() {
+                if has[k] {
+                    t.push_str(&format!(" {m}x"));
+                }
+            }
+            (t, has)
+        };
+        let (a, ha) = side();
+        let (b, hb) = side();
+        let d: [f64; 4] = std::array::from_fn(|k| ha[k] as i32 as f64 - hb[k] as i32 as f64);
+        let eta: f64 = (0..4).map(|k| w[k] * d[k]).sum();
+        let a_wins = rng.random::<f64>() < 1.0 / (1.0 + (-eta).exp());
+        js.push(steerlab::data::Judgement {
+            id: format!("p{i}"),
+            prompt: steerlab::data::Prompt::Text(format!("prompt {}", i / 2)),
+            response_a: a,
+            response_b: b,
+            winner: if a_wins {
+                steerlab::data::Winner::A
+            } else {
+                steerlab::data::Winner::B
+            },
+            judge: Some(if i % 2 == 0 { "j1" } else { "j2" }.into()),
+            annotator: None,
+            scenario: None,
+            factors_a: Default::default(),
+            factors_b: Default::default(),
+        });
+        diffs.push(d);
+    }
+    (PairSet::from_judgements(&js), diffs)
+}
+
+/// R² of the least-squares fit of `y` on the columns of `x` (`[rows, cols]`) plus an intercept.
+fn linear_r2(x: &[f64], cols: usize, y: &[f64]) -> f64 {
+    let p = cols + 1;
+    let mut a = vec![0.0; p * p];
+    let mut b = vec![0.0; p];
+    for (i, yi) in y.iter().enumerate() {
+        let row: Vec<f64> = std::iter::once(1.0)
+            .chain(x[i * cols..(i + 1) * cols].iter().copied())
+            .collect();
+        for u in 0..p {
+            b[u] += row[u] * yi;
+            for v in 0..p {
+                a[u * p + v] += row[u] * row[v];
+            }
+        }
+    }
+    // Gaussian elimination with partial pivoting.
+    for c in 0..p {
+        let piv = (c..p)
+            .max_by(|i, j| a[i * p + c].abs().total_cmp(&a[j * p + c].abs()))
+            .unwrap();
+        for k in 0..p {
+            a.swap(c * p + k, piv * p + k);
+        }
+        b.swap(c, piv);
+        for rr in 0..p {
+            if rr != c && a[c * p + c] != 0.0 {
+                let f = a[rr * p + c] / a[c * p + c];
+                for k in 0..p {
+                    a[rr * p + k] -= f * a[c * p + k];
+                }
+                b[rr] -= f * b[c];
+            }
+        }
+    }
+    let beta: Vec<f64> = (0..p)
+        .map(|c| {
+            if a[c * p + c] != 0.0 {
+                b[c] / a[c * p + c]
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let mean = y.iter().sum::<f64>() / y.len() as f64;
+    let (mut sse, mut sst) = (0.0, 0.0);
+    for (i, yi) in y.iter().enumerate() {
+        let pred = beta[0]
+            + (0..cols)
+                .map(|j| beta[j + 1] * x[i * cols + j])
+                .sum::<f64>();
+        sse += (yi - pred).powi(2);
+        sst += (yi - mean).powi(2);
+    }
+    1.0 - sse / sst
+}
+
+#[test]
+fn pipeline_recovers_planted_marks_and_writes_outputs() {
+    let (pairs, diffs) = planted(2000);
+    let opts = RunOptions {
+        sae: SaeConfig {
+            latents: 4,
+            k: 2,
+            prefixes: vec![2, 4],
+            lr: 5e-3,
+            seed: 2,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let r = sae::run(&pairs, &MarkEmbedder, None, &opts, &NoProgress).unwrap();
+    let m = r.sae.d_sae;
+    assert_eq!(r.activations.len(), 2000 * m);
+    let act =
+        |j: usize| -> Vec<f64> { (0..2000).map(|i| r.activations[i * m + j] as f64).collect() };
+    // The features span the planted marks: each mark's difference is linearly decodable from
+    // the activations (least squares via the IRLS-free normal equations of a linear probe).
+    let mut best_feature = [0usize; 4];
+    for k in 0..4 {
+        let d: Vec<f64> = diffs.iter().map(|x| x[k]).collect();
+        let x: Vec<f64> = (0..2000)
+            .flat_map(|i| (0..m).map(move |j| i * m + j))
+            .map(|t| r.activations[t] as f64)
+            .collect();
+        let r2 = linear_r2(&x, m, &d);
+        assert!(r2 > 0.9, "mark {k}: R² {r2}");
+        best_feature[k] = (0..m)
+            .max_by(|a, b| {
+                pearson(&act(*a), &d)
+                    .abs()
+                    .total_cmp(&pearson(&act(*b), &d).abs())
+            })
+            .unwrap();
+    }
+    // Expressed preferences: some feature is Bonferroni-significant, and the marks with no planted
+    // weight do not dominate the LASSO's first entry.
+    assert!(r
+        .report
+        .features
+        .iter()
+        .any(|f| f.effect.as_ref().is_some_and(|e| e.p_bonferroni < 1e-6)));
+    let auc = &r.report.auc;
+    assert!(
+        auc.top5.unwrap() > 0.75 && auc.all_features.unwrap() > 0.75,
+        "{auc:?}"
+    );
+    assert!(
+        auc.length_only.unwrap() < 0.65,
+        "length carries no planted signal: {auc:?}"
+    );
+    assert_eq!(r.report.groups.len(), 2, "per-judge weights");
+    // The feature most correlated with "sorry" separates its top pairs by that word.
+    let f = &r.report.features[best_feature[0]];
+    assert!(!f.top_pairs.is_empty());
+    assert!(
+        f.ngrams_toward
+            .iter()
+            .chain(&f.ngrams_away)
+            .any(|g| g.text.contains("sorry")),
+        "{:?} / {:?}",
+        f.ngrams_toward,
+        f.ngrams_away
+    );
+
+    // Output folder round trip.
+    let dir = tempfile::tempdir().unwrap();
+    sae::write_outputs(dir.path(), &r).unwrap();
+    for name in [
+        "cfg.json",
+        "sae_weights.safetensors",
+        "activations.safetensors",
+        "report.json",
+        "report.md",
+        "report.html",
+    ] {
+        assert!(dir.path().join(name).exists(), "{name}");
+    }
+    let back = sae::read_sae(dir.path()).unwrap();
+    assert_eq!(back, r.sae);
+    let bytes = std::fs::read(dir.path().join("activations.safetensors")).unwrap();
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let ids: Vec<String> =
+        serde_json::from_str(&meta.metadata().as_ref().unwrap()["pair_ids"]).unwrap();
+    assert_eq!(ids, pairs.ids);
+    let html = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
+    assert!(html.contains("<svg") && !html.contains("<script src") && !html.contains("<link"));
+
+    // Steering link: a feature direction becomes a native vector; projecting it back on the
+    // features finds that feature.
+    let v =
+        sae::llm::feature_steering_vector(&r.sae, best_feature[1], 3, "tiny", "planted").unwrap();
+    assert_eq!(v.layers[&3].len(), 12);
+    let (cos, _) = sae::pipeline::project_on_features(&r.sae, &v.layers[&3]).unwrap();
+    assert!((cos[best_feature[1]] - 1.0).abs() < 1e-5);
+    assert!(sae::pipeline::project_on_features(&r.sae, &[0.0; 5]).is_err());
+}
+
+#[test]
+fn too_few_pairs_is_a_clear_error() {
+    let (pairs, _) = planted(5);
+    let e = sae::run(
+        &pairs,
+        &MarkEmbedder,
+        None,
+        &RunOptions::default(),
+        &NoProgress,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("at least 10 pairs"), "{e}");
+}
