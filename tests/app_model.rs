@@ -149,3 +149,52 @@ fn typed_path_loads_when_no_dialog_is_available() {
         .unwrap_or_else(|| panic!("{:?}", h.state().state.model_error));
     assert_eq!(m.summary.architecture, "qwen2");
 }
+
+/// The default GGUF (fetched by `scripts/fetch-defaults.sh`; CI fetches it): open it with the
+/// picker, check its documented shape, and generate the greedy answer to the capital question.
+#[test]
+fn default_gguf_loads_and_answers_in_the_generate_panel() {
+    let path = steerlab::paths::default_model_path();
+    if !path.exists() {
+        eprintln!(
+            "SKIPPED: default model not fetched ({}); run scripts/fetch-defaults.sh",
+            path.display()
+        );
+        return;
+    }
+    let picker = ScriptedPicker::new();
+    picker.push(Some(path.clone()));
+    let mut h = harness(&picker, PanelId::Model);
+    h.run();
+    h.get_by_label("Open .gguf…").click();
+    wait_for_jobs(&mut h);
+    {
+        let m = h
+            .state()
+            .state
+            .model
+            .as_ref()
+            .unwrap_or_else(|| panic!("{:?}", h.state().state.model_error));
+        // DESIGN.md §6: llama, 30 layers, hidden 576, vocab 49152.
+        assert_eq!(m.summary.architecture, "llama");
+        assert_eq!(
+            (
+                m.summary.n_layers,
+                m.summary.hidden_size,
+                m.summary.vocab_size
+            ),
+            (30, 576, 49152)
+        );
+    }
+    h.get_by_label("Generate").click();
+    h.run();
+    // The panel starts with this prompt and the chat template on, greedy.
+    assert_eq!(
+        h.get_by_label("Prompt").value().as_deref(),
+        Some("What is the capital of France?")
+    );
+    h.get_by_label("Run").click();
+    wait_for_jobs(&mut h);
+    let out = h.get_by_label("Output").value().unwrap_or_default();
+    assert!(out.contains("Paris"), "greedy answer: {out:?}");
+}

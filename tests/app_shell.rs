@@ -58,6 +58,12 @@ fn sidebar_switches_panels_and_status_bar_is_idle() {
     h.run();
     assert_eq!(h.state().current_panel(), PanelId::Data);
     assert!(h.query_by_label("Dataset file").is_some());
+    h.get_by_label("Generate").click();
+    h.run();
+    assert_eq!(h.state().current_panel(), PanelId::Generate);
+    assert!(h
+        .query_by_label_contains("Load a model in the Model panel first")
+        .is_some());
     assert!(
         picker.calls().is_empty(),
         "no dialog opened by switching panels"

@@ -18,7 +18,7 @@ mod screenshot;
 mod state;
 mod widgets;
 
-pub use engine::{LoadedModel, ModelSummary};
+pub use engine::{GenerateSettings, LoadedModel, ModelSummary};
 pub use job_list::{JobId, JobList, JobStatus};
 pub use panels::{Panel, PanelId};
 pub use picker::{FileFilter, FilePicker, RfdPicker, ScriptedPicker};

@@ -7,9 +7,11 @@ use serde::{Deserialize, Serialize};
 use super::state::AppState;
 
 mod data;
+mod generate;
 mod model;
 
 pub use data::DataPanel;
+pub use generate::GeneratePanel;
 pub use model::ModelPanel;
 
 /// A view over [`AppState`]. Panels hold only view state (text being typed, selections).
@@ -23,18 +25,21 @@ pub trait Panel {
 pub enum PanelId {
     /// Load a model and see its shape.
     Model,
+    /// Prompt the model, streamed.
+    Generate,
     /// Open, check, map and split a preference dataset.
     Data,
 }
 
 impl PanelId {
     /// Every panel, in sidebar order.
-    pub const ALL: &'static [PanelId] = &[PanelId::Model, PanelId::Data];
+    pub const ALL: &'static [PanelId] = &[PanelId::Model, PanelId::Generate, PanelId::Data];
 
     /// The sidebar label.
     pub fn title(self) -> &'static str {
         match self {
             PanelId::Model => "Model",
+            PanelId::Generate => "Generate",
             PanelId::Data => "Data",
         }
     }
@@ -43,6 +48,7 @@ impl PanelId {
     pub fn key(self) -> &'static str {
         match self {
             PanelId::Model => "model",
+            PanelId::Generate => "generate",
             PanelId::Data => "data",
         }
     }
@@ -59,6 +65,7 @@ impl PanelId {
     pub fn create(self) -> Box<dyn Panel> {
         match self {
             PanelId::Model => Box::new(ModelPanel::default()),
+            PanelId::Generate => Box::new(GeneratePanel::default()),
             PanelId::Data => Box::new(DataPanel::default()),
         }
     }
