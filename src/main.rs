@@ -1,4 +1,4 @@
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     // Die quietly on a closed pipe (`steerlab ... | head`), like other command-line tools,
     // instead of panicking inside println!.
     #[cfg(unix)]
@@ -6,5 +6,12 @@ fn main() -> anyhow::Result<()> {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    steerlab::cli::main()
+    match steerlab::cli::main() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // One line of context chain per cause; no backtrace noise for users.
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }
