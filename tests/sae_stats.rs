@@ -1,5 +1,6 @@
 //! Expressed-preference statistics recover planted coefficients: logistic IRLS (estimates and
 //! Wald intervals), the LASSO entry order with an unpenalised confounder, and penalised fits.
+#![allow(clippy::needless_range_loop)] // index loops over several parallel arrays read clearer
 use rand::{Rng, SeedableRng};
 use rand_distr::{Distribution, StandardNormal};
 use steerlab::sae::stats::{auc, lasso_entry_order, logistic_irls, logistic_penalised};

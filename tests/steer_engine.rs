@@ -2,6 +2,7 @@
 //! forward, activations against full-forward captures, BiPO's gradient against finite
 //! differences, BiPO lowering its loss and moving the behaviour score both ways, CAA on a
 //! planted contrast, and the behaviour sweep.
+#![allow(clippy::needless_range_loop)] // index loops over several parallel arrays read clearer
 use std::collections::HashMap;
 
 use candle_core::{DType, Device, Tensor, Var, D};
@@ -184,7 +185,7 @@ fn activations_at_equal_full_forward_captures() {
     let pos = vec![4, 2, 2];
     let acts = activations_at(&model, &seqs, &pos, &[0, 2], 2, &NoProgress).unwrap();
     for (i, s) in seqs.iter().enumerate() {
-        let b = Batch::from_sequences(&[s.clone()], 0, &Device::Cpu).unwrap();
+        let b = Batch::from_sequences(std::slice::from_ref(s), 0, &Device::Cpu).unwrap();
         let mut h = Hooks::new();
         h.capture(HookPoint::ResidPost(0))
             .capture(HookPoint::ResidPost(2));
@@ -247,7 +248,7 @@ fn caa_recovers_a_planted_embedding_difference() {
         &NoProgress,
     )
     .unwrap();
-    let mut want = vec![0f32; HIDDEN];
+    let mut want = [0f32; HIDDEN];
     for i in 0..items.len() {
         for k in 0..HIDDEN {
             want[k] += (acts[&1][2 * i][k] - acts[&1][2 * i + 1][k]) / items.len() as f32;

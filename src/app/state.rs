@@ -152,7 +152,12 @@ mod tests {
         Recent::remember(&mut l, Path::new("/f5"));
         assert_eq!(l.len(), MAX_RECENT);
         assert_eq!(l[0], PathBuf::from("/f5"));
-        assert_eq!(l.iter().filter(|p| **p == PathBuf::from("/f5")).count(), 1);
+        assert_eq!(
+            l.iter()
+                .filter(|p| p.as_path() == std::path::Path::new("/f5"))
+                .count(),
+            1
+        );
         assert_eq!(l[1], PathBuf::from("/f9"));
     }
 }

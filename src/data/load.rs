@@ -399,7 +399,7 @@ fn scan(
                 _ => return Err(e),
             },
         }
-        if report.rows % 4096 == 0 {
+        if report.rows.is_multiple_of(4096) {
             progress.report(Progress::new("reading", report.rows, total));
             if progress.is_cancelled() {
                 return Err(DataError::Cancelled);

@@ -244,7 +244,7 @@ impl RowIndex {
                 line,
                 group,
             });
-            if me.entries.len() % 65536 == 0 {
+            if me.entries.len().is_multiple_of(65536) {
                 progress.report(Progress::new(
                     "indexing rows",
                     me.entries.len() as u64,

@@ -100,7 +100,7 @@ impl BertEncoder {
         let cfg_path = dir.join("config.json");
         let cfg: BertConfig = serde_json::from_str(&read(&cfg_path, "BERT config")?)
             .map_err(|e| bad(&cfg_path, "-", e))?;
-        if cfg.hidden_size % cfg.num_attention_heads != 0 {
+        if !cfg.hidden_size.is_multiple_of(cfg.num_attention_heads) {
             return Err(bad(
                 &cfg_path,
                 "num_attention_heads",

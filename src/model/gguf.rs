@@ -344,7 +344,7 @@ pub fn gguf_config(content: &Content, path: &Path) -> Result<serde_json::Value> 
 pub fn unpermute_qk(t: &Tensor, n_head: usize) -> candle_core::Result<Tensor> {
     let dims = t.dims().to_vec();
     let rows = dims[0];
-    if n_head == 0 || rows % (2 * n_head) != 0 {
+    if n_head == 0 || !rows.is_multiple_of(2 * n_head) {
         candle_core::bail!("{rows} rows cannot be split into {n_head} heads of even size");
     }
     let half = rows / n_head / 2;

@@ -93,7 +93,7 @@ impl SaeConfig {
                 self.k, self.latents
             )));
         }
-        if self.batch_size == 0 || self.max_epochs == 0 || !(self.lr > 0.0) {
+        if self.batch_size == 0 || self.max_epochs == 0 || self.lr.is_nan() || self.lr <= 0.0 {
             return Err(SaeError::Config(
                 "batch size, epochs and learning rate must be > 0".into(),
             ));
@@ -523,7 +523,7 @@ pub fn train_sae(
     sink: &dyn ProgressSink,
 ) -> Result<(Sae, TrainHistory), SaeError> {
     cfg.validate()?;
-    if d_in == 0 || train.len() % d_in != 0 || val.len() % d_in != 0 {
+    if d_in == 0 || !train.len().is_multiple_of(d_in) || !val.len().is_multiple_of(d_in) {
         return Err(SaeError::Config(format!(
             "training data is not a whole number of {d_in}-wide rows"
         )));

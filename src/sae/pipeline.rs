@@ -1,6 +1,7 @@
 //! The WIMHF pipeline: embed both sides of each pair, train the SAE on Δ and −Δ, encode every
 //! pair, interpret features and measure expressed preferences (per-feature logistic tests,
 //! LASSO top-k, held-out AUC against all features and a dense probe, per-group weights).
+#![allow(clippy::needless_range_loop)] // index loops over several parallel arrays read clearer
 use super::dense::matmul;
 use super::embed::{cache_key, cache_path, read_cache, write_cache, Embedder};
 use super::error::SaeError;

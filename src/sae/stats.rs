@@ -2,6 +2,7 @@
 //! with Wald intervals and p-values, penalised logistic regression (L1 with unpenalised columns,
 //! L2) by coordinate descent with a majorised curvature, the LASSO entry order along a λ path,
 //! and the ROC AUC. Dense row-major `f64` data; no I/O.
+#![allow(clippy::needless_range_loop)] // index loops over several parallel arrays read clearer
 
 /// Column means and standard deviations of a row-major `[rows, cols]` matrix (sd 0 → 1).
 pub fn col_stats(x: &[f64], cols: usize) -> (Vec<f64>, Vec<f64>) {

@@ -63,6 +63,11 @@ impl TrainData {
             TrainData::Feedback(f) => f.len(),
         }
     }
+
+    /// True when there is nothing to train on.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// Hyper-parameters of [`train_bipo`].
