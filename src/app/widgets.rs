@@ -143,3 +143,25 @@ pub fn kv_grid(ui: &mut egui::Ui, id: &str, rows: &[(&str, String)]) {
             }
         });
 }
+
+/// A "Recent:" row of file-name links (full path on hover); returns the clicked path.
+pub fn recent_links(ui: &mut egui::Ui, recent: &[PathBuf], enabled: bool) -> Option<PathBuf> {
+    let mut clicked = None;
+    ui.horizontal_wrapped(|ui| {
+        ui.weak("Recent:");
+        for p in recent {
+            let name = p
+                .file_name()
+                .map(|s| s.to_string_lossy().to_string())
+                .unwrap_or_default();
+            if ui
+                .add_enabled(enabled, egui::Link::new(name))
+                .on_hover_text(p.display().to_string())
+                .clicked()
+            {
+                clicked = Some(p.clone());
+            }
+        }
+    });
+    clicked
+}

@@ -8,7 +8,7 @@ use super::Panel;
 use crate::app::dataset::{self, DataView, OpenOptions};
 use crate::app::picker::FileFilter;
 use crate::app::state::AppState;
-use crate::app::widgets::{kv_grid, PathField, PickKind};
+use crate::app::widgets::{kv_grid, recent_links, PathField, PickKind};
 use crate::data::{ColumnMapping, Field, Layout};
 
 /// Cell width in the preview table (points).
@@ -408,31 +408,14 @@ impl Panel for DataPanel {
             dataset::start_open(state, p, opts);
         }
         if !state.recent.data.is_empty() {
-            ui.horizontal_wrapped(|ui| {
-                ui.weak("Recent:");
-                let mut again = None;
-                for p in &state.recent.data {
-                    let name = p
-                        .file_name()
-                        .map(|s| s.to_string_lossy().to_string())
-                        .unwrap_or_default();
-                    if ui
-                        .add_enabled(!loading, egui::Link::new(name))
-                        .on_hover_text(p.display().to_string())
-                        .clicked()
-                    {
-                        again = Some(p.clone());
-                    }
-                }
-                if let Some(p) = again {
-                    self.path.text = p.display().to_string();
-                    let opts = OpenOptions {
-                        skip_invalid: self.skip_invalid,
-                        ..Default::default()
-                    };
-                    dataset::start_open(state, p, opts);
-                }
-            });
+            if let Some(p) = recent_links(ui, &state.recent.data, !loading) {
+                self.path.text = p.display().to_string();
+                let opts = OpenOptions {
+                    skip_invalid: self.skip_invalid,
+                    ..Default::default()
+                };
+                dataset::start_open(state, p, opts);
+            }
         }
         ui.separator();
         if loading {

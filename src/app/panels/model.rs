@@ -3,7 +3,7 @@ use super::Panel;
 use crate::app::engine::{start_model_load, DeviceChoice};
 use crate::app::picker::FileFilter;
 use crate::app::state::AppState;
-use crate::app::widgets::{kv_grid, PathField, PickKind};
+use crate::app::widgets::{kv_grid, recent_links, PathField, PickKind};
 use eframe::egui;
 
 /// View state of the Model panel.
@@ -72,27 +72,10 @@ impl Panel for ModelPanel {
         }
 
         if !state.recent.models.is_empty() {
-            ui.horizontal_wrapped(|ui| {
-                ui.weak("Recent:");
-                let mut again = None;
-                for p in &state.recent.models {
-                    let name = p
-                        .file_name()
-                        .map(|s| s.to_string_lossy().to_string())
-                        .unwrap_or_default();
-                    if ui
-                        .add_enabled(!loading, egui::Link::new(name))
-                        .on_hover_text(p.display().to_string())
-                        .clicked()
-                    {
-                        again = Some(p.clone());
-                    }
-                }
-                if let Some(p) = again {
-                    self.path.text = p.display().to_string();
-                    start_model_load(state, p, self.choice.clone());
-                }
-            });
+            if let Some(p) = recent_links(ui, &state.recent.models, !loading) {
+                self.path.text = p.display().to_string();
+                start_model_load(state, p, self.choice.clone());
+            }
         }
         ui.separator();
 
