@@ -243,6 +243,11 @@ pub fn start_open(state: &mut AppState, path: PathBuf, opts: OpenOptions) {
                     }
                     if v.error.is_none() || v.needs_mapping {
                         Recent::remember(&mut state.recent.data, &v.path);
+                        state.artifacts.add(
+                            crate::app::ArtifactKind::Dataset,
+                            name.clone(),
+                            &v.path,
+                        );
                     }
                     let i = match state.datasets.iter().position(|d| d.path == v.path) {
                         Some(i) => {

@@ -108,6 +108,11 @@ pub fn start_model_load(state: &mut AppState, path: PathBuf, choice: DeviceChoic
             match res {
                 Ok(m) => {
                     Recent::remember(&mut state.recent.models, &m.path);
+                    state.artifacts.add(
+                        crate::app::ArtifactKind::Model,
+                        m.summary.name.clone(),
+                        &m.path,
+                    );
                     state.info(format!(
                         "Loaded {} ({}, {} layers) in {:.1}s",
                         m.summary.name,

@@ -7,9 +7,11 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
+use super::artifacts::{Artifacts, Navigation, Selection};
 use super::dataset::DataView;
 use super::engine::LoadedModel;
 use super::job_list::{JobId, JobList};
+use super::panels::PanelId;
 use super::picker::FilePicker;
 
 /// How many recent paths are remembered per kind.
@@ -75,8 +77,15 @@ pub struct AppState {
     pub pending_prompt: Option<String>,
     /// Recent files.
     pub recent: Recent,
+    /// What was loaded and made (sidebar; persisted). Panels call
+    /// `state.artifacts.add(kind, name, path)` after saving or loading something.
+    pub artifacts: Artifacts,
+    /// A cross-link waiting for its panel (see [`AppState::navigate`]).
+    pub navigation: Option<Navigation>,
     /// Status log, oldest first.
     pub messages: Vec<StatusMessage>,
+    /// PNG plot exports waiting for the window's pixels.
+    pub(crate) png_exports: Vec<super::widgets::PendingPng>,
     ctx: Option<egui::Context>,
 }
 
@@ -94,7 +103,10 @@ impl AppState {
             data_job: None,
             pending_prompt: None,
             recent: Recent::default(),
+            artifacts: Artifacts::default(),
+            navigation: None,
             messages: Vec::new(),
+            png_exports: Vec::new(),
             ctx: None,
         }
     }
@@ -130,6 +142,23 @@ impl AppState {
         });
         if self.messages.len() > 200 {
             self.messages.remove(0);
+        }
+    }
+
+    /// Asks the shell to show `panel` and hand it `selection` (cross-links such as
+    /// feature → vector, vector → factor, factor → pairs). The shell switches panels before the
+    /// next frame; the panel picks the selection up with [`AppState::take_selection`].
+    pub fn navigate(&mut self, panel: PanelId, selection: Selection) {
+        self.navigation = Some(Navigation { panel, selection });
+    }
+
+    /// The selection waiting for `panel`, removed from the queue (call it at the top of the
+    /// panel's `ui`). A selection its panel does not take is dropped after one frame.
+    pub fn take_selection(&mut self, panel: PanelId) -> Option<Selection> {
+        if self.navigation.as_ref().is_some_and(|n| n.panel == panel) {
+            self.navigation.take().map(|n| n.selection)
+        } else {
+            None
         }
     }
 

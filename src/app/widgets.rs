@@ -1,10 +1,19 @@
 //! Small widgets shared by panels: a path field with picker buttons and a typed-path fallback,
-//! the job status area, and key/value grids.
+//! the job status area, key/value grids, hyper-parameter inputs with tooltips and defaults
+//! ([`param`], [`param_log`], [`param_bool`], [`param_choice`]), and export dialogs
+//! ([`save_as`], [`save_bytes_as`], [`export_plot_menu`]).
+//!
+//! Presentation only: no algorithm code; writers come from the library.
 use eframe::egui;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{channel, Receiver, TryRecvError};
+use std::sync::Arc;
 
+use super::artifacts::ArtifactKind;
 use super::job_list::JobStatus;
 use super::picker::{FileFilter, FilePicker};
+use super::screenshot::write_png;
+use super::state::AppState;
 use crate::jobs::format_duration;
 
 /// What a picker button opens.
@@ -164,4 +173,381 @@ pub fn recent_links(ui: &mut egui::Ui, recent: &[PathBuf], enabled: bool) -> Opt
         }
     });
     clicked
+}
+
+/// Hover text of a hyper-parameter: the explanation, then its default.
+fn param_hint(tooltip: &str, default: &dyn std::fmt::Display) -> String {
+    format!("{tooltip}\n\nDefault: {default}")
+}
+
+/// A small "↺" button that resets a changed parameter to `default`; true when clicked.
+fn reset_button(ui: &mut egui::Ui, changed: bool, default: &dyn std::fmt::Display) -> bool {
+    ui.add_enabled(changed, egui::Button::new("↺").small())
+        .on_hover_text(format!("Reset to the default ({default})"))
+        .on_disabled_hover_text(format!("At the default ({default})"))
+        .clicked()
+}
+
+/// A numeric hyper-parameter: `label`, a drag value kept in `range`, and a reset button.
+/// Both the label and the value show `tooltip` followed by "Default: `default`" on hover
+/// (give the paper's default and what the parameter does). Draws two widgets into the
+/// current layout, so it fits a two-column `egui::Grid` (call `ui.end_row()` after it) or a
+/// horizontal row. The response is the value's (`.changed()` is true on edit or reset).
+pub fn param<N>(
+    ui: &mut egui::Ui,
+    label: &str,
+    value: &mut N,
+    range: std::ops::RangeInclusive<N>,
+    default: N,
+    tooltip: &str,
+) -> egui::Response
+where
+    N: egui::emath::Numeric + std::fmt::Display,
+{
+    let hint = param_hint(tooltip, &default);
+    let l = ui.label(label).on_hover_text(&hint);
+    let span = range.end().to_f64() - range.start().to_f64();
+    let speed = if N::INTEGRAL {
+        (span / 400.0).clamp(0.02, 10.0)
+    } else {
+        (span / 400.0).max(1e-6)
+    };
+    ui.horizontal(|ui| {
+        let mut r = ui
+            .add(egui::DragValue::new(value).range(range).speed(speed))
+            .labelled_by(l.id)
+            .on_hover_text(&hint);
+        if reset_button(ui, *value != default, &default) {
+            *value = default;
+            r.mark_changed();
+        }
+        r
+    })
+    .inner
+}
+
+/// A positive hyper-parameter spanning decades (learning rate, L1 weight): a logarithmic
+/// slider over `range`, shown in scientific notation; otherwise like [`param`].
+pub fn param_log(
+    ui: &mut egui::Ui,
+    label: &str,
+    value: &mut f64,
+    range: std::ops::RangeInclusive<f64>,
+    default: f64,
+    tooltip: &str,
+) -> egui::Response {
+    let hint = param_hint(tooltip, &format!("{default:e}"));
+    let l = ui.label(label).on_hover_text(&hint);
+    ui.horizontal(|ui| {
+        let mut r = ui
+            .add(
+                egui::Slider::new(value, range)
+                    .logarithmic(true)
+                    .custom_formatter(|v, _| format!("{v:.2e}"))
+                    .custom_parser(|s| s.trim().parse::<f64>().ok()),
+            )
+            .labelled_by(l.id)
+            .on_hover_text(&hint);
+        if reset_button(ui, *value != default, &format!("{default:e}")) {
+            *value = default;
+            r.mark_changed();
+        }
+        r
+    })
+    .inner
+}
+
+/// A boolean hyper-parameter: a checkbox with the same tooltip and reset as [`param`]
+/// (one widget plus the reset button; in a grid, put an empty label in the first column).
+pub fn param_bool(
+    ui: &mut egui::Ui,
+    label: &str,
+    value: &mut bool,
+    default: bool,
+    tooltip: &str,
+) -> egui::Response {
+    let hint = param_hint(tooltip, &default);
+    ui.horizontal(|ui| {
+        let mut r = ui.checkbox(value, label).on_hover_text(&hint);
+        if reset_button(ui, *value != default, &default) {
+            *value = default;
+            r.mark_changed();
+        }
+        r
+    })
+    .inner
+}
+
+/// A hyper-parameter chosen from `options` (method, objective, positions): a combo box
+/// showing each option's `Display`; same tooltip and reset as [`param`].
+pub fn param_choice<T>(
+    ui: &mut egui::Ui,
+    label: &str,
+    value: &mut T,
+    options: &[T],
+    default: T,
+    tooltip: &str,
+) -> egui::Response
+where
+    T: PartialEq + Clone + std::fmt::Display,
+{
+    let hint = param_hint(tooltip, &default);
+    let l = ui.label(label).on_hover_text(&hint);
+    ui.horizontal(|ui| {
+        let before = value.clone();
+        let mut r = egui::ComboBox::from_id_salt(("param_choice", label))
+            .selected_text(value.to_string())
+            .show_ui(ui, |ui| {
+                for o in options {
+                    ui.selectable_value(value, o.clone(), o.to_string());
+                }
+            })
+            .response
+            .labelled_by(l.id)
+            .on_hover_text(&hint);
+        if reset_button(ui, *value != default, &default) {
+            *value = default;
+        }
+        if *value != before {
+            r.mark_changed();
+        }
+        r
+    })
+    .inner
+}
+
+/// A file format offered by export menus: what the user sees and the file extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Format {
+    /// Menu and dialog-filter text ("SVG image").
+    pub label: &'static str,
+    /// Extension without the dot.
+    pub ext: &'static str,
+}
+
+impl Format {
+    /// Scalable plot.
+    pub const SVG: Format = Format {
+        label: "SVG image",
+        ext: "svg",
+    };
+    /// Raster plot (pixels as shown on screen).
+    pub const PNG: Format = Format {
+        label: "PNG image",
+        ext: "png",
+    };
+    /// Self-contained HTML report.
+    pub const HTML: Format = Format {
+        label: "HTML report",
+        ext: "html",
+    };
+    /// Markdown report.
+    pub const MARKDOWN: Format = Format {
+        label: "Markdown",
+        ext: "md",
+    };
+    /// JSON data.
+    pub const JSON: Format = Format {
+        label: "JSON",
+        ext: "json",
+    };
+    /// steerlab vector / tensors.
+    pub const SAFETENSORS: Format = Format {
+        label: "safetensors",
+        ext: "safetensors",
+    };
+    /// llama.cpp control vector.
+    pub const GGUF: Format = Format {
+        label: "GGUF control vector",
+        ext: "gguf",
+    };
+    /// Comma-separated table.
+    pub const CSV: Format = Format {
+        label: "CSV table",
+        ext: "csv",
+    };
+}
+
+/// `path` with `format`'s extension: kept if it already ends so (any case), else appended
+/// (`run.v2` → `run.v2.svg`).
+pub fn with_extension(path: &Path, format: Format) -> PathBuf {
+    let has = path
+        .extension()
+        .is_some_and(|e| e.to_string_lossy().eq_ignore_ascii_case(format.ext));
+    if has {
+        path.to_path_buf()
+    } else {
+        let mut s = path.as_os_str().to_os_string();
+        s.push(".");
+        s.push(format.ext);
+        PathBuf::from(s)
+    }
+}
+
+/// A menu button (`text`, e.g. "Export…") listing `formats`; returns the one clicked.
+pub fn export_menu(ui: &mut egui::Ui, text: &str, formats: &[Format]) -> Option<Format> {
+    let mut chosen = None;
+    ui.menu_button(text, |ui| {
+        for f in formats {
+            if ui.button(format!("{} (.{})", f.label, f.ext)).clicked() {
+                chosen = Some(*f);
+                ui.close();
+            }
+        }
+    });
+    chosen
+}
+
+/// "Save as": asks the picker where to save (dialog `title`, suggested `stem.ext`, a filter
+/// for `format`), adds the extension if the user left it out, runs `write(path)`, and posts
+/// the outcome to the status bar. On success the file is registered in the sidebar as a
+/// `kind` artifact (when given) and its path returned; `None` if cancelled or failed.
+///
+/// `write` must write atomically (to `path.tmp`, then rename): library writers do, and
+/// [`save_bytes_as`] does it for content already in memory.
+pub fn save_as<E: std::fmt::Display>(
+    state: &mut AppState,
+    title: &str,
+    stem: &str,
+    format: Format,
+    kind: Option<ArtifactKind>,
+    write: impl FnOnce(&Path) -> Result<(), E>,
+) -> Option<PathBuf> {
+    let filters = [FileFilter::new(format.label, &[format.ext])];
+    let default_name = format!("{stem}.{}", format.ext);
+    let picked = state.picker.save_file(title, &default_name, &filters)?;
+    let path = with_extension(&picked, format);
+    match write(&path) {
+        Ok(()) => {
+            state.info(format!("Saved {}", path.display()));
+            if let Some(kind) = kind {
+                let name = path
+                    .file_name()
+                    .map(|s| s.to_string_lossy().to_string())
+                    .unwrap_or_else(|| default_name.clone());
+                state.artifacts.add(kind, name, &path);
+            }
+            Some(path)
+        }
+        Err(e) => {
+            state.error(format!("Could not save {}: {e}", path.display()));
+            None
+        }
+    }
+}
+
+/// [`save_as`] for content already in memory (reports, SVG plots): written atomically.
+pub fn save_bytes_as(
+    state: &mut AppState,
+    title: &str,
+    stem: &str,
+    format: Format,
+    kind: Option<ArtifactKind>,
+    bytes: &[u8],
+) -> Option<PathBuf> {
+    save_as(state, title, stem, format, kind, |p| {
+        crate::report::write_atomic(p, bytes)
+    })
+}
+
+/// A PNG export waiting for the window's pixels (see [`export_plot_menu`]).
+pub(crate) struct PendingPng {
+    path: PathBuf,
+    rect: egui::Rect,
+    pixels_per_point: f32,
+    rx: Receiver<Arc<egui::ColorImage>>,
+}
+
+/// An "Export plot…" menu for a plot drawn in `rect`: SVG is written from `svg()` (build it
+/// with `crate::report::svg`), PNG crops the next frame's pixels to `rect`. Both go through
+/// the picker and are registered as [`ArtifactKind::Plot`].
+pub fn export_plot_menu(
+    ui: &mut egui::Ui,
+    state: &mut AppState,
+    rect: egui::Rect,
+    stem: &str,
+    svg: impl FnOnce() -> String,
+) {
+    let Some(format) = export_menu(ui, "Export plot…", &[Format::SVG, Format::PNG]) else {
+        return;
+    };
+    if format == Format::SVG {
+        let s = svg();
+        save_bytes_as(
+            state,
+            "Export plot",
+            stem,
+            format,
+            Some(ArtifactKind::Plot),
+            s.as_bytes(),
+        );
+        return;
+    }
+    let filters = [FileFilter::new(format.label, &[format.ext])];
+    let default_name = format!("{stem}.png");
+    let Some(picked) = state
+        .picker
+        .save_file("Export plot", &default_name, &filters)
+    else {
+        return;
+    };
+    let (tx, rx) = channel();
+    let ctx = ui.ctx().clone();
+    let waker = ctx.clone();
+    ctx.request_screenshot(move |img| {
+        let _ = tx.send(img);
+        waker.request_repaint();
+    });
+    state.png_exports.push(PendingPng {
+        path: with_extension(&picked, format),
+        rect,
+        pixels_per_point: ctx.pixels_per_point(),
+        rx,
+    });
+}
+
+/// Writes the PNG exports whose pixels arrived (the shell calls this every frame).
+pub(crate) fn poll_png_exports(state: &mut AppState) {
+    let mut pending = std::mem::take(&mut state.png_exports);
+    pending.retain(|p| match p.rx.try_recv() {
+        Ok(img) => {
+            let cropped = crop(&img, p.rect, p.pixels_per_point);
+            match write_png(&p.path, &cropped) {
+                Ok(()) => {
+                    state.info(format!("Saved {}", p.path.display()));
+                    let name = p
+                        .path
+                        .file_name()
+                        .map(|s| s.to_string_lossy().to_string())
+                        .unwrap_or_default();
+                    state.artifacts.add(ArtifactKind::Plot, name, &p.path);
+                }
+                Err(e) => state.error(format!("Could not save {}: {e}", p.path.display())),
+            }
+            false
+        }
+        Err(TryRecvError::Empty) => true,
+        Err(TryRecvError::Disconnected) => {
+            state.error(format!(
+                "Could not save {}: no screenshot came back from the window",
+                p.path.display()
+            ));
+            false
+        }
+    });
+    pending.append(&mut state.png_exports);
+    state.png_exports = pending;
+}
+
+/// The part of a window image under `rect` (points), clamped to the image.
+pub fn crop(img: &egui::ColorImage, rect: egui::Rect, pixels_per_point: f32) -> egui::ColorImage {
+    let full = egui::Rect::from_min_size(
+        egui::Pos2::ZERO,
+        egui::vec2(img.size[0] as f32, img.size[1] as f32) / pixels_per_point,
+    );
+    let r = rect.intersect(full);
+    if !r.is_positive() {
+        return egui::ColorImage::new([0, 0], Vec::new());
+    }
+    img.region(&r, Some(pixels_per_point))
 }
