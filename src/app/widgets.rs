@@ -551,3 +551,98 @@ pub fn crop(img: &egui::ColorImage, rect: egui::Rect, pixels_per_point: f32) -> 
     }
     img.region(&r, Some(pixels_per_point))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::picker::ScriptedPicker;
+
+    #[test]
+    fn extension_is_added_only_when_missing() {
+        let p = |s: &str| with_extension(Path::new(s), Format::SVG);
+        assert_eq!(p("/a/plot"), PathBuf::from("/a/plot.svg"));
+        assert_eq!(p("/a/plot.SVG"), PathBuf::from("/a/plot.SVG"));
+        assert_eq!(p("/a/run.v2"), PathBuf::from("/a/run.v2.svg"));
+    }
+
+    #[test]
+    fn save_bytes_as_writes_atomically_registers_and_reports() {
+        let dir = tempfile::tempdir().unwrap();
+        let picker = ScriptedPicker::new();
+        picker.push(Some(dir.path().join("report"))).push(None);
+        let mut state = AppState::new(Box::new(picker.clone()));
+        let got = save_bytes_as(
+            &mut state,
+            "Export report",
+            "features",
+            Format::HTML,
+            Some(ArtifactKind::Report),
+            b"<html></html>",
+        );
+        let want = dir.path().join("report.html");
+        assert_eq!(got.as_deref(), Some(want.as_path()));
+        assert_eq!(std::fs::read(&want).unwrap(), b"<html></html>");
+        assert!(!dir.path().join("report.html.tmp").exists());
+        let a = state.artifacts.iter().next().expect("registered");
+        assert_eq!(
+            (a.kind, a.name.as_str()),
+            (ArtifactKind::Report, "report.html")
+        );
+        assert!(state.last_message().unwrap().text.contains("report.html"));
+        // Cancelled dialog: nothing written, nothing posted.
+        let n = state.messages.len();
+        assert!(
+            save_bytes_as(&mut state, "Export report", "x", Format::JSON, None, b"{}").is_none()
+        );
+        assert_eq!(state.messages.len(), n);
+        assert_eq!(picker.calls(), vec!["save_file: Export report"; 2]);
+    }
+
+    #[test]
+    fn failed_write_is_an_error_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let picker = ScriptedPicker::new();
+        picker.push(Some(dir.path().join("v.gguf")));
+        let mut state = AppState::new(Box::new(picker));
+        let r = save_as(
+            &mut state,
+            "Export vector",
+            "v",
+            Format::GGUF,
+            Some(ArtifactKind::Vector),
+            |_| Err("width 576 does not match the model (896)"),
+        );
+        assert!(r.is_none());
+        assert!(state.artifacts.is_empty());
+        let m = state.last_message().unwrap();
+        assert_eq!(m.level, crate::app::Level::Error);
+        assert!(
+            m.text.contains("v.gguf") && m.text.contains("576"),
+            "{}",
+            m.text
+        );
+    }
+
+    #[test]
+    fn crop_takes_the_rect_in_points_and_clamps() {
+        // 4×2 pixels at 2 px/pt: a 2×1-point window. Pixel value = x + 10·y.
+        let px: Vec<_> = (0..2)
+            .flat_map(|y| (0..4).map(move |x| egui::Color32::from_gray((x + 10 * y) as u8)))
+            .collect();
+        let img = egui::ColorImage::new([4, 2], px);
+        let right = crop(
+            &img,
+            egui::Rect::from_min_max(egui::pos2(1.0, 0.0), egui::pos2(5.0, 9.0)),
+            2.0,
+        );
+        assert_eq!(right.size, [2, 2]);
+        assert_eq!(right.pixels[0], egui::Color32::from_gray(2));
+        assert_eq!(right.pixels[3], egui::Color32::from_gray(13));
+        let outside = crop(
+            &img,
+            egui::Rect::from_min_max(egui::pos2(7.0, 7.0), egui::pos2(9.0, 9.0)),
+            2.0,
+        );
+        assert_eq!(outside.size, [0, 0]);
+    }
+}
