@@ -418,7 +418,9 @@ pub fn train_bipo(
     let vars: Vec<Var> = problem
         .layers()
         .iter()
-        .map(|_| Var::zeros(h, model.dtype(), model.device()))
+        // The vector and its AdamW state stay in f32 (f64 for an f64 model) whatever the model
+        // dtype: bf16 would round away updates smaller than 1/256 of an entry.
+        .map(|_| Var::zeros(h, master_dtype(model.dtype()), model.device()))
         .collect::<candle_core::Result<_>>()?;
     let mut opt = AdamW::new(
         vars.clone(),
@@ -556,6 +558,15 @@ pub fn train_bipo(
         steps: step,
         stop,
     })
+}
+
+/// The dtype a trained vector is kept in: f32, or f64 for an f64 model.
+pub fn master_dtype(model_dtype: DType) -> DType {
+    if model_dtype == DType::F64 {
+        DType::F64
+    } else {
+        DType::F32
+    }
 }
 
 fn mean_norm(vs: &[Vec<f32>]) -> f64 {
