@@ -347,6 +347,13 @@ pub struct BipoResult {
     pub gpu_mem_mb: Option<f64>,
     /// CPU threads available.
     pub threads: usize,
+    /// Loss of the untimed first step (vector at zero): compare `--grad-ops fused` with
+    /// `composed` on the same model to check the fused backward on this device.
+    pub first_loss: f64,
+    /// L2 norm of the first step's gradient with respect to the vector.
+    pub first_grad_norm: f64,
+    /// The first step's gradient, first 4 coordinates.
+    pub first_grad_head: Vec<f64>,
 }
 
 /// Times BiPO steps exactly as [`crate::steer::bipo::train_bipo`] runs them (cached lower
@@ -387,6 +394,7 @@ pub fn bipo(
     )?;
     let idx: Vec<usize> = (0..batch).collect();
     let (mut fw, mut bw, mut all) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut first_loss, mut first_grad_norm, mut first_grad_head) = (f64::NAN, f64::NAN, vec![]);
     for it in 0..=iters {
         let d = if it % 2 == 0 { 1.0 } else { -1.0 };
         let t = Instant::now();
@@ -397,12 +405,18 @@ pub fn bipo(
             return Err(BenchError::Invalid(format!("loss became {lv}")));
         }
         let grads = loss.backward()?;
-        if grads.get(var.as_tensor()).is_none() {
+        let Some(g) = grads.get(var.as_tensor()) else {
             return Err(BenchError::Invalid(
                 "no gradient reached the steering vector".into(),
             ));
-        }
+        };
         model.device().synchronize()?;
+        if it == 0 {
+            let g = g.to_dtype(DType::F64)?.to_vec1::<f64>()?;
+            first_loss = lv;
+            first_grad_norm = g.iter().map(|x| x * x).sum::<f64>().sqrt();
+            first_grad_head = g.iter().take(4).copied().collect();
+        }
         let tb = t.elapsed().as_secs_f64();
         opt.step(&grads)?;
         model.device().synchronize()?;
@@ -432,6 +446,9 @@ pub fn bipo(
         peak_rss_mb: peak_rss_mb(),
         gpu_mem_mb: gpu_mem_mb(model.device()),
         threads: threads(),
+        first_loss,
+        first_grad_norm,
+        first_grad_head,
     })
 }
 
