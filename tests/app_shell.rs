@@ -3,9 +3,13 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use eframe::egui;
 use egui_kittest::kittest::{NodeT, Queryable};
 use egui_kittest::Harness;
-use steerlab::app::{PanelId, Persisted, ScriptedPicker, StartOptions, SteerlabApp};
+use steerlab::app::{
+    widgets, ArtifactKind, Artifacts, PanelId, Persisted, ScriptedPicker, Selection, StartOptions,
+    SteerlabApp,
+};
 
 fn harness(app: SteerlabApp) -> Harness<'static, SteerlabApp> {
     Harness::builder()
@@ -342,4 +346,270 @@ fn persisted_settings_round_trip_through_eframe_storage() {
     let again = SteerlabApp::new(Box::new(picker), Some(back), StartOptions::default());
     assert_eq!(again.current_panel(), PanelId::Data);
     assert_eq!(again.state.recent.data, vec![PathBuf::from("/tmp/a.jsonl")]);
+}
+
+/// Starts a job that reports progress until cancelled; the returned cell gets its result.
+fn spin_job(
+    h: &mut Harness<'static, SteerlabApp>,
+    name: &str,
+) -> std::sync::Arc<std::sync::Mutex<Option<Result<u64, String>>>> {
+    let finished = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let f2 = finished.clone();
+    h.state_mut().state.spawn_job(
+        name,
+        |ctx| {
+            use steerlab::jobs::{Progress, ProgressSink};
+            let mut i = 0u64;
+            while !ctx.is_cancelled() {
+                i += 1;
+                ctx.report(Progress::new("spinning", i.min(99), Some(100)));
+                std::thread::sleep(Duration::from_millis(2));
+                anyhow::ensure!(i < 50_000, "never cancelled");
+            }
+            Ok(i)
+        },
+        move |res: Result<u64, String>, _state| {
+            *f2.lock().unwrap() = Some(res);
+        },
+    );
+    finished
+}
+
+#[test]
+fn sidebar_restores_artifacts_and_opens_them_in_their_panel() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = write(
+        dir.path(),
+        "prefs.jsonl",
+        "{\"prompt\": \"p\", \"chosen\": \"a\", \"rejected\": \"b\"}\n",
+    );
+    let report = write(dir.path(), "split-notes.md", "# notes\n");
+    let mut artifacts = Artifacts::default();
+    artifacts.add(ArtifactKind::Dataset, "prefs.jsonl", &data);
+    artifacts.add_owned("data", ArtifactKind::Report, "split notes", &report);
+    artifacts.add(
+        ArtifactKind::Vector,
+        "gone vector",
+        dir.path().join("gone.safetensors"),
+    );
+    let persisted = Persisted {
+        artifacts,
+        last_panel: PanelId::Generate,
+        ..Default::default()
+    };
+    // Through JSON, as eframe stores it.
+    let persisted: Persisted =
+        serde_json::from_str(&serde_json::to_string(&persisted).unwrap()).unwrap();
+    let picker = ScriptedPicker::new();
+    let app = SteerlabApp::new(
+        Box::new(picker.clone()),
+        Some(persisted),
+        StartOptions::default(),
+    );
+    let mut h = harness(app);
+    h.run();
+    assert_eq!(h.state().current_panel(), PanelId::Generate);
+    assert!(h.query_by_label("Datasets (1)").is_some());
+    assert!(h.query_by_label("Reports (1)").is_some());
+    assert!(h.query_by_label("Vectors (1)").is_some());
+
+    // A dataset opens in the Data panel (loaded in the background) and is marked loaded.
+    h.get_by_label("prefs.jsonl").click();
+    wait_for_jobs(&mut h);
+    assert_eq!(h.state().current_panel(), PanelId::Data);
+    let st = &h.state().state;
+    assert_eq!(st.datasets[st.active_dataset.unwrap()].path, data);
+    assert!(h.query_by_label("• prefs.jsonl").is_some());
+
+    // A missing file says so and stays put.
+    h.get_by_label("gone vector").click();
+    h.run();
+    let msg = h.state().state.last_message().unwrap().text.clone();
+    assert!(
+        msg.contains("gone.safetensors") && msg.contains("missing"),
+        "{msg}"
+    );
+
+    // Another kind is handed to its owner panel as a navigation request.
+    h.state_mut().select(PanelId::Model);
+    h.run();
+    h.get_by_label("split notes").click();
+    h.step();
+    assert_eq!(h.state().current_panel(), PanelId::Data);
+    h.run();
+    assert!(
+        h.state().state.navigation.is_none(),
+        "a selection its panel does not take is dropped"
+    );
+    assert!(picker.calls().is_empty());
+
+    // Saved settings carry the registry (opening the dataset moved it to the top).
+    let back = h.state().persisted();
+    let names: Vec<_> = back.artifacts.iter().map(|a| a.name.clone()).collect();
+    assert_eq!(names, ["prefs.jsonl", "gone vector", "split notes"]);
+}
+
+#[test]
+fn navigate_switches_panel_and_the_panel_can_take_the_selection() {
+    let picker = ScriptedPicker::new();
+    let mut h = harness(app_with(&picker, StartOptions::default()));
+    h.run();
+    let sel = Selection::Factor {
+        name: "length".into(),
+    };
+    h.state_mut().state.navigate(PanelId::Data, sel.clone());
+    // Taken by the target only.
+    assert_eq!(h.state_mut().state.take_selection(PanelId::Model), None);
+    assert_eq!(
+        h.state_mut().state.take_selection(PanelId::Data),
+        Some(sel.clone())
+    );
+    h.state_mut().state.navigate(PanelId::Data, sel);
+    h.step();
+    assert_eq!(h.state().current_panel(), PanelId::Data);
+}
+
+#[test]
+fn theme_toggles_by_button_and_shortcut_and_is_persisted() {
+    let picker = ScriptedPicker::new();
+    let mut h = harness(app_with(&picker, StartOptions::default()));
+    h.run();
+    assert!(h.state().is_dark());
+    assert_eq!(h.ctx.theme(), egui::Theme::Dark);
+    h.get_by_label("Light theme").click();
+    h.run();
+    assert!(!h.state().is_dark());
+    assert_eq!(h.ctx.theme(), egui::Theme::Light);
+    assert!(!h.state().persisted().dark);
+    assert!(h.query_by_label("Dark theme").is_some());
+    h.key_press_modifiers(
+        egui::Modifiers::COMMAND | egui::Modifiers::SHIFT,
+        egui::Key::T,
+    );
+    h.run();
+    assert!(h.state().is_dark());
+    assert_eq!(h.ctx.theme(), egui::Theme::Dark);
+    // Restored light.
+    let light = Persisted {
+        dark: false,
+        ..Default::default()
+    };
+    let mut h2 = harness(SteerlabApp::new(
+        Box::new(picker),
+        Some(light),
+        StartOptions::default(),
+    ));
+    h2.run();
+    assert_eq!(h2.ctx.theme(), egui::Theme::Light);
+}
+
+#[test]
+fn shortcuts_switch_panels_open_pickers_and_show_help_and_overlay() {
+    let picker = ScriptedPicker::new();
+    let mut h = harness(app_with(
+        &picker,
+        StartOptions {
+            panel: Some(PanelId::Model),
+            ..Default::default()
+        },
+    ));
+    h.run();
+    h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::Num2);
+    h.run();
+    assert_eq!(h.state().current_panel(), PanelId::Generate);
+    h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::Num3);
+    h.run();
+    assert_eq!(h.state().current_panel(), PanelId::Data);
+    // Ctrl+M / Ctrl+Shift+M / Ctrl+O open the pickers (cancelled here) and show the panel.
+    h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::M);
+    h.run();
+    assert_eq!(h.state().current_panel(), PanelId::Model);
+    h.key_press_modifiers(
+        egui::Modifiers::COMMAND | egui::Modifiers::SHIFT,
+        egui::Key::M,
+    );
+    h.run();
+    h.key_press_modifiers(egui::Modifiers::COMMAND, egui::Key::O);
+    h.run();
+    assert_eq!(h.state().current_panel(), PanelId::Data);
+    assert_eq!(
+        picker.calls(),
+        vec![
+            "pick_file: Model path",
+            "pick_folder: Model path",
+            "pick_file: Dataset file"
+        ]
+    );
+    // F1: the help window lists the bindings.
+    assert!(!h.state().help_open());
+    h.key_press(egui::Key::F1);
+    h.run();
+    assert!(h.state().help_open());
+    assert!(h.query_by_label("Keyboard shortcuts").is_some());
+    assert!(h.query_by_label("Cancel the newest running job").is_some());
+    assert!(h.query_by_label("Data panel").is_some());
+    h.key_press(egui::Key::F1);
+    h.run();
+    assert!(h.query_by_label("Cancel the newest running job").is_none());
+    // F12: the frame-time overlay with percentiles.
+    h.key_press(egui::Key::F12);
+    h.run();
+    assert!(h.state().frame_stats_shown());
+    assert!(h.query_by_label_contains("p95").is_some());
+    assert!(h.state().ui_frame_stats().total() > 0);
+}
+
+#[test]
+fn escape_cancels_the_newest_job_only() {
+    let picker = ScriptedPicker::new();
+    let mut h = harness(app_with(&picker, StartOptions::default()));
+    h.run();
+    let first = spin_job(&mut h, "First");
+    let second = spin_job(&mut h, "Second");
+    let t0 = Instant::now();
+    while h.query_all_by_label_contains("spinning").count() < 2 {
+        assert!(t0.elapsed() < Duration::from_secs(20), "no progress shown");
+        std::thread::sleep(Duration::from_millis(5));
+        h.step();
+    }
+    h.key_press(egui::Key::Escape);
+    h.step();
+    let t0 = Instant::now();
+    while second.lock().unwrap().is_none() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "Esc did not stop the job"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+        h.step();
+    }
+    assert!(
+        first.lock().unwrap().is_none(),
+        "the older job keeps running"
+    );
+    assert_eq!(h.state().state.jobs.statuses().len(), 1);
+    h.key_press(egui::Key::Escape);
+    wait_for_jobs(&mut h);
+    assert!(first.lock().unwrap().clone().unwrap().is_ok());
+}
+
+#[test]
+fn param_widget_resets_to_its_default_and_shows_it_on_hover() {
+    let mut h = Harness::new_ui_state(
+        |ui, v: &mut (f64, bool)| {
+            ui.ctx()
+                .global_style_mut(|s| s.interaction.tooltip_delay = 0.0);
+            if widgets::param(ui, "Beta", &mut v.0, 0.0..=1.0, 0.1, "KL strength").changed() {
+                v.1 = true;
+            }
+        },
+        (0.5, false),
+    );
+    h.run();
+    h.get_by_label("Beta").hover();
+    h.run();
+    assert!(h.query_by_label_contains("Default: 0.1").is_some());
+    h.get_by_label("Reset").click();
+    h.run();
+    assert_eq!(*h.state(), (0.1, true));
 }

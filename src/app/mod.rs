@@ -162,6 +162,8 @@ impl SteerlabApp {
     pub fn with_frame_stats_output(mut self, path: PathBuf) -> Self {
         self.frame_stats_out = Some(path);
         self.show_frame_stats = true;
+        // Keep every frame of the run, not only the overlay's window.
+        self.frame_stats = FrameStats::with_capacity(1 << 20);
         self
     }
 
@@ -449,7 +451,7 @@ impl SteerlabApp {
                             _ => false,
                         };
                         let text = if loaded {
-                            egui::RichText::new(format!("● {}", a.name)).strong()
+                            egui::RichText::new(format!("• {}", a.name)).strong()
                         } else {
                             egui::RichText::new(&a.name)
                         };
@@ -497,7 +499,7 @@ impl SteerlabApp {
     pub fn open_artifact(&mut self, a: Artifact) {
         if !a.path.exists() {
             self.state.error(format!(
-                "{}: file missing (right-click → Forget to remove it)",
+                "{}: file missing (right-click > Forget removes it)",
                 a.path.display()
             ));
             return;

@@ -180,9 +180,9 @@ fn param_hint(tooltip: &str, default: &dyn std::fmt::Display) -> String {
     format!("{tooltip}\n\nDefault: {default}")
 }
 
-/// A small "↺" button that resets a changed parameter to `default`; true when clicked.
+/// A small "Reset" button that resets a changed parameter to `default`; true when clicked.
 fn reset_button(ui: &mut egui::Ui, changed: bool, default: &dyn std::fmt::Display) -> bool {
-    ui.add_enabled(changed, egui::Button::new("↺").small())
+    ui.add_enabled(changed, egui::Button::new("Reset").small())
         .on_hover_text(format!("Reset to the default ({default})"))
         .on_disabled_hover_text(format!("At the default ({default})"))
         .clicked()
