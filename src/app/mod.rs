@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 mod dataset;
 mod engine;
+mod features;
 mod job_list;
 pub mod panels;
 mod picker;

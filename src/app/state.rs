@@ -77,6 +77,8 @@ pub struct AppState {
     pub recent: Recent,
     /// Status log, oldest first.
     pub messages: Vec<StatusMessage>,
+    /// Feature-discovery runs and the Features panel's settings.
+    pub features: super::features::FeaturesState,
     ctx: Option<egui::Context>,
 }
 
@@ -95,6 +97,7 @@ impl AppState {
             pending_prompt: None,
             recent: Recent::default(),
             messages: Vec::new(),
+            features: Default::default(),
             ctx: None,
         }
     }
