@@ -238,11 +238,11 @@ fn pipeline_recovers_planted_marks_and_writes_outputs() {
     .is_err());
     // As if the embeddings were read at layer 3 of a model named "tiny": the feature becomes
     // a native vector scaled to its mean |activation|; projecting it back finds that feature.
-    let mut r = r;
-    r.report.embedder = "llm:tiny:resid_post:3".into();
-    r.report.dataset = "planted.jsonl".into();
+    let mut r2 = r.clone();
+    r2.report.embedder = "llm:tiny:resid_post:3".into();
+    r2.report.dataset = "planted.jsonl".into();
     let dir = tempfile::tempdir().unwrap();
-    sae::write_outputs(dir.path(), &r).unwrap();
+    sae::write_outputs(dir.path(), &r2).unwrap();
     let folder = sae::SaeFolder::read(dir.path()).unwrap();
     let j = best_feature[1];
     let v = sae::feature_vector(&folder, j, sae::VectorScale::MeanActive).unwrap();

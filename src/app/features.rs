@@ -201,6 +201,13 @@ impl FeaturesState {
         self.active.and_then(|i| self.runs.get(i))
     }
 
+    /// Feature indices of the shown run in the table's current order.
+    pub fn table_order(&self) -> Vec<usize> {
+        self.active_run()
+            .map(|r| sorted_features(&r.result.report.features, self.sort, self.descending))
+            .unwrap_or_default()
+    }
+
     /// Adds a run and shows it.
     pub fn push_run(&mut self, run: FeatureRun) {
         self.runs.push(run);

@@ -108,9 +108,15 @@ pub struct RunArgs {
     /// Held-out pairs the LLM judges per feature for fidelity (with --describe).
     #[arg(long, default_value_t = 40)]
     pub fidelity_pairs: usize,
-    /// Pairs per embedding forward pass (llm embedder).
+    /// Texts per embedding forward pass (llm embedder).
     #[arg(long, default_value_t = 8)]
-    pub batch: usize,
+    pub embed_batch: usize,
+    /// SAE rows per training step (paper: 256).
+    #[arg(long, default_value_t = 256)]
+    pub batch_size: usize,
+    /// Epochs without validation improvement before stopping (paper: 3).
+    #[arg(long, default_value_t = 3)]
+    pub patience: usize,
     /// Ignore the embedding cache.
     #[arg(long)]
     pub no_cache: bool,
@@ -236,6 +242,8 @@ fn run_cmd(a: RunArgs) -> anyhow::Result<()> {
             prefixes: a.prefixes.clone(),
             lr: a.lr,
             max_epochs: a.epochs,
+            batch_size: a.batch_size,
+            patience: a.patience,
             seed: a.seed,
             ..SaeConfig::default()
         },
@@ -290,7 +298,7 @@ fn run_cmd(a: RunArgs) -> anyhow::Result<()> {
         "llm" => {
             let (m, t) = llm.as_ref().expect("loaded above");
             let mut e = LlmEmbedder::new(m, t, layer.unwrap_or(m.n_layers() / 2))?;
-            e.batch_size = a.batch.max(1);
+            e.batch_size = a.embed_batch.max(1);
             llm_emb = e;
             &llm_emb
         }

@@ -27,7 +27,8 @@ pub struct LlmEmbedder<'a> {
     layer: usize,
     /// Texts per forward pass.
     pub batch_size: usize,
-    /// Longest input in tokens (longer texts keep their first tokens).
+    /// Longest input in tokens (longer texts keep their first tokens); at most 512 and the
+    /// model's context.
     pub max_tokens: usize,
 }
 
@@ -46,7 +47,7 @@ impl<'a> LlmEmbedder<'a> {
             tok,
             layer,
             batch_size: 8,
-            max_tokens: 512,
+            max_tokens: 512.min(model.config().max_position_embeddings.max(1)),
         })
     }
 

@@ -273,13 +273,21 @@ impl FeaturesPanel {
             for (c, ui) in cols.iter_mut().enumerate() {
                 ui.label(names[c]);
                 let pts: Vec<[f64; 2]> = steps.iter().map(|s| [s[0], s[c + 1]]).collect();
-                Plot::new(("sae_live", c))
+                let ymax = pts.iter().map(|p| p[1]).fold(0.0f64, f64::max);
+                let mut plot = Plot::new(("sae_live", c))
                     .height(110.0)
                     .allow_drag(false)
                     .allow_zoom(false)
                     .allow_scroll(false)
-                    .show_x(false)
-                    .show(ui, |p| p.line(Line::new(names[c], pts)));
+                    .show_x(false);
+                // L0 (exactly K per row in training) and the dead fraction are flat for long
+                // stretches: show them from 0 so a constant does not fill the plot.
+                if c >= 2 {
+                    plot =
+                        plot.include_y(0.0)
+                            .include_y(if c == 3 { 1.0 } else { ymax * 1.25 + 0.5 });
+                }
+                plot.show(ui, |p| p.line(Line::new(names[c], pts)));
             }
         });
     }
@@ -294,9 +302,10 @@ impl FeaturesPanel {
         let mut clicked_row = None;
         let selected = state.features.selected;
         let (sort, desc) = (state.features.sort, state.features.descending);
-        egui::ScrollArea::vertical()
+        egui::ScrollArea::both()
             .id_salt("feature_table")
             .max_height(330.0)
+            .auto_shrink([false, true])
             .show(ui, |ui| {
                 egui::Grid::new("features_grid")
                     .striped(true)
@@ -351,7 +360,8 @@ impl FeaturesPanel {
                                 continue;
                             };
                             if ui
-                                .selectable_label(selected == Some(j), format!("{j}"))
+                                .selectable_label(selected == Some(j), format!("#{j}"))
+                                .on_hover_text("Show this feature's top pairs")
                                 .clicked()
                             {
                                 clicked_row = Some(j);
@@ -531,14 +541,14 @@ fn pair_ui(ui: &mut egui::Ui, n: usize, p: &TopPair) {
             n + 1,
             p.id,
             p.activation,
-            if p.swapped { " · (B→A swapped)" } else { "" }
+            if p.swapped { " · sides swapped" } else { "" }
         ))
         .strong(),
     );
     let (sa, sb) = diff_spans(&p.a, &p.b);
     let text_color = ui.visuals().text_color();
     let font = egui::TextStyle::Body.resolve(ui.style());
-    let mk = |text: &str, spans: &[crate::sae::interpret::Span], bg: Color32| {
+    let mk = |text: &str, spans: &[crate::sae::interpret::Span], bg: Color32, width: f32| {
         let mut job = LayoutJob::default();
         for s in spans {
             job.append(
@@ -552,16 +562,18 @@ fn pair_ui(ui: &mut egui::Ui, n: usize, p: &TopPair) {
                 },
             );
         }
-        job.wrap.max_width = f32::INFINITY;
+        job.wrap.max_width = width;
         job
     };
-    let a = mk(&p.a, &sa, Color32::from_rgba_unmultiplied(60, 170, 80, 90));
-    let b = mk(&p.b, &sb, Color32::from_rgba_unmultiplied(200, 80, 60, 90));
+    let green = Color32::from_rgba_unmultiplied(60, 170, 80, 90);
+    let red = Color32::from_rgba_unmultiplied(200, 80, 60, 90);
     ui.columns(2, |cols| {
+        let w = cols[0].available_width();
         cols[0].weak("A — the feature's side");
-        cols[0].add(egui::Label::new(a).wrap());
+        cols[0].label(mk(&p.a, &sa, green, w));
+        let w = cols[1].available_width();
         cols[1].weak("B — the other side");
-        cols[1].add(egui::Label::new(b).wrap());
+        cols[1].label(mk(&p.b, &sb, red, w));
     });
     ui.add_space(6.0);
 }
@@ -638,9 +650,25 @@ impl Panel for FeaturesPanel {
             ));
         }
         ui.add_space(4.0);
-        ui.columns(2, |cols| {
-            Self::table_ui(&mut cols[0], state);
-            Self::feature_view_ui(&mut cols[1], state);
+        let half = (ui.available_width() - 12.0) / 2.0;
+        ui.horizontal_top(|ui| {
+            ui.allocate_ui_with_layout(
+                egui::vec2(half, 340.0),
+                egui::Layout::top_down(egui::Align::Min),
+                |ui| {
+                    ui.set_width(half);
+                    Self::table_ui(ui, state);
+                },
+            );
+            ui.separator();
+            ui.allocate_ui_with_layout(
+                egui::vec2(half, 0.0),
+                egui::Layout::top_down(egui::Align::Min),
+                |ui| {
+                    ui.set_width(half);
+                    Self::feature_view_ui(ui, state);
+                },
+            );
         });
     }
 }
