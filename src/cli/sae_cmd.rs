@@ -89,6 +89,7 @@ fn ab_to_judgement(x: &AbItem) -> Judgement {
         scenario: None,
         factors_a: BTreeMap::new(),
         factors_b: BTreeMap::new(),
+        extra: Default::default(),
     }
 }
 
