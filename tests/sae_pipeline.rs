@@ -75,6 +75,7 @@ fn planted(n: usize) -> (PairSet, Vec<[f64; 4]>) {
             scenario: None,
             factors_a: Default::default(),
             factors_b: Default::default(),
+            extra: Default::default(),
         });
         diffs.push(d);
     }

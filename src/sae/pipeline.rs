@@ -89,6 +89,7 @@ impl PairSet {
                         scenario: None,
                         factors_a: BTreeMap::new(),
                         factors_b: BTreeMap::new(),
+                        extra: Default::default(),
                     }),
                     _ => None,
                 })
