@@ -15,7 +15,7 @@
 //! No tokenization here: inputs are token ids ([`Completion`]s).
 use super::collect::{completion_batch, response_logprobs, Completion};
 use super::error::{Result, SteerError};
-use super::eval::{behaviour_score, AbTokens};
+use super::eval::{AbScorer, AbTokens};
 use super::objective::{bco_loss, paired_loss, Objective};
 use super::vector::{SteeringVector, VectorMeta};
 use crate::jobs::{NoProgress, Progress, ProgressSink};
@@ -414,6 +414,18 @@ pub fn train_bipo(
         )));
     }
     let problem = BipoProblem::new(model, data, cfg, progress)?;
+    // Held-out items are prepared once: prompts shared, blocks below the first steered layer
+    // run once for all epochs.
+    let heldout_scorer = match heldout {
+        Some(items) if !items.is_empty() => Some(AbScorer::new(
+            model,
+            items,
+            problem.start,
+            cfg.eval_batch_size,
+            &NoProgress,
+        )?),
+        _ => None,
+    };
     let h = model.hidden_size();
     let vars: Vec<Var> = problem
         .layers()
@@ -505,21 +517,15 @@ pub fn train_bipo(
                 .metric("norm", norm),
             );
         }
-        let behaviour = match heldout {
-            Some(items) if !items.is_empty() => {
+        let behaviour = match &heldout_scorer {
+            Some(scorer) => {
                 let v = make_vector(&problem, &last_good, cfg, prov, h)?;
-                let plus = behaviour_score(
-                    model,
-                    items,
+                let plus = scorer.score(
                     &super::collect::steering_hooks(model, &v, 1.0)?,
-                    cfg.eval_batch_size,
                     &NoProgress,
                 )?;
-                let minus = behaviour_score(
-                    model,
-                    items,
+                let minus = scorer.score(
                     &super::collect::steering_hooks(model, &v, -1.0)?,
-                    cfg.eval_batch_size,
                     &NoProgress,
                 )?;
                 progress.report(
@@ -533,7 +539,7 @@ pub fn train_bipo(
                 );
                 Some((plus, minus))
             }
-            _ => None,
+            None => None,
         };
         epochs.push(EpochStats {
             epoch,
