@@ -16,7 +16,16 @@ pub fn record_to_json(r: &Record) -> Value {
         Record::Feedback(x) => serde_json::to_value(x),
         Record::Prompt(x) => serde_json::to_value(x),
     };
-    v.unwrap_or_else(|e| json!({ "error": e.to_string() }))
+    let mut v = v.unwrap_or_else(|e| json!({ "error": e.to_string() }));
+    // Extra columns are written as top-level columns, as they were read (never over a field).
+    if let Value::Object(o) = &mut v {
+        if let Some(Value::Object(extra)) = o.remove("extra") {
+            for (k, x) in extra {
+                o.entry(k).or_insert(x);
+            }
+        }
+    }
+    v
 }
 
 fn tmp_path(path: &Path) -> PathBuf {
