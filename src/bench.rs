@@ -472,16 +472,16 @@ pub fn sae_data(n: usize, dim: usize, latents: usize, seed: u64) -> (Vec<f32>, V
             &mut a[i * dim..(i + 1) * dim],
             &mut b[i * dim..(i + 1) * dim],
         );
-        for j in 0..dim {
+        for (x, y) in ra.iter_mut().zip(rb.iter_mut()) {
             let base: f32 = rng.sample(rand_distr::StandardNormal);
-            ra[j] = base * 0.1;
-            rb[j] = base * 0.1 + 0.01 * rng.sample::<f32, _>(rand_distr::StandardNormal);
+            *x = base * 0.1;
+            *y = base * 0.1 + 0.01 * rng.sample::<f32, _>(rand_distr::StandardNormal);
         }
         for _ in 0..3 {
             let l = rng.random_range(0..latents.max(1));
             let s: f32 = rng.random_range(-1.0..1.0);
-            for j in 0..dim {
-                ra[j] += s * dirs[l * dim + j];
+            for (x, d) in ra.iter_mut().zip(&dirs[l * dim..(l + 1) * dim]) {
+                *x += s * d;
             }
         }
     }

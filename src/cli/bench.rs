@@ -207,6 +207,9 @@ pub fn run(c: BenchCommand) -> anyhow::Result<()> {
             emit(a.m.json, &r, &line)
         }
         BenchCommand::Sae(a) => {
+            if a.n < 2 || a.dim == 0 || a.latents == 0 || a.k == 0 || a.k > a.latents {
+                bail!("need --n ≥ 2, --dim ≥ 1 and 1 ≤ --k ≤ --latents");
+            }
             let (x, y) = bench::sae_data(a.n, a.dim, a.latents, a.seed);
             if let Some(p) = &a.save_data {
                 bench::save_sae_data(p, &x, &y, a.n, a.dim)
