@@ -1,59 +1,47 @@
 #!/usr/bin/env python3
-"""PyTorch (transformers, eager attention) forward throughput on the same weights and token ids
-as `examples/bench_forward.rs`, for the comparison in BENCHMARKS.md. Not a test.
+"""PyTorch (transformers) forward throughput on the same weights (or the same random-init
+shape) and token ids as `steerlab bench forward`, for BENCHMARKS.md. Not a test.
 
     pip install torch transformers gguf accelerate
-    python3 scripts/bench_forward_torch.py [--model PATH] [--batch 4] [--seq 128] [--iters 5]
+    python3 scripts/bench_forward_torch.py [--model PATH | --random llama:smollm2] [--batch 4]
+        [--seq 128] [--iters 5] [--attn eager|sdpa] [--device cpu|cuda] [--dtype f32|bf16] [--json]
 
---model is an HF folder or a .gguf file (default: the embedded SmolLM2-135M-Instruct in the
-steerlab cache); transformers dequantizes GGUF to f32 (gguf_file=).
+--model is an HF folder or a .gguf file (default: the cached SmolLM2-135M-Instruct);
+transformers dequantizes GGUF to f32 (gguf_file=).
 """
 import argparse
-import os
+import json
 import statistics
+import sys
 import time
 
 import torch
-from transformers import AutoModelForCausalLM
 
-
-def default_model():
-    home = os.environ.get("STEERLAB_HOME") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "steerlab"
-    )
-    return os.path.join(home, "models", "SmolLM2-135M-Instruct.Q4_1.gguf")
-
-
-def bench_ids(batch, seq, vocab):
-    # Same pattern as bench_ids() in examples/bench_forward.rs.
-    return torch.tensor([[(b * 131 + t * 7919 + 13) % vocab for t in range(seq)] for b in range(batch)])
+sys.path.insert(0, __import__("os").path.dirname(__file__))
+from bench_common import bench_ids, default_model, gpu_peak_mb, load_model, peak_rss_mb  # noqa: E402
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default=default_model())
+    ap.add_argument("--random", default=None, help="random-init shape, e.g. llama:smollm2, qwen2:1.5b")
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--seq", type=int, default=128)
     ap.add_argument("--iters", type=int, default=5)
     ap.add_argument("--attn", default="eager", help="eager or sdpa")
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
-    ap.add_argument("--dtype", default="f32", help="f32 or bf16")
+    ap.add_argument("--dtype", default="f32", help="f32, bf16 or f16")
+    ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     t0 = time.perf_counter()
-    if a.model.endswith(".gguf"):
-        model = AutoModelForCausalLM.from_pretrained(
-            os.path.dirname(a.model), gguf_file=os.path.basename(a.model), dtype=torch.float32,
-            attn_implementation=a.attn,
-        )
-    else:
-        model = AutoModelForCausalLM.from_pretrained(a.model, dtype=torch.float32, attn_implementation=a.attn)
-    model = model.to(device=a.device, dtype={"f32": torch.float32, "bf16": torch.bfloat16}[a.dtype])
-    model.eval()
-    print(f"loaded in {time.perf_counter() - t0:.2f} s; torch {torch.__version__}, {torch.get_num_threads()} threads")
+    model = load_model(a.model, a.random, a.device, a.dtype, a.attn)
+    if not a.json:
+        print(f"loaded in {time.perf_counter() - t0:.2f} s; torch {torch.__version__}, {torch.get_num_threads()} threads")
     ids = bench_ids(a.batch, a.seq, model.config.vocab_size).to(a.device)
     sync = torch.cuda.synchronize if a.device.startswith("cuda") else (lambda: None)
     with torch.no_grad():
         model(input_ids=ids, use_cache=False)  # warm-up
+        sync()
         times = []
         for _ in range(a.iters):
             t = time.perf_counter()
@@ -61,7 +49,16 @@ def main():
             sync()
             times.append(time.perf_counter() - t)
     med = statistics.median(times)
-    print(f"torch {a.device} {a.dtype} {a.attn:6} batch {a.batch} x {a.seq}: median {med:.3f} s  {a.batch * a.seq / med:.0f} tokens/s")
+    r = {
+        "bench": "forward", "side": f"torch-{a.attn}", "device": a.device, "dtype": a.dtype,
+        "batch": a.batch, "seq": a.seq, "iters": a.iters, "ms_per_iter": med * 1e3,
+        "tokens_per_s": a.batch * a.seq / med, "peak_rss_mb": peak_rss_mb(),
+        "gpu_mem_mb": gpu_peak_mb(a.device), "threads": torch.get_num_threads(),
+    }
+    if a.json:
+        print(json.dumps(r))
+    else:
+        print(f"torch {a.device} {a.dtype} {a.attn:6} batch {a.batch} x {a.seq}: median {med:.3f} s  {r['tokens_per_s']:.0f} tokens/s")
 
 
 if __name__ == "__main__":

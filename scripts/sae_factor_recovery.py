@@ -4,7 +4,10 @@
 For each planted factor: the best |r| over features between the feature's activation
 (activations.safetensors, rows = pairs in file order) and the factor difference f(A) - f(B);
 the feature achieving it; and the expressed-preference sign implied by that feature
-(sign(effect) * sign(r)) against the sign of the planted weight (mean over judges and scenarios).
+(sign(effect) * sign(r)) against the sign of the planted weight (mean over judges and scenarios);
+and "span r": the held-out correlation of a least-squares fit of the factor difference on all
+features' activations (first 80% of pairs fit, last 20% scored) -- how much of the factor the
+dictionary carries at all, spread over features or not.
 
 Usage: python3 scripts/sae_factor_recovery.py DATA.jsonl TRUTH.json OUT_DIR [OUT_DIR ...]
 Prints a Markdown table per output folder.
@@ -34,8 +37,11 @@ def main() -> None:
         eff = {f["index"]: (f["effect"] or {}).get("coef") for f in rep["features"]}
         o = rep["options"]["sae"]
         print(f"\n### {out}: M = {o['latents']}, K = {o['k']}, val FVE {rep['val_fve']:.3f}, L0 {rep['val_l0']:.2f}\n")
-        print("| factor | best abs(r) | feature | r | feature effect | implied sign | planted mean weight | agrees |")
-        print("|---|---|---|---|---|---|---|---|")
+        print("| factor | best abs(r) | feature | r | span r | feature effect | implied sign | planted mean weight | agrees |")
+        print("|---|---|---|---|---|---|---|---|---|")
+        n = act.shape[0]
+        tr = np.arange(n) < int(0.8 * n)
+        X = np.c_[act, np.ones(n)]
         for f in factors:
             y = diff[f]
             best = (0.0, None, 0.0)
@@ -47,12 +53,14 @@ def main() -> None:
                 if abs(r) > best[0]:
                     best = (abs(r), j, r)
             b, j, r = best
+            w = np.linalg.lstsq(X[tr], y[tr], rcond=None)[0]
+            span = float(np.corrcoef(X[~tr] @ w, y[~tr])[0, 1]) if y[~tr].std() > 0 else float("nan")
             e = eff.get(j)
             implied = "–" if e is None or j is None else ("+" if e * r > 0 else "−")
             planted = "+" if mean_w[f] > 0 else ("−" if mean_w[f] < 0 else "0")
             agree = "–" if implied == "–" or planted == "0" else ("yes" if implied == planted else "no")
             ef = "–" if e is None else f"{e:+.3f}"
-            print(f"| {f} | {b:.3f} | {j} | {r:+.3f} | {ef} | {implied} | {mean_w[f]:+.2f} | {agree} |")
+            print(f"| {f} | {b:.3f} | {j} | {r:+.3f} | {span:.3f} | {ef} | {implied} | {mean_w[f]:+.2f} | {agree} |")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 //! steerlab: activation steering and preference interpretability for language models.
 //!
 //! The library owns all computation; the `app` (GUI) and `cli` modules only call it.
+pub mod bench;
 pub mod data;
 pub mod dissect;
 pub mod jobs;

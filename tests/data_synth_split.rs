@@ -221,6 +221,7 @@ fn pair(id: &str, prompt: &str) -> Record {
         prompt: Prompt::Text(prompt.into()),
         chosen: "a".into(),
         rejected: "b".into(),
+        extra: Default::default(),
     })
 }
 

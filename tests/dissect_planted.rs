@@ -62,6 +62,7 @@ fn generate(n_per_group: usize, seed: u64, ties: bool) -> Vec<Judgement> {
                 scenario: Some(scenario.into()),
                 factors_a: fa,
                 factors_b: fb,
+                extra: Default::default(),
             });
         }
     }

@@ -75,6 +75,7 @@ fn planted(n: usize) -> (PairSet, Vec<[f64; 4]>) {
             scenario: None,
             factors_a: Default::default(),
             factors_b: Default::default(),
+            extra: Default::default(),
         });
         diffs.push(d);
     }
@@ -229,14 +230,49 @@ fn pipeline_recovers_planted_marks_and_writes_outputs() {
     let html = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
     assert!(html.contains("<svg") && !html.contains("<script src") && !html.contains("<link"));
 
-    // Steering link: a feature direction becomes a native vector; projecting it back on the
-    // features finds that feature.
-    let v =
-        sae::llm::feature_steering_vector(&r.sae, best_feature[1], 3, "tiny", "planted").unwrap();
-    assert_eq!(v.layers[&3].len(), 12);
-    let (cos, _) = sae::pipeline::project_on_features(&r.sae, &v.layers[&3]).unwrap();
-    assert!((cos[best_feature[1]] - 1.0).abs() < 1e-5);
-    assert!(sae::pipeline::project_on_features(&r.sae, &[0.0; 5]).is_err());
+    // Steering link: only an llm-embedder SAE has residual directions.
+    assert!(sae::feature_vector(
+        &sae::SaeFolder::read(dir.path()).unwrap(),
+        0,
+        sae::VectorScale::Unit
+    )
+    .is_err());
+    // As if the embeddings were read at layer 3 of a model named "tiny": the feature becomes
+    // a native vector scaled to its mean |activation|; projecting it back finds that feature.
+    let mut r2 = r.clone();
+    r2.report.embedder = "llm:tiny:resid_post:3".into();
+    r2.report.dataset = "planted.jsonl".into();
+    let dir = tempfile::tempdir().unwrap();
+    sae::write_outputs(dir.path(), &r2).unwrap();
+    let folder = sae::SaeFolder::read(dir.path()).unwrap();
+    let j = best_feature[1];
+    let v = sae::feature_vector(&folder, j, sae::VectorScale::MeanActive).unwrap();
+    let active: Vec<f64> = act(j).into_iter().filter(|x| *x != 0.0).collect();
+    let mean_abs = active.iter().map(|x| x.abs()).sum::<f64>() / active.len() as f64;
+    let norm = v.norms()[&3] as f64;
+    assert!(
+        (norm - mean_abs).abs() < 1e-4 * mean_abs,
+        "{norm} vs {mean_abs}"
+    );
+    assert_eq!(v.meta.model, "tiny");
+    assert_eq!(v.meta.dataset, "planted.jsonl");
+    assert!(
+        v.meta.method.contains(&format!("feature {j}")),
+        "{}",
+        v.meta.method
+    );
+    let path = dir.path().join("v.safetensors");
+    v.save(&path).unwrap();
+    let back = steerlab::steer::SteeringVector::load(&path).unwrap();
+    let p = sae::project_steering_vector(&folder, &back, None).unwrap();
+    assert_eq!((p.layer, p.features[0].feature), (3, j));
+    assert!((p.features[0].cosine - 1.0).abs() < 1e-5);
+    assert!((p.features[0].projection - norm).abs() < 1e-4 * norm);
+    assert!((p.explained - 1.0).abs() < 1e-4, "{}", p.explained);
+    assert!(p.notes.is_empty(), "{:?}", p.notes);
+    assert!(sae::project_vector(&r.sae, &[0.0; 5]).is_err());
+    assert!(sae::project_steering_vector(&folder, &back, Some(2)).is_err());
+    assert!(sae::feature_vector(&folder, m, sae::VectorScale::Unit).is_err());
 }
 
 #[test]

@@ -578,3 +578,82 @@ fn cancel_keeps_the_last_vector_and_bad_settings_are_refused() {
     .to_string()
     .contains("does not exist"));
 }
+
+/// The shared-prompt, split-prefix A/B scorer gives the log-probabilities of scoring every
+/// prompt + answer sequence on its own (one per forward pass, no padding), for vectors at
+/// several positions, with and without a split, in f64 and f32.
+#[test]
+fn batched_ab_scores_equal_one_by_one_scores() {
+    use std::collections::BTreeMap;
+    use steerlab::steer::collect::score_completions;
+    use steerlab::steer::eval::{split_for, AbScorer};
+    use steerlab::steer::{SteeringVector, VectorMeta};
+    for (dtype, tol) in [(DType::F64, 1e-6), (DType::F32, 2e-3)] {
+        let model = tiny_model(dtype, 5);
+        // prompts of 3..7 tokens, answers of different lengths: padding on both sides
+        let items = as_ab(&planted_pairs(7, 9));
+        let mut rng = rand::rngs::StdRng::seed_from_u64(4);
+        let dir: Vec<f32> = (0..HIDDEN).map(|_| rng.random_range(-1.0..1.0)).collect();
+        for positions in ["all", "prompt", "generated"] {
+            let mut meta = VectorMeta::new("test", "tiny", HIDDEN);
+            meta.positions = positions.into();
+            let v = SteeringVector::new(BTreeMap::from([(1, dir.clone())]), meta).unwrap();
+            // split 2 = blocks 0..=1 shared; split 0 = nothing shared
+            let shared = AbScorer::new(&model, &items, 2, 3, &NoProgress).unwrap();
+            let plain = AbScorer::new(&model, &items, 0, 4, &NoProgress).unwrap();
+            assert_eq!(shared.split(), 2);
+            for m in [-2.0, 0.0, 1.5] {
+                let hooks = steering_hooks(&model, &v, m).unwrap();
+                assert_eq!(split_for(&hooks), 2);
+                let mut want_m = Vec::new();
+                let mut want_n = Vec::new();
+                for it in &items {
+                    want_m.extend(
+                        score_completions(&model, &[it.matching.clone()], &hooks, 1, &NoProgress)
+                            .unwrap(),
+                    );
+                    want_n.extend(
+                        score_completions(
+                            &model,
+                            &[it.non_matching.clone()],
+                            &hooks,
+                            1,
+                            &NoProgress,
+                        )
+                        .unwrap(),
+                    );
+                }
+                for scorer in [&shared, &plain] {
+                    let (got_m, got_n) = scorer.logprobs(&hooks, &NoProgress).unwrap();
+                    for i in 0..items.len() {
+                        for (g, w) in [(got_m[i], want_m[i]), (got_n[i], want_n[i])] {
+                            assert!(
+                                (g - w).abs() < tol * w.abs().max(1.0),
+                                "{dtype:?} {positions} × {m}, item {i}: {g} vs {w}"
+                            );
+                        }
+                    }
+                }
+                // the steering changes the scores (the comparison is not vacuous)
+                if m != 0.0 {
+                    let (base_m, _) = shared.logprobs(&Hooks::new(), &NoProgress).unwrap();
+                    assert!(base_m
+                        .iter()
+                        .zip(&want_m)
+                        .any(|(a, b)| (a - b).abs() > 1e-3));
+                }
+            }
+            // hooks below the shared blocks are refused
+            let early = SteeringVector::new(
+                BTreeMap::from([(0, dir.clone())]),
+                VectorMeta::new("test", "tiny", HIDDEN),
+            )
+            .unwrap();
+            let err = shared
+                .logprobs(&steering_hooks(&model, &early, 1.0).unwrap(), &NoProgress)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("below block 2"), "{err}");
+        }
+    }
+}

@@ -15,6 +15,7 @@ mod artifacts;
 mod dataset;
 mod engine;
 pub mod frame_stats;
+mod features;
 mod job_list;
 pub mod panels;
 mod picker;

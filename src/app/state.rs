@@ -86,6 +86,8 @@ pub struct AppState {
     pub messages: Vec<StatusMessage>,
     /// PNG plot exports waiting for the window's pixels.
     pub(crate) png_exports: Vec<super::widgets::PendingPng>,
+    /// Feature-discovery runs and the Features panel's settings.
+    pub features: super::features::FeaturesState,
     ctx: Option<egui::Context>,
 }
 
@@ -107,6 +109,7 @@ impl AppState {
             navigation: None,
             messages: Vec::new(),
             png_exports: Vec::new(),
+            features: Default::default(),
             ctx: None,
         }
     }

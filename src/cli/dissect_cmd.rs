@@ -22,11 +22,15 @@ pub struct DissectArgs {
     /// Skip invalid rows (counted in the summary) instead of failing on the first.
     #[arg(long)]
     pub skip_invalid: bool,
-    /// Factor sources and/or factor names, comma separated: `computed`, `columns`, or names.
+    /// Factor sources and/or factor names, comma separated: `computed`, `columns`, factor
+    /// names, `sae:DIR` (features of a `steerlab sae run` folder), `vector:FILE@LAYER`
+    /// (projection on a steering vector; needs the model) or `llm:name+name` (the model rates
+    /// the named factors 0-3 for both responses, GAIR-style; cached; GAIR names accepted).
     /// Default: `columns` when the data has annotations, else `computed`.
     #[arg(long, value_delimiter = ',')]
     pub factors: Vec<String>,
-    /// Fit one model per value combination of these keys: judge, annotator, scenario.
+    /// Fit one model per value combination of these keys: judge, annotator, scenario, or any
+    /// other (short, scalar) column of the data file.
     #[arg(long, value_delimiter = ',')]
     pub by: Vec<String>,
     /// Posterior computation: `nuts` (sampling) or `laplace` (MAP + Laplace approximation).
@@ -50,6 +54,10 @@ pub struct DissectArgs {
     /// Seed for A/B orientation, folds and sampling.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Model for `vector:` and `llm:` factors (GGUF file or HF folder; default: the
+    /// default model).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
     /// Print report.json to stdout instead of a summary (and hide the progress bar).
     #[arg(long)]
     pub json: bool,
@@ -105,8 +113,27 @@ pub fn run(a: DissectArgs) -> anyhow::Result<()> {
         seed: a.seed,
     };
     let bar = BarSink::new(a.json);
+    let model = if dissect::sources::selection_needs_model(&cfg.factors) {
+        let p = crate::paths::require_default(
+            a.model
+                .clone()
+                .unwrap_or_else(crate::paths::default_model_path),
+            "model",
+        )?;
+        Some(
+            crate::model::Model::load(&p, &crate::model::LoadOptions::default())
+                .with_context(|| format!("loading {}", p.display()))?,
+        )
+    } else {
+        None
+    };
     let t0 = std::time::Instant::now();
-    let out = dissect::run_dissection(&data, &cfg, &bar);
+    let mut sources = dissect::fit::builtin_sources();
+    let extra = dissect::sources::build_sources(&cfg.factors, &data, model.as_ref(), None, &bar);
+    let out = extra.and_then(|x| {
+        sources.extend(x);
+        dissect::run_dissection_with(&data, &sources, &cfg, &bar)
+    });
     bar.finish();
     let out = out.with_context(|| format!("dissecting {}", a.data.display()))?;
     let secs = t0.elapsed().as_secs_f64();

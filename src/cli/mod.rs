@@ -2,6 +2,7 @@
 //! arguments, calls the library and prints (text or `--json`); no algorithm code lives here.
 use clap::{Parser, Subcommand};
 
+mod bench;
 mod data_cmd;
 mod dissect_cmd;
 mod model_cmds;
@@ -41,6 +42,9 @@ pub enum Command {
     /// Feature discovery (WIMHF): sparse autoencoder on preference embedding differences.
     #[command(subcommand)]
     Sae(sae_cmd::SaeCommand),
+    /// Benchmarks: forward throughput, BiPO step, SAE training, dissection fit.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
 }
 
 /// Entry point of the `steerlab` binary.
@@ -55,5 +59,6 @@ pub fn main() -> anyhow::Result<()> {
         Some(Command::Dissect(a)) => dissect_cmd::run(a),
         Some(Command::Steer(c)) => steer_cmd::run(c),
         Some(Command::Sae(c)) => sae_cmd::run(c),
+        Some(Command::Bench(c)) => bench::run(c),
     }
 }

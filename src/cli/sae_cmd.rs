@@ -1,14 +1,16 @@
 //! `steerlab sae run`: WIMHF feature discovery. Parses flags, loads the data, the embedder and
 //! (optionally) the LLM, calls `crate::sae::run` with a progress bar, writes the output folder
-//! and prints a summary (or report.json with `--json`).
+//! and prints a summary (or report.json with `--json`). `steerlab sae to-vector` and
+//! `steerlab sae project` link features and steering vectors (`crate::sae::link`).
 use crate::cli::progress::BarSink;
-use crate::data::{self, AbItem, Judgement, LoadOptions, Prompt, Winner};
+use crate::data::{self, LoadOptions};
 use crate::sae::interpret::TextGenerator;
 use crate::sae::llm::{load_tokenizer, LlmEmbedder, LlmGenerator};
 use crate::sae::{self, Embedder, MiniLmEmbedder, PairSet, RunOptions, SaeConfig};
+use crate::sae::{SaeFolder, VectorScale};
+use crate::steer::SteeringVector;
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 /// `steerlab sae ...` subcommands.
@@ -16,6 +18,53 @@ use std::path::PathBuf;
 pub enum SaeCommand {
     /// Embed the pairs, train the SAE on embedding differences, interpret and report.
     Run(RunArgs),
+    /// Write a feature's decoder direction as a native steering vector (SAEs trained with
+    /// `--embedder llm:LAYER` only: the direction lives in the residual stream after LAYER).
+    ToVector(ToVectorArgs),
+    /// "What does this vector change?": cosine of a steering vector with every feature's
+    /// decoder direction, largest first.
+    Project(ProjectArgs),
+}
+
+/// Flags of `steerlab sae to-vector`.
+#[derive(Debug, Args)]
+pub struct ToVectorArgs {
+    /// The SAE output folder of `steerlab sae run`.
+    #[arg(long)]
+    pub sae: PathBuf,
+    /// Feature index.
+    #[arg(long)]
+    pub feature: usize,
+    /// Norm of the vector (default: the feature's mean |activation| where active, from
+    /// report.json, i.e. its typical size in the pooled residual difference).
+    #[arg(long)]
+    pub norm: Option<f32>,
+    /// Negate the direction (steer away from the feature's side).
+    #[arg(long)]
+    pub negate: bool,
+    /// Output vector (.safetensors).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// Flags of `steerlab sae project`.
+#[derive(Debug, Args)]
+pub struct ProjectArgs {
+    /// The SAE output folder of `steerlab sae run`.
+    #[arg(long)]
+    pub sae: PathBuf,
+    /// A steering vector (native safetensors or GGUF control vector).
+    #[arg(long)]
+    pub vector: PathBuf,
+    /// The vector's layer to project (default: the SAE's layer).
+    #[arg(long)]
+    pub layer: Option<usize>,
+    /// Features listed.
+    #[arg(long, default_value_t = 10)]
+    pub top: usize,
+    /// Print the projection as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Flags of `steerlab sae run`.
@@ -56,6 +105,18 @@ pub struct RunArgs {
     /// Describe features with the LLM and measure fidelity (slow on CPU).
     #[arg(long)]
     pub describe: bool,
+    /// Held-out pairs the LLM judges per feature for fidelity (with --describe).
+    #[arg(long, default_value_t = 40)]
+    pub fidelity_pairs: usize,
+    /// Texts per embedding forward pass (llm embedder).
+    #[arg(long, default_value_t = 8)]
+    pub embed_batch: usize,
+    /// SAE rows per training step (paper: 256).
+    #[arg(long, default_value_t = 256)]
+    pub batch_size: usize,
+    /// Epochs without validation improvement before stopping (paper: 3).
+    #[arg(long, default_value_t = 3)]
+    pub patience: usize,
     /// Ignore the embedding cache.
     #[arg(long)]
     pub no_cache: bool,
@@ -74,38 +135,106 @@ pub struct RunArgs {
 pub fn run(c: SaeCommand) -> anyhow::Result<()> {
     match c {
         SaeCommand::Run(a) => run_cmd(a),
+        SaeCommand::ToVector(a) => to_vector_cmd(a),
+        SaeCommand::Project(a) => project_cmd(a),
     }
 }
 
-fn ab_to_judgement(x: &AbItem) -> Judgement {
-    Judgement {
-        id: x.id.clone(),
-        prompt: Prompt::Text(x.question.clone()),
-        response_a: x.answer_matching_behavior.clone(),
-        response_b: x.answer_not_matching_behavior.clone(),
-        winner: Winner::A,
-        judge: None,
-        annotator: None,
-        scenario: None,
-        factors_a: BTreeMap::new(),
-        factors_b: BTreeMap::new(),
+fn to_vector_cmd(a: ToVectorArgs) -> anyhow::Result<()> {
+    let folder = SaeFolder::read(&a.sae)?;
+    let scale = match a.norm {
+        Some(n) => VectorScale::Norm(n),
+        None => VectorScale::MeanActive,
+    };
+    let mut v = sae::feature_vector(&folder, a.feature, scale)?;
+    if a.negate {
+        v = v.scaled(-1.0);
+        v.meta.method = format!("negated {}", v.meta.method);
     }
+    v.save(&a.out)?;
+    let (layer, norm) = v
+        .norms()
+        .into_iter()
+        .next()
+        .context("vector has no layer")?;
+    println!(
+        "wrote {}: feature {} at layer {layer} (norm {norm:.4}); {}",
+        a.out.display(),
+        a.feature,
+        v.meta.method
+    );
+    Ok(())
+}
+
+fn project_cmd(a: ProjectArgs) -> anyhow::Result<()> {
+    let folder = SaeFolder::read(&a.sae)?;
+    let v = SteeringVector::load_any(&a.vector)?;
+    let p = sae::project_steering_vector(&folder, &v, a.layer)?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&p)?);
+        return Ok(());
+    }
+    for n in &p.notes {
+        eprintln!("note: {n}");
+    }
+    println!(
+        "{} at layer {} (norm {:.4}) on {} features of {}: {:.1}% of its squared norm lies in \
+         their span",
+        a.vector.display(),
+        p.layer,
+        p.norm,
+        folder.sae.d_sae,
+        a.sae.display(),
+        100.0 * p.explained
+    );
+    let desc = |j: usize| -> String {
+        let Some(r) = &folder.report else {
+            return String::new();
+        };
+        let Some(f) = r.features.iter().find(|f| f.index == j) else {
+            return String::new();
+        };
+        if let Some(d) = &f.description {
+            return d.clone();
+        }
+        let t: Vec<&str> = f
+            .ngrams_toward
+            .iter()
+            .take(3)
+            .map(|g| g.text.as_str())
+            .collect();
+        let w: Vec<&str> = f
+            .ngrams_away
+            .iter()
+            .take(3)
+            .map(|g| g.text.as_str())
+            .collect();
+        format!("toward: {} | away: {}", t.join(", "), w.join(", "))
+    };
+    println!("feature   cosine  projection  encoder  description");
+    for f in p.features.iter().take(a.top) {
+        println!(
+            "{:>7}  {:>+7.3}  {:>+10.4}  {:>+7.3}  {}",
+            f.feature,
+            f.cosine,
+            f.projection,
+            f.encoder_response,
+            desc(f.feature)
+        );
+    }
+    Ok(())
 }
 
 fn run_cmd(a: RunArgs) -> anyhow::Result<()> {
     let bytes = std::fs::read(&a.data).with_context(|| format!("reading {}", a.data.display()))?;
     let ds = data::load_dataset(&a.data, &LoadOptions::default())?;
-    let mut js = ds.judgements();
-    if js.is_empty() {
-        js = ds.ab_items().iter().map(ab_to_judgement).collect();
-    }
-    if js.is_empty() {
+    let pairs = PairSet::from_records(&ds.records);
+    if pairs.is_empty() {
         bail!(
             "{}: no preference pairs, judgements or A/B items to analyse",
             a.data.display()
         );
     }
-    let pairs = PairSet::from_judgements(&js);
     let opts = RunOptions {
         sae: SaeConfig {
             latents: a.latents,
@@ -113,10 +242,13 @@ fn run_cmd(a: RunArgs) -> anyhow::Result<()> {
             prefixes: a.prefixes.clone(),
             lr: a.lr,
             max_epochs: a.epochs,
+            batch_size: a.batch_size,
+            patience: a.patience,
             seed: a.seed,
             ..SaeConfig::default()
         },
         include_prompt: a.with_prompt,
+        fidelity_pairs: a.fidelity_pairs,
         data_hash: if a.no_cache {
             None
         } else {
@@ -165,7 +297,9 @@ fn run_cmd(a: RunArgs) -> anyhow::Result<()> {
         }
         "llm" => {
             let (m, t) = llm.as_ref().expect("loaded above");
-            llm_emb = LlmEmbedder::new(m, t, layer.unwrap_or(m.n_layers() / 2))?;
+            let mut e = LlmEmbedder::new(m, t, layer.unwrap_or(m.n_layers() / 2))?;
+            e.batch_size = a.embed_batch.max(1);
+            llm_emb = e;
             &llm_emb
         }
         other => bail!("--embedder {other}: expected `minilm` or `llm[:LAYER]`"),

@@ -101,9 +101,13 @@ pub struct EvalArgs {
     /// Use at most this many items.
     #[arg(long)]
     pub limit: Option<usize>,
-    /// Sequences per forward pass.
+    /// A/B items per forward pass (each item: one prompt, two answers).
     #[arg(long, default_value_t = 8)]
     pub batch_size: usize,
+    /// Score each layer of a multi-layer vector on its own (named `FILE@LAYER`): a layer sweep
+    /// from one `steer train --method caa --layers 4,8,12,…` run.
+    #[arg(long)]
+    pub per_layer: bool,
     /// Print `{"results": [{"vector", "multiplier", "score"}, ...]}`.
     #[arg(long)]
     pub json: bool,
@@ -442,11 +446,21 @@ fn eval(a: EvalArgs) -> Result<()> {
         );
     }
     let ab = ab_tokens(&tok, &items)?;
-    let vectors = a
-        .vectors
-        .iter()
-        .map(|p| Ok((p.display().to_string(), SteeringVector::load_any(p)?)))
-        .collect::<Result<Vec<_>>>()?;
+    let mut vectors = Vec::new();
+    for p in &a.vectors {
+        let v = SteeringVector::load_any(p)?;
+        let name = p.display().to_string();
+        if a.per_layer && v.layers.len() > 1 {
+            for (l, d) in &v.layers {
+                let mut meta = v.meta.clone();
+                meta.layers = vec![*l];
+                let one = SteeringVector::new(std::iter::once((*l, d.clone())).collect(), meta)?;
+                vectors.push((format!("{name}@{l}"), one));
+            }
+        } else {
+            vectors.push((name, v));
+        }
+    }
     let pts = sweep(&model, &ab, &vectors, &a.multipliers, a.batch_size, &sink)?;
     sink.finish();
     if a.json {

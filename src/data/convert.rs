@@ -31,6 +31,10 @@ impl<'a> Ctx<'a> {
     }
 }
 
+/// Longest unread cell (in characters) kept as an extra column of a pair or judgement:
+/// grouping keys are short; long texts (other responses, notes) are not kept.
+pub const MAX_EXTRA_CHARS: usize = 200;
+
 struct R<'a> {
     ctx: &'a Ctx<'a>,
     row: &'a Row,
@@ -114,6 +118,21 @@ impl R<'_> {
                 .map(|s| if s.trim().is_empty() { None } else { Some(s) })
                 .ok_or_else(|| self.err(f, format!("expected text, found {}", json_type(&v)))),
         }
+    }
+
+    /// Short scalar cells of the columns no field of the layout reads (see
+    /// [`MAX_EXTRA_CHARS`]); nulls, arrays, objects and long texts are left out.
+    fn extra(&self) -> BTreeMap<String, String> {
+        self.row
+            .fields
+            .iter()
+            .filter(|(c, _)| !self.res.fields.values().any(|b| b == *c))
+            .filter_map(|(c, v)| {
+                let t = scalar_text(v)?;
+                (!t.trim().is_empty() && t.chars().count() <= MAX_EXTRA_CHARS)
+                    .then(|| (c.clone(), t))
+            })
+            .collect()
     }
 
     fn id(&self) -> Result<String, DataError> {
@@ -320,6 +339,7 @@ pub fn to_record(ctx: &Ctx<'_>, row: &Row, res: &Resolved) -> Result<Record, Dat
                 prompt,
                 chosen,
                 rejected,
+                extra: r.extra(),
             })
         }
         Layout::Judgement => {
@@ -337,6 +357,7 @@ pub fn to_record(ctx: &Ctx<'_>, row: &Row, res: &Resolved) -> Result<Record, Dat
                 scenario: r.opt_text(Field::Scenario)?,
                 factors_a: r.factors(Field::FactorsA)?,
                 factors_b: r.factors(Field::FactorsB)?,
+                extra: r.extra(),
             })
         }
         Layout::AbItem => {

@@ -182,6 +182,7 @@ fn convert_honesty(p: &Path) -> Result<Vec<Record>, DataError> {
                 prompt: Prompt::Text(String::new()),
                 chosen: text(o, "honest", p, i)?,
                 rejected: text(o, "deceptive", p, i)?,
+                extra: Default::default(),
             }))
         })
         .collect()

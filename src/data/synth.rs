@@ -298,6 +298,7 @@ pub fn generate(opts: &SynthOptions) -> SynthData {
             scenario: Some(SCENARIOS[scenario].to_string()),
             factors_a: factor_map(&a.f),
             factors_b: factor_map(&b.f),
+            extra: Default::default(),
         });
     }
     let mut wmap = BTreeMap::new();

@@ -66,6 +66,10 @@ pub struct PreferencePair {
     pub chosen: String,
     /// The dispreferred response.
     pub rejected: String,
+    /// Other short scalar columns of the row (scenario, judge, source, ...), column → text.
+    /// Kept so analyses can group by any column; empty for generated pairs.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: BTreeMap<String, String>,
 }
 
 /// Which response a judge preferred.
@@ -103,6 +107,9 @@ pub struct Judgement {
     pub factors_a: BTreeMap<String, f64>,
     /// Per-response factor annotations of B.
     pub factors_b: BTreeMap<String, f64>,
+    /// Other short scalar columns of the row, column → text (see [`PreferencePair::extra`]).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: BTreeMap<String, String>,
 }
 
 /// A CAA-style A/B item: a question with two answers, one matching the behaviour.
@@ -185,25 +192,29 @@ impl Record {
 }
 
 impl PreferencePair {
-    /// The pair as a judgement with A = chosen, B = rejected, winner A.
+    /// The pair as a judgement with A = chosen, B = rejected, winner A. Extra columns named
+    /// `judge`, `annotator` or `scenario` fill those fields; all extras are kept in `extra`.
     pub fn to_judgement(&self) -> Judgement {
+        let pick = |k: &str| self.extra.get(k).filter(|v| !v.trim().is_empty()).cloned();
         Judgement {
             id: self.id.clone(),
             prompt: self.prompt.clone(),
             response_a: self.chosen.clone(),
             response_b: self.rejected.clone(),
             winner: Winner::A,
-            judge: None,
-            annotator: None,
-            scenario: None,
+            judge: pick("judge"),
+            annotator: pick("annotator"),
+            scenario: pick("scenario"),
             factors_a: BTreeMap::new(),
             factors_b: BTreeMap::new(),
+            extra: self.extra.clone(),
         }
     }
 }
 
 impl Judgement {
-    /// The judgement as a chosen/rejected pair (None for ties).
+    /// The judgement as a chosen/rejected pair (None for ties). `judge`, `annotator` and
+    /// `scenario` go into the pair's `extra` (with the judgement's own extras).
     pub fn to_pair(&self) -> Option<PreferencePair> {
         let (chosen, rejected) = match self.winner {
             Winner::A => (&self.response_a, &self.response_b),
@@ -215,6 +226,34 @@ impl Judgement {
             prompt: self.prompt.clone(),
             chosen: chosen.clone(),
             rejected: rejected.clone(),
+            extra: self.keys(),
         })
+    }
+
+    /// The value of a grouping key: `judge`, `annotator`, `scenario` or any extra column
+    /// (`None` when the record has none).
+    pub fn key(&self, key: &str) -> Option<&str> {
+        let typed = match key {
+            "judge" => self.judge.as_deref(),
+            "annotator" => self.annotator.as_deref(),
+            "scenario" => self.scenario.as_deref(),
+            _ => None,
+        };
+        typed.or_else(|| self.extra.get(key).map(String::as_str))
+    }
+
+    /// `extra` plus the typed `judge`/`annotator`/`scenario` fields, column → text.
+    pub fn keys(&self) -> BTreeMap<String, String> {
+        let mut m = self.extra.clone();
+        for (k, v) in [
+            ("judge", &self.judge),
+            ("annotator", &self.annotator),
+            ("scenario", &self.scenario),
+        ] {
+            if let Some(v) = v {
+                m.insert(k.to_string(), v.clone());
+            }
+        }
+        m
     }
 }

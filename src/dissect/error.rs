@@ -21,6 +21,9 @@ pub enum DissectError {
     /// A numerical failure (non-finite potential at initialisation, singular system, ...).
     #[error("numerical failure: {0}")]
     Numerical(String),
+    /// A factor source could not read its file or run its model.
+    #[error("factor source: {0}")]
+    Source(String),
     /// The user cancelled the job.
     #[error("cancelled")]
     Cancelled,

@@ -68,7 +68,8 @@ pub struct FactorInfo {
 }
 
 impl FactorInfo {
-    fn new(name: &str, label: &str, source: &str, kind: FactorKind, definition: &str) -> Self {
+    /// A factor with the encoding text its kind implies.
+    pub fn new(name: &str, label: &str, source: &str, kind: FactorKind, definition: &str) -> Self {
         let encoding = if kind.is_sign_encoded() {
             "sign(f(A) - f(B))"
         } else {
@@ -436,6 +437,7 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), *v))
                 .collect::<BTreeMap<_, _>>(),
             factors_b: fb.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            extra: Default::default(),
         }
     }
 

@@ -12,7 +12,7 @@
 //!    label·x, so the posterior is unchanged; the flip only makes orientation-dependent
 //!    summaries (share of A wins, accuracy) meaningful;
 //! 4. pairs are grouped by the values of the `group_by` keys (`judge`, `annotator`,
-//!    `scenario`); without keys there is one group `{}` holding every pair;
+//!    `scenario` or any extra column kept by the reader); without keys there is one group `{}` holding every pair;
 //! 5. each group is fitted with NUTS or MAP + Laplace. With K > 1 folds (GAIR's recipe) the
 //!    group's pairs are shuffled (seeded), split into K contiguous folds, the model is fitted on
 //!    each training set (all folds but one) and means, sds and interval bounds are averaged
@@ -69,7 +69,7 @@ pub struct DissectConfig {
     /// Factor selection: source ids (`computed`, `columns`) and/or individual factor names.
     /// Empty = `columns` when the data has annotations, else `computed`.
     pub factors: Vec<String>,
-    /// Group keys: any of `judge`, `annotator`, `scenario`.
+    /// Group keys: `judge`, `annotator`, `scenario` or any other column of the data.
     pub group_by: Vec<String>,
     /// Posterior computation.
     pub sampler: Sampler,
@@ -97,8 +97,57 @@ impl Default for DissectConfig {
     }
 }
 
-/// The keys pairs can be grouped by.
+/// The typed keys pairs can be grouped by; any extra column of the data works too
+/// (see [`available_group_keys`]).
 pub const GROUP_KEYS: [&str; 3] = ["judge", "annotator", "scenario"];
+
+/// The keys `data` can be grouped by: `judge`/`annotator`/`scenario` where some record has
+/// them, then every extra column, sorted (each with the number of distinct values).
+pub fn available_group_keys(data: &[Judgement]) -> Vec<(String, usize)> {
+    let mut values: BTreeMap<String, std::collections::BTreeSet<&str>> = BTreeMap::new();
+    for j in data {
+        for k in GROUP_KEYS {
+            if let Some(v) = j.key(k) {
+                values.entry(k.to_string()).or_default().insert(v);
+            }
+        }
+        for (k, v) in &j.extra {
+            values.entry(k.clone()).or_default().insert(v);
+        }
+    }
+    let mut out: Vec<(String, usize)> = GROUP_KEYS
+        .iter()
+        .filter_map(|k| values.get(*k).map(|v| (k.to_string(), v.len())))
+        .collect();
+    out.extend(
+        values
+            .iter()
+            .filter(|(k, _)| !GROUP_KEYS.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.len())),
+    );
+    out
+}
+
+/// Checks that every key names a typed field or column some record has.
+fn check_group_keys(data: &[Judgement], keys: &[String]) -> Result<(), DissectError> {
+    for k in keys {
+        if !data.iter().any(|j| j.key(k).is_some()) {
+            let avail: Vec<String> = available_group_keys(data)
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect();
+            return Err(DissectError::BadOption(format!(
+                "cannot group by `{k}`: no record has that column (available: {})",
+                if avail.is_empty() {
+                    "none".to_string()
+                } else {
+                    avail.join(", ")
+                }
+            )));
+        }
+    }
+    Ok(())
+}
 
 /// The encoded data set: one row per non-tie pair, in the original A/B orientation.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -289,13 +338,7 @@ pub struct Waterfall {
 }
 
 fn group_value(j: &Judgement, key: &str) -> String {
-    let v = match key {
-        "judge" => j.judge.as_deref(),
-        "annotator" => j.annotator.as_deref(),
-        "scenario" => j.scenario.as_deref(),
-        _ => None,
-    };
-    v.unwrap_or("(none)").to_string()
+    j.key(key).unwrap_or("(none)").to_string()
 }
 
 fn group_label(g: &BTreeMap<String, String>) -> String {
@@ -321,14 +364,7 @@ pub fn build_design(
     sources: &[Box<dyn FactorSource>],
     cfg: &DissectConfig,
 ) -> Result<(Design, Vec<String>, bool), DissectError> {
-    for k in &cfg.group_by {
-        if !GROUP_KEYS.contains(&k.as_str()) {
-            return Err(DissectError::BadOption(format!(
-                "cannot group by `{k}` (expected one of: {})",
-                GROUP_KEYS.join(", ")
-            )));
-        }
-    }
+    check_group_keys(data, &cfg.group_by)?;
     let kept: Vec<&Judgement> = data.iter().filter(|j| j.winner != Winner::Tie).collect();
     if kept.is_empty() {
         return Err(DissectError::Empty("no non-tie judgements".into()));

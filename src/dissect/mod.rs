@@ -4,7 +4,9 @@
 //!
 //! - [`factors`]: factor sources (annotation columns, computed text factors; a trait for SAE
 //!   features, steering-vector projections and LLM-judge ratings later) and the per-pair
-//!   encoding; [`text`]: the computed factors' definitions.
+//!   encoding; [`text`]: the computed factors' definitions; [`sources`]: SAE features
+//!   (`sae:DIR`), steering-vector projections (`vector:FILE@LAYER`) and LLM-judge ratings
+//!   (`llm:a+b`).
 //! - [`posterior`]: Bayesian logistic regression, no intercept, Laplace(0, b) prior.
 //! - [`nuts`] (+ [`diagnostics`]): the NUTS sampler with R-hat/ESS; [`laplace`]: MAP + Laplace
 //!   approximation for live use.
@@ -24,6 +26,7 @@ pub mod laplace;
 pub mod nuts;
 pub mod posterior;
 pub mod report;
+pub mod sources;
 pub mod stats;
 pub mod text;
 

@@ -113,7 +113,10 @@ impl Attention {
         let (b, t, _) = x.dims3()?;
         let d = self.head_dim;
         let heads = |lin: &Linear, n: usize| -> Result<Tensor> {
-            Ok(lin.forward(x)?.reshape((b, t, n, d))?.transpose(1, 2)?)
+            Ok(lin
+                .forward_mode(x, step.mode)?
+                .reshape((b, t, n, d))?
+                .transpose(1, 2)?)
         };
         let mut q = heads(&self.q, self.n_heads)?;
         let mut k = heads(&self.k, self.n_kv_heads)?;
@@ -134,7 +137,7 @@ impl Attention {
             *cache = Some((k.clone(), v.clone()));
         }
         let out = attention(&q, &k, &v, step.mask, step.mode)?;
-        self.o.forward(&out)
+        self.o.forward_mode(&out, step.mode)
     }
 
     pub fn n_params(&self) -> usize {
@@ -174,7 +177,7 @@ impl Block {
         let x = (x + a)?;
         let m = self
             .mlp
-            .forward(&self.post_attention_norm.forward(&x, step.mode)?)?;
+            .forward(&self.post_attention_norm.forward(&x, step.mode)?, step.mode)?;
         let m = hooks.apply(HookPoint::MlpOut(l), m, step.pos)?;
         let x = (x + m)?;
         hooks.apply(HookPoint::ResidPost(l), x, step.pos)

@@ -9,6 +9,7 @@ use candle_nn::VarBuilder;
 
 use super::block::{check_dtype, Block, LayerCache, Step, Weights};
 use super::config::{Architecture, ModelConfig};
+use super::fused::GradOps;
 use super::hooks::{HookPoint, Hooks, PosCtx};
 use super::ops::{attention_mask, rope_tables, Linear, OpMode, RmsNorm};
 use super::tokenizer::TextTokenizer;
@@ -249,6 +250,7 @@ pub struct Model {
     dtype: DType,
     n_params: usize,
     tokenizer: Option<TextTokenizer>,
+    grad_ops: GradOps,
 }
 
 impl std::fmt::Debug for Model {
@@ -498,6 +500,7 @@ impl Model {
             dtype,
             n_params,
             tokenizer,
+            grad_ops: GradOps::default(),
         })
     }
 
@@ -565,9 +568,24 @@ impl Model {
         Ok(())
     }
 
+    /// Which ops gradient-carrying passes use (default: [`GradOps::Fused`]). Results agree
+    /// within float rounding; `Composed` exists as the reference and for profiling.
+    pub fn set_grad_ops(&mut self, ops: GradOps) {
+        self.grad_ops = ops;
+    }
+
+    /// The ops gradient-carrying passes use.
+    pub fn grad_ops(&self) -> GradOps {
+        self.grad_ops
+    }
+
     pub(crate) fn op_mode(&self, hooks: &Hooks, input: Option<&Tensor>) -> OpMode {
-        if hooks.needs_grad() || input.is_some_and(|x| x.track_op()) || self.dtype == DType::F64 {
+        let grad = hooks.needs_grad() || input.is_some_and(|x| x.track_op());
+        let composed = hooks.forces_composed() || self.grad_ops == GradOps::Composed;
+        if self.dtype == DType::F64 || (grad && composed) {
             OpMode::Composed
+        } else if grad {
+            OpMode::FusedGrad
         } else {
             OpMode::Fused
         }
@@ -590,7 +608,13 @@ impl Model {
         } else {
             DType::F32
         };
-        Ok(self.lm_head.forward(hidden)?.to_dtype(out)?)
+        let fused_grad = self.grad_ops == GradOps::Fused && self.dtype != DType::F64;
+        let mode = if hidden.track_op() && fused_grad {
+            OpMode::FusedGrad
+        } else {
+            OpMode::Fused
+        };
+        Ok(self.lm_head.forward_mode(hidden, mode)?.to_dtype(out)?)
     }
 
     /// Applies the final RMSNorm to a residual `[..., hidden]`.

@@ -202,6 +202,11 @@ impl Hooks {
         self
     }
 
+    /// True when [`Hooks::set_force_composed`] asked for the composed ops.
+    pub(crate) fn forces_composed(&self) -> bool {
+        self.force_composed
+    }
+
     /// True when a forward with these hooks must use differentiable ops.
     pub(crate) fn needs_grad(&self) -> bool {
         self.force_composed

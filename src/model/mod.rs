@@ -7,6 +7,7 @@ mod block;
 pub mod config;
 mod engine;
 mod error;
+pub mod fused;
 mod generate;
 pub mod gguf;
 pub mod hooks;
@@ -21,6 +22,7 @@ pub use engine::{
     device_name, dtype_name, parse_device, parse_dtype, Batch, LoadOptions, Model, ModelInfo,
 };
 pub use error::{ModelError, Result};
+pub use fused::GradOps;
 pub use generate::GenerateOptions;
 pub use hooks::{HookPoint, Hooks, Intervention, Positions};
 pub use tokenizer::TextTokenizer;

@@ -1,12 +1,15 @@
 //! Building blocks shared by every architecture: RMSNorm, rotary embeddings, grouped-query
 //! attention, the SwiGLU MLP and linear layers.
 //!
-//! Each op has two implementations: a *composed* one made of differentiable candle ops (used
-//! whenever a gradient is needed — candle-nn's fused `rms_norm`, `softmax_last_dim` and `rope`
-//! have no backward and silently drop gradients) and a *fused* one for inference. Both compute
-//! norms and softmax in f32. Must not know about hooks or architectures.
+//! Each op has three implementations: a *composed* one made of differentiable candle ops (the
+//! reference, and the f64 path), a *fused* one for inference (candle-nn's fused `rms_norm`,
+//! `softmax_last_dim` and `rope` have no backward and silently drop gradients), and *fused with
+//! gradient* ([`super::fused`]: the fused forward plus a hand-written backward), used whenever a
+//! gradient is needed. All compute norms and softmax in f32. Must not know about hooks or
+//! architectures.
 use candle_core::{DType, Device, Module, Tensor, D};
 
+use super::fused;
 use super::Result;
 
 /// The precision norms and softmax run in: f32, or f64 for f64 inputs.
@@ -25,6 +28,8 @@ pub(crate) enum OpMode {
     Composed,
     /// candle-nn fused kernels (no backward).
     Fused,
+    /// Fused kernels with a hand-written backward ([`super::fused`]).
+    FusedGrad,
 }
 
 /// A linear layer `y = x W^T + b` with `W` of shape `[out, in]`.
@@ -38,6 +43,14 @@ impl Linear {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let lin = candle_nn::Linear::new(self.weight.clone(), self.bias.clone());
         Ok(lin.forward(x)?)
+    }
+
+    /// As [`Linear::forward`]; with [`OpMode::FusedGrad`] the gradient flows to `x` only.
+    pub fn forward_mode(&self, x: &Tensor, mode: OpMode) -> Result<Tensor> {
+        match mode {
+            OpMode::FusedGrad => Ok(fused::linear(x, &self.weight, self.bias.as_ref())?),
+            OpMode::Composed | OpMode::Fused => self.forward(x),
+        }
     }
 
     pub fn n_params(&self) -> usize {
@@ -61,6 +74,7 @@ impl RmsNorm {
                 &self.weight,
                 self.eps as f32,
             )?),
+            OpMode::FusedGrad => Ok(fused::rms_norm(x, &self.weight, self.eps)?),
             OpMode::Composed => {
                 let xf = x.to_dtype(upcast(dtype))?;
                 let var = xf.sqr()?.mean_keepdim(D::Minus1)?;
@@ -75,6 +89,7 @@ impl RmsNorm {
 pub(crate) fn softmax_last(x: &Tensor, mode: OpMode) -> Result<Tensor> {
     match mode {
         OpMode::Fused => Ok(candle_nn::ops::softmax_last_dim(&x.contiguous()?)?),
+        OpMode::FusedGrad => Ok(fused::softmax_last_dim(x, None)?),
         OpMode::Composed => {
             // Shift by the (constant) row max for stability; softmax is shift-invariant so
             // detaching the max does not change the gradient.
@@ -114,6 +129,7 @@ pub(crate) fn rope_tables(
 pub(crate) fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor, mode: OpMode) -> Result<Tensor> {
     match mode {
         OpMode::Fused => Ok(candle_nn::rotary_emb::rope(&x.contiguous()?, cos, sin)?),
+        OpMode::FusedGrad => Ok(fused::rope(x, cos, sin)?),
         OpMode::Composed => {
             let d = x.dim(D::Minus1)?;
             let x1 = x.narrow(D::Minus1, 0, d / 2)?;
@@ -147,14 +163,23 @@ pub(crate) fn attention(
     let q = q.contiguous()?.reshape((b, hkv, rep * t, d))?;
     let scale = 1.0 / (d as f64).sqrt();
     let scores = (q.matmul(&k.t()?)? * scale)?.to_dtype(upcast(q.dtype()))?;
-    let scores = match mask {
-        Some(m) => scores
-            .reshape((b, hkv, rep, t, s))?
-            .broadcast_add(&m.to_dtype(scores.dtype())?)?
-            .reshape((b, hkv, rep * t, s))?,
-        None => scores,
+    let probs = match (mask, mode) {
+        // The mask is a constant: the fused-with-gradient softmax adds it outside the graph.
+        (Some(m), OpMode::FusedGrad) => fused::softmax_last_dim(
+            &scores.reshape((b, hkv, rep, t, s))?,
+            Some(&m.to_dtype(scores.dtype())?),
+        )?
+        .reshape((b, hkv, rep * t, s))?,
+        (Some(m), _) => softmax_last(
+            &scores
+                .reshape((b, hkv, rep, t, s))?
+                .broadcast_add(&m.to_dtype(scores.dtype())?)?
+                .reshape((b, hkv, rep * t, s))?,
+            mode,
+        )?,
+        (None, _) => softmax_last(&scores, mode)?,
     };
-    let probs = softmax_last(&scores, mode)?.to_dtype(v.dtype())?;
+    let probs = probs.to_dtype(v.dtype())?;
     let out = probs.matmul(&v.contiguous()?)?; // [B, Hkv, rep*T, D]
     let out = out
         .reshape((b, hkv, rep, t, d))?
@@ -206,10 +231,10 @@ pub(crate) struct Mlp {
 }
 
 impl Mlp {
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let g = self.gate.forward(x)?.silu()?;
-        let u = self.up.forward(x)?;
-        self.down.forward(&(g * u)?)
+    pub fn forward(&self, x: &Tensor, mode: OpMode) -> Result<Tensor> {
+        let g = self.gate.forward_mode(x, mode)?.silu()?;
+        let u = self.up.forward_mode(x, mode)?;
+        self.down.forward_mode(&(g * u)?, mode)
     }
 
     pub fn n_params(&self) -> usize {

@@ -269,6 +269,87 @@ pub fn correlation_test(x: &[f64], y: &[f64], alpha: f64) -> Fidelity {
     }
 }
 
+/// A byte range of a text and whether it differs from the other text of its pair.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Span {
+    /// Byte range in the text (on char boundaries).
+    pub range: std::ops::Range<usize>,
+    /// True when these words are not in the longest common word subsequence of the pair.
+    pub changed: bool,
+}
+
+/// Splits `s` into words with their trailing whitespace (byte ranges covering all of `s`).
+fn word_ranges(s: &str) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut in_space = false;
+    for (i, c) in s.char_indices() {
+        if c.is_whitespace() {
+            in_space = true;
+        } else if in_space {
+            out.push(start..i);
+            start = i;
+            in_space = false;
+        }
+    }
+    if start < s.len() {
+        out.push(start..s.len());
+    }
+    out
+}
+
+/// Word-level diff of a pair for display: the spans of `a` and of `b`, adjacent words of the
+/// same kind merged, `changed` marking words outside their longest common subsequence
+/// (compared without surrounding whitespace). Texts longer than 2 000 words each are compared
+/// by their first 2 000 words (the rest is marked changed).
+pub fn diff_spans(a: &str, b: &str) -> (Vec<Span>, Vec<Span>) {
+    const MAX: usize = 2000;
+    let (ra, rb) = (word_ranges(a), word_ranges(b));
+    let wa: Vec<&str> = ra.iter().take(MAX).map(|r| a[r.clone()].trim()).collect();
+    let wb: Vec<&str> = rb.iter().take(MAX).map(|r| b[r.clone()].trim()).collect();
+    let (n, m) = (wa.len(), wb.len());
+    // lcs[i][j] = LCS length of wa[i..], wb[j..].
+    let mut lcs = vec![0u32; (n + 1) * (m + 1)];
+    for i in (0..n).rev() {
+        for j in (0..m).rev() {
+            lcs[i * (m + 1) + j] = if wa[i] == wb[j] {
+                lcs[(i + 1) * (m + 1) + j + 1] + 1
+            } else {
+                lcs[(i + 1) * (m + 1) + j].max(lcs[i * (m + 1) + j + 1])
+            };
+        }
+    }
+    let mut same_a = vec![false; ra.len()];
+    let mut same_b = vec![false; rb.len()];
+    let (mut i, mut j) = (0, 0);
+    while i < n && j < m {
+        if wa[i] == wb[j] {
+            same_a[i] = true;
+            same_b[j] = true;
+            i += 1;
+            j += 1;
+        } else if lcs[(i + 1) * (m + 1) + j] >= lcs[i * (m + 1) + j + 1] {
+            i += 1;
+        } else {
+            j += 1;
+        }
+    }
+    let merge = |ranges: &[std::ops::Range<usize>], same: &[bool]| -> Vec<Span> {
+        let mut out: Vec<Span> = Vec::new();
+        for (r, s) in ranges.iter().zip(same) {
+            match out.last_mut() {
+                Some(last) if last.changed == !s => last.range.end = r.end,
+                _ => out.push(Span {
+                    range: r.clone(),
+                    changed: !s,
+                }),
+            }
+        }
+        out
+    };
+    (merge(&ra, &same_a), merge(&rb, &same_b))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -321,5 +402,52 @@ mod tests {
         assert!(f.kept && f.r > 0.8 && f.p < 1e-6);
         let g = correlation_test(&x, &y.iter().map(|v| -v).collect::<Vec<_>>(), 0.05);
         assert!(!g.kept);
+    }
+
+    #[test]
+    fn diff_spans_mark_the_differing_words() {
+        let (a, b) = diff_spans(
+            "I can help.  Here is how:\n- step",
+            "Sorry, I can not help. Here is why",
+        );
+        let text = |s: &str, sp: &[Span]| -> Vec<(String, bool)> {
+            sp.iter()
+                .map(|x| (s[x.range.clone()].to_string(), x.changed))
+                .collect()
+        };
+        let ta = text("I can help.  Here is how:\n- step", &a);
+        assert_eq!(
+            ta,
+            vec![
+                ("I can help.  Here is ".to_string(), false),
+                ("how:\n- step".to_string(), true),
+            ]
+        );
+        let tb = text("Sorry, I can not help. Here is why", &b);
+        let want = [
+            ("Sorry, ", true),
+            ("I can ", false),
+            ("not ", true),
+            ("help. Here is ", false),
+            ("why", true),
+        ];
+        assert_eq!(
+            tb,
+            want.iter()
+                .map(|(s, c)| (s.to_string(), *c))
+                .collect::<Vec<_>>()
+        );
+        // Spans tile the text.
+        assert_eq!(a.last().unwrap().range.end, 32);
+        assert!(a.windows(2).all(|w| w[0].range.end == w[1].range.start));
+        let (x, y) = diff_spans("", "same");
+        assert!(x.is_empty());
+        assert_eq!(
+            y,
+            vec![Span {
+                range: 0..4,
+                changed: true
+            }]
+        );
     }
 }

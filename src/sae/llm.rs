@@ -27,7 +27,8 @@ pub struct LlmEmbedder<'a> {
     layer: usize,
     /// Texts per forward pass.
     pub batch_size: usize,
-    /// Longest input in tokens (longer texts keep their first tokens).
+    /// Longest input in tokens (longer texts keep their first tokens); at most 512 and the
+    /// model's context.
     pub max_tokens: usize,
 }
 
@@ -46,7 +47,7 @@ impl<'a> LlmEmbedder<'a> {
             tok,
             layer,
             batch_size: 8,
-            max_tokens: 512,
+            max_tokens: 512.min(model.config().max_position_embeddings.max(1)),
         })
     }
 
@@ -135,30 +136,4 @@ impl TextGenerator for LlmGenerator<'_> {
             .generate(&ids, &opts, &Hooks::new(), &mut |_, _| true)?;
         Ok(self.tok.decode(&out, true)?)
     }
-}
-
-/// A feature's decoder direction as a native steering vector at `layer` (meaningful when the
-/// SAE was trained on the `llm` embedder at that layer: the direction lives in its residual
-/// stream). The direction is unit norm; scale it when steering.
-pub fn feature_steering_vector(
-    sae: &super::model::Sae,
-    feature: usize,
-    layer: usize,
-    model_name: &str,
-    dataset: &str,
-) -> Result<crate::steer::SteeringVector, SaeError> {
-    if feature >= sae.d_sae {
-        return Err(SaeError::Config(format!(
-            "feature {feature} does not exist (the SAE has {})",
-            sae.d_sae
-        )));
-    }
-    let mut meta = crate::steer::vector::VectorMeta::new(
-        format!("sae_feature_{feature}"),
-        model_name,
-        sae.d_in,
-    );
-    meta.dataset = dataset.to_string();
-    let layers = std::collections::BTreeMap::from([(layer, sae.direction(feature).to_vec())]);
-    crate::steer::SteeringVector::new(layers, meta).map_err(|e| SaeError::Data(e.to_string()))
 }

@@ -2,12 +2,13 @@
 //! pair, train a sparse autoencoder on the embedding differences, interpret its features (top
 //! pairs, distinctive n-grams, optional local-LLM descriptions with fidelity), measure which
 //! features the labels reward (logistic regression, LASSO, held-out AUC) and write SAELens-layout
-//! outputs with reports. Must not contain model internals (the engine owns those), file-format
+//! outputs with reports, and link features to steering vectors. Must not contain model internals (the engine owns those), file-format
 //! readers for datasets (the data layer owns those) or GUI/CLI code.
 pub mod dense;
 pub mod embed;
 mod error;
 pub mod interpret;
+pub mod link;
 pub mod llm;
 pub mod model;
 pub mod output;
@@ -16,6 +17,7 @@ pub mod stats;
 
 pub use embed::{Embedder, MiniLmEmbedder};
 pub use error::SaeError;
+pub use link::{feature_vector, project_steering_vector, project_vector, SaeFolder, VectorScale};
 pub use model::{train_sae, Sae, SaeConfig, StepMetrics, TrainHistory};
-pub use output::{read_sae, write_outputs, write_sae};
+pub use output::{read_outputs, read_sae, write_outputs, write_sae};
 pub use pipeline::{analyse, run, PairSet, RunOptions, RunResult, SaeReport};

@@ -276,7 +276,7 @@ impl Sae {
     }
 
     /// Inference encoding: signed pre-activations whose |value| exceeds the threshold
-    /// (`[rows, d_sae]`).
+    /// (`[rows, d_sae]`). A negative threshold (not yet learned) keeps every value.
     pub fn encode(&self, x: &[f32]) -> Vec<f32> {
         let mut p = self.pre_activations(x);
         let t = self.threshold;
@@ -368,8 +368,15 @@ impl Sae {
             }
         }
         if min_kept.is_finite() {
-            let r = cfg.threshold_lr as f32;
-            self.threshold = (1.0 - r) * self.threshold + r * min_kept;
+            if self.threshold < 0.0 {
+                // First step: start the EMA at the observed value (as BatchTopK's reference
+                // implementation does) rather than at 0, which would bias the threshold low for
+                // the first ~1/threshold_lr steps, i.e. the whole run on small data.
+                self.threshold = min_kept;
+            } else {
+                let r = cfg.threshold_lr as f32;
+                self.threshold = (1.0 - r) * self.threshold + r * min_kept;
+            }
         }
         let mut fired = vec![false; m];
         for (i, s) in sel.iter().enumerate() {
@@ -540,6 +547,7 @@ pub fn train_sae(
         ));
     }
     let mut sae = Sae::init(d_in, cfg, train)?;
+    sae.threshold = -1.0; // unset: the first step initialises the EMA
     let mut rng = rand::rngs::StdRng::seed_from_u64(cfg.seed ^ 0x5AE5_AE5A);
     let mut since = vec![0u64; cfg.latents];
     let (mut ad_we, mut ad_be, mut ad_wd, mut ad_bd) = (
@@ -643,10 +651,11 @@ pub fn train_sae(
             }
         }
     }
-    let sae = match best {
+    let mut sae = match best {
         Some((_, s)) => s,
         None => sae,
     };
+    sae.threshold = sae.threshold.max(0.0);
     Ok((sae, hist))
 }
 

@@ -1,7 +1,7 @@
 //! The output folder of a run: SAELens-layout SAE (`cfg.json`, `sae_weights.safetensors`),
 //! `activations.safetensors` (`[pairs, latents]`, file order, pair ids in the metadata),
 //! `report.json`, `report.md` and a self-contained `report.html`. All files are written
-//! atomically. Also reads an SAE folder back.
+//! atomically. Also reads an SAE folder (or a whole output folder) back.
 use super::embed::f32_safetensors;
 use super::error::SaeError;
 use super::model::Sae;
@@ -155,6 +155,56 @@ pub fn write_outputs(dir: &Path, r: &RunResult) -> Result<(), SaeError> {
     )?;
     w(&dir.join("report.html"), render_html(&r.report).as_bytes())?;
     Ok(())
+}
+
+/// Reads a whole output folder back (SAE, `report.json`, `activations.safetensors` with its
+/// pair ids) as a [`RunResult`] without the embedding differences (`deltas` is empty).
+pub fn read_outputs(dir: &Path) -> Result<RunResult, SaeError> {
+    let sae = read_sae(dir)?;
+    let rp = dir.join("report.json");
+    let report: SaeReport =
+        serde_json::from_str(&std::fs::read_to_string(&rp).map_err(|e| SaeError::file(&rp, e))?)
+            .map_err(|e| SaeError::file(&rp, e))?;
+    let path = dir.join("activations.safetensors");
+    let bytes = std::fs::read(&path).map_err(|e| SaeError::file(&path, e))?;
+    let (_, header) =
+        safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| SaeError::file(&path, e))?;
+    let ids: Vec<String> = header
+        .metadata()
+        .as_ref()
+        .and_then(|m| m.get("pair_ids"))
+        .ok_or_else(|| SaeError::file(&path, "metadata: pair_ids missing"))
+        .and_then(|s| {
+            serde_json::from_str(s).map_err(|e| SaeError::file(&path, format!("pair_ids: {e}")))
+        })?;
+    let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| SaeError::file(&path, e))?;
+    let t = st
+        .tensor("activations")
+        .map_err(|e| SaeError::file(&path, format!("activations: {e}")))?;
+    if t.dtype() != safetensors::Dtype::F32 || t.shape() != [ids.len(), sae.d_sae] {
+        return Err(SaeError::file(
+            &path,
+            format!(
+                "activations: expected F32 [{}, {}], found {:?} {:?}",
+                ids.len(),
+                sae.d_sae,
+                t.dtype(),
+                t.shape()
+            ),
+        ));
+    }
+    let activations = t
+        .data()
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    Ok(RunResult {
+        sae,
+        deltas: Vec::new(),
+        activations,
+        ids,
+        report,
+    })
 }
 
 fn opt(x: Option<f64>) -> String {

@@ -2,7 +2,6 @@
 //! pair, interpret features and measure expressed preferences (per-feature logistic tests,
 //! LASSO top-k, held-out AUC against all features and a dense probe, per-group weights).
 #![allow(clippy::needless_range_loop)] // index loops over several parallel arrays read clearer
-use super::dense::matmul;
 use super::embed::{cache_key, cache_path, read_cache, write_cache, Embedder};
 use super::error::SaeError;
 use super::interpret::{self, Fidelity, NGram, TextGenerator, TopPair};
@@ -10,12 +9,12 @@ use super::model::{train_sae, Sae, SaeConfig, TrainHistory};
 use super::stats::{
     auc, col_stats, lasso_entry_order, logistic_irls, logistic_penalised, standardise,
 };
-use crate::data::{Judgement, Winner};
+use crate::data::{Judgement, Prompt, Record, Winner};
 use crate::jobs::{Progress, ProgressSink};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 /// Pairs to analyse, in file order: sides A and B with the label "A preferred" (None = tie).
 #[derive(Debug, Clone, Default)]
@@ -61,6 +60,67 @@ impl PairSet {
             }
         }
         s
+    }
+
+    /// From loaded records: chosen/rejected pairs and judgements as they are; when the data
+    /// has neither, A/B behaviour items (A = the answer matching the behaviour, winner A).
+    /// Feedback and prompt-only records are not pairs and are skipped.
+    pub fn from_records(records: &[Record]) -> Self {
+        let mut js: Vec<Judgement> = records
+            .iter()
+            .filter_map(|r| match r {
+                Record::Judgement(j) => Some(j.clone()),
+                Record::Pair(p) => Some(p.to_judgement()),
+                _ => None,
+            })
+            .collect();
+        if js.is_empty() {
+            js = records
+                .iter()
+                .filter_map(|r| match r {
+                    Record::AbItem(x) => Some(Judgement {
+                        id: x.id.clone(),
+                        prompt: Prompt::Text(x.question.clone()),
+                        response_a: x.answer_matching_behavior.clone(),
+                        response_b: x.answer_not_matching_behavior.clone(),
+                        winner: Winner::A,
+                        judge: None,
+                        annotator: None,
+                        scenario: None,
+                        factors_a: BTreeMap::new(),
+                        factors_b: BTreeMap::new(),
+                        extra: Default::default(),
+                    }),
+                    _ => None,
+                })
+                .collect();
+        }
+        Self::from_judgements(&js)
+    }
+
+    /// Train/test pair indices split by connected components over prompts and ids (WIMHF's
+    /// split; [`crate::data::split_by_keys`] with the keys of [`crate::data::prompt_keys`]).
+    pub fn split_by_prompt(
+        &self,
+        test_fraction: f64,
+        seed: u64,
+    ) -> Result<(Vec<usize>, Vec<usize>), SaeError> {
+        let keys: Vec<Vec<String>> = self
+            .ids
+            .iter()
+            .zip(&self.prompts)
+            .map(|(id, p)| {
+                let mut k = vec![format!("id\u{1f}{id}")];
+                let p = crate::data::normalise_prompt_text(p);
+                if !p.is_empty() {
+                    k.push(format!("prompt\u{1f}{p}"));
+                }
+                k
+            })
+            .collect();
+        let s = crate::data::split_by_keys(&keys, test_fraction, seed)
+            .map_err(|e| SaeError::Config(e.to_string()))?;
+        Ok((s.train, s.test))
     }
 
     /// Number of pairs.
@@ -236,43 +296,6 @@ pub struct RunResult {
     pub report: SaeReport,
 }
 
-/// Groups items by normalised prompt text (items sharing a prompt stay on one side).
-fn prompt_split(prompts: &[String], test_fraction: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
-    let mut group_of: HashMap<String, usize> = HashMap::new();
-    let mut members: Vec<Vec<usize>> = Vec::new();
-    for (i, p) in prompts.iter().enumerate() {
-        let key = p
-            .split_whitespace()
-            .map(str::to_lowercase)
-            .collect::<Vec<_>>()
-            .join(" ");
-        let key = if key.is_empty() {
-            format!("\u{1f}row{i}")
-        } else {
-            key
-        };
-        let g = *group_of.entry(key).or_insert_with(|| {
-            members.push(Vec::new());
-            members.len() - 1
-        });
-        members[g].push(i);
-    }
-    let mut order: Vec<usize> = (0..members.len()).collect();
-    order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(seed));
-    let target = (prompts.len() as f64 * test_fraction).round() as usize;
-    let (mut train, mut test) = (Vec::new(), Vec::new());
-    for g in order {
-        if test.len() < target {
-            test.extend(&members[g]);
-        } else {
-            train.extend(&members[g]);
-        }
-    }
-    train.sort_unstable();
-    test.sort_unstable();
-    (train, test)
-}
-
 fn rows(x: &[f32], d: usize, idx: &[usize], sign: f32) -> Vec<f32> {
     idx.iter()
         .flat_map(|&i| x[i * d..(i + 1) * d].iter().map(move |v| v * sign))
@@ -352,7 +375,7 @@ pub fn analyse(
     let m = opts.sae.latents;
     let seed = opts.sae.seed;
     let deltas: Vec<f32> = ea.iter().zip(eb).map(|(a, b)| a - b).collect();
-    let (train_idx, test_idx) = prompt_split(&pairs.prompts, opts.test_fraction, seed);
+    let (train_idx, test_idx) = pairs.split_by_prompt(opts.test_fraction, seed)?;
     // Validation pairs for early stopping: a seeded slice of the training pairs.
     let mut tr = train_idx.clone();
     tr.shuffle(&mut rand::rngs::StdRng::seed_from_u64(seed ^ 0xA11));
@@ -666,21 +689,4 @@ pub fn run(
     )?;
     r.report.cached_embeddings = cached;
     Ok(r)
-}
-
-/// Projects a direction (e.g. a steering vector at the SAE's layer) on the features: cosine
-/// with each decoder row, and the vector's encoding (as if it were an embedding difference).
-pub fn project_on_features(sae: &Sae, v: &[f32]) -> Result<(Vec<f64>, Vec<f32>), SaeError> {
-    if v.len() != sae.d_in {
-        return Err(SaeError::Data(format!(
-            "vector width {} does not match the SAE's input width {}",
-            v.len(),
-            sae.d_in
-        )));
-    }
-    let cos = (0..sae.d_sae)
-        .map(|j| super::dense::cosine(sae.direction(j), v))
-        .collect();
-    let pre = matmul(v, 1, sae.d_in, false, &sae.w_enc, sae.d_sae, false);
-    Ok((cos, pre))
 }

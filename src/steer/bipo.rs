@@ -15,7 +15,7 @@
 //! No tokenization here: inputs are token ids ([`Completion`]s).
 use super::collect::{completion_batch, response_logprobs, Completion};
 use super::error::{Result, SteerError};
-use super::eval::{behaviour_score, AbTokens};
+use super::eval::{AbScorer, AbTokens};
 use super::objective::{bco_loss, paired_loss, Objective};
 use super::vector::{SteeringVector, VectorMeta};
 use crate::jobs::{NoProgress, Progress, ProgressSink};
@@ -414,11 +414,25 @@ pub fn train_bipo(
         )));
     }
     let problem = BipoProblem::new(model, data, cfg, progress)?;
+    // Held-out items are prepared once: prompts shared, blocks below the first steered layer
+    // run once for all epochs.
+    let heldout_scorer = match heldout {
+        Some(items) if !items.is_empty() => Some(AbScorer::new(
+            model,
+            items,
+            problem.start,
+            cfg.eval_batch_size,
+            &NoProgress,
+        )?),
+        _ => None,
+    };
     let h = model.hidden_size();
     let vars: Vec<Var> = problem
         .layers()
         .iter()
-        .map(|_| Var::zeros(h, model.dtype(), model.device()))
+        // The vector and its AdamW state stay in f32 (f64 for an f64 model) whatever the model
+        // dtype: bf16 would round away updates smaller than 1/256 of an entry.
+        .map(|_| Var::zeros(h, master_dtype(model.dtype()), model.device()))
         .collect::<candle_core::Result<_>>()?;
     let mut opt = AdamW::new(
         vars.clone(),
@@ -503,21 +517,15 @@ pub fn train_bipo(
                 .metric("norm", norm),
             );
         }
-        let behaviour = match heldout {
-            Some(items) if !items.is_empty() => {
+        let behaviour = match &heldout_scorer {
+            Some(scorer) => {
                 let v = make_vector(&problem, &last_good, cfg, prov, h)?;
-                let plus = behaviour_score(
-                    model,
-                    items,
+                let plus = scorer.score(
                     &super::collect::steering_hooks(model, &v, 1.0)?,
-                    cfg.eval_batch_size,
                     &NoProgress,
                 )?;
-                let minus = behaviour_score(
-                    model,
-                    items,
+                let minus = scorer.score(
                     &super::collect::steering_hooks(model, &v, -1.0)?,
-                    cfg.eval_batch_size,
                     &NoProgress,
                 )?;
                 progress.report(
@@ -531,7 +539,7 @@ pub fn train_bipo(
                 );
                 Some((plus, minus))
             }
-            _ => None,
+            None => None,
         };
         epochs.push(EpochStats {
             epoch,
@@ -556,6 +564,15 @@ pub fn train_bipo(
         steps: step,
         stop,
     })
+}
+
+/// The dtype a trained vector is kept in: f32, or f64 for an f64 model.
+pub fn master_dtype(model_dtype: DType) -> DType {
+    if model_dtype == DType::F64 {
+        DType::F64
+    } else {
+        DType::F32
+    }
 }
 
 fn mean_norm(vs: &[Vec<f32>]) -> f64 {

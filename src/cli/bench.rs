@@ -1,0 +1,269 @@
+//! `steerlab bench forward|bipo|sae|dissect`: parses flags, builds or loads the model, calls
+//! `crate::bench` and prints a summary line or (with `--json`) one JSON object. The PyTorch /
+//! NumPyro twins live in `scripts/bench_*.py`; `scripts/bench_all.sh` runs both sides.
+use crate::bench::{self, DissectSampler};
+use crate::model::{GradOps, LoadOptions, Model};
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand, ValueEnum};
+use serde::Serialize;
+use std::path::PathBuf;
+
+/// `steerlab bench ...` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Forward-pass throughput (tokens/s, logits at every position).
+    Forward(ForwardArgs),
+    /// One BiPO step: steered forward + backward into one vector, cached reference log-probs.
+    Bipo(BipoArgs),
+    /// SAE training throughput (samples/s) on synthetic embedding pairs.
+    Sae(SaeArgs),
+    /// Seconds per factor-dissection fit on planted data.
+    Dissect(DissectArgs),
+}
+
+/// Which model to benchmark.
+#[derive(Debug, Args)]
+pub struct ModelArgs {
+    /// Model: an HF folder or .gguf file (default: the cached SmolLM2-135M-Instruct).
+    #[arg(long, conflicts_with = "random")]
+    pub model: Option<PathBuf>,
+    /// Random-init model of a named shape instead of weights on disk: llama:smollm2,
+    /// qwen2:0.5b, qwen2:1.5b, llama:tiny.
+    #[arg(long)]
+    pub random: Option<String>,
+    /// Weight and compute dtype: f32, bf16, f16.
+    #[arg(long, default_value = "f32")]
+    pub dtype: String,
+    /// Device: cpu, cuda, cuda:N.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Sequences (forward) or preference pairs (bipo) per pass.
+    #[arg(long, default_value_t = 4)]
+    pub batch: usize,
+    /// Tokens per sequence.
+    #[arg(long, default_value_t = 128)]
+    pub seq: usize,
+    /// Timed iterations (after one warm-up).
+    #[arg(long, default_value_t = 5)]
+    pub iters: usize,
+    /// Print one JSON object instead of a summary line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Flags of `steerlab bench forward`.
+#[derive(Debug, Args)]
+pub struct ForwardArgs {
+    #[command(flatten)]
+    pub m: ModelArgs,
+    /// Add a steering vector at the middle block's output.
+    #[arg(long)]
+    pub steer: bool,
+}
+
+/// Flags of `steerlab bench bipo`.
+#[derive(Debug, Args)]
+pub struct BipoArgs {
+    #[command(flatten)]
+    pub m: ModelArgs,
+    /// Steered block (0-based; default: the middle one, n_layers / 2).
+    #[arg(long)]
+    pub layer: Option<usize>,
+    /// Ops of the gradient path: `fused` (fused kernels with a hand-written backward) or
+    /// `composed` (differentiable candle primitives; the reference, for profiling).
+    #[arg(long, value_enum, default_value = "fused")]
+    pub grad_ops: GradOpsArg,
+}
+
+/// `--grad-ops` values.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum GradOpsArg {
+    /// Fused kernels with a hand-written backward.
+    Fused,
+    /// Composed candle primitives.
+    Composed,
+}
+
+/// Flags of `steerlab bench sae`.
+#[derive(Debug, Args)]
+pub struct SaeArgs {
+    /// Preference pairs (training rows: 2N).
+    #[arg(long, default_value_t = 2000)]
+    pub n: usize,
+    /// Embedding width.
+    #[arg(long, default_value_t = 384)]
+    pub dim: usize,
+    /// Latents M.
+    #[arg(long, default_value_t = 32)]
+    pub latents: usize,
+    /// Active latents per row K.
+    #[arg(long, default_value_t = 4)]
+    pub k: usize,
+    /// Epochs (fixed; no early stopping).
+    #[arg(long, default_value_t = 20)]
+    pub epochs: usize,
+    /// Seed of the synthetic embeddings.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Also write the embeddings (safetensors `a`, `b`) for scripts/sae_torch_bench.py.
+    #[arg(long)]
+    pub save_data: Option<PathBuf>,
+    /// Print one JSON object instead of a summary line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `--sampler` values.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum SamplerArg {
+    /// NUTS (500 warm-up + 2000 draws × 4 chains).
+    Nuts,
+    /// MAP + Laplace approximation.
+    Laplace,
+}
+
+/// Flags of `steerlab bench dissect`.
+#[derive(Debug, Args)]
+pub struct DissectArgs {
+    /// Preference pairs.
+    #[arg(long, default_value_t = 400)]
+    pub pairs: usize,
+    /// Factors.
+    #[arg(long, default_value_t = 6)]
+    pub factors: usize,
+    /// Posterior fit.
+    #[arg(long, value_enum, default_value = "nuts")]
+    pub sampler: SamplerArg,
+    /// Laplace prior scale b.
+    #[arg(long, default_value_t = 1.0)]
+    pub prior_scale: f64,
+    /// Timed fits.
+    #[arg(long, default_value_t = 1)]
+    pub iters: usize,
+    /// Seed of the planted data.
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    /// Also write the data (JSON: X, y, prior_scales) for scripts/bench_dissect_numpyro.py.
+    #[arg(long)]
+    pub save_data: Option<PathBuf>,
+    /// Print one JSON object instead of a summary line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs a `steerlab bench` subcommand.
+pub fn run(c: BenchCommand) -> anyhow::Result<()> {
+    match c {
+        BenchCommand::Forward(a) => {
+            let model = load(&a.m)?;
+            let r = bench::forward(&model, a.m.batch, a.m.seq, a.m.iters, a.steer)?;
+            let line = format!(
+                "forward {} {} {} batch {} x {}{}: {:.1} ms/iter, {:.0} tokens/s, peak RSS {}",
+                r.model,
+                r.device,
+                r.dtype,
+                r.batch,
+                r.seq,
+                if r.steered { " (steered)" } else { "" },
+                r.ms_per_iter,
+                r.tokens_per_s,
+                mb(r.peak_rss_mb)
+            );
+            emit(a.m.json, &r, &line)
+        }
+        BenchCommand::Bipo(a) => {
+            let mut model = load(&a.m)?;
+            model.set_grad_ops(match a.grad_ops {
+                GradOpsArg::Fused => GradOps::Fused,
+                GradOpsArg::Composed => GradOps::Composed,
+            });
+            let layer = a.layer.unwrap_or(model.n_layers() / 2);
+            if layer >= model.n_layers() {
+                bail!(
+                    "--layer {layer}: the model has {} blocks (0..{})",
+                    model.n_layers(),
+                    model.n_layers() - 1
+                );
+            }
+            let r = bench::bipo(&model, a.m.batch, a.m.seq, layer, a.m.iters)?;
+            let line = format!(
+                "bipo {} {} {} {} pairs x {} tokens, layer {}, {} ops: {:.1} ms/step (forward {:.1}, backward {:.1}), cache {:.0} ms once, peak RSS {}{}",
+                r.model,
+                r.device,
+                r.dtype,
+                r.batch,
+                r.seq,
+                r.layer,
+                r.grad_ops,
+                r.ms_per_step,
+                r.forward_ms,
+                r.backward_ms,
+                r.cache_ms,
+                mb(r.peak_rss_mb),
+                r.gpu_mem_mb
+                    .map(|g| format!(", GPU {g:.0} MiB"))
+                    .unwrap_or_default()
+            );
+            emit(a.m.json, &r, &line)
+        }
+        BenchCommand::Sae(a) => {
+            let (x, y) = bench::sae_data(a.n, a.dim, a.latents, a.seed);
+            if let Some(p) = &a.save_data {
+                bench::save_sae_data(p, &x, &y, a.n, a.dim)
+                    .with_context(|| format!("writing {}", p.display()))?;
+            }
+            let r = bench::sae(&x, &y, a.dim, a.latents, a.k, a.epochs)?;
+            let line = format!(
+                "sae n {} dim {} M {} K {} epochs {}: {:.2} s, {:.0} samples/s",
+                r.n, r.dim, r.latents, r.k, r.epochs, r.seconds, r.samples_per_s
+            );
+            emit(a.json, &r, &line)
+        }
+        BenchCommand::Dissect(a) => {
+            if !(a.prior_scale > 0.0 && a.prior_scale.is_finite()) {
+                bail!("--prior-scale must be positive, got {}", a.prior_scale);
+            }
+            let data = bench::dissect_data(a.pairs, a.factors, a.prior_scale, a.seed);
+            if let Some(p) = &a.save_data {
+                bench::save_dissect_data(p, &data)
+                    .with_context(|| format!("writing {}", p.display()))?;
+            }
+            let sampler = match a.sampler {
+                SamplerArg::Nuts => DissectSampler::Nuts,
+                SamplerArg::Laplace => DissectSampler::Laplace,
+            };
+            let r = bench::dissect(&data, sampler, a.iters)?;
+            let line = format!(
+                "dissect {} pairs x {} factors, {:?}, b = {}: {:.3} s per fit",
+                r.pairs, r.factors, r.sampler, r.prior_scale, r.s_per_fit
+            );
+            emit(a.json, &r, &line)
+        }
+    }
+}
+
+fn load(a: &ModelArgs) -> anyhow::Result<Model> {
+    let opts = LoadOptions::parse(&a.device, &a.dtype)?;
+    if let Some(spec) = &a.random {
+        return Ok(bench::random_model(spec, &opts.device, opts.dtype, 0)?);
+    }
+    let path = match &a.model {
+        Some(p) => p.clone(),
+        None => crate::paths::require_default(crate::paths::default_model_path(), "model")?,
+    };
+    Model::load(&path, &opts).with_context(|| format!("loading {}", path.display()))
+}
+
+fn mb(x: Option<f64>) -> String {
+    x.map(|v| format!("{v:.0} MiB"))
+        .unwrap_or_else(|| "n/a".into())
+}
+
+fn emit<T: Serialize>(json: bool, r: &T, line: &str) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(r)?);
+    } else {
+        println!("{line}");
+    }
+    Ok(())
+}

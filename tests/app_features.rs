@@ -1,0 +1,235 @@
+//! GUI test of the Features panel with egui_kittest on a tiny random-init model and tiny data:
+//! train through the panel (LLM embedder), check the run against the library called directly
+//! with the same settings, browse a feature, write it as a steering vector and export the run.
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use egui_kittest::kittest::{NodeT, Queryable};
+use egui_kittest::Harness;
+use steerlab::app::{PanelId, ScriptedPicker, StartOptions, SteerlabApp};
+use steerlab::jobs::NoProgress;
+use steerlab::sae::{self, PairSet, RunOptions};
+
+/// One cache root for the whole test binary (embedding cache and run folders stay out of ~).
+fn home() -> &'static Path {
+    static HOME: OnceLock<tempfile::TempDir> = OnceLock::new();
+    HOME.get_or_init(|| {
+        let d = tempfile::tempdir().unwrap();
+        std::env::set_var("STEERLAB_HOME", d.path());
+        d
+    })
+    .path()
+}
+
+fn fixture_model() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models/llama")
+}
+
+/// 60 chosen/rejected pairs where the chosen side apologises more often.
+fn write_data(dir: &Path) -> PathBuf {
+    let path = dir.join("tiny_pairs.jsonl");
+    let mut out = String::new();
+    for i in 0..60 {
+        let topic = ["rain", "bread", "trains", "music", "maps"][i % 5];
+        let chosen = if i % 3 == 0 {
+            format!("Sorry, I am not sure about {topic}, but here is a short note {i}.")
+        } else {
+            format!("Here is a clear answer about {topic}: item {i} with - a list")
+        };
+        let rejected = format!("{topic} {i}? no idea");
+        out.push_str(
+            &serde_json::json!({
+                "id": format!("p{i}"),
+                "prompt": format!("Tell me about {topic} number {}", i / 2),
+                "chosen": chosen,
+                "rejected": rejected,
+            })
+            .to_string(),
+        );
+        out.push('\n');
+    }
+    std::fs::write(&path, out).unwrap();
+    path
+}
+
+fn harness(picker: &ScriptedPicker, start: StartOptions) -> Harness<'static, SteerlabApp> {
+    home();
+    let app = SteerlabApp::new(Box::new(picker.clone()), None, start);
+    Harness::builder()
+        .with_size([1280.0, 800.0])
+        .build_ui_state(|ui, app: &mut SteerlabApp| app.show(ui), app)
+}
+
+fn wait_for_jobs(h: &mut Harness<'static, SteerlabApp>) {
+    let t0 = Instant::now();
+    h.step();
+    while h.state().state.jobs.is_busy() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(300),
+            "jobs did not finish"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+        h.step();
+    }
+    h.run_steps(3);
+}
+
+#[test]
+fn features_panel_trains_browses_links_and_exports() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = write_data(tmp.path());
+    let picker = ScriptedPicker::new();
+    let mut h = harness(
+        &picker,
+        StartOptions {
+            model: Some(fixture_model()),
+            data: Some(data.clone()),
+            panel: Some(PanelId::Features),
+            prompt: None,
+        },
+    );
+    wait_for_jobs(&mut h);
+    assert!(
+        h.state().state.model.is_some(),
+        "{:?}",
+        h.state().state.model_error
+    );
+    // Small, fast settings (the panel's widgets edit these same fields).
+    {
+        let s = &mut h.state_mut().state.features.settings;
+        s.sae.latents = 8;
+        s.sae.k = 2;
+        s.sae.max_epochs = 6;
+        s.sae.batch_size = 32;
+        s.sae.seed = 3;
+    }
+    h.get_by_label("LLM layer").click();
+    h.run_steps(2);
+    let layer = h.state().state.features.settings.layer;
+    assert_eq!(layer, 1, "middle of 3 layers");
+    h.get_by_label("Train").click();
+    wait_for_jobs(&mut h);
+    let f = &h.state().state.features;
+    assert_eq!(f.error, None);
+    assert_eq!(f.runs.len(), 1);
+    let run = &f.runs[0];
+    let out = run.out_dir.clone().unwrap();
+    assert!(out.starts_with(home().join("runs")), "{}", out.display());
+    for name in [
+        "cfg.json",
+        "sae_weights.safetensors",
+        "activations.safetensors",
+        "report.html",
+    ] {
+        assert!(out.join(name).exists(), "{name}");
+    }
+    // The live plots were fed every training step.
+    let live = f.live.lock().unwrap().clone();
+    assert_eq!(live.steps.len(), run.result.report.history.steps.len());
+    assert!(!live.steps.is_empty());
+
+    // Independent reference: the library on the same data, model, layer and settings.
+    let ds = steerlab::data::load_dataset(&data, &Default::default()).unwrap();
+    let pairs = PairSet::from_records(&ds.records);
+    let model = steerlab::model::Model::load(&fixture_model(), &Default::default()).unwrap();
+    let tok = model.tokenizer().unwrap().clone();
+    let emb = sae::llm::LlmEmbedder::new(&model, &tok, layer).unwrap();
+    let opts = RunOptions {
+        sae: h.state().state.features.settings.sae.clone(),
+        ..Default::default()
+    };
+    let want = sae::run(&pairs, &emb, None, &opts, &NoProgress).unwrap();
+    assert_eq!(run.result.ids, want.ids);
+    assert_eq!(run.result.sae, want.sae, "same SAE as the library run");
+    assert_eq!(run.result.activations, want.activations);
+    assert_eq!(run.result.report.embedder, want.report.embedder);
+
+    // Browse: pick the feature that fires most and see its top pair.
+    let j = (0..8)
+        .max_by(|a, b| {
+            let fa = &run.result.report.features[*a];
+            let fb = &run.result.report.features[*b];
+            fa.n_top.cmp(&fb.n_top).then(b.cmp(a))
+        })
+        .unwrap();
+    let top = run.result.report.features[j].top_pairs[0].clone();
+    h.get_by_label(&format!("#{j}")).click();
+    h.run_steps(2);
+    assert_eq!(h.state().state.features.selected, Some(j));
+    assert!(h.query_by_label(&format!("Feature {j}")).is_some());
+    assert!(
+        h.query_by_label_contains(&format!("Pair 1 · {}", top.id))
+            .is_some(),
+        "top pair shown"
+    );
+
+    // Use as steering vector: the decoder row at the embedder's layer, scaled to the mean
+    // |activation| of the feature where it fires (computed here from the activations).
+    let vpath = tmp.path().join("feature.safetensors");
+    picker.push(Some(vpath.clone()));
+    h.get_by_label("Use as steering vector").click();
+    h.run_steps(2);
+    let v = steerlab::steer::SteeringVector::load(&vpath).unwrap();
+    let m = want.sae.d_sae;
+    let col: Vec<f64> = (0..want.ids.len())
+        .map(|i| want.activations[i * m + j].abs() as f64)
+        .filter(|x| *x > 0.0)
+        .collect();
+    let scale = col.iter().sum::<f64>() / col.len() as f64;
+    let dir = &v.layers[&layer];
+    for (x, d) in dir.iter().zip(want.sae.direction(j)) {
+        assert!(
+            (*x as f64 - *d as f64 * scale).abs() < 1e-5,
+            "{x} vs {d}·{scale}"
+        );
+    }
+    assert!(v.meta.method.contains(&format!("feature {j}")));
+    assert_eq!(v.meta.dataset, "tiny_pairs.jsonl");
+
+    // Export the run folder and read it back.
+    let edir = tmp.path().join("export");
+    picker.push(Some(edir.clone()));
+    h.get_by_label("Export…").click();
+    h.run_steps(2);
+    let back = sae::read_outputs(&edir).unwrap();
+    assert_eq!(back.activations, want.activations);
+    assert_eq!(back.sae, want.sae);
+    assert_eq!(
+        picker.calls(),
+        vec![
+            "save_file: Save steering vector".to_string(),
+            "pick_folder: Export feature run to folder".to_string()
+        ]
+    );
+
+    // Sorting by prevalence puts the most prevalent feature first.
+    h.get_by_label("prevalence").click();
+    h.run_steps(2);
+    let f = &h.state().state.features;
+    let order = f.table_order();
+    let prev: Vec<f64> = order.iter().map(|&k| run_prevalence(&back, k)).collect();
+    assert!(prev.windows(2).all(|w| w[0] >= w[1]), "{prev:?}");
+}
+
+fn run_prevalence(r: &sae::RunResult, j: usize) -> f64 {
+    let m = r.sae.d_sae;
+    let n = r.ids.len();
+    (0..n).filter(|i| r.activations[i * m + j] != 0.0).count() as f64 / n as f64
+}
+
+#[test]
+fn train_is_disabled_without_data_and_the_llm_needs_a_model() {
+    let picker = ScriptedPicker::new();
+    let mut h = harness(
+        &picker,
+        StartOptions {
+            panel: Some(PanelId::Features),
+            ..Default::default()
+        },
+    );
+    h.run_steps(3);
+    assert!(h.get_by_label("Train").accesskit_node().is_disabled());
+    assert!(h.state().state.features.runs.is_empty());
+    assert!(h.get_by_label("LLM layer").accesskit_node().is_disabled());
+}
