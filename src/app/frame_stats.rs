@@ -126,17 +126,27 @@ pub struct Report {
     pub all: Option<Summary>,
     /// Frames in the window drawn while a job ran.
     pub busy: Option<Summary>,
+    /// Every frame time in the window, oldest first, ms (negative: a job was running).
+    pub frames_ms: Vec<f32>,
 }
 
 /// Writes `stats` as JSON to `path` (atomically).
 pub fn write_report(path: &Path, stats: &FrameStats, measure: &str) -> Result<(), String> {
-    let r = Report {
+    crate::report::write_json(path, &report(stats, measure)).map_err(|e| e.to_string())
+}
+
+/// The JSON written by [`write_report`].
+pub fn report(stats: &FrameStats, measure: &str) -> Report {
+    Report {
         measure: measure.to_string(),
         frames_total: stats.total(),
         all: stats.summary(),
         busy: stats.busy_summary(),
-    };
-    crate::report::write_json(path, &r).map_err(|e| e.to_string())
+        frames_ms: stats
+            .times_ms()
+            .map(|(ms, busy)| if busy { -ms } else { ms })
+            .collect(),
+    }
 }
 
 #[cfg(test)]
@@ -182,5 +192,6 @@ mod tests {
             serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
         assert_eq!(v["busy"]["n"], 1);
         assert_eq!(v["frames_total"], 1);
+        assert_eq!(v["frames_ms"][0].as_f64().unwrap().round(), -4.0);
     }
 }

@@ -14,8 +14,8 @@ use shortcuts::Action;
 mod artifacts;
 mod dataset;
 mod engine;
-pub mod frame_stats;
 mod features;
+pub mod frame_stats;
 mod job_list;
 pub mod panels;
 mod picker;
@@ -165,6 +165,7 @@ impl SteerlabApp {
         self.show_frame_stats = true;
         // Keep every frame of the run, not only the overlay's window.
         self.frame_stats = FrameStats::with_capacity(1 << 20);
+        self.ui_stats = FrameStats::with_capacity(1 << 20);
         self
     }
 
@@ -687,11 +688,14 @@ impl eframe::App for SteerlabApp {
 
     fn on_exit(&mut self, _gl: Option<&eframe::glow::Context>) {
         if let Some(out) = &self.frame_stats_out {
-            let r = frame_stats::write_report(
-                out,
-                &self.frame_stats,
-                "eframe IntegrationInfo::cpu_usage: UI + paint per frame, ms",
-            );
+            let both = serde_json::json!({
+                "frame": frame_stats::report(
+                    &self.frame_stats,
+                    "eframe IntegrationInfo::cpu_usage: UI + paint of each frame, ms",
+                ),
+                "ui": frame_stats::report(&self.ui_stats, "SteerlabApp::show only, ms"),
+            });
+            let r = crate::report::write_json(out, &both).map_err(|e| e.to_string());
             match r {
                 Ok(()) => eprintln!("steerlab: frame stats written to {}", out.display()),
                 Err(e) => eprintln!("steerlab: frame stats: {e}"),
