@@ -16,6 +16,7 @@ pub mod panels;
 mod picker;
 mod screenshot;
 mod state;
+pub mod steer;
 mod widgets;
 
 pub use engine::{GenerateSettings, LoadedModel, ModelSummary};
@@ -58,6 +59,8 @@ pub struct StartOptions {
     pub panel: Option<PanelId>,
     /// Generate from this prompt (chat template on) once the model is loaded.
     pub prompt: Option<String>,
+    /// Steer panel start-up choices (`STEERLAB_STEER_*`).
+    pub steer: steer::SteerStart,
 }
 
 impl StartOptions {
@@ -91,6 +94,7 @@ impl StartOptions {
             data,
             panel,
             prompt,
+            steer: steer::SteerStart::from_env()?,
         })
     }
 }
@@ -211,9 +215,12 @@ impl SteerlabApp {
             }
         }
         self.state.pending_prompt = self.start.prompt.take();
-        if let Some(path) = self.start.data.take() {
-            panels::DataPanel::start_open(&mut self.state, path);
+        let data = self.start.data.take();
+        if let Some(path) = &data {
+            panels::DataPanel::start_open(&mut self.state, path.clone());
         }
+        let steer_start = std::mem::take(&mut self.start.steer);
+        steer::SteerState::apply_start(&mut self.state, steer_start, data);
     }
 
     fn shortcuts(&mut self, ctx: &egui::Context) {

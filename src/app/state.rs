@@ -77,6 +77,8 @@ pub struct AppState {
     pub recent: Recent,
     /// Status log, oldest first.
     pub messages: Vec<StatusMessage>,
+    /// What the Steer panel has made (vectors, training, sweeps, generations).
+    pub steer: super::steer::SteerState,
     ctx: Option<egui::Context>,
 }
 
@@ -95,6 +97,7 @@ impl AppState {
             pending_prompt: None,
             recent: Recent::default(),
             messages: Vec::new(),
+            steer: Default::default(),
             ctx: None,
         }
     }

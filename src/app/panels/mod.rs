@@ -9,10 +9,12 @@ use super::state::AppState;
 mod data;
 mod generate;
 mod model;
+mod steer;
 
 pub use data::DataPanel;
 pub use generate::GeneratePanel;
 pub use model::ModelPanel;
+pub use steer::SteerPanel;
 
 /// A view over [`AppState`]. Panels hold only view state (text being typed, selections).
 pub trait Panel {
@@ -29,11 +31,18 @@ pub enum PanelId {
     Generate,
     /// Open, check, map and split a preference dataset.
     Data,
+    /// Train, combine, slide and export steering vectors.
+    Steer,
 }
 
 impl PanelId {
     /// Every panel, in sidebar order.
-    pub const ALL: &'static [PanelId] = &[PanelId::Model, PanelId::Generate, PanelId::Data];
+    pub const ALL: &'static [PanelId] = &[
+        PanelId::Model,
+        PanelId::Generate,
+        PanelId::Data,
+        PanelId::Steer,
+    ];
 
     /// The sidebar label.
     pub fn title(self) -> &'static str {
@@ -41,6 +50,7 @@ impl PanelId {
             PanelId::Model => "Model",
             PanelId::Generate => "Generate",
             PanelId::Data => "Data",
+            PanelId::Steer => "Steer",
         }
     }
 
@@ -50,6 +60,7 @@ impl PanelId {
             PanelId::Model => "model",
             PanelId::Generate => "generate",
             PanelId::Data => "data",
+            PanelId::Steer => "steer",
         }
     }
 
@@ -67,6 +78,7 @@ impl PanelId {
             PanelId::Model => Box::new(ModelPanel::default()),
             PanelId::Generate => Box::new(GeneratePanel::default()),
             PanelId::Data => Box::new(DataPanel::default()),
+            PanelId::Steer => Box::new(SteerPanel::default()),
         }
     }
 }
