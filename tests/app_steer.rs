@@ -228,7 +228,7 @@ fn train_slide_combine_and_export() {
         let b = &mut h.state_mut().state.steer.settings.bipo;
         b.epochs = 2;
         b.batch_size = 4;
-        b.lr = 0.05;
+        b.lr = 0.5;
     }
     h.run();
     h.get_by_label("Train").click();
@@ -237,7 +237,7 @@ fn train_slide_combine_and_export() {
         layers: vec![1],
         epochs: 2,
         batch_size: 4,
-        lr: 0.05,
+        lr: 0.5,
         ..Default::default()
     };
     let data = prepare::train_data(&tok, &pairs.records, cfg.objective).unwrap();
@@ -296,7 +296,10 @@ fn train_slide_combine_and_export() {
     let base = behaviour_score(&model, &items, &Hooks::new(), 8, &NoProgress).unwrap();
     let got = h.state().state.steer.score.unwrap().score;
     assert!((got - want).abs() < 1e-6, "{got} vs {want}");
-    assert!((got - base).abs() > 1e-4, "steering moved the score");
+    assert!(
+        (got - base).abs() > 1e-4,
+        "steering moved the score: {got} vs {base}"
+    );
     assert!(shows(&h, &format!("Behaviour score at ×+2.00: {want:.3}")));
     let prompt = h.state().state.steer.prompt.clone();
     let opts = GenerateOptions {
@@ -331,7 +334,7 @@ fn train_slide_combine_and_export() {
     h.get_by_label(&caa_name).click();
     h.state_mut().state.steer.vectors[0].weight = 0.5;
     h.state_mut().state.steer.mark_dirty();
-    h.run();
+    h.step();
     h.get_by_label("Sweep").click();
     wait_until(&mut h, |a| !a.state.steer.sweep.is_empty());
     let combo = SteeringVector::compose(&[(&caa_ref, 0.5), (&bipo_v, 1.0)]).unwrap();

@@ -262,7 +262,8 @@ pub struct TrainResult {
 /// Start-up choices for the Steer panel (screenshots, scripted demos), from the environment:
 /// `STEERLAB_STEER_EVAL` (A/B set to open), `STEERLAB_STEER_METHOD` (train this method as soon
 /// as the model and data are loaded), `STEERLAB_STEER_LAYERS`, `STEERLAB_STEER_EPOCHS`,
-/// `STEERLAB_STEER_STRENGTH` (slider value scored after training) and `STEERLAB_STEER_PROMPT`.
+/// `STEERLAB_STEER_LR`, `STEERLAB_STEER_STRENGTH` (slider value scored after training) and
+/// `STEERLAB_STEER_PROMPT`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SteerStart {
     /// A/B evaluation set to open.
@@ -273,6 +274,8 @@ pub struct SteerStart {
     pub layers: Option<String>,
     /// BiPO epochs.
     pub epochs: Option<usize>,
+    /// BiPO learning rate.
+    pub lr: Option<f64>,
     /// Slider value to score after training.
     pub strength: Option<f64>,
     /// Prompt for the generations.
@@ -297,6 +300,14 @@ impl SteerStart {
             ),
             None => None,
         };
+        let lr = match var("STEERLAB_STEER_LR") {
+            Some(s) => Some(
+                s.trim()
+                    .parse::<f64>()
+                    .with_context(|| format!("STEERLAB_STEER_LR={s}: not a number"))?,
+            ),
+            None => None,
+        };
         let strength = match var("STEERLAB_STEER_STRENGTH") {
             Some(s) => Some(
                 s.trim()
@@ -310,6 +321,7 @@ impl SteerStart {
             method,
             layers: var("STEERLAB_STEER_LAYERS"),
             epochs,
+            lr,
             strength,
             prompt: var("STEERLAB_STEER_PROMPT"),
         })
@@ -439,6 +451,9 @@ impl SteerState {
         }
         if let Some(e) = start.epochs {
             state.steer.settings.bipo.epochs = e;
+        }
+        if let Some(lr) = start.lr {
+            state.steer.settings.bipo.lr = lr;
         }
         if let Some(m) = start.method {
             state.steer.settings.method = m;
