@@ -17,7 +17,7 @@ cargo build --bin steerlab
 bin="${CARGO_TARGET_DIR:-target}/debug/steerlab"
 
 panels=("$@")
-[ ${#panels[@]} -gt 0 ] || panels=(model generate data)
+[ ${#panels[@]} -gt 0 ] || panels=(model generate data steer)
 
 data="${STEERLAB_DATA:-}"
 if [ -z "$data" ]; then
@@ -31,7 +31,18 @@ for p in "${panels[@]}"; do
   echo "screenshot.sh: $p -> $png" >&2
   prompt=""
   [ "$p" = generate ] && prompt="${STEERLAB_PROMPT:-What is the capital of France?}"
-  STEERLAB_SCREENSHOT="$png" STEERLAB_PANEL="$p" STEERLAB_DATA="$data" STEERLAB_PROMPT="$prompt" \
+  pdata="$data"
+  steer_env=()
+  if [ "$p" = steer ]; then
+    # A sentiment pair set and held-out A/B items; BiPO trains, sweeps and scores ×2 before the grab.
+    demo="$(mktemp -d)"
+    python3 scripts/steer_demo_data.py "$demo"
+    pdata="$demo/sentiment_pairs.jsonl"
+    steer_env=(STEERLAB_STEER_EVAL="$demo/sentiment_ab.jsonl" STEERLAB_STEER_METHOD=bipo
+      STEERLAB_STEER_EPOCHS=2 STEERLAB_STEER_LR=0.1 STEERLAB_STEER_STRENGTH=2
+      STEERLAB_SCREENSHOT_TIMEOUT="${STEERLAB_SCREENSHOT_TIMEOUT:-900}")
+  fi
+  env "${steer_env[@]}" STEERLAB_SCREENSHOT="$png" STEERLAB_PANEL="$p" STEERLAB_DATA="$pdata" STEERLAB_PROMPT="$prompt" \
     xvfb-run -a -s "-screen 0 1280x800x24" "$bin" gui
   [ -s "$png" ] || { echo "screenshot.sh: no PNG written for $p" >&2; exit 1; }
 done

@@ -22,6 +22,7 @@ mod picker;
 mod screenshot;
 pub mod shortcuts;
 mod state;
+pub mod steer;
 pub mod widgets;
 
 pub use artifacts::{Artifact, ArtifactKind, Artifacts, Navigation, Selection};
@@ -69,6 +70,8 @@ pub struct StartOptions {
     pub panel: Option<PanelId>,
     /// Generate from this prompt (chat template on) once the model is loaded.
     pub prompt: Option<String>,
+    /// Steer panel start-up choices (`STEERLAB_STEER_*`).
+    pub steer: steer::SteerStart,
 }
 
 impl StartOptions {
@@ -102,6 +105,7 @@ impl StartOptions {
             data,
             panel,
             prompt,
+            steer: steer::SteerStart::from_env()?,
         })
     }
 }
@@ -283,9 +287,12 @@ impl SteerlabApp {
             }
         }
         self.state.pending_prompt = self.start.prompt.take();
-        if let Some(path) = self.start.data.take() {
-            panels::DataPanel::start_open(&mut self.state, path);
+        let data = self.start.data.take();
+        if let Some(path) = &data {
+            panels::DataPanel::start_open(&mut self.state, path.clone());
         }
+        let steer_start = std::mem::take(&mut self.start.steer);
+        steer::SteerState::apply_start(&mut self.state, steer_start, data);
     }
 
     /// Switches to the panel a pending cross-link asks for.

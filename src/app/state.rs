@@ -88,6 +88,8 @@ pub struct AppState {
     pub(crate) png_exports: Vec<super::widgets::PendingPng>,
     /// Feature-discovery runs and the Features panel's settings.
     pub features: super::features::FeaturesState,
+    /// What the Steer panel has made (vectors, training, sweeps, generations).
+    pub steer: super::steer::SteerState,
     ctx: Option<egui::Context>,
 }
 
@@ -110,6 +112,7 @@ impl AppState {
             messages: Vec::new(),
             png_exports: Vec::new(),
             features: Default::default(),
+            steer: Default::default(),
             ctx: None,
         }
     }

@@ -6,13 +6,10 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 
 use crate::cli::progress::BarSink;
-use crate::data::{AbItem, LoadOptions, Prompt};
+use crate::data::LoadOptions;
 use crate::model::{Model, TextTokenizer};
-use crate::steer::bipo::{FeedbackTokens, PairTokens, Provenance, StopReason};
-use crate::steer::{
-    gguf, sweep, train_bipo, AbTokens, BipoConfig, Completion, Contrast, Objective, SteeringVector,
-    TrainData,
-};
+use crate::steer::bipo::{Provenance, StopReason};
+use crate::steer::{gguf, prepare, sweep, train_bipo, BipoConfig, Objective, SteeringVector};
 
 /// Steering-vector subcommands.
 #[derive(Debug, Subcommand)]
@@ -155,61 +152,6 @@ pub fn load_model(path: Option<&Path>) -> Result<(Model, TextTokenizer)> {
     Ok((model, tok))
 }
 
-/// Chat-formatted prompt ids (with the assistant header).
-fn prompt_ids(tok: &TextTokenizer, prompt: &Prompt) -> Result<Vec<u32>> {
-    let text = tok.apply_chat_template(&prompt.to_messages(), true)?;
-    Ok(tok.encode(&text, false)?)
-}
-
-fn text_ids(tok: &TextTokenizer, text: &str, what: &str) -> Result<Vec<u32>> {
-    let ids = tok.encode(text, false)?;
-    if ids.is_empty() {
-        bail!("{what}: the text is empty after tokenization");
-    }
-    Ok(ids)
-}
-
-/// A/B items as token ids: chat-formatted question, each answer string as the response.
-pub fn ab_tokens(tok: &TextTokenizer, items: &[AbItem]) -> Result<Vec<AbTokens>> {
-    items
-        .iter()
-        .map(|it| {
-            let p = prompt_ids(tok, &Prompt::Text(it.question.clone()))?;
-            let m = text_ids(
-                tok,
-                &it.answer_matching_behavior,
-                &format!("item {}", it.id),
-            )?;
-            let n = text_ids(
-                tok,
-                &it.answer_not_matching_behavior,
-                &format!("item {}", it.id),
-            )?;
-            Ok(AbTokens {
-                matching: Completion {
-                    prompt: p.clone(),
-                    response: m,
-                },
-                non_matching: Completion {
-                    prompt: p,
-                    response: n,
-                },
-            })
-        })
-        .collect()
-}
-
-/// Index of the answer-letter token: for answers like `(A)` the token that ends `(A`,
-/// otherwise the answer's last token.
-fn letter_position(tok: &TextTokenizer, prompt_len: usize, answer: &str) -> Result<usize> {
-    let a = answer.trim();
-    let stem = a.strip_suffix(')').unwrap_or(a);
-    let is_letter = stem.trim_start_matches('(').chars().count() == 1;
-    let part = if is_letter { stem } else { a };
-    let n = tok.encode(part, false)?.len().max(1);
-    Ok(prompt_len + n - 1)
-}
-
 fn load_data(path: &Path, limit: Option<usize>) -> Result<crate::data::Dataset> {
     let opts = LoadOptions {
         limit,
@@ -232,7 +174,8 @@ fn train(a: TrainArgs) -> Result<()> {
     let summary: serde_json::Value;
     let vector = match method.as_str() {
         "caa" | "pca" => {
-            let contrasts = contrasts(&tok, &data, method == "caa")?;
+            let contrasts = prepare::contrasts(&tok, &data.records, method == "caa")
+                .with_context(|| format!("{}", a.data.display()))?;
             if method == "caa" {
                 let v = crate::steer::caa::train_caa(
                     &model,
@@ -270,36 +213,13 @@ fn train(a: TrainArgs) -> Result<()> {
         }
         "bipo" => {
             let objective: Objective = a.objective.parse().map_err(anyhow::Error::msg)?;
-            let train_data = if objective.is_unpaired() {
-                let fb = data.feedback();
-                if fb.is_empty() {
-                    bail!(
-                        "{}: objective bco needs thumbs-up/down feedback (prompt, response, label)",
-                        a.data.display()
-                    );
-                }
-                TrainData::Feedback(
-                    fb.iter()
-                        .map(|f| {
-                            Ok(FeedbackTokens {
-                                completion: Completion {
-                                    prompt: prompt_ids(&tok, &f.prompt)?,
-                                    response: text_ids(
-                                        &tok,
-                                        &f.response,
-                                        &format!("record {}", f.id),
-                                    )?,
-                                },
-                                label: f.label,
-                            })
-                        })
-                        .collect::<Result<_>>()?,
-                )
-            } else {
-                TrainData::Pairs(pairs_tokens(&tok, &data, &a.data)?)
-            };
+            let train_data = prepare::train_data(&tok, &data.records, objective)
+                .with_context(|| format!("{}", a.data.display()))?;
             let heldout = match &a.heldout {
-                Some(p) => Some(ab_tokens(&tok, &load_data(p, None)?.ab_items())?),
+                Some(p) => Some(
+                    prepare::ab_tokens(&tok, &load_data(p, None)?.ab_items())
+                        .with_context(|| format!("{}", p.display()))?,
+                ),
                 None => None,
             };
             let cfg = BipoConfig {
@@ -352,89 +272,6 @@ fn train(a: TrainArgs) -> Result<()> {
     Ok(())
 }
 
-fn pairs_tokens(
-    tok: &TextTokenizer,
-    data: &crate::data::Dataset,
-    path: &Path,
-) -> Result<Vec<PairTokens>> {
-    let pairs = data.pairs();
-    if !pairs.is_empty() {
-        return pairs
-            .iter()
-            .map(|p| {
-                Ok(PairTokens {
-                    prompt: prompt_ids(tok, &p.prompt)?,
-                    chosen: text_ids(tok, &p.chosen, &format!("record {} chosen", p.id))?,
-                    rejected: text_ids(tok, &p.rejected, &format!("record {} rejected", p.id))?,
-                })
-            })
-            .collect();
-    }
-    let ab = data.ab_items();
-    if ab.is_empty() {
-        bail!(
-            "{}: no chosen/rejected pairs or A/B items to train on",
-            path.display()
-        );
-    }
-    Ok(ab_tokens(tok, &ab)?
-        .into_iter()
-        .map(|x| PairTokens {
-            prompt: x.matching.prompt,
-            chosen: x.matching.response,
-            rejected: x.non_matching.response,
-        })
-        .collect())
-}
-
-/// Contrast pairs: A/B items (read at the answer letter for CAA, last token for PCA) or
-/// chosen/rejected pairs (last token).
-fn contrasts(tok: &TextTokenizer, data: &crate::data::Dataset, caa: bool) -> Result<Vec<Contrast>> {
-    let ab = data.ab_items();
-    if !ab.is_empty() {
-        return ab
-            .iter()
-            .map(|it| {
-                let p = prompt_ids(tok, &Prompt::Text(it.question.clone()))?;
-                let mut pos = p.clone();
-                pos.extend(text_ids(tok, &it.answer_matching_behavior, &it.id)?);
-                let mut neg = p.clone();
-                neg.extend(text_ids(tok, &it.answer_not_matching_behavior, &it.id)?);
-                let (pa, na) = if caa {
-                    (
-                        letter_position(tok, p.len(), &it.answer_matching_behavior)?,
-                        letter_position(tok, p.len(), &it.answer_not_matching_behavior)?,
-                    )
-                } else {
-                    (pos.len() - 1, neg.len() - 1)
-                };
-                Ok(Contrast {
-                    positive: pos,
-                    positive_at: pa,
-                    negative: neg,
-                    negative_at: na,
-                })
-            })
-            .collect();
-    }
-    let pairs = pairs_tokens(tok, data, Path::new("data"))?;
-    Ok(pairs
-        .into_iter()
-        .map(|p| {
-            let mut pos = p.prompt.clone();
-            pos.extend(&p.chosen);
-            let mut neg = p.prompt;
-            neg.extend(&p.rejected);
-            Contrast {
-                positive_at: pos.len() - 1,
-                negative_at: neg.len() - 1,
-                positive: pos,
-                negative: neg,
-            }
-        })
-        .collect())
-}
-
 fn eval(a: EvalArgs) -> Result<()> {
     let sink = BarSink::new(a.json);
     let (model, tok) = load_model(a.model.as_deref())?;
@@ -445,7 +282,7 @@ fn eval(a: EvalArgs) -> Result<()> {
             a.data.display()
         );
     }
-    let ab = ab_tokens(&tok, &items)?;
+    let ab = prepare::ab_tokens(&tok, &items)?;
     let mut vectors = Vec::new();
     for p in &a.vectors {
         let v = SteeringVector::load_any(p)?;

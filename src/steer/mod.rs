@@ -12,6 +12,7 @@ pub mod eval;
 pub mod gguf;
 pub mod objective;
 pub mod pca;
+pub mod prepare;
 pub mod vector;
 
 pub use bipo::{train_bipo, BipoConfig, BipoOutcome, TrainData};

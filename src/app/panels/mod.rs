@@ -10,11 +10,13 @@ mod data;
 mod features;
 mod generate;
 mod model;
+mod steer;
 
 pub use data::DataPanel;
 pub use features::FeaturesPanel;
 pub use generate::GeneratePanel;
 pub use model::ModelPanel;
+pub use steer::SteerPanel;
 
 /// A view over [`AppState`]. Panels hold only view state (text being typed, selections).
 pub trait Panel {
@@ -33,6 +35,8 @@ pub enum PanelId {
     Data,
     /// Feature discovery (SAE on preference embedding differences).
     Features,
+    /// Train, combine, slide and export steering vectors.
+    Steer,
 }
 
 impl PanelId {
@@ -42,6 +46,7 @@ impl PanelId {
         PanelId::Generate,
         PanelId::Data,
         PanelId::Features,
+        PanelId::Steer,
     ];
 
     /// The sidebar label.
@@ -51,6 +56,7 @@ impl PanelId {
             PanelId::Generate => "Generate",
             PanelId::Data => "Data",
             PanelId::Features => "Features",
+            PanelId::Steer => "Steer",
         }
     }
 
@@ -61,6 +67,7 @@ impl PanelId {
             PanelId::Generate => "generate",
             PanelId::Data => "data",
             PanelId::Features => "features",
+            PanelId::Steer => "steer",
         }
     }
 
@@ -79,6 +86,7 @@ impl PanelId {
             PanelId::Generate => Box::new(GeneratePanel::default()),
             PanelId::Data => Box::new(DataPanel::default()),
             PanelId::Features => Box::new(FeaturesPanel::default()),
+            PanelId::Steer => Box::new(SteerPanel::default()),
         }
     }
 }
