@@ -316,9 +316,9 @@ impl FeaturesPanel {
                             |ui: &mut egui::Ui, name: &str, key: SortKey, tip: &str| {
                                 let arrow = if sort == key {
                                     if desc {
-                                        " ⏷"
+                                        " (desc)"
                                     } else {
-                                        " ⏶"
+                                        " (asc)"
                                     }
                                 } else {
                                     ""
@@ -351,7 +351,7 @@ impl FeaturesPanel {
                             "fidelity",
                             SortKey::Fidelity,
                             "Correlation of the activation with the LLM's judgement of the \
-                             description on held-out pairs (✓: p ≤ 0.05/M)",
+                             description on held-out pairs (kept: p ≤ 0.05/M)",
                         );
                         ui.strong("description / distinctive words");
                         ui.end_row();
@@ -382,7 +382,7 @@ impl FeaturesPanel {
                                 Some(x) => ui.label(format!(
                                     "{:+.2}{}",
                                     x.r,
-                                    if x.kept { " ✓" } else { "" }
+                                    if x.kept { " kept" } else { "" }
                                 )),
                                 None => ui.weak("–"),
                             };
@@ -529,7 +529,7 @@ fn feature_label(f: &FeatureReport) -> String {
     if t.is_empty() && a.is_empty() {
         return String::new();
     }
-    format!("+ {} | − {}", t.join(", "), a.join(", "))
+    format!("+ {} | - {}", t.join(", "), a.join(", "))
 }
 
 /// One top pair: the feature's side and the other side next to each other, the words that
