@@ -316,9 +316,9 @@ impl FeaturesPanel {
                             |ui: &mut egui::Ui, name: &str, key: SortKey, tip: &str| {
                                 let arrow = if sort == key {
                                     if desc {
-                                        " v"
+                                        " (desc)"
                                     } else {
-                                        " ^"
+                                        " (asc)"
                                     }
                                 } else {
                                     ""
@@ -382,7 +382,7 @@ impl FeaturesPanel {
                                 Some(x) => ui.label(format!(
                                     "{:+.2}{}",
                                     x.r,
-                                    if x.kept { " (kept)" } else { "" }
+                                    if x.kept { " kept" } else { "" }
                                 )),
                                 None => ui.weak("–"),
                             };
