@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 mod dataset;
+mod dissect;
 mod engine;
 mod job_list;
 pub mod panels;

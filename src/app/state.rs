@@ -77,6 +77,8 @@ pub struct AppState {
     pub recent: Recent,
     /// Status log, oldest first.
     pub messages: Vec<StatusMessage>,
+    /// The Dissect panel's settings and last fit.
+    pub dissect: super::dissect::DissectState,
     ctx: Option<egui::Context>,
 }
 
@@ -95,6 +97,7 @@ impl AppState {
             pending_prompt: None,
             recent: Recent::default(),
             messages: Vec::new(),
+            dissect: Default::default(),
             ctx: None,
         }
     }

@@ -7,10 +7,12 @@ use serde::{Deserialize, Serialize};
 use super::state::AppState;
 
 mod data;
+mod dissect;
 mod generate;
 mod model;
 
 pub use data::DataPanel;
+pub use dissect::DissectPanel;
 pub use generate::GeneratePanel;
 pub use model::ModelPanel;
 
@@ -29,11 +31,18 @@ pub enum PanelId {
     Generate,
     /// Open, check, map and split a preference dataset.
     Data,
+    /// Factor-level dissection of preference labels.
+    Dissect,
 }
 
 impl PanelId {
     /// Every panel, in sidebar order.
-    pub const ALL: &'static [PanelId] = &[PanelId::Model, PanelId::Generate, PanelId::Data];
+    pub const ALL: &'static [PanelId] = &[
+        PanelId::Model,
+        PanelId::Generate,
+        PanelId::Data,
+        PanelId::Dissect,
+    ];
 
     /// The sidebar label.
     pub fn title(self) -> &'static str {
@@ -41,6 +50,7 @@ impl PanelId {
             PanelId::Model => "Model",
             PanelId::Generate => "Generate",
             PanelId::Data => "Data",
+            PanelId::Dissect => "Dissect",
         }
     }
 
@@ -50,6 +60,7 @@ impl PanelId {
             PanelId::Model => "model",
             PanelId::Generate => "generate",
             PanelId::Data => "data",
+            PanelId::Dissect => "dissect",
         }
     }
 
@@ -67,6 +78,7 @@ impl PanelId {
             PanelId::Model => Box::new(ModelPanel::default()),
             PanelId::Generate => Box::new(GeneratePanel::default()),
             PanelId::Data => Box::new(DataPanel::default()),
+            PanelId::Dissect => Box::new(DissectPanel::default()),
         }
     }
 }
