@@ -13,6 +13,7 @@ use shortcuts::Action;
 
 mod artifacts;
 mod dataset;
+mod dissect;
 mod engine;
 mod features;
 pub mod frame_stats;

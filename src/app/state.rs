@@ -90,6 +90,8 @@ pub struct AppState {
     pub features: super::features::FeaturesState,
     /// What the Steer panel has made (vectors, training, sweeps, generations).
     pub steer: super::steer::SteerState,
+    /// The Dissect panel's settings and last fit.
+    pub dissect: super::dissect::DissectState,
     ctx: Option<egui::Context>,
 }
 
@@ -113,6 +115,7 @@ impl AppState {
             png_exports: Vec::new(),
             features: Default::default(),
             steer: Default::default(),
+            dissect: Default::default(),
             ctx: None,
         }
     }

@@ -472,6 +472,9 @@ impl FactorSource for VectorFactors {
 /// The rating prompt (kept in the repo: `assets/prompts/dissect_llm_rate.txt`).
 pub const RATE_TEMPLATE: &str = include_str!("../../assets/prompts/dissect_llm_rate.txt");
 
+/// Bumped whenever the rating procedure changes (part of the cache key).
+const RATING_VERSION: &str = "2";
+
 /// Longest query / response (in characters) put into a rating prompt.
 pub const RATE_MAX_CHARS: usize = 1500;
 
@@ -508,7 +511,7 @@ pub struct Rating {
 }
 
 /// The loaded model as a pairwise 0–3 rater. For each order (A first, then B first) the prompt
-/// is followed by `A:`; the expected digit under the model's next-token distribution
+/// is followed by `A:` (plus a space where the tokenizer splits a space from a digit); the expected digit under the model's next-token distribution
 /// (restricted to 0–3) is the first response's rating; then `A: d, B:` (d the most likely
 /// digit) gives the second's. Averaging both orders cancels a pure position bias, which on
 /// chosen/rejected data would otherwise masquerade as a preference factor.
@@ -516,6 +519,8 @@ pub struct LlmRater<'a> {
     model: &'a Model,
     tok: &'a TextTokenizer,
     digits: [Vec<u32>; 4],
+    /// The prefills end with a space (tokenizers that split " 3" into a space and a digit).
+    space: bool,
 }
 
 impl<'a> LlmRater<'a> {
@@ -525,6 +530,10 @@ impl<'a> LlmRater<'a> {
             .tokenizer()
             .ok_or_else(|| DissectError::Source("the model has no tokenizer".into()))?;
         let mut digits: [Vec<u32>; 4] = Default::default();
+        let space = tok
+            .encode(" 0", false)
+            .map(|t| t.len() > 1)
+            .unwrap_or(false);
         for (k, ids) in digits.iter_mut().enumerate() {
             for s in [format!("{k}"), format!(" {k}")] {
                 if let Ok(t) = tok.encode(&s, false) {
@@ -539,10 +548,17 @@ impl<'a> LlmRater<'a> {
                 )));
             }
         }
-        Ok(Self { model, tok, digits })
+        Ok(Self {
+            model,
+            tok,
+            digits,
+            space,
+        })
     }
 
-    fn prompt_ids(
+    /// Token ids of the rating prompt for (first, second), followed by `tail` (`A:` or
+    /// `A: d, B:`) after the chat template's assistant header.
+    pub fn prompt_ids(
         &self,
         factor: &str,
         query: &str,
@@ -572,7 +588,7 @@ impl<'a> LlmRater<'a> {
     }
 
     /// P(digit k) for k = 0..3 at the end of `ids` (unnormalised: their sum is the digit mass).
-    fn digit_probs(&self, ids: &[u32]) -> Result<[f64; 4], DissectError> {
+    pub fn digit_probs(&self, ids: &[u32]) -> Result<[f64; 4], DissectError> {
         let src = |e: String| DissectError::Source(e);
         let batch = Batch::from_sequences(&[ids.to_vec()], 0, self.model.device())
             .map_err(|e| src(e.to_string()))?;
@@ -597,6 +613,11 @@ impl<'a> LlmRater<'a> {
         Ok(p)
     }
 
+    /// The digit token ids accepted for 0..3 (`k` and ` k` where single tokens).
+    pub fn digit_ids(&self) -> &[Vec<u32>; 4] {
+        &self.digits
+    }
+
     fn expected(p: &[f64; 4]) -> (f64, usize, f64) {
         let mass: f64 = p.iter().sum();
         let e = if mass > 0.0 {
@@ -616,9 +637,16 @@ impl<'a> LlmRater<'a> {
         first: &str,
         second: &str,
     ) -> Result<(f64, f64, f64), DissectError> {
-        let p1 = self.digit_probs(&self.prompt_ids(factor, query, first, second, "A:")?)?;
+        let sp = if self.space { " " } else { "" };
+        let p1 = self.digit_probs(&self.prompt_ids(
+            factor,
+            query,
+            first,
+            second,
+            &format!("A:{sp}"),
+        )?)?;
         let (r1, d1, m1) = Self::expected(&p1);
-        let tail = format!("A: {d1}, B:");
+        let tail = format!("A: {d1}, B:{sp}");
         let p2 = self.digit_probs(&self.prompt_ids(factor, query, first, second, &tail)?)?;
         let (r2, _, m2) = Self::expected(&p2);
         Ok((r1, r2, (m1 + m2) / 2.0))
@@ -742,6 +770,7 @@ impl LlmJudgeFactors {
             &model.n_layers().to_string(),
             &model.hidden_size().to_string(),
             RATE_TEMPLATE,
+            RATING_VERSION,
         ]);
         let mut cache = RatingCache::open(cache_dir, model_key);
         let pairs = non_ties(data);

@@ -7,12 +7,14 @@ use serde::{Deserialize, Serialize};
 use super::state::AppState;
 
 mod data;
+mod dissect;
 mod features;
 mod generate;
 mod model;
 mod steer;
 
 pub use data::DataPanel;
+pub use dissect::DissectPanel;
 pub use features::FeaturesPanel;
 pub use generate::GeneratePanel;
 pub use model::ModelPanel;
@@ -33,10 +35,12 @@ pub enum PanelId {
     Generate,
     /// Open, check, map and split a preference dataset.
     Data,
-    /// Feature discovery (SAE on preference embedding differences).
-    Features,
     /// Train, combine, slide and export steering vectors.
     Steer,
+    /// Feature discovery (SAE on preference embedding differences).
+    Features,
+    /// Factor-level dissection of preference labels.
+    Dissect,
 }
 
 impl PanelId {
@@ -45,8 +49,9 @@ impl PanelId {
         PanelId::Model,
         PanelId::Generate,
         PanelId::Data,
-        PanelId::Features,
         PanelId::Steer,
+        PanelId::Features,
+        PanelId::Dissect,
     ];
 
     /// The sidebar label.
@@ -57,6 +62,7 @@ impl PanelId {
             PanelId::Data => "Data",
             PanelId::Features => "Features",
             PanelId::Steer => "Steer",
+            PanelId::Dissect => "Dissect",
         }
     }
 
@@ -68,6 +74,7 @@ impl PanelId {
             PanelId::Data => "data",
             PanelId::Features => "features",
             PanelId::Steer => "steer",
+            PanelId::Dissect => "dissect",
         }
     }
 
@@ -87,6 +94,7 @@ impl PanelId {
             PanelId::Data => Box::new(DataPanel::default()),
             PanelId::Features => Box::new(FeaturesPanel::default()),
             PanelId::Steer => Box::new(SteerPanel::default()),
+            PanelId::Dissect => Box::new(DissectPanel::default()),
         }
     }
 }
