@@ -609,13 +609,19 @@ fn batched_ab_scores_equal_one_by_one_scores() {
                 let mut want_n = Vec::new();
                 for it in &items {
                     want_m.extend(
-                        score_completions(&model, &[it.matching.clone()], &hooks, 1, &NoProgress)
-                            .unwrap(),
+                        score_completions(
+                            &model,
+                            std::slice::from_ref(&it.matching),
+                            &hooks,
+                            1,
+                            &NoProgress,
+                        )
+                        .unwrap(),
                     );
                     want_n.extend(
                         score_completions(
                             &model,
-                            &[it.non_matching.clone()],
+                            std::slice::from_ref(&it.non_matching),
                             &hooks,
                             1,
                             &NoProgress,
