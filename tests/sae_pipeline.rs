@@ -288,3 +288,91 @@ fn too_few_pairs_is_a_clear_error() {
     .unwrap_err();
     assert!(e.to_string().contains("at least 10 pairs"), "{e}");
 }
+
+/// A stand-in for the LLM: describes a feature by the mark that most separates its top pairs'
+/// A sides from their B sides ("contains X" / "lacks X"), and judges a pair by that mark (an
+/// oracle judge), so a faithful description must get a high fidelity.
+struct OracleGenerator;
+
+impl sae::interpret::TextGenerator for OracleGenerator {
+    fn complete(&self, user: &str, _max_tokens: usize) -> Result<String, SaeError> {
+        if let Some(rest) = user.strip_prefix("Property: ") {
+            let desc = rest.lines().next().unwrap_or("");
+            let (want, mark) = match desc.strip_prefix("contains ") {
+                Some(m) => (true, m),
+                None => (false, desc.trim_start_matches("lacks ")),
+            };
+            let a = user.split("Response A: ").nth(1).unwrap_or("");
+            let (a, b) = a.split_once("Response B: ").unwrap_or((a, ""));
+            let b = b.split("Which response").next().unwrap_or(b);
+            return Ok(match (a.contains(mark) == want, b.contains(mark) == want) {
+                (true, false) => "A",
+                (false, true) => "B",
+                _ => "N",
+            }
+            .into());
+        }
+        let count = |side: &str, m: &str| {
+            user.lines()
+                .filter(|l| l.starts_with(side) && l.contains(m))
+                .count() as i64
+        };
+        let best = MARKS
+            .iter()
+            .max_by_key(|m| (count("A: ", m) - count("B: ", m)).abs())
+            .unwrap();
+        let verb = if count("A: ", best) >= count("B: ", best) {
+            "contains"
+        } else {
+            "lacks"
+        };
+        Ok(format!("{verb} {best}\nextra line"))
+    }
+}
+
+#[test]
+fn llm_descriptions_and_fidelity_run_through_the_pipeline() {
+    let (pairs, diffs) = planted(600);
+    let opts = RunOptions {
+        sae: SaeConfig {
+            latents: 4,
+            k: 2,
+            prefixes: vec![2, 4],
+            lr: 5e-3,
+            seed: 2,
+            ..Default::default()
+        },
+        fidelity_pairs: 40,
+        ..Default::default()
+    };
+    let r = sae::run(
+        &pairs,
+        &MarkEmbedder,
+        Some(&OracleGenerator),
+        &opts,
+        &NoProgress,
+    )
+    .unwrap();
+    let m = r.sae.d_sae;
+    // The feature most correlated with "sorry" is described as such, and its description is
+    // faithful on held-out pairs (the oracle judges by the mark itself).
+    let d: Vec<f64> = diffs.iter().map(|x| x[0]).collect();
+    let act =
+        |j: usize| -> Vec<f64> { (0..600).map(|i| r.activations[i * m + j] as f64).collect() };
+    let j = (0..m)
+        .max_by(|a, b| {
+            pearson(&act(*a), &d)
+                .abs()
+                .total_cmp(&pearson(&act(*b), &d).abs())
+        })
+        .unwrap();
+    let f = &r.report.features[j];
+    assert_eq!(
+        f.description.as_deref(),
+        Some("contains sorry"),
+        "first line only"
+    );
+    let fid = f.fidelity.as_ref().unwrap();
+    assert_eq!(fid.n, 40);
+    assert!(fid.kept && fid.r > 0.5, "{fid:?}");
+}

@@ -1,5 +1,5 @@
 //! The loaded LLM as an embedder (mean-pooled residual stream after a chosen block, padding
-//! masked) and as the text generator that describes and judges features.
+//! and the first token masked) and as the text generator that describes and judges features.
 use super::embed::{embed_in_chunks, Embedder};
 use super::error::SaeError;
 use super::interpret::TextGenerator;
@@ -20,7 +20,8 @@ pub fn load_tokenizer(path: &Path) -> Result<TextTokenizer, SaeError> {
     }
 }
 
-/// Mean-pooled hidden state of an LLM at `blocks.{layer}.hook_resid_post`.
+/// Mean-pooled hidden state of an LLM at `blocks.{layer}.hook_resid_post`, over each text's
+/// tokens except the first (the attention sink) and the padding.
 pub struct LlmEmbedder<'a> {
     model: &'a Model,
     tok: &'a TextTokenizer,
@@ -77,7 +78,19 @@ impl<'a> LlmEmbedder<'a> {
             .model
             .forward_to(self.layer + 1, &batch, &mut hooks)?
             .to_dtype(DType::F32)?;
-        let mask = batch.attention_mask().to_dtype(DType::F32)?.unsqueeze(2)?;
+        // Pool over the real tokens except the first: the first position carries the model's
+        // attention-sink "massive activation" (hundreds of times the other positions' norm on
+        // SmolLM2), whose 1/length share would otherwise dominate every pooled difference.
+        let lens = batch.lens();
+        let t = resid.dim(1)?;
+        let mut m = vec![0.0f32; lens.len() * t];
+        for (r, &len) in lens.iter().enumerate() {
+            let from = usize::from(len >= 2);
+            for p in from..len.min(t) {
+                m[r * t + p] = 1.0;
+            }
+        }
+        let mask = candle_core::Tensor::from_vec(m, (lens.len(), t, 1), resid.device())?;
         let summed = resid.broadcast_mul(&mask)?.sum(1)?;
         let count = mask.sum(1)?.clamp(1.0, f64::MAX)?;
         Ok(summed.broadcast_div(&count)?.to_vec2::<f32>()?)

@@ -314,7 +314,8 @@ pub fn embed_pairs(
         cache_key(
             h,
             &embedder.id(),
-            &format!("prompt={}", opts.include_prompt),
+            // `pool=2`: LLM pooling skips the first token (older caches pooled it).
+            &format!("prompt={};pool=2", opts.include_prompt),
         )
     });
     if let Some(k) = key {

@@ -650,7 +650,8 @@ impl Panel for FeaturesPanel {
             ));
         }
         ui.add_space(4.0);
-        let half = (ui.available_width() - 12.0) / 2.0;
+        // Leave room for the separator and the central panel's scroll bar.
+        let half = (ui.available_width() - 40.0) / 2.0;
         ui.horizontal_top(|ui| {
             ui.allocate_ui_with_layout(
                 egui::vec2(half, 340.0),
