@@ -203,6 +203,30 @@ fn features_panel_trains_browses_links_and_exports() {
         ]
     );
 
+    // The sidebar registry holds the run, the vector and the export; clicking the export
+    // (an SAE) opens it as a second run in the Features panel.
+    {
+        use steerlab::app::ArtifactKind;
+        let arts = &h.state().state.artifacts;
+        let paths = |k| -> Vec<PathBuf> { arts.of_kind(k).map(|a| a.path.clone()).collect() };
+        assert_eq!(paths(ArtifactKind::Sae), vec![edir.clone(), out.clone()]);
+        assert_eq!(paths(ArtifactKind::Vector), vec![vpath.clone()]);
+        let export = arts.of_kind(ArtifactKind::Sae).next().unwrap().clone();
+        h.state_mut().select(PanelId::Model);
+        h.run_steps(2);
+        h.state_mut().open_artifact(export);
+        h.run_steps(2);
+        assert_eq!(h.state().current_panel(), PanelId::Features);
+        let f = &h.state().state.features;
+        assert_eq!(f.runs.len(), 2);
+        assert_eq!(
+            f.active_run().unwrap().out_dir.as_deref(),
+            Some(edir.as_path())
+        );
+        h.state_mut().state.features.active = Some(0);
+        h.run_steps(2);
+    }
+
     // Sorting by prevalence puts the most prevalent feature first.
     h.get_by_label("prevalence").click();
     h.run_steps(2);

@@ -365,6 +365,9 @@ pub fn start_run(state: &mut AppState) {
                     r.options.sae.k,
                     short_embedder(&r.embedder)
                 );
+                state
+                    .artifacts
+                    .add(super::ArtifactKind::Sae, name.clone(), &dir);
                 state.features.push_run(FeatureRun {
                     name,
                     result,
@@ -401,6 +404,9 @@ pub fn open_run(state: &mut AppState, dir: &Path) {
                 short_embedder(&result.report.embedder)
             );
             state.info(format!("Opened feature run {}", dir.display()));
+            state
+                .artifacts
+                .add(super::ArtifactKind::Sae, name.clone(), dir);
             state.features.push_run(FeatureRun {
                 name,
                 result,
@@ -425,7 +431,11 @@ pub fn export_active(state: &mut AppState) {
     };
     let res = sae::write_outputs(&dir, &state.features.runs[i].result);
     match res {
-        Ok(()) => state.info(format!("Exported the feature run to {}", dir.display())),
+        Ok(()) => {
+            let name = format!("{} (export)", state.features.runs[i].name);
+            state.artifacts.add(super::ArtifactKind::Sae, name, &dir);
+            state.info(format!("Exported the feature run to {}", dir.display()))
+        }
         Err(e) => {
             state.error(format!("Export failed: {e}"));
             state.features.error = Some(e.to_string());
@@ -466,6 +476,11 @@ pub fn feature_to_vector(state: &mut AppState, feature: usize) {
                 site.layer,
                 path.display()
             ));
+            state.artifacts.add(
+                super::ArtifactKind::Vector,
+                format!("feature {feature} · layer {}", site.layer),
+                &path,
+            );
             state.features.last_vector = Some(path);
             state.features.error = None;
         }

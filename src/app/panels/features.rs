@@ -592,6 +592,20 @@ impl Panel for FeaturesPanel {
                 }
             }
         }
+        // A run folder clicked in the sidebar (or linked from another panel).
+        if let Some(crate::app::Selection::Artifact(a)) =
+            state.take_selection(super::PanelId::Features)
+        {
+            let shown = state
+                .features
+                .runs
+                .iter()
+                .position(|r| r.out_dir.as_deref() == Some(a.path.as_path()));
+            match shown {
+                Some(i) => state.features.active = Some(i),
+                None => feat::open_run(state, &a.path),
+            }
+        }
         ui.heading("Features");
         ui.weak(
             "What does this preference data reward? A sparse autoencoder on the embedding \
