@@ -252,6 +252,7 @@ mod tests {
             prompt: Prompt::Text(p.into()),
             chosen: c.into(),
             rejected: r.into(),
+            extra: Default::default(),
         })
     }
 
