@@ -87,6 +87,7 @@ fn features_panel_trains_browses_links_and_exports() {
             data: Some(data.clone()),
             panel: Some(PanelId::Features),
             prompt: None,
+            ..Default::default()
         },
     );
     wait_for_jobs(&mut h);
