@@ -371,14 +371,17 @@ impl DissectPanel {
         let (a, b) = &mut state.dissect.compare;
         ui.horizontal(|ui| {
             ui.label("Scatter:");
-            for (id, v) in [("cmp_a", &mut *a), ("cmp_b", &mut *b)] {
+            for (id, axis, v) in [("cmp_a", "x", &mut *a), ("cmp_b", "y", &mut *b)] {
+                let l = ui.label(axis);
                 egui::ComboBox::from_id_salt(id)
                     .selected_text(r.groups.get(*v).map(|g| g.label.as_str()).unwrap_or("?"))
                     .show_ui(ui, |ui| {
                         for (i, g) in r.groups.iter().enumerate() {
                             ui.selectable_value(v, i, g.label.as_str());
                         }
-                    });
+                    })
+                    .response
+                    .labelled_by(l.id);
             }
         });
         let (ga, gb) = match (r.groups.get(*a), r.groups.get(*b)) {
