@@ -354,25 +354,34 @@ fn llm_descriptions_and_fidelity_run_through_the_pipeline() {
     )
     .unwrap();
     let m = r.sae.d_sae;
-    // The feature most correlated with "sorry" is described as such, and its description is
-    // faithful on held-out pairs (the oracle judges by the mark itself).
-    let d: Vec<f64> = diffs.iter().map(|x| x[0]).collect();
+    // A small SAE mixes marks, so each feature is checked against its own most correlated
+    // mark: where that mark clearly dominates, the description (first line only) names it with
+    // the sign of the correlation, and its fidelity is high (the oracle judges by the mark).
     let act =
         |j: usize| -> Vec<f64> { (0..600).map(|i| r.activations[i * m + j] as f64).collect() };
-    let j = (0..m)
-        .max_by(|a, b| {
-            pearson(&act(*a), &d)
-                .abs()
-                .total_cmp(&pearson(&act(*b), &d).abs())
-        })
-        .unwrap();
-    let f = &r.report.features[j];
-    assert_eq!(
-        f.description.as_deref(),
-        Some("contains sorry"),
-        "first line only"
-    );
-    let fid = f.fidelity.as_ref().unwrap();
-    assert_eq!(fid.n, 40);
-    assert!(fid.kept && fid.r > 0.5, "{fid:?}");
+    let mut checked = 0;
+    for (j, f) in r.report.features.iter().enumerate() {
+        let mut rs: Vec<(f64, usize)> = (0..MARKS.len())
+            .map(|k| {
+                let d: Vec<f64> = diffs.iter().map(|x| x[k]).collect();
+                (pearson(&act(j), &d), k)
+            })
+            .collect();
+        rs.sort_by(|a, b| b.0.abs().total_cmp(&a.0.abs()));
+        if rs[0].0.abs() - rs[1].0.abs() < 0.05 {
+            continue;
+        }
+        let (rho, k) = rs[0];
+        let want = format!(
+            "{} {}",
+            if rho > 0.0 { "contains" } else { "lacks" },
+            MARKS[k].trim()
+        );
+        assert_eq!(f.description.as_deref(), Some(want.as_str()), "feature {j}");
+        let fid = f.fidelity.as_ref().unwrap();
+        assert_eq!(fid.n, 40);
+        assert!(fid.kept && fid.r > 0.5, "feature {j}: {fid:?}");
+        checked += 1;
+    }
+    assert!(checked >= 2, "only {checked} features had a dominant mark");
 }
