@@ -187,6 +187,10 @@ fn features_panel_trains_browses_links_and_exports() {
     }
     assert!(v.meta.method.contains(&format!("feature {j}")));
     assert_eq!(v.meta.dataset, "tiny_pairs.jsonl");
+    // ... and the same vector is in the Steer panel's list (the cross-link).
+    let steer = &h.state().state.steer.vectors;
+    assert_eq!(steer.len(), 1);
+    assert_eq!(steer[0].vector.layers, v.layers);
 
     // Export the run folder and read it back.
     let edir = tmp.path().join("export");

@@ -472,7 +472,8 @@ pub fn feature_to_vector(state: &mut AppState, feature: usize) {
         Ok(v) => {
             let norm = v.norms().values().next().copied().unwrap_or(0.0);
             state.info(format!(
-                "Wrote feature {feature} as a steering vector at layer {} (norm {norm:.3}) to {}",
+                "Wrote feature {feature} as a steering vector at layer {} (norm {norm:.3}) to {}; \
+                 added to the Steer panel's vectors",
                 site.layer,
                 path.display()
             ));
@@ -481,6 +482,10 @@ pub fn feature_to_vector(state: &mut AppState, feature: usize) {
                 format!("feature {feature} · layer {}", site.layer),
                 &path,
             );
+            // Cross-link: the vector is also put in the Steer panel's list, ready to slide.
+            state
+                .steer
+                .add_vector(format!("feature {feature} L{}", site.layer), v);
             state.features.last_vector = Some(path);
             state.features.error = None;
         }
