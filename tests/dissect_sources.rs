@@ -54,7 +54,7 @@ fn any_column_groups_and_pairs_keep_their_scenario() {
     assert_eq!(js[0].scenario.as_deref(), Some("code"));
     assert_eq!(js[1].key("source"), Some("short"));
     // a 300-character cell is not a grouping key
-    assert!(js[0].extra.get("notes").is_none());
+    assert!(!js[0].extra.contains_key("notes"));
 
     let out = run_dissection(&js, &laplace(&["length"], &["source"], 1.0), &NoProgress).unwrap();
     let labels: Vec<&str> = out.result.groups.iter().map(|g| g.label.as_str()).collect();
@@ -214,7 +214,7 @@ fn llm_judge_ratings_follow_the_engine_and_are_cached() {
         .prompt_ids("friendly", "q?", "hello there", "go away", "A:")
         .unwrap();
     let p = rater.digit_probs(&ids).unwrap();
-    let batch = Batch::from_sequences(&[ids.clone()], 0, model.device()).unwrap();
+    let batch = Batch::from_sequences(std::slice::from_ref(&ids), 0, model.device()).unwrap();
     let logits = model.forward(&batch, &mut Hooks::new()).unwrap();
     let last = logits
         .narrow(1, ids.len() - 1, 1)
@@ -226,7 +226,8 @@ fn llm_judge_ratings_follow_the_engine_and_are_cached() {
         .to_vec1()
         .unwrap();
     let tok = model.tokenizer().unwrap();
-    for k in 0..4 {
+    assert_eq!(p.len(), 4);
+    for (k, pk) in p.iter().enumerate() {
         let reference: f64 = rater.digit_ids()[k]
             .iter()
             .map(|&i| f64::from(probs[i as usize]))
@@ -234,9 +235,8 @@ fn llm_judge_ratings_follow_the_engine_and_are_cached() {
         let single = tok.encode(&k.to_string(), false).unwrap();
         assert!(rater.digit_ids()[k].contains(&single[0]));
         assert!(
-            (p[k] - reference).abs() < 1e-5,
-            "digit {k}: {} vs {reference}",
-            p[k]
+            (pk - reference).abs() < 1e-5,
+            "digit {k}: {pk} vs {reference}"
         );
     }
 

@@ -338,7 +338,7 @@ pub fn diff_spans(a: &str, b: &str) -> (Vec<Span>, Vec<Span>) {
         let mut out: Vec<Span> = Vec::new();
         for (r, s) in ranges.iter().zip(same) {
             match out.last_mut() {
-                Some(last) if last.changed == !s => last.range.end = r.end,
+                Some(last) if last.changed != *s => last.range.end = r.end,
                 _ => out.push(Span {
                     range: r.clone(),
                     changed: !s,

@@ -534,12 +534,12 @@ fn matrix(ui: &mut egui::Ui, labels: &[String], m: &[Vec<f64>]) {
     let painter = ui.painter_at(rect);
     let font = egui::FontId::proportional(11.0);
     let text_color = ui.visuals().text_color();
-    for i in 0..n {
+    for (i, label) in labels.iter().enumerate().take(n) {
         let y = rect.top() + cell * i as f32;
         painter.text(
             egui::pos2(rect.left() + label_w - 6.0, y + cell / 2.0),
             egui::Align2::RIGHT_CENTER,
-            clip(&labels[i], 22),
+            clip(label, 22),
             font.clone(),
             text_color,
         );
