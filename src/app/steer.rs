@@ -292,30 +292,33 @@ impl SteerStart {
             })?),
             None => None,
         };
-        let epochs = match var("STEERLAB_STEER_EPOCHS") {
-            Some(e) => Some(
-                e.trim()
-                    .parse::<usize>()
-                    .with_context(|| format!("STEERLAB_STEER_EPOCHS={e}: not a count"))?,
-            ),
-            None => None,
-        };
-        let lr = match var("STEERLAB_STEER_LR") {
-            Some(s) => Some(
+        fn parsed<T>(v: Option<String>, key: &str, what: &str) -> anyhow::Result<Option<T>>
+        where
+            T: std::str::FromStr,
+            T::Err: std::error::Error + Send + Sync + 'static,
+        {
+            v.map(|s| {
                 s.trim()
-                    .parse::<f64>()
-                    .with_context(|| format!("STEERLAB_STEER_LR={s}: not a number"))?,
-            ),
-            None => None,
-        };
-        let strength = match var("STEERLAB_STEER_STRENGTH") {
-            Some(s) => Some(
-                s.trim()
-                    .parse::<f64>()
-                    .with_context(|| format!("STEERLAB_STEER_STRENGTH={s}: not a number"))?,
-            ),
-            None => None,
-        };
+                    .parse::<T>()
+                    .with_context(|| format!("{key}={s}: {what}"))
+            })
+            .transpose()
+        }
+        let epochs = parsed::<usize>(
+            var("STEERLAB_STEER_EPOCHS"),
+            "STEERLAB_STEER_EPOCHS",
+            "not a count",
+        )?;
+        let lr = parsed::<f64>(
+            var("STEERLAB_STEER_LR"),
+            "STEERLAB_STEER_LR",
+            "not a number",
+        )?;
+        let strength = parsed::<f64>(
+            var("STEERLAB_STEER_STRENGTH"),
+            "STEERLAB_STEER_STRENGTH",
+            "not a number",
+        )?;
         Ok(Self {
             eval: var("STEERLAB_STEER_EVAL").map(PathBuf::from),
             method,
