@@ -23,6 +23,7 @@ mod error;
 pub mod factors;
 pub mod fit;
 pub mod laplace;
+mod logistic_kernel;
 pub mod nuts;
 pub mod posterior;
 pub mod report;

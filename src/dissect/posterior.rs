@@ -22,6 +22,8 @@ use super::stats::{sigmoid, softplus};
 pub struct Posterior {
     /// Row-major n × p matrix of z_i = s_i x_i.
     z: Vec<f64>,
+    /// The same matrix column-major (p columns of n), for the vectorised kernel.
+    zt: Vec<f64>,
     n: usize,
     p: usize,
     /// Laplace prior scale b.
@@ -39,9 +41,17 @@ impl Posterior {
             let s = if a { 1.0 } else { -1.0 };
             z.extend(row.iter().map(|v| s * v));
         }
+        let n = x.len();
+        let mut zt = vec![0.0; n * p];
+        for i in 0..n {
+            for j in 0..p {
+                zt[j * n + i] = z[i * p + j];
+            }
+        }
         Self {
             z,
-            n: x.len(),
+            zt,
+            n,
             p,
             prior_scale,
         }
@@ -68,18 +78,7 @@ impl Posterior {
 
     /// Negative log-likelihood Σ softplus(−z_i·w) and its gradient (written into `grad`).
     pub fn nll_and_grad(&self, w: &[f64], grad: &mut [f64]) -> f64 {
-        grad.iter_mut().for_each(|g| *g = 0.0);
-        let mut nll = 0.0;
-        for i in 0..self.n {
-            let r = self.row(i);
-            let m: f64 = r.iter().zip(w).map(|(a, b)| a * b).sum();
-            nll += softplus(-m);
-            let c = sigmoid(-m);
-            for (g, zi) in grad.iter_mut().zip(r) {
-                *g -= c * zi;
-            }
-        }
-        nll
+        super::logistic_kernel::nll_and_grad(&self.zt, self.n, w, grad)
     }
 
     /// Potential U(w) = nll + Σ|w_j|/b and its (sub)gradient, sign(0) = 0.
