@@ -327,7 +327,7 @@ pub struct BipoResult {
     pub seq: usize,
     /// Steered block (0-based; the vector is added at its output).
     pub layer: usize,
-    /// Ops of the gradient path (`fused` or `composed`).
+    /// Ops of the gradient path (`fused`, `composed`, `fused-attention` or `block`).
     pub grad_ops: String,
     /// Blocks run per step (`layer + 1 ..`), the lower ones being cached.
     pub blocks_per_step: usize,
@@ -354,6 +354,9 @@ pub struct BipoResult {
     pub first_grad_norm: f64,
     /// The first step's gradient, first 4 coordinates.
     pub first_grad_head: Vec<f64>,
+    /// Nodes of the first step's autograd graph (each costs the backward a zero-filled
+    /// gradient buffer and an accumulation besides its own gradient kernels).
+    pub graph_nodes: usize,
 }
 
 /// Times BiPO steps exactly as [`crate::steer::bipo::train_bipo`] runs them (cached lower
@@ -395,6 +398,7 @@ pub fn bipo(
     let idx: Vec<usize> = (0..batch).collect();
     let (mut fw, mut bw, mut all) = (Vec::new(), Vec::new(), Vec::new());
     let (mut first_loss, mut first_grad_norm, mut first_grad_head) = (f64::NAN, f64::NAN, vec![]);
+    let mut graph_nodes = 0;
     for it in 0..=iters {
         let d = if it % 2 == 0 { 1.0 } else { -1.0 };
         let t = Instant::now();
@@ -403,6 +407,9 @@ pub fn bipo(
         let tf = t.elapsed().as_secs_f64();
         if !lv.is_finite() {
             return Err(BenchError::Invalid(format!("loss became {lv}")));
+        }
+        if it == 0 {
+            graph_nodes = loss.sorted_nodes().len();
         }
         let grads = loss.backward()?;
         let Some(g) = grads.get(var.as_tensor()) else {
@@ -436,7 +443,7 @@ pub fn bipo(
         batch,
         seq,
         layer,
-        grad_ops: format!("{:?}", model.grad_ops()).to_lowercase(),
+        grad_ops: model.grad_ops().name().to_string(),
         blocks_per_step: model.n_layers() - layer - 1,
         iters,
         cache_ms,
@@ -449,6 +456,7 @@ pub fn bipo(
         first_loss,
         first_grad_norm,
         first_grad_head,
+        graph_nodes,
     })
 }
 

@@ -1,9 +1,13 @@
 //! The differentiable fused ops (`steerlab::model::fused`) against ops composed of candle
-//! primitives written out here: values and gradients on CPU, each op alone and a whole hooked
-//! model (gradient into a steering vector, with padding) under both `GradOps` settings.
+//! primitives written out here: values and gradients on CPU, each op alone (the attention with
+//! grouped heads and padding, also in bf16) and a whole hooked model (gradient into a steering
+//! vector, with padding, in f32 and bf16, Llama / Qwen2 / Qwen3 blocks) under every `GradOps`
+//! setting; and the autograd node counts, which must shrink from composed to block.
+use std::path::PathBuf;
+
 use candle_core::{DType, Device, Tensor, Var, D};
 use steerlab::model::fused;
-use steerlab::model::{Batch, GradOps, HookPoint, Hooks, Positions};
+use steerlab::model::{Batch, GradOps, HookPoint, Hooks, LoadOptions, Model, Positions};
 
 fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
     (a - b)
@@ -183,22 +187,37 @@ fn model_grad(ops: GradOps) -> (f32, Vec<f32>, Vec<f32>) {
     let dev = Device::Cpu;
     let mut model = steerlab::bench::random_model("llama:tiny", &dev, DType::F32, 3).unwrap();
     model.set_grad_ops(ops);
+    let (l, g, logits, _) = hooked_grad(&model, &Hooks::new(), 1);
+    (l, g, logits)
+}
+
+/// Loss, gradient and logits of a steering vector added at `ResidPost(layer)` (besides the
+/// interventions in `extra`), on a padded batch, plus the autograd graph's node count.
+fn hooked_grad(model: &Model, extra: &Hooks, layer: usize) -> (f32, Vec<f32>, Vec<f32>, usize) {
+    let dev = Device::Cpu;
     let seqs = vec![
         vec![5u32, 17, 99, 3, 42, 7, 8],
         vec![11u32, 2, 250, 61],
         vec![9u32, 9, 1, 200, 33, 4],
     ];
+    // The fixtures' vocabularies are smaller than the tiny model's.
+    let vocab = model.info().vocab_size as u32;
+    let seqs: Vec<Vec<u32>> = seqs
+        .iter()
+        .map(|s| s.iter().map(|&i| i % vocab).collect())
+        .collect();
     let batch = Batch::from_sequences(&seqs, 0, &dev).unwrap();
+    let h = model.hidden_size();
     let v = Var::from_tensor(
-        &Tensor::arange(0f32, 64.0, &dev)
+        &Tensor::arange(0f32, h as f32, &dev)
             .unwrap()
-            .affine(0.01, -0.3)
+            .affine(0.64 / h as f64, -0.3)
             .unwrap(),
     )
     .unwrap();
-    let mut hooks = Hooks::new();
+    let mut hooks = extra.clone();
     hooks.add(
-        HookPoint::ResidPost(1),
+        HookPoint::ResidPost(layer),
         v.as_tensor().clone(),
         2.0,
         Positions::All,
@@ -219,6 +238,7 @@ fn model_grad(ops: GradOps) -> (f32, Vec<f32>, Vec<f32>) {
         .unwrap()
         .sum_all()
         .unwrap();
+    let nodes = loss.sorted_nodes().len();
     let g = loss
         .backward()
         .unwrap()
@@ -226,35 +246,236 @@ fn model_grad(ops: GradOps) -> (f32, Vec<f32>, Vec<f32>) {
         .cloned()
         .expect("no gradient reached the vector");
     (
-        loss.to_scalar().unwrap(),
-        g.to_vec1().unwrap(),
+        loss.to_dtype(DType::F32).unwrap().to_scalar().unwrap(),
+        g.to_dtype(DType::F32).unwrap().to_vec1().unwrap(),
         logits.flatten_all().unwrap().to_vec1().unwrap(),
+        nodes,
     )
 }
 
+/// Asserts `(loss, gradient, logits)` agree with the reference within `tol` (relative).
+fn agree(what: &str, got: (f32, &[f32], &[f32]), want: (f32, &[f32], &[f32]), tol: f32) {
+    let (l_g, g_g, lg_g) = got;
+    let (l_w, g_w, lg_w) = want;
+    assert!(
+        (l_g - l_w).abs() <= tol * l_w.abs().max(1.0),
+        "{what}: loss {l_g} vs {l_w}"
+    );
+    let lscale = lg_w.iter().map(|x| x.abs()).fold(1f32, f32::max);
+    let dl = lg_g
+        .iter()
+        .zip(lg_w)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(dl <= tol * lscale, "{what}: logits differ by {dl}");
+    let scale = g_w.iter().map(|x| x.abs()).fold(0f32, f32::max);
+    assert!(
+        scale > 0.0,
+        "{what}: zero gradient, the test would be vacuous"
+    );
+    let dg = g_g
+        .iter()
+        .zip(g_w)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(
+        dg <= tol * scale,
+        "{what}: gradients differ by {dg} (scale {scale})"
+    );
+}
+
 #[test]
-fn model_gradient_is_the_same_with_fused_and_composed_ops() {
-    let (l_f, g_f, logits_f) = model_grad(GradOps::Fused);
+fn model_gradient_is_the_same_with_every_grad_ops_setting() {
     let (l_c, g_c, logits_c) = model_grad(GradOps::Composed);
+    for ops in [GradOps::Fused, GradOps::FusedAttention, GradOps::Block] {
+        let (l, g, logits) = model_grad(ops);
+        agree(ops.name(), (l, &g, &logits), (l_c, &g_c, &logits_c), 1e-4);
+    }
+}
+
+fn fixture(arch: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/models")
+        .join(arch)
+}
+
+fn load(arch: &str, dtype: DType) -> Model {
+    let opts = LoadOptions {
+        device: Device::Cpu,
+        dtype,
+    };
+    Model::load(&fixture(arch), &opts).unwrap()
+}
+
+#[test]
+fn block_and_attention_ops_match_composed_on_every_architecture() {
+    // Qwen2 has q/k/v biases, Qwen3 per-head q/k norms, Mistral a sliding window. A capture and
+    // an intervention inside a later block force that block back onto the per-op path.
+    for arch in ["llama", "qwen2", "qwen3", "mistral"] {
+        let mut model = load(arch, DType::F32);
+        let n = model.n_layers();
+        let mut inner = Hooks::new();
+        if n >= 2 {
+            let c = Tensor::full(0.05f32, model.hidden_size(), &Device::Cpu).unwrap();
+            inner.add(HookPoint::MlpOut(n - 1), c, 1.0, Positions::All);
+            inner.capture(HookPoint::AttnOut(n - 1));
+        }
+        for hooks in [Hooks::new(), inner] {
+            model.set_grad_ops(GradOps::Composed);
+            let (l_c, g_c, lg_c, _) = hooked_grad(&model, &hooks, 0);
+            for ops in [GradOps::FusedAttention, GradOps::Block] {
+                model.set_grad_ops(ops);
+                let (l, g, lg, _) = hooked_grad(&model, &hooks, 0);
+                let what = format!("{arch} {}", ops.name());
+                agree(&what, (l, &g, &lg), (l_c, &g_c, &lg_c), 1e-4);
+            }
+        }
+    }
+}
+
+#[test]
+fn bf16_block_and_attention_ops_stay_close_to_f32() {
+    let dev = Device::Cpu;
+    let mut reference = steerlab::bench::random_model("llama:tiny", &dev, DType::F32, 5).unwrap();
+    reference.set_grad_ops(GradOps::Composed);
+    let (l_r, g_r, lg_r, _) = hooked_grad(&reference, &Hooks::new(), 0);
+    let mut model = steerlab::bench::random_model("llama:tiny", &dev, DType::BF16, 5).unwrap();
+    for ops in GradOps::ALL {
+        model.set_grad_ops(ops);
+        let (l, g, lg, _) = hooked_grad(&model, &Hooks::new(), 0);
+        agree(
+            &format!("bf16 {}", ops.name()),
+            (l, &g, &lg),
+            (l_r, &g_r, &lg_r),
+            5e-2,
+        );
+    }
+}
+
+#[test]
+fn each_setting_shrinks_the_autograd_graph() {
+    // Steering at block 0 of the 4-block tiny model: blocks 1..3 carry the gradient.
+    let dev = Device::Cpu;
+    let mut model = steerlab::bench::random_model("llama:tiny", &dev, DType::F32, 3).unwrap();
+    let counts: Vec<usize> = [
+        GradOps::Composed,
+        GradOps::Fused,
+        GradOps::FusedAttention,
+        GradOps::Block,
+    ]
+    .iter()
+    .map(|&ops| {
+        model.set_grad_ops(ops);
+        hooked_grad(&model, &Hooks::new(), 0).3
+    })
+    .collect();
+    println!("autograd nodes (composed, fused, fused-attention, block): {counts:?}");
     assert!(
-        (l_f - l_c).abs() <= 1e-5 * l_c.abs().max(1.0),
-        "{l_f} vs {l_c}"
+        counts.windows(2).all(|w| w[0] > w[1]),
+        "node counts do not shrink: {counts:?}"
     );
-    let dl = logits_f
+}
+
+/// Attention written out per query head (key/value heads repeated), with an additive mask.
+fn composed_attention(q: &Tensor, k: &Tensor, v: &Tensor, mask: &Tensor) -> Tensor {
+    let (b, hq, t, d) = q.dims4().unwrap();
+    let hkv = k.dim(1).unwrap();
+    let mut heads = Vec::new();
+    for h in 0..hq {
+        let qh = q.narrow(1, h, 1).unwrap().to_dtype(DType::F32).unwrap();
+        let kh = k.narrow(1, h / (hq / hkv), 1).unwrap();
+        let vh = v.narrow(1, h / (hq / hkv), 1).unwrap();
+        let kh = kh.to_dtype(DType::F32).unwrap();
+        let vh = vh.to_dtype(DType::F32).unwrap();
+        let sc = (qh.matmul(&kh.t().unwrap()).unwrap() / (d as f64).sqrt()).unwrap();
+        let sc = sc.broadcast_add(&mask.squeeze(1).unwrap()).unwrap();
+        heads.push(composed_softmax(&sc).matmul(&vh).unwrap()); // [B, 1, T, D]
+    }
+    Tensor::cat(&heads, 1)
+        .unwrap()
+        .transpose(1, 2)
+        .unwrap()
+        .reshape((b, t, hq * d))
+        .unwrap()
+}
+
+/// Gradients of `sum(f(q, k, v) * r)` with respect to q, k, v.
+fn attn_grads(
+    q: &Var,
+    k: &Var,
+    v: &Var,
+    r: &Tensor,
+    f: impl Fn(&Tensor, &Tensor, &Tensor) -> Tensor,
+) -> (Tensor, Vec<Tensor>) {
+    let y = f(q.as_tensor(), k.as_tensor(), v.as_tensor());
+    let g = (y.to_dtype(DType::F32).unwrap() * r)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    let grads = [q, k, v]
         .iter()
-        .zip(&logits_c)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0f32, f32::max);
-    assert!(dl < 1e-4, "logits differ by {dl}");
-    let scale = g_c.iter().map(|x| x.abs()).fold(0f32, f32::max);
-    assert!(scale > 0.0, "zero gradient: the test would be vacuous");
-    let dg = g_f
-        .iter()
-        .zip(&g_c)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0f32, f32::max);
+        .map(|x| {
+            g.get(x.as_tensor())
+                .expect("an attention input got no gradient")
+                .to_dtype(DType::F32)
+                .unwrap()
+        })
+        .collect();
+    (y.to_dtype(DType::F32).unwrap(), grads)
+}
+
+fn check_attention(dtype: DType, tol: f32) {
+    let dev = Device::Cpu;
+    let (b, hq, hkv, t, d) = (2, 6, 2, 5, 8);
+    // Causal, and the second sequence right-padded to length 3 (keys 3, 4 invalid).
+    let m: Vec<f32> = (0..b * t * t)
+        .map(|i| {
+            let (bi, qi, si) = (i / (t * t), (i / t) % t, i % t);
+            if si > qi || (bi == 1 && si >= 3) {
+                f32::MIN
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let mask = Tensor::from_vec(m, (b, 1, 1, t, t), &dev).unwrap();
+    let var = |shape: (usize, usize, usize, usize)| {
+        Var::from_tensor(
+            &Tensor::randn(0f32, 1.0, shape, &dev)
+                .unwrap()
+                .to_dtype(dtype)
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    let (q, k, v) = (var((b, hq, t, d)), var((b, hkv, t, d)), var((b, hkv, t, d)));
+    let r = Tensor::randn(0f32, 1.0, (b, t, hq * d), &dev).unwrap();
+    let (y, g) = attn_grads(&q, &k, &v, &r, |q, k, v| {
+        fused::attention(q, k, v, Some(&mask)).unwrap()
+    });
+    // The reference runs in f32 on the same (rounded) inputs.
+    let (y_ref, g_ref) = attn_grads(&q, &k, &v, &r, |q, k, v| composed_attention(q, k, v, &mask));
+    let d_y = max_abs_diff(&y, &y_ref);
     assert!(
-        dg <= 1e-4 * scale,
-        "gradients differ by {dg} (scale {scale})"
+        d_y <= tol * max_abs(&y_ref).max(1.0),
+        "values differ by {d_y}"
     );
+    for (name, (a, b)) in ["q", "k", "v"].iter().zip(g.iter().zip(&g_ref)) {
+        let scale = max_abs(b);
+        assert!(scale > 0.0);
+        let dd = max_abs_diff(a, b);
+        assert!(dd <= tol * scale, "d{name} differs by {dd} (scale {scale})");
+    }
+}
+
+#[test]
+fn attention_matches_composed_values_and_gradients() {
+    check_attention(DType::F32, 1e-5);
+}
+
+#[test]
+fn bf16_attention_stays_close_to_f32_reference() {
+    check_attention(DType::BF16, 3e-2);
 }

@@ -69,8 +69,10 @@ pub struct BipoArgs {
     /// Steered block (0-based; default: the middle one, n_layers / 2).
     #[arg(long)]
     pub layer: Option<usize>,
-    /// Ops of the gradient path: `fused` (fused kernels with a hand-written backward) or
-    /// `composed` (differentiable candle primitives; the reference, for profiling).
+    /// Ops of the gradient path: `fused` (fused kernels with a hand-written backward),
+    /// `composed` (differentiable candle primitives; the reference, for profiling),
+    /// `fused-attention` (`fused` plus the whole attention as one node) or `block` (one
+    /// node per transformer block, backward into the block input only).
     #[arg(long, value_enum, default_value = "fused")]
     pub grad_ops: GradOpsArg,
 }
@@ -82,6 +84,10 @@ pub enum GradOpsArg {
     Fused,
     /// Composed candle primitives.
     Composed,
+    /// Fused kernels plus a fused attention with a hand-written backward.
+    FusedAttention,
+    /// One autograd node per transformer block.
+    Block,
 }
 
 /// Flags of `steerlab bench sae`.
@@ -176,6 +182,8 @@ pub fn run(c: BenchCommand) -> anyhow::Result<()> {
             model.set_grad_ops(match a.grad_ops {
                 GradOpsArg::Fused => GradOps::Fused,
                 GradOpsArg::Composed => GradOps::Composed,
+                GradOpsArg::FusedAttention => GradOps::FusedAttention,
+                GradOpsArg::Block => GradOps::Block,
             });
             let layer = a.layer.unwrap_or(model.n_layers() / 2);
             if layer >= model.n_layers() {
@@ -187,7 +195,7 @@ pub fn run(c: BenchCommand) -> anyhow::Result<()> {
             }
             let r = bench::bipo(&model, a.m.batch, a.m.seq, layer, a.m.iters)?;
             let line = format!(
-                "bipo {} {} {} {} pairs x {} tokens, layer {}, {} ops: {:.1} ms/step (forward {:.1}, backward {:.1}), cache {:.0} ms once, peak RSS {}{}",
+                "bipo {} {} {} {} pairs x {} tokens, layer {}, {} ops: {:.1} ms/step (forward {:.1}, backward {:.1}), cache {:.0} ms once, peak RSS {}{}; first loss {:.6}, grad norm {:.6e}, {} graph nodes",
                 r.model,
                 r.device,
                 r.dtype,
@@ -202,7 +210,10 @@ pub fn run(c: BenchCommand) -> anyhow::Result<()> {
                 mb(r.peak_rss_mb),
                 r.gpu_mem_mb
                     .map(|g| format!(", GPU {g:.0} MiB"))
-                    .unwrap_or_default()
+                    .unwrap_or_default(),
+                r.first_loss,
+                r.first_grad_norm,
+                r.graph_nodes
             );
             emit(a.m.json, &r, &line)
         }

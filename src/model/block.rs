@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Shape, Tensor};
 use candle_nn::VarBuilder;
 
+use super::fused::{self, GradOps};
 use super::hooks::{HookPoint, Hooks, PosCtx};
 use super::ops::{attention, rope, Linear, Mlp, OpMode, RmsNorm};
 use super::{ModelError, Result};
@@ -100,6 +101,9 @@ pub(crate) struct Step<'a> {
     pub sin: &'a Tensor,
     pub mask: Option<&'a Tensor>,
     pub mode: OpMode,
+    /// With [`OpMode::FusedGrad`]: which gradient ops ([`GradOps::FusedAttention`] and
+    /// [`GradOps::Block`] replace more of the graph than [`GradOps::Fused`]).
+    pub grad_ops: GradOps,
     pub pos: &'a PosCtx,
 }
 
@@ -136,7 +140,11 @@ impl Attention {
             }
             *cache = Some((k.clone(), v.clone()));
         }
-        let out = attention(&q, &k, &v, step.mask, step.mode)?;
+        let out = if step.mode == OpMode::FusedGrad && step.grad_ops != GradOps::Fused {
+            fused::attention(&q, &k, &v, step.mask)?
+        } else {
+            attention(&q, &k, &v, step.mask, step.mode)?
+        };
         self.o.forward_mode(&out, step.mode)
     }
 
@@ -170,6 +178,16 @@ impl Block {
         cache: Option<&mut LayerCache>,
     ) -> Result<Tensor> {
         let x = hooks.apply(HookPoint::ResidPre(l), x, step.pos)?;
+        if step.mode == OpMode::FusedGrad
+            && step.grad_ops == GradOps::Block
+            && cache.is_none()
+            && x.track_op()
+            && !hooks.has_point(HookPoint::AttnOut(l))
+            && !hooks.has_point(HookPoint::MlpOut(l))
+        {
+            let y = super::block_grad::forward(self, &x, step)?;
+            return hooks.apply(HookPoint::ResidPost(l), y, step.pos);
+        }
         let a = self
             .attn
             .forward(&self.input_norm.forward(&x, step.mode)?, step, cache)?;

@@ -608,7 +608,7 @@ impl Model {
         } else {
             DType::F32
         };
-        let fused_grad = self.grad_ops == GradOps::Fused && self.dtype != DType::F64;
+        let fused_grad = self.grad_ops != GradOps::Composed && self.dtype != DType::F64;
         let mode = if hidden.track_op() && fused_grad {
             OpMode::FusedGrad
         } else {
@@ -649,6 +649,7 @@ impl Model {
             sin: &sin,
             mask: mask.as_ref(),
             mode,
+            grad_ops: self.grad_ops,
             pos,
         };
         for l in range {

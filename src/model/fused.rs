@@ -3,14 +3,19 @@
 //! backward composed of tensor ops. candle-nn's own fused kernels have no backward, and the
 //! composed versions build many autograd nodes; the linear layer also exists here because
 //! candle's matmul backward always computes the gradient of the (frozen) weight too.
+//! [`attention`] is the whole scaled-dot-product attention as one node (probabilities saved by
+//! the forward), and the `*_backward` functions are shared with the whole-block op
+//! (`block_grad.rs`).
 //!
-//! Each function returns the plain fused result when `x` carries no gradient. The backward
+//! Each function returns the plain fused result when no input carries a gradient. The backward
 //! formulas are checked against the composed ops in `tests/fused_ops.rs`. Must not know about
 //! models, hooks or training.
 use std::sync::Mutex;
 
 use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CudaStorage, CustomOp1, DType, Layout, Shape, Storage, Tensor, D};
+use candle_core::{
+    CpuStorage, CudaStorage, CustomOp1, CustomOp3, DType, Layout, Shape, Storage, Tensor, D,
+};
 
 /// A gradient function `(x, y, dy) -> dx`.
 type BwdFn = Box<dyn Fn(&Tensor, &Tensor, &Tensor) -> candle_core::Result<Tensor> + Send + Sync>;
@@ -26,11 +31,7 @@ struct WithGrad {
 
 impl WithGrad {
     fn take_out(&self) -> candle_core::Result<Tensor> {
-        self.out
-            .lock()
-            .map_err(|_| candle_core::Error::Msg(format!("{}: poisoned lock", self.name)))?
-            .take()
-            .ok_or_else(|| candle_core::Error::Msg(format!("{}: forward ran twice", self.name)))
+        take(&self.out, self.name)
     }
 }
 
@@ -64,7 +65,7 @@ impl CustomOp1 for WithGrad {
 
 /// Returns `y` (already computed from `x` without a graph) as a node whose gradient with respect
 /// to `x` is `bwd(x, y, dy)`. Without gradient tracking on `x`, returns `y` itself.
-fn with_grad(
+pub(crate) fn with_grad(
     name: &'static str,
     x: &Tensor,
     y: Tensor,
@@ -101,19 +102,30 @@ pub fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64) -> candle_core::Result<Te
     let y = candle_nn::ops::rms_norm(&x.contiguous()?, weight, eps as f32)?;
     let w = weight.clone();
     with_grad("rms-norm-grad", x, y, move |x, _y, dy| {
-        // y = n ⊙ w with n = x·r, r = 1/√(mean(x²)+ε):  dx = r·(g − n·mean(g ⊙ n)), g = dy ⊙ w
-        let up = upcast(x.dtype());
-        let xf = x.to_dtype(up)?;
-        let r = (xf.sqr()?.mean_keepdim(D::Minus1)? + eps)?
-            .sqrt()?
-            .recip()?;
-        let n = xf.broadcast_mul(&r)?;
-        let g = dy.to_dtype(up)?.broadcast_mul(&w.to_dtype(up)?)?;
-        let dot = (&g * &n)?.mean_keepdim(D::Minus1)?;
-        (g - n.broadcast_mul(&dot)?)?
-            .broadcast_mul(&r)?
-            .to_dtype(x.dtype())
+        rms_norm_backward(x, &w, eps, dy)
     })
+}
+
+/// The gradient with respect to `x` of RMSNorm `y = x / sqrt(mean(x^2) + eps) * weight` (last
+/// dimension), given `dy`: computed in f32 (f64 for f64) and returned in `x`'s dtype.
+pub fn rms_norm_backward(
+    x: &Tensor,
+    weight: &Tensor,
+    eps: f64,
+    dy: &Tensor,
+) -> candle_core::Result<Tensor> {
+    // y = n * w with n = x r, r = 1/sqrt(mean(x^2)+eps):  dx = r (g - n mean(g * n)), g = dy * w
+    let up = upcast(x.dtype());
+    let xf = x.to_dtype(up)?;
+    let r = (xf.sqr()?.mean_keepdim(D::Minus1)? + eps)?
+        .sqrt()?
+        .recip()?;
+    let n = xf.broadcast_mul(&r)?;
+    let g = dy.to_dtype(up)?.broadcast_mul(&weight.to_dtype(up)?)?;
+    let dot = (&g * &n)?.mean_keepdim(D::Minus1)?;
+    (g - n.broadcast_mul(&dot)?)?
+        .broadcast_mul(&r)?
+        .to_dtype(x.dtype())
 }
 
 /// Softmax over the last dimension of `x + mask` (`mask`: an additive constant broadcast to
@@ -149,13 +161,209 @@ pub fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> candle_core
     let y = lin.forward(&x.detach())?;
     let w = weight.clone();
     with_grad("linear-grad", x, y, move |x, _y, dy| {
-        let out = w.dim(0)?;
-        let rows = dy.elem_count() / out.max(1);
-        dy.contiguous()?
-            .reshape((rows, out))?
-            .matmul(&w)?
-            .reshape(x.shape())
+        linear_backward(&w, dy)?.reshape(x.shape())
     })
+}
+
+/// The gradient `dy W` `[rows, in]` of `x Wt + b` with respect to `x`, for `dy` `[..., out]`
+/// and `weight` `[out, in]` (the leading dims of `dy` are flattened).
+pub fn linear_backward(weight: &Tensor, dy: &Tensor) -> candle_core::Result<Tensor> {
+    let out = weight.dim(0)?;
+    let rows = dy.elem_count() / out.max(1);
+    dy.contiguous()?.reshape((rows, out))?.matmul(weight)
+}
+
+/// A gradient function of three inputs: `dy -> (dx1, dx2, dx3)` (the saved inputs are captured).
+type Bwd3Fn = Box<
+    dyn Fn(&Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)>
+        + Send
+        + Sync,
+>;
+
+/// [`WithGrad`] for three inputs.
+struct WithGrad3 {
+    name: &'static str,
+    out: Mutex<Option<Tensor>>,
+    bwd: Bwd3Fn,
+}
+
+impl CustomOp3 for WithGrad3 {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    fn cpu_fwd(
+        &self,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+        _: &CpuStorage,
+        _: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let y = take(&self.out, self.name)?;
+        let (st, layout) = y.storage_and_layout();
+        match &*st {
+            Storage::Cpu(c) => Ok((c.try_clone(layout)?, layout.shape().clone())),
+            _ => candle_core::bail!("{}: output is not on the CPU", self.name),
+        }
+    }
+
+    fn cuda_fwd(
+        &self,
+        _: &CudaStorage,
+        _: &Layout,
+        _: &CudaStorage,
+        _: &Layout,
+        _: &CudaStorage,
+        _: &Layout,
+    ) -> candle_core::Result<(CudaStorage, Shape)> {
+        let y = take(&self.out, self.name)?;
+        let (st, layout) = y.storage_and_layout();
+        match &*st {
+            Storage::Cuda(c) => Ok((c.try_clone(layout)?, layout.shape().clone())),
+            _ => candle_core::bail!("{}: output is not on the GPU", self.name),
+        }
+    }
+
+    fn bwd(
+        &self,
+        _a: &Tensor,
+        _b: &Tensor,
+        _c: &Tensor,
+        _res: &Tensor,
+        dy: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        (self.bwd)(dy)
+    }
+}
+
+fn take(out: &Mutex<Option<Tensor>>, name: &str) -> candle_core::Result<Tensor> {
+    out.lock()
+        .map_err(|_| candle_core::Error::Msg(format!("{name}: poisoned lock")))?
+        .take()
+        .ok_or_else(|| candle_core::Error::Msg(format!("{name}: forward ran twice")))
+}
+
+/// What the attention backward needs, saved by [`attention_forward`]: the (detached) inputs in
+/// the grouped layout and the softmax probabilities.
+#[derive(Debug, Clone)]
+pub struct AttnSaved {
+    /// Queries `[B, Hkv, rep * T, D]` (query head `g * rep + r` folded into the time axis).
+    q: Tensor,
+    /// Keys `[B, Hkv, S, D]`.
+    k: Tensor,
+    /// Values `[B, Hkv, S, D]`.
+    v: Tensor,
+    /// Softmax probabilities `[B, Hkv, rep * T, S]`, f32 (f64 for f64).
+    p: Tensor,
+    /// `(B, Hq, Hkv, T, S, D)`.
+    dims: (usize, usize, usize, usize, usize, usize),
+}
+
+/// Scaled dot-product attention with grouped-query heads, without a graph, saving what the
+/// backward needs. `q` `[B, Hq, T, D]`, `k`/`v` `[B, Hkv, S, D]`, `mask` additive `[B, 1, 1,
+/// T, S]` (f32) or none. Returns `[B, T, Hq * D]`; the same kernels, in the same order, as the
+/// inference attention of the engine (scores and softmax in f32).
+pub fn attention_forward(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    mask: Option<&Tensor>,
+) -> candle_core::Result<(Tensor, AttnSaved)> {
+    let (b, hq, t, d) = q.dims4()?;
+    let (_, hkv, s, _) = k.dims4()?;
+    if hkv == 0 || hq % hkv != 0 {
+        candle_core::bail!("attention: {hq} query heads are not a multiple of {hkv} key heads");
+    }
+    let rep = hq / hkv;
+    let q = q.detach().contiguous()?.reshape((b, hkv, rep * t, d))?;
+    let (k, v) = (k.detach(), v.detach().contiguous()?);
+    let scale = 1.0 / (d as f64).sqrt();
+    let up = upcast(q.dtype());
+    let scores = (q.matmul(&k.t()?)? * scale)?.to_dtype(up)?;
+    let z = match mask {
+        Some(m) => scores
+            .reshape((b, hkv, rep, t, s))?
+            .broadcast_add(&m.to_dtype(up)?)?
+            .reshape((b, hkv, rep * t, s))?,
+        None => scores,
+    };
+    let p = candle_nn::ops::softmax_last_dim(&z.contiguous()?)?;
+    let out = p.to_dtype(v.dtype())?.matmul(&v)?; // [B, Hkv, rep*T, D]
+    let y = out
+        .reshape((b, hkv, rep, t, d))?
+        .permute((0, 3, 1, 2, 4))?
+        .reshape((b, t, hq * d))?;
+    let saved = AttnSaved {
+        q,
+        k,
+        v,
+        p,
+        dims: (b, hq, hkv, t, s, d),
+    };
+    Ok((y, saved))
+}
+
+/// The gradients `(dq [B, Hq, T, D], dk, dv [B, Hkv, S, D])` of [`attention_forward`]'s output
+/// given `dy` `[B, T, Hq * D]`: `dV = Pt dO`, `dP = dO Vt`, `dS = P (dP - rowsum(dP P))` (in
+/// f32), `dQ = scale dS K`, `dK = scale dSt Q`; the query heads sharing a key head are summed
+/// by the grouped layout.
+pub fn attention_backward(
+    saved: &AttnSaved,
+    dy: &Tensor,
+) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
+    let AttnSaved { q, k, v, p, dims } = saved;
+    let (b, hq, hkv, t, _s, d) = *dims;
+    let rep = hq / hkv;
+    let dt = v.dtype();
+    let dout = dy
+        .reshape((b, t, hkv, rep, d))?
+        .permute((0, 2, 3, 1, 4))?
+        .contiguous()?
+        .reshape((b, hkv, rep * t, d))?
+        .to_dtype(dt)?;
+    let dv = p.to_dtype(dt)?.t()?.matmul(&dout)?;
+    let dp = dout.matmul(&v.t()?)?.to_dtype(p.dtype())?;
+    let row = (&dp * p)?.sum_keepdim(D::Minus1)?;
+    let scale = 1.0 / (d as f64).sqrt();
+    let ds = ((dp.broadcast_sub(&row)? * p)? * scale)?.to_dtype(q.dtype())?;
+    let dq = ds.matmul(k)?.reshape((b, hq, t, d))?;
+    let dk = ds.t()?.matmul(q)?;
+    Ok((dq, dk, dv))
+}
+
+/// Scaled dot-product attention (see [`attention_forward`]) as one autograd node with the
+/// hand-written [`attention_backward`], in place of the composed scores / mask / softmax / product
+/// chain. Without gradient tracking on `q`, `k` or `v`, returns the plain result.
+pub fn attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    mask: Option<&Tensor>,
+) -> candle_core::Result<Tensor> {
+    let (y, saved) = attention_forward(q, k, v, mask)?;
+    if !(q.track_op() || k.track_op() || v.track_op()) {
+        return Ok(y);
+    }
+    let y = if y.is_contiguous() && y.layout().start_offset() == 0 {
+        y
+    } else {
+        y.copy()?
+    };
+    let (tq, tk, tv) = (q.track_op(), k.track_op(), v.track_op());
+    q.apply_op3(
+        k,
+        v,
+        WithGrad3 {
+            name: "attention-grad",
+            out: Mutex::new(Some(y)),
+            bwd: Box::new(move |dy| {
+                let (dq, dk, dv) = attention_backward(&saved, dy)?;
+                Ok((tq.then_some(dq), tk.then_some(dk), tv.then_some(dv)))
+            }),
+        },
+    )
 }
 
 /// Which implementation gradient-carrying forward passes use ([`crate::model::Model::set_grad_ops`]).
@@ -166,4 +374,32 @@ pub enum GradOps {
     Fused,
     /// Ops composed of differentiable candle primitives (the reference).
     Composed,
+    /// As `Fused`, with the whole attention (scores, mask, softmax, product) one node:
+    /// [`attention`].
+    FusedAttention,
+    /// One node per transformer block whose input carries a gradient: the block runs by the
+    /// inference path saving its activations, and a hand-written backward returns the
+    /// gradient with respect to the block input only (weights are frozen). Blocks with hooks
+    /// inside (attention or MLP outputs) or a KV cache fall back to `FusedAttention`.
+    Block,
+}
+
+impl GradOps {
+    /// Every setting, in the order of the `--grad-ops` flag.
+    pub const ALL: [GradOps; 4] = [
+        GradOps::Fused,
+        GradOps::Composed,
+        GradOps::FusedAttention,
+        GradOps::Block,
+    ];
+
+    /// The flag spelling: `fused`, `composed`, `fused-attention` or `block`.
+    pub fn name(self) -> &'static str {
+        match self {
+            GradOps::Fused => "fused",
+            GradOps::Composed => "composed",
+            GradOps::FusedAttention => "fused-attention",
+            GradOps::Block => "block",
+        }
+    }
 }

@@ -4,6 +4,7 @@
 //! statistics logic: those call this module.
 pub mod bert;
 mod block;
+mod block_grad;
 pub mod config;
 mod engine;
 mod error;

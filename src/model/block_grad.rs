@@ -1,0 +1,148 @@
+//! The whole decoder block as one autograd node ([`super::GradOps::Block`]): the forward runs
+//! the inference kernels (exactly those of [`Block::forward`] without gradients) and saves the
+//! activations the backward needs; the hand-written backward returns the gradient with respect
+//! to the block input only. The weights are frozen, so no weight gradient is ever formed, and
+//! candle's autograd sees one node per block instead of a few dozen (each of which costs it a
+//! zero-initialised gradient buffer and an accumulation).
+//!
+//! Must not apply hooks (the caller runs it only for blocks without hooks inside) and must not
+//! know about training.
+use candle_core::Tensor;
+
+use super::block::{Block, Step};
+use super::fused::{self, AttnSaved};
+use super::ops::upcast;
+use super::Result;
+
+/// The activations a block's backward needs.
+struct Saved {
+    /// The block input `[B, T, hidden]`.
+    x: Tensor,
+    /// Query / key heads entering the per-head norms (Qwen3), `[B, H, T, D]`.
+    q_pre_norm: Option<Tensor>,
+    k_pre_norm: Option<Tensor>,
+    attn: AttnSaved,
+    /// The residual after attention, `[B, T, hidden]`.
+    x2: Tensor,
+    /// MLP gate and up projections `[B, T, inner]`.
+    gate: Tensor,
+    up: Tensor,
+    cos: Tensor,
+    /// `-sin`: the inverse rotation.
+    neg_sin: Tensor,
+}
+
+/// Runs `block` on `x` (which carries a gradient) as one node of the autograd graph. Same
+/// result as [`Block::forward`] with the inference kernels.
+pub(crate) fn forward(block: &Block, x: &Tensor, step: &Step) -> Result<Tensor> {
+    let (y, saved) = forward_saving(block, &x.detach(), step)?;
+    let block = block.clone();
+    Ok(fused::with_grad("block-grad", x, y, move |x, _y, dy| {
+        backward(&block, &saved, dy)
+            .and_then(|dx| Ok(dx.to_dtype(x.dtype())?))
+            .map_err(|e| candle_core::Error::Msg(format!("block backward: {e}")))
+    })?)
+}
+
+fn rms(x: &Tensor, n: &super::ops::RmsNorm) -> Result<Tensor> {
+    Ok(candle_nn::ops::rms_norm(
+        &x.contiguous()?,
+        &n.weight,
+        n.eps as f32,
+    )?)
+}
+
+fn forward_saving(block: &Block, x: &Tensor, step: &Step) -> Result<(Tensor, Saved)> {
+    let a = &block.attn;
+    let (b, t, _) = x.dims3()?;
+    let d = a.head_dim;
+    let h1 = rms(x, &block.input_norm)?;
+    let heads = |lin: &super::ops::Linear, n: usize| -> Result<Tensor> {
+        Ok(lin.forward(&h1)?.reshape((b, t, n, d))?.transpose(1, 2)?)
+    };
+    let mut q = heads(&a.q, a.n_heads)?;
+    let mut k = heads(&a.k, a.n_kv_heads)?;
+    let v = heads(&a.v, a.n_kv_heads)?;
+    let mut q_pre_norm = None;
+    let mut k_pre_norm = None;
+    if let Some(n) = &a.q_norm {
+        let qc = q.contiguous()?;
+        q = rms(&qc, n)?;
+        q_pre_norm = Some(qc);
+    }
+    if let Some(n) = &a.k_norm {
+        let kc = k.contiguous()?;
+        k = rms(&kc, n)?;
+        k_pre_norm = Some(kc);
+    }
+    let q = candle_nn::rotary_emb::rope(&q.contiguous()?, step.cos, step.sin)?;
+    let k = candle_nn::rotary_emb::rope(&k.contiguous()?, step.cos, step.sin)?;
+    let (att, attn) = fused::attention_forward(&q, &k, &v, step.mask)?;
+    let x2 = (x + a.o.forward(&att)?)?;
+    let h2 = rms(&x2, &block.post_attention_norm)?;
+    let gate = block.mlp.gate.forward(&h2)?;
+    let up = block.mlp.up.forward(&h2)?;
+    let m = block.mlp.down.forward(&(gate.silu()? * &up)?)?;
+    let y = (&x2 + m)?;
+    let saved = Saved {
+        x: x.clone(),
+        q_pre_norm,
+        k_pre_norm,
+        attn,
+        x2,
+        gate,
+        up,
+        cos: step.cos.clone(),
+        neg_sin: step.sin.neg()?,
+    };
+    Ok((y, saved))
+}
+
+/// `[B, H, T, D]` heads back to `[B * T, H * D]` rows.
+fn rows(heads: &Tensor) -> Result<Tensor> {
+    let (b, h, t, d) = heads.dims4()?;
+    Ok(heads
+        .transpose(1, 2)?
+        .contiguous()?
+        .reshape((b * t, h * d))?)
+}
+
+/// The gradient with respect to the block input given `dy` `[B, T, hidden]`.
+fn backward(block: &Block, s: &Saved, dy: &Tensor) -> Result<Tensor> {
+    let a = &block.attn;
+    let (b, t, hidden) = s.x.dims3()?;
+    let dt = s.x.dtype();
+    let up = upcast(dt);
+    let dy = dy.to_dtype(dt)?;
+    // MLP: m = down(silu(g) * u), g = gate(h2), u = up(h2); silu' = sig (1 + g (1 - sig)).
+    let da = fused::linear_backward(&block.mlp.down.weight, &dy)?.to_dtype(up)?;
+    let g = s.gate.flatten_to(1)?.to_dtype(up)?;
+    let u = s.up.flatten_to(1)?.to_dtype(up)?;
+    let sig = candle_nn::ops::sigmoid(&g)?;
+    let silu = (&g * &sig)?;
+    let dsilu = (&sig * ((&g * (1.0 - &sig)?)? + 1.0)?)?;
+    let dg = (&da * &u)?.mul(&dsilu)?.to_dtype(dt)?;
+    let du = (&da * silu)?.to_dtype(dt)?;
+    let dh2 = (dg.matmul(&block.mlp.gate.weight)? + du.matmul(&block.mlp.up.weight)?)?
+        .reshape((b, t, hidden))?;
+    let n2 = &block.post_attention_norm;
+    let dx2 = (&dy + fused::rms_norm_backward(&s.x2, &n2.weight, n2.eps, &dh2)?)?;
+    // Attention.
+    let datt = fused::linear_backward(&a.o.weight, &dx2)?;
+    let (dq, dk, dv) = fused::attention_backward(&s.attn, &datt.reshape((b, t, ()))?)?;
+    let mut dq = candle_nn::rotary_emb::rope(&dq.contiguous()?, &s.cos, &s.neg_sin)?;
+    let mut dk = candle_nn::rotary_emb::rope(&dk.contiguous()?, &s.cos, &s.neg_sin)?;
+    if let (Some(n), Some(q0)) = (&a.q_norm, &s.q_pre_norm) {
+        dq = fused::rms_norm_backward(q0, &n.weight, n.eps, &dq)?;
+    }
+    if let (Some(n), Some(k0)) = (&a.k_norm, &s.k_pre_norm) {
+        dk = fused::rms_norm_backward(k0, &n.weight, n.eps, &dk)?;
+    }
+    let dh1 = ((rows(&dq)?.matmul(&a.q.weight)? + rows(&dk)?.matmul(&a.k.weight)?)?
+        + rows(&dv)?.matmul(&a.v.weight)?)?
+    .reshape((b, t, hidden))?;
+    let n1 = &block.input_norm;
+    let dx = (dx2 + fused::rms_norm_backward(&s.x, &n1.weight, n1.eps, &dh1)?)?;
+    debug_assert_eq!(dx.dtype(), dt);
+    Ok(dx)
+}
