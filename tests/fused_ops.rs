@@ -115,6 +115,26 @@ fn softmax_matches_composed_values_and_gradients() {
 }
 
 #[test]
+fn target_logprobs_match_log_softmax_gather_values_and_gradients() {
+    // 7 positions over a 50-token vocabulary, targets including the first and last ids.
+    let targets = Tensor::new(&[0u32, 49, 3, 3, 17, 28, 49], &Device::Cpu).unwrap();
+    let idx = targets.unsqueeze(1).unwrap();
+    check(
+        &[7, 50],
+        1e-5,
+        |x| fused::target_logprobs(&(x * 4.0).unwrap(), &targets).unwrap(),
+        |x| {
+            candle_nn::ops::log_softmax(&(x * 4.0).unwrap(), D::Minus1)
+                .unwrap()
+                .gather(&idx, 1)
+                .unwrap()
+                .squeeze(1)
+                .unwrap()
+        },
+    );
+}
+
+#[test]
 fn masked_softmax_matches_composed_values_and_gradients() {
     // A causal mask with the engine's "large negative" entries, broadcast over heads.
     let t = 6;

@@ -143,6 +143,30 @@ pub fn softmax_last_dim(x: &Tensor, mask: Option<&Tensor>) -> candle_core::Resul
     })
 }
 
+/// `log softmax(logits)[i, targets[i]]` for `logits` `[N, V]` (f32 or f64) and `targets` `[N]`
+/// (u32): the per-token log-probabilities of a language-model loss, as one node. The forward
+/// keeps only the log-normaliser `[N, 1]`; the backward is `dy (onehot - softmax)`, formed in
+/// one pass (softmax recomputed from the saved logits) plus a scatter of `dy` at the targets,
+/// where the composed `log_softmax` + `gather` leave a dozen full `[N, V]` buffers and a
+/// scatter into zeros in the graph.
+pub fn target_logprobs(logits: &Tensor, targets: &Tensor) -> candle_core::Result<Tensor> {
+    let x = logits.detach();
+    let max = x.max_keepdim(D::Minus1)?;
+    let lse = (x
+        .broadcast_sub(&max)?
+        .exp()?
+        .sum_keepdim(D::Minus1)?
+        .log()?
+        + &max)?;
+    let idx = targets.unsqueeze(1)?.contiguous()?;
+    let picked = (x.gather(&idx, 1)? - &lse)?.squeeze(1)?;
+    with_grad("target-logprob-grad", logits, picked, move |x, _y, dy| {
+        let dy = dy.unsqueeze(1)?.to_dtype(x.dtype())?;
+        let p = x.broadcast_sub(&lse)?.exp()?;
+        p.broadcast_mul(&dy.neg()?)?.scatter_add(&idx, &dy, 1)
+    })
+}
+
 /// Rotary embedding (HF "rotate half" layout) of `x` `[B, H, T, D]` with tables `cos`, `sin`
 /// `[T, D/2]`: candle-nn's fused kernel; the backward is the inverse rotation (`sin` negated).
 pub fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> candle_core::Result<Tensor> {
