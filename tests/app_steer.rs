@@ -369,8 +369,12 @@ fn train_slide_combine_and_export() {
     // Export the combination and read it back with the library.
     let st = fx.root.join("combo.safetensors");
     picker.push(Some(st.clone()));
-    h.get_by_label("Export .safetensors…").click();
-    h.run();
+    export_as(
+        &mut h,
+        "Export combination...",
+        0,
+        "safetensors (.safetensors)",
+    );
     let back = SteeringVector::load(&st).unwrap();
     assert_eq!(back.meta.hidden_size, HIDDEN);
     for (a, b) in back.layers[&1].iter().zip(&combo.layers[&1]) {
@@ -378,12 +382,77 @@ fn train_slide_combine_and_export() {
     }
     let gg = fx.root.join("combo.gguf");
     picker.push(Some(gg.clone()));
-    h.get_by_label("Export GGUF…").click();
-    h.run();
+    export_as(
+        &mut h,
+        "Export combination...",
+        0,
+        "GGUF control vector (.gguf)",
+    );
     let back = steerlab::steer::gguf::import_control_vector(&gg).unwrap();
     assert_eq!(back.layers, combo.layers);
     assert!(!fx.root.join("combo.gguf.tmp").exists());
     assert!(shows(&h, "Exported"));
+
+    // Export one vector of the two on its own (row 1: CAA, at scale 0.5 in the combination):
+    // the file holds the unscaled CAA vector and its provenance, not the combination. The
+    // picker's path has no extension: the format's is added.
+    let one = fx.root.join("caa_only");
+    picker.push(Some(one.clone()));
+    export_as(&mut h, "Export...", 0, "safetensors (.safetensors)");
+    let path = fx.root.join("caa_only.safetensors");
+    let back = SteeringVector::load(&path).unwrap();
+    assert_eq!(
+        back.layers, caa_ref.layers,
+        "the CAA vector, not the combination"
+    );
+    assert_eq!(back.meta.method, "caa");
+    assert_eq!(back.meta.dataset, "pairs.jsonl");
+    assert_eq!(back.meta.layers, vec![1]);
+    assert!(!fx.root.join("caa_only.safetensors.tmp").exists());
+    // ... and row 2 (BiPO) as a llama.cpp control vector.
+    let one = fx.root.join("bipo_only.gguf");
+    picker.push(Some(one.clone()));
+    export_as(&mut h, "Export...", 1, "GGUF control vector (.gguf)");
+    let back = steerlab::steer::gguf::import_control_vector(&one).unwrap();
+    assert_eq!(back.layers, bipo_v.layers);
+    let calls = picker.calls();
+    assert_eq!(
+        &calls[calls.len() - 4..],
+        [
+            "save_file: Export vector",
+            "save_file: Export control vector",
+            "save_file: Export vector",
+            "save_file: Export control vector"
+        ]
+    );
+    assert_eq!(
+        h.state().state.steer.last_export.as_deref(),
+        Some(one.as_path())
+    );
+    // Every export is registered in the sidebar as a vector.
+    {
+        use steerlab::app::ArtifactKind;
+        let arts = &h.state().state.artifacts;
+        for p in [&st, &gg, &path, &one] {
+            assert!(
+                arts.iter()
+                    .any(|a| a.kind == ArtifactKind::Vector && &a.path == p),
+                "{} registered",
+                p.display()
+            );
+        }
+    }
+}
+
+/// Opens the `nth` menu button labelled `menu` and clicks its `item`.
+fn export_as(h: &mut Harness<'static, SteerlabApp>, menu: &str, nth: usize, item: &str) {
+    h.get_all_by_label(menu)
+        .nth(nth)
+        .unwrap_or_else(|| panic!("menu button {menu} #{nth}"))
+        .click();
+    h.run();
+    h.get_by_label(item).click();
+    h.run();
 }
 
 #[test]
@@ -418,14 +487,14 @@ fn width_mismatch_and_divergence_show_the_library_messages() {
     assert!(shows(&h, "does not match the model's hidden size"));
 
     // An absurd learning rate makes the vector infinite at the first step: the trainer's
-    // message is shown and no (all-zero) vector is added.
+    // message is shown and no (all-zero) vector is added. (Started directly: the panel's
+    // learning-rate slider keeps edits within 1e-5..1.)
     {
         let b = &mut h.state_mut().state.steer.settings.bipo;
         b.lr = 1e39;
         b.epochs = 1;
     }
-    h.run();
-    h.get_by_label("Train").click();
+    steerlab::app::steer::SteerState::start_training(&mut h.state_mut().state);
     wait_until(&mut h, |a| a.state.steer.train_error.is_some());
     let e = h.state().state.steer.train_error.clone().unwrap();
     assert!(

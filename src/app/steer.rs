@@ -19,8 +19,10 @@ use crate::steer::{
     SweepPoint,
 };
 
+use super::artifacts::ArtifactKind;
 use super::job_list::JobId;
 use super::state::AppState;
+use super::widgets::{save_as, Format};
 
 /// How a vector is made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -432,6 +434,41 @@ fn running(state: &AppState, job: Option<JobId>) -> bool {
     job.is_some_and(|id| state.jobs.is_running(id))
 }
 
+/// Writes `v` atomically: native safetensors with its metadata, or (`gguf`) a llama.cpp
+/// control vector whose architecture key is `arch_hint`.
+pub fn write_vector(
+    v: &SteeringVector,
+    gguf: bool,
+    arch_hint: &str,
+    path: &Path,
+) -> crate::steer::Result<()> {
+    if gguf {
+        gguf::export_control_vector(v, arch_hint, path)
+    } else {
+        v.save(path)
+    }
+}
+
+/// A file stem made from a list name (`#2 bipo L24` -> `2_bipo_L24`).
+fn file_stem(name: &str) -> String {
+    let s: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let s = s.trim_matches('_').to_string();
+    if s.is_empty() {
+        "vector".into()
+    } else {
+        s
+    }
+}
+
 fn file_name(p: &Path) -> String {
     p.file_name()
         .map(|s| s.to_string_lossy().to_string())
@@ -659,37 +696,60 @@ impl SteerState {
         }
     }
 
-    /// Writes the combination of the checked vectors: native safetensors, or (`gguf = true`)
-    /// a llama.cpp control vector. Both writes are atomic (the library's).
-    pub fn export(state: &mut AppState, path: &Path, gguf: bool) {
-        let res = (|| -> anyhow::Result<()> {
-            let v = state
-                .steer
-                .combined()?
-                .context("check at least one vector to export")?;
-            if gguf {
-                let hint = state
-                    .model
-                    .as_ref()
-                    .map(|m| m.summary.architecture.clone())
-                    .unwrap_or_else(|| "llama".into());
-                gguf::export_control_vector(&v, &hint, path)?;
-            } else {
-                v.save(path)?;
-            }
-            Ok(())
-        })();
-        match res {
-            Ok(()) => {
-                state.info(format!("Exported {}", path.display()));
-                state.steer.vector_error = None;
-                state.steer.last_export = Some(path.to_path_buf());
+    /// Exports the combination of the checked vectors through the picker ("Save as"):
+    /// native safetensors (with its provenance metadata) or a llama.cpp GGUF control vector.
+    pub fn export_combination(state: &mut AppState, format: Format) {
+        match state.steer.combined() {
+            Ok(Some(v)) => Self::export_vector(state, &v, "combination", format),
+            Ok(None) => {
+                state.steer.vector_error = Some("Check at least one vector to export.".into())
             }
             Err(e) => {
-                let msg = format!("Export to {} failed: {e:#}", path.display());
+                let msg = format!("Export failed: {e}");
                 state.error(msg.clone());
                 state.steer.vector_error = Some(msg);
             }
+        }
+    }
+
+    /// Exports the `i`-th vector of the list on its own (unscaled, its metadata kept).
+    pub fn export_entry(state: &mut AppState, i: usize, format: Format) {
+        let Some(e) = state.steer.vectors.get(i) else {
+            return;
+        };
+        let (v, stem) = (e.vector.clone(), file_stem(&e.name));
+        Self::export_vector(state, &v, &stem, format);
+    }
+
+    /// "Save as" for one vector: asks the picker for a path (suggesting `stem`), writes it
+    /// atomically with [`write_vector`] and registers it in the sidebar.
+    fn export_vector(state: &mut AppState, v: &SteeringVector, stem: &str, format: Format) {
+        let hint = state
+            .model
+            .as_ref()
+            .map(|m| m.summary.architecture.clone())
+            .unwrap_or_else(|| "llama".into());
+        let mut failed = None;
+        let title = if format == Format::GGUF {
+            "Export control vector"
+        } else {
+            "Export vector"
+        };
+        let saved = save_as(
+            state,
+            title,
+            stem,
+            format,
+            Some(ArtifactKind::Vector),
+            |p| {
+                write_vector(v, format == Format::GGUF, &hint, p).inspect_err(|e| {
+                    failed = Some(format!("Export to {} failed: {e}", p.display()))
+                })
+            },
+        );
+        state.steer.vector_error = failed;
+        if saved.is_some() {
+            state.steer.last_export = saved;
         }
     }
 

@@ -11,7 +11,14 @@ use super::Panel;
 use crate::app::picker::FileFilter;
 use crate::app::state::AppState;
 use crate::app::steer::{default_layer, EvalSource, Method, SteerState};
-use crate::app::widgets::{PathField, PickKind};
+use crate::app::widgets::{
+    export_menu, param, param_bool, param_choice, param_log, Format, PathField, PickKind,
+};
+use crate::steer::BipoConfig;
+
+/// What a vector can be exported as: native safetensors (with provenance) or a llama.cpp
+/// control vector.
+const VECTOR_FORMATS: &[Format] = &[Format::SAFETENSORS, Format::GGUF];
 
 /// View state of the Steer panel (typed paths).
 #[derive(Debug, Default)]
@@ -31,21 +38,6 @@ fn short(p: &std::path::Path) -> String {
     p.file_name()
         .map(|s| s.to_string_lossy().to_string())
         .unwrap_or_else(|| p.display().to_string())
-}
-
-/// A labelled drag value with a tooltip.
-fn param<N: egui::emath::Numeric>(
-    ui: &mut egui::Ui,
-    label: &str,
-    value: &mut N,
-    range: std::ops::RangeInclusive<N>,
-    speed: f64,
-    tip: &str,
-) {
-    let l = ui.label(label).on_hover_text(tip);
-    ui.add(egui::DragValue::new(value).range(range).speed(speed))
-        .labelled_by(l.id)
-        .on_hover_text(tip);
 }
 
 impl SteerPanel {
@@ -187,61 +179,52 @@ impl SteerPanel {
             if s.method != Method::Bipo {
                 ui.weak("Batch size is the forward-pass batch; the other settings are BiPO's.");
             }
-            ui.horizontal(|ui| {
-                let l = ui.label("Objective").on_hover_text(
-                    "dpo = BiPO (paper); ipo: squared loss; rdpo: robust DPO with a known label-flip rate ε; \
-                     bco: unpaired thumbs-up/down feedback.",
-                );
-                egui::ComboBox::from_id_salt("steer_objective")
-                    .selected_text(s.objective.clone())
-                    .show_ui(ui, |ui| {
-                        for o in ["dpo", "ipo", "rdpo", "bco"] {
-                            ui.selectable_value(&mut s.objective, o.to_string(), o);
-                        }
-                    })
-                    .response
-                    .labelled_by(l.id);
+            let d = BipoConfig::default();
+            egui::Grid::new("steer_objective").num_columns(4).spacing([8.0, 4.0]).show(ui, |ui| {
+                let objectives: Vec<String> =
+                    ["dpo", "ipo", "rdpo", "bco"].iter().map(|o| o.to_string()).collect();
+                param_choice(ui, "Objective", &mut s.objective, &objectives, "dpo".to_string(),
+                    "dpo = BiPO (paper); ipo: squared loss; rdpo: robust DPO with a known label-flip \
+                     rate epsilon; bco: unpaired thumbs-up/down feedback.");
                 if s.objective == "rdpo" {
-                    param(ui, "ε", &mut s.rdpo_eps, 0.0..=0.49, 0.01, "rdpo label-flip rate (steerlab default 0.1)");
+                    param(ui, "Epsilon", &mut s.rdpo_eps, 0.0..=0.49, 0.1,
+                        "rdpo: the known fraction of flipped labels (rDPO, Chowdhury et al. 2024).");
                 }
-            });
-            egui::Grid::new("steer_params").num_columns(8).spacing([8.0, 4.0]).show(ui, |ui| {
-                let b = &mut s.bipo;
-                param(ui, "Epochs", &mut b.epochs, 1..=1000, 0.1,
-                    "Passes over the data. Paper: 5–20, until the held-out score saturates. steerlab: 3.");
-                param(ui, "Batch size", &mut b.batch_size, 1..=256, 0.1,
-                    "Pairs per optimiser step. Paper: 4. steerlab: 4.");
-                let l = ui.label("Learning rate").on_hover_text(LR_TIP);
-                // Not clamped: the trainer itself rejects a non-positive rate and stops on divergence.
-                ui.add(
-                    egui::DragValue::new(&mut b.lr)
-                        .range(1e-6..=1.0)
-                        .clamp_existing_to_range(false)
-                        .speed(0.0005)
-                        .max_decimals(5),
-                )
-                    .labelled_by(l.id)
-                    .on_hover_text(LR_TIP);
-                param(ui, "β", &mut b.beta, 0.001..=10.0, 0.005,
-                    "Temperature of the preference objective. Paper: 0.1. steerlab: 0.1.");
                 ui.end_row();
+            });
+            egui::Grid::new("steer_params").num_columns(4).spacing([8.0, 4.0]).show(ui, |ui| {
+                let b = &mut s.bipo;
+                param(ui, "Epochs", &mut b.epochs, 1..=1000, d.epochs,
+                    "Passes over the data. Paper: 5-20, until the held-out score saturates.");
+                param(ui, "Batch size", &mut b.batch_size, 1..=256, d.batch_size,
+                    "Pairs per optimiser step (also the forward batch of CAA/PCA). Paper: 4.");
+                ui.end_row();
+                // The slider keeps the rate within 1e-5..1; the trainer also rejects a
+                // non-positive rate and stops on divergence.
+                param_log(ui, "Learning rate", &mut b.lr, 1e-5..=1.0, d.lr, LR_TIP);
+                param(ui, "Beta", &mut b.beta, 0.001..=10.0, d.beta,
+                    "Temperature of the preference objective. Paper: 0.1.");
+                ui.end_row();
+                param(ui, "Weight decay", &mut b.weight_decay, 0.0..=1.0, d.weight_decay,
+                    "AdamW weight decay. Paper: 0.05.");
+                param(ui, "Seed", &mut b.seed, 0..=u64::MAX, d.seed,
+                    "Seed of the shuffles and of the +/- direction draws. Paper: 11.");
+                ui.end_row();
+                let tip = "Linear warm-up steps before the cosine decay. Paper: 100 (for thousands \
+                           of steps). steerlab: 10% of all steps (at least 1).";
                 let mut auto = b.warmup_steps.is_none();
-                let tip = "Linear warm-up steps before the cosine decay. Paper: 100 (for thousands of steps). \
-                           steerlab: auto = 10% of all steps (at least 1).";
-                ui.checkbox(&mut auto, "Auto warm-up").on_hover_text(tip);
+                ui.label("Warm-up").on_hover_text(tip);
+                param_bool(ui, "10% of the steps", &mut auto, true, tip);
                 if auto {
                     b.warmup_steps = None;
-                    ui.weak("10%");
                 } else {
                     let mut w = b.warmup_steps.unwrap_or(10);
-                    let l = ui.label("steps");
-                    ui.add(egui::DragValue::new(&mut w).range(0..=100_000)).labelled_by(l.id).on_hover_text(tip);
+                    let l = ui.label("Warm-up steps").on_hover_text(tip);
+                    ui.add(egui::DragValue::new(&mut w).range(0..=100_000))
+                        .labelled_by(l.id)
+                        .on_hover_text(tip);
                     b.warmup_steps = Some(w);
                 }
-                param(ui, "Weight decay", &mut b.weight_decay, 0.0..=1.0, 0.005,
-                    "AdamW weight decay. Paper: 0.05. steerlab: 0.05.");
-                param(ui, "Seed", &mut b.seed, 0..=u64::MAX, 1.0,
-                    "Seed of the shuffles and of the ± direction draws. Paper: 11. steerlab: 11.");
                 ui.end_row();
             });
         });
@@ -300,8 +283,9 @@ impl SteerPanel {
         }
         let mut changed = false;
         let mut remove = None;
+        let mut export = None;
         egui::Grid::new("steer_vectors")
-            .num_columns(4)
+            .num_columns(5)
             .spacing([8.0, 2.0])
             .striped(true)
             .show(ui, |ui| {
@@ -333,6 +317,9 @@ impl SteerPanel {
                         e.vector.hidden_size()
                     ))
                     .on_hover_text(e.vector.display_name());
+                    if let Some(f) = export_menu(ui, "Export...", VECTOR_FORMATS) {
+                        export = Some((i, f));
+                    }
                     if ui
                         .small_button("Remove")
                         .on_hover_text("Remove from the list")
@@ -343,6 +330,9 @@ impl SteerPanel {
                     ui.end_row();
                 }
             });
+        if let Some((i, f)) = export {
+            SteerState::export_entry(state, i, f);
+        }
         if let Some(i) = remove {
             state.steer.vectors.remove(i);
             changed = true;
@@ -363,37 +353,16 @@ impl SteerPanel {
         {
             SteerState::load_vector(state, &p);
         }
+        let any = state.steer.vectors.iter().any(|e| e.enabled);
         ui.horizontal(|ui| {
-            let any = state.steer.vectors.iter().any(|e| e.enabled);
-            if ui
-                .add_enabled(any, egui::Button::new("Export .safetensors…"))
-                .on_hover_text(
-                    "Save the combination of the checked vectors in steerlab's native format",
-                )
-                .clicked()
-            {
-                let f = [FileFilter::new("Steering vector", &["safetensors"])];
-                if let Some(p) = state
-                    .picker
-                    .save_file("Export vector", "vector.safetensors", &f)
-                {
-                    SteerState::export(state, &p, false);
-                }
-            }
-            if ui
-                .add_enabled(any, egui::Button::new("Export GGUF…"))
-                .on_hover_text(
-                    "Save as a llama.cpp control vector (--control-vector), as repeng writes them",
-                )
-                .clicked()
-            {
-                let f = [FileFilter::new("GGUF control vector", &["gguf"])];
-                if let Some(p) = state
-                    .picker
-                    .save_file("Export control vector", "vector.gguf", &f)
-                {
-                    SteerState::export(state, &p, true);
-                }
+            let f = ui
+                .add_enabled_ui(any, |ui| {
+                    export_menu(ui, "Export combination...", VECTOR_FORMATS)
+                })
+                .inner;
+            ui.weak("the checked vectors, each times its scale (or one row's Export...)");
+            if let Some(f) = f {
+                SteerState::export_combination(state, f);
             }
         });
         if let Some(p) = &state.steer.last_export {
@@ -611,8 +580,8 @@ impl SteerPanel {
 }
 
 const LR_TIP: &str = "Peak AdamW learning rate (warm-up, then cosine decay to 0). Paper: 5e-4 with 100 warm-up \
-steps, which assumes thousands of steps: on a 100-pair set (75 steps) it leaves |v| ≈ 0.04 against a residual \
-norm ≈ 136, i.e. no steering. steerlab: 0.02 with a 10% warm-up (docs/results/steering.md).";
+steps, which assumes thousands of steps: on a 100-pair set (75 steps) it leaves |v| about 0.3 against a residual \
+norm in the hundreds, i.e. no steering. steerlab: 0.02 with a 10% warm-up (docs/results/steering.md).";
 
 impl Panel for SteerPanel {
     fn ui(&mut self, ui: &mut egui::Ui, state: &mut AppState) {
