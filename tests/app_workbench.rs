@@ -213,18 +213,14 @@ fn newcomer_trains_slides_exports_features_and_dissects() {
     // 8. Export the dissection report (HTML and JSON) through the export menu; read back.
     let html = tmp.path().join("exports/dissection");
     picker.push(Some(html.clone()));
-    click(&mut h, "Export report...");
-    h.run();
-    click(&mut h, "HTML report (.html)");
-    h.run();
+    open_menu(&mut h, "Export report...");
+    click_item(&mut h, "HTML report (.html)");
     let page = std::fs::read_to_string(html.with_extension("html")).unwrap();
     assert!(page.contains(&vec_factor.label) && page.contains("<svg"));
     let json = tmp.path().join("exports/dissection.json");
     picker.push(Some(json.clone()));
-    click(&mut h, "Export report...");
-    h.run();
-    click(&mut h, "JSON (.json)");
-    h.run();
+    open_menu(&mut h, "Export report...");
+    click_item(&mut h, "JSON (.json)");
     let parsed: dissect::DissectResult =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(parsed.groups, out.result.groups);

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use egui_kittest::kittest::Queryable;
+use egui_kittest::kittest::{NodeT, Queryable};
 use egui_kittest::Harness;
 use steerlab::app::{ScriptedPicker, StartOptions, SteerlabApp};
 
@@ -101,4 +101,25 @@ pub fn click(h: &mut App, label: &str) {
     h.run_steps(2);
     h.get_by_label(label).click();
     h.run_steps(2);
+}
+
+/// Opens the menu button labelled `label` (an accessibility click, so it works wherever the
+/// button is scrolled) and lets the popup appear.
+pub fn open_menu(h: &mut App, label: &str) {
+    h.get_by_label(label).click_accesskit();
+    h.run_steps(3);
+}
+
+/// Clicks the item labelled `label` of an open menu.
+pub fn click_item(h: &mut App, label: &str) {
+    let found = h.query_by_label(label).is_some();
+    if !found {
+        let labels: Vec<String> = h
+            .query_all_by_label_contains("(.")
+            .filter_map(|n| n.accesskit_node().label())
+            .collect();
+        panic!("no menu item {label:?}; items seen: {labels:?}");
+    }
+    h.get_by_label(label).click_accesskit();
+    h.run_steps(3);
 }
