@@ -1,18 +1,49 @@
 #!/usr/bin/env bash
-# GUI responsiveness benchmark: open the app under Xvfb (1280x800) while background jobs run
-# (load the default model, open a dataset), draw continuously, and write per-frame CPU-time
-# percentiles (eframe's cpu_usage: UI + paint, llvmpipe) for all frames and for the frames drawn
-# while a job ran. Output: JSON to $1 (default frame-stats.json). Needs what scripts/screenshot.sh
-# needs.
+# GUI responsiveness benchmark: open the app under Xvfb (1280x800) while background jobs run,
+# draw continuously, and write per-frame CPU-time percentiles (eframe's cpu_usage: UI + paint,
+# llvmpipe) for all frames and for the frames drawn while a job ran. The app closes itself
+# once no job runs (screenshot mode). Needs what scripts/screenshot.sh needs.
+#
+#   scripts/frame-bench.sh [OUT.json] [load|bipo]
+#     load (default): load the default model and open a 3000-row synthetic dataset (Data panel).
+#     bipo: load the default model and train BiPO on 16 tiny pairs (2 epochs, batch 4, layer
+#           14) in the Steer panel: frames are measured while training steps run.
+# Output: JSON to OUT (default frame-stats.json), printed at the end with the load average
+# before and after (other processes share the cores: report it with the numbers).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-frame-stats.json}"
+job="${2:-load}"
 command -v xvfb-run >/dev/null || { echo "frame-bench.sh: xvfb-run not found" >&2; exit 1; }
 cargo build --bin steerlab
 bin="${CARGO_TARGET_DIR:-target}/debug/steerlab"
 tmp="$(mktemp -d)"
-data="${STEERLAB_DATA:-$tmp/synth.jsonl}"
-[ -e "$data" ] || "$bin" data synth --out "$data" --n 3000 --seed 1 >/dev/null
-STEERLAB_FRAME_STATS="$out" STEERLAB_SCREENSHOT="$tmp/last.png" STEERLAB_PANEL="${STEERLAB_PANEL:-data}" \
-  STEERLAB_DATA="$data" xvfb-run -a -s "-screen 0 1280x800x24" "$bin" gui
+trap 'rm -rf "$tmp"' EXIT
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+case "$job" in
+  load)
+    data="${STEERLAB_DATA:-$tmp/synth.jsonl}"
+    [ -e "$data" ] || "$bin" data synth --out "$data" --n 3000 --seed 1 >/dev/null
+    STEERLAB_FRAME_STATS="$out" STEERLAB_SCREENSHOT="$tmp/last.png" \
+      STEERLAB_PANEL="${STEERLAB_PANEL:-data}" STEERLAB_DATA="$data" \
+      xvfb-run -a -s "-screen 0 1280x800x24" "$bin" gui
+    ;;
+  bipo)
+    data="$tmp/pairs.jsonl"
+    for i in $(seq 0 15); do
+      printf '{"id":"p%d","prompt":"Tell me about item %d.","chosen":"I love item %d, it is wonderful and bright.","rejected":"Item %d is awful and I hate it."}\n' \
+        "$i" "$i" "$i" "$i"
+    done >"$data"
+    STEERLAB_FRAME_STATS="$out" STEERLAB_SCREENSHOT="$tmp/last.png" \
+      STEERLAB_SCREENSHOT_TIMEOUT="${STEERLAB_SCREENSHOT_TIMEOUT:-900}" \
+      STEERLAB_PANEL=steer STEERLAB_DATA="$data" STEERLAB_STEER_METHOD=bipo \
+      STEERLAB_STEER_LAYERS=14 STEERLAB_STEER_EPOCHS=2 \
+      xvfb-run -a -s "-screen 0 1280x800x24" "$bin" gui
+    ;;
+  *)
+    echo "frame-bench.sh: unknown job '$job' (load or bipo)" >&2
+    exit 2
+    ;;
+esac
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 cat "$out"

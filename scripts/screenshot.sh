@@ -17,7 +17,7 @@ cargo build --bin steerlab
 bin="${CARGO_TARGET_DIR:-target}/debug/steerlab"
 
 panels=("$@")
-[ ${#panels[@]} -gt 0 ] || panels=(model generate data steer)
+[ ${#panels[@]} -gt 0 ] || panels=(model generate data steer features dissect)
 
 data="${STEERLAB_DATA:-}"
 if [ -z "$data" ]; then
@@ -32,6 +32,11 @@ for p in "${panels[@]}"; do
   prompt=""
   [ "$p" = generate ] && prompt="${STEERLAB_PROMPT:-What is the capital of France?}"
   pdata="$data"
+  if [ "$p" = dissect ] && [ -z "${STEERLAB_DATA:-}" ]; then
+    # Two judges (gpt-4, human) with planted factor weights: grouped by judge, Laplace live.
+    pdata="$(mktemp -d)/synth1200.jsonl"
+    "$bin" data synth --out "$pdata" --n 1200 --seed 1 >/dev/null
+  fi
   steer_env=()
   if [ "$p" = steer ]; then
     # A sentiment pair set and held-out A/B items; BiPO trains, sweeps and scores ×2 before the grab.

@@ -1,7 +1,9 @@
 //! GUI test of the Dissect panel's main flow with egui_kittest: open planted synthetic data
 //! through the scripted picker, let the live Laplace fit run (grouped by judge by default),
 //! compare it with the library called directly, run NUTS on a background job, cancel a long
-//! one, read a waterfall and export the report through the picker.
+//! one, read a waterfall and export the report through the picker's export menu.
+mod common;
+
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -12,17 +14,6 @@ use steerlab::data::synth::{write_synthetic, SynthOptions};
 use steerlab::data::{load_dataset, LoadOptions};
 use steerlab::dissect::{run_dissection, Sampler};
 use steerlab::jobs::NoProgress;
-
-fn harness(picker: &ScriptedPicker) -> Harness<'static, SteerlabApp> {
-    let start = StartOptions {
-        panel: Some(PanelId::Dissect),
-        ..Default::default()
-    };
-    let app = SteerlabApp::new(Box::new(picker.clone()), None, start);
-    Harness::builder()
-        .with_size([1280.0, 800.0])
-        .build_ui_state(|ui, app: &mut SteerlabApp| app.show(ui), app)
-}
 
 /// Steps until no job runs and a few quiet frames passed (the live refit starts a frame
 /// after the data arrives).
@@ -52,7 +43,13 @@ fn dissect_panel_main_flow() {
     write_synthetic(&data, &SynthOptions { n: 600, seed: 2 }).unwrap();
     let picker = ScriptedPicker::new();
     picker.push(Some(data.clone()));
-    let mut h = harness(&picker);
+    let mut h = common::harness(
+        &picker,
+        StartOptions {
+            panel: Some(PanelId::Dissect),
+            ..Default::default()
+        },
+    );
     h.run();
     h.get_by_label("Open data…").click();
     settle(&mut h);
@@ -155,11 +152,11 @@ fn dissect_panel_main_flow() {
     let html = tmp.path().join("out/report.html");
     let json = tmp.path().join("out/report.json");
     picker.push(Some(html.clone()));
-    h.get_by_label("HTML…").click();
-    h.run();
+    common::open_menu(&mut h, "Export report...");
+    common::click_item(&mut h, "HTML report (.html)");
     picker.push(Some(json.clone()));
-    h.get_by_label("JSON…").click();
-    h.run();
+    common::open_menu(&mut h, "Export report...");
+    common::click_item(&mut h, "JSON (.json)");
     let page = std::fs::read_to_string(&html).unwrap();
     assert!(page.contains("judge=human") && page.contains("<svg"));
     let v: serde_json::Value =

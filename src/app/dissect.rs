@@ -6,12 +6,16 @@ use std::sync::Arc;
 
 use crate::data::{Judgement, Record};
 use crate::dissect::{
-    self, fit::available_group_keys, DissectConfig, DissectOutput, NutsConfig, Sampler, Waterfall,
+    self, fit::available_group_keys, DissectConfig, DissectOutput, FactorPair, NutsConfig, Sampler,
+    Waterfall,
 };
+use crate::steer::SteeringVector;
 
+use super::artifacts::{ArtifactKind, Selection};
 use super::job_list::JobId;
-use super::picker::FileFilter;
+use super::panels::PanelId;
 use super::state::AppState;
+use super::widgets::{save_bytes_as, Format};
 
 /// Report formats the panel exports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,12 +29,19 @@ pub enum ExportFormat {
 }
 
 impl ExportFormat {
-    /// File extension.
-    pub fn ext(self) -> &'static str {
+    /// Every format, in menu order.
+    pub const ALL: [ExportFormat; 3] = [
+        ExportFormat::Html,
+        ExportFormat::Markdown,
+        ExportFormat::Json,
+    ];
+
+    /// The export-menu entry (label and extension).
+    pub fn format(self) -> Format {
         match self {
-            ExportFormat::Html => "html",
-            ExportFormat::Markdown => "md",
-            ExportFormat::Json => "json",
+            ExportFormat::Html => Format::HTML,
+            ExportFormat::Markdown => Format::MARKDOWN,
+            ExportFormat::Json => Format::JSON,
         }
     }
 }
@@ -45,8 +56,11 @@ pub struct DissectState {
     pub llm: String,
     /// `steerlab sae run` output folder (empty: off).
     pub sae_dir: String,
-    /// Steering vector `FILE@LAYER` (empty: off). Needs a loaded model.
-    pub vector: String,
+    /// Steering vectors used as factors, each `FILE@LAYER` (or `FILE` for a one-layer
+    /// vector). Need a loaded model.
+    pub vectors: Vec<String>,
+    /// A vector being typed (`FILE@LAYER`) before it is added to `vectors`.
+    pub vector_input: String,
     /// Group keys (judge, scenario, any column).
     pub group_by: Vec<String>,
     /// Posterior computation.
@@ -73,6 +87,10 @@ pub struct DissectState {
     pub defaults_for: Option<PathBuf>,
     /// Design index of the pair shown in the waterfall.
     pub selected_pair: usize,
+    /// Name of the factor whose top pairs are shown (factor → its top pairs).
+    pub selected_factor: Option<String>,
+    /// How many top pairs to show.
+    pub top_k: usize,
     /// Groups compared in the judge-versus-judge view (indices into the result's groups).
     pub compare: (usize, usize),
     /// Where the last export went.
@@ -86,7 +104,8 @@ impl Default for DissectState {
             columns: false,
             llm: String::new(),
             sae_dir: String::new(),
-            vector: String::new(),
+            vectors: Vec::new(),
+            vector_input: String::new(),
             group_by: Vec::new(),
             sampler: Sampler::Laplace,
             live: true,
@@ -100,6 +119,8 @@ impl Default for DissectState {
             job: None,
             defaults_for: None,
             selected_pair: 0,
+            selected_factor: None,
+            top_k: 10,
             compare: (0, 1),
             last_export: None,
         }
@@ -134,8 +155,10 @@ impl DissectState {
         if !self.sae_dir.trim().is_empty() {
             t.push(format!("sae:{}", self.sae_dir.trim()));
         }
-        if !self.vector.trim().is_empty() {
-            t.push(format!("vector:{}", self.vector.trim()));
+        for v in &self.vectors {
+            if !v.trim().is_empty() {
+                t.push(format!("vector:{}", v.trim()));
+            }
         }
         t
     }
@@ -151,6 +174,24 @@ impl DissectState {
             nuts: self.nuts.clone(),
             seed: self.seed,
         }
+    }
+
+    /// Adds `FILE@LAYER` (or `FILE`) to the vector factors unless it is there already;
+    /// true if added.
+    pub fn add_vector(&mut self, spec: &str) -> bool {
+        let spec = spec.trim();
+        if spec.is_empty() || self.vectors.iter().any(|v| v == spec) {
+            return false;
+        }
+        self.vectors.push(spec.to_string());
+        true
+    }
+
+    /// The top pairs of the selected factor in the last fit, if one is selected and fitted.
+    pub fn top_pairs(&self) -> Option<(usize, Vec<FactorPair>)> {
+        let out = self.output.as_ref()?;
+        let f = out.factor_index(self.selected_factor.as_deref()?)?;
+        Some((f, out.top_pairs(f, self.top_k.max(1))))
     }
 
     /// True when the selection runs the loaded model (`llm:` or `vector:`).
@@ -273,46 +314,171 @@ pub fn start_fit(state: &mut AppState) {
     state.dissect.job = Some(id);
 }
 
-/// Asks where to save and writes the report of the last fit in `fmt` (atomically).
+/// Asks where to save (through the picker) and writes the report of the last fit in `fmt`
+/// atomically; the file is registered in the sidebar as a report.
 pub fn export(state: &mut AppState, fmt: ExportFormat) {
     let Some(out) = state.dissect.output.clone() else {
         state.error("Nothing to export: fit first.");
         return;
     };
-    let filter = match fmt {
-        ExportFormat::Html => FileFilter::new("HTML report", &["html"]),
-        ExportFormat::Markdown => FileFilter::new("Markdown report", &["md"]),
-        ExportFormat::Json => FileFilter::new("JSON report", &["json"]),
+    let bytes = match fmt {
+        ExportFormat::Html => dissect::report::to_html(&out.result).into_bytes(),
+        ExportFormat::Markdown => dissect::report::to_markdown(&out.result).into_bytes(),
+        ExportFormat::Json => match serde_json::to_vec_pretty(&out.result) {
+            Ok(b) => b,
+            Err(e) => {
+                state.error(format!("Could not encode the report as JSON: {e}"));
+                return;
+            }
+        },
     };
-    let Some(path) = state.picker.save_file(
+    if let Some(p) = save_bytes_as(
+        state,
         "Export dissection report",
-        &format!("report.{}", fmt.ext()),
-        &[filter],
-    ) else {
-        return;
-    };
-    match write_report(&path, &out.result, fmt) {
-        Ok(()) => {
-            state.info(format!("Wrote {}", path.display()));
-            state.dissect.last_export = Some(path);
-        }
-        Err(e) => state.error(format!("Could not write {}: {e}", path.display())),
+        "dissection",
+        fmt.format(),
+        Some(ArtifactKind::Report),
+        &bytes,
+    ) {
+        state.dissect.last_export = Some(p);
     }
 }
 
-/// Writes the report of `r` to `path` in `fmt`.
-pub fn write_report(
-    path: &Path,
-    r: &dissect::DissectResult,
-    fmt: ExportFormat,
-) -> Result<(), crate::report::ReportError> {
-    match fmt {
-        ExportFormat::Html => {
-            crate::report::write_atomic(path, dissect::report::to_html(r).as_bytes())
+/// Vector → dissection factor: makes `vector` a factor source of the Dissect panel
+/// (`vector:FILE@LAYER`, one per layer) and shows that panel. A vector without a file (trained
+/// this session) is first saved to `<cache>/vectors/NAME.safetensors` and registered.
+pub fn use_vector_as_factor(state: &mut AppState, vector: &SteeringVector, name: &str) {
+    let on_disk = vector.source.as_ref().filter(|p| p.is_file()).cloned();
+    let path = match on_disk {
+        Some(p) => p,
+        None => {
+            let stem: String = name
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '-' {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+            let dir = crate::paths::steerlab_home().join("vectors");
+            let path = dir.join(format!("{stem}.safetensors"));
+            let saved = std::fs::create_dir_all(&dir)
+                .map_err(|e| format!("{}: {e}", dir.display()))
+                .and_then(|()| vector.save(&path).map_err(|e| e.to_string()));
+            if let Err(e) = saved {
+                state.error(format!("Could not save {name} for the Dissect panel: {e}"));
+                return;
+            }
+            state.artifacts.add(ArtifactKind::Vector, name, &path);
+            path
         }
-        ExportFormat::Markdown => {
-            crate::report::write_atomic(path, dissect::report::to_markdown(r).as_bytes())
+    };
+    let layers: Vec<usize> = vector.layers.keys().copied().collect();
+    for l in &layers {
+        state.dissect.add_vector(&format!("{}@{l}", path.display()));
+    }
+    state.info(format!(
+        "{name} is a dissection factor (vector:{}@{}); fit in the Dissect panel",
+        path.display(),
+        layers
+            .iter()
+            .map(|l| l.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    ));
+    // Every layer is listed already; the request names the first (adding it again is a no-op).
+    let layer = layers.first().copied();
+    state.navigate(PanelId::Dissect, Selection::Vector { path, layer });
+}
+
+/// Takes the cross-link waiting for the Dissect panel: a vector becomes a factor source, a
+/// factor is selected. True when the factor's top pairs should be shown.
+pub fn take_navigation(state: &mut AppState) -> bool {
+    match state.take_selection(PanelId::Dissect) {
+        Some(Selection::Vector { path, layer }) => {
+            let spec = match layer {
+                Some(l) => format!("{}@{l}", path.display()),
+                None => path.display().to_string(),
+            };
+            state.dissect.add_vector(&spec);
         }
-        ExportFormat::Json => crate::report::write_json(path, r),
+        Some(Selection::Factor { name }) => {
+            state.dissect.selected_factor = Some(name);
+            return true;
+        }
+        Some(Selection::Artifact(a)) => {
+            state.info(format!("{}: {}", a.kind.title(), a.path.display()))
+        }
+        _ => {}
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::picker::ScriptedPicker;
+    use crate::steer::VectorMeta;
+    use std::collections::BTreeMap;
+
+    fn vector(layers: &[usize]) -> SteeringVector {
+        let dirs: BTreeMap<usize, Vec<f32>> =
+            layers.iter().map(|&l| (l, vec![1.0, 0.5, -0.25])).collect();
+        SteeringVector::new(dirs, VectorMeta::new("caa", "m", 3)).unwrap()
+    }
+
+    #[test]
+    fn a_saved_vector_becomes_one_factor_per_layer_and_the_panel_is_asked_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("v.safetensors");
+        let v = vector(&[2, 5]);
+        v.save(&file).unwrap();
+        let mut v = SteeringVector::load(&file).unwrap();
+        v.source = Some(file.clone());
+        let mut state = AppState::new(Box::new(ScriptedPicker::new()));
+        use_vector_as_factor(&mut state, &v, "v");
+        let want = vec![
+            format!("{}@2", file.display()),
+            format!("{}@5", file.display()),
+        ];
+        assert_eq!(state.dissect.vectors, want);
+        assert!(state.dissect.needs_model());
+        let toks = state.dissect.tokens();
+        assert_eq!(toks[0], "computed");
+        assert_eq!(toks[1], format!("vector:{}", want[0]));
+        // The file was used as is: nothing new registered.
+        assert!(state.artifacts.is_empty());
+        let nav = state.navigation.clone().unwrap();
+        assert_eq!(nav.panel, PanelId::Dissect);
+        // The panel takes the request; adding the same layer again changes nothing.
+        assert!(!take_navigation(&mut state));
+        assert_eq!(state.dissect.vectors, want);
+        assert!(state.navigation.is_none());
+        // Typed specs are trimmed and deduplicated.
+        assert!(!state.dissect.add_vector(&format!("  {}  ", want[1])));
+        assert!(!state.dissect.add_vector("   "));
+        assert!(state.dissect.add_vector("other.safetensors@1"));
+        assert_eq!(state.dissect.vectors.len(), 3);
+    }
+
+    #[test]
+    fn a_factor_link_selects_the_factor_for_its_top_pairs() {
+        let mut state = AppState::new(Box::new(ScriptedPicker::new()));
+        state.navigate(
+            PanelId::Dissect,
+            Selection::Factor {
+                name: "length".into(),
+            },
+        );
+        assert!(take_navigation(&mut state));
+        assert_eq!(state.dissect.selected_factor.as_deref(), Some("length"));
+        // No fit yet: nothing to rank.
+        assert!(state.dissect.top_pairs().is_none());
+        // A request for another panel is left alone.
+        state.navigate(PanelId::Data, Selection::Factor { name: "x".into() });
+        assert!(!take_navigation(&mut state));
+        assert!(state.navigation.is_some());
     }
 }

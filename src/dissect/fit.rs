@@ -164,6 +164,10 @@ pub struct Design {
     pub flipped: Vec<bool>,
     /// Group values per pair (key → value; missing values are `"(none)"`).
     pub group: Vec<BTreeMap<String, String>>,
+    /// Each pair's raw factor values before encoding (f(A) and f(B), or a comparison), same
+    /// shape as `x`; kept for showing a factor's top pairs, not serialised.
+    #[serde(skip)]
+    pub raw: Vec<Vec<PairValue>>,
 }
 
 /// Posterior summary of one factor in one group.
@@ -460,6 +464,10 @@ pub fn build_design(
         .iter()
         .map(|r| keep.iter().map(|&c| r[c]).collect())
         .collect();
+    let raw: Vec<Vec<PairValue>> = values
+        .iter()
+        .map(|r| keep.iter().map(|&c| r[c]).collect())
+        .collect();
     let a_preferred: Vec<bool> = owned.iter().map(|j| j.winner == Winner::A).collect();
     let randomise = a_preferred.iter().all(|&a| a);
     let mut rng = StdRng::seed_from_u64(cfg.seed ^ 0x5EED_F11B);
@@ -483,6 +491,7 @@ pub fn build_design(
         a_preferred,
         flipped,
         group,
+        raw,
     };
     Ok((design, dropped, randomise))
 }

@@ -10,6 +10,7 @@
 //! - [`posterior`]: Bayesian logistic regression, no intercept, Laplace(0, b) prior.
 //! - [`nuts`] (+ [`diagnostics`]): the NUTS sampler with R-hat/ESS; [`laplace`]: MAP + Laplace
 //!   approximation for live use.
+//! - [`top_pairs`]: a fitted factor's pairs ranked by |difference| (factor → its top pairs).
 //! - [`fit`]: grouping, K-fold averaging, similarity/agreement, waterfalls, the serialisable
 //!   result ([`DissectResult`], written as `report.json`); [`report`]: its Markdown/HTML pages.
 //!
@@ -30,6 +31,7 @@ pub mod report;
 pub mod sources;
 pub mod stats;
 pub mod text;
+pub mod top_pairs;
 
 pub use error::DissectError;
 pub use factors::{
@@ -40,3 +42,4 @@ pub use fit::{
     Sampler, Waterfall,
 };
 pub use nuts::NutsConfig;
+pub use top_pairs::FactorPair;

@@ -284,8 +284,9 @@ impl SteerPanel {
         let mut changed = false;
         let mut remove = None;
         let mut export = None;
+        let mut as_factor = None;
         egui::Grid::new("steer_vectors")
-            .num_columns(5)
+            .num_columns(7)
             .spacing([8.0, 2.0])
             .striped(true)
             .show(ui, |ui| {
@@ -327,11 +328,21 @@ impl SteerPanel {
                     {
                         remove = Some(i);
                     }
+                    if ui
+                        .small_button("Use as factor")
+                        .on_hover_text("Vector -> dissection factor: explain preferences by this vector's projection (Dissect panel)")
+                        .clicked()
+                    {
+                        as_factor = Some(i);
+                    }
                     ui.end_row();
                 }
             });
         if let Some((i, f)) = export {
             SteerState::export_entry(state, i, f);
+        }
+        if let Some(e) = as_factor.and_then(|i| state.steer.vectors.get(i).cloned()) {
+            crate::app::dissect::use_vector_as_factor(state, &e.vector, &e.name);
         }
         if let Some(i) = remove {
             state.steer.vectors.remove(i);
