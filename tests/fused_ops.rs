@@ -238,7 +238,7 @@ fn hooked_grad(
     layer: usize,
 ) -> (f32, Vec<f32>, Vec<f32>, (usize, usize)) {
     let dev = Device::Cpu;
-    let seqs = vec![
+    let seqs = [
         vec![5u32, 17, 99, 3, 42, 7, 8],
         vec![11u32, 2, 250, 61],
         vec![9u32, 9, 1, 200, 33, 4],
