@@ -13,6 +13,7 @@
 #   MODEL     steerlab/twin model flags ["" = the cached SmolLM2 GGUF; or "--random llama:smollm2"]
 #   BATCH/SEQ forward batch × seq [4 × 128];  BIPO_BATCH/BIPO_SEQ pairs × seq [4 × 128]
 #   LAYER     steered block for bipo [n_layers / 2]
+#   GRAD_OPS  bipo gradient ops: fused, composed, fused-attention or block [fused]
 #   ONLY      subset of "forward bipo sae dissect" [all]
 #   OUT       folder for the JSON lines and data files [a temporary folder]
 set -eu
@@ -28,6 +29,7 @@ SEQ=${SEQ:-128}
 BIPO_BATCH=${BIPO_BATCH:-$BATCH}
 BIPO_SEQ=${BIPO_SEQ:-$SEQ}
 ONLY=${ONLY:-forward bipo sae dissect}
+GRAD_OPS=${GRAD_OPS:-fused}
 OUT=${OUT:-$(mktemp -d)}
 mkdir -p "$OUT"
 LAYER_FLAG=""
@@ -66,7 +68,7 @@ for what in $ONLY; do
     ratio forward_steerlab forward_torch_sdpa tokens_per_s 1
     ;;
   bipo)
-    run bipo_steerlab $STEERLAB bench bipo $MODEL $LAYER_FLAG --device "$DEVICE" --dtype "$DTYPE" --batch "$BIPO_BATCH" --seq "$BIPO_SEQ" --iters "$ITERS" --json
+    run bipo_steerlab $STEERLAB bench bipo $MODEL $LAYER_FLAG --device "$DEVICE" --dtype "$DTYPE" --batch "$BIPO_BATCH" --seq "$BIPO_SEQ" --iters "$ITERS" --grad-ops "$GRAD_OPS" --json
     run bipo_torch_authors "$PYTHON" scripts/bench_bipo_torch.py $MODEL $LAYER_FLAG --device "$DEVICE" --dtype "$DTYPE" --batch "$BIPO_BATCH" --seq "$BIPO_SEQ" --iters "$ITERS" --attn sdpa --recipe authors --json
     run bipo_torch_cached "$PYTHON" scripts/bench_bipo_torch.py $MODEL $LAYER_FLAG --device "$DEVICE" --dtype "$DTYPE" --batch "$BIPO_BATCH" --seq "$BIPO_SEQ" --iters "$ITERS" --attn sdpa --recipe cached --json
     ratio bipo_steerlab bipo_torch_authors ms_per_step 0

@@ -3,11 +3,49 @@
 //! grouped heads and padding, also in bf16) and a whole hooked model (gradient into a steering
 //! vector, with padding, in f32 and bf16, Llama / Qwen2 / Qwen3 blocks) under every `GradOps`
 //! setting; and the autograd node counts, which must shrink from composed to block.
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::path::PathBuf;
 
 use candle_core::{DType, Device, Tensor, Var, D};
 use steerlab::model::fused;
 use steerlab::model::{Batch, GradOps, HookPoint, Hooks, LoadOptions, Model, Positions};
+
+/// Counts, per thread while enabled, heap allocations of at least 64 bytes: on the CPU backend
+/// every tensor op allocates its output buffer, so during a backward this approximates the
+/// number of kernels the same backward launches on a GPU (tensor shape/stride vectors are
+/// smaller and not counted).
+struct CountingAlloc;
+
+thread_local! {
+    static COUNTING: Cell<bool> = const { Cell::new(false) };
+    static BUFFERS: Cell<usize> = const { Cell::new(0) };
+}
+
+unsafe impl GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if layout.size() >= 64 && COUNTING.with(|c| c.get()) {
+            BUFFERS.with(|b| b.set(b.get() + 1));
+        }
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOC: CountingAlloc = CountingAlloc;
+
+/// Runs `f` and returns its result with the buffers it allocated on this thread.
+fn count_buffers<T>(f: impl FnOnce() -> T) -> (T, usize) {
+    BUFFERS.with(|b| b.set(0));
+    COUNTING.with(|c| c.set(true));
+    let out = f();
+    COUNTING.with(|c| c.set(false));
+    (out, BUFFERS.with(|b| b.get()))
+}
 
 fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
     (a - b)
@@ -212,10 +250,15 @@ fn model_grad(ops: GradOps) -> (f32, Vec<f32>, Vec<f32>) {
 }
 
 /// Loss, gradient and logits of a steering vector added at `ResidPost(layer)` (besides the
-/// interventions in `extra`), on a padded batch, plus the autograd graph's node count.
-fn hooked_grad(model: &Model, extra: &Hooks, layer: usize) -> (f32, Vec<f32>, Vec<f32>, usize) {
+/// interventions in `extra`), on a padded batch, plus the autograd graph's node count and the
+/// buffers its backward allocated.
+fn hooked_grad(
+    model: &Model,
+    extra: &Hooks,
+    layer: usize,
+) -> (f32, Vec<f32>, Vec<f32>, (usize, usize)) {
     let dev = Device::Cpu;
-    let seqs = vec![
+    let seqs = [
         vec![5u32, 17, 99, 3, 42, 7, 8],
         vec![11u32, 2, 250, 61],
         vec![9u32, 9, 1, 200, 33, 4],
@@ -259,9 +302,8 @@ fn hooked_grad(model: &Model, extra: &Hooks, layer: usize) -> (f32, Vec<f32>, Ve
         .sum_all()
         .unwrap();
     let nodes = loss.sorted_nodes().len();
-    let g = loss
-        .backward()
-        .unwrap()
+    let (grads, buffers) = count_buffers(|| loss.backward().unwrap());
+    let g = grads
         .get(v.as_tensor())
         .cloned()
         .expect("no gradient reached the vector");
@@ -269,7 +311,7 @@ fn hooked_grad(model: &Model, extra: &Hooks, layer: usize) -> (f32, Vec<f32>, Ve
         loss.to_dtype(DType::F32).unwrap().to_scalar().unwrap(),
         g.to_dtype(DType::F32).unwrap().to_vec1().unwrap(),
         logits.flatten_all().unwrap().to_vec1().unwrap(),
-        nodes,
+        (nodes, buffers),
     )
 }
 
@@ -374,25 +416,37 @@ fn bf16_block_and_attention_ops_stay_close_to_f32() {
 
 #[test]
 fn each_setting_shrinks_the_autograd_graph() {
-    // Steering at block 0 of the 4-block tiny model: blocks 1..3 carry the gradient.
+    // One block's share: steering at block 0 of the 4-block tiny model minus steering at block
+    // 1 (one block fewer carries the gradient).
     let dev = Device::Cpu;
     let mut model = steerlab::bench::random_model("llama:tiny", &dev, DType::F32, 3).unwrap();
-    let counts: Vec<usize> = [
+    let mut per_block = Vec::new();
+    for ops in [
         GradOps::Composed,
         GradOps::Fused,
         GradOps::FusedAttention,
         GradOps::Block,
-    ]
-    .iter()
-    .map(|&ops| {
+    ] {
         model.set_grad_ops(ops);
-        hooked_grad(&model, &Hooks::new(), 0).3
-    })
-    .collect();
-    println!("autograd nodes (composed, fused, fused-attention, block): {counts:?}");
+        let (n0, b0) = hooked_grad(&model, &Hooks::new(), 0).3;
+        let (n1, b1) = hooked_grad(&model, &Hooks::new(), 1).3;
+        println!(
+            "{}: graph nodes {n0} (one block {}), backward buffers {b0} (one block {})",
+            ops.name(),
+            n0 - n1,
+            b0 as i64 - b1 as i64
+        );
+        per_block.push((n0 - n1, b0 as i64 - b1 as i64));
+    }
+    assert_eq!(per_block[3].0, 1, "the block op is one node per block");
     assert!(
-        counts.windows(2).all(|w| w[0] > w[1]),
-        "node counts do not shrink: {counts:?}"
+        per_block.windows(2).all(|w| w[0].0 > w[1].0),
+        "node counts per block do not shrink: {per_block:?}"
+    );
+    // The backward's buffer count (kernels on a GPU) must shrink with the node count.
+    assert!(
+        per_block[3].1 < per_block[1].1 && per_block[1].1 < per_block[0].1,
+        "backward buffers per block: {per_block:?}"
     );
 }
 
