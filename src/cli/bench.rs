@@ -73,7 +73,7 @@ pub struct BipoArgs {
     /// `composed` (differentiable candle primitives; the reference, for profiling),
     /// `fused-attention` (`fused` plus the whole attention as one node) or `block` (one
     /// node per transformer block, backward into the block input only).
-    #[arg(long, value_enum, default_value = "fused")]
+    #[arg(long, value_enum, default_value = "block")]
     pub grad_ops: GradOpsArg,
 }
 

@@ -568,7 +568,8 @@ impl Model {
         Ok(())
     }
 
-    /// Which ops gradient-carrying passes use (default: [`GradOps::Fused`]). Results agree
+    /// Which ops gradient-carrying passes use (default: [`GradOps::Block`], measured fastest on
+    /// CPU and on par on the GPU, with the least memory; see BENCHMARKS.md). Results agree
     /// within float rounding; `Composed` exists as the reference and for profiling.
     pub fn set_grad_ops(&mut self, ops: GradOps) {
         self.grad_ops = ops;

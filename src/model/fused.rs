@@ -394,7 +394,6 @@ pub fn attention(
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum GradOps {
     /// The fused kernels of this module, with their hand-written backward.
-    #[default]
     Fused,
     /// Ops composed of differentiable candle primitives (the reference).
     Composed,
@@ -405,6 +404,7 @@ pub enum GradOps {
     /// inference path saving its activations, and a hand-written backward returns the
     /// gradient with respect to the block input only (weights are frozen). Blocks with hooks
     /// inside (attention or MLP outputs) or a KV cache fall back to `FusedAttention`.
+    #[default]
     Block,
 }
 
