@@ -194,6 +194,15 @@ fn normalise_rows(w: &mut [f32], cols: usize) {
     }
 }
 
+/// Rows of `x` minus `bias` (row-major, `bias.len()` columns).
+fn centre(x: &[f32], bias: &[f32]) -> Vec<f32> {
+    let mut out = x.to_vec();
+    for row in out.chunks_exact_mut(bias.len()) {
+        row.iter_mut().zip(bias).for_each(|(v, c)| *v -= c);
+    }
+    out
+}
+
 /// Indices of the `n` largest `score`s (ties broken by index, so selection is deterministic).
 fn top_n(score: &[f32], n: usize) -> Vec<usize> {
     let mut idx: Vec<usize> = (0..score.len()).collect();
@@ -243,9 +252,9 @@ impl Sae {
                 for r in 0..rows {
                     col[r] = data[r * d_in + i];
                 }
-                col.sort_by(f32::total_cmp);
                 // torch.median's convention: the lower of the two middle values.
-                *b = col[(rows - 1) / 2];
+                let (_, mid, _) = col.select_nth_unstable_by((rows - 1) / 2, f32::total_cmp);
+                *b = *mid;
             }
         }
         Ok(Self {
@@ -264,10 +273,7 @@ impl Sae {
     /// Pre-activations `(x − b_dec) W_enc + b_enc` for rows of `x` (`[rows, d_in]`).
     pub fn pre_activations(&self, x: &[f32]) -> Vec<f32> {
         let rows = x.len() / self.d_in;
-        let xc: Vec<f32> = x
-            .chunks_exact(self.d_in)
-            .flat_map(|r| r.iter().zip(&self.b_dec).map(|(a, b)| a - b))
-            .collect();
+        let xc = centre(x, &self.b_dec);
         let mut p = matmul(&xc, rows, self.d_in, false, &self.w_enc, self.d_sae, false);
         for row in p.chunks_exact_mut(self.d_sae) {
             row.iter_mut().zip(&self.b_enc).for_each(|(v, b)| *v += b);
@@ -314,14 +320,10 @@ impl Sae {
         let mut loss = 0.0;
         let mut fve = 0.0;
         for &pm in &self.prefixes {
-            let am: Vec<f32> = a
-                .chunks_exact(self.d_sae)
-                .flat_map(|r| {
-                    r.iter()
-                        .enumerate()
-                        .map(move |(j, v)| if j < pm { *v } else { 0.0 })
-                })
-                .collect();
+            let mut am = a.clone();
+            for row in am.chunks_exact_mut(self.d_sae) {
+                row[pm..].iter_mut().for_each(|v| *v = 0.0);
+            }
             let r = self.decode(&am);
             let mse = r
                 .iter()
@@ -352,10 +354,7 @@ impl Sae {
     ) -> (Grads, f64, f64, f64, f64) {
         let (d, m) = (self.d_in, self.d_sae);
         let b = x.len() / d;
-        let xc: Vec<f32> = x
-            .chunks_exact(d)
-            .flat_map(|r| r.iter().zip(&self.b_dec).map(|(a, c)| a - c))
-            .collect();
+        let xc = centre(x, &self.b_dec);
         let mut p = matmul(&xc, b, d, false, &self.w_enc, m, false);
         for row in p.chunks_exact_mut(m) {
             row.iter_mut().zip(&self.b_enc).for_each(|(v, c)| *v += c);
@@ -401,7 +400,10 @@ impl Sae {
         let mut loss = 0.0;
         let mut fve = 0.0;
         // Reconstructions grow prefix by prefix: r = b_dec + Σ_{kept j < pm} a_j W_dec[j].
-        let mut recon: Vec<f32> = (0..b).flat_map(|_| self.b_dec.iter().copied()).collect();
+        let mut recon: Vec<f32> = Vec::with_capacity(b * d);
+        for _ in 0..b {
+            recon.extend_from_slice(&self.b_dec);
+        }
         let mut g = vec![0.0f32; b * d];
         let scale = (2.0 / ((b * d) as f64 * base * np as f64)) as f32;
         let mut lo = 0;
@@ -606,8 +608,7 @@ pub fn train_sae(
             if cfg.clip_grad > 0.0 {
                 let norm = [&g.w_enc, &g.b_enc, &g.w_dec, &g.b_dec]
                     .iter()
-                    .flat_map(|v| v.iter())
-                    .map(|v| (*v as f64) * (*v as f64))
+                    .map(|v| v.iter().map(|x| (*x as f64) * (*x as f64)).sum::<f64>())
                     .sum::<f64>()
                     .sqrt();
                 if norm > cfg.clip_grad {
