@@ -138,3 +138,85 @@ fn bad_settings_are_rejected() {
     .unwrap_err();
     assert!(e.to_string().contains("NaN"));
 }
+
+/// The regression set-up for [`training_matches_the_reference_weights`]: small, with prefixes,
+/// several batches an epoch, AuxK active (dead after 2 steps) and gradient clipping.
+fn reference_run() -> (steerlab::sae::Sae, steerlab::sae::TrainHistory) {
+    let d = 24;
+    let (x, _) = planted(460, d, 8, 2, 11);
+    let (train, val) = x.split_at(400 * d);
+    let cfg = SaeConfig {
+        latents: 16,
+        k: 3,
+        prefixes: vec![4, 16],
+        batch_size: 64,
+        max_epochs: 6,
+        min_epochs: 6,
+        patience: 6,
+        dead_steps: 2,
+        lr: 2e-3,
+        seed: 4,
+        ..Default::default()
+    };
+    train_sae(train, val, d, &cfg, &NoProgress).unwrap()
+}
+
+fn reference_path() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sae/train_reference.json")
+}
+
+/// Writes the reference (run with `--ignored` only to regenerate it on purpose: the committed
+/// file holds the weights of the straightforward dense implementation, before the sparse
+/// training step).
+#[test]
+#[ignore]
+fn write_train_reference() {
+    let (sae, hist) = reference_run();
+    let j = serde_json::json!({
+        "w_enc": sae.w_enc, "b_enc": sae.b_enc, "w_dec": sae.w_dec, "b_dec": sae.b_dec,
+        "threshold": sae.threshold,
+        "loss": hist.steps.iter().map(|s| s.loss).collect::<Vec<_>>(),
+        "l0": hist.steps.iter().map(|s| s.l0).collect::<Vec<_>>(),
+        "dead": hist.steps.iter().map(|s| s.dead_fraction).collect::<Vec<_>>(),
+    });
+    std::fs::write(reference_path(), serde_json::to_string(&j).unwrap()).unwrap();
+}
+
+/// Training gives the weights of the reference implementation for the same seed, within float
+/// rounding (the optimised step sums in another order), with AuxK active.
+#[test]
+fn training_matches_the_reference_weights() {
+    let text = std::fs::read_to_string(reference_path()).unwrap();
+    let r: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let vec_of = |k: &str| -> Vec<f64> {
+        r[k].as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect()
+    };
+    let (sae, hist) = reference_run();
+    let close = |name: &str, got: &[f32], tol: f64| {
+        let want = vec_of(name);
+        assert_eq!(got.len(), want.len(), "{name}");
+        let worst = got
+            .iter()
+            .zip(&want)
+            .map(|(g, w)| (*g as f64 - w).abs())
+            .fold(0.0, f64::max);
+        assert!(worst < tol, "{name}: max |difference| {worst}");
+    };
+    close("w_enc", &sae.w_enc, 1e-4);
+    close("b_enc", &sae.b_enc, 1e-4);
+    close("w_dec", &sae.w_dec, 1e-4);
+    close("b_dec", &sae.b_dec, 1e-4);
+    assert!((sae.threshold as f64 - r["threshold"].as_f64().unwrap()).abs() < 1e-4);
+    let l0: Vec<f64> = hist.steps.iter().map(|s| s.l0).collect();
+    assert_eq!(l0, vec_of("l0"));
+    let dead: Vec<f64> = hist.steps.iter().map(|s| s.dead_fraction).collect();
+    assert_eq!(dead, vec_of("dead"));
+    assert!(dead.iter().any(|&f| f > 0.0), "AuxK never ran");
+    for (g, w) in hist.steps.iter().map(|s| s.loss).zip(vec_of("loss")) {
+        assert!((g - w).abs() < 1e-5 * w.abs().max(1.0), "loss {g} vs {w}");
+    }
+}

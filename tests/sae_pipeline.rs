@@ -385,3 +385,66 @@ fn llm_descriptions_and_fidelity_run_through_the_pipeline() {
     }
     assert!(checked >= 2, "only {checked} features had a dominant mark");
 }
+
+/// One forward pass serving several layers gives exactly the single-layer embeddings, and
+/// `embed_pairs_layers` caches each layer under the key a single-layer run reads.
+#[test]
+fn multi_layer_llm_embedding_equals_single_layer_runs() {
+    use steerlab::sae::llm::{load_tokenizer, LlmEmbedder};
+    let home = tempfile::tempdir().unwrap();
+    // Only this test in this binary touches the cache, so setting the variable is safe.
+    std::env::set_var("STEERLAB_HOME", home.path());
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models/llama");
+    let model = steerlab::model::Model::load(&dir, &Default::default()).unwrap();
+    let tok = load_tokenizer(&dir).unwrap();
+    let mut e = LlmEmbedder::new(&model, &tok, 0).unwrap();
+    e.batch_size = 3; // several batches with different padding
+    let texts = [
+        "a b c",
+        "hello there, how are you today?",
+        "x",
+        "the rain in spain falls mainly on the plain",
+        "sorry, I cannot help with that",
+        "one two three four five six seven",
+        "ok",
+    ];
+    let layers = [2usize, 0, 1];
+    let multi = e.embed_layers(&layers, &texts, &NoProgress).unwrap();
+    assert_eq!(multi.len(), 3);
+    for (li, &l) in layers.iter().enumerate() {
+        let single = e.at_layer(l).unwrap().embed(&texts, &NoProgress).unwrap();
+        assert_eq!(multi[li], single, "layer {l}");
+        assert_eq!(single.len(), texts.len());
+        assert!(single
+            .iter()
+            .all(|r| r.len() == 64 && r.iter().all(|v| v.is_finite())));
+    }
+    // The layers are different read-outs, not one copied three times.
+    assert_ne!(multi[0], multi[1]);
+    assert_ne!(multi[1], multi[2]);
+    assert!(e.embed_layers(&[3], &texts, &NoProgress).is_err());
+
+    // Pairs through the cache: the multi-layer run writes per-layer caches that a single-layer
+    // `embed_pairs` then hits with identical values.
+    let (pairs, _) = planted(12);
+    let opts = RunOptions {
+        data_hash: Some(42),
+        ..RunOptions::default()
+    };
+    let got = sae::embed_pairs_layers(&pairs, &e, &[1, 2], &opts, &NoProgress).unwrap();
+    assert!(got.iter().all(|(_, _, cached)| !cached));
+    for (&l, (a, b, _)) in [1usize, 2].iter().zip(&got) {
+        let el = e.at_layer(l).unwrap();
+        let (a1, b1, cached) = sae::pipeline::embed_pairs(&pairs, &el, &opts, &NoProgress).unwrap();
+        assert!(
+            cached,
+            "layer {l} was not cached under the single-layer key"
+        );
+        assert_eq!((&a1, &b1), (a, b));
+    }
+    // A second multi-layer call with one new layer reads two from the cache.
+    let again = sae::embed_pairs_layers(&pairs, &e, &[2, 0, 1], &opts, &NoProgress).unwrap();
+    let flags: Vec<bool> = again.iter().map(|g| g.2).collect();
+    assert_eq!(flags, vec![true, false, true]);
+    assert_eq!(again[0].0, got[1].0);
+}

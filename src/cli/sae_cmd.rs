@@ -74,7 +74,8 @@ pub struct RunArgs {
     #[arg(long)]
     pub data: PathBuf,
     /// `minilm` (sentence encoder) or `llm[:LAYER]` (mean residual after block LAYER of --model;
-    /// default: the middle layer).
+    /// default: the middle layer). `llm:L1,L2,...` embeds every layer in one pass and writes one
+    /// run per layer to OUT/layerL.
     #[arg(long, default_value = "minilm")]
     pub embedder: String,
     /// The LLM (GGUF file or HF folder; default: the cached SmolLM2). With `--describe` it
@@ -258,16 +259,26 @@ fn run_cmd(a: RunArgs) -> anyhow::Result<()> {
     };
     opts.sae.resolved_prefixes()?;
     let bar = BarSink::new(a.json);
-    let (kind, layer) = match a.embedder.split_once(':') {
-        Some((k, l)) => (
-            k,
-            Some(
-                l.parse::<usize>()
-                    .with_context(|| format!("--embedder {}: bad layer", a.embedder))?,
-            ),
-        ),
-        None => (a.embedder.as_str(), None),
+    let (kind, layers) = match a.embedder.split_once(':') {
+        Some((k, l)) => {
+            let mut v = Vec::new();
+            for part in l.split(',') {
+                let layer = part
+                    .trim()
+                    .parse::<usize>()
+                    .with_context(|| format!("--embedder {}: bad layer `{part}`", a.embedder))?;
+                if !v.contains(&layer) {
+                    v.push(layer);
+                }
+            }
+            (k, v)
+        }
+        None => (a.embedder.as_str(), Vec::new()),
     };
+    if layers.len() > 1 && kind != "llm" {
+        bail!("--embedder {}: several layers need `llm`", a.embedder);
+    }
+    let layer = layers.first().copied();
     let need_llm = kind == "llm" || a.describe;
     let model_path = a
         .model
@@ -308,20 +319,40 @@ fn run_cmd(a: RunArgs) -> anyhow::Result<()> {
         .as_ref()
         .filter(|_| a.describe)
         .map(|(m, t)| LlmGenerator::new(m, t));
-    let mut result = sae::run(
-        &pairs,
-        embedder,
-        gen.as_ref().map(|g| g as &dyn TextGenerator),
-        &opts,
-        &bar,
-    )?;
+    let gen = gen.as_ref().map(|g| g as &dyn TextGenerator);
+    if layers.len() > 1 {
+        // One forward pass serves every layer; each layer gets its own run in OUT/layerL.
+        let (m, t) = llm.as_ref().expect("loaded above");
+        let mut e = LlmEmbedder::new(m, t, layers[0])?;
+        e.batch_size = a.embed_batch.max(1);
+        let embedded = sae::embed_pairs_layers(&pairs, &e, &layers, &opts, &bar)?;
+        for (&l, (ea, eb, cached)) in layers.iter().zip(embedded) {
+            let el = e.at_layer(l)?;
+            let mut result = sae::analyse(&pairs, &ea, &eb, el.dim(), &el.id(), gen, &opts, &bar)?;
+            result.report.cached_embeddings = cached;
+            let out = a.out.join(format!("layer{l}"));
+            finish_run(&a, &mut result, &out)?;
+        }
+        bar.finish();
+        return Ok(());
+    }
+    let mut result = sae::run(&pairs, embedder, gen, &opts, &bar)?;
     bar.finish();
+    finish_run(&a, &mut result, &a.out)
+}
+
+/// Names the dataset in the report, writes the output folder and prints the summary.
+fn finish_run(
+    a: &RunArgs,
+    result: &mut sae::RunResult,
+    out: &std::path::Path,
+) -> anyhow::Result<()> {
     result.report.dataset = a
         .data
         .file_name()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
-    sae::write_outputs(&a.out, &result)?;
+    sae::write_outputs(out, result)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&result.report)?);
     } else {
@@ -346,7 +377,7 @@ fn run_cmd(a: RunArgs) -> anyhow::Result<()> {
             f(r.auc.all_features),
             f(r.auc.dense_probe)
         );
-        println!("wrote {}", a.out.display());
+        println!("wrote {}", out.display());
     }
     Ok(())
 }

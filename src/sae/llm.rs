@@ -5,7 +5,7 @@ use super::error::SaeError;
 use super::interpret::TextGenerator;
 use crate::data::Message;
 use crate::jobs::ProgressSink;
-use crate::model::{Batch, GenerateOptions, Hooks, Model, TextTokenizer};
+use crate::model::{Batch, GenerateOptions, HookPoint, Hooks, Model, TextTokenizer};
 use candle_core::DType;
 use std::path::Path;
 
@@ -57,7 +57,68 @@ impl<'a> LlmEmbedder<'a> {
         self.layer
     }
 
-    fn embed_batch(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, SaeError> {
+    /// The same embedder reading another block's output (for [`Self::embed_layers`]'s cache
+    /// keys and reports).
+    pub fn at_layer(&self, layer: usize) -> Result<LlmEmbedder<'a>, SaeError> {
+        let mut e = LlmEmbedder::new(self.model, self.tok, layer)?;
+        e.batch_size = self.batch_size;
+        e.max_tokens = self.max_tokens;
+        Ok(e)
+    }
+
+    /// Embeds `texts` at each of `layers` with one forward pass per batch (up to the deepest
+    /// layer; the others are captured on the way). Returns `[layer][text][hidden]` in the order
+    /// of `layers`; each layer's rows equal what [`Embedder::embed`] gives at that layer.
+    pub fn embed_layers(
+        &self,
+        layers: &[usize],
+        texts: &[&str],
+        sink: &dyn ProgressSink,
+    ) -> Result<Vec<Vec<Vec<f32>>>, SaeError> {
+        let n_layers = self.model.n_layers();
+        if layers.is_empty() {
+            return Err(SaeError::Config("no layers to embed".into()));
+        }
+        if let Some(&l) = layers.iter().find(|&&l| l >= n_layers) {
+            return Err(SaeError::Config(format!(
+                "layer {l} does not exist: the model has {n_layers} layers (0..{})",
+                n_layers - 1
+            )));
+        }
+        // Sort by length so batches pad little; restore the order afterwards.
+        let mut order: Vec<usize> = (0..texts.len()).collect();
+        order.sort_by_key(|&i| texts[i].len());
+        let sorted: Vec<&str> = order.iter().map(|&i| texts[i]).collect();
+        let nl = layers.len();
+        // `embed_in_chunks` collects one row per text: a row here is the text's embeddings at
+        // every requested layer, concatenated.
+        let d = self.model.hidden_size();
+        let rows = embed_in_chunks(&sorted, self.batch_size, sink, |c| {
+            let per_layer = self.embed_batch(layers, c)?;
+            Ok((0..c.len())
+                .map(|r| {
+                    per_layer
+                        .iter()
+                        .flat_map(|l| l[r].iter().copied())
+                        .collect()
+                })
+                .collect())
+        })?;
+        let mut out = vec![vec![Vec::new(); texts.len()]; nl];
+        for (row, i) in rows.into_iter().zip(order) {
+            for (li, layer_out) in out.iter_mut().enumerate() {
+                layer_out[i] = row[li * d..(li + 1) * d].to_vec();
+            }
+        }
+        Ok(out)
+    }
+
+    /// One batch at several layers: `[layer][text][hidden]`.
+    fn embed_batch(
+        &self,
+        layers: &[usize],
+        texts: &[&str],
+    ) -> Result<Vec<Vec<Vec<f32>>>, SaeError> {
         let pad = self
             .tok
             .pad_token_id()
@@ -73,16 +134,19 @@ impl<'a> LlmEmbedder<'a> {
             seqs.push(ids);
         }
         let batch = Batch::from_sequences(&seqs, pad, self.model.device())?;
+        let deepest = *layers.iter().max().expect("checked non-empty");
         let mut hooks = Hooks::new();
-        let resid = self
-            .model
-            .forward_to(self.layer + 1, &batch, &mut hooks)?
-            .to_dtype(DType::F32)?;
+        for &l in layers {
+            if l != deepest {
+                hooks.capture(HookPoint::ResidPost(l));
+            }
+        }
+        let last = self.model.forward_to(deepest + 1, &batch, &mut hooks)?;
         // Pool over the real tokens except the first: the first position carries the model's
         // attention-sink "massive activation" (hundreds of times the other positions' norm on
         // SmolLM2), whose 1/length share would otherwise dominate every pooled difference.
         let lens = batch.lens();
-        let t = resid.dim(1)?;
+        let t = last.dim(1)?;
         let mut m = vec![0.0f32; lens.len() * t];
         for (r, &len) in lens.iter().enumerate() {
             let from = usize::from(len >= 2);
@@ -90,10 +154,22 @@ impl<'a> LlmEmbedder<'a> {
                 m[r * t + p] = 1.0;
             }
         }
-        let mask = candle_core::Tensor::from_vec(m, (lens.len(), t, 1), resid.device())?;
-        let summed = resid.broadcast_mul(&mask)?.sum(1)?;
+        let mask = candle_core::Tensor::from_vec(m, (lens.len(), t, 1), last.device())?;
         let count = mask.sum(1)?.clamp(1.0, f64::MAX)?;
-        Ok(summed.broadcast_div(&count)?.to_vec2::<f32>()?)
+        let mut out = Vec::with_capacity(layers.len());
+        for &l in layers {
+            let resid = if l == deepest {
+                last.clone()
+            } else {
+                hooks
+                    .captured(HookPoint::ResidPost(l))
+                    .cloned()
+                    .ok_or_else(|| SaeError::Data(format!("layer {l} was not captured")))?
+            };
+            let summed = resid.to_dtype(DType::F32)?.broadcast_mul(&mask)?.sum(1)?;
+            out.push(summed.broadcast_div(&count)?.to_vec2::<f32>()?);
+        }
+        Ok(out)
     }
 }
 
@@ -105,16 +181,8 @@ impl Embedder for LlmEmbedder<'_> {
         self.model.hidden_size()
     }
     fn embed(&self, texts: &[&str], sink: &dyn ProgressSink) -> Result<Vec<Vec<f32>>, SaeError> {
-        // Sort by length so batches pad little; restore the order afterwards.
-        let mut order: Vec<usize> = (0..texts.len()).collect();
-        order.sort_by_key(|&i| texts[i].len());
-        let sorted: Vec<&str> = order.iter().map(|&i| texts[i]).collect();
-        let rows = embed_in_chunks(&sorted, self.batch_size, sink, |c| self.embed_batch(c))?;
-        let mut out = vec![Vec::new(); texts.len()];
-        for (r, i) in rows.into_iter().zip(order) {
-            out[i] = r;
-        }
-        Ok(out)
+        let mut per_layer = self.embed_layers(&[self.layer], texts, sink)?;
+        Ok(per_layer.pop().expect("one layer requested"))
     }
 }
 

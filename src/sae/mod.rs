@@ -20,4 +20,4 @@ pub use error::SaeError;
 pub use link::{feature_vector, project_steering_vector, project_vector, SaeFolder, VectorScale};
 pub use model::{train_sae, Sae, SaeConfig, StepMetrics, TrainHistory};
 pub use output::{read_outputs, read_sae, write_outputs, write_sae};
-pub use pipeline::{analyse, run, PairSet, RunOptions, RunResult, SaeReport};
+pub use pipeline::{analyse, embed_pairs_layers, run, PairSet, RunOptions, RunResult, SaeReport};

@@ -3,7 +3,7 @@
 //! smallest kept |a|, AuxK for dead latents, normalised MSE, unit-norm decoder rows and a decoder
 //! bias initialised to the median. Gradients are written by hand (the model is two matrices), the
 //! matrix products go through candle. Training is deterministic for a seed.
-use super::dense::{centred_mse, col_sums, matmul};
+use super::dense::{axpy, centred_mse, dot, matmul};
 use super::error::SaeError;
 use crate::jobs::{Progress, ProgressSink};
 use rand::seq::SliceRandom;
@@ -194,6 +194,15 @@ fn normalise_rows(w: &mut [f32], cols: usize) {
     }
 }
 
+/// Rows of `x` minus `bias` (row-major, `bias.len()` columns).
+fn centre(x: &[f32], bias: &[f32]) -> Vec<f32> {
+    let mut out = x.to_vec();
+    for row in out.chunks_exact_mut(bias.len()) {
+        row.iter_mut().zip(bias).for_each(|(v, c)| *v -= c);
+    }
+    out
+}
+
 /// Indices of the `n` largest `score`s (ties broken by index, so selection is deterministic).
 fn top_n(score: &[f32], n: usize) -> Vec<usize> {
     let mut idx: Vec<usize> = (0..score.len()).collect();
@@ -243,9 +252,9 @@ impl Sae {
                 for r in 0..rows {
                     col[r] = data[r * d_in + i];
                 }
-                col.sort_by(f32::total_cmp);
                 // torch.median's convention: the lower of the two middle values.
-                *b = col[(rows - 1) / 2];
+                let (_, mid, _) = col.select_nth_unstable_by((rows - 1) / 2, f32::total_cmp);
+                *b = *mid;
             }
         }
         Ok(Self {
@@ -264,10 +273,7 @@ impl Sae {
     /// Pre-activations `(x − b_dec) W_enc + b_enc` for rows of `x` (`[rows, d_in]`).
     pub fn pre_activations(&self, x: &[f32]) -> Vec<f32> {
         let rows = x.len() / self.d_in;
-        let xc: Vec<f32> = x
-            .chunks_exact(self.d_in)
-            .flat_map(|r| r.iter().zip(&self.b_dec).map(|(a, b)| a - b))
-            .collect();
+        let xc = centre(x, &self.b_dec);
         let mut p = matmul(&xc, rows, self.d_in, false, &self.w_enc, self.d_sae, false);
         for row in p.chunks_exact_mut(self.d_sae) {
             row.iter_mut().zip(&self.b_enc).for_each(|(v, b)| *v += b);
@@ -314,14 +320,10 @@ impl Sae {
         let mut loss = 0.0;
         let mut fve = 0.0;
         for &pm in &self.prefixes {
-            let am: Vec<f32> = a
-                .chunks_exact(self.d_sae)
-                .flat_map(|r| {
-                    r.iter()
-                        .enumerate()
-                        .map(move |(j, v)| if j < pm { *v } else { 0.0 })
-                })
-                .collect();
+            let mut am = a.clone();
+            for row in am.chunks_exact_mut(self.d_sae) {
+                row[pm..].iter_mut().for_each(|v| *v = 0.0);
+            }
             let r = self.decode(&am);
             let mse = r
                 .iter()
@@ -338,6 +340,12 @@ impl Sae {
 
     /// One BatchTopK training step's forward and backward on `x` (`[b, d_in]`). Updates the
     /// threshold EMA and the dead-step counters; returns gradients and metrics.
+    ///
+    /// Only the encoder product is dense: the codes are sparse (K of M a row on average), so
+    /// reconstructions, decoder gradients and the gradient into the pre-activations are
+    /// accumulated over the kept (row, latent) entries only, and the encoder-side gradients
+    /// over the entries that receive a gradient. Equal to the dense formulation up to float
+    /// summation order (tests/sae_core.rs checks the trained weights against it).
     fn forward_backward(
         &mut self,
         x: &[f32],
@@ -346,25 +354,27 @@ impl Sae {
     ) -> (Grads, f64, f64, f64, f64) {
         let (d, m) = (self.d_in, self.d_sae);
         let b = x.len() / d;
-        let xc: Vec<f32> = x
-            .chunks_exact(d)
-            .flat_map(|r| r.iter().zip(&self.b_dec).map(|(a, c)| a - c))
-            .collect();
+        let xc = centre(x, &self.b_dec);
         let mut p = matmul(&xc, b, d, false, &self.w_enc, m, false);
         for row in p.chunks_exact_mut(m) {
             row.iter_mut().zip(&self.b_enc).for_each(|(v, c)| *v += c);
         }
-        // BatchTopK on |p| over the whole batch.
+        // BatchTopK on |p| over the whole batch; `keep` sorted, so grouped by row.
         let absp: Vec<f32> = p.iter().map(|v| v.abs()).collect();
-        let keep = top_n(&absp, (cfg.k * b).min(b * m));
+        let mut keep = top_n(&absp, (cfg.k * b).min(b * m));
+        keep.sort_unstable();
         let mut sel = vec![false; b * m];
-        let mut a = vec![0.0f32; b * m];
         let mut min_kept = f32::INFINITY;
+        let mut fired = vec![false; m];
+        let mut active = 0usize;
         for &i in &keep {
             sel[i] = true;
-            a[i] = p[i];
             if absp[i] > 0.0 {
                 min_kept = min_kept.min(absp[i]);
+            }
+            if p[i] != 0.0 {
+                fired[i % m] = true;
+                active += 1;
             }
         }
         if min_kept.is_finite() {
@@ -378,12 +388,6 @@ impl Sae {
                 self.threshold = (1.0 - r) * self.threshold + r * min_kept;
             }
         }
-        let mut fired = vec![false; m];
-        for (i, s) in sel.iter().enumerate() {
-            if *s && a[i] != 0.0 {
-                fired[i % m] = true;
-            }
-        }
         for (c, f) in since_fired.iter_mut().zip(&fired) {
             *c = if *f { 0 } else { *c + 1 };
         }
@@ -391,63 +395,59 @@ impl Sae {
         let np = self.prefixes.len();
         let mut g_wdec = vec![0.0f32; m * d];
         let mut g_bdec = vec![0.0f32; d];
-        let mut d_a = vec![0.0f32; b * m];
+        // Gradient into the pre-activations, dense [b, m] (nonzero only where kept or AuxK).
+        let mut d_p = vec![0.0f32; b * m];
         let mut loss = 0.0;
-        let mut recon_full = Vec::new();
         let mut fve = 0.0;
+        // Reconstructions grow prefix by prefix: r = b_dec + Σ_{kept j < pm} a_j W_dec[j].
+        let mut recon: Vec<f32> = Vec::with_capacity(b * d);
+        for _ in 0..b {
+            recon.extend_from_slice(&self.b_dec);
+        }
+        let mut g = vec![0.0f32; b * d];
+        let scale = (2.0 / ((b * d) as f64 * base * np as f64)) as f32;
+        let mut lo = 0;
         for (pi, &pm) in self.prefixes.iter().enumerate() {
-            let am: Vec<f32> = if pm == m {
-                a.clone()
-            } else {
-                a.chunks_exact(m)
-                    .flat_map(|r| {
-                        r.iter()
-                            .enumerate()
-                            .map(move |(j, v)| if j < pm { *v } else { 0.0 })
-                    })
-                    .collect()
-            };
-            let mut r = matmul(&am, b, m, false, &self.w_dec, d, false);
-            let mut sse = 0.0f64;
-            let scale = (2.0 / ((b * d) as f64 * base * np as f64)) as f32;
-            for (row_i, row) in r.chunks_exact_mut(d).enumerate() {
-                for (c, v) in row.iter_mut().enumerate() {
-                    *v += self.b_dec[c];
-                    let e = *v - x[row_i * d + c];
-                    sse += (e as f64) * (e as f64);
+            for &i in &keep {
+                let (r, j) = (i / m, i % m);
+                if j >= lo && j < pm {
+                    axpy(
+                        p[i],
+                        &self.w_dec[j * d..(j + 1) * d],
+                        &mut recon[r * d..(r + 1) * d],
+                    );
                 }
+            }
+            lo = pm;
+            let mut sse = 0.0f64;
+            for ((gv, rv), xv) in g.iter_mut().zip(&recon).zip(x) {
+                let e = rv - xv;
+                sse += (e as f64) * (e as f64);
+                *gv = e * scale;
             }
             let mse = sse / (b * d) as f64;
             loss += mse / base / np as f64;
-            // G = dL/dR (reuse r's shape).
-            let g: Vec<f32> = r.iter().zip(x).map(|(p, t)| (p - t) * scale).collect();
-            let gw = matmul(&am, m, b, true, &g, d, false);
-            g_wdec.iter_mut().zip(&gw).for_each(|(acc, v)| *acc += v);
-            g_bdec
-                .iter_mut()
-                .zip(col_sums(&g, d))
-                .for_each(|(acc, v)| *acc += v);
-            let ga = matmul(&g, b, d, false, &self.w_dec, m, true);
-            for (i, v) in ga.iter().enumerate() {
-                if i % m < pm {
-                    d_a[i] += v;
+            for row in g.chunks_exact(d) {
+                g_bdec.iter_mut().zip(row).for_each(|(acc, v)| *acc += v);
+            }
+            for &i in &keep {
+                let (r, j) = (i / m, i % m);
+                if j < pm {
+                    let gr = &g[r * d..(r + 1) * d];
+                    axpy(p[i], gr, &mut g_wdec[j * d..(j + 1) * d]);
+                    d_p[i] += dot(gr, &self.w_dec[j * d..(j + 1) * d]);
                 }
             }
             if pi + 1 == np {
                 fve = 1.0 - mse / base;
-                recon_full = r;
             }
         }
-        let mut d_p: Vec<f32> = d_a
-            .iter()
-            .zip(&sel)
-            .map(|(g, s)| if *s { *g } else { 0.0 })
-            .collect();
         // AuxK: dead latents reconstruct the residual.
         let dead: Vec<usize> = (0..m)
             .filter(|&j| since_fired[j] >= cfg.dead_steps as u64)
             .collect();
         let dead_fraction = dead.len() as f64 / m as f64;
+        let mut asel = Vec::new();
         if !dead.is_empty() && cfg.aux_coef > 0.0 {
             let aux_k = if cfg.aux_k == 0 {
                 (2 * cfg.k).min(m)
@@ -455,55 +455,76 @@ impl Sae {
                 cfg.aux_k
             }
             .min(dead.len());
-            let e: Vec<f32> = x.iter().zip(&recon_full).map(|(t, r)| t - r).collect();
+            // e = x − full reconstruction; the AuxK reconstruction has no bias.
+            let e: Vec<f32> = x.iter().zip(&recon).map(|(t, r)| t - r).collect();
             let base_e = centred_mse(&e, d).max(1e-12);
-            let mut aa = vec![0.0f32; b * m];
-            let mut asel = vec![false; b * m];
+            let mut ar = vec![0.0f32; b * d];
+            let mut scores = vec![0.0f32; dead.len()];
             for r in 0..b {
-                let scores: Vec<f32> = dead.iter().map(|&j| absp[r * m + j]).collect();
+                for (s, &j) in scores.iter_mut().zip(&dead) {
+                    *s = absp[r * m + j];
+                }
                 for t in top_n(&scores, aux_k) {
+                    let i = r * m + dead[t];
+                    asel.push(i);
                     let j = dead[t];
-                    aa[r * m + j] = p[r * m + j];
-                    asel[r * m + j] = true;
+                    axpy(
+                        p[i],
+                        &self.w_dec[j * d..(j + 1) * d],
+                        &mut ar[r * d..(r + 1) * d],
+                    );
                 }
             }
-            let ar = matmul(&aa, b, m, false, &self.w_dec, d, false);
             let scale = (cfg.aux_coef * 2.0 / ((b * d) as f64 * base_e)) as f32;
             let mut sse = 0.0f64;
-            let g: Vec<f32> = ar
-                .iter()
-                .zip(&e)
-                .map(|(p, t)| {
-                    let diff = p - t;
-                    sse += (diff as f64) * (diff as f64);
-                    diff * scale
-                })
-                .collect();
+            for (av, ev) in ar.iter_mut().zip(&e) {
+                let diff = *av - ev;
+                sse += (diff as f64) * (diff as f64);
+                *av = diff * scale;
+            }
             loss += cfg.aux_coef * sse / (b * d) as f64 / base_e;
-            let gw = matmul(&aa, m, b, true, &g, d, false);
-            g_wdec.iter_mut().zip(&gw).for_each(|(acc, v)| *acc += v);
-            let ga = matmul(&g, b, d, false, &self.w_dec, m, true);
-            for i in 0..b * m {
-                if asel[i] {
-                    d_p[i] += ga[i];
-                }
+            for &i in &asel {
+                let (r, j) = (i / m, i % m);
+                let gr = &ar[r * d..(r + 1) * d];
+                axpy(p[i], gr, &mut g_wdec[j * d..(j + 1) * d]);
+                d_p[i] += dot(gr, &self.w_dec[j * d..(j + 1) * d]);
             }
         }
-        let g_wenc = matmul(&xc, d, b, true, &d_p, m, false);
-        let g_benc = col_sums(&d_p, m);
-        let dxc = matmul(&d_p, b, m, false, &self.w_enc, d, true);
-        g_bdec
-            .iter_mut()
-            .zip(col_sums(&dxc, d))
-            .for_each(|(acc, v)| *acc -= v);
+        // Encoder side: only kept and AuxK entries carry a gradient (the rest of d_p is 0).
+        let mut touched = sel;
+        for &i in &asel {
+            touched[i] = true;
+        }
+        let mut g_wenc_t = vec![0.0f32; m * d];
+        let mut g_benc = vec![0.0f32; m];
+        for (i, _) in touched.iter().enumerate().filter(|(_, t)| **t) {
+            let (r, j) = (i / m, i % m);
+            let gp = d_p[i];
+            g_benc[j] += gp;
+            axpy(
+                gp,
+                &xc[r * d..(r + 1) * d],
+                &mut g_wenc_t[j * d..(j + 1) * d],
+            );
+        }
+        let mut g_wenc = vec![0.0f32; d * m];
+        for j in 0..m {
+            for i in 0..d {
+                g_wenc[i * m + j] = g_wenc_t[j * d + i];
+            }
+        }
+        // d loss / d b_dec through the encoder: −W_enc · (Σ_r d_p[r]).
+        for (i, acc) in g_bdec.iter_mut().enumerate() {
+            *acc -= dot(&self.w_enc[i * m..(i + 1) * m], &g_benc);
+        }
         // Keep decoder rows on the unit sphere: drop the radial gradient component.
         for j in 0..m {
             let w = &self.w_dec[j * d..(j + 1) * d];
             let g = &mut g_wdec[j * d..(j + 1) * d];
-            let dot: f32 = w.iter().zip(g.iter()).map(|(a, b)| a * b).sum();
+            let dot: f32 = dot(w, g);
             g.iter_mut().zip(w).for_each(|(gv, wv)| *gv -= dot * wv);
         }
-        let l0 = keep.iter().filter(|&&i| a[i] != 0.0).count() as f64 / b as f64;
+        let l0 = active as f64 / b as f64;
         (
             Grads {
                 w_enc: g_wenc,
@@ -587,8 +608,7 @@ pub fn train_sae(
             if cfg.clip_grad > 0.0 {
                 let norm = [&g.w_enc, &g.b_enc, &g.w_dec, &g.b_dec]
                     .iter()
-                    .flat_map(|v| v.iter())
-                    .map(|v| (*v as f64) * (*v as f64))
+                    .map(|v| v.iter().map(|x| (*x as f64) * (*x as f64)).sum::<f64>())
                     .sum::<f64>()
                     .sqrt();
                 if norm > cfg.clip_grad {

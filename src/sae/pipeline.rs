@@ -5,6 +5,7 @@
 use super::embed::{cache_key, cache_path, read_cache, write_cache, Embedder};
 use super::error::SaeError;
 use super::interpret::{self, Fidelity, NGram, TextGenerator, TopPair};
+use super::llm::LlmEmbedder;
 use super::model::{train_sae, Sae, SaeConfig, TrainHistory};
 use super::stats::{
     auc, col_stats, lasso_entry_order, logistic_irls, logistic_penalised, standardise,
@@ -302,31 +303,21 @@ fn rows(x: &[f32], d: usize, idx: &[usize], sign: f32) -> Vec<f32> {
         .collect()
 }
 
-/// Embeds the pairs (or reads the cache), returning (e(A), e(B)) row-major and whether cached.
-pub fn embed_pairs(
-    pairs: &PairSet,
-    embedder: &dyn Embedder,
-    opts: &RunOptions,
-    sink: &dyn ProgressSink,
-) -> Result<(Vec<f32>, Vec<f32>, bool), SaeError> {
-    let (n, d) = (pairs.len(), embedder.dim());
-    let key = opts.data_hash.map(|h| {
+/// The embedding-cache key of a dataset and embedder id (None without a data hash).
+fn embedding_key(embedder_id: &str, opts: &RunOptions) -> Option<u64> {
+    opts.data_hash.map(|h| {
         cache_key(
             h,
-            &embedder.id(),
+            embedder_id,
             // `pool=2`: LLM pooling skips the first token (older caches pooled it).
             &format!("prompt={};pool=2", opts.include_prompt),
         )
-    });
-    if let Some(k) = key {
-        if let Some((a, b)) = read_cache(&cache_path(k), n, d) {
-            sink.log(&format!(
-                "embeddings: cache hit {}",
-                cache_path(k).display()
-            ));
-            return Ok((a, b, true));
-        }
-    }
+    })
+}
+
+/// The texts to embed: every A side, then every B side (with the prompt when asked).
+fn pair_texts(pairs: &PairSet, opts: &RunOptions) -> Vec<String> {
+    let n = pairs.len();
     let text = |i: usize, side: &str| -> String {
         if opts.include_prompt {
             format!("{}\n\n{}", pairs.prompts[i], side)
@@ -336,8 +327,17 @@ pub fn embed_pairs(
     };
     let mut all: Vec<String> = (0..n).map(|i| text(i, &pairs.a[i])).collect();
     all.extend((0..n).map(|i| text(i, &pairs.b[i])));
-    let refs: Vec<&str> = all.iter().map(|s| s.as_str()).collect();
-    let e = embedder.embed(&refs, sink)?;
+    all
+}
+
+/// Splits `2n` embedded texts into row-major e(A), e(B) and writes the cache when keyed.
+fn split_and_cache(
+    e: Vec<Vec<f32>>,
+    n: usize,
+    d: usize,
+    key: Option<u64>,
+    sink: &dyn ProgressSink,
+) -> Result<(Vec<f32>, Vec<f32>), SaeError> {
     if e.len() != 2 * n || e.iter().any(|r| r.len() != d) {
         return Err(SaeError::Data(format!(
             "embedder returned {} rows for {} texts",
@@ -352,7 +352,85 @@ pub fn embed_pairs(
             sink.log(&format!("warning: embedding cache not written: {err}"));
         }
     }
+    Ok((a, b))
+}
+
+/// Reads the cache for `key` when present, logging the hit.
+fn cached(
+    key: Option<u64>,
+    n: usize,
+    d: usize,
+    sink: &dyn ProgressSink,
+) -> Option<(Vec<f32>, Vec<f32>)> {
+    let k = key?;
+    let hit = read_cache(&cache_path(k), n, d)?;
+    sink.log(&format!(
+        "embeddings: cache hit {}",
+        cache_path(k).display()
+    ));
+    Some(hit)
+}
+
+/// Embeds the pairs (or reads the cache), returning (e(A), e(B)) row-major and whether cached.
+pub fn embed_pairs(
+    pairs: &PairSet,
+    embedder: &dyn Embedder,
+    opts: &RunOptions,
+    sink: &dyn ProgressSink,
+) -> Result<(Vec<f32>, Vec<f32>, bool), SaeError> {
+    let (n, d) = (pairs.len(), embedder.dim());
+    let key = embedding_key(&embedder.id(), opts);
+    if let Some((a, b)) = cached(key, n, d, sink) {
+        return Ok((a, b, true));
+    }
+    let all = pair_texts(pairs, opts);
+    let refs: Vec<&str> = all.iter().map(|s| s.as_str()).collect();
+    let e = embedder.embed(&refs, sink)?;
+    let (a, b) = split_and_cache(e, n, d, key, sink)?;
     Ok((a, b, false))
+}
+
+/// Like [`embed_pairs`] at several layers of one LLM: the layers missing from the cache are
+/// embedded together, one forward pass per batch, and each is cached under the same key as a
+/// single-layer run (`embedder.at_layer(l)`). Returns (e(A), e(B), cached) per layer, in order.
+pub fn embed_pairs_layers(
+    pairs: &PairSet,
+    embedder: &LlmEmbedder<'_>,
+    layers: &[usize],
+    opts: &RunOptions,
+    sink: &dyn ProgressSink,
+) -> Result<Vec<(Vec<f32>, Vec<f32>, bool)>, SaeError> {
+    let (n, d) = (pairs.len(), embedder.dim());
+    let mut out: Vec<Option<(Vec<f32>, Vec<f32>, bool)>> = Vec::with_capacity(layers.len());
+    let mut missing = Vec::new();
+    for &l in layers {
+        let key = embedding_key(&embedder.at_layer(l)?.id(), opts);
+        match cached(key, n, d, sink) {
+            Some((a, b)) => out.push(Some((a, b, true))),
+            None => {
+                missing.push(l);
+                out.push(None);
+            }
+        }
+    }
+    if !missing.is_empty() {
+        let all = pair_texts(pairs, opts);
+        let refs: Vec<&str> = all.iter().map(|s| s.as_str()).collect();
+        let per_layer = embedder.embed_layers(&missing, &refs, sink)?;
+        for (l, e) in missing.iter().zip(per_layer) {
+            let key = embedding_key(&embedder.at_layer(*l)?.id(), opts);
+            let (a, b) = split_and_cache(e, n, d, key, sink)?;
+            for (slot, &want) in out.iter_mut().zip(layers) {
+                if want == *l && slot.is_none() {
+                    *slot = Some((a.clone(), b.clone(), false));
+                }
+            }
+        }
+    }
+    Ok(out
+        .into_iter()
+        .map(|o| o.expect("every layer filled"))
+        .collect())
 }
 
 /// Runs the whole pipeline on already computed embeddings `e(A)`, `e(B)` (`[n, d]`).
