@@ -8,7 +8,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{click, fixture_model, harness, shows, wait_for_jobs, wait_until, write_tiny_pairs};
+use common::{
+    click, click_item, fixture_model, harness, open_menu, shows, wait_for_jobs, wait_until,
+    write_tiny_pairs,
+};
 use egui_kittest::kittest::{NodeT, Queryable};
 use steerlab::app::{PanelId, ScriptedPicker, StartOptions};
 use steerlab::data::{load_dataset, LoadOptions};
