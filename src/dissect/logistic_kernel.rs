@@ -27,8 +27,9 @@ fn fma<const FMA: bool>(a: f64, b: f64, c: f64) -> f64 {
 /// |r| ≤ ln2/2 (truncation error < 2e-16 relative).
 #[inline(always)]
 pub(crate) fn exp_nonpos<const FMA: bool>(x: f64) -> f64 {
-    const LN2_HI: f64 = 6.931_471_803_691_238_2e-1;
-    const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
+    // ln 2 split so that n·LN2_HI is exact for |n| < 2^11 (fdlibm's constants).
+    const LN2_HI: f64 = f64::from_bits(0x3fe6_2e42_fee0_0000);
+    const LN2_LO: f64 = f64::from_bits(0x3dea_39ef_3579_3c76);
     const INV_LN2: f64 = std::f64::consts::LOG2_E;
     // Adding 1.5·2^52 rounds to the nearest integer n and leaves n in the low mantissa bits,
     // so neither rounding nor the float-to-int conversion needs an instruction AVX2 lacks.
@@ -93,11 +94,11 @@ fn lanes_sum<const FMA: bool>(a: &[f64], b: Option<&[f64]>) -> f64 {
     let mut acc = [0.0f64; 4];
     let chunks = a.len() / 4;
     for k in 0..chunks {
-        for l in 0..4 {
+        for (l, acc_l) in acc.iter_mut().enumerate() {
             let i = 4 * k + l;
-            acc[l] = match b {
-                Some(b) => fma::<FMA>(a[i], b[i], acc[l]),
-                None => acc[l] + a[i],
+            *acc_l = match b {
+                Some(b) => fma::<FMA>(a[i], b[i], *acc_l),
+                None => *acc_l + a[i],
             };
         }
     }

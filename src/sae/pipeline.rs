@@ -390,6 +390,10 @@ pub fn embed_pairs(
     Ok((a, b, false))
 }
 
+/// One layer's embeddings of a pair set: e(A) and e(B) row-major, and whether they came from
+/// the cache.
+pub type LayerEmbeddings = (Vec<f32>, Vec<f32>, bool);
+
 /// Like [`embed_pairs`] at several layers of one LLM: the layers missing from the cache are
 /// embedded together, one forward pass per batch, and each is cached under the same key as a
 /// single-layer run (`embedder.at_layer(l)`). Returns (e(A), e(B), cached) per layer, in order.
@@ -399,9 +403,9 @@ pub fn embed_pairs_layers(
     layers: &[usize],
     opts: &RunOptions,
     sink: &dyn ProgressSink,
-) -> Result<Vec<(Vec<f32>, Vec<f32>, bool)>, SaeError> {
+) -> Result<Vec<LayerEmbeddings>, SaeError> {
     let (n, d) = (pairs.len(), embedder.dim());
-    let mut out: Vec<Option<(Vec<f32>, Vec<f32>, bool)>> = Vec::with_capacity(layers.len());
+    let mut out: Vec<Option<LayerEmbeddings>> = Vec::with_capacity(layers.len());
     let mut missing = Vec::new();
     for &l in layers {
         let key = embedding_key(&embedder.at_layer(l)?.id(), opts);
