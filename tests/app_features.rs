@@ -1,9 +1,7 @@
 //! GUI test of the Features panel with egui_kittest on a tiny random-init model and tiny data:
 //! train through the panel (LLM embedder), check the run against the library called directly
 //! with the same settings, browse a feature, write it as a steering vector and export the run.
-use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::path::PathBuf;
 
 use egui_kittest::kittest::{NodeT, Queryable};
 use egui_kittest::Harness;
@@ -11,48 +9,10 @@ use steerlab::app::{PanelId, ScriptedPicker, StartOptions, SteerlabApp};
 use steerlab::jobs::NoProgress;
 use steerlab::sae::{self, PairSet, RunOptions};
 
-/// One cache root for the whole test binary (embedding cache and run folders stay out of ~).
-fn home() -> &'static Path {
-    static HOME: OnceLock<tempfile::TempDir> = OnceLock::new();
-    HOME.get_or_init(|| {
-        let d = tempfile::tempdir().unwrap();
-        std::env::set_var("STEERLAB_HOME", d.path());
-        d
-    })
-    .path()
-}
+mod common;
+use common::{fixture_model, home, wait_for_jobs, write_tiny_pairs};
 
-fn fixture_model() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models/llama")
-}
-
-/// 60 chosen/rejected pairs where the chosen side apologises more often.
-fn write_data(dir: &Path) -> PathBuf {
-    let path = dir.join("tiny_pairs.jsonl");
-    let mut out = String::new();
-    for i in 0..60 {
-        let topic = ["rain", "bread", "trains", "music", "maps"][i % 5];
-        let chosen = if i % 3 == 0 {
-            format!("Sorry, I am not sure about {topic}, but here is a short note {i}.")
-        } else {
-            format!("Here is a clear answer about {topic}: item {i} with - a list")
-        };
-        let rejected = format!("{topic} {i}? no idea");
-        out.push_str(
-            &serde_json::json!({
-                "id": format!("p{i}"),
-                "prompt": format!("Tell me about {topic} number {}", i / 2),
-                "chosen": chosen,
-                "rejected": rejected,
-            })
-            .to_string(),
-        );
-        out.push('\n');
-    }
-    std::fs::write(&path, out).unwrap();
-    path
-}
-
+/// Unlike `common::harness`, missing glyphs fail the test: this panel's own text must render.
 fn harness(picker: &ScriptedPicker, start: StartOptions) -> Harness<'static, SteerlabApp> {
     home();
     let app = SteerlabApp::new(Box::new(picker.clone()), None, start);
@@ -61,24 +21,10 @@ fn harness(picker: &ScriptedPicker, start: StartOptions) -> Harness<'static, Ste
         .build_ui_state(|ui, app: &mut SteerlabApp| app.show(ui), app)
 }
 
-fn wait_for_jobs(h: &mut Harness<'static, SteerlabApp>) {
-    let t0 = Instant::now();
-    h.step();
-    while h.state().state.jobs.is_busy() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(300),
-            "jobs did not finish"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-        h.step();
-    }
-    h.run_steps(3);
-}
-
 #[test]
 fn features_panel_trains_browses_links_and_exports() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = write_data(tmp.path());
+    let data = write_tiny_pairs(tmp.path(), 60);
     let picker = ScriptedPicker::new();
     let mut h = harness(
         &picker,

@@ -165,25 +165,11 @@ fn reference_path() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/sae/train_reference.json")
 }
 
-/// Writes the reference (run with `--ignored` only to regenerate it on purpose: the committed
-/// file holds the weights of the straightforward dense implementation, before the sparse
-/// training step).
-#[test]
-#[ignore]
-fn write_train_reference() {
-    let (sae, hist) = reference_run();
-    let j = serde_json::json!({
-        "w_enc": sae.w_enc, "b_enc": sae.b_enc, "w_dec": sae.w_dec, "b_dec": sae.b_dec,
-        "threshold": sae.threshold,
-        "loss": hist.steps.iter().map(|s| s.loss).collect::<Vec<_>>(),
-        "l0": hist.steps.iter().map(|s| s.l0).collect::<Vec<_>>(),
-        "dead": hist.steps.iter().map(|s| s.dead_fraction).collect::<Vec<_>>(),
-    });
-    std::fs::write(reference_path(), serde_json::to_string(&j).unwrap()).unwrap();
-}
-
 /// Training gives the weights of the reference implementation for the same seed, within float
-/// rounding (the optimised step sums in another order), with AuxK active.
+/// rounding (the optimised step sums in another order), with AuxK active. The fixture
+/// `train_reference.json` holds `reference_run()`'s weights and per-step loss / L0 / dead fraction
+/// as the straightforward dense training step computed them (commit c187dc9^, before the sparse
+/// step); it is not regenerated from the current code, which is what it checks.
 #[test]
 fn training_matches_the_reference_weights() {
     let text = std::fs::read_to_string(reference_path()).unwrap();
