@@ -12,6 +12,7 @@ use egui_plot::{Line, Plot};
 use super::Panel;
 use crate::app::features::{self as feat, EmbedderChoice, SortKey};
 use crate::app::state::AppState;
+use crate::app::widgets;
 use crate::sae::interpret::{diff_spans, TopPair};
 use crate::sae::pipeline::FeatureReport;
 
@@ -386,7 +387,7 @@ impl FeaturesPanel {
                                 )),
                                 None => ui.weak("–"),
                             };
-                            let text = feature_label(f);
+                            let text = widgets::printable(ui.ctx(), &feature_label(f));
                             if ui
                                 .add(egui::Label::new(clip(&text, 70)).sense(egui::Sense::click()))
                                 .on_hover_text(&text)
@@ -454,10 +455,11 @@ impl FeaturesPanel {
                 e.coef, e.ci95.0, e.ci95.1, e.p_bonferroni
             ));
         }
+        let ctx = ui.ctx().clone();
         let words = |g: &[crate::sae::interpret::NGram]| {
             g.iter()
                 .take(6)
-                .map(|x| x.text.clone())
+                .map(|x| widgets::printable(&ctx, &x.text))
                 .collect::<Vec<_>>()
                 .join(", ")
         };
