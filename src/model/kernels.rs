@@ -468,6 +468,21 @@ mod imp {
         }
     }
 
+    /// Read guards on captured inputs, so that their device views can be borrowed for one launch.
+    struct Held<'a>(Vec<(candle_core::StorageRef<'a>, &'a Layout)>);
+
+    fn hold<'a>(ts: &[&'a Tensor]) -> Held<'a> {
+        Held(ts.iter().map(|t| t.storage_and_layout()).collect())
+    }
+
+    impl Held<'_> {
+        /// The contiguous device view of the `i`-th held input.
+        fn view<T: CudaDType>(&self, i: usize) -> candle_core::Result<CudaView<'_, T>> {
+            let (g, l) = &self.0[i];
+            view::<T>(cuda(g)?, l)
+        }
+    }
+
     /// The kernel `name` for element type `T` (`name_bf16` or `name_f32`).
     fn kname<T: WithDType>(name: &str) -> String {
         let suf = if T::DTYPE == DType::BF16 {
@@ -538,8 +553,8 @@ mod imp {
         let dev = s.device();
         let (n, v) = rows_last(l.shape())?;
         let x = view::<T>(s, l)?;
-        let (ts, tl) = targets.storage_and_layout();
-        let t = view::<u32>(cuda(&ts)?, tl)?;
+        let held = hold(&[targets]);
+        let t = held.view::<u32>(0)?;
         // SAFETY: every element is written by the kernel.
         let o = unsafe { dev.alloc::<f32>(2 * n)? };
         let f = dev.get_or_load_custom_func(&kname::<T>("xent_fwd"), MODULE, ptx()?)?;
@@ -577,12 +592,12 @@ mod imp {
         let dev = s.device();
         let (n, v) = rows_last(l.shape())?;
         let x = view::<T>(s, l)?;
-        let (ts, tl) = targets.storage_and_layout();
-        let t = view::<u32>(cuda(&ts)?, tl)?;
-        let (ss, sl) = stats.storage_and_layout();
-        let st = view::<f32>(cuda(&ss)?, sl)?;
-        let (ds, dl) = dy.storage_and_layout();
-        let g = view::<f32>(cuda(&ds)?, dl)?;
+        let held = hold(&[targets, stats, dy]);
+        let (t, st, g) = (
+            held.view::<u32>(0)?,
+            held.view::<f32>(1)?,
+            held.view::<f32>(2)?,
+        );
         // SAFETY: every element is written by the kernel.
         let o = unsafe { dev.alloc::<T>(n * v)? };
         let f = dev.get_or_load_custom_func(&kname::<T>("xent_bwd"), MODULE, ptx()?)?;
@@ -621,10 +636,8 @@ mod imp {
         let dev = s.device();
         let n = l.shape().elem_count();
         let da = view::<T>(s, l)?;
-        let (gs, gl) = g.storage_and_layout();
-        let gv = view::<T>(cuda(&gs)?, gl)?;
-        let (us, ul) = u.storage_and_layout();
-        let uv = view::<T>(cuda(&us)?, ul)?;
+        let held = hold(&[g, u]);
+        let (gv, uv) = (held.view::<T>(0)?, held.view::<T>(1)?);
         // SAFETY: every element is written by the kernel.
         let o = unsafe { dev.alloc::<T>(2 * n)? };
         let f = dev.get_or_load_custom_func(&kname::<T>("silu_mul_bwd"), MODULE, ptx()?)?;
@@ -675,13 +688,12 @@ mod imp {
             );
         }
         let x = view::<T>(s, l)?;
-        let (ws, wl) = w.storage_and_layout();
-        let wv = view::<T>(cuda(&ws)?, wl)?;
-        let (ds, dl) = dy.storage_and_layout();
-        let dv = view::<T>(cuda(&ds)?, dl)?;
-        let rg = res.map(|r| r.storage_and_layout());
-        let rv = match &rg {
-            Some((rs, rl)) => Some(view::<T>(cuda(rs)?, rl)?),
+        let mut ins = vec![w, dy];
+        ins.extend(res);
+        let held = hold(&ins);
+        let (wv, dv) = (held.view::<T>(0)?, held.view::<T>(1)?);
+        let rv = match res {
+            Some(_) => Some(held.view::<T>(2)?),
             None => None,
         };
         // SAFETY: every element is written by the kernel.
@@ -724,8 +736,8 @@ mod imp {
         let dev = s.device();
         let (n, len) = rows_last(l.shape())?;
         let dp = view::<T>(s, l)?;
-        let (ps, pl) = p.storage_and_layout();
-        let pv = view::<f32>(cuda(&ps)?, pl)?;
+        let held = hold(&[p]);
+        let pv = held.view::<f32>(0)?;
         // SAFETY: every element is written by the kernel.
         let o = unsafe { dev.alloc::<T>(n * len)? };
         let f = dev.get_or_load_custom_func(&kname::<T>("softmax_bwd"), MODULE, ptx()?)?;
