@@ -20,6 +20,9 @@ use crate::sae::pipeline::FeatureReport;
 #[derive(Default)]
 pub struct FeaturesPanel {
     opened_from_env: bool,
+    /// `STEERLAB_FEATURES_TRAIN=minilm|llm`: start one run with this embedder as soon as the
+    /// data (and, for `llm`, the model) are loaded (scripted starts, `scripts/frame-bench.sh sae`).
+    pending_train: Option<EmbedderChoice>,
 }
 
 fn labelled_drag<N: egui::emath::Numeric>(
@@ -592,6 +595,24 @@ impl Panel for FeaturesPanel {
                         feat::sorted_features(&r.result.report.features, SortKey::Effect, true);
                     state.features.selected = order.first().copied();
                 }
+            }
+            if let Ok(e) = std::env::var("STEERLAB_FEATURES_TRAIN") {
+                match e.as_str() {
+                    "minilm" => self.pending_train = Some(EmbedderChoice::MiniLm),
+                    "llm" => self.pending_train = Some(EmbedderChoice::Llm),
+                    _ => {
+                        state.features.error = Some(format!(
+                            "STEERLAB_FEATURES_TRAIN={e}: unknown embedder (minilm or llm)"
+                        ))
+                    }
+                }
+            }
+        }
+        if let Some(e) = self.pending_train {
+            state.features.settings.embedder = e;
+            if feat::run_blocker(state).is_none() {
+                self.pending_train = None;
+                feat::start_run(state);
             }
         }
         // A run folder clicked in the sidebar (or linked from another panel).
