@@ -4,20 +4,23 @@
 //! the responses. Not a test; BENCHMARKS.md ("Batching by length") records its output.
 //!     cargo run --example bench_lenbatch -- --pairs PAIRS.jsonl --items AB.jsonl \
 //!         [--model PATH] [--layer 14] [--batch 8] [--limit N] [--group-by-length]
-//!         [--phases cache,epoch,eval,caa,llm,minilm]
+//!         [--phases padding,cache,epoch,eval,caa,llm,minilm]
 //! Prints one JSON line per phase (`ms`, and `padding` where the library reports it).
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Instant;
 
+use steerlab::data::batching::{BatchBudget, BatchPlan, Padding};
 use steerlab::data::{load_dataset, LoadOptions as DataLoad, Record};
 use steerlab::jobs::{NoProgress, Progress, ProgressSink};
+use steerlab::model::TextTokenizer;
 use steerlab::model::{Hooks, LoadOptions, Model};
 use steerlab::sae::embed::{Embedder, MiniLmEmbedder};
 use steerlab::sae::llm::{load_tokenizer, LlmEmbedder};
-use steerlab::steer::bipo::{BipoProblem, Provenance};
+use steerlab::steer::bipo::{training_padding, BipoProblem, Provenance, TrainData};
 use steerlab::steer::collect::contrast_activations;
 use steerlab::steer::eval::AbScorer;
+use steerlab::steer::AbTokens;
 use steerlab::steer::{prepare, train_bipo, BipoConfig, Objective};
 
 /// Records when the cache pass ends (its last report) and when the run ends.
@@ -49,7 +52,7 @@ fn main() -> anyhow::Result<()> {
     let items_path = PathBuf::from(arg(&args, "--items").expect("--items FILE"));
     let layer: usize = arg(&args, "--layer").map_or(Ok(14), |s| s.parse())?;
     let batch: usize = arg(&args, "--batch").map_or(Ok(8), |s| s.parse())?;
-    let phases = arg(&args, "--phases").unwrap_or("cache,epoch,eval,caa,llm,minilm".into());
+    let phases = arg(&args, "--phases").unwrap_or("padding,cache,epoch,eval,caa,llm,minilm".into());
     let group = args.iter().any(|a| a == "--group-by-length");
     let model = Model::load(&model_path, &LoadOptions::default())?;
     let tok = load_tokenizer(&model_path)?;
@@ -71,6 +74,7 @@ fn main() -> anyhow::Result<()> {
         let t0 = Instant::now();
         let mut extra = serde_json::json!({});
         match phase {
+            "padding" => extra = padding_report(&tok, &data, &ab, &pairs, &items, &cfg)?,
             "cache" => {
                 let p = BipoProblem::new(&model, &data, &cfg, &NoProgress)?;
                 extra = serde_json::json!({"completions": 2 * p.n_items(),
@@ -83,10 +87,9 @@ fn main() -> anyhow::Result<()> {
                 };
                 let out = train_bipo(&model, &data, None, &cfg, &Provenance::default(), &clock)?;
                 let total = t0.elapsed().as_secs_f64() * 1e3;
-                let p = BipoProblem::new(&model, &data, &cfg, &NoProgress)?;
                 extra = serde_json::json!({"group_by_length": group, "steps": out.steps,
                     "epoch_ms": total - *clock.cache_done.lock().unwrap(), "loss": out.epochs[0].loss,
-                    "padding": p.epoch_padding(&cfg, 1).fraction()});
+                    "padding": training_padding(&data, &cfg, 1).fraction()});
             }
             "eval" => {
                 let s = AbScorer::new(&model, &ab, layer + 1, batch, &NoProgress)?;
@@ -130,4 +133,106 @@ fn main() -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Padding fractions of every pass, before (input-order chunks; A/B items sorted by prompt
+/// length only; LLM texts sorted by characters) and after (the plans the library now uses).
+/// Token arithmetic only, no forward pass.
+fn padding_report(
+    tok: &TextTokenizer,
+    data: &TrainData,
+    ab: &[AbTokens],
+    pairs: &[Record],
+    items: &[Record],
+    cfg: &BipoConfig,
+) -> anyhow::Result<serde_json::Value> {
+    let bs = cfg.eval_batch_size;
+    let rows = data.row_lengths();
+    let cache = |p: BatchPlan| p.padding(&rows).fraction();
+    // A/B scoring: prompt rows once, answer rows twice, per batch
+    let ab_pad = |batches: &[Vec<usize>]| {
+        let mut p = Padding::default();
+        for b in batches {
+            let pl = b
+                .iter()
+                .map(|&i| ab[i].matching.prompt.len())
+                .max()
+                .unwrap_or(0);
+            let al = b
+                .iter()
+                .map(|&i| {
+                    ab[i]
+                        .matching
+                        .response
+                        .len()
+                        .max(ab[i].non_matching.response.len())
+                })
+                .max()
+                .unwrap_or(0);
+            p = p.add(Padding {
+                real: b
+                    .iter()
+                    .map(|&i| ab[i].matching.len() + ab[i].non_matching.response.len())
+                    .sum(),
+                slots: b.len() * (pl + 2 * al),
+            });
+        }
+        p.fraction()
+    };
+    let mut by_prompt: Vec<usize> = (0..ab.len()).collect();
+    by_prompt.sort_by_key(|&i| (ab[i].matching.prompt.len(), i));
+    let old_ab: Vec<Vec<usize>> = by_prompt.chunks(bs).map(|c| c.to_vec()).collect();
+    let cost: Vec<usize> = ab
+        .iter()
+        .map(|it| {
+            it.matching.prompt.len()
+                + 2 * it
+                    .matching
+                    .response
+                    .len()
+                    .max(it.non_matching.response.len())
+        })
+        .collect();
+    let new_ab = BatchPlan::by_length(&cost, BatchBudget::rows(bs));
+    // CAA contrasts: prompt + answer sequences
+    let c = prepare::contrasts(tok, items, true)?;
+    let seqs: Vec<usize> = c
+        .iter()
+        .flat_map(|c| [c.positive.len(), c.negative.len()])
+        .collect();
+    // LLM embedding of the responses: tokens with BOS, by characters (before) or tokens (after)
+    let texts: Vec<&str> = pairs
+        .iter()
+        .filter_map(|r| match r {
+            Record::Pair(p) => Some([p.chosen.as_str(), p.rejected.as_str()]),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    let tl: Vec<usize> = texts
+        .iter()
+        .map(|t| tok.encode(t, true).map(|v| v.len().clamp(1, 512)))
+        .collect::<Result<_, _>>()?;
+    let mut by_chars: Vec<usize> = (0..texts.len()).collect();
+    by_chars.sort_by_key(|&i| texts[i].len());
+    let old_llm: Vec<Vec<usize>> = by_chars.chunks(bs).map(|c| c.to_vec()).collect();
+    let plain = BipoConfig {
+        group_by_length: false,
+        ..cfg.clone()
+    };
+    let grouped = BipoConfig {
+        group_by_length: true,
+        ..cfg.clone()
+    };
+    Ok(serde_json::json!({
+        "cache": {"before": cache(BatchPlan::sequential(rows.len(), bs)),
+                  "after": cache(BatchPlan::by_length(&rows, BatchBudget::rows(bs)))},
+        "epoch": {"plain": training_padding(data, &plain, 1).fraction(),
+                  "grouped": training_padding(data, &grouped, 1).fraction()},
+        "eval": {"before": ab_pad(&old_ab), "after": ab_pad(new_ab.batches())},
+        "caa": {"before": BatchPlan::sequential(seqs.len(), bs).padding(&seqs).fraction(),
+                "after": BatchPlan::by_length(&seqs, BatchBudget::rows(bs)).padding(&seqs).fraction()},
+        "llm": {"before": Padding::of(&old_llm, &tl).fraction(),
+                "after": BatchPlan::by_length(&tl, BatchBudget::rows(bs)).padding(&tl).fraction()},
+    }))
 }

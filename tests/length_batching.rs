@@ -15,7 +15,7 @@ use steerlab::data::batching::{
 };
 use steerlab::jobs::NoProgress;
 use steerlab::model::{Batch, HookPoint, Hooks, LoadOptions, Model};
-use steerlab::steer::bipo::{BipoProblem, PairTokens, Provenance};
+use steerlab::steer::bipo::{training_padding, BipoProblem, PairTokens, Provenance};
 use steerlab::steer::collect::{
     activations_at, completion_batch, response_logprobs, score_completions,
 };
@@ -460,10 +460,9 @@ fn grouping_training_minibatches_is_opt_in_seeded_and_pads_less() {
     assert_eq!(plain.steps, g1.steps);
     assert_eq!(g1.vector.layers, g2.vector.layers, "seeded: same run twice");
     assert_ne!(plain.vector.layers, g1.vector.layers, "another trajectory");
-    let problem = BipoProblem::new(&model, &data, &cfg, &NoProgress).unwrap();
     let (p, g) = (
-        problem.epoch_padding(&cfg, 2),
-        problem.epoch_padding(&grouped_cfg, 2),
+        training_padding(&data, &cfg, 2),
+        training_padding(&data, &grouped_cfg, 2),
     );
     assert_eq!(p.real, g.real);
     assert!(g.slots < p.slots, "grouped {g:?} vs plain {p:?}");

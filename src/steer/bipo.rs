@@ -76,6 +76,65 @@ impl TrainData {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// Token length of every completion a step runs, in cache order: pairs give
+    /// prompt + chosen at `2i` and prompt + rejected at `2i + 1`.
+    pub fn row_lengths(&self) -> Vec<usize> {
+        match self {
+            TrainData::Pairs(p) => p
+                .iter()
+                .flat_map(|x| {
+                    [
+                        x.prompt.len() + x.chosen.len(),
+                        x.prompt.len() + x.rejected.len(),
+                    ]
+                })
+                .collect(),
+            TrainData::Feedback(f) => f.iter().map(|x| x.completion.len()).collect(),
+        }
+    }
+
+    /// The padded length an item adds to a minibatch: pairs, prompt + the longer response;
+    /// feedback, the completion's length. What [`BipoConfig::group_by_length`] sorts by.
+    pub fn item_lengths(&self) -> Vec<usize> {
+        match self {
+            TrainData::Pairs(p) => p
+                .iter()
+                .map(|x| x.prompt.len() + x.chosen.len().max(x.rejected.len()))
+                .collect(),
+            TrainData::Feedback(f) => f.iter().map(|x| x.completion.len()).collect(),
+        }
+    }
+}
+
+/// Real and padded tokens of the training minibatches [`train_bipo`] runs over `epochs`
+/// epochs of `data` under `cfg`'s seed, batch size and [`BipoConfig::group_by_length`] (both
+/// rows of a pair counted). No forward pass.
+pub fn training_padding(data: &TrainData, cfg: &BipoConfig, epochs: usize) -> Padding {
+    let rows = data.row_lengths();
+    let items = data.item_lengths();
+    let paired = matches!(data, TrainData::Pairs(_));
+    let mut order = EpochOrder::new(data.len(), cfg);
+    let mut total = Padding::default();
+    for _ in 0..epochs {
+        let batches = order.next_epoch(&items);
+        let row_batches: Vec<Vec<usize>> = batches
+            .iter()
+            .map(|b| {
+                if paired {
+                    b.iter().flat_map(|&i| [2 * i, 2 * i + 1]).collect()
+                } else {
+                    b.clone()
+                }
+            })
+            .collect();
+        total = total.add(Padding::of(&row_batches, &rows));
+        // each step's direction draw, as in training, keeps the RNG in step
+        for _ in &batches {
+            order.draw_direction();
+        }
+    }
+    total
 }
 
 /// Hyper-parameters of [`train_bipo`].
@@ -335,47 +394,6 @@ impl<'m> BipoProblem<'m> {
         &self.ref_logp
     }
 
-    /// The padded length an item adds to a minibatch: pairs, the longer of the chosen and
-    /// the rejected completion; feedback, the completion's length.
-    pub fn item_lengths(&self) -> Vec<usize> {
-        if self.paired {
-            self.completions
-                .chunks(2)
-                .map(|c| c[0].len().max(c[1].len()))
-                .collect()
-        } else {
-            self.completions.iter().map(Completion::len).collect()
-        }
-    }
-
-    /// Real and padded tokens of `epochs` epochs of training minibatches under `cfg`'s seed,
-    /// batch size and grouping (the batches [`train_bipo`] runs, rows of both responses of a
-    /// pair counted).
-    pub fn epoch_padding(&self, cfg: &BipoConfig, epochs: usize) -> Padding {
-        let lens: Vec<usize> = self.completions.iter().map(Completion::len).collect();
-        let mut order = EpochOrder::new(self.n_items(), cfg);
-        let mut total = Padding::default();
-        for _ in 0..epochs {
-            let batches = order.next_epoch(&self.item_lengths());
-            let rows: Vec<Vec<usize>> = batches
-                .iter()
-                .map(|b| {
-                    if self.paired {
-                        b.iter().flat_map(|&i| [2 * i, 2 * i + 1]).collect()
-                    } else {
-                        b.clone()
-                    }
-                })
-                .collect();
-            total = total.add(Padding::of(&rows, &lens));
-            // the direction draw of every step, as in training
-            for _ in &batches {
-                order.draw_direction();
-            }
-        }
-        total
-    }
-
     /// Number of training items (pairs or feedback responses).
     pub fn n_items(&self) -> usize {
         if self.paired {
@@ -570,7 +588,7 @@ pub fn train_bipo(
     let n = problem.n_items();
     let total = cfg.total_steps(n);
     let mut order = EpochOrder::new(n, cfg);
-    let item_lens = problem.item_lengths();
+    let item_lens = data.item_lengths();
     let mut last_good: Vec<Vec<f32>> = vec![vec![0.0; h]; vars.len()];
     let mut last_good_step = 0usize;
     let mut step = 0usize;
