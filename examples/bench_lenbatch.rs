@@ -169,13 +169,13 @@ fn padding_report(
                 })
                 .max()
                 .unwrap_or(0);
-            p = p.add(Padding {
+            p = p + Padding {
                 real: b
                     .iter()
                     .map(|&i| ab[i].matching.len() + ab[i].non_matching.response.len())
                     .sum(),
                 slots: b.len() * (pl + 2 * al),
-            });
+            };
         }
         p.fraction()
     };

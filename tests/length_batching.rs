@@ -319,8 +319,12 @@ fn bipo_cache_batched_by_length_equals_the_unsorted_path() {
         .collect();
     let v = Tensor::from_vec(v, model.hidden_size(), &Device::Cpu).unwrap();
     for idx in [vec![0, 1, 2, 3, 4, 5, 6], vec![6, 2], vec![3]] {
-        let (a, _, _) = grouped.batch_loss(&[v.clone()], &idx, 1.0, 0.0).unwrap();
-        let (b, _, _) = alone.batch_loss(&[v.clone()], &idx, 1.0, 0.0).unwrap();
+        let (a, _, _) = grouped
+            .batch_loss(std::slice::from_ref(&v), &idx, 1.0, 0.0)
+            .unwrap();
+        let (b, _, _) = alone
+            .batch_loss(std::slice::from_ref(&v), &idx, 1.0, 0.0)
+            .unwrap();
         let (a, b) = (
             a.to_dtype(DType::F64).unwrap().to_scalar::<f64>().unwrap(),
             b.to_dtype(DType::F64).unwrap().to_scalar::<f64>().unwrap(),

@@ -95,9 +95,13 @@ impl Padding {
             (self.slots - self.real) as f64 / self.slots as f64
         }
     }
+}
+
+impl std::ops::Add for Padding {
+    type Output = Padding;
 
     /// Sum of two counts.
-    pub fn add(self, other: Padding) -> Padding {
+    fn add(self, other: Padding) -> Padding {
         Padding {
             real: self.real + other.real,
             slots: self.slots + other.slots,
@@ -126,7 +130,7 @@ impl BatchPlan {
             let fits_tokens = budget
                 .max_tokens
                 .is_none_or(|t| (cur.len() + 1) * lens[i] <= t);
-            if !cur.is_empty() && !(fits_rows && fits_tokens) {
+            if !(cur.is_empty() || fits_rows && fits_tokens) {
                 batches.push(std::mem::take(&mut cur));
             }
             cur.push(i);

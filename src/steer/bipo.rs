@@ -128,7 +128,7 @@ pub fn training_padding(data: &TrainData, cfg: &BipoConfig, epochs: usize) -> Pa
                 }
             })
             .collect();
-        total = total.add(Padding::of(&row_batches, &rows));
+        total = total + Padding::of(&row_batches, &rows);
         // each step's direction draw, as in training, keeps the RNG in step
         for _ in &batches {
             order.draw_direction();

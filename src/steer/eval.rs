@@ -222,13 +222,14 @@ impl<'m> AbScorer<'m> {
                 Some(&mut cache),
             )?;
             let (a_ids, a_pos, a_valid) = answer_batch(&answers, p_len, &prompt_valid, device)?;
-            padding = padding.add(Padding {
-                real: idx
-                    .iter()
-                    .map(|&i| items[i].matching.len() + items[i].non_matching.response.len())
-                    .sum(),
-                slots: b * p_len + 2 * b * a_pos.len,
-            });
+            padding = padding
+                + Padding {
+                    real: idx
+                        .iter()
+                        .map(|&i| items[i].matching.len() + items[i].non_matching.response.len())
+                        .sum(),
+                    slots: b * p_len + 2 * b * a_pos.len,
+                };
             let mut cache2 = duplicate_cache(&cache)?;
             let answer_resid = model.run_blocks(
                 0..split,
