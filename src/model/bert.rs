@@ -237,14 +237,14 @@ impl BertEncoder {
     }
 
     /// Number of tokens of each text as embedded (special tokens included, truncated to
-    /// [`Self::max_len`]).
+    /// [`Self::max_len`]; the tokenizer's batch padding not counted).
     pub fn token_lens(&self, texts: &[&str]) -> Result<Vec<usize>> {
         Ok(self
             .tokenizer
             .encode_batch(texts.to_vec(), true)
             .map_err(|e| ModelError::Tokenizer(e.to_string()))?
             .iter()
-            .map(|e| e.get_ids().len())
+            .map(|e| e.get_attention_mask().iter().filter(|&&m| m != 0).count())
             .collect())
     }
 
