@@ -61,6 +61,10 @@ pub struct TrainArgs {
     /// Seed (paper: 11).
     #[arg(long, default_value_t = 11)]
     pub seed: u64,
+    /// BiPO: put pairs of similar length in the same minibatch (less padding per step; changes
+    /// the training trajectory, so off by default).
+    #[arg(long)]
+    pub group_by_length: bool,
     /// Held-out A/B items scored at ±1 after each epoch (BiPO).
     #[arg(long)]
     pub heldout: Option<PathBuf>,
@@ -233,6 +237,7 @@ fn train(a: TrainArgs) -> Result<()> {
                 batch_size: a.batch_size,
                 seed: a.seed,
                 eval_batch_size: 8,
+                group_by_length: a.group_by_length,
             };
             let prov = Provenance {
                 model: model_name.clone(),

@@ -222,20 +222,30 @@ impl BertEncoder {
     }
 
     /// Embeds texts in batches of `batch_size`: unit-norm mean-pooled sentence embeddings,
-    /// one row per text, in input order.
+    /// one row per text, in input order. Texts of similar token length share a batch.
     pub fn embed(&self, texts: &[&str], batch_size: usize) -> Result<Vec<Vec<f32>>> {
-        let mut out = vec![Vec::new(); texts.len()];
-        // Sort by length so each batch pads little; results go back to input order.
-        let mut order: Vec<usize> = (0..texts.len()).collect();
-        order.sort_by_key(|&i| texts[i].len());
-        for chunk in order.chunks(batch_size.max(1)) {
-            let batch: Vec<&str> = chunk.iter().map(|&i| texts[i]).collect();
-            let rows = self.embed_batch(&batch)?;
-            for (&i, r) in chunk.iter().zip(rows) {
-                out[i] = r;
-            }
+        use crate::data::batching::{BatchBudget, BatchPlan};
+        let lens = self.token_lens(texts)?;
+        let plan = BatchPlan::by_length(&lens, BatchBudget::rows(batch_size));
+        let mut per_batch = Vec::with_capacity(plan.len());
+        for idx in plan.batches() {
+            let batch: Vec<&str> = idx.iter().map(|&i| texts[i]).collect();
+            per_batch.push(self.embed_batch(&batch)?);
         }
-        Ok(out)
+        plan.scatter(per_batch)
+            .map_err(|e| ModelError::InvalidInput(format!("embedding: {e}")))
+    }
+
+    /// Number of tokens of each text as embedded (special tokens included, truncated to
+    /// [`Self::max_len`]; the tokenizer's batch padding not counted).
+    pub fn token_lens(&self, texts: &[&str]) -> Result<Vec<usize>> {
+        Ok(self
+            .tokenizer
+            .encode_batch(texts.to_vec(), true)
+            .map_err(|e| ModelError::Tokenizer(e.to_string()))?
+            .iter()
+            .map(|e| e.get_attention_mask().iter().filter(|&&m| m != 0).count())
+            .collect())
     }
 
     fn embed_batch(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {

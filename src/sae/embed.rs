@@ -2,6 +2,7 @@
 //! texts into fixed-width vectors; the cache keys them by a hash of (dataset content, embedder
 //! id, options) so re-runs skip the model.
 use super::error::SaeError;
+use crate::data::batching::{BatchBudget, BatchPlan};
 use crate::jobs::{Progress, ProgressSink};
 use crate::model::bert::BertEncoder;
 use std::collections::HashMap;
@@ -42,9 +43,20 @@ impl Embedder for MiniLmEmbedder {
         self.enc.dim()
     }
     fn embed(&self, texts: &[&str], sink: &dyn ProgressSink) -> Result<Vec<Vec<f32>>, SaeError> {
-        embed_in_chunks(texts, self.batch_size * 4, sink, |chunk| {
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Sorted by token length over the whole input (not only within each progress chunk),
+        // so every batch pads little; rows go back to input order.
+        let lens = self.enc.token_lens(texts)?;
+        let plan = BatchPlan::by_length(&lens, BatchBudget::rows(texts.len()));
+        let order = plan.batches().first().cloned().unwrap_or_default();
+        let sorted: Vec<&str> = order.iter().map(|&i| texts[i]).collect();
+        let rows = embed_in_chunks(&sorted, self.batch_size * 4, sink, |chunk| {
             Ok(self.enc.embed(chunk, self.batch_size)?)
-        })
+        })?;
+        plan.scatter([rows])
+            .map_err(|e| SaeError::Data(format!("embedding: {e}")))
     }
 }
 

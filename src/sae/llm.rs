@@ -1,10 +1,11 @@
 //! The loaded LLM as an embedder (mean-pooled residual stream after a chosen block, padding
 //! and the first token masked) and as the text generator that describes and judges features.
-use super::embed::{embed_in_chunks, Embedder};
+use super::embed::Embedder;
 use super::error::SaeError;
 use super::interpret::TextGenerator;
+use crate::data::batching::{BatchBudget, BatchPlan};
 use crate::data::Message;
-use crate::jobs::ProgressSink;
+use crate::jobs::{Progress, ProgressSink};
 use crate::model::{Batch, GenerateOptions, HookPoint, Hooks, Model, TextTokenizer};
 use candle_core::DType;
 use std::path::Path;
@@ -85,55 +86,74 @@ impl<'a> LlmEmbedder<'a> {
                 n_layers - 1
             )));
         }
-        // Sort by length so batches pad little; restore the order afterwards.
-        let mut order: Vec<usize> = (0..texts.len()).collect();
-        order.sort_by_key(|&i| texts[i].len());
-        let sorted: Vec<&str> = order.iter().map(|&i| texts[i]).collect();
-        let nl = layers.len();
-        // `embed_in_chunks` collects one row per text: a row here is the text's embeddings at
-        // every requested layer, concatenated.
-        let d = self.model.hidden_size();
-        let rows = embed_in_chunks(&sorted, self.batch_size, sink, |c| {
-            let per_layer = self.embed_batch(layers, c)?;
-            Ok((0..c.len())
-                .map(|r| {
-                    per_layer
-                        .iter()
-                        .flat_map(|l| l[r].iter().copied())
-                        .collect()
-                })
-                .collect())
-        })?;
-        let mut out = vec![vec![Vec::new(); texts.len()]; nl];
-        for (row, i) in rows.into_iter().zip(order) {
-            for (li, layer_out) in out.iter_mut().enumerate() {
-                layer_out[i] = row[li * d..(li + 1) * d].to_vec();
+        let seqs = self.token_ids(texts)?;
+        // Texts of similar token length share a batch (little padding); each text's pooled
+        // state does not depend on its batch-mates. Results go back to input order.
+        let lens: Vec<usize> = seqs.iter().map(Vec::len).collect();
+        let plan = BatchPlan::by_length(&lens, BatchBudget::rows(self.batch_size));
+        let mut per_batch = Vec::with_capacity(plan.len());
+        let mut done = 0usize;
+        for idx in plan.batches() {
+            if sink.is_cancelled() {
+                return Err(SaeError::Data("cancelled while embedding".into()));
+            }
+            let chunk: Vec<Vec<u32>> = idx.iter().map(|&i| seqs[i].clone()).collect();
+            let per_layer = self.embed_batch(layers, &chunk)?;
+            // one row per text: its embeddings at every requested layer
+            per_batch.push(
+                (0..idx.len())
+                    .map(|r| per_layer.iter().map(|l| l[r].clone()).collect::<Vec<_>>())
+                    .collect::<Vec<_>>(),
+            );
+            done += idx.len();
+            sink.report(Progress::new(
+                "embedding",
+                done as u64,
+                Some(texts.len() as u64),
+            ));
+        }
+        let rows = plan
+            .scatter(per_batch)
+            .map_err(|e| SaeError::Data(format!("embedding: {e}")))?;
+        let mut out = vec![Vec::with_capacity(texts.len()); layers.len()];
+        for row in rows {
+            for (layer_out, e) in out.iter_mut().zip(row) {
+                layer_out.push(e);
             }
         }
         Ok(out)
+    }
+
+    /// Token ids of each text as embedded: BOS added, truncated to `max_tokens`, never empty.
+    fn token_ids(&self, texts: &[&str]) -> Result<Vec<Vec<u32>>, SaeError> {
+        let pad = self.pad_id();
+        texts
+            .iter()
+            .map(|t| {
+                let mut ids = self.tok.encode(t, true)?;
+                ids.truncate(self.max_tokens);
+                if ids.is_empty() {
+                    ids.push(pad);
+                }
+                Ok(ids)
+            })
+            .collect()
+    }
+
+    fn pad_id(&self) -> u32 {
+        self.tok
+            .pad_token_id()
+            .or_else(|| self.tok.eos_token_ids().first().copied())
+            .unwrap_or(0)
     }
 
     /// One batch at several layers: `[layer][text][hidden]`.
     fn embed_batch(
         &self,
         layers: &[usize],
-        texts: &[&str],
+        seqs: &[Vec<u32>],
     ) -> Result<Vec<Vec<Vec<f32>>>, SaeError> {
-        let pad = self
-            .tok
-            .pad_token_id()
-            .or_else(|| self.tok.eos_token_ids().first().copied())
-            .unwrap_or(0);
-        let mut seqs = Vec::with_capacity(texts.len());
-        for t in texts {
-            let mut ids = self.tok.encode(t, true)?;
-            ids.truncate(self.max_tokens);
-            if ids.is_empty() {
-                ids.push(pad);
-            }
-            seqs.push(ids);
-        }
-        let batch = Batch::from_sequences(&seqs, pad, self.model.device())?;
+        let batch = Batch::from_sequences(seqs, self.pad_id(), self.model.device())?;
         let deepest = *layers.iter().max().expect("checked non-empty");
         let mut hooks = Hooks::new();
         for &l in layers {

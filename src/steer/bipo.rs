@@ -12,12 +12,20 @@
 //! epochs and a seed. Progress goes to a [`ProgressSink`]; cancelling keeps the last good
 //! vector, and a non-finite loss stops training with the last good vector kept.
 //!
+//! Batching by length: the cache pass groups completions of similar length (results do not
+//! depend on batch-mates, so they are unchanged up to float rounding);
+//! [`BipoConfig::group_by_length`] optionally does the same for the training minibatches,
+//! which changes the trajectory and is therefore off by default.
+//!
 //! No tokenization here: inputs are token ids ([`Completion`]s).
 use super::collect::{completion_batch, response_logprobs, Completion};
 use super::error::{Result, SteerError};
 use super::eval::{AbScorer, AbTokens};
 use super::objective::{bco_loss, paired_loss, Objective};
 use super::vector::{SteeringVector, VectorMeta};
+use crate::data::batching::{
+    group_minibatches, BatchBudget, BatchPlan, Padding, MEGABATCH_MINIBATCHES,
+};
 use crate::jobs::{NoProgress, Progress, ProgressSink};
 use crate::model::{HookPoint, Hooks, Model, Positions};
 use candle_core::{DType, Tensor, Var};
@@ -68,6 +76,65 @@ impl TrainData {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// Token length of every completion a step runs, in cache order: pairs give
+    /// prompt + chosen at `2i` and prompt + rejected at `2i + 1`.
+    pub fn row_lengths(&self) -> Vec<usize> {
+        match self {
+            TrainData::Pairs(p) => p
+                .iter()
+                .flat_map(|x| {
+                    [
+                        x.prompt.len() + x.chosen.len(),
+                        x.prompt.len() + x.rejected.len(),
+                    ]
+                })
+                .collect(),
+            TrainData::Feedback(f) => f.iter().map(|x| x.completion.len()).collect(),
+        }
+    }
+
+    /// The padded length an item adds to a minibatch: pairs, prompt + the longer response;
+    /// feedback, the completion's length. What [`BipoConfig::group_by_length`] sorts by.
+    pub fn item_lengths(&self) -> Vec<usize> {
+        match self {
+            TrainData::Pairs(p) => p
+                .iter()
+                .map(|x| x.prompt.len() + x.chosen.len().max(x.rejected.len()))
+                .collect(),
+            TrainData::Feedback(f) => f.iter().map(|x| x.completion.len()).collect(),
+        }
+    }
+}
+
+/// Real and padded tokens of the training minibatches [`train_bipo`] runs over `epochs`
+/// epochs of `data` under `cfg`'s seed, batch size and [`BipoConfig::group_by_length`] (both
+/// rows of a pair counted). No forward pass.
+pub fn training_padding(data: &TrainData, cfg: &BipoConfig, epochs: usize) -> Padding {
+    let rows = data.row_lengths();
+    let items = data.item_lengths();
+    let paired = matches!(data, TrainData::Pairs(_));
+    let mut order = EpochOrder::new(data.len(), cfg);
+    let mut total = Padding::default();
+    for _ in 0..epochs {
+        let batches = order.next_epoch(&items);
+        let row_batches: Vec<Vec<usize>> = batches
+            .iter()
+            .map(|b| {
+                if paired {
+                    b.iter().flat_map(|&i| [2 * i, 2 * i + 1]).collect()
+                } else {
+                    b.clone()
+                }
+            })
+            .collect();
+        total = total + Padding::of(&row_batches, &rows);
+        // each step's direction draw, as in training, keeps the RNG in step
+        for _ in &batches {
+            order.draw_direction();
+        }
+    }
+    total
 }
 
 /// Hyper-parameters of [`train_bipo`].
@@ -93,6 +160,10 @@ pub struct BipoConfig {
     pub seed: u64,
     /// Sequences per forward pass when caching and scoring held-out items.
     pub eval_batch_size: usize,
+    /// Put items of similar length in the same training minibatch (Hugging Face's
+    /// `group_by_length`: shuffle, mega-batches of 50 minibatches sorted by length, minibatch
+    /// order shuffled). Less padding per step, but a different trajectory: off by default.
+    pub group_by_length: bool,
 }
 
 impl Default for BipoConfig {
@@ -110,6 +181,7 @@ impl Default for BipoConfig {
             batch_size: 4,
             seed: 11,
             eval_batch_size: 8,
+            group_by_length: false,
         }
     }
 }
@@ -156,6 +228,50 @@ pub struct BipoProblem<'m> {
     /// `log π₀(response | prompt)` for each completion.
     ref_logp: Vec<f64>,
     paired: bool,
+    /// Real and padded tokens of the cache pass.
+    cache_padding: Padding,
+}
+
+/// The training order: the seeded RNG that shuffles the items each epoch (plain chunks, or
+/// length-grouped minibatches) and draws each step's direction.
+struct EpochOrder {
+    rng: rand::rngs::StdRng,
+    order: Vec<usize>,
+    batch_size: usize,
+    group: bool,
+}
+
+impl EpochOrder {
+    fn new(n: usize, cfg: &BipoConfig) -> Self {
+        Self {
+            rng: rand::rngs::StdRng::seed_from_u64(cfg.seed),
+            order: (0..n).collect(),
+            batch_size: cfg.batch_size.max(1),
+            group: cfg.group_by_length,
+        }
+    }
+
+    /// The minibatches of the next epoch.
+    fn next_epoch(&mut self, lens: &[usize]) -> Vec<Vec<usize>> {
+        if self.group {
+            group_minibatches(lens, self.batch_size, MEGABATCH_MINIBATCHES, &mut self.rng)
+        } else {
+            self.order.shuffle(&mut self.rng);
+            self.order
+                .chunks(self.batch_size)
+                .map(|c| c.to_vec())
+                .collect()
+        }
+    }
+
+    /// The next step's direction `d ∈ {−1, +1}`.
+    fn draw_direction(&mut self) -> f64 {
+        if self.rng.random::<bool>() {
+            1.0
+        } else {
+            -1.0
+        }
+    }
 }
 
 impl<'m> BipoProblem<'m> {
@@ -215,30 +331,43 @@ impl<'m> BipoProblem<'m> {
             return Err(SteerError::Invalid("no training examples".into()));
         }
         let start = first + 1;
-        let mut cache = Vec::with_capacity(completions.len());
-        let mut ref_logp = Vec::with_capacity(completions.len());
-        let bs = cfg.eval_batch_size.max(1);
-        for (bi, chunk) in completions.chunks(bs).enumerate() {
+        // Completions of similar length share a forward pass (less padding); each one's cached
+        // residual and log-probability do not depend on its batch-mates.
+        let lens: Vec<usize> = completions.iter().map(Completion::len).collect();
+        let plan = BatchPlan::by_length(&lens, BatchBudget::rows(cfg.eval_batch_size));
+        let mut cache_out = Vec::with_capacity(plan.len());
+        let mut done = 0usize;
+        for idx in plan.batches() {
             if progress.is_cancelled() {
                 return Err(SteerError::Invalid("cancelled while caching".into()));
             }
-            let refs: Vec<&Completion> = chunk.iter().collect();
+            let refs: Vec<&Completion> = idx.iter().map(|&i| &completions[i]).collect();
             let batch = completion_batch(&refs, model.device())?;
             let resid = model.forward_to(start, &batch, &mut Hooks::new())?;
             let hidden = model.forward_hidden_from(start, &resid, &batch, &mut Hooks::new())?;
             let lp = response_logprobs(model, &hidden, &refs)?
                 .to_dtype(DType::F64)?
                 .to_vec1::<f64>()?;
-            for (i, c) in chunk.iter().enumerate() {
-                cache.push(resid.get(i)?.narrow(0, 0, c.len())?.contiguous()?);
-            }
-            ref_logp.extend(lp);
+            let rows = refs
+                .iter()
+                .zip(lp)
+                .enumerate()
+                .map(|(i, (c, lp))| Ok((resid.get(i)?.narrow(0, 0, c.len())?.contiguous()?, lp)))
+                .collect::<candle_core::Result<Vec<_>>>()?;
+            cache_out.push(rows);
+            done += idx.len();
             progress.report(Progress::new(
                 "caching reference",
-                ((bi + 1) * bs).min(completions.len()) as u64,
+                done as u64,
                 Some(completions.len() as u64),
             ));
         }
+        let cache_padding = plan.padding(&lens);
+        let (cache, ref_logp): (Vec<Tensor>, Vec<f64>) = plan
+            .scatter(cache_out)
+            .map_err(|e| SteerError::Invalid(format!("caching: {e}")))?
+            .into_iter()
+            .unzip();
         Ok(Self {
             model,
             start,
@@ -250,7 +379,19 @@ impl<'m> BipoProblem<'m> {
             cache,
             ref_logp,
             paired,
+            cache_padding,
         })
+    }
+
+    /// Real and padded tokens of the cache pass.
+    pub fn cache_padding(&self) -> Padding {
+        self.cache_padding
+    }
+
+    /// `log π₀(response | prompt)` of every completion (pairs: chosen of pair `i` at `2i`,
+    /// rejected at `2i + 1`).
+    pub fn reference_logprobs(&self) -> &[f64] {
+        &self.ref_logp
     }
 
     /// Number of training items (pairs or feedback responses).
@@ -446,8 +587,8 @@ pub fn train_bipo(
     )?;
     let n = problem.n_items();
     let total = cfg.total_steps(n);
-    let mut rng = rand::rngs::StdRng::seed_from_u64(cfg.seed);
-    let mut order: Vec<usize> = (0..n).collect();
+    let mut order = EpochOrder::new(n, cfg);
+    let item_lens = data.item_lengths();
     let mut last_good: Vec<Vec<f32>> = vec![vec![0.0; h]; vars.len()];
     let mut last_good_step = 0usize;
     let mut step = 0usize;
@@ -455,14 +596,14 @@ pub fn train_bipo(
     let mut epochs = Vec::new();
     let mut stop = StopReason::Finished;
     'outer: for epoch in 1..=cfg.epochs {
-        order.shuffle(&mut rng);
+        let batches = order.next_epoch(&item_lens);
         let (mut loss_sum, mut loss_n, mut right, mut seen) = (0.0, 0usize, 0usize, 0usize);
-        for idx in order.chunks(cfg.batch_size) {
+        for idx in &batches {
             if progress.is_cancelled() {
                 stop = StopReason::Cancelled;
                 break 'outer;
             }
-            let d: f64 = if rng.random::<bool>() { 1.0 } else { -1.0 };
+            let d = order.draw_direction();
             let di = usize::from(d > 0.0);
             opt.set_learning_rate(cfg.lr_at(step, total));
             let vs: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().clone()).collect();

@@ -1,9 +1,11 @@
 //! Reading the model for steering: residual activations at chosen token positions (for CAA and
 //! PCA), and log-probabilities of whole responses after a prompt (for behaviour scores and the
 //! BiPO trainer). Inputs are token ids; chat formatting and tokenization happen in the caller.
-//! No training or statistics here.
+//! Each pass batches sequences of similar length together ([`BatchPlan::by_length`]) and returns
+//! results in the caller's order. No training or statistics here.
 use super::error::{Result, SteerError};
 use super::vector::SteeringVector;
+use crate::data::batching::{BatchBudget, BatchPlan};
 use crate::jobs::{Progress, ProgressSink};
 use crate::model::{Batch, HookPoint, Hooks, Model, Positions};
 use candle_core::{DType, Device, Tensor};
@@ -135,8 +137,8 @@ pub fn positions_from_meta(s: &str) -> Option<Positions> {
     }
 }
 
-/// Summed response log-probabilities of every completion under `hooks` (no gradients),
-/// `batch_size` completions per forward pass.
+/// Summed response log-probabilities of every completion under `hooks` (no gradients), in
+/// input order; up to `batch_size` completions of similar length per forward pass.
 pub fn score_completions(
     model: &Model,
     items: &[Completion],
@@ -144,29 +146,34 @@ pub fn score_completions(
     batch_size: usize,
     progress: &dyn ProgressSink,
 ) -> Result<Vec<f64>> {
-    let mut out = Vec::with_capacity(items.len());
-    let bs = batch_size.max(1);
-    for (bi, chunk) in items.chunks(bs).enumerate() {
+    let lens: Vec<usize> = items.iter().map(Completion::len).collect();
+    let plan = BatchPlan::by_length(&lens, BatchBudget::rows(batch_size));
+    let mut per_batch = Vec::with_capacity(plan.len());
+    let mut done = 0usize;
+    for idx in plan.batches() {
         if progress.is_cancelled() {
             return Err(SteerError::Invalid("cancelled".into()));
         }
-        let refs: Vec<&Completion> = chunk.iter().collect();
+        let refs: Vec<&Completion> = idx.iter().map(|&i| &items[i]).collect();
         let batch = completion_batch(&refs, model.device())?;
         let mut h = hooks.clone();
         let hidden = model.forward_hidden(&batch, &mut h)?;
         let lp = response_logprobs(model, &hidden, &refs)?;
-        out.extend(lp.to_dtype(DType::F64)?.to_vec1::<f64>()?);
+        per_batch.push(lp.to_dtype(DType::F64)?.to_vec1::<f64>()?);
+        done += idx.len();
         progress.report(Progress::new(
             "scoring",
-            ((bi + 1) * bs).min(items.len()) as u64,
+            done as u64,
             Some(items.len() as u64),
         ));
     }
-    Ok(out)
+    plan.scatter(per_batch)
+        .map_err(|e| SteerError::Invalid(format!("scoring: {e}")))
 }
 
 /// Residual activations `blocks.L.hook_resid_post` of each sequence at one position
-/// (`positions[i]` in sequence `i`), for every layer in `layers`: layer → one row per sequence.
+/// (`positions[i]` in sequence `i`), for every layer in `layers`: layer → one row per sequence,
+/// in input order; up to `batch_size` sequences of similar length per forward pass.
 pub fn activations_at(
     model: &Model,
     seqs: &[Vec<u32>],
@@ -199,14 +206,22 @@ pub fn activations_at(
             });
         }
     }
-    let mut out: BTreeMap<usize, Vec<Vec<f32>>> = layers.iter().map(|&l| (l, Vec::new())).collect();
-    let bs = batch_size.max(1);
+    let mut layers = layers.to_vec();
+    layers.sort_unstable();
+    layers.dedup();
+    let layers = &layers[..];
+    let lens: Vec<usize> = seqs.iter().map(Vec::len).collect();
+    let plan = BatchPlan::by_length(&lens, BatchBudget::rows(batch_size));
+    // Per batch: for each sequence of the batch, its row at every layer (in `layers` order).
+    let mut per_batch: Vec<Vec<Vec<Vec<f32>>>> = Vec::with_capacity(plan.len());
     let total = seqs.len() as u64;
-    for (bi, (chunk, pos)) in seqs.chunks(bs).zip(positions.chunks(bs)).enumerate() {
+    let mut done = 0usize;
+    for idx in plan.batches() {
         if progress.is_cancelled() {
             return Err(SteerError::Invalid("cancelled".into()));
         }
-        let batch = Batch::from_sequences(chunk, PAD, model.device())?;
+        let chunk: Vec<Vec<u32>> = idx.iter().map(|&i| seqs[i].clone()).collect();
+        let batch = Batch::from_sequences(&chunk, PAD, model.device())?;
         // Only blocks 0..=max(layers) run: the residual entering block max+1 is the output of
         // block max; lower layers are captured on the way.
         let top = layers.iter().copied().max().unwrap_or(0);
@@ -215,26 +230,35 @@ pub fn activations_at(
             hooks.capture(HookPoint::ResidPost(l));
         }
         let last = model.forward_to(top + 1, &batch, &mut hooks)?;
+        let mut rows: Vec<Vec<Vec<f32>>> = vec![Vec::with_capacity(layers.len()); idx.len()];
         for &l in layers {
             let x = if l == top {
                 last.to_dtype(DType::F32)?
             } else {
                 hooks
                     .captured(HookPoint::ResidPost(l))
-                    .expect("captured above")
+                    .ok_or_else(|| SteerError::Invalid(format!("layer {l} was not captured")))?
                     .to_dtype(DType::F32)?
             };
-            for (i, &p) in pos.iter().enumerate() {
-                out.get_mut(&l)
-                    .expect("layer")
-                    .push(x.get(i)?.get(p)?.to_vec1::<f32>()?);
+            for (r, &i) in idx.iter().enumerate() {
+                rows[r].push(x.get(r)?.get(positions[i])?.to_vec1::<f32>()?);
             }
         }
-        progress.report(Progress::new(
-            "activations",
-            ((bi + 1) * bs).min(seqs.len()) as u64,
-            Some(total),
-        ));
+        per_batch.push(rows);
+        done += idx.len();
+        progress.report(Progress::new("activations", done as u64, Some(total)));
+    }
+    let rows = plan
+        .scatter(per_batch)
+        .map_err(|e| SteerError::Invalid(format!("activations: {e}")))?;
+    let mut out: BTreeMap<usize, Vec<Vec<f32>>> = layers
+        .iter()
+        .map(|&l| (l, Vec::with_capacity(seqs.len())))
+        .collect();
+    for per_layer in rows {
+        for (&l, row) in layers.iter().zip(per_layer) {
+            out.get_mut(&l).expect("every layer has an entry").push(row);
+        }
     }
     Ok(out)
 }

@@ -5,6 +5,7 @@
 use super::collect::{add_steering, Completion, PAD};
 use super::error::{Result, SteerError};
 use super::vector::SteeringVector;
+use crate::data::batching::{BatchBudget, BatchPlan, Padding};
 use crate::jobs::{Progress, ProgressSink};
 use crate::model::hooks::PosCtx;
 use crate::model::{GenerateOptions, HookPoint, Hooks, Model};
@@ -119,6 +120,7 @@ pub struct AbScorer<'m> {
     split: usize,
     chunks: Vec<Chunk>,
     n_items: usize,
+    padding: Padding,
 }
 
 type KvCache = Vec<Option<(Tensor, Tensor)>>;
@@ -126,7 +128,8 @@ type KvCache = Vec<Option<(Tensor, Tensor)>>;
 impl<'m> AbScorer<'m> {
     /// Prepares `items` (each with the same prompt in both completions and non-empty answers),
     /// running blocks `0..split` once; `split` is clamped to the model's depth. Items are grouped
-    /// by prompt length into batches of `batch_size` items.
+    /// by length into batches of `batch_size` items: sorted by the tokens one item occupies
+    /// in its batch (prompt + twice its longer answer), so prompts and answers both pad little.
     pub fn new(
         model: &'m Model,
         items: &[AbTokens],
@@ -165,12 +168,22 @@ impl<'m> AbScorer<'m> {
         }
         let split = split.min(model.n_layers());
         let device = model.device();
-        let mut order: Vec<usize> = (0..items.len()).collect();
-        order.sort_by_key(|&i| (items[i].matching.prompt.len(), i));
-        let bs = batch_size.max(1);
+        let cost: Vec<usize> = items
+            .iter()
+            .map(|it| {
+                it.matching.prompt.len()
+                    + 2 * it
+                        .matching
+                        .response
+                        .len()
+                        .max(it.non_matching.response.len())
+            })
+            .collect();
+        let plan = BatchPlan::by_length(&cost, BatchBudget::rows(batch_size));
         let mut chunks = Vec::new();
         let mut done = 0usize;
-        for idx in order.chunks(bs) {
+        let mut padding = Padding::default();
+        for idx in plan.batches() {
             if progress.is_cancelled() {
                 return Err(SteerError::Invalid("cancelled".into()));
             }
@@ -209,6 +222,14 @@ impl<'m> AbScorer<'m> {
                 Some(&mut cache),
             )?;
             let (a_ids, a_pos, a_valid) = answer_batch(&answers, p_len, &prompt_valid, device)?;
+            padding = padding
+                + Padding {
+                    real: idx
+                        .iter()
+                        .map(|&i| items[i].matching.len() + items[i].non_matching.response.len())
+                        .sum(),
+                    slots: b * p_len + 2 * b * a_pos.len,
+                };
             let mut cache2 = duplicate_cache(&cache)?;
             let answer_resid = model.run_blocks(
                 0..split,
@@ -239,7 +260,14 @@ impl<'m> AbScorer<'m> {
             split,
             chunks,
             n_items: items.len(),
+            padding,
         })
+    }
+
+    /// Real and padded tokens of one scoring pass (prompt rows once, answer rows twice per
+    /// item).
+    pub fn padding(&self) -> Padding {
+        self.padding
     }
 
     /// The block the per-hooks passes start at (hooks must not lie before it).
