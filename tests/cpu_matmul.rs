@@ -1,6 +1,6 @@
 //! The packed CPU f32 GEMM (`steerlab::model::cpu_matmul`) against a naive f64 reference on
-//! shapes that are not multiples of the tile sizes (6 x 16 tiles, 256-deep k blocks, 240-row
-//! m blocks), with and without bias, for contiguous and strided inputs; and whole models with
+//! shapes that are not multiples of the tile sizes (6 x 16 tiles, k blocks of up to 768, m
+//! blocks of 512), with and without bias, for contiguous and strided inputs; and whole models with
 //! the kernel switched on and off (logits, greedy KV-cache generation).
 use std::path::PathBuf;
 
@@ -66,8 +66,8 @@ fn check(got: &[f32], want: &[f64], scale: &[f64], what: &str) {
 }
 
 /// Odd shapes: single row (a generation step), tails in every dimension, k deeper than one
-/// k block (256), m taller than one m block (240), n below one panel (16), and sizes large
-/// enough to split over the worker threads.
+/// k block (768), m taller than one m block (512), n below one panel (16), and sizes large
+/// enough (over 2^21 multiply-adds) to split over the worker threads.
 const SHAPES: &[(usize, usize, usize)] = &[
     (1, 1, 1),
     (1, 576, 49),
@@ -76,10 +76,13 @@ const SHAPES: &[(usize, usize, usize)] = &[
     (5, 13, 17),
     (6, 64, 32),
     (7, 257, 15),
+    (3, 800, 20),
     (13, 513, 33),
     (37, 300, 161),
     (250, 37, 40),
     (241, 600, 70),
+    (515, 70, 90),
+    (4, 1601, 400),
 ];
 
 #[test]
