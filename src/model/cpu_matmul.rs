@@ -145,10 +145,13 @@ impl PackedLinear {
         let d = data.as_mut_slice();
         for p in 0..panels {
             let panel = &mut d[p * k * NR..(p + 1) * k * NR];
-            for j in 0..NR.min(n - p * NR) {
-                let row = &w[(p * NR + j) * k..(p * NR + j + 1) * k];
-                for (kk, &v) in row.iter().enumerate() {
-                    panel[kk * NR + j] = v;
+            let rows: Vec<&[f32]> = (p * NR..n.min(p * NR + NR))
+                .map(|c| &w[c * k..(c + 1) * k])
+                .collect();
+            // Write the panel in order (reading the panel's rows side by side).
+            for (kk, dst) in panel.chunks_exact_mut(NR).enumerate() {
+                for (d, row) in dst.iter_mut().zip(&rows) {
+                    *d = row[kk];
                 }
             }
         }
