@@ -225,7 +225,7 @@ fn model_logits_and_generation_match_with_the_kernel_on_and_off() {
         let used = cpu_matmul::forward_calls() - before;
         // 7 linear layers per block + the head, for the batch and every generation step.
         assert!(
-            used >= 7 * model.n_layers() + 1,
+            used > 7 * model.n_layers(),
             "{arch}: the kernel ran {used} times"
         );
         let (off_logits, off_gen) = run(false);
