@@ -13,7 +13,7 @@
 #   MODEL     steerlab/twin model flags ["" = the cached SmolLM2 GGUF; or "--random llama:smollm2"]
 #   BATCH/SEQ forward batch × seq [4 × 128];  BIPO_BATCH/BIPO_SEQ pairs × seq [4 × 128]
 #   LAYER     steered block for bipo [n_layers / 2]
-#   GRAD_OPS  bipo gradient ops: fused, composed, fused-attention or block [fused]
+#   GRAD_OPS  bipo gradient ops: fused, composed, fused-attention or block [block, the default]
 #   ONLY      subset of "forward bipo sae dissect" [all]
 #   OUT       folder for the JSON lines and data files [a temporary folder]
 set -eu
@@ -29,7 +29,7 @@ SEQ=${SEQ:-128}
 BIPO_BATCH=${BIPO_BATCH:-$BATCH}
 BIPO_SEQ=${BIPO_SEQ:-$SEQ}
 ONLY=${ONLY:-forward bipo sae dissect}
-GRAD_OPS=${GRAD_OPS:-fused}
+GRAD_OPS=${GRAD_OPS:-block}
 OUT=${OUT:-$(mktemp -d)}
 mkdir -p "$OUT"
 LAYER_FLAG=""

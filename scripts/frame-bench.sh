@@ -4,10 +4,12 @@
 # llvmpipe) for all frames and for the frames drawn while a job ran. The app closes itself
 # once no job runs (screenshot mode). Needs what scripts/screenshot.sh needs.
 #
-#   scripts/frame-bench.sh [OUT.json] [load|bipo]
+#   scripts/frame-bench.sh [OUT.json] [load|bipo|sae]
 #     load (default): load the default model and open a 3000-row synthetic dataset (Data panel).
 #     bipo: load the default model and train BiPO on 16 tiny pairs (2 epochs, batch 4, layer
 #           14) in the Steer panel: frames are measured while training steps run.
+#     sae:  embed 400 synthetic pairs with MiniLM and train the SAE in the Features panel
+#           (STEERLAB_FEATURES_TRAIN=minilm): frames are measured while it embeds and trains.
 # Output: JSON to OUT (default frame-stats.json), printed at the end with the load average
 # before and after (other processes share the cores: report it with the numbers).
 set -euo pipefail
@@ -40,8 +42,16 @@ case "$job" in
       STEERLAB_STEER_LAYERS=14 STEERLAB_STEER_EPOCHS=2 \
       xvfb-run -a -s "-screen 0 1280x800x24" "$bin" gui
     ;;
+  sae)
+    data="$tmp/synth.jsonl"
+    "$bin" data synth --out "$data" --n 400 --seed 1 >/dev/null
+    STEERLAB_FRAME_STATS="$out" STEERLAB_SCREENSHOT="$tmp/last.png" \
+      STEERLAB_SCREENSHOT_TIMEOUT="${STEERLAB_SCREENSHOT_TIMEOUT:-900}" \
+      STEERLAB_PANEL=features STEERLAB_DATA="$data" STEERLAB_FEATURES_TRAIN=minilm \
+      xvfb-run -a -s "-screen 0 1280x800x24" "$bin" gui
+    ;;
   *)
-    echo "frame-bench.sh: unknown job '$job' (load or bipo)" >&2
+    echo "frame-bench.sh: unknown job '$job' (load, bipo or sae)" >&2
     exit 2
     ;;
 esac

@@ -468,6 +468,22 @@ pub struct BipoResult {
     /// Nodes of the first step's autograd graph (each costs the backward a zero-filled
     /// gradient buffer and an accumulation besides its own gradient kernels).
     pub graph_nodes: usize,
+    /// Per-section timings of the timed steps, with `STEERLAB_PROFILE=1` (empty otherwise;
+    /// the synchronisations it adds slow the step down).
+    pub sections: Vec<ProfileRow>,
+}
+
+/// One row of the `STEERLAB_PROFILE=1` section table, averaged per step.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProfileRow {
+    /// Section name (`fwd: ...`, `bwd: ...`).
+    pub section: String,
+    /// Times entered per step.
+    pub calls_per_step: f64,
+    /// Host time issuing the section's work (ms per step).
+    pub issue_ms_per_step: f64,
+    /// Time until the device finished it (ms per step).
+    pub total_ms_per_step: f64,
 }
 
 /// Times BiPO steps exactly as [`crate::steer::bipo::train_bipo`] runs them (cached lower
@@ -512,6 +528,10 @@ pub fn bipo(
     let mut graph_nodes = 0;
     for it in 0..=iters {
         let d = if it % 2 == 0 { 1.0 } else { -1.0 };
+        if it == 1 {
+            // Section timings (STEERLAB_PROFILE=1) over the timed steps only.
+            crate::model::profile::reset(model.device());
+        }
         let t = Instant::now();
         let (loss, _, _) = problem.batch_loss(&[var.as_tensor().clone()], &idx, d, 0.0)?;
         let lv = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?; // synchronises
@@ -522,7 +542,9 @@ pub fn bipo(
         if it == 0 {
             graph_nodes = loss.sorted_nodes().len();
         }
+        crate::model::profile::mark(model.device(), "fwd: rest (hooks, head prep, loss)");
         let grads = loss.backward()?;
+        crate::model::profile::mark(model.device(), "bwd: autograd");
         let Some(g) = grads.get(var.as_tensor()) else {
             return Err(BenchError::Invalid(
                 "no gradient reached the steering vector".into(),
@@ -538,6 +560,7 @@ pub fn bipo(
         let tb = t.elapsed().as_secs_f64();
         opt.step(&grads)?;
         model.device().synchronize()?;
+        crate::model::profile::mark(model.device(), "adamw");
         let ta = t.elapsed().as_secs_f64();
         if it > 0 {
             // iteration 0 is the warm-up
@@ -546,8 +569,18 @@ pub fn bipo(
             all.push(ta * 1e3);
         }
     }
+    let sections = crate::model::profile::take()
+        .into_iter()
+        .map(|(name, s)| ProfileRow {
+            section: name.to_string(),
+            calls_per_step: s.calls as f64 / iters as f64,
+            issue_ms_per_step: s.issue_ms / iters as f64,
+            total_ms_per_step: s.total_ms / iters as f64,
+        })
+        .collect();
     Ok(BipoResult {
         bench: "bipo",
+        sections,
         model: info.name,
         device: info.device,
         dtype: info.dtype,

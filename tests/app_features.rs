@@ -4,8 +4,7 @@
 use std::path::PathBuf;
 
 use egui_kittest::kittest::{NodeT, Queryable};
-use egui_kittest::Harness;
-use steerlab::app::{PanelId, ScriptedPicker, StartOptions, SteerlabApp};
+use steerlab::app::{PanelId, ScriptedPicker, StartOptions};
 use steerlab::jobs::NoProgress;
 use steerlab::sae::{self, PairSet, RunOptions};
 
@@ -13,12 +12,9 @@ mod common;
 use common::{fixture_model, home, wait_for_jobs, write_tiny_pairs};
 
 /// Unlike `common::harness`, missing glyphs fail the test: this panel's own text must render.
-fn harness(picker: &ScriptedPicker, start: StartOptions) -> Harness<'static, SteerlabApp> {
+fn harness(picker: &ScriptedPicker, start: StartOptions) -> common::App {
     home();
-    let app = SteerlabApp::new(Box::new(picker.clone()), None, start);
-    Harness::builder()
-        .with_size([1280.0, 800.0])
-        .build_ui_state(|ui, app: &mut SteerlabApp| app.show(ui), app)
+    common::strict_app(picker, start)
 }
 
 #[test]

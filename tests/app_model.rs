@@ -2,35 +2,19 @@
 //! scripted picker (no dialog) and what the panels show is checked against independent
 //! references (the fixture's config.json and safetensors header; the engine called directly).
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 use egui_kittest::kittest::Queryable;
-use egui_kittest::Harness;
-use steerlab::app::{PanelId, ScriptedPicker, StartOptions, SteerlabApp};
+use steerlab::app::{PanelId, ScriptedPicker, StartOptions};
 
-fn harness(picker: &ScriptedPicker, panel: PanelId) -> Harness<'static, SteerlabApp> {
+mod common;
+use common::wait_for_jobs;
+
+fn harness(picker: &ScriptedPicker, panel: PanelId) -> common::App {
     let start = StartOptions {
         panel: Some(panel),
         ..Default::default()
     };
-    let app = SteerlabApp::new(Box::new(picker.clone()), None, start);
-    Harness::builder()
-        .with_size([1280.0, 800.0])
-        .build_ui_state(|ui, app: &mut SteerlabApp| app.show(ui), app)
-}
-
-fn wait_for_jobs(h: &mut Harness<'static, SteerlabApp>) {
-    let t0 = Instant::now();
-    h.step();
-    while h.state().state.jobs.is_busy() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(300),
-            "jobs did not finish"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-        h.step();
-    }
-    h.run();
+    common::strict_app(picker, start)
 }
 
 fn fixture(arch: &str) -> PathBuf {

@@ -11,29 +11,15 @@ use steerlab::app::{
     SteerlabApp,
 };
 
-fn harness(app: SteerlabApp) -> Harness<'static, SteerlabApp> {
-    Harness::builder()
-        .with_size([1280.0, 800.0])
-        .build_ui_state(|ui, app: &mut SteerlabApp| app.show(ui), app)
+mod common;
+use common::wait_for_jobs;
+
+fn harness(app: SteerlabApp) -> common::App {
+    common::strict_harness(app)
 }
 
 fn app_with(picker: &ScriptedPicker, start: StartOptions) -> SteerlabApp {
     SteerlabApp::new(Box::new(picker.clone()), None, start)
-}
-
-/// Steps frames until no job runs (bounded), then lets the UI settle.
-fn wait_for_jobs(h: &mut Harness<'static, SteerlabApp>) {
-    let t0 = Instant::now();
-    h.step();
-    while h.state().state.jobs.is_busy() {
-        assert!(
-            t0.elapsed() < Duration::from_secs(120),
-            "jobs did not finish"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-        h.step();
-    }
-    h.run();
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {

@@ -2,15 +2,11 @@
 //! the test tokenizer fixture): data and model come through the scripted picker, CAA and a few
 //! BiPO steps train on background jobs, the slider re-scores and regenerates, vectors combine,
 //! sweep and export. What the panel shows is checked against the library called directly.
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use candle_core::{DType, Device, Tensor};
 use egui_kittest::kittest::{NodeT, Queryable};
 use egui_kittest::Harness;
-use rand::SeedableRng;
-use rand_distr::{Distribution, Normal};
 use steerlab::app::{PanelId, ScriptedPicker, StartOptions, SteerlabApp};
 use steerlab::data::{load_dataset, LoadOptions, Prompt};
 use steerlab::jobs::NoProgress;
@@ -19,51 +15,13 @@ use steerlab::steer::bipo::Provenance;
 use steerlab::steer::eval::{behaviour_score, steered_generations};
 use steerlab::steer::{prepare, steering_hooks, train_bipo, BipoConfig, SteeringVector};
 
-const HIDDEN: usize = 16;
+#[path = "common/tiny_model.rs"]
+mod tiny_model;
+use tiny_model::HIDDEN;
 const LAYERS: usize = 4;
 
 fn tiny_hf_model(dir: &Path) {
-    let fx = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tokenizer_hf");
-    for f in ["tokenizer.json", "tokenizer_config.json"] {
-        std::fs::copy(fx.join(f), dir.join(f)).unwrap();
-    }
-    let vocab = 320;
-    let cfg = serde_json::json!({
-        "model_type": "llama", "hidden_size": HIDDEN, "intermediate_size": 32,
-        "num_hidden_layers": LAYERS, "num_attention_heads": 4, "num_key_value_heads": 2,
-        "vocab_size": vocab, "rms_norm_eps": 1e-5, "tie_word_embeddings": true,
-        "bos_token_id": 1, "eos_token_id": 2
-    });
-    std::fs::write(dir.join("config.json"), cfg.to_string()).unwrap();
-    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-    let g = Normal::new(0.0f32, 0.3).unwrap();
-    let mut r = |rows: usize, cols: usize| {
-        let v: Vec<f32> = (0..rows * cols).map(|_| g.sample(&mut rng)).collect();
-        Tensor::from_vec(v, (rows, cols), &Device::Cpu).unwrap()
-    };
-    let mut t: HashMap<String, Tensor> = HashMap::new();
-    t.insert("model.embed_tokens.weight".into(), r(vocab, HIDDEN));
-    for l in 0..LAYERS {
-        let p = format!("model.layers.{l}");
-        t.insert(format!("{p}.self_attn.q_proj.weight"), r(16, HIDDEN));
-        t.insert(format!("{p}.self_attn.k_proj.weight"), r(8, HIDDEN));
-        t.insert(format!("{p}.self_attn.v_proj.weight"), r(8, HIDDEN));
-        t.insert(format!("{p}.self_attn.o_proj.weight"), r(HIDDEN, 16));
-        t.insert(format!("{p}.mlp.gate_proj.weight"), r(32, HIDDEN));
-        t.insert(format!("{p}.mlp.up_proj.weight"), r(32, HIDDEN));
-        t.insert(format!("{p}.mlp.down_proj.weight"), r(HIDDEN, 32));
-        for n in ["input_layernorm", "post_attention_layernorm"] {
-            t.insert(
-                format!("{p}.{n}.weight"),
-                Tensor::ones(HIDDEN, DType::F32, &Device::Cpu).unwrap(),
-            );
-        }
-    }
-    t.insert(
-        "model.norm.weight".into(),
-        Tensor::ones(HIDDEN, DType::F32, &Device::Cpu).unwrap(),
-    );
-    candle_core::safetensors::save(&t, dir.join("model.safetensors")).unwrap();
+    tiny_model::write(dir, LAYERS, 7);
 }
 
 struct Fixture {

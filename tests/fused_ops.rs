@@ -8,7 +8,7 @@ use std::cell::Cell;
 use std::path::PathBuf;
 
 use candle_core::{DType, Device, Tensor, Var, D};
-use steerlab::model::fused;
+use steerlab::model::{fused, kernels};
 use steerlab::model::{Batch, GradOps, HookPoint, Hooks, LoadOptions, Model, Positions};
 
 /// Counts, per thread while enabled, heap allocations of at least 64 bytes: on the CPU backend
@@ -76,12 +76,23 @@ fn max_abs(a: &Tensor) -> f32 {
 }
 
 /// Checks `f` against `reference` at a random input of `shape`: values, and the gradient of
-/// `Σ f(x) ⊙ r` for a random `r`, within `tol` (relative to the largest reference entry).
+/// `Σ f(x) ⊙ r` for a random `r`, within `tol` (relative to the largest reference entry); once
+/// with steerlab's kernels (`model::kernels`) and once with their composed fallbacks.
 fn check(
     shape: &[usize],
     tol: f32,
     f: impl Fn(&Tensor) -> Tensor,
     reference: impl Fn(&Tensor) -> Tensor,
+) {
+    check_once(shape, tol, &f, &reference);
+    kernels::without(|| check_once(shape, tol, &f, &reference));
+}
+
+fn check_once(
+    shape: &[usize],
+    tol: f32,
+    f: &impl Fn(&Tensor) -> Tensor,
+    reference: &impl Fn(&Tensor) -> Tensor,
 ) {
     let dev = Device::Cpu;
     let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, shape, &dev).unwrap()).unwrap();
@@ -163,6 +174,28 @@ fn target_logprobs_match_log_softmax_gather_values_and_gradients() {
         |x| fused::target_logprobs(&(x * 4.0).unwrap(), &targets).unwrap(),
         |x| {
             candle_nn::ops::log_softmax(&(x * 4.0).unwrap(), D::Minus1)
+                .unwrap()
+                .gather(&idx, 1)
+                .unwrap()
+                .squeeze(1)
+                .unwrap()
+        },
+    );
+}
+
+#[test]
+fn head_logprobs_match_lm_head_log_softmax_gather_values_and_gradients() {
+    // 6 hidden rows of width 12, a frozen 40-token head; targets include the first and last ids.
+    let w = Tensor::randn(0f32, 1.0, (40, 12), &Device::Cpu).unwrap();
+    let targets = Tensor::new(&[0u32, 39, 5, 5, 21, 39], &Device::Cpu).unwrap();
+    let idx = targets.unsqueeze(1).unwrap();
+    check(
+        &[6, 12],
+        1e-5,
+        |x| fused::head_logprobs(x, &w, &targets).unwrap(),
+        |x| {
+            let logits = x.matmul(&w.t().unwrap()).unwrap();
+            candle_nn::ops::log_softmax(&logits, D::Minus1)
                 .unwrap()
                 .gather(&idx, 1)
                 .unwrap()
@@ -352,6 +385,10 @@ fn model_gradient_is_the_same_with_every_grad_ops_setting() {
     for ops in [GradOps::Fused, GradOps::FusedAttention, GradOps::Block] {
         let (l, g, logits) = model_grad(ops);
         agree(ops.name(), (l, &g, &logits), (l_c, &g_c, &logits_c), 1e-4);
+        // The composed fallbacks of steerlab's kernels (used where a kernel does not apply).
+        let (l, g, logits) = kernels::without(|| model_grad(ops));
+        let what = format!("{} without kernels", ops.name());
+        agree(&what, (l, &g, &logits), (l_c, &g_c, &logits_c), 1e-4);
     }
 }
 

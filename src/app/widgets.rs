@@ -138,6 +138,26 @@ pub fn job_row(ui: &mut egui::Ui, s: &JobStatus) -> bool {
     cancel
 }
 
+/// `text` with each character the UI's body font cannot draw replaced by its `U+XXXX` code:
+/// data text (tokens, n-grams) may hold any script, and egui draws a missing glyph as a box.
+pub fn printable(ctx: &egui::Context, text: &str) -> String {
+    let font = egui::TextStyle::Body.resolve(&ctx.global_style());
+    ctx.fonts_mut(|f| {
+        if f.has_glyphs(&font, text) {
+            return text.to_string();
+        }
+        text.chars()
+            .map(|c| {
+                if c.is_whitespace() || f.has_glyph(&font, c) {
+                    c.to_string()
+                } else {
+                    format!("U+{:04X}", c as u32)
+                }
+            })
+            .collect()
+    })
+}
+
 /// A two-column grid of `key: value` rows.
 pub fn kv_grid(ui: &mut egui::Ui, id: &str, rows: &[(&str, String)]) {
     egui::Grid::new(id)
@@ -556,6 +576,16 @@ pub fn crop(img: &egui::ColorImage, rect: egui::Rect, pixels_per_point: f32) -> 
 mod tests {
     use super::*;
     use crate::app::picker::ScriptedPicker;
+
+    #[test]
+    fn printable_replaces_only_the_glyphs_the_font_lacks() {
+        let ctx = egui::Context::default();
+        let mut out = ctx.run_ui(Default::default(), |_| {});
+        out.textures_delta.clear();
+        assert_eq!(printable(&ctx, "plain, text"), "plain, text");
+        // A private-use code point: no bundled font draws it.
+        assert_eq!(printable(&ctx, "a\u{10FFFD} b"), "aU+10FFFD b");
+    }
 
     #[test]
     fn extension_is_added_only_when_missing() {

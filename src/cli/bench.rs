@@ -233,6 +233,12 @@ pub fn run(c: BenchCommand) -> anyhow::Result<()> {
                 );
             }
             let r = bench::bipo(&model, a.m.batch, a.m.seq, layer, a.m.iters)?;
+            for row in &r.sections {
+                eprintln!(
+                    "  {:<40} {:>5.1} calls  issue {:>8.2} ms  done {:>8.2} ms  (per step)",
+                    row.section, row.calls_per_step, row.issue_ms_per_step, row.total_ms_per_step
+                );
+            }
             let line = format!(
                 "bipo {} {} {} {} pairs x {} tokens, layer {}, {} ops: {:.1} ms/step (forward {:.1}, backward {:.1}), cache {:.0} ms once, peak RSS {}{}; first loss {:.6}, grad norm {:.6e}, {} graph nodes",
                 r.model,

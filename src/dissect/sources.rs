@@ -316,21 +316,28 @@ fn sae_labels(report: &Path, m: usize) -> Vec<String> {
     labels
 }
 
-impl FactorSource for SaeFactors {
-    fn id(&self) -> &str {
-        &self.0.id
-    }
-    fn factors(&self, _data: &[Judgement]) -> Result<Vec<FactorInfo>, DissectError> {
-        Ok(self.0.factors.clone())
-    }
-    fn values(
-        &self,
-        pair: &Judgement,
-        factors: &[FactorInfo],
-    ) -> Result<Vec<PairValue>, DissectError> {
-        Ok(self.0.values_of(pair, factors))
-    }
+/// [`FactorSource`] for the newtypes over [`Precomputed`] values.
+macro_rules! precomputed_source {
+    ($($t:ty),*) => {$(
+        impl FactorSource for $t {
+            fn id(&self) -> &str {
+                &self.0.id
+            }
+            fn factors(&self, _data: &[Judgement]) -> Result<Vec<FactorInfo>, DissectError> {
+                Ok(self.0.factors.clone())
+            }
+            fn values(
+                &self,
+                pair: &Judgement,
+                factors: &[FactorInfo],
+            ) -> Result<Vec<PairValue>, DissectError> {
+                Ok(self.0.values_of(pair, factors))
+            }
+        }
+    )*};
 }
+
+precomputed_source!(SaeFactors, VectorFactors);
 
 // ---------------------------------------------------------------------------------------------
 // Steering-vector projections
@@ -447,22 +454,6 @@ impl VectorFactors {
             factors: vec![factor],
             values,
         }))
-    }
-}
-
-impl FactorSource for VectorFactors {
-    fn id(&self) -> &str {
-        &self.0.id
-    }
-    fn factors(&self, _data: &[Judgement]) -> Result<Vec<FactorInfo>, DissectError> {
-        Ok(self.0.factors.clone())
-    }
-    fn values(
-        &self,
-        pair: &Judgement,
-        factors: &[FactorInfo],
-    ) -> Result<Vec<PairValue>, DissectError> {
-        Ok(self.0.values_of(pair, factors))
     }
 }
 

@@ -11,7 +11,9 @@ use candle_core::Tensor;
 
 use super::block::{Block, Step};
 use super::fused::{self, AttnSaved};
+use super::kernels;
 use super::ops::upcast;
+use super::profile;
 use super::Result;
 
 /// The activations a block's backward needs.
@@ -36,6 +38,7 @@ struct Saved {
 /// result as [`Block::forward`] with the inference kernels.
 pub(crate) fn forward(block: &Block, x: &Tensor, step: &Step) -> Result<Tensor> {
     let (y, saved) = forward_saving(block, &x.detach(), step)?;
+    profile::mark(x.device(), "fwd: block");
     let block = block.clone();
     Ok(fused::with_grad("block-grad", x, y, move |x, _y, dy| {
         backward(&block, &saved, dy)
@@ -111,25 +114,39 @@ fn rows(heads: &Tensor) -> Result<Tensor> {
 fn backward(block: &Block, s: &Saved, dy: &Tensor) -> Result<Tensor> {
     let a = &block.attn;
     let (b, t, hidden) = s.x.dims3()?;
+    let dev = s.x.device();
+    profile::mark(dev, "bwd: autograd");
     let dt = s.x.dtype();
-    let up = upcast(dt);
     let dy = dy.to_dtype(dt)?;
     // MLP: m = down(silu(g) * u), g = gate(h2), u = up(h2); silu' = sig (1 + g (1 - sig)).
-    let da = fused::linear_backward(&block.mlp.down.weight, &dy)?.to_dtype(up)?;
-    let g = s.gate.flatten_to(1)?.to_dtype(up)?;
-    let u = s.up.flatten_to(1)?.to_dtype(up)?;
-    let sig = candle_nn::ops::sigmoid(&g)?;
-    let silu = (&g * &sig)?;
-    let dsilu = (&sig * ((&g * (1.0 - &sig)?)? + 1.0)?)?;
-    let dg = (&da * &u)?.mul(&dsilu)?.to_dtype(dt)?;
-    let du = (&da * silu)?.to_dtype(dt)?;
+    let da = fused::linear_backward(&block.mlp.down.weight, &dy)?;
+    profile::mark(dev, "bwd: mlp down");
+    let g = s.gate.flatten_to(1)?;
+    let u = s.up.flatten_to(1)?;
+    let (dg, du) = match kernels::silu_mul_bwd(&da, &g, &u)? {
+        Some(both) => (both.get(0)?, both.get(1)?),
+        None => {
+            let up = upcast(dt);
+            let (da, g, u) = (da.to_dtype(up)?, g.to_dtype(up)?, u.to_dtype(up)?);
+            let sig = candle_nn::ops::sigmoid(&g)?;
+            let silu = (&g * &sig)?;
+            let dsilu = (&sig * ((&g * (1.0 - &sig)?)? + 1.0)?)?;
+            let dg = (&da * &u)?.mul(&dsilu)?.to_dtype(dt)?;
+            (dg, (&da * silu)?.to_dtype(dt)?)
+        }
+    };
+    profile::mark(dev, "bwd: swiglu");
     let dh2 = (dg.matmul(&block.mlp.gate.weight)? + du.matmul(&block.mlp.up.weight)?)?
         .reshape((b, t, hidden))?;
+    profile::mark(dev, "bwd: mlp gate+up");
     let n2 = &block.post_attention_norm;
-    let dx2 = (&dy + fused::rms_norm_backward(&s.x2, &n2.weight, n2.eps, &dh2)?)?;
+    let dx2 = rms_backward_plus(&s.x2, n2, &dh2, &dy)?;
+    profile::mark(dev, "bwd: rms norms");
     // Attention.
     let datt = fused::linear_backward(&a.o.weight, &dx2)?;
+    profile::mark(dev, "bwd: attn o");
     let (dq, dk, dv) = fused::attention_backward(&s.attn, &datt.reshape((b, t, ()))?)?;
+    profile::mark(dev, "bwd: attn core");
     let mut dq = candle_nn::rotary_emb::rope(&dq.contiguous()?, &s.cos, &s.neg_sin)?;
     let mut dk = candle_nn::rotary_emb::rope(&dk.contiguous()?, &s.cos, &s.neg_sin)?;
     if let (Some(n), Some(q0)) = (&a.q_norm, &s.q_pre_norm) {
@@ -138,11 +155,26 @@ fn backward(block: &Block, s: &Saved, dy: &Tensor) -> Result<Tensor> {
     if let (Some(n), Some(k0)) = (&a.k_norm, &s.k_pre_norm) {
         dk = fused::rms_norm_backward(k0, &n.weight, n.eps, &dk)?;
     }
+    profile::mark(dev, "bwd: rope");
     let dh1 = ((rows(&dq)?.matmul(&a.q.weight)? + rows(&dk)?.matmul(&a.k.weight)?)?
         + rows(&dv)?.matmul(&a.v.weight)?)?
     .reshape((b, t, hidden))?;
-    let n1 = &block.input_norm;
-    let dx = (dx2 + fused::rms_norm_backward(&s.x, &n1.weight, n1.eps, &dh1)?)?;
+    profile::mark(dev, "bwd: attn qkv");
+    let dx = rms_backward_plus(&s.x, &block.input_norm, &dh1, &dx2)?;
+    profile::mark(dev, "bwd: rms norms");
     debug_assert_eq!(dx.dtype(), dt);
     Ok(dx)
+}
+
+/// `res` plus the gradient through the RMSNorm `n` at `x` given `dy`: one kernel on a GPU.
+fn rms_backward_plus(
+    x: &Tensor,
+    n: &super::ops::RmsNorm,
+    dy: &Tensor,
+    res: &Tensor,
+) -> Result<Tensor> {
+    if let Some(dx) = kernels::rms_norm_bwd(x, &n.weight, dy, Some(res), n.eps)? {
+        return Ok(dx);
+    }
+    Ok((res + fused::rms_norm_backward(x, &n.weight, n.eps, dy)?)?)
 }

@@ -65,8 +65,42 @@ pub fn parse_device(s: &str) -> Result<Device> {
 
 #[cfg(feature = "cuda")]
 fn cuda_device(ordinal: usize) -> Result<Device> {
-    Device::new_cuda(ordinal)
-        .map_err(|e| ModelError::InvalidInput(format!("cannot open CUDA device {ordinal}: {e}")))
+    let dev = Device::new_cuda(ordinal)
+        .map_err(|e| ModelError::InvalidInput(format!("cannot open CUDA device {ordinal}: {e}")))?;
+    if std::env::var("STEERLAB_CUDA_POOL_RELEASE").map_or(true, |v| v == "0") {
+        keep_pool_memory(ordinal);
+    }
+    Ok(dev)
+}
+
+/// Keeps freed GPU memory in the device's stream-ordered pool across synchronisations (CUDA's
+/// default release threshold of 0 hands it back to the driver at every synchronisation, so each
+/// training step maps its working memory again). Best effort: a failure only costs speed.
+/// `STEERLAB_CUDA_POOL_RELEASE=1` keeps CUDA's default.
+#[cfg(feature = "cuda")]
+fn keep_pool_memory(ordinal: usize) {
+    use candle_core::cuda_backend::cudarc::driver::sys;
+    let Ok(ordinal) = i32::try_from(ordinal) else {
+        return;
+    };
+    // SAFETY: plain driver calls on the device just opened (so the driver is initialised);
+    // `pool` and `threshold` outlive the calls that write or read them.
+    unsafe {
+        let mut dev: sys::CUdevice = 0;
+        if sys::cuDeviceGet(&mut dev, ordinal) != sys::CUresult::CUDA_SUCCESS {
+            return;
+        }
+        let mut pool: sys::CUmemoryPool = std::ptr::null_mut();
+        if sys::cuDeviceGetDefaultMemPool(&mut pool, dev) != sys::CUresult::CUDA_SUCCESS {
+            return;
+        }
+        let mut threshold = u64::MAX;
+        let _ = sys::cuMemPoolSetAttribute(
+            pool,
+            sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD,
+            (&mut threshold as *mut u64).cast(),
+        );
+    }
 }
 
 #[cfg(not(feature = "cuda"))]
@@ -610,6 +644,26 @@ impl Model {
             OpMode::Fused
         };
         Ok(self.lm_head.forward_mode(hidden, mode)?.to_dtype(out)?)
+    }
+
+    /// `log softmax(lm_head(hidden))[i, targets[i]]` `[N]` for final-norm hidden states `[N,
+    /// hidden]` and `targets` `[N]` (u32): f32 (f64 for an f64 model), differentiable. Except
+    /// with [`GradOps::Composed`] (or f64), the head and the log-softmax are one node
+    /// ([`super::fused::head_logprobs`]).
+    pub fn target_logprobs(&self, hidden: &Tensor, targets: &Tensor) -> Result<Tensor> {
+        if self.grad_ops == GradOps::Composed
+            || self.dtype == DType::F64
+            || self.lm_head.bias.is_some()
+        {
+            let logits = self.lm_head(hidden)?;
+            let logp = candle_nn::ops::log_softmax(&logits, candle_core::D::Minus1)?;
+            return Ok(logp.gather(&targets.unsqueeze(1)?, 1)?.squeeze(1)?);
+        }
+        Ok(super::fused::head_logprobs(
+            hidden,
+            &self.lm_head.weight,
+            targets,
+        )?)
     }
 
     /// Applies the final RMSNorm to a residual `[..., hidden]`.

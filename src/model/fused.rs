@@ -114,6 +114,9 @@ pub fn rms_norm_backward(
     eps: f64,
     dy: &Tensor,
 ) -> candle_core::Result<Tensor> {
+    if let Some(dx) = super::kernels::rms_norm_bwd(x, weight, dy, None, eps)? {
+        return Ok(dx);
+    }
     // y = n * w with n = x r, r = 1/sqrt(mean(x^2)+eps):  dx = r (g - n mean(g * n)), g = dy * w
     let up = upcast(x.dtype());
     let xf = x.to_dtype(up)?;
@@ -148,9 +151,52 @@ pub fn softmax_last_dim(x: &Tensor, mask: Option<&Tensor>) -> candle_core::Resul
 /// keeps only the log-normaliser `[N, 1]`; the backward is `dy (onehot - softmax)`, formed in
 /// one pass (softmax recomputed from the saved logits) plus a scatter of `dy` at the targets,
 /// where the composed `log_softmax` + `gather` leave a dozen full `[N, V]` buffers and a
-/// scatter into zeros in the graph.
+/// scatter into zeros in the graph. On a GPU both directions are single kernels
+/// ([`super::kernels::xent_fwd`], [`super::kernels::xent_bwd`]).
 pub fn target_logprobs(logits: &Tensor, targets: &Tensor) -> candle_core::Result<Tensor> {
     let x = logits.detach();
+    let (picked, lse) = logprob_stats(&x, targets)?;
+    let targets = targets.clone();
+    with_grad("target-logprob-grad", logits, picked, move |x, _y, dy| {
+        logprob_grad(x, &targets, &lse, dy)
+    })
+}
+
+/// `log softmax(hidden Wᵀ)[i, targets[i]]` for final-norm hidden states `hidden` `[N, H]`, the
+/// frozen LM-head `weight` `[V, H]` and `targets` `[N]` (u32): the LM head and
+/// [`target_logprobs`] as one node, returned in f32 (`[N]`). The logits stay in the model's
+/// dtype (bf16 logits are never widened into an f32 copy: the kernels read them directly), and
+/// the backward hands autograd only the `[N, H]` gradient `dlogits W`, where separate nodes
+/// would each accumulate an `[N, V]` gradient.
+pub fn head_logprobs(
+    hidden: &Tensor,
+    weight: &Tensor,
+    targets: &Tensor,
+) -> candle_core::Result<Tensor> {
+    let logits = hidden.detach().matmul(&weight.t()?)?;
+    super::profile::mark(hidden.device(), "fwd: lm head");
+    let (picked, lse) = logprob_stats(&logits, targets)?;
+    super::profile::mark(hidden.device(), "fwd: log-softmax");
+    let picked = picked.to_dtype(upcast(logits.dtype()))?;
+    let (w, targets) = (weight.clone(), targets.clone());
+    with_grad("head-logprob-grad", hidden, picked, move |x, _y, dy| {
+        super::profile::mark(x.device(), "bwd: autograd");
+        let dlogits = logprob_grad(&logits, &targets, &lse, dy)?.to_dtype(logits.dtype())?;
+        super::profile::mark(x.device(), "bwd: log-softmax");
+        let dx = dlogits.matmul(&w)?.to_dtype(x.dtype())?;
+        super::profile::mark(x.device(), "bwd: lm head");
+        Ok(dx)
+    })
+}
+
+/// `(log p[i, targets[i]] [N], log-normaliser [N, 1])` of `logits` `[N, V]`, computed in f32
+/// (f64 for f64) whatever the logits' dtype.
+fn logprob_stats(logits: &Tensor, targets: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
+    if let Some(st) = super::kernels::xent_fwd(logits, targets)? {
+        let picked = st.narrow(1, 1, 1)?.squeeze(1)?.contiguous()?;
+        return Ok((picked, st.narrow(1, 0, 1)?.contiguous()?));
+    }
+    let x = logits.to_dtype(upcast(logits.dtype()))?;
     let max = x.max_keepdim(D::Minus1)?;
     let lse = (x
         .broadcast_sub(&max)?
@@ -160,11 +206,25 @@ pub fn target_logprobs(logits: &Tensor, targets: &Tensor) -> candle_core::Result
         + &max)?;
     let idx = targets.unsqueeze(1)?.contiguous()?;
     let picked = (x.gather(&idx, 1)? - &lse)?.squeeze(1)?;
-    with_grad("target-logprob-grad", logits, picked, move |x, _y, dy| {
-        let dy = dy.unsqueeze(1)?.to_dtype(x.dtype())?;
-        let p = x.broadcast_sub(&lse)?.exp()?;
-        p.broadcast_mul(&dy.neg()?)?.scatter_add(&idx, &dy, 1)
-    })
+    Ok((picked, lse))
+}
+
+/// The gradient `dy (onehot(targets) - softmax(logits))` `[N, V]`, from the log-normaliser of
+/// [`logprob_stats`]: in the logits' dtype from the kernel, in f32 (f64) from the composed ops.
+fn logprob_grad(
+    logits: &Tensor,
+    targets: &Tensor,
+    lse: &Tensor,
+    dy: &Tensor,
+) -> candle_core::Result<Tensor> {
+    if let Some(dx) = super::kernels::xent_bwd(logits, targets, lse, dy)? {
+        return Ok(dx);
+    }
+    let x = logits.to_dtype(upcast(logits.dtype()))?;
+    let dy = dy.unsqueeze(1)?.to_dtype(x.dtype())?;
+    let idx = targets.unsqueeze(1)?.contiguous()?;
+    let p = x.broadcast_sub(lse)?.exp()?;
+    p.broadcast_mul(&dy.neg()?)?.scatter_add(&idx, &dy, 1)
 }
 
 /// Rotary embedding (HF "rotate half" layout) of `x` `[B, H, T, D]` with tables `cos`, `sin`
@@ -348,10 +408,16 @@ pub fn attention_backward(
         .reshape((b, hkv, rep * t, d))?
         .to_dtype(dt)?;
     let dv = p.to_dtype(dt)?.t()?.matmul(&dout)?;
-    let dp = dout.matmul(&v.t()?)?.to_dtype(p.dtype())?;
-    let row = (&dp * p)?.sum_keepdim(D::Minus1)?;
+    let dp = dout.matmul(&v.t()?)?;
     let scale = 1.0 / (d as f64).sqrt();
-    let ds = ((dp.broadcast_sub(&row)? * p)? * scale)?.to_dtype(q.dtype())?;
+    let ds = match super::kernels::softmax_bwd(p, &dp, scale)? {
+        Some(ds) => ds.to_dtype(q.dtype())?,
+        None => {
+            let dp = dp.to_dtype(p.dtype())?;
+            let row = (&dp * p)?.sum_keepdim(D::Minus1)?;
+            ((dp.broadcast_sub(&row)? * p)? * scale)?.to_dtype(q.dtype())?
+        }
+    };
     let dq = ds.matmul(k)?.reshape((b, hq, t, d))?;
     let dk = ds.t()?.matmul(q)?;
     Ok((dq, dk, dv))

@@ -5,8 +5,8 @@
 use super::error::{Result, SteerError};
 use super::vector::SteeringVector;
 use crate::jobs::{Progress, ProgressSink};
-use crate::model::{Batch, GradOps, HookPoint, Hooks, Model, Positions};
-use candle_core::{DType, Device, Tensor, D};
+use crate::model::{Batch, HookPoint, Hooks, Model, Positions};
+use candle_core::{DType, Device, Tensor};
 use std::collections::BTreeMap;
 
 /// A prompt and a response, both as token ids (prompt already chat-formatted, with the
@@ -89,15 +89,8 @@ pub fn response_logprobs(model: &Model, hidden: &Tensor, items: &[&Completion]) 
     }
     let rows = Tensor::from_vec(rows, n_total, device)?;
     let sel = hidden.reshape((b * t, h))?.index_select(&rows, 0)?;
-    let logits = model.lm_head(&sel)?;
-    let picked = if model.grad_ops() == GradOps::Composed || logits.dtype() == DType::F64 {
-        let targets = Tensor::from_vec(targets, (n_total, 1), device)?;
-        let logp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
-        logp.gather(&targets, 1)? // [N, 1]
-    } else {
-        let targets = Tensor::from_vec(targets, n_total, device)?;
-        crate::model::fused::target_logprobs(&logits, &targets)?.unsqueeze(1)?
-    };
+    let targets = Tensor::from_vec(targets, n_total, device)?;
+    let picked = model.target_logprobs(&sel, &targets)?.unsqueeze(1)?; // [N, 1]
     let seg = Tensor::from_vec(seg, (b, n_total), device)?.to_dtype(picked.dtype())?;
     Ok(seg.matmul(&picked)?.squeeze(1)?)
 }

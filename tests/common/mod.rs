@@ -35,6 +35,19 @@ pub fn harness(picker: &ScriptedPicker, start: StartOptions) -> App {
         .build_ui_state(|ui, app: &mut SteerlabApp| app.show(ui), app)
 }
 
+/// The whole window at 1280x800 around `app`, strict: a missing glyph fails the test (for
+/// panels whose text is the app's own). Does not move `STEERLAB_HOME`.
+pub fn strict_harness(app: SteerlabApp) -> App {
+    Harness::builder()
+        .with_size([1280.0, 800.0])
+        .build_ui_state(|ui, app: &mut SteerlabApp| app.show(ui), app)
+}
+
+/// A new app driven through `picker`, shown by [`strict_harness`].
+pub fn strict_app(picker: &ScriptedPicker, start: StartOptions) -> App {
+    strict_harness(SteerlabApp::new(Box::new(picker.clone()), None, start))
+}
+
 /// Steps until `done` holds and no job runs, then a few quiet frames (panics after 300 s).
 pub fn wait_until(h: &mut App, done: impl Fn(&SteerlabApp) -> bool) {
     let t0 = Instant::now();

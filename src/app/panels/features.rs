@@ -12,6 +12,7 @@ use egui_plot::{Line, Plot};
 use super::Panel;
 use crate::app::features::{self as feat, EmbedderChoice, SortKey};
 use crate::app::state::AppState;
+use crate::app::widgets;
 use crate::sae::interpret::{diff_spans, TopPair};
 use crate::sae::pipeline::FeatureReport;
 
@@ -19,6 +20,9 @@ use crate::sae::pipeline::FeatureReport;
 #[derive(Default)]
 pub struct FeaturesPanel {
     opened_from_env: bool,
+    /// `STEERLAB_FEATURES_TRAIN=minilm|llm`: start one run with this embedder as soon as the
+    /// data (and, for `llm`, the model) are loaded (scripted starts, `scripts/frame-bench.sh sae`).
+    pending_train: Option<EmbedderChoice>,
 }
 
 fn labelled_drag<N: egui::emath::Numeric>(
@@ -386,7 +390,7 @@ impl FeaturesPanel {
                                 )),
                                 None => ui.weak("–"),
                             };
-                            let text = feature_label(f);
+                            let text = widgets::printable(ui.ctx(), &feature_label(f));
                             if ui
                                 .add(egui::Label::new(clip(&text, 70)).sense(egui::Sense::click()))
                                 .on_hover_text(&text)
@@ -454,10 +458,11 @@ impl FeaturesPanel {
                 e.coef, e.ci95.0, e.ci95.1, e.p_bonferroni
             ));
         }
+        let ctx = ui.ctx().clone();
         let words = |g: &[crate::sae::interpret::NGram]| {
             g.iter()
                 .take(6)
-                .map(|x| x.text.clone())
+                .map(|x| widgets::printable(&ctx, &x.text))
                 .collect::<Vec<_>>()
                 .join(", ")
         };
@@ -590,6 +595,24 @@ impl Panel for FeaturesPanel {
                         feat::sorted_features(&r.result.report.features, SortKey::Effect, true);
                     state.features.selected = order.first().copied();
                 }
+            }
+            if let Ok(e) = std::env::var("STEERLAB_FEATURES_TRAIN") {
+                match e.as_str() {
+                    "minilm" => self.pending_train = Some(EmbedderChoice::MiniLm),
+                    "llm" => self.pending_train = Some(EmbedderChoice::Llm),
+                    _ => {
+                        state.features.error = Some(format!(
+                            "STEERLAB_FEATURES_TRAIN={e}: unknown embedder (minilm or llm)"
+                        ))
+                    }
+                }
+            }
+        }
+        if let Some(e) = self.pending_train {
+            state.features.settings.embedder = e;
+            if feat::run_blocker(state).is_none() {
+                self.pending_train = None;
+                feat::start_run(state);
             }
         }
         // A run folder clicked in the sidebar (or linked from another panel).
