@@ -255,6 +255,9 @@ pub struct ForwardResult {
     pub gpu_mem_mb: Option<f64>,
     /// CPU threads available.
     pub threads: usize,
+    /// Whether CPU f32 inference linear layers used the packed kernel
+    /// ([`crate::model::cpu_matmul::enabled`]; `STEERLAB_CPU_GEMM=0` switches it off).
+    pub cpu_gemm: bool,
 }
 
 /// Times `iters` full forward passes (logits at every position) on [`bench_ids`].
@@ -307,6 +310,114 @@ pub fn forward(
         peak_rss_mb: peak_rss_mb(),
         gpu_mem_mb: gpu_mem_mb(model.device()),
         threads: threads(),
+        cpu_gemm: model.device().is_cpu() && crate::model::cpu_matmul::enabled(),
+    })
+}
+
+/// The `(k, n)` shapes of the linear layers of one SmolLM2-135M forward: q/o, k/v, gate/up,
+/// down, LM head (`scripts/bench_matmul_torch.py` uses the same list).
+pub const MATMUL_SHAPES: &[(usize, usize)] = &[
+    (576, 576),
+    (576, 192),
+    (576, 1536),
+    (1536, 576),
+    (576, 49152),
+];
+
+/// One shape of [`matmul`]: candle's `x.matmul(&w.t())` (what a linear layer runs) against the
+/// packed kernel of [`crate::model::cpu_matmul`], timed alternately.
+#[derive(Debug, Clone, Serialize)]
+pub struct MatmulRow {
+    /// Rows of `x` (tokens).
+    pub m: usize,
+    /// Input features.
+    pub k: usize,
+    /// Output features.
+    pub n: usize,
+    /// Median ms of candle's matmul.
+    pub candle_ms: f64,
+    /// Its GFLOP/s (`2 m k n`).
+    pub candle_gflops: f64,
+    /// Median ms of the packed kernel (`None` on a CPU without AVX2/FMA).
+    pub packed_ms: Option<f64>,
+    /// Its GFLOP/s.
+    pub packed_gflops: Option<f64>,
+    /// Largest |candle - packed| over the output.
+    pub max_abs_diff: Option<f64>,
+}
+
+/// `steerlab bench matmul`: per-shape GEMM throughput on the CPU in f32.
+#[derive(Debug, Clone, Serialize)]
+pub struct MatmulResult {
+    /// `"matmul"`.
+    pub bench: &'static str,
+    /// Timed calls per shape and side.
+    pub iters: usize,
+    /// CPU threads available.
+    pub threads: usize,
+    /// One row per shape.
+    pub rows: Vec<MatmulRow>,
+}
+
+/// Times `y = x W^T` for each `(k, n)` in `shapes` with `m` rows, candle against the packed
+/// kernel, alternating the two sides each iteration (one warm-up call each).
+pub fn matmul(m: usize, shapes: &[(usize, usize)], iters: usize) -> Result<MatmulResult> {
+    use crate::model::cpu_matmul::{self, PackedLinear};
+    if m == 0 || iters == 0 || shapes.iter().any(|&(k, n)| k == 0 || n == 0) {
+        return Err(BenchError::Invalid(
+            "m, iters and every k and n must be at least 1".into(),
+        ));
+    }
+    let dev = Device::Cpu;
+    let mut rows = Vec::new();
+    for &(k, n) in shapes {
+        let x = Tensor::randn(0f32, 1.0, (m, k), &dev)?;
+        let w = Tensor::randn(0f32, 1.0, (n, k), &dev)?;
+        let packed = if cpu_matmul::supported() {
+            Some(PackedLinear::from_tensors(&w, None)?)
+        } else {
+            None
+        };
+        let xs = x.flatten_all()?.to_vec1::<f32>()?;
+        let mut out = vec![0f32; m * n];
+        let want = x.matmul(&w.t()?)?;
+        let mut diff = None;
+        if let Some(p) = &packed {
+            p.matmul(&xs, m, &mut out)?;
+            let got = Tensor::from_slice(&out, (m, n), &dev)?;
+            diff = Some((got - &want)?.abs()?.max_all()?.to_scalar::<f32>()? as f64);
+        }
+        let (mut tc, mut tp) = (Vec::new(), Vec::new());
+        for _ in 0..iters {
+            let t = Instant::now();
+            let y = x.matmul(&w.t()?)?;
+            tc.push(t.elapsed().as_secs_f64());
+            drop(y);
+            if let Some(p) = &packed {
+                let t = Instant::now();
+                p.matmul(&xs, m, &mut out)?;
+                tp.push(t.elapsed().as_secs_f64());
+            }
+        }
+        let flop = 2.0 * (m * k * n) as f64;
+        let c = median(tc);
+        let pm = packed.as_ref().map(|_| median(tp));
+        rows.push(MatmulRow {
+            m,
+            k,
+            n,
+            candle_ms: c * 1e3,
+            candle_gflops: flop / c / 1e9,
+            packed_ms: pm.map(|t| t * 1e3),
+            packed_gflops: pm.map(|t| flop / t / 1e9),
+            max_abs_diff: diff,
+        });
+    }
+    Ok(MatmulResult {
+        bench: "matmul",
+        iters,
+        threads: threads(),
+        rows,
     })
 }
 

@@ -19,6 +19,8 @@ pub enum BenchCommand {
     Sae(SaeArgs),
     /// Seconds per factor-dissection fit on planted data.
     Dissect(DissectArgs),
+    /// CPU f32 GEMM throughput per linear-layer shape: candle's matmul vs the packed kernel.
+    Matmul(MatmulArgs),
 }
 
 /// Which model to benchmark.
@@ -157,6 +159,43 @@ pub struct DissectArgs {
     pub json: bool,
 }
 
+/// Flags of `steerlab bench matmul`.
+#[derive(Debug, Args)]
+pub struct MatmulArgs {
+    /// Rows of x (tokens: batch x seq; 1 for a generation step).
+    #[arg(long, default_value_t = 512)]
+    pub m: usize,
+    /// Shapes `KxN,KxN,...` (default: the linear layers of SmolLM2-135M).
+    #[arg(long)]
+    pub shapes: Option<String>,
+    /// Timed calls per shape and side.
+    #[arg(long, default_value_t = 10)]
+    pub iters: usize,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Parses `KxN,KxN,...`.
+fn parse_shapes(s: &str) -> anyhow::Result<Vec<(usize, usize)>> {
+    s.split(',')
+        .map(|p| {
+            let (k, n) = p
+                .trim()
+                .split_once('x')
+                .with_context(|| format!("--shapes: {p:?} is not KxN"))?;
+            Ok((
+                k.trim()
+                    .parse()
+                    .with_context(|| format!("--shapes: bad K in {p:?}"))?,
+                n.trim()
+                    .parse()
+                    .with_context(|| format!("--shapes: bad N in {p:?}"))?,
+            ))
+        })
+        .collect()
+}
+
 /// Runs a `steerlab bench` subcommand.
 pub fn run(c: BenchCommand) -> anyhow::Result<()> {
     match c {
@@ -257,6 +296,32 @@ pub fn run(c: BenchCommand) -> anyhow::Result<()> {
                 "dissect {} pairs x {} factors, {:?}, b = {}: {:.3} s per fit",
                 r.pairs, r.factors, r.sampler, r.prior_scale, r.s_per_fit
             );
+            emit(a.json, &r, &line)
+        }
+        BenchCommand::Matmul(a) => {
+            let shapes = match &a.shapes {
+                Some(s) => parse_shapes(s)?,
+                None => bench::MATMUL_SHAPES.to_vec(),
+            };
+            let r = bench::matmul(a.m, &shapes, a.iters)?;
+            let mut line = format!(
+                "matmul f32 cpu, {} threads, median of {}:",
+                r.threads, r.iters
+            );
+            for row in &r.rows {
+                line.push_str(&format!(
+                    "\n  m {:4} k {:5} n {:6}: candle {:8.3} ms {:6.1} GFLOP/s",
+                    row.m, row.k, row.n, row.candle_ms, row.candle_gflops
+                ));
+                if let (Some(ms), Some(g), Some(d)) =
+                    (row.packed_ms, row.packed_gflops, row.max_abs_diff)
+                {
+                    line.push_str(&format!(
+                        " | packed {ms:8.3} ms {g:6.1} GFLOP/s ({:.2}x, max diff {d:.1e})",
+                        row.candle_ms / ms
+                    ));
+                }
+            }
             emit(a.json, &r, &line)
         }
     }

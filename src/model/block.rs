@@ -65,7 +65,7 @@ impl<'a> Weights<'a> {
         } else {
             None
         };
-        Ok(Linear { weight, bias })
+        Ok(Linear::new(weight, bias))
     }
 
     /// An RMSNorm `prefix.weight` `[dim]`.

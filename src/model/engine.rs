@@ -504,13 +504,7 @@ impl Model {
             .collect::<Result<Vec<_>>>()?;
         let norm = w.rms_norm("model.norm", h, config.rms_norm_eps)?;
         let (lm_head, head_params) = if config.tie_word_embeddings {
-            (
-                Linear {
-                    weight: embed.clone(),
-                    bias: None,
-                },
-                0,
-            )
+            (Linear::new(embed.clone(), None), 0)
         } else {
             let l = w.linear("lm_head", h, v, false)?;
             let n = l.n_params();

@@ -7,8 +7,11 @@
 //! gradient* ([`super::fused`]: the fused forward plus a hand-written backward), used whenever a
 //! gradient is needed. All compute norms and softmax in f32. Must not know about hooks or
 //! architectures.
+use std::sync::{Arc, OnceLock};
+
 use candle_core::{DType, Device, Module, Tensor, D};
 
+use super::cpu_matmul::{self, PackedLinear};
 use super::fused;
 use super::Result;
 
@@ -37,20 +40,60 @@ pub(crate) enum OpMode {
 pub(crate) struct Linear {
     pub weight: Tensor,
     pub bias: Option<Tensor>,
+    /// The weight packed for [`cpu_matmul`], built on the first CPU f32 inference call and
+    /// shared by clones (the weights are frozen).
+    packed: Arc<OnceLock<PackedLinear>>,
 }
 
 impl Linear {
+    pub fn new(weight: Tensor, bias: Option<Tensor>) -> Self {
+        Self {
+            weight,
+            bias,
+            packed: Arc::default(),
+        }
+    }
+
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let lin = candle_nn::Linear::new(self.weight.clone(), self.bias.clone());
         Ok(lin.forward(x)?)
     }
 
     /// As [`Linear::forward`]; with [`OpMode::FusedGrad`] the gradient flows to `x` only.
+    /// [`OpMode::Fused`] on an f32 CPU input without gradient uses the packed kernel of
+    /// [`cpu_matmul`] when it is [enabled](cpu_matmul::enabled).
     pub fn forward_mode(&self, x: &Tensor, mode: OpMode) -> Result<Tensor> {
         match mode {
             OpMode::FusedGrad => Ok(fused::linear(x, &self.weight, self.bias.as_ref())?),
-            OpMode::Composed | OpMode::Fused => self.forward(x),
+            OpMode::Fused => match self.forward_packed(x)? {
+                Some(y) => Ok(y),
+                None => self.forward(x),
+            },
+            OpMode::Composed => self.forward(x),
         }
+    }
+
+    /// The packed-kernel forward, or `None` where it does not apply (gradient, device,
+    /// dtype, kernel switched off or unsupported).
+    fn forward_packed(&self, x: &Tensor) -> Result<Option<Tensor>> {
+        if x.track_op()
+            || x.dtype() != DType::F32
+            || !x.device().is_cpu()
+            || self.weight.dtype() != DType::F32
+            || !self.weight.device().is_cpu()
+            || !cpu_matmul::enabled()
+        {
+            return Ok(None);
+        }
+        let packed = match self.packed.get() {
+            Some(p) => p,
+            None => {
+                let p = PackedLinear::from_tensors(&self.weight, self.bias.as_ref())?;
+                let _ = self.packed.set(p);
+                self.packed.get().expect("set above")
+            }
+        };
+        packed.forward(x)
     }
 
     pub fn n_params(&self) -> usize {
