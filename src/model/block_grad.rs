@@ -12,7 +12,7 @@ use candle_core::Tensor;
 use super::block::{Block, Step};
 use super::fused::{self, AttnSaved};
 use super::kernels;
-use super::ops::upcast;
+use super::ops::{upcast, OpMode};
 use super::profile;
 use super::Result;
 
@@ -61,7 +61,10 @@ fn forward_saving(block: &Block, x: &Tensor, step: &Step) -> Result<(Tensor, Sav
     let d = a.head_dim;
     let h1 = rms(x, &block.input_norm)?;
     let heads = |lin: &super::ops::Linear, n: usize| -> Result<Tensor> {
-        Ok(lin.forward(&h1)?.reshape((b, t, n, d))?.transpose(1, 2)?)
+        Ok(lin
+            .forward_mode(&h1, OpMode::Fused)?
+            .reshape((b, t, n, d))?
+            .transpose(1, 2)?)
     };
     let mut q = heads(&a.q, a.n_heads)?;
     let mut k = heads(&a.k, a.n_kv_heads)?;
@@ -81,11 +84,14 @@ fn forward_saving(block: &Block, x: &Tensor, step: &Step) -> Result<(Tensor, Sav
     let q = candle_nn::rotary_emb::rope(&q.contiguous()?, step.cos, step.sin)?;
     let k = candle_nn::rotary_emb::rope(&k.contiguous()?, step.cos, step.sin)?;
     let (att, attn) = fused::attention_forward(&q, &k, &v, step.mask)?;
-    let x2 = (x + a.o.forward(&att)?)?;
+    let x2 = (x + a.o.forward_mode(&att, OpMode::Fused)?)?;
     let h2 = rms(&x2, &block.post_attention_norm)?;
-    let gate = block.mlp.gate.forward(&h2)?;
-    let up = block.mlp.up.forward(&h2)?;
-    let m = block.mlp.down.forward(&(gate.silu()? * &up)?)?;
+    let gate = block.mlp.gate.forward_mode(&h2, OpMode::Fused)?;
+    let up = block.mlp.up.forward_mode(&h2, OpMode::Fused)?;
+    let m = block
+        .mlp
+        .down
+        .forward_mode(&(gate.silu()? * &up)?, OpMode::Fused)?;
     let y = (&x2 + m)?;
     let saved = Saved {
         x: x.clone(),

@@ -659,8 +659,10 @@ impl Model {
             let logp = candle_nn::ops::log_softmax(&logits, candle_core::D::Minus1)?;
             return Ok(logp.gather(&targets.unsqueeze(1)?, 1)?.squeeze(1)?);
         }
-        Ok(super::fused::head_logprobs(
+        let logits = self.lm_head.forward_mode(&hidden.detach(), OpMode::Fused)?;
+        Ok(super::fused::head_logprobs_from(
             hidden,
+            logits,
             &self.lm_head.weight,
             targets,
         )?)

@@ -174,6 +174,17 @@ pub fn head_logprobs(
     targets: &Tensor,
 ) -> candle_core::Result<Tensor> {
     let logits = hidden.detach().matmul(&weight.t()?)?;
+    head_logprobs_from(hidden, logits, weight, targets)
+}
+
+/// [`head_logprobs`] with the logits `hidden Wᵀ` already computed (without a graph) by the
+/// caller's own kernel.
+pub(crate) fn head_logprobs_from(
+    hidden: &Tensor,
+    logits: Tensor,
+    weight: &Tensor,
+    targets: &Tensor,
+) -> candle_core::Result<Tensor> {
     super::profile::mark(hidden.device(), "fwd: lm head");
     let (picked, lse) = logprob_stats(&logits, targets)?;
     super::profile::mark(hidden.device(), "fwd: log-softmax");
