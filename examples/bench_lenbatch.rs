@@ -182,17 +182,7 @@ fn padding_report(
     let mut by_prompt: Vec<usize> = (0..ab.len()).collect();
     by_prompt.sort_by_key(|&i| (ab[i].matching.prompt.len(), i));
     let old_ab: Vec<Vec<usize>> = by_prompt.chunks(bs).map(|c| c.to_vec()).collect();
-    let cost: Vec<usize> = ab
-        .iter()
-        .map(|it| {
-            it.matching.prompt.len()
-                + 2 * it
-                    .matching
-                    .response
-                    .len()
-                    .max(it.non_matching.response.len())
-        })
-        .collect();
+    let cost: Vec<usize> = ab.iter().map(|it| it.batch_cost()).collect();
     let new_ab = BatchPlan::by_length(&cost, BatchBudget::rows(bs));
     // CAA contrasts: prompt + answer sequences
     let c = prepare::contrasts(tok, items, true)?;

@@ -22,6 +22,19 @@ pub struct AbTokens {
     pub non_matching: Completion,
 }
 
+impl AbTokens {
+    /// The tokens the item occupies in an [`AbScorer`] batch (the prompt once, then both answers
+    /// padded to the longer): the key its batches are sorted by.
+    pub fn batch_cost(&self) -> usize {
+        self.matching.prompt.len()
+            + 2 * self
+                .matching
+                .response
+                .len()
+                .max(self.non_matching.response.len())
+    }
+}
+
 /// `p_m / (p_m + p_n) = σ(log p_m − log p_n)` for one item, computed stably.
 pub fn item_score(logp_matching: f64, logp_non: f64) -> f64 {
     let z = logp_matching - logp_non;
@@ -168,17 +181,7 @@ impl<'m> AbScorer<'m> {
         }
         let split = split.min(model.n_layers());
         let device = model.device();
-        let cost: Vec<usize> = items
-            .iter()
-            .map(|it| {
-                it.matching.prompt.len()
-                    + 2 * it
-                        .matching
-                        .response
-                        .len()
-                        .max(it.non_matching.response.len())
-            })
-            .collect();
+        let cost: Vec<usize> = items.iter().map(AbTokens::batch_cost).collect();
         let plan = BatchPlan::by_length(&cost, BatchBudget::rows(batch_size));
         let mut chunks = Vec::new();
         let mut done = 0usize;
