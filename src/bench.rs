@@ -258,6 +258,8 @@ pub struct ForwardResult {
     /// Whether CPU f32 inference linear layers used the packed kernel
     /// ([`crate::model::cpu_matmul::enabled`]; `STEERLAB_CPU_GEMM=0` switches it off).
     pub cpu_gemm: bool,
+    /// Per-section timings (`STEERLAB_PROFILE=1`; empty otherwise), per iteration.
+    pub sections: Vec<ProfileRow>,
 }
 
 /// Times `iters` full forward passes (logits at every position) on [`bench_ids`].
@@ -289,12 +291,14 @@ pub fn forward(
     }
     model.forward(&b, &mut hooks)?.device().synchronize()?; // warm-up
     let mut times = Vec::with_capacity(iters);
+    crate::model::profile::reset(model.device());
     for _ in 0..iters {
         let t = Instant::now();
         let logits = model.forward(&b, &mut hooks)?;
         logits.device().synchronize()?;
         times.push(t.elapsed().as_secs_f64());
     }
+    let sections = profile_rows(iters);
     let med = median(times);
     Ok(ForwardResult {
         bench: "forward",
@@ -311,7 +315,22 @@ pub fn forward(
         gpu_mem_mb: gpu_mem_mb(model.device()),
         threads: threads(),
         cpu_gemm: model.device().is_cpu() && crate::model::cpu_matmul::enabled(),
+        sections,
     })
+}
+
+/// The `STEERLAB_PROFILE=1` section table since the last reset, averaged over `iters`.
+fn profile_rows(iters: usize) -> Vec<ProfileRow> {
+    let n = iters.max(1) as f64;
+    crate::model::profile::take()
+        .into_iter()
+        .map(|(name, s)| ProfileRow {
+            section: name.to_string(),
+            calls_per_step: s.calls as f64 / n,
+            issue_ms_per_step: s.issue_ms / n,
+            total_ms_per_step: s.total_ms / n,
+        })
+        .collect()
 }
 
 /// The `(k, n)` shapes of the linear layers of one SmolLM2-135M forward: q/o, k/v, gate/up,
@@ -569,15 +588,7 @@ pub fn bipo(
             all.push(ta * 1e3);
         }
     }
-    let sections = crate::model::profile::take()
-        .into_iter()
-        .map(|(name, s)| ProfileRow {
-            section: name.to_string(),
-            calls_per_step: s.calls as f64 / iters as f64,
-            issue_ms_per_step: s.issue_ms / iters as f64,
-            total_ms_per_step: s.total_ms / iters as f64,
-        })
-        .collect();
+    let sections = profile_rows(iters);
     Ok(BipoResult {
         bench: "bipo",
         sections,

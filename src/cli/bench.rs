@@ -202,6 +202,7 @@ pub fn run(c: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Forward(a) => {
             let model = load(&a.m)?;
             let r = bench::forward(&model, a.m.batch, a.m.seq, a.m.iters, a.steer)?;
+            print_sections(&r.sections);
             let line = format!(
                 "forward {} {} {} batch {} x {}{}: {:.1} ms/iter, {:.0} tokens/s, peak RSS {}",
                 r.model,
@@ -233,12 +234,7 @@ pub fn run(c: BenchCommand) -> anyhow::Result<()> {
                 );
             }
             let r = bench::bipo(&model, a.m.batch, a.m.seq, layer, a.m.iters)?;
-            for row in &r.sections {
-                eprintln!(
-                    "  {:<40} {:>5.1} calls  issue {:>8.2} ms  done {:>8.2} ms  (per step)",
-                    row.section, row.calls_per_step, row.issue_ms_per_step, row.total_ms_per_step
-                );
-            }
+            print_sections(&r.sections);
             let line = format!(
                 "bipo {} {} {} {} pairs x {} tokens, layer {}, {} ops: {:.1} ms/step (forward {:.1}, backward {:.1}), cache {:.0} ms once, peak RSS {}{}; first loss {:.6}, grad norm {:.6e}, {} graph nodes",
                 r.model,
@@ -351,4 +347,14 @@ fn emit<T: Serialize>(json: bool, r: &T, line: &str) -> anyhow::Result<()> {
         println!("{line}");
     }
     Ok(())
+}
+
+/// The `STEERLAB_PROFILE=1` table, on stderr (stdout keeps the one summary or JSON line).
+fn print_sections(rows: &[bench::ProfileRow]) {
+    for row in rows {
+        eprintln!(
+            "  {:<40} {:>5.1} calls  issue {:>8.2} ms  done {:>8.2} ms  (per step)",
+            row.section, row.calls_per_step, row.issue_ms_per_step, row.total_ms_per_step
+        );
+    }
 }

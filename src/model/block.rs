@@ -193,11 +193,13 @@ impl Block {
             .forward(&self.input_norm.forward(&x, step.mode)?, step, cache)?;
         let a = hooks.apply(HookPoint::AttnOut(l), a, step.pos)?;
         let x = (x + a)?;
+        super::profile::mark(x.device(), "block: norm + attention");
         let m = self
             .mlp
             .forward(&self.post_attention_norm.forward(&x, step.mode)?, step.mode)?;
         let m = hooks.apply(HookPoint::MlpOut(l), m, step.pos)?;
         let x = (x + m)?;
+        super::profile::mark(x.device(), "block: norm + mlp");
         hooks.apply(HookPoint::ResidPost(l), x, step.pos)
     }
 

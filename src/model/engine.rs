@@ -643,7 +643,12 @@ impl Model {
         } else {
             OpMode::Fused
         };
-        Ok(self.lm_head.forward_mode(hidden, mode)?.to_dtype(out)?)
+        super::profile::mark(hidden.device(), "head: final norm, embeddings, rest");
+        let logits = self.lm_head.forward_mode(hidden, mode)?;
+        super::profile::mark(hidden.device(), "head: lm head matmul");
+        let logits = logits.to_dtype(out)?;
+        super::profile::mark(hidden.device(), "head: logits to f32");
+        Ok(logits)
     }
 
     /// `log softmax(lm_head(hidden))[i, targets[i]]` `[N]` for final-norm hidden states `[N,
