@@ -99,7 +99,8 @@ fn dissect_panel_main_flow() {
         s.nuts.draws = 100;
         s.nuts.chains = 2;
     }
-    h.run();
+    // Not `h.run()`: a job may still be waking the UI (its spinner repaints every frame).
+    settle(&mut h);
     h.get_by_label("Fit").click();
     settle(&mut h);
     let nuts = h.state().state.dissect.output.clone().unwrap();
@@ -112,7 +113,7 @@ fn dissect_panel_main_flow() {
         s.nuts.warmup = 5000;
         s.nuts.draws = 20000;
     }
-    h.run();
+    settle(&mut h);
     h.get_by_label("Fit").click();
     h.step();
     h.step();
