@@ -104,14 +104,7 @@ fn main() -> anyhow::Result<()> {
                 extra = serde_json::json!({"contrasts": c.len(), "rows": acts[&layer].0.len()});
             }
             "llm" | "minilm" => {
-                let texts: Vec<&str> = pairs
-                    .iter()
-                    .filter_map(|r| match r {
-                        Record::Pair(p) => Some([p.chosen.as_str(), p.rejected.as_str()]),
-                        _ => None,
-                    })
-                    .flatten()
-                    .collect();
+                let texts = response_texts(&pairs);
                 let e = if phase == "llm" {
                     let mut e = LlmEmbedder::new(&model, &tok, layer)?;
                     e.batch_size = batch;
@@ -191,14 +184,7 @@ fn padding_report(
         .flat_map(|c| [c.positive.len(), c.negative.len()])
         .collect();
     // LLM embedding of the responses: tokens with BOS, by characters (before) or tokens (after)
-    let texts: Vec<&str> = pairs
-        .iter()
-        .filter_map(|r| match r {
-            Record::Pair(p) => Some([p.chosen.as_str(), p.rejected.as_str()]),
-            _ => None,
-        })
-        .flatten()
-        .collect();
+    let texts = response_texts(pairs);
     let tl: Vec<usize> = texts
         .iter()
         .map(|t| tok.encode(t, true).map(|v| v.len().clamp(1, 512)))
@@ -225,4 +211,16 @@ fn padding_report(
         "llm": {"before": Padding::of(&old_llm, &tl).fraction(),
                 "after": BatchPlan::by_length(&tl, BatchBudget::rows(bs)).padding(&tl).fraction()},
     }))
+}
+
+/// The chosen and rejected responses of the preference pairs among `records`, in order.
+fn response_texts(records: &[Record]) -> Vec<&str> {
+    records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Pair(p) => Some([p.chosen.as_str(), p.rejected.as_str()]),
+            _ => None,
+        })
+        .flatten()
+        .collect()
 }

@@ -155,13 +155,6 @@ mod cpu {
 
     use super::rows_last;
 
-    /// The f32 values of `t` (made contiguous), in row-major order.
-    fn values(t: &Tensor) -> candle_core::Result<(Tensor, usize)> {
-        let t = t.contiguous()?;
-        let start = t.layout().start_offset();
-        Ok((t, start))
-    }
-
     /// Runs `f` on the f32 slices of the given tensors (contiguous copies where needed).
     fn with_slices<R>(
         ts: &[&Tensor],
@@ -169,15 +162,15 @@ mod cpu {
     ) -> candle_core::Result<R> {
         let owned = ts
             .iter()
-            .map(|t| values(t))
+            .map(|t| t.contiguous())
             .collect::<candle_core::Result<Vec<_>>>()?;
-        let guards: Vec<_> = owned.iter().map(|(t, _)| t.storage_and_layout()).collect();
+        let guards: Vec<_> = owned.iter().map(|t| t.storage_and_layout()).collect();
         let mut slices = Vec::with_capacity(ts.len());
-        for ((g, _), (t, start)) in guards.iter().zip(&owned) {
+        for ((g, layout), t) in guards.iter().zip(&owned) {
             match &**g {
                 Storage::Cpu(c) => {
-                    let all = c.as_slice::<f32>()?;
-                    slices.push(&all[*start..*start + t.elem_count()]);
+                    let start = layout.start_offset();
+                    slices.push(&c.as_slice::<f32>()?[start..start + t.elem_count()]);
                 }
                 _ => candle_core::bail!("CPU kernel input is not on the CPU"),
             }
