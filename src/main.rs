@@ -6,6 +6,16 @@ fn main() -> std::process::ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    // Keep freed activation buffers inside the process instead of handing them back to the
+    // kernel after every op: a forward pass frees and re-allocates megabytes per layer, and
+    // glibc's defaults (dynamic mmap threshold, 128 KiB-based trimming) turn each of those into
+    // fresh zeroed pages, about 5% of a CPU forward (BENCHMARKS.md, session 5).
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator parameters; called before any thread starts.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20);
+    }
     match steerlab::cli::main() {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Shape, Tensor};
 use candle_nn::VarBuilder;
 
+use super::cpu_infer;
 use super::fused::{self, GradOps};
 use super::hooks::{HookPoint, Hooks, PosCtx};
 use super::ops::{attention, rope, Linear, Mlp, OpMode, RmsNorm};
@@ -125,14 +126,15 @@ impl Attention {
         let mut q = heads(&self.q, self.n_heads)?;
         let mut k = heads(&self.k, self.n_kv_heads)?;
         let mut v = heads(&self.v, self.n_kv_heads)?;
+        super::profile::mark(x.device(), "attn: q k v projections");
         if let Some(n) = &self.q_norm {
             q = n.forward(&q, step.mode)?;
         }
         if let Some(n) = &self.k_norm {
             k = n.forward(&k, step.mode)?;
         }
-        let q = rope(&q.contiguous()?, step.cos, step.sin, step.mode)?;
         k = rope(&k.contiguous()?, step.cos, step.sin, step.mode)?;
+        super::profile::mark(x.device(), "attn: rope");
         if let Some(cache) = cache {
             if let Some((pk, pv)) = cache.as_ref() {
                 k = Tensor::cat(&[pk, &k], 2)?;
@@ -140,12 +142,26 @@ impl Attention {
             }
             *cache = Some((k.clone(), v.clone()));
         }
-        let out = if step.mode == OpMode::FusedGrad && step.grad_ops != GradOps::Fused {
-            fused::attention(&q, &k, &v, step.mask)?
-        } else {
-            attention(&q, &k, &v, step.mask, step.mode)?
+        // Inference on the CPU: one fused kernel (RoPE on the queries included).
+        let fused_cpu = match step.mode {
+            OpMode::Fused => cpu_infer::attention(&q, step.cos, step.sin, &k, &v, step.mask)?,
+            _ => None,
         };
-        self.o.forward_mode(&out, step.mode)
+        let out = match fused_cpu {
+            Some(out) => out,
+            None => {
+                let q = rope(&q.contiguous()?, step.cos, step.sin, step.mode)?;
+                if step.mode == OpMode::FusedGrad && step.grad_ops != GradOps::Fused {
+                    fused::attention(&q, &k, &v, step.mask)?
+                } else {
+                    attention(&q, &k, &v, step.mask, step.mode)?
+                }
+            }
+        };
+        super::profile::mark(x.device(), "attn: core");
+        let y = self.o.forward_mode(&out, step.mode)?;
+        super::profile::mark(x.device(), "attn: o projection");
+        Ok(y)
     }
 
     pub fn n_params(&self) -> usize {
@@ -188,18 +204,33 @@ impl Block {
             let y = super::block_grad::forward(self, &x, step)?;
             return hooks.apply(HookPoint::ResidPost(l), y, step.pos);
         }
-        let a = self
-            .attn
-            .forward(&self.input_norm.forward(&x, step.mode)?, step, cache)?;
+        let xn = self.input_norm.forward(&x, step.mode)?;
+        super::profile::mark(x.device(), "block: input norm");
+        let a = self.attn.forward(&xn, step, cache)?;
         let a = hooks.apply(HookPoint::AttnOut(l), a, step.pos)?;
-        let x = (x + a)?;
-        super::profile::mark(x.device(), "block: norm + attention");
-        let m = self
-            .mlp
-            .forward(&self.post_attention_norm.forward(&x, step.mode)?, step.mode)?;
+        // Inference on the CPU: the residual add and the MLP's norm in one pass.
+        let fused_cpu = match step.mode {
+            OpMode::Fused => cpu_infer::add_rms_norm(
+                &x,
+                Some(&a),
+                &self.post_attention_norm.weight,
+                self.post_attention_norm.eps,
+            )?,
+            _ => None,
+        };
+        let (x, xn) = match fused_cpu {
+            Some(pair) => pair,
+            None => {
+                let x = (x + a)?;
+                let xn = self.post_attention_norm.forward(&x, step.mode)?;
+                (x, xn)
+            }
+        };
+        super::profile::mark(x.device(), "block: residual add + norm");
+        let m = self.mlp.forward(&xn, step.mode)?;
         let m = hooks.apply(HookPoint::MlpOut(l), m, step.pos)?;
         let x = (x + m)?;
-        super::profile::mark(x.device(), "block: norm + mlp");
+        super::profile::mark(x.device(), "block: mlp + residual add");
         hooks.apply(HookPoint::ResidPost(l), x, step.pos)
     }
 

@@ -31,6 +31,32 @@ const MC: usize = 512;
 /// `STEERLAB_CPU_GEMM_PAR_MIN`, read once, for tuning).
 const PAR_MIN_MACS: usize = 1 << 21;
 
+/// The `k` block length: [`KC_MAX`] unless `STEERLAB_CPU_GEMM_KC` says otherwise (read once,
+/// for tuning).
+fn kc_max() -> usize {
+    static V: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *V.get_or_init(|| {
+        std::env::var("STEERLAB_CPU_GEMM_KC")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .filter(|&v: &usize| v > 0)
+            .unwrap_or(KC_MAX)
+    })
+}
+
+/// The `m` block length: [`MC`] unless `STEERLAB_CPU_GEMM_MC` says otherwise (read once,
+/// for tuning).
+fn mc() -> usize {
+    static V: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *V.get_or_init(|| {
+        std::env::var("STEERLAB_CPU_GEMM_MC")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .filter(|&v: &usize| v > 0)
+            .unwrap_or(MC)
+    })
+}
+
 fn par_min() -> usize {
     static V: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     *V.get_or_init(|| {
@@ -87,25 +113,35 @@ pub fn set_enabled(on: bool) {
 }
 
 /// A 32-byte aligned f32 buffer (so panel loads are aligned AVX loads).
-#[derive(Debug)]
-struct AlignedBuf {
+#[derive(Debug, Default)]
+pub(crate) struct AlignedBuf {
     buf: Vec<f32>,
     off: usize,
     len: usize,
 }
 
 impl AlignedBuf {
-    fn zeros(len: usize) -> Self {
+    pub(crate) fn zeros(len: usize) -> Self {
         let buf = vec![0f32; len + 8];
         let off = (buf.as_ptr() as usize / 4).wrapping_neg() % 8;
         Self { buf, off, len }
     }
 
-    fn as_slice(&self) -> &[f32] {
+    /// Reuses the buffer for `len` floats (contents unspecified), growing it if needed.
+    pub(crate) fn reset(&mut self, len: usize) {
+        if self.buf.len() < len + 8 {
+            *self = Self::zeros(len);
+        } else {
+            self.off = (self.buf.as_ptr() as usize / 4).wrapping_neg() % 8;
+            self.len = len;
+        }
+    }
+
+    pub(crate) fn as_slice(&self) -> &[f32] {
         &self.buf[self.off..self.off + self.len]
     }
 
-    fn as_mut_slice(&mut self) -> &mut [f32] {
+    pub(crate) fn as_mut_slice(&mut self) -> &mut [f32] {
         &mut self.buf[self.off..self.off + self.len]
     }
 }
@@ -222,9 +258,22 @@ impl PackedLinear {
             self.matmul_scalar(x, m, out);
             return Ok(());
         }
+        // SAFETY: lengths checked above; AVX2/FMA checked by `supported`.
+        unsafe { self.matmul_simd(x, m, out.as_mut_ptr()) };
+        Ok(())
+    }
+
+    /// The AVX2 body of [`PackedLinear::matmul`]: writes every element of `out[m, n]`, so
+    /// `out` may be uninitialised.
+    ///
+    /// # Safety
+    /// `x` has `m * k` floats, `out` points to `m * n` writable floats, `k > 0`, and
+    /// [`supported`] is true.
+    unsafe fn matmul_simd(&self, x: &[f32], m: usize, out: *mut f32) {
+        let (n, k) = (self.n, self.k);
         let panels = n.div_ceil(NR);
         let xp = x.as_ptr() as usize;
-        let op = out.as_mut_ptr() as usize;
+        let op = out as usize;
         let run = |r: std::ops::Range<usize>| {
             // SAFETY: `x` and `out` outlive this call (the pool joins before returning); each
             // panel range is handed to exactly one thread, which writes only the columns of
@@ -238,7 +287,6 @@ impl PackedLinear {
             // descheduled or slower leaves its share to the other instead of stalling the call.
             candle_core::utils::barrier_pool().execute_chunked(panels, run);
         }
-        Ok(())
     }
 
     /// Reference for CPUs without AVX2/FMA (same packed layout, same summation order per k).
@@ -262,55 +310,25 @@ impl PackedLinear {
     /// # Safety
     /// `x` points to `m * k` readable floats, `out` to `m * n` writable floats that no other
     /// thread writes in the columns of these panels; AVX2 and FMA are available.
-    #[cfg(target_arch = "x86_64")]
     unsafe fn run_panels(&self, x: *const f32, m: usize, out: *mut f32, p0: usize, p1: usize) {
-        let (n, k) = (self.n, self.k);
-        let blocks = k.div_ceil(KC_MAX);
-        let kc_base = k.div_ceil(blocks);
-        let w = self.data.as_slice().as_ptr();
         let bias = self.bias.as_ref().map(|b| b.as_ptr());
-        let mut k0 = 0;
-        while k0 < k {
-            let kc = kc_base.min(k - k0);
-            let mut i0 = 0;
-            while i0 < m {
-                let mc = MC.min(m - i0);
-                for p in p0..p1 {
-                    let nr = NR.min(n - p * NR);
-                    // SAFETY: p < panels and k0 + kc <= k, so the micro-panel lies inside
-                    // the packed buffer of panels * k * NR floats.
-                    let wp = unsafe { w.add((p * k + k0) * NR) };
-                    let bp = bias.map(|b| unsafe { b.add(p * NR) });
-                    let mut i = i0;
-                    while i < i0 + mc {
-                        let mr = MR.min(i0 + mc - i);
-                        // SAFETY: rows i..i+mr < m and columns p*NR..p*NR+nr <= n are inside
-                        // `x` / `out`; the caller guarantees AVX2 and FMA.
-                        unsafe {
-                            tile(
-                                mr,
-                                nr,
-                                kc,
-                                x.add(i * k + k0),
-                                k,
-                                wp,
-                                out.add(i * n + p * NR),
-                                n,
-                                if k0 == 0 { Init::Bias(bp) } else { Init::Load },
-                            )
-                        };
-                        i += mr;
-                    }
-                }
-                i0 += mc;
-            }
-            k0 += kc;
-        }
-    }
-
-    #[cfg(not(target_arch = "x86_64"))]
-    unsafe fn run_panels(&self, _: *const f32, _: usize, _: *mut f32, _: usize, _: usize) {
-        unreachable!("the packed kernel runs only where supported() is true")
+        let w = self.data.as_slice().as_ptr();
+        // SAFETY: forwarded under the same contract (row strides k and n).
+        unsafe {
+            gemm_panels(
+                x,
+                self.k,
+                m,
+                self.k,
+                w,
+                self.k,
+                self.n,
+                bias,
+                out,
+                self.n,
+                p0..p1,
+            )
+        };
     }
 
     /// `x W^T (+ b)` for a contiguous-or-not f32 CPU tensor `[..., k]`; `None` when `x` is
@@ -332,14 +350,116 @@ impl PackedLinear {
         };
         let all = cpu.as_slice::<f32>()?;
         let xs = &all[layout.start_offset()..layout.start_offset() + m * k];
-        let mut out = vec![0f32; m * self.n];
-        self.matmul(xs, m, &mut out)?;
+        let out = if supported() && self.k > 0 && m > 0 && self.n > 0 {
+            // No zero fill: the kernel writes every output element.
+            let mut out = Vec::with_capacity(m * self.n);
+            // SAFETY: `xs` has m * k floats, `out` has room for m * n, k > 0, AVX2/FMA present;
+            // the length is set only after every element was written.
+            unsafe {
+                self.matmul_simd(xs, m, out.as_mut_ptr());
+                out.set_len(m * self.n);
+            }
+            out
+        } else {
+            let mut out = vec![0f32; m * self.n];
+            self.matmul(xs, m, &mut out)?;
+            out
+        };
         drop(storage);
         FORWARD_CALLS.fetch_add(1, Ordering::Relaxed);
         let mut shape = dims;
         *shape.last_mut().expect("rank >= 1") = self.n;
         Ok(Some(Tensor::from_vec(out, shape, &Device::Cpu)?))
     }
+}
+
+/// `c[m, n] = a[m, k] W^T (+ bias)` for the output columns of panels `panels` only, on the
+/// calling thread: `a` and `c` row-major with row strides `lda` and `ldc`, `w` packed as in
+/// [`PackedLinear`] for a reduction length `wk >= k` (panel `p` at `w + p * wk * NR`, 32-byte
+/// aligned; only its first `k` steps are used). The building block of
+/// [`PackedLinear::matmul`] and of the fused CPU attention ([`super::cpu_infer`]).
+///
+/// # Safety
+/// `a` has `m` rows of `k` readable floats at stride `lda`; `w` holds `n.div_ceil(NR) * wk * NR`
+/// floats, `k <= wk`, and is 32-byte aligned; `c` has `m` rows whose columns of these panels (`< n`) are
+/// writable at stride `ldc` and written by no other thread; a bias has `n` floats; AVX2 and
+/// FMA are available (see [`supported`]).
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn gemm_panels(
+    a: *const f32,
+    lda: usize,
+    m: usize,
+    k: usize,
+    w: *const f32,
+    wk: usize,
+    n: usize,
+    bias: Option<*const f32>,
+    c: *mut f32,
+    ldc: usize,
+    panels: std::ops::Range<usize>,
+) {
+    let blocks = k.div_ceil(kc_max()).max(1);
+    let kc_base = k.div_ceil(blocks);
+    let mut k0 = 0;
+    while k0 < k {
+        let kc = kc_base.min(k - k0);
+        let mut i0 = 0;
+        while i0 < m {
+            let mc = mc().min(m - i0);
+            for p in panels.clone() {
+                let nr = NR.min(n - p * NR);
+                // SAFETY: p < panels and k0 + kc <= k, so the micro-panel lies inside the
+                // packed buffer; the bias pointer stays inside its n floats.
+                let wp = unsafe { w.add((p * wk + k0) * NR) };
+                let bp = bias.map(|b| unsafe { b.add(p * NR) });
+                let mut i = i0;
+                while i < i0 + mc {
+                    let mr = MR.min(i0 + mc - i);
+                    // SAFETY: rows i..i+mr < m and columns p*NR..p*NR+nr <= n are inside
+                    // `a` / `c`; the caller guarantees AVX2 and FMA.
+                    unsafe {
+                        tile(
+                            mr,
+                            nr,
+                            kc,
+                            a.add(i * lda + k0),
+                            lda,
+                            wp,
+                            c.add(i * ldc + p * NR),
+                            ldc,
+                            if k0 == 0 { Init::Bias(bp) } else { Init::Load },
+                        )
+                    };
+                    i += mr;
+                }
+            }
+            i0 += mc;
+        }
+        k0 += kc;
+    }
+}
+
+/// Stand-in on other architectures: never called ([`supported`] is false there).
+///
+/// # Safety
+/// Never runs.
+#[cfg(not(target_arch = "x86_64"))]
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn gemm_panels(
+    _: *const f32,
+    _: usize,
+    _: usize,
+    _: usize,
+    _: *const f32,
+    _: usize,
+    _: usize,
+    _: Option<*const f32>,
+    _: *mut f32,
+    _: usize,
+    _: std::ops::Range<usize>,
+) {
+    unreachable!("the packed kernel runs only where supported() is true")
 }
 
 /// How a tile's accumulators start: from the bias (or zero) on the first `k` block, else

@@ -6,6 +6,7 @@ pub mod bert;
 mod block;
 mod block_grad;
 pub mod config;
+pub mod cpu_infer;
 pub mod cpu_matmul;
 mod engine;
 mod error;

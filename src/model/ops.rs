@@ -11,6 +11,7 @@ use std::sync::{Arc, OnceLock};
 
 use candle_core::{DType, Device, Module, Tensor, D};
 
+use super::cpu_infer;
 use super::cpu_matmul::{self, PackedLinear};
 use super::fused;
 use super::Result;
@@ -112,11 +113,14 @@ impl RmsNorm {
     pub fn forward(&self, x: &Tensor, mode: OpMode) -> Result<Tensor> {
         let dtype = x.dtype();
         match mode {
-            OpMode::Fused => Ok(candle_nn::ops::rms_norm(
-                &x.contiguous()?,
-                &self.weight,
-                self.eps as f32,
-            )?),
+            OpMode::Fused => match cpu_infer::add_rms_norm(x, None, &self.weight, self.eps)? {
+                Some((_, normed)) => Ok(normed),
+                None => Ok(candle_nn::ops::rms_norm(
+                    &x.contiguous()?,
+                    &self.weight,
+                    self.eps as f32,
+                )?),
+            },
             OpMode::FusedGrad => Ok(fused::rms_norm(x, &self.weight, self.eps)?),
             OpMode::Composed => {
                 let xf = x.to_dtype(upcast(dtype))?;
@@ -275,9 +279,17 @@ pub(crate) struct Mlp {
 
 impl Mlp {
     pub fn forward(&self, x: &Tensor, mode: OpMode) -> Result<Tensor> {
-        let g = self.gate.forward_mode(x, mode)?.silu()?;
+        let g = self.gate.forward_mode(x, mode)?;
         let u = self.up.forward_mode(x, mode)?;
-        self.down.forward_mode(&(g * u)?, mode)
+        let fused = match mode {
+            OpMode::Fused => cpu_infer::silu_mul(&g, &u)?,
+            _ => None,
+        };
+        let h = match fused {
+            Some(h) => h,
+            None => (g.silu()? * u)?,
+        };
+        self.down.forward_mode(&h, mode)
     }
 
     pub fn n_params(&self) -> usize {

@@ -1,0 +1,705 @@
+//! CPU f32 inference kernels for the decoder block, next to the packed GEMM of
+//! [`super::cpu_matmul`]: fused attention (RoPE on the queries, grouped-query heads, additive
+//! mask, softmax and `P V` in one pass per key/value head, written straight into the
+//! `[B, T, Hq * D]` layout the output projection reads), the SwiGLU product
+//! `silu(gate) * up`, and RMSNorm with the residual add folded in. Each replaces a chain of
+//! candle ops that allocate and walk the activations several times.
+//!
+//! Used only by the inference path (`OpMode::Fused`) for f32 CPU tensors that carry no
+//! gradient, on CPUs with AVX2 and FMA; `STEERLAB_CPU_FUSED=0` (or [`set_enabled`]) switches
+//! it off and the candle ops run instead. Results agree with those ops to float rounding
+//! (vectorised `exp`, other summation orders), checked in the tests below. Must not know
+//! about models, hooks or autograd.
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use candle_core::{DType, Device, Storage, Tensor};
+
+use super::cpu_matmul::{self, gemm_panels, AlignedBuf, NR};
+use super::{ModelError, Result};
+
+/// 0 = not decided yet, 1 = off, 2 = on.
+static ENABLED: AtomicU8 = AtomicU8::new(0);
+
+/// Whether the fused CPU kernels run: the CPU has AVX2 and FMA, unless switched off by
+/// [`set_enabled`] or `STEERLAB_CPU_FUSED=0` (read once).
+pub fn enabled() -> bool {
+    match ENABLED.load(Ordering::Relaxed) {
+        1 => false,
+        2 => true,
+        _ => {
+            let off = std::env::var("STEERLAB_CPU_FUSED").is_ok_and(|v| v.trim() == "0");
+            let on = cpu_matmul::supported() && !off;
+            ENABLED.store(if on { 2 } else { 1 }, Ordering::Relaxed);
+            on
+        }
+    }
+}
+
+/// Switches the fused CPU kernels on or off for the whole process (A/B comparisons, tests).
+pub fn set_enabled(on: bool) {
+    let on = on && cpu_matmul::supported();
+    ENABLED.store(if on { 2 } else { 1 }, Ordering::Relaxed);
+}
+
+/// Whether `t` is an f32 CPU tensor without gradient (what these kernels take).
+fn applies(t: &Tensor) -> bool {
+    t.dtype() == DType::F32 && t.device().is_cpu() && !t.track_op()
+}
+
+/// Below this many multiply-adds a call runs on the calling thread only.
+const PAR_MIN_MACS: usize = 1 << 20;
+
+/// Elements per parallel chunk of the elementwise kernels.
+const EW_CHUNK: usize = 1 << 14;
+
+/// A read-only view of an f32 CPU tensor: its storage and layout, held for the call.
+struct View {
+    t: Tensor,
+}
+
+impl View {
+    /// Runs `f` on the tensor's elements (from its storage start) and its strides.
+    fn with<R>(&self, f: impl FnOnce(&[f32], usize, &[usize]) -> Result<R>) -> Result<R> {
+        let (storage, layout) = self.t.storage_and_layout();
+        let Storage::Cpu(cpu) = &*storage else {
+            return Err(ModelError::InvalidInput(
+                "cpu kernel: tensor is not on the CPU".into(),
+            ));
+        };
+        let data = cpu.as_slice::<f32>()?;
+        f(data, layout.start_offset(), layout.stride())
+    }
+}
+
+thread_local! {
+    /// Per-thread scratch of the attention tasks: packed keys, packed values, queries, scores.
+    static SCRATCH: RefCell<[AlignedBuf; 4]> = RefCell::new(Default::default());
+}
+
+/// Fused scaled dot-product attention for inference.
+///
+/// `q` `[B, Hq, T, D]` *before* RoPE (any strides), `cos`/`sin` `[T, D / 2]` for the query
+/// positions, `k`/`v` `[B, Hkv, S, D]` (keys already rotated, any strides), `mask` additive
+/// `[B, 1, 1, T, S]` or `None`. Returns `[B, T, Hq * D]`, as
+/// [`super::ops::attention`] on the rotated queries, or `None` when an input is not an f32 CPU
+/// tensor without gradient or the kernels are off.
+pub(crate) fn attention(
+    q: &Tensor,
+    cos: &Tensor,
+    sin: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    mask: Option<&Tensor>,
+) -> Result<Option<Tensor>> {
+    if !enabled()
+        || ![q, cos, sin, k, v].iter().all(|t| applies(t))
+        || mask.is_some_and(|m| !applies(m))
+    {
+        return Ok(None);
+    }
+    let (b, hq, t, d) = q.dims4()?;
+    let (bk, hkv, s, dk) = k.dims4()?;
+    let half = d / 2;
+    if bk != b
+        || dk != d
+        || v.dims4()? != (b, hkv, s, d)
+        || hkv == 0
+        || hq % hkv != 0
+        || d % 2 != 0
+        || cos.dims2()? != (t, half)
+        || sin.dims2()? != (t, half)
+    {
+        return Err(ModelError::InvalidInput(format!(
+            "cpu attention: shapes q {:?} k {:?} v {:?} cos {:?} do not fit together",
+            q.dims(),
+            k.dims(),
+            v.dims(),
+            cos.dims()
+        )));
+    }
+    if let Some(m) = mask {
+        if m.dims() != [b, 1, 1, t, s] {
+            return Err(ModelError::InvalidInput(format!(
+                "cpu attention: mask {:?}, expected [{b}, 1, 1, {t}, {s}]",
+                m.dims()
+            )));
+        }
+    }
+    let rep = hq / hkv;
+    let mut out = vec![0f32; b * t * hq * d];
+    if out.is_empty() || s == 0 {
+        return Ok(Some(Tensor::from_vec(out, (b, t, hq * d), &Device::Cpu)?));
+    }
+    let cos = cos.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+    let sin = sin.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+    let mask = match mask {
+        Some(m) => Some(m.contiguous()?.flatten_all()?.to_vec1::<f32>()?),
+        None => None,
+    };
+    let scale = 1.0 / (d as f32).sqrt();
+    let (qv, kv, vv) = (
+        View { t: q.clone() },
+        View { t: k.clone() },
+        View { t: v.clone() },
+    );
+    qv.with(|qd, qo, qs| {
+        kv.with(|kd, ko, ks| {
+            vv.with(|vd, vo, vs| {
+                let op = out.as_mut_ptr() as usize;
+                let task = |bg: usize| {
+                    let (bi, g) = (bg / hkv, bg % hkv);
+                    SCRATCH.with(|sc| {
+                        let mut sc = sc.borrow_mut();
+                        let [kp, vp, qb, sb] = &mut *sc;
+                        // Keys packed as a GEMM weight [S, D] (panels of NR keys), values as the
+                        // weight of `P V` ([D, S]: panels of NR value columns).
+                        kp.reset(s.div_ceil(NR) * d * NR);
+                        vp.reset(d.div_ceil(NR) * s * NR);
+                        let kps = kp.as_mut_slice();
+                        kps.fill(0.0);
+                        let kbase = ko + bi * ks[0] + g * ks[1];
+                        for si in 0..s {
+                            let (p, j) = (si / NR, si % NR);
+                            for di in 0..d {
+                                kps[(p * d + di) * NR + j] = kd[kbase + si * ks[2] + di * ks[3]];
+                            }
+                        }
+                        let vps = vp.as_mut_slice();
+                        vps.fill(0.0);
+                        let vbase = vo + bi * vs[0] + g * vs[1];
+                        for si in 0..s {
+                            for di in 0..d {
+                                let (p, j) = (di / NR, di % NR);
+                                vps[(p * s + si) * NR + j] = vd[vbase + si * vs[2] + di * vs[3]];
+                            }
+                        }
+                        qb.reset(t * d);
+                        sb.reset(t * s);
+                        let lims: Vec<usize> = (0..t)
+                            .map(|ti| match &mask {
+                                Some(m) => key_limit(&m[(bi * t + ti) * s..(bi * t + ti + 1) * s]),
+                                None => s,
+                            })
+                            .collect();
+                        for r in 0..rep {
+                            let h = g * rep + r;
+                            let qbs = qb.as_mut_slice();
+                            let qbase = qo + bi * qs[0] + h * qs[1];
+                            for ti in 0..t {
+                                let row = &mut qbs[ti * d..(ti + 1) * d];
+                                let at = |di: usize| qd[qbase + ti * qs[2] + di * qs[3]];
+                                for i in 0..half {
+                                    let (c, sn) = (cos[ti * half + i], sin[ti * half + i]);
+                                    let (x1, x2) = (at(i), at(i + half));
+                                    row[i] = (x1 * c - x2 * sn) * scale;
+                                    row[i + half] = (x2 * c + x1 * sn) * scale;
+                                }
+                            }
+                            let scores = sb.as_mut_slice();
+                            for r0 in (0..t).step_by(ROW_BLOCK) {
+                                let r1 = (r0 + ROW_BLOCK).min(t);
+                                // Keys past every row's last unmasked key (the causal
+                                // future) are neither scored nor summed.
+                                let kl = lims[r0..r1].iter().copied().max().unwrap_or(s);
+                                let rows = r1 - r0;
+                                // SAFETY: qb holds t rows of d floats; kp is the aligned packed
+                                // [S, D] weight (kl <= s keys); scores holds t rows of s
+                                // floats; AVX2/FMA were checked by `enabled`.
+                                unsafe {
+                                    gemm_panels(
+                                        qb.as_slice().as_ptr().add(r0 * d),
+                                        d,
+                                        rows,
+                                        d,
+                                        kp.as_slice().as_ptr(),
+                                        d,
+                                        kl,
+                                        None,
+                                        scores.as_mut_ptr().add(r0 * s),
+                                        s,
+                                        0..kl.div_ceil(NR),
+                                    )
+                                };
+                                for ti in r0..r1 {
+                                    let row = &mut scores[ti * s..ti * s + kl];
+                                    if let Some(m) = &mask {
+                                        let mrow = &m[(bi * t + ti) * s..(bi * t + ti) * s + kl];
+                                        for (x, &mv) in row.iter_mut().zip(mrow) {
+                                            *x += mv;
+                                        }
+                                    }
+                                    softmax_row(row);
+                                }
+                                // SAFETY: scores holds these rows' first kl floats at stride s;
+                                // vp is the aligned packed [D, S] weight (first kl of s steps
+                                // used); the output rows of (bi, h) are d floats at stride
+                                // hq * d, written by this task only (each task owns the heads
+                                // of one (batch, key/value head) pair).
+                                unsafe {
+                                    let o = (op as *mut f32).add((bi * t + r0) * hq * d + h * d);
+                                    gemm_panels(
+                                        scores.as_ptr().add(r0 * s),
+                                        s,
+                                        rows,
+                                        kl,
+                                        vp.as_slice().as_ptr(),
+                                        s,
+                                        d,
+                                        None,
+                                        o,
+                                        hq * d,
+                                        0..d.div_ceil(NR),
+                                    )
+                                };
+                            }
+                        }
+                    });
+                };
+                let tasks = b * hkv;
+                if 2 * b * hq * t * s * d < PAR_MIN_MACS {
+                    (0..tasks).for_each(&task);
+                } else {
+                    candle_core::utils::barrier_pool()
+                        .execute_chunked(tasks, |range| range.for_each(&task));
+                }
+                Ok(())
+            })
+        })
+    })?;
+    Ok(Some(Tensor::from_vec(out, (b, t, hq * d), &Device::Cpu)?))
+}
+
+/// Query rows per block of the fused attention (a multiple of the GEMM's 6-row tile): each
+/// block scores only the keys up to its rows' last unmasked one.
+const ROW_BLOCK: usize = 24;
+
+/// One past the last key a mask row leaves open (a value above `f32::MIN`); the whole row
+/// when every key is masked, so such a row averages over all keys as the reference does.
+fn key_limit(mask_row: &[f32]) -> usize {
+    match mask_row.iter().rposition(|&v| v > f32::MIN) {
+        Some(i) => i + 1,
+        None => mask_row.len(),
+    }
+}
+
+/// In-place softmax of one row: `exp(x - max) / sum` (as candle's `softmax_last_dim`).
+fn softmax_row(row: &mut [f32]) {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0f32;
+    exp_shifted(row, max, &mut sum);
+    let inv = 1.0 / sum;
+    for x in row.iter_mut() {
+        *x *= inv;
+    }
+}
+
+/// `x[i] = exp(x[i] - shift)` for all `i`, adding the results to `sum`.
+fn exp_shifted(x: &mut [f32], shift: f32, sum: &mut f32) {
+    #[cfg(target_arch = "x86_64")]
+    if cpu_matmul::supported() {
+        // SAFETY: AVX2 and FMA are available.
+        unsafe { simd::exp_shifted(x, shift, sum) };
+        return;
+    }
+    for v in x.iter_mut() {
+        *v = (*v - shift).exp();
+        *sum += *v;
+    }
+}
+
+/// `silu(gate) * up` elementwise (`silu(x) = x / (1 + exp(-x))`), for equal-shaped f32 CPU
+/// tensors without gradient; `None` where that does not hold or the kernels are off.
+pub(crate) fn silu_mul(gate: &Tensor, up: &Tensor) -> Result<Option<Tensor>> {
+    if !enabled() || !applies(gate) || !applies(up) || gate.dims() != up.dims() {
+        return Ok(None);
+    }
+    let (g, u) = (gate.contiguous()?, up.contiguous()?);
+    let n = g.elem_count();
+    let mut out = vec![0f32; n];
+    View { t: g.clone() }.with(|gd, go, _| {
+        View { t: u.clone() }.with(|ud, uo, _| {
+            let (gs, us) = (&gd[go..go + n], &ud[uo..uo + n]);
+            let op = out.as_mut_ptr() as usize;
+            let run = |range: std::ops::Range<usize>| {
+                for c in range {
+                    let (lo, hi) = (c * EW_CHUNK, ((c + 1) * EW_CHUNK).min(n));
+                    // SAFETY: chunks are disjoint and inside `out` (n floats).
+                    let dst = unsafe {
+                        std::slice::from_raw_parts_mut((op as *mut f32).add(lo), hi - lo)
+                    };
+                    silu_mul_slice(&gs[lo..hi], &us[lo..hi], dst);
+                }
+            };
+            par_chunks(n.div_ceil(EW_CHUNK), n, run);
+            Ok(())
+        })
+    })?;
+    Ok(Some(Tensor::from_vec(out, g.dims(), &Device::Cpu)?))
+}
+
+fn silu_mul_slice(g: &[f32], u: &[f32], out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if cpu_matmul::supported() {
+        // SAFETY: AVX2 and FMA are available.
+        unsafe { simd::silu_mul(g, u, out) };
+        return;
+    }
+    for ((o, &g), &u) in out.iter_mut().zip(g).zip(u) {
+        *o = g / (1.0 + (-g).exp()) * u;
+    }
+}
+
+/// Runs `f` over `chunks` chunk indices, on the worker pool when `elems` is large enough.
+fn par_chunks(chunks: usize, elems: usize, f: impl Fn(std::ops::Range<usize>) + Sync) {
+    if elems < 4 * EW_CHUNK {
+        f(0..chunks);
+    } else {
+        candle_core::utils::barrier_pool().execute_chunked(chunks, f);
+    }
+}
+
+/// RMSNorm over the last dimension, `x / sqrt(mean(x²) + eps) * weight`, of `x + residual`
+/// when a residual is given. Returns `(x + residual, normed)` (the sum is `x` itself without a
+/// residual), or `None` when an input is not an f32 CPU tensor without gradient, the shapes do
+/// not fit, or the kernels are off.
+pub(crate) fn add_rms_norm(
+    x: &Tensor,
+    residual: Option<&Tensor>,
+    weight: &Tensor,
+    eps: f64,
+) -> Result<Option<(Tensor, Tensor)>> {
+    if !enabled()
+        || !applies(x)
+        || !applies(weight)
+        || residual.is_some_and(|r| !applies(r) || r.dims() != x.dims())
+        || x.rank() == 0
+    {
+        return Ok(None);
+    }
+    let dim = x.dim(candle_core::D::Minus1)?;
+    if weight.dims() != [dim] || dim == 0 {
+        return Ok(None);
+    }
+    let xc = x.contiguous()?;
+    let n = xc.elem_count();
+    let rows = n / dim;
+    let w = weight.to_vec1::<f32>()?;
+    let sum = match residual {
+        Some(r) => {
+            let rc = r.contiguous()?;
+            let mut s = vec![0f32; n];
+            View { t: xc.clone() }.with(|xd, xo, _| {
+                View { t: rc.clone() }.with(|rd, ro, _| {
+                    let (xs, rs) = (&xd[xo..xo + n], &rd[ro..ro + n]);
+                    for ((o, &a), &b) in s.iter_mut().zip(xs).zip(rs) {
+                        *o = a + b;
+                    }
+                    Ok(())
+                })
+            })?;
+            Tensor::from_vec(s, xc.dims(), &Device::Cpu)?
+        }
+        None => xc,
+    };
+    let mut out = vec![0f32; n];
+    View { t: sum.clone() }.with(|sd, so, _| {
+        let src = &sd[so..so + n];
+        let op = out.as_mut_ptr() as usize;
+        let rows_per = (EW_CHUNK / dim).max(1);
+        let run = |range: std::ops::Range<usize>| {
+            for c in range {
+                let (r0, r1) = (c * rows_per, ((c + 1) * rows_per).min(rows));
+                for r in r0..r1 {
+                    let row = &src[r * dim..(r + 1) * dim];
+                    // SAFETY: row r of `out` is written by this chunk only.
+                    let dst = unsafe {
+                        std::slice::from_raw_parts_mut((op as *mut f32).add(r * dim), dim)
+                    };
+                    rms_row(row, &w, eps as f32, dst);
+                }
+            }
+        };
+        par_chunks(rows.div_ceil(rows_per), n, run);
+        Ok(())
+    })?;
+    let normed = Tensor::from_vec(out, sum.dims(), &Device::Cpu)?;
+    Ok(Some((sum, normed)))
+}
+
+/// One RMSNorm row (as candle-nn's: `x / sqrt(sum(x²) / n + eps) * w`).
+fn rms_row(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if cpu_matmul::supported() {
+        // SAFETY: AVX2 and FMA are available.
+        let sum2 = unsafe { simd::sum_squares(x) };
+        let m = (sum2 / x.len() as f32 + eps).sqrt();
+        for ((o, &v), &a) in out.iter_mut().zip(x).zip(w) {
+            *o = v / m * a;
+        }
+        return;
+    }
+    let sum2: f32 = x.iter().map(|v| v * v).sum();
+    let m = (sum2 / x.len() as f32 + eps).sqrt();
+    for ((o, &v), &a) in out.iter_mut().zip(x).zip(w) {
+        *o = v / m * a;
+    }
+}
+
+/// AVX2 + FMA bodies.
+#[cfg(target_arch = "x86_64")]
+mod simd {
+    use std::arch::x86_64::*;
+
+    /// `exp` of 8 lanes (Cephes-style: range reduction by ln 2, degree-5 polynomial, exponent
+    /// by integer add; relative error ~2e-7); lanes below -87.3 give exactly 0, above 88.3
+    /// saturate at `exp(88)`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn exp8(x: __m256) -> __m256 {
+        let lo = _mm256_set1_ps(-87.33654);
+        let under = _mm256_cmp_ps::<_CMP_GE_OQ>(x, lo);
+        let x = _mm256_min_ps(_mm256_max_ps(x, lo), _mm256_set1_ps(88.0));
+        let fx = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+            _mm256_mul_ps(x, _mm256_set1_ps(std::f32::consts::LOG2_E)),
+        );
+        let r = _mm256_fnmadd_ps(fx, _mm256_set1_ps(0.693_359_4), x);
+        let r = _mm256_fnmadd_ps(fx, _mm256_set1_ps(-2.121_944_4e-4), r);
+        let mut y = _mm256_set1_ps(1.987_569_1e-4);
+        y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.398_199_9e-3));
+        y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(8.333_452e-3));
+        y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(4.166_579_6e-2));
+        y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.666_666_5e-1));
+        y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(0.5));
+        y = _mm256_fmadd_ps(
+            y,
+            _mm256_mul_ps(r, r),
+            _mm256_add_ps(r, _mm256_set1_ps(1.0)),
+        );
+        let e = _mm256_slli_epi32::<23>(_mm256_add_epi32(
+            _mm256_cvtps_epi32(fx),
+            _mm256_set1_epi32(127),
+        ));
+        _mm256_and_ps(_mm256_mul_ps(y, _mm256_castsi256_ps(e)), under)
+    }
+
+    /// Scalar tail through the same polynomial (so every element rounds alike).
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn exp1(x: f32) -> f32 {
+        _mm256_cvtss_f32(exp8(_mm256_set1_ps(x)))
+    }
+
+    /// Horizontal sum of 8 lanes.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn hsum(v: __m256) -> f32 {
+        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_add_ss(s, _mm_shuffle_ps::<1>(s, s));
+        _mm_cvtss_f32(s)
+    }
+
+    /// See [`super::exp_shifted`].
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn exp_shifted(x: &mut [f32], shift: f32, sum: &mut f32) {
+        let sh = _mm256_set1_ps(shift);
+        let mut acc = _mm256_setzero_ps();
+        let mut chunks = x.chunks_exact_mut(8);
+        for c in &mut chunks {
+            // SAFETY: c has 8 floats.
+            unsafe {
+                let e = exp8(_mm256_sub_ps(_mm256_loadu_ps(c.as_ptr()), sh));
+                _mm256_storeu_ps(c.as_mut_ptr(), e);
+                acc = _mm256_add_ps(acc, e);
+            }
+        }
+        let mut s = hsum(acc);
+        for v in chunks.into_remainder() {
+            *v = exp1(*v - shift);
+            s += *v;
+        }
+        *sum += s;
+    }
+
+    /// See [`super::silu_mul`].
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn silu_mul(g: &[f32], u: &[f32], out: &mut [f32]) {
+        let n = out.len().min(g.len()).min(u.len());
+        let one = _mm256_set1_ps(1.0);
+        let mut i = 0;
+        while i + 8 <= n {
+            // SAFETY: i + 8 <= n for all three slices.
+            unsafe {
+                let gv = _mm256_loadu_ps(g.as_ptr().add(i));
+                let uv = _mm256_loadu_ps(u.as_ptr().add(i));
+                let e = exp8(_mm256_sub_ps(_mm256_setzero_ps(), gv));
+                let s = _mm256_div_ps(gv, _mm256_add_ps(one, e));
+                _mm256_storeu_ps(out.as_mut_ptr().add(i), _mm256_mul_ps(s, uv));
+            }
+            i += 8;
+        }
+        for j in i..n {
+            out[j] = g[j] / (1.0 + exp1(-g[j])) * u[j];
+        }
+    }
+
+    /// `sum(x²)` with 8-lane accumulators.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn sum_squares(x: &[f32]) -> f32 {
+        let mut acc = _mm256_setzero_ps();
+        let mut chunks = x.chunks_exact(8);
+        for c in &mut chunks {
+            // SAFETY: c has 8 floats.
+            let v = unsafe { _mm256_loadu_ps(c.as_ptr()) };
+            acc = _mm256_fmadd_ps(v, v, acc);
+        }
+        let mut s = hsum(acc);
+        for v in chunks.remainder() {
+            s += v * v;
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::ops::{self, OpMode};
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    }
+
+    fn randn(shape: &[usize], seed: u64) -> Tensor {
+        // A small LCG so the inputs do not depend on candle's RNG.
+        let n: usize = shape.iter().product();
+        let mut s = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let v: Vec<f32> = (0..n)
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((s >> 40) as f32 / (1u64 << 24) as f32) * 4.0 - 2.0
+            })
+            .collect();
+        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+    }
+
+    /// The composed reference: RoPE on q, then the candle attention of `ops`.
+    fn reference(
+        q: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        mask: Option<&Tensor>,
+    ) -> Tensor {
+        let q = ops::rope(q, cos, sin, OpMode::Composed).unwrap();
+        ops::attention(&q, k, v, mask, OpMode::Composed).unwrap()
+    }
+
+    #[test]
+    fn fused_attention_matches_composed_with_gqa_mask_and_strides() {
+        if !cpu_matmul::supported() {
+            return;
+        }
+        set_enabled(true);
+        // (batch, q heads, kv heads, T, S, D, offset): prefill, a cache step with T < S,
+        // one-token decoding, odd sizes that leave partial panels and tiles.
+        for &(b, hq, hkv, t, s, d, off) in &[
+            (2, 6, 2, 9, 9, 64, 0),
+            (1, 4, 4, 5, 12, 32, 7),
+            (3, 3, 1, 1, 20, 16, 19),
+            (2, 2, 1, 37, 37, 128, 0),
+        ] {
+            // q as the strided view the block makes: [B, T, H, D] transposed to [B, H, T, D].
+            let q = randn(&[b, t, hq, d], 1).transpose(1, 2).unwrap();
+            let k = randn(&[b, hkv, s, d], 2);
+            let v = randn(&[b, s, hkv, d], 3).transpose(1, 2).unwrap();
+            let inv: Vec<f64> = (0..d / 2)
+                .map(|i| 1.0 / 10000f64.powf(2.0 * i as f64 / d as f64))
+                .collect();
+            let (cos, sin) = ops::rope_tables(&inv, off, t, DType::F32, &Device::Cpu).unwrap();
+            // Causal plus one padded key in the first row of the batch.
+            let valid: Vec<Vec<bool>> = (0..b)
+                .map(|bi| (0..s).map(|si| bi != 0 || si != 1).collect())
+                .collect();
+            let mask = ops::attention_mask(b, t, off, Some(&valid), None, &Device::Cpu).unwrap();
+            for m in [mask.as_ref(), None] {
+                let want = reference(&q, &cos, &sin, &k, &v, m);
+                let got = attention(&q, &cos, &sin, &k, &v, m).unwrap().unwrap();
+                assert_eq!(got.dims(), want.dims());
+                let diff = max_diff(&got, &want);
+                assert!(
+                    diff < 2e-5,
+                    "shape {:?}: max diff {diff}",
+                    (b, hq, hkv, t, s, d)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn silu_mul_and_rms_norm_match_candle() {
+        if !cpu_matmul::supported() {
+            return;
+        }
+        set_enabled(true);
+        for n in [7usize, 64, 1000, 70_001] {
+            let g = (randn(&[n], 4) * 6.0).unwrap();
+            let u = randn(&[n], 5);
+            let want = (g.silu().unwrap() * &u).unwrap();
+            let got = silu_mul(&g, &u).unwrap().unwrap();
+            assert!(max_diff(&got, &want) < 1e-5, "silu n={n}");
+        }
+        for (rows, dim) in [(3usize, 5usize), (300, 576), (2, 1000)] {
+            let x = randn(&[rows, dim], 6);
+            let r = randn(&[rows, dim], 7);
+            let w = randn(&[dim], 8);
+            let sum = (&x + &r).unwrap();
+            let want = candle_nn::ops::rms_norm(&sum, &w, 1e-6).unwrap();
+            let (got_sum, got) = add_rms_norm(&x, Some(&r), &w, 1e-6).unwrap().unwrap();
+            assert_eq!(max_diff(&got_sum, &sum), 0.0);
+            assert!(max_diff(&got, &want) < 1e-5, "rms {rows}x{dim}");
+            let (same, got) = add_rms_norm(&x, None, &w, 1e-6).unwrap().unwrap();
+            assert_eq!(max_diff(&same, &x), 0.0);
+            let want = candle_nn::ops::rms_norm(&x, &w, 1e-6).unwrap();
+            assert!(max_diff(&got, &want) < 1e-5);
+        }
+    }
+
+    #[test]
+    fn vector_exp_is_accurate_and_flushes_underflow() {
+        if !cpu_matmul::supported() {
+            return;
+        }
+        let xs: Vec<f32> = (-1000..=880)
+            .map(|i| i as f32 * 0.1)
+            .chain([f32::MIN, -1e30])
+            .collect();
+        let mut ys = xs.clone();
+        let mut sum = 0.0;
+        exp_shifted(&mut ys, 0.0, &mut sum);
+        for (&x, &y) in xs.iter().zip(&ys) {
+            let want = x.exp();
+            if x < -87.34 {
+                assert_eq!(y, 0.0, "exp({x})");
+            } else {
+                let rel = ((y - want) / want).abs();
+                assert!(rel < 1e-6, "exp({x}) = {y}, want {want}");
+            }
+        }
+    }
+}
