@@ -133,7 +133,14 @@ impl Attention {
         if let Some(n) = &self.k_norm {
             k = n.forward(&k, step.mode)?;
         }
-        k = rope(&k.contiguous()?, step.cos, step.sin, step.mode)?;
+        let k_cpu = match step.mode {
+            OpMode::Fused => cpu_infer::rope(&k, step.cos, step.sin)?,
+            _ => None,
+        };
+        k = match k_cpu {
+            Some(k) => k,
+            None => rope(&k.contiguous()?, step.cos, step.sin, step.mode)?,
+        };
         super::profile::mark(x.device(), "attn: rope");
         if let Some(cache) = cache {
             if let Some((pk, pv)) = cache.as_ref() {
@@ -250,11 +257,11 @@ pub(crate) fn load_mlp(
     inner: usize,
     bias: bool,
 ) -> Result<Mlp> {
-    Ok(Mlp {
-        gate: w.linear(&format!("{prefix}.gate_proj"), hidden, inner, bias)?,
-        up: w.linear(&format!("{prefix}.up_proj"), hidden, inner, bias)?,
-        down: w.linear(&format!("{prefix}.down_proj"), inner, hidden, bias)?,
-    })
+    Ok(Mlp::new(
+        w.linear(&format!("{prefix}.gate_proj"), hidden, inner, bias)?,
+        w.linear(&format!("{prefix}.up_proj"), hidden, inner, bias)?,
+        w.linear(&format!("{prefix}.down_proj"), inner, hidden, bias)?,
+    ))
 }
 
 /// The dtype used for compute given a requested storage dtype.

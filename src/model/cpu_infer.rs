@@ -270,6 +270,41 @@ pub(crate) fn attention(
     Ok(Some(Tensor::from_vec(out, (b, t, hq * d), &Device::Cpu)?))
 }
 
+/// Rotary embedding (HF "rotate half" layout) of `x` `[B, H, T, D]` (any strides) with
+/// `cos`/`sin` `[T, D / 2]`, returned contiguous; as [`super::ops::rope`], or `None` when an
+/// input is not an f32 CPU tensor without gradient or the kernels are off.
+pub(crate) fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Option<Tensor>> {
+    if !enabled() || ![x, cos, sin].iter().all(|t| applies(t)) {
+        return Ok(None);
+    }
+    let (b, h, t, d) = x.dims4()?;
+    let half = d / 2;
+    if d % 2 != 0 || cos.dims2()? != (t, half) || sin.dims2()? != (t, half) {
+        return Ok(None);
+    }
+    let cos = cos.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+    let sin = sin.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+    let mut out = vec![0f32; b * h * t * d];
+    View { t: x.clone() }.with(|xd, xo, xs| {
+        for (row, dst) in out.chunks_exact_mut(d).enumerate() {
+            let (bh, ti) = (row / t, row % t);
+            let base = xo + (bh / h) * xs[0] + (bh % h) * xs[1] + ti * xs[2];
+            let at = |di: usize| xd[base + di * xs[3]];
+            let (c, sn) = (
+                &cos[ti * half..(ti + 1) * half],
+                &sin[ti * half..(ti + 1) * half],
+            );
+            for i in 0..half {
+                let (x1, x2) = (at(i), at(i + half));
+                dst[i] = x1 * c[i] - x2 * sn[i];
+                dst[i + half] = x1 * sn[i] + x2 * c[i];
+            }
+        }
+        Ok(())
+    })?;
+    Ok(Some(Tensor::from_vec(out, (b, h, t, d), &Device::Cpu)?))
+}
+
 /// Query rows per block of the fused attention (a multiple of the GEMM's 6-row tile): each
 /// block scores only the keys up to its rows' last unmasked one.
 const ROW_BLOCK: usize = 24;
@@ -338,6 +373,27 @@ pub(crate) fn silu_mul(gate: &Tensor, up: &Tensor) -> Result<Option<Tensor>> {
     Ok(Some(Tensor::from_vec(out, g.dims(), &Device::Cpu)?))
 }
 
+/// The [`PackedGateUp`] epilogue: for each of `mr` rows of an `NR`-wide tile (gate in lanes
+/// `0..GU`, up in `GU..NR`), writes `silu(gate) * up` for the first `cols` columns to
+/// `out + r * ldo`.
+///
+/// # Safety
+/// `out` has `mr` rows of `cols` writable floats at stride `ldo`; `mr <= 6`, `cols <= GU`.
+unsafe fn silu_mul_tile(tmp: &[f32; 6 * NR], mr: usize, cols: usize, out: *mut f32, ldo: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if cols == GU && cpu_matmul::supported() {
+        // SAFETY: as the contract; AVX2 and FMA are available.
+        unsafe { simd::silu_mul_tile(tmp, mr, out, ldo) };
+        return;
+    }
+    for r in 0..mr {
+        let row = &tmp[r * NR..(r + 1) * NR];
+        // SAFETY: row r of `out` has `cols` writable floats.
+        let dst = unsafe { std::slice::from_raw_parts_mut(out.add(r * ldo), cols) };
+        silu_mul_slice(&row[..cols], &row[GU..GU + cols], dst);
+    }
+}
+
 fn silu_mul_slice(g: &[f32], u: &[f32], out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if cpu_matmul::supported() {
@@ -347,6 +403,161 @@ fn silu_mul_slice(g: &[f32], u: &[f32], out: &mut [f32]) {
     }
     for ((o, &g), &u) in out.iter_mut().zip(g).zip(u) {
         *o = g / (1.0 + (-g).exp()) * u;
+    }
+}
+
+/// Output columns per [`PackedGateUp`] panel: the panel's first half holds gate columns, the
+/// second half the same up columns.
+const GU: usize = NR / 2;
+
+/// The gate and up projections of a SwiGLU MLP packed side by side, so one GEMM pass yields
+/// `silu(x Wg^T + bg) * (x Wu^T + bu)` without writing either product to memory.
+///
+/// Layout: panel `p` covers output columns `p*GU .. p*GU+GU`, `k`-major as in
+/// [`cpu_matmul::PackedLinear`]; lanes `0..GU` hold the gate weights, `GU..NR` the up weights.
+#[derive(Debug)]
+pub struct PackedGateUp {
+    n: usize,
+    k: usize,
+    data: AlignedBuf,
+    bias: Option<Vec<f32>>,
+}
+
+impl PackedGateUp {
+    /// Packs row-major `gate` and `up` weights `[n, k]` and optional biases `[n]`.
+    pub fn pack(
+        gate: &[f32],
+        up: &[f32],
+        n: usize,
+        k: usize,
+        gate_bias: Option<&[f32]>,
+        up_bias: Option<&[f32]>,
+    ) -> Result<Self> {
+        if gate.len() != n * k || up.len() != n * k {
+            return Err(ModelError::InvalidInput(format!(
+                "packed gate/up: weights have {} and {} elements, expected {n} x {k}",
+                gate.len(),
+                up.len()
+            )));
+        }
+        if gate_bias.is_some_and(|b| b.len() != n) || up_bias.is_some_and(|b| b.len() != n) {
+            return Err(ModelError::InvalidInput(format!(
+                "packed gate/up: a bias does not have {n} elements"
+            )));
+        }
+        let panels = n.div_ceil(GU);
+        let mut data = AlignedBuf::zeros(panels * k * NR);
+        let d = data.as_mut_slice();
+        for p in 0..panels {
+            for j in 0..GU {
+                let col = p * GU + j;
+                if col >= n {
+                    break;
+                }
+                let (g, u) = (&gate[col * k..(col + 1) * k], &up[col * k..(col + 1) * k]);
+                for kk in 0..k {
+                    d[(p * k + kk) * NR + j] = g[kk];
+                    d[(p * k + kk) * NR + GU + j] = u[kk];
+                }
+            }
+        }
+        let bias = (gate_bias.is_some() || up_bias.is_some()).then(|| {
+            let mut b = vec![0f32; panels * NR];
+            for col in 0..n {
+                let (p, j) = (col / GU, col % GU);
+                b[p * NR + j] = gate_bias.map_or(0.0, |g| g[col]);
+                b[p * NR + GU + j] = up_bias.map_or(0.0, |u| u[col]);
+            }
+            b
+        });
+        Ok(Self { n, k, data, bias })
+    }
+
+    /// Packs candle weights `[n, k]` (and biases), copied to the CPU as f32.
+    pub fn from_tensors(
+        gate: &Tensor,
+        gate_bias: Option<&Tensor>,
+        up: &Tensor,
+        up_bias: Option<&Tensor>,
+    ) -> Result<Self> {
+        let (n, k) = gate.dims2()?;
+        let flat = |t: &Tensor| -> Result<Vec<f32>> {
+            Ok(t.to_device(&Device::Cpu)?
+                .to_dtype(DType::F32)?
+                .flatten_all()?
+                .to_vec1::<f32>()?)
+        };
+        let (g, u) = (flat(gate)?, flat(up)?);
+        let gb = gate_bias.map(flat).transpose()?;
+        let ub = up_bias.map(flat).transpose()?;
+        Self::pack(&g, &u, n, k, gb.as_deref(), ub.as_deref())
+    }
+
+    /// `silu(x Wg^T + bg) * (x Wu^T + bu)` for an f32 CPU tensor `[..., k]` without gradient;
+    /// `None` where that does not hold or the kernels are off.
+    pub fn forward(&self, x: &Tensor) -> Result<Option<Tensor>> {
+        if !enabled() || !applies(x) || x.rank() == 0 || x.dim(candle_core::D::Minus1)? != self.k {
+            return Ok(None);
+        }
+        let (n, k) = (self.n, self.k);
+        let mut dims = x.dims().to_vec();
+        let m = x.elem_count() / k.max(1);
+        *dims.last_mut().expect("rank >= 1") = n;
+        if m == 0 || n == 0 || k == 0 {
+            return Ok(None);
+        }
+        let xc = x.contiguous()?;
+        let mut out: Vec<f32> = Vec::with_capacity(m * n);
+        View { t: xc }.with(|xd, xo, _| {
+            let xs = &xd[xo..xo + m * k];
+            let op = out.as_mut_ptr() as usize;
+            let panels = n.div_ceil(GU);
+            let run = |range: std::ops::Range<usize>| {
+                let mut tmp = [0f32; 6 * NR];
+                for p in range {
+                    let cols = GU.min(n - p * GU);
+                    // SAFETY: panel p lies inside the packed buffer; the bias has NR floats
+                    // per panel.
+                    let w = unsafe { self.data.as_slice().as_ptr().add(p * k * NR) };
+                    let b = self.bias.as_ref().map(|b| b[p * NR..].as_ptr());
+                    for i in (0..m).step_by(6) {
+                        let mr = 6.min(m - i);
+                        // SAFETY: rows i..i+mr of x (k floats each) and the mr x NR tile are in
+                        // bounds; AVX2/FMA were checked by `enabled`.
+                        unsafe {
+                            gemm_panels(
+                                xs.as_ptr().add(i * k),
+                                k,
+                                mr,
+                                k,
+                                w,
+                                k,
+                                NR,
+                                b,
+                                tmp.as_mut_ptr(),
+                                NR,
+                                0..1,
+                            )
+                        };
+                        // SAFETY: columns p*GU..p*GU+cols of rows i..i+mr belong to this
+                        // panel only (one thread per panel); every element of `out` is
+                        // written exactly once over all panels and rows.
+                        unsafe {
+                            silu_mul_tile(&tmp, mr, cols, (op as *mut f32).add(i * n + p * GU), n)
+                        };
+                    }
+                }
+            };
+            if m * n * k < PAR_MIN_MACS {
+                run(0..panels);
+            } else {
+                candle_core::utils::barrier_pool().execute_chunked(panels, run);
+            }
+            Ok(())
+        })?;
+        // SAFETY: the loops above wrote all m * n elements.
+        unsafe { out.set_len(m * n) };
+        Ok(Some(Tensor::from_vec(out, dims, &Device::Cpu)?))
     }
 }
 
@@ -382,48 +593,72 @@ pub(crate) fn add_rms_norm(
         return Ok(None);
     }
     let xc = x.contiguous()?;
+    let rc = residual.map(|r| r.contiguous()).transpose()?;
     let n = xc.elem_count();
     let rows = n / dim;
     let w = weight.to_vec1::<f32>()?;
-    let sum = match residual {
-        Some(r) => {
-            let rc = r.contiguous()?;
-            let mut s = vec![0f32; n];
-            View { t: xc.clone() }.with(|xd, xo, _| {
-                View { t: rc.clone() }.with(|rd, ro, _| {
-                    let (xs, rs) = (&xd[xo..xo + n], &rd[ro..ro + n]);
-                    for ((o, &a), &b) in s.iter_mut().zip(xs).zip(rs) {
-                        *o = a + b;
+    let mut sum: Vec<f32> = Vec::with_capacity(if rc.is_some() { n } else { 0 });
+    let mut out: Vec<f32> = Vec::with_capacity(n);
+    let (sp, op) = (sum.as_mut_ptr() as usize, out.as_mut_ptr() as usize);
+    View { t: xc.clone() }.with(|xd, xo, _| {
+        let xs = &xd[xo..xo + n];
+        let body = |rs: Option<&[f32]>| {
+            let rows_per = (EW_CHUNK / dim).max(1);
+            let run = |range: std::ops::Range<usize>| {
+                for c in range {
+                    for r in c * rows_per..((c + 1) * rows_per).min(rows) {
+                        let x = &xs[r * dim..(r + 1) * dim];
+                        // SAFETY: row r of `out` (and of `sum`) is written by this chunk only,
+                        // and every row is written.
+                        let dst = unsafe {
+                            std::slice::from_raw_parts_mut((op as *mut f32).add(r * dim), dim)
+                        };
+                        match rs {
+                            Some(rs) => {
+                                // SAFETY: as above, for `sum` (capacity n when a residual is given).
+                                let srow = unsafe {
+                                    std::slice::from_raw_parts_mut(
+                                        (sp as *mut f32).add(r * dim),
+                                        dim,
+                                    )
+                                };
+                                for ((o, &a), &b) in
+                                    srow.iter_mut().zip(x).zip(&rs[r * dim..(r + 1) * dim])
+                                {
+                                    *o = a + b;
+                                }
+                                rms_row(srow, &w, eps as f32, dst);
+                            }
+                            None => rms_row(x, &w, eps as f32, dst),
+                        }
                     }
-                    Ok(())
-                })
-            })?;
-            Tensor::from_vec(s, xc.dims(), &Device::Cpu)?
+                }
+            };
+            par_chunks(rows.div_ceil(rows_per), n, run);
+        };
+        match &rc {
+            Some(rc) => View { t: rc.clone() }.with(|rd, ro, _| {
+                body(Some(&rd[ro..ro + n]));
+                Ok(())
+            }),
+            None => {
+                body(None);
+                Ok(())
+            }
         }
+    })?;
+    // SAFETY: every row of `out` (and of `sum` with a residual) was written above.
+    unsafe {
+        out.set_len(n);
+        if rc.is_some() {
+            sum.set_len(n);
+        }
+    }
+    let normed = Tensor::from_vec(out, xc.dims(), &Device::Cpu)?;
+    let sum = match rc {
+        Some(_) => Tensor::from_vec(sum, xc.dims(), &Device::Cpu)?,
         None => xc,
     };
-    let mut out = vec![0f32; n];
-    View { t: sum.clone() }.with(|sd, so, _| {
-        let src = &sd[so..so + n];
-        let op = out.as_mut_ptr() as usize;
-        let rows_per = (EW_CHUNK / dim).max(1);
-        let run = |range: std::ops::Range<usize>| {
-            for c in range {
-                let (r0, r1) = (c * rows_per, ((c + 1) * rows_per).min(rows));
-                for r in r0..r1 {
-                    let row = &src[r * dim..(r + 1) * dim];
-                    // SAFETY: row r of `out` is written by this chunk only.
-                    let dst = unsafe {
-                        std::slice::from_raw_parts_mut((op as *mut f32).add(r * dim), dim)
-                    };
-                    rms_row(row, &w, eps as f32, dst);
-                }
-            }
-        };
-        par_chunks(rows.div_ceil(rows_per), n, run);
-        Ok(())
-    })?;
-    let normed = Tensor::from_vec(out, sum.dims(), &Device::Cpu)?;
     Ok(Some((sum, normed)))
 }
 
@@ -544,6 +779,22 @@ mod simd {
         }
     }
 
+    /// See [`super::silu_mul_tile`] (full 8-column rows).
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn silu_mul_tile(tmp: &[f32; 96], mr: usize, out: *mut f32, ldo: usize) {
+        let one = _mm256_set1_ps(1.0);
+        for r in 0..mr.min(6) {
+            // SAFETY: row r of the tile has 16 floats; row r of `out` has 8 writable floats.
+            unsafe {
+                let g = _mm256_loadu_ps(tmp.as_ptr().add(r * 16));
+                let u = _mm256_loadu_ps(tmp.as_ptr().add(r * 16 + 8));
+                let e = exp8(_mm256_sub_ps(_mm256_setzero_ps(), g));
+                let h = _mm256_mul_ps(_mm256_div_ps(g, _mm256_add_ps(one, e)), u);
+                _mm256_storeu_ps(out.add(r * ldo), h);
+            }
+        }
+    }
+
     /// `sum(x²)` with 8-lane accumulators.
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn sum_squares(x: &[f32]) -> f32 {
@@ -652,6 +903,24 @@ mod tests {
     }
 
     #[test]
+    fn rope_matches_composed_on_strided_input() {
+        if !cpu_matmul::supported() {
+            return;
+        }
+        set_enabled(true);
+        let (b, h, t, d) = (2, 3, 7, 16);
+        let x = randn(&[b, t, h, d], 14).transpose(1, 2).unwrap();
+        let inv: Vec<f64> = (0..d / 2)
+            .map(|i| 1.0 / 10000f64.powf(2.0 * i as f64 / d as f64))
+            .collect();
+        let (cos, sin) = ops::rope_tables(&inv, 5, t, DType::F32, &Device::Cpu).unwrap();
+        let want = ops::rope(&x, &cos, &sin, OpMode::Composed).unwrap();
+        let got = rope(&x, &cos, &sin).unwrap().unwrap();
+        assert!(got.is_contiguous());
+        assert!(max_diff(&got, &want) < 1e-6);
+    }
+
+    #[test]
     fn silu_mul_and_rms_norm_match_candle() {
         if !cpu_matmul::supported() {
             return;
@@ -677,6 +946,47 @@ mod tests {
             assert_eq!(max_diff(&same, &x), 0.0);
             let want = candle_nn::ops::rms_norm(&x, &w, 1e-6).unwrap();
             assert!(max_diff(&got, &want) < 1e-5);
+        }
+    }
+
+    #[test]
+    fn packed_gate_up_matches_two_linears_and_silu() {
+        if !cpu_matmul::supported() {
+            return;
+        }
+        set_enabled(true);
+        // n not a multiple of the half panel, k above one k block, rows not a multiple of 6.
+        for &(m, k, n, bias) in &[
+            (13usize, 40usize, 21usize, true),
+            (7, 1000, 8, false),
+            (64, 576, 1536, false),
+        ] {
+            let x = randn(&[m, k], 9);
+            let wg = (randn(&[n, k], 10) * 0.2).unwrap();
+            let wu = (randn(&[n, k], 11) * 0.2).unwrap();
+            let (bg, bu) = if bias {
+                (Some(randn(&[n], 12)), Some(randn(&[n], 13)))
+            } else {
+                (None, None)
+            };
+            let g = candle_nn::Linear::new(wg.clone(), bg.clone());
+            let u = candle_nn::Linear::new(wu.clone(), bu.clone());
+            use candle_core::Module;
+            let want = (g.forward(&x).unwrap().silu().unwrap() * u.forward(&x).unwrap()).unwrap();
+            let packed = PackedGateUp::from_tensors(&wg, bg.as_ref(), &wu, bu.as_ref()).unwrap();
+            let got = packed.forward(&x).unwrap().unwrap();
+            assert_eq!(got.dims(), want.dims());
+            let scale = want
+                .abs()
+                .unwrap()
+                .max_keepdim(0)
+                .unwrap()
+                .max(1)
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap()[0];
+            let diff = max_diff(&got, &want);
+            assert!(diff < 1e-5 * scale.max(1.0), "{m}x{k}x{n}: max diff {diff}");
         }
     }
 

@@ -275,10 +275,27 @@ pub(crate) struct Mlp {
     pub gate: Linear,
     pub up: Linear,
     pub down: Linear,
+    /// Gate and up packed side by side for the fused CPU inference kernel, built on its first
+    /// use and shared by clones (the weights are frozen).
+    gate_up: Arc<OnceLock<cpu_infer::PackedGateUp>>,
 }
 
 impl Mlp {
+    pub fn new(gate: Linear, up: Linear, down: Linear) -> Self {
+        Self {
+            gate,
+            up,
+            down,
+            gate_up: Arc::default(),
+        }
+    }
+
     pub fn forward(&self, x: &Tensor, mode: OpMode) -> Result<Tensor> {
+        if mode == OpMode::Fused {
+            if let Some(h) = self.forward_gate_up_cpu(x)? {
+                return self.down.forward_mode(&h, mode);
+            }
+        }
         let g = self.gate.forward_mode(x, mode)?;
         let u = self.up.forward_mode(x, mode)?;
         let fused = match mode {
@@ -290,6 +307,34 @@ impl Mlp {
             None => (g.silu()? * u)?,
         };
         self.down.forward_mode(&h, mode)
+    }
+
+    /// `silu(gate(x)) * up(x)` by the fused CPU kernel, or `None` where it does not apply.
+    fn forward_gate_up_cpu(&self, x: &Tensor) -> Result<Option<Tensor>> {
+        let cpu_f32 = |t: &Tensor| t.dtype() == DType::F32 && t.device().is_cpu();
+        if !cpu_infer::enabled()
+            || x.track_op()
+            || !cpu_f32(x)
+            || !cpu_f32(&self.gate.weight)
+            || !cpu_f32(&self.up.weight)
+            || self.gate.weight.dims() != self.up.weight.dims()
+        {
+            return Ok(None);
+        }
+        let packed = match self.gate_up.get() {
+            Some(p) => p,
+            None => {
+                let p = cpu_infer::PackedGateUp::from_tensors(
+                    &self.gate.weight,
+                    self.gate.bias.as_ref(),
+                    &self.up.weight,
+                    self.up.bias.as_ref(),
+                )?;
+                let _ = self.gate_up.set(p);
+                self.gate_up.get().expect("set above")
+            }
+        };
+        packed.forward(x)
     }
 
     pub fn n_params(&self) -> usize {
