@@ -11,7 +11,7 @@
 //! (vectorised `exp`, other summation orders), checked in the tests below. Must not know
 //! about models, hooks or autograd.
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 
 use candle_core::{DType, Device, Storage, Tensor};
 
@@ -20,6 +20,14 @@ use super::{ModelError, Result};
 
 /// 0 = not decided yet, 1 = off, 2 = on.
 static ENABLED: AtomicU8 = AtomicU8::new(0);
+
+/// Calls of [`attention`] that ran the fused kernel (for tests and profiling).
+static ATTENTION_CALLS: AtomicUsize = AtomicUsize::new(0);
+
+/// How many attention calls ran the fused kernel so far in this process.
+pub fn attention_calls() -> usize {
+    ATTENTION_CALLS.load(Ordering::Relaxed)
+}
 
 /// Whether the fused CPU kernels run: the CPU has AVX2 and FMA, unless switched off by
 /// [`set_enabled`] or `STEERLAB_CPU_FUSED=0` (read once).
@@ -267,6 +275,7 @@ pub(crate) fn attention(
             })
         })
     })?;
+    ATTENTION_CALLS.fetch_add(1, Ordering::Relaxed);
     Ok(Some(Tensor::from_vec(out, (b, t, hq * d), &Device::Cpu)?))
 }
 

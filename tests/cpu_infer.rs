@@ -1,0 +1,80 @@
+//! The fused CPU inference kernels (`model::cpu_infer`: attention, RoPE, SwiGLU, residual +
+//! RMSNorm) against candle's ops on whole models: logits of a padded batch and greedy
+//! generation (the KV-cache path) must agree with the kernels on and off, for every fixture
+//! family (llama, Llama-3 rope scaling, Mistral's sliding window, Qwen2 biases, Qwen3 q/k
+//! norms). The transformers reference tests (`engine_hf.rs`) run with the kernels on.
+//!
+//! The only test binary that switches the kernels process-wide.
+use std::path::PathBuf;
+
+use candle_core::{Device, Tensor};
+use steerlab::model::{cpu_infer, cpu_matmul, Batch, GenerateOptions, Hooks, LoadOptions, Model};
+
+fn fixture(arch: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/models")
+        .join(arch)
+}
+
+/// max |a - b| / max |b|.
+fn rel_err(a: &Tensor, b: &Tensor) -> f32 {
+    let d: f32 = (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar()
+        .unwrap();
+    let s: f32 = b.abs().unwrap().max_all().unwrap().to_scalar().unwrap();
+    d / s.max(1e-6)
+}
+
+#[test]
+fn model_logits_and_generation_match_with_the_fused_kernels_on_and_off() {
+    if !cpu_matmul::supported() {
+        eprintln!("no AVX2/FMA: the fused kernels are never used here");
+        return;
+    }
+    for arch in ["llama", "llama3", "mistral", "qwen2", "qwen3"] {
+        let model = Model::load(&fixture(arch), &LoadOptions::default()).unwrap();
+        let vocab = model.info().vocab_size as u32;
+        // Three lengths, so the batch is padded and the mask has padded keys.
+        let seqs: Vec<Vec<u32>> = [40u32, 23, 31]
+            .iter()
+            .enumerate()
+            .map(|(s, &len)| {
+                (0..len)
+                    .map(|t| (t * 7 + s as u32 * 13 + 1) % vocab)
+                    .collect()
+            })
+            .collect();
+        let batch = Batch::from_sequences(&seqs, 0, &Device::Cpu).unwrap();
+        let opts = GenerateOptions {
+            max_new_tokens: 8,
+            stop_at_eos: false,
+            ..Default::default()
+        };
+        let run = |on: bool| {
+            cpu_infer::set_enabled(on);
+            let logits = model.forward(&batch, &mut Hooks::new()).unwrap();
+            let gen = model
+                .generate(&seqs[0][..9], &opts, &Hooks::new(), &mut |_, _| true)
+                .unwrap();
+            (logits, gen)
+        };
+        let before = cpu_infer::attention_calls();
+        let (on_logits, on_gen) = run(true);
+        let used = cpu_infer::attention_calls() - before;
+        // Every block of the batch forward and of each generation step.
+        assert!(
+            used >= model.n_layers() * 9,
+            "{arch}: the fused attention ran {used} times"
+        );
+        let (off_logits, off_gen) = run(false);
+        cpu_infer::set_enabled(true);
+        let e = rel_err(&on_logits, &off_logits);
+        assert!(e < 1e-4, "{arch}: logits differ by {e} relative");
+        assert_eq!(on_gen, off_gen, "{arch}: greedy generation");
+    }
+}
