@@ -81,7 +81,8 @@ impl View {
 }
 
 thread_local! {
-    /// Per-thread scratch of the attention tasks: packed keys, packed values, queries, scores.
+    /// Per-thread scratch of the attention tasks: packed keys, packed values, queries, and the
+    /// scores of one block of query rows.
     static SCRATCH: RefCell<[AlignedBuf; 4]> = RefCell::new(Default::default());
 }
 
@@ -183,7 +184,7 @@ pub(crate) fn attention(
                             }
                         }
                         qb.reset(t * d);
-                        sb.reset(t * s);
+                        sb.reset(ROW_BLOCK.min(t) * s);
                         let lims: Vec<usize> = (0..t)
                             .map(|ti| match &mask {
                                 Some(m) => key_limit(&m[(bi * t + ti) * s..(bi * t + ti + 1) * s]),
@@ -212,8 +213,8 @@ pub(crate) fn attention(
                                 let kl = lims[r0..r1].iter().copied().max().unwrap_or(s);
                                 let rows = r1 - r0;
                                 // SAFETY: qb holds t rows of d floats; kp is the aligned packed
-                                // [S, D] weight (kl <= s keys); scores holds t rows of s
-                                // floats; AVX2/FMA were checked by `enabled`.
+                                // [S, D] weight (kl <= s keys); scores holds ROW_BLOCK rows of
+                                // s floats (one row block); AVX2/FMA were checked by `enabled`.
                                 unsafe {
                                     gemm_panels(
                                         qb.as_slice().as_ptr().add(r0 * d),
@@ -224,13 +225,13 @@ pub(crate) fn attention(
                                         d,
                                         kl,
                                         None,
-                                        scores.as_mut_ptr().add(r0 * s),
+                                        scores.as_mut_ptr(),
                                         s,
                                         0..kl.div_ceil(NR),
                                     )
                                 };
                                 for ti in r0..r1 {
-                                    let row = &mut scores[ti * s..ti * s + kl];
+                                    let row = &mut scores[(ti - r0) * s..(ti - r0) * s + kl];
                                     if let Some(m) = &mask {
                                         let mrow = &m[(bi * t + ti) * s..(bi * t + ti) * s + kl];
                                         for (x, &mv) in row.iter_mut().zip(mrow) {
@@ -239,7 +240,8 @@ pub(crate) fn attention(
                                     }
                                     softmax_row(row);
                                 }
-                                // SAFETY: scores holds these rows' first kl floats at stride s;
+                                // SAFETY: scores holds this block's rows, first kl floats at
+                                // stride s;
                                 // vp is the aligned packed [D, S] weight (first kl of s steps
                                 // used); the output rows of (bi, h) are d floats at stride
                                 // hq * d, written by this task only (each task owns the heads
@@ -247,7 +249,7 @@ pub(crate) fn attention(
                                 unsafe {
                                     let o = (op as *mut f32).add((bi * t + r0) * hq * d + h * d);
                                     gemm_panels(
-                                        scores.as_ptr().add(r0 * s),
+                                        scores.as_ptr(),
                                         s,
                                         rows,
                                         kl,
@@ -877,12 +879,14 @@ mod tests {
         }
         set_enabled(true);
         // (batch, q heads, kv heads, T, S, D, offset): prefill, a cache step with T < S,
-        // one-token decoding, odd sizes that leave partial panels and tiles.
+        // one-token decoding, odd sizes that leave partial panels and tiles, a long cache.
         for &(b, hq, hkv, t, s, d, off) in &[
             (2, 6, 2, 9, 9, 64, 0),
             (1, 4, 4, 5, 12, 32, 7),
             (3, 3, 1, 1, 20, 16, 19),
             (2, 2, 1, 37, 37, 128, 0),
+            // More keys than one k block of the GEMM (768), two row blocks.
+            (1, 2, 1, 30, 800, 16, 770),
         ] {
             // q as the strided view the block makes: [B, T, H, D] transposed to [B, H, T, D].
             let q = randn(&[b, t, hq, d], 1).transpose(1, 2).unwrap();
