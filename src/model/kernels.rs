@@ -454,7 +454,7 @@ mod imp {
         Ok(s.as_cuda_slice::<T>()?.slice(a..b))
     }
 
-    fn cuda<'a>(st: &'a Storage) -> candle_core::Result<&'a CudaStorage> {
+    fn cuda(st: &Storage) -> candle_core::Result<&CudaStorage> {
         match st {
             Storage::Cuda(c) => Ok(c),
             _ => candle_core::bail!("kernel input is not on the GPU"),
