@@ -258,6 +258,9 @@ pub struct ForwardResult {
     /// Whether CPU f32 inference linear layers used the packed kernel
     /// ([`crate::model::cpu_matmul::enabled`]; `STEERLAB_CPU_GEMM=0` switches it off).
     pub cpu_gemm: bool,
+    /// Whether CPU f32 inference used the fused attention / SwiGLU / norm kernels
+    /// ([`crate::model::cpu_infer::enabled`]; `STEERLAB_CPU_FUSED=0` switches them off).
+    pub cpu_fused: bool,
     /// Per-section timings (`STEERLAB_PROFILE=1`; empty otherwise), per iteration.
     pub sections: Vec<ProfileRow>,
 }
@@ -315,6 +318,7 @@ pub fn forward(
         gpu_mem_mb: gpu_mem_mb(model.device()),
         threads: threads(),
         cpu_gemm: model.device().is_cpu() && crate::model::cpu_matmul::enabled(),
+        cpu_fused: model.device().is_cpu() && crate::model::cpu_infer::enabled(),
         sections,
     })
 }
