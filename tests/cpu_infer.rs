@@ -5,30 +5,12 @@
 //! norms). The transformers reference tests (`engine_hf.rs`) run with the kernels on.
 //!
 //! The only test binary that switches the kernels process-wide.
-use std::path::PathBuf;
-
-use candle_core::{Device, Tensor};
+use candle_core::Device;
 use steerlab::model::{cpu_infer, cpu_matmul, Batch, GenerateOptions, Hooks, LoadOptions, Model};
 
-fn fixture(arch: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/models")
-        .join(arch)
-}
-
-/// max |a - b| / max |b|.
-fn rel_err(a: &Tensor, b: &Tensor) -> f32 {
-    let d: f32 = (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar()
-        .unwrap();
-    let s: f32 = b.abs().unwrap().max_all().unwrap().to_scalar().unwrap();
-    d / s.max(1e-6)
-}
+#[path = "common/fixture_models.rs"]
+mod fixture_models;
+use fixture_models::{fixture, rel_err};
 
 #[test]
 fn model_logits_and_generation_match_with_the_fused_kernels_on_and_off() {

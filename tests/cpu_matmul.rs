@@ -2,10 +2,12 @@
 //! shapes that are not multiples of the tile sizes (6 x 16 tiles, k blocks of up to 768, m
 //! blocks of 512), with and without bias, for contiguous and strided inputs; and whole models with
 //! the kernel switched on and off (logits, greedy KV-cache generation).
-use std::path::PathBuf;
-
 use candle_core::{DType, Device, Tensor};
 use steerlab::model::cpu_matmul::{self, PackedLinear};
+
+#[path = "common/fixture_models.rs"]
+mod fixture_models;
+use fixture_models::{fixture, rel_err};
 use steerlab::model::{Batch, GenerateOptions, Hooks, LoadOptions, Model};
 
 /// A deterministic pseudo-random vector in [-1, 1) (splitmix64).
@@ -169,26 +171,6 @@ fn packed_gemm_rejects_bad_lengths() {
     let mut out = vec![f32::NAN; 6];
     p.matmul(&[], 2, &mut out).unwrap();
     assert_eq!(out, [1.0, 2.0, 3.0, 1.0, 2.0, 3.0]);
-}
-
-fn fixture(arch: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/models")
-        .join(arch)
-}
-
-/// max |a - b| / max |b|.
-fn rel_err(a: &Tensor, b: &Tensor) -> f32 {
-    let d: f32 = (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar()
-        .unwrap();
-    let s: f32 = b.abs().unwrap().max_all().unwrap().to_scalar().unwrap();
-    d / s.max(1e-6)
 }
 
 /// The only test here that switches the process-wide setting: the other tests call the

@@ -1,19 +1,15 @@
 //! The engine against HF transformers: tiny seeded random-init models of every supported
 //! family (fixtures from `scripts/make_model_fixtures.py`), comparing logits, every residual,
 //! a right-padded batch and greedy KV-cache generation.
-use std::collections::HashMap;
-use std::path::PathBuf;
-
 use candle_core::{DType, Device, Tensor};
+use std::collections::HashMap;
 use steerlab::model::{Batch, GenerateOptions, HookPoint, Hooks, LoadOptions, Model};
 
-const ARCHS: [&str; 5] = ["llama", "llama3", "mistral", "qwen2", "qwen3"];
+#[path = "common/fixture_models.rs"]
+mod fixture_models;
+use fixture_models::{fixture, rel_err};
 
-fn fixture(arch: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/models")
-        .join(arch)
-}
+const ARCHS: [&str; 5] = ["llama", "llama3", "mistral", "qwen2", "qwen3"];
 
 fn reference(arch: &str) -> HashMap<String, Tensor> {
     candle_core::safetensors::load(fixture(arch).join("reference.safetensors"), &Device::Cpu)
@@ -26,33 +22,6 @@ fn ids(t: &Tensor) -> Vec<u32> {
         .into_iter()
         .map(|x| x as u32)
         .collect()
-}
-
-/// max |a - b| / max |b|.
-fn rel_err(a: &Tensor, b: &Tensor) -> f32 {
-    let a = a.to_dtype(DType::F32).unwrap();
-    let b = b.to_dtype(DType::F32).unwrap();
-    assert_eq!(a.dims(), b.dims());
-    let diff: f32 = (&a - &b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar()
-        .unwrap();
-    let scale: f32 = b
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar()
-        .unwrap();
-    diff / scale.max(1e-6)
 }
 
 fn assert_close(what: &str, a: &Tensor, b: &Tensor, tol: f32) {

@@ -11,15 +11,14 @@
 //! (vectorised `exp`, other summation orders), checked in the tests below. Must not know
 //! about models, hooks or autograd.
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use candle_core::{DType, Device, Storage, Tensor};
 
-use super::cpu_matmul::{self, gemm_panels, AlignedBuf, NR};
+use super::cpu_matmul::{self, gemm_panels, AlignedBuf, Switch, NR};
 use super::{ModelError, Result};
 
-/// 0 = not decided yet, 1 = off, 2 = on.
-static ENABLED: AtomicU8 = AtomicU8::new(0);
+static ENABLED: Switch = Switch::new("STEERLAB_CPU_FUSED");
 
 /// Calls of [`attention`] that ran the fused kernel (for tests and profiling).
 static ATTENTION_CALLS: AtomicUsize = AtomicUsize::new(0);
@@ -32,22 +31,12 @@ pub fn attention_calls() -> usize {
 /// Whether the fused CPU kernels run: the CPU has AVX2 and FMA, unless switched off by
 /// [`set_enabled`] or `STEERLAB_CPU_FUSED=0` (read once).
 pub fn enabled() -> bool {
-    match ENABLED.load(Ordering::Relaxed) {
-        1 => false,
-        2 => true,
-        _ => {
-            let off = std::env::var("STEERLAB_CPU_FUSED").is_ok_and(|v| v.trim() == "0");
-            let on = cpu_matmul::supported() && !off;
-            ENABLED.store(if on { 2 } else { 1 }, Ordering::Relaxed);
-            on
-        }
-    }
+    ENABLED.get()
 }
 
 /// Switches the fused CPU kernels on or off for the whole process (A/B comparisons, tests).
 pub fn set_enabled(on: bool) {
-    let on = on && cpu_matmul::supported();
-    ENABLED.store(if on { 2 } else { 1 }, Ordering::Relaxed);
+    ENABLED.set(on);
 }
 
 /// Whether `t` is an f32 CPU tensor without gradient (what these kernels take).
@@ -61,22 +50,49 @@ const PAR_MIN_MACS: usize = 1 << 20;
 /// Elements per parallel chunk of the elementwise kernels.
 const EW_CHUNK: usize = 1 << 14;
 
-/// A read-only view of an f32 CPU tensor: its storage and layout, held for the call.
-struct View {
-    t: Tensor,
+/// Read access to f32 CPU tensors for one call: their storages held (read guards) so that their
+/// elements can be borrowed as slices.
+struct Reads<'a>(Vec<(candle_core::StorageRef<'a>, &'a candle_core::Layout)>);
+
+fn reads<'a>(ts: &[&'a Tensor]) -> Reads<'a> {
+    Reads(ts.iter().map(|t| t.storage_and_layout()).collect())
 }
 
-impl View {
-    /// Runs `f` on the tensor's elements (from its storage start) and its strides.
-    fn with<R>(&self, f: impl FnOnce(&[f32], usize, &[usize]) -> Result<R>) -> Result<R> {
-        let (storage, layout) = self.t.storage_and_layout();
-        let Storage::Cpu(cpu) = &*storage else {
+impl Reads<'_> {
+    /// Tensor `i`'s elements from its storage start, with its start offset and strides.
+    fn strided(&self, i: usize) -> Result<(&[f32], usize, &[usize])> {
+        let (storage, layout) = &self.0[i];
+        let Storage::Cpu(cpu) = &**storage else {
             return Err(ModelError::InvalidInput(
                 "cpu kernel: tensor is not on the CPU".into(),
             ));
         };
-        let data = cpu.as_slice::<f32>()?;
-        f(data, layout.start_offset(), layout.stride())
+        Ok((
+            cpu.as_slice::<f32>()?,
+            layout.start_offset(),
+            layout.stride(),
+        ))
+    }
+
+    /// Tensor `i`'s elements, which must be contiguous.
+    fn slice(&self, i: usize) -> Result<&[f32]> {
+        let (data, _, _) = self.strided(i)?;
+        match self.0[i].1.contiguous_offsets() {
+            Some((a, b)) => Ok(&data[a..b]),
+            None => Err(ModelError::InvalidInput(
+                "cpu kernel: tensor is not contiguous".into(),
+            )),
+        }
+    }
+}
+
+/// Rotary embedding ("rotate half") of one row read through `at`, times `scale`, into `dst`.
+fn rotate_half(at: impl Fn(usize) -> f32, cos: &[f32], sin: &[f32], scale: f32, dst: &mut [f32]) {
+    let half = cos.len();
+    for i in 0..half {
+        let (x1, x2) = (at(i), at(i + half));
+        dst[i] = (x1 * cos[i] - x2 * sin[i]) * scale;
+        dst[i + half] = (x2 * cos[i] + x1 * sin[i]) * scale;
     }
 }
 
@@ -140,143 +156,134 @@ pub(crate) fn attention(
     if out.is_empty() || s == 0 {
         return Ok(Some(Tensor::from_vec(out, (b, t, hq * d), &Device::Cpu)?));
     }
-    let cos = cos.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
-    let sin = sin.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+    let (cos, sin) = (cos.contiguous()?, sin.contiguous()?);
+    let mask = mask.map(|m| m.contiguous()).transpose()?;
+    let mut ins = vec![q, k, v, &cos, &sin];
+    ins.extend(mask.as_ref());
+    let held = reads(&ins);
+    let ((qd, qo, qs), (kd, ko, ks), (vd, vo, vs)) =
+        (held.strided(0)?, held.strided(1)?, held.strided(2)?);
+    let (cos, sin) = (held.slice(3)?, held.slice(4)?);
     let mask = match mask {
-        Some(m) => Some(m.contiguous()?.flatten_all()?.to_vec1::<f32>()?),
+        Some(_) => Some(held.slice(5)?),
         None => None,
     };
     let scale = 1.0 / (d as f32).sqrt();
-    let (qv, kv, vv) = (
-        View { t: q.clone() },
-        View { t: k.clone() },
-        View { t: v.clone() },
-    );
-    qv.with(|qd, qo, qs| {
-        kv.with(|kd, ko, ks| {
-            vv.with(|vd, vo, vs| {
-                let op = out.as_mut_ptr() as usize;
-                let task = |bg: usize| {
-                    let (bi, g) = (bg / hkv, bg % hkv);
-                    SCRATCH.with(|sc| {
-                        let mut sc = sc.borrow_mut();
-                        let [kp, vp, qb, sb] = &mut *sc;
-                        // Keys packed as a GEMM weight [S, D] (panels of NR keys), values as the
-                        // weight of `P V` ([D, S]: panels of NR value columns).
-                        kp.reset(s.div_ceil(NR) * d * NR);
-                        vp.reset(d.div_ceil(NR) * s * NR);
-                        let kps = kp.as_mut_slice();
-                        kps.fill(0.0);
-                        let kbase = ko + bi * ks[0] + g * ks[1];
-                        for si in 0..s {
-                            let (p, j) = (si / NR, si % NR);
-                            for di in 0..d {
-                                kps[(p * d + di) * NR + j] = kd[kbase + si * ks[2] + di * ks[3]];
-                            }
-                        }
-                        let vps = vp.as_mut_slice();
-                        vps.fill(0.0);
-                        let vbase = vo + bi * vs[0] + g * vs[1];
-                        for si in 0..s {
-                            for di in 0..d {
-                                let (p, j) = (di / NR, di % NR);
-                                vps[(p * s + si) * NR + j] = vd[vbase + si * vs[2] + di * vs[3]];
-                            }
-                        }
-                        qb.reset(t * d);
-                        sb.reset(ROW_BLOCK.min(t) * s);
-                        let lims: Vec<usize> = (0..t)
-                            .map(|ti| match &mask {
-                                Some(m) => key_limit(&m[(bi * t + ti) * s..(bi * t + ti + 1) * s]),
-                                None => s,
-                            })
-                            .collect();
-                        for r in 0..rep {
-                            let h = g * rep + r;
-                            let qbs = qb.as_mut_slice();
-                            let qbase = qo + bi * qs[0] + h * qs[1];
-                            for ti in 0..t {
-                                let row = &mut qbs[ti * d..(ti + 1) * d];
-                                let at = |di: usize| qd[qbase + ti * qs[2] + di * qs[3]];
-                                for i in 0..half {
-                                    let (c, sn) = (cos[ti * half + i], sin[ti * half + i]);
-                                    let (x1, x2) = (at(i), at(i + half));
-                                    row[i] = (x1 * c - x2 * sn) * scale;
-                                    row[i + half] = (x2 * c + x1 * sn) * scale;
-                                }
-                            }
-                            let scores = sb.as_mut_slice();
-                            for r0 in (0..t).step_by(ROW_BLOCK) {
-                                let r1 = (r0 + ROW_BLOCK).min(t);
-                                // Keys past every row's last unmasked key (the causal
-                                // future) are neither scored nor summed.
-                                let kl = lims[r0..r1].iter().copied().max().unwrap_or(s);
-                                let rows = r1 - r0;
-                                // SAFETY: qb holds t rows of d floats; kp is the aligned packed
-                                // [S, D] weight (kl <= s keys); scores holds ROW_BLOCK rows of
-                                // s floats (one row block); AVX2/FMA were checked by `enabled`.
-                                unsafe {
-                                    gemm_panels(
-                                        qb.as_slice().as_ptr().add(r0 * d),
-                                        d,
-                                        rows,
-                                        d,
-                                        kp.as_slice().as_ptr(),
-                                        d,
-                                        kl,
-                                        None,
-                                        scores.as_mut_ptr(),
-                                        s,
-                                        0..kl.div_ceil(NR),
-                                    )
-                                };
-                                for ti in r0..r1 {
-                                    let row = &mut scores[(ti - r0) * s..(ti - r0) * s + kl];
-                                    if let Some(m) = &mask {
-                                        let mrow = &m[(bi * t + ti) * s..(bi * t + ti) * s + kl];
-                                        for (x, &mv) in row.iter_mut().zip(mrow) {
-                                            *x += mv;
-                                        }
-                                    }
-                                    softmax_row(row);
-                                }
-                                // SAFETY: scores holds this block's rows, first kl floats at
-                                // stride s;
-                                // vp is the aligned packed [D, S] weight (first kl of s steps
-                                // used); the output rows of (bi, h) are d floats at stride
-                                // hq * d, written by this task only (each task owns the heads
-                                // of one (batch, key/value head) pair).
-                                unsafe {
-                                    let o = (op as *mut f32).add((bi * t + r0) * hq * d + h * d);
-                                    gemm_panels(
-                                        scores.as_ptr(),
-                                        s,
-                                        rows,
-                                        kl,
-                                        vp.as_slice().as_ptr(),
-                                        s,
-                                        d,
-                                        None,
-                                        o,
-                                        hq * d,
-                                        0..d.div_ceil(NR),
-                                    )
-                                };
-                            }
-                        }
-                    });
-                };
-                let tasks = b * hkv;
-                if 2 * b * hq * t * s * d < PAR_MIN_MACS {
-                    (0..tasks).for_each(&task);
-                } else {
-                    candle_core::utils::barrier_pool()
-                        .execute_chunked(tasks, |range| range.for_each(&task));
+    let op = out.as_mut_ptr() as usize;
+    let task = |bg: usize| {
+        let (bi, g) = (bg / hkv, bg % hkv);
+        SCRATCH.with(|sc| {
+            let mut sc = sc.borrow_mut();
+            let [kp, vp, qb, sb] = &mut *sc;
+            // Keys packed as a GEMM weight [S, D] (panels of NR keys), values as the
+            // weight of `P V` ([D, S]: panels of NR value columns).
+            kp.reset(s.div_ceil(NR) * d * NR);
+            vp.reset(d.div_ceil(NR) * s * NR);
+            let kps = kp.as_mut_slice();
+            kps.fill(0.0);
+            let kbase = ko + bi * ks[0] + g * ks[1];
+            for si in 0..s {
+                let (p, j) = (si / NR, si % NR);
+                for di in 0..d {
+                    kps[(p * d + di) * NR + j] = kd[kbase + si * ks[2] + di * ks[3]];
                 }
-                Ok(())
-            })
-        })
-    })?;
+            }
+            let vps = vp.as_mut_slice();
+            vps.fill(0.0);
+            let vbase = vo + bi * vs[0] + g * vs[1];
+            for si in 0..s {
+                for di in 0..d {
+                    let (p, j) = (di / NR, di % NR);
+                    vps[(p * s + si) * NR + j] = vd[vbase + si * vs[2] + di * vs[3]];
+                }
+            }
+            qb.reset(t * d);
+            sb.reset(ROW_BLOCK.min(t) * s);
+            let lims: Vec<usize> = (0..t)
+                .map(|ti| match mask {
+                    Some(m) => key_limit(&m[(bi * t + ti) * s..(bi * t + ti + 1) * s]),
+                    None => s,
+                })
+                .collect();
+            for r in 0..rep {
+                let h = g * rep + r;
+                let qbs = qb.as_mut_slice();
+                let qbase = qo + bi * qs[0] + h * qs[1];
+                for ti in 0..t {
+                    let (c, sn) = (
+                        &cos[ti * half..(ti + 1) * half],
+                        &sin[ti * half..(ti + 1) * half],
+                    );
+                    let at = |di: usize| qd[qbase + ti * qs[2] + di * qs[3]];
+                    rotate_half(at, c, sn, scale, &mut qbs[ti * d..(ti + 1) * d]);
+                }
+                let scores = sb.as_mut_slice();
+                for r0 in (0..t).step_by(ROW_BLOCK) {
+                    let r1 = (r0 + ROW_BLOCK).min(t);
+                    // Keys past every row's last unmasked key (the causal
+                    // future) are neither scored nor summed.
+                    let kl = lims[r0..r1].iter().copied().max().unwrap_or(s);
+                    let rows = r1 - r0;
+                    // SAFETY: qb holds t rows of d floats; kp is the aligned packed
+                    // [S, D] weight (kl <= s keys); scores holds ROW_BLOCK rows of
+                    // s floats (one row block); AVX2/FMA were checked by `enabled`.
+                    unsafe {
+                        gemm_panels(
+                            qb.as_slice().as_ptr().add(r0 * d),
+                            d,
+                            rows,
+                            d,
+                            kp.as_slice().as_ptr(),
+                            d,
+                            kl,
+                            None,
+                            scores.as_mut_ptr(),
+                            s,
+                            0..kl.div_ceil(NR),
+                        )
+                    };
+                    for ti in r0..r1 {
+                        let row = &mut scores[(ti - r0) * s..(ti - r0) * s + kl];
+                        if let Some(m) = mask {
+                            let mrow = &m[(bi * t + ti) * s..(bi * t + ti) * s + kl];
+                            for (x, &mv) in row.iter_mut().zip(mrow) {
+                                *x += mv;
+                            }
+                        }
+                        softmax_row(row);
+                    }
+                    // SAFETY: scores holds this block's rows, first kl floats at
+                    // stride s;
+                    // vp is the aligned packed [D, S] weight (first kl of s steps
+                    // used); the output rows of (bi, h) are d floats at stride
+                    // hq * d, written by this task only (each task owns the heads
+                    // of one (batch, key/value head) pair).
+                    unsafe {
+                        let o = (op as *mut f32).add((bi * t + r0) * hq * d + h * d);
+                        gemm_panels(
+                            scores.as_ptr(),
+                            s,
+                            rows,
+                            kl,
+                            vp.as_slice().as_ptr(),
+                            s,
+                            d,
+                            None,
+                            o,
+                            hq * d,
+                            0..d.div_ceil(NR),
+                        )
+                    };
+                }
+            }
+        });
+    };
+    let tasks = b * hkv;
+    if 2 * b * hq * t * s * d < PAR_MIN_MACS {
+        (0..tasks).for_each(&task);
+    } else {
+        candle_core::utils::barrier_pool().execute_chunked(tasks, |range| range.for_each(&task));
+    }
     ATTENTION_CALLS.fetch_add(1, Ordering::Relaxed);
     Ok(Some(Tensor::from_vec(out, (b, t, hq * d), &Device::Cpu)?))
 }
@@ -293,26 +300,20 @@ pub(crate) fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Option<Tens
     if d % 2 != 0 || cos.dims2()? != (t, half) || sin.dims2()? != (t, half) {
         return Ok(None);
     }
-    let cos = cos.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
-    let sin = sin.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+    let (cos, sin) = (cos.contiguous()?, sin.contiguous()?);
+    let held = reads(&[x, &cos, &sin]);
+    let (xd, xo, xs) = held.strided(0)?;
+    let (cos, sin) = (held.slice(1)?, held.slice(2)?);
     let mut out = vec![0f32; b * h * t * d];
-    View { t: x.clone() }.with(|xd, xo, xs| {
-        for (row, dst) in out.chunks_exact_mut(d).enumerate() {
-            let (bh, ti) = (row / t, row % t);
-            let base = xo + (bh / h) * xs[0] + (bh % h) * xs[1] + ti * xs[2];
-            let at = |di: usize| xd[base + di * xs[3]];
-            let (c, sn) = (
-                &cos[ti * half..(ti + 1) * half],
-                &sin[ti * half..(ti + 1) * half],
-            );
-            for i in 0..half {
-                let (x1, x2) = (at(i), at(i + half));
-                dst[i] = x1 * c[i] - x2 * sn[i];
-                dst[i + half] = x1 * sn[i] + x2 * c[i];
-            }
-        }
-        Ok(())
-    })?;
+    for (row, dst) in out.chunks_exact_mut(d).enumerate() {
+        let (bh, ti) = (row / t, row % t);
+        let base = xo + (bh / h) * xs[0] + (bh % h) * xs[1] + ti * xs[2];
+        let (c, sn) = (
+            &cos[ti * half..(ti + 1) * half],
+            &sin[ti * half..(ti + 1) * half],
+        );
+        rotate_half(|di| xd[base + di * xs[3]], c, sn, 1.0, dst);
+    }
     Ok(Some(Tensor::from_vec(out, (b, h, t, d), &Device::Cpu)?))
 }
 
@@ -352,36 +353,6 @@ fn exp_shifted(x: &mut [f32], shift: f32, sum: &mut f32) {
         *v = (*v - shift).exp();
         *sum += *v;
     }
-}
-
-/// `silu(gate) * up` elementwise (`silu(x) = x / (1 + exp(-x))`), for equal-shaped f32 CPU
-/// tensors without gradient; `None` where that does not hold or the kernels are off.
-pub(crate) fn silu_mul(gate: &Tensor, up: &Tensor) -> Result<Option<Tensor>> {
-    if !enabled() || !applies(gate) || !applies(up) || gate.dims() != up.dims() {
-        return Ok(None);
-    }
-    let (g, u) = (gate.contiguous()?, up.contiguous()?);
-    let n = g.elem_count();
-    let mut out = vec![0f32; n];
-    View { t: g.clone() }.with(|gd, go, _| {
-        View { t: u.clone() }.with(|ud, uo, _| {
-            let (gs, us) = (&gd[go..go + n], &ud[uo..uo + n]);
-            let op = out.as_mut_ptr() as usize;
-            let run = |range: std::ops::Range<usize>| {
-                for c in range {
-                    let (lo, hi) = (c * EW_CHUNK, ((c + 1) * EW_CHUNK).min(n));
-                    // SAFETY: chunks are disjoint and inside `out` (n floats).
-                    let dst = unsafe {
-                        std::slice::from_raw_parts_mut((op as *mut f32).add(lo), hi - lo)
-                    };
-                    silu_mul_slice(&gs[lo..hi], &us[lo..hi], dst);
-                }
-            };
-            par_chunks(n.div_ceil(EW_CHUNK), n, run);
-            Ok(())
-        })
-    })?;
-    Ok(Some(Tensor::from_vec(out, g.dims(), &Device::Cpu)?))
 }
 
 /// The [`PackedGateUp`] epilogue: for each of `mr` rows of an `NR`-wide tile (gate in lanes
@@ -519,53 +490,51 @@ impl PackedGateUp {
         }
         let xc = x.contiguous()?;
         let mut out: Vec<f32> = Vec::with_capacity(m * n);
-        View { t: xc }.with(|xd, xo, _| {
-            let xs = &xd[xo..xo + m * k];
-            let op = out.as_mut_ptr() as usize;
-            let panels = n.div_ceil(GU);
-            let run = |range: std::ops::Range<usize>| {
-                let mut tmp = [0f32; 6 * NR];
-                for p in range {
-                    let cols = GU.min(n - p * GU);
-                    // SAFETY: panel p lies inside the packed buffer; the bias has NR floats
-                    // per panel.
-                    let w = unsafe { self.data.as_slice().as_ptr().add(p * k * NR) };
-                    let b = self.bias.as_ref().map(|b| b[p * NR..].as_ptr());
-                    for i in (0..m).step_by(6) {
-                        let mr = 6.min(m - i);
-                        // SAFETY: rows i..i+mr of x (k floats each) and the mr x NR tile are in
-                        // bounds; AVX2/FMA were checked by `enabled`.
-                        unsafe {
-                            gemm_panels(
-                                xs.as_ptr().add(i * k),
-                                k,
-                                mr,
-                                k,
-                                w,
-                                k,
-                                NR,
-                                b,
-                                tmp.as_mut_ptr(),
-                                NR,
-                                0..1,
-                            )
-                        };
-                        // SAFETY: columns p*GU..p*GU+cols of rows i..i+mr belong to this
-                        // panel only (one thread per panel); every element of `out` is
-                        // written exactly once over all panels and rows.
-                        unsafe {
-                            silu_mul_tile(&tmp, mr, cols, (op as *mut f32).add(i * n + p * GU), n)
-                        };
-                    }
+        let held = reads(&[&xc]);
+        let xs = held.slice(0)?;
+        let op = out.as_mut_ptr() as usize;
+        let panels = n.div_ceil(GU);
+        let run = |range: std::ops::Range<usize>| {
+            let mut tmp = [0f32; 6 * NR];
+            for p in range {
+                let cols = GU.min(n - p * GU);
+                // SAFETY: panel p lies inside the packed buffer; the bias has NR floats
+                // per panel.
+                let w = unsafe { self.data.as_slice().as_ptr().add(p * k * NR) };
+                let b = self.bias.as_ref().map(|b| b[p * NR..].as_ptr());
+                for i in (0..m).step_by(6) {
+                    let mr = 6.min(m - i);
+                    // SAFETY: rows i..i+mr of x (k floats each) and the mr x NR tile are in
+                    // bounds; AVX2/FMA were checked by `enabled`.
+                    unsafe {
+                        gemm_panels(
+                            xs.as_ptr().add(i * k),
+                            k,
+                            mr,
+                            k,
+                            w,
+                            k,
+                            NR,
+                            b,
+                            tmp.as_mut_ptr(),
+                            NR,
+                            0..1,
+                        )
+                    };
+                    // SAFETY: columns p*GU..p*GU+cols of rows i..i+mr belong to this
+                    // panel only (one thread per panel); every element of `out` is
+                    // written exactly once over all panels and rows.
+                    unsafe {
+                        silu_mul_tile(&tmp, mr, cols, (op as *mut f32).add(i * n + p * GU), n)
+                    };
                 }
-            };
-            if m * n * k < PAR_MIN_MACS {
-                run(0..panels);
-            } else {
-                candle_core::utils::barrier_pool().execute_chunked(panels, run);
             }
-            Ok(())
-        })?;
+        };
+        if m * n * k < PAR_MIN_MACS {
+            run(0..panels);
+        } else {
+            candle_core::utils::barrier_pool().execute_chunked(panels, run);
+        }
         // SAFETY: the loops above wrote all m * n elements.
         unsafe { out.set_len(m * n) };
         Ok(Some(Tensor::from_vec(out, dims, &Device::Cpu)?))
@@ -611,53 +580,41 @@ pub(crate) fn add_rms_norm(
     let mut sum: Vec<f32> = Vec::with_capacity(if rc.is_some() { n } else { 0 });
     let mut out: Vec<f32> = Vec::with_capacity(n);
     let (sp, op) = (sum.as_mut_ptr() as usize, out.as_mut_ptr() as usize);
-    View { t: xc.clone() }.with(|xd, xo, _| {
-        let xs = &xd[xo..xo + n];
-        let body = |rs: Option<&[f32]>| {
-            let rows_per = (EW_CHUNK / dim).max(1);
-            let run = |range: std::ops::Range<usize>| {
-                for c in range {
-                    for r in c * rows_per..((c + 1) * rows_per).min(rows) {
-                        let x = &xs[r * dim..(r + 1) * dim];
-                        // SAFETY: row r of `out` (and of `sum`) is written by this chunk only,
-                        // and every row is written.
-                        let dst = unsafe {
-                            std::slice::from_raw_parts_mut((op as *mut f32).add(r * dim), dim)
+    let mut ins = vec![&xc];
+    ins.extend(rc.as_ref());
+    let held = reads(&ins);
+    let xs = held.slice(0)?;
+    let rs = match rc {
+        Some(_) => Some(held.slice(1)?),
+        None => None,
+    };
+    let rows_per = (EW_CHUNK / dim).max(1);
+    let run = |range: std::ops::Range<usize>| {
+        for c in range {
+            for r in c * rows_per..((c + 1) * rows_per).min(rows) {
+                let x = &xs[r * dim..(r + 1) * dim];
+                // SAFETY: row r of `out` (and of `sum`) is written by this chunk only,
+                // and every row is written.
+                let dst =
+                    unsafe { std::slice::from_raw_parts_mut((op as *mut f32).add(r * dim), dim) };
+                match rs {
+                    Some(rs) => {
+                        // SAFETY: as above, for `sum` (capacity n when a residual is given).
+                        let srow = unsafe {
+                            std::slice::from_raw_parts_mut((sp as *mut f32).add(r * dim), dim)
                         };
-                        match rs {
-                            Some(rs) => {
-                                // SAFETY: as above, for `sum` (capacity n when a residual is given).
-                                let srow = unsafe {
-                                    std::slice::from_raw_parts_mut(
-                                        (sp as *mut f32).add(r * dim),
-                                        dim,
-                                    )
-                                };
-                                for ((o, &a), &b) in
-                                    srow.iter_mut().zip(x).zip(&rs[r * dim..(r + 1) * dim])
-                                {
-                                    *o = a + b;
-                                }
-                                rms_row(srow, &w, eps as f32, dst);
-                            }
-                            None => rms_row(x, &w, eps as f32, dst),
+                        for ((o, &a), &b) in srow.iter_mut().zip(x).zip(&rs[r * dim..(r + 1) * dim])
+                        {
+                            *o = a + b;
                         }
+                        rms_row(srow, &w, eps as f32, dst);
                     }
+                    None => rms_row(x, &w, eps as f32, dst),
                 }
-            };
-            par_chunks(rows.div_ceil(rows_per), n, run);
-        };
-        match &rc {
-            Some(rc) => View { t: rc.clone() }.with(|rd, ro, _| {
-                body(Some(&rd[ro..ro + n]));
-                Ok(())
-            }),
-            None => {
-                body(None);
-                Ok(())
             }
         }
-    })?;
+    };
+    par_chunks(rows.div_ceil(rows_per), n, run);
     // SAFETY: every row of `out` (and of `sum` with a residual) was written above.
     unsafe {
         out.set_len(n);
@@ -665,6 +622,7 @@ pub(crate) fn add_rms_norm(
             sum.set_len(n);
         }
     }
+    drop(held);
     let normed = Tensor::from_vec(out, xc.dims(), &Device::Cpu)?;
     let sum = match rc {
         Some(_) => Tensor::from_vec(sum, xc.dims(), &Device::Cpu)?,
@@ -859,6 +817,14 @@ mod tests {
         Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
     }
 
+    /// RoPE tables (base 10 000) for `t` positions from `offset`, head width `d`.
+    fn rope_tables(d: usize, offset: usize, t: usize) -> (Tensor, Tensor) {
+        let inv: Vec<f64> = (0..d / 2)
+            .map(|i| 1.0 / 10000f64.powf(2.0 * i as f64 / d as f64))
+            .collect();
+        ops::rope_tables(&inv, offset, t, DType::F32, &Device::Cpu).unwrap()
+    }
+
     /// The composed reference: RoPE on q, then the candle attention of `ops`.
     fn reference(
         q: &Tensor,
@@ -892,10 +858,7 @@ mod tests {
             let q = randn(&[b, t, hq, d], 1).transpose(1, 2).unwrap();
             let k = randn(&[b, hkv, s, d], 2);
             let v = randn(&[b, s, hkv, d], 3).transpose(1, 2).unwrap();
-            let inv: Vec<f64> = (0..d / 2)
-                .map(|i| 1.0 / 10000f64.powf(2.0 * i as f64 / d as f64))
-                .collect();
-            let (cos, sin) = ops::rope_tables(&inv, off, t, DType::F32, &Device::Cpu).unwrap();
+            let (cos, sin) = rope_tables(d, off, t);
             // Causal plus one padded key in the first row of the batch.
             let valid: Vec<Vec<bool>> = (0..b)
                 .map(|bi| (0..s).map(|si| bi != 0 || si != 1).collect())
@@ -923,10 +886,7 @@ mod tests {
         set_enabled(true);
         let (b, h, t, d) = (2, 3, 7, 16);
         let x = randn(&[b, t, h, d], 14).transpose(1, 2).unwrap();
-        let inv: Vec<f64> = (0..d / 2)
-            .map(|i| 1.0 / 10000f64.powf(2.0 * i as f64 / d as f64))
-            .collect();
-        let (cos, sin) = ops::rope_tables(&inv, 5, t, DType::F32, &Device::Cpu).unwrap();
+        let (cos, sin) = rope_tables(d, 5, t);
         let want = ops::rope(&x, &cos, &sin, OpMode::Composed).unwrap();
         let got = rope(&x, &cos, &sin).unwrap().unwrap();
         assert!(got.is_contiguous());
@@ -934,7 +894,7 @@ mod tests {
     }
 
     #[test]
-    fn silu_mul_and_rms_norm_match_candle() {
+    fn silu_mul_slice_and_rms_norm_match_candle() {
         if !cpu_matmul::supported() {
             return;
         }
@@ -943,7 +903,13 @@ mod tests {
             let g = (randn(&[n], 4) * 6.0).unwrap();
             let u = randn(&[n], 5);
             let want = (g.silu().unwrap() * &u).unwrap();
-            let got = silu_mul(&g, &u).unwrap().unwrap();
+            let mut out = vec![0f32; n];
+            silu_mul_slice(
+                &g.to_vec1::<f32>().unwrap(),
+                &u.to_vec1::<f32>().unwrap(),
+                &mut out,
+            );
+            let got = Tensor::from_vec(out, n, &Device::Cpu).unwrap();
             assert!(max_diff(&got, &want) < 1e-5, "silu n={n}");
         }
         for (rows, dim) in [(3usize, 5usize), (300, 576), (2, 1000)] {

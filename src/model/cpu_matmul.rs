@@ -11,6 +11,7 @@
 //! no gradient; everything else (gradients, GPU, f16/bf16/f64, CPUs without AVX2/FMA) keeps
 //! candle's matmul. Must not know about models, hooks or autograd.
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::sync::OnceLock;
 
 use candle_core::{DType, Device, Storage, Tensor};
 
@@ -31,44 +32,71 @@ const MC: usize = 512;
 /// `STEERLAB_CPU_GEMM_PAR_MIN`, read once, for tuning).
 const PAR_MIN_MACS: usize = 1 << 21;
 
-/// The `k` block length: [`KC_MAX`] unless `STEERLAB_CPU_GEMM_KC` says otherwise (read once,
-/// for tuning).
-fn kc_max() -> usize {
-    static V: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *V.get_or_init(|| {
-        std::env::var("STEERLAB_CPU_GEMM_KC")
+/// A tuning value read once from the environment variable `var` (ignored below `min`).
+fn tuning(cell: &'static OnceLock<usize>, var: &str, default: usize, min: usize) -> usize {
+    *cell.get_or_init(|| {
+        std::env::var(var)
             .ok()
             .and_then(|v| v.trim().parse().ok())
-            .filter(|&v: &usize| v > 0)
-            .unwrap_or(KC_MAX)
+            .filter(|&v| v >= min)
+            .unwrap_or(default)
     })
 }
 
-/// The `m` block length: [`MC`] unless `STEERLAB_CPU_GEMM_MC` says otherwise (read once,
-/// for tuning).
+/// The `k` block length: [`KC_MAX`] unless `STEERLAB_CPU_GEMM_KC` says otherwise.
+fn kc_max() -> usize {
+    static V: OnceLock<usize> = OnceLock::new();
+    tuning(&V, "STEERLAB_CPU_GEMM_KC", KC_MAX, 1)
+}
+
+/// The `m` block length: [`MC`] unless `STEERLAB_CPU_GEMM_MC` says otherwise.
 fn mc() -> usize {
-    static V: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *V.get_or_init(|| {
-        std::env::var("STEERLAB_CPU_GEMM_MC")
-            .ok()
-            .and_then(|v| v.trim().parse().ok())
-            .filter(|&v: &usize| v > 0)
-            .unwrap_or(MC)
-    })
+    static V: OnceLock<usize> = OnceLock::new();
+    tuning(&V, "STEERLAB_CPU_GEMM_MC", MC, 1)
 }
 
 fn par_min() -> usize {
-    static V: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *V.get_or_init(|| {
-        std::env::var("STEERLAB_CPU_GEMM_PAR_MIN")
-            .ok()
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(PAR_MIN_MACS)
-    })
+    static V: OnceLock<usize> = OnceLock::new();
+    tuning(&V, "STEERLAB_CPU_GEMM_PAR_MIN", PAR_MIN_MACS, 0)
 }
 
-/// 0 = not decided yet, 1 = off, 2 = on.
-static ENABLED: AtomicU8 = AtomicU8::new(0);
+/// A process-wide on/off switch for CPU kernels: on where [`supported`], unless the environment
+/// variable `var` is `0` (read on first use) or [`Switch::set`] says otherwise.
+pub(crate) struct Switch {
+    /// 0 = not decided yet, 1 = off, 2 = on.
+    state: AtomicU8,
+    var: &'static str,
+}
+
+impl Switch {
+    pub(crate) const fn new(var: &'static str) -> Self {
+        Self {
+            state: AtomicU8::new(0),
+            var,
+        }
+    }
+
+    pub(crate) fn get(&self) -> bool {
+        match self.state.load(Ordering::Relaxed) {
+            1 => false,
+            2 => true,
+            _ => {
+                let off = std::env::var(self.var).is_ok_and(|v| v.trim() == "0");
+                let on = supported() && !off;
+                self.state.store(if on { 2 } else { 1 }, Ordering::Relaxed);
+                on
+            }
+        }
+    }
+
+    /// Switching on has no effect on a CPU without AVX2/FMA.
+    pub(crate) fn set(&self, on: bool) {
+        let on = on && supported();
+        self.state.store(if on { 2 } else { 1 }, Ordering::Relaxed);
+    }
+}
+
+static ENABLED: Switch = Switch::new("STEERLAB_CPU_GEMM");
 
 /// Calls of [`PackedLinear::forward`] that ran the kernel (for tests and profiling).
 static FORWARD_CALLS: AtomicUsize = AtomicUsize::new(0);
@@ -93,23 +121,13 @@ pub fn supported() -> bool {
 /// Whether inference linear layers use the packed kernel: [`supported`], unless switched off
 /// by [`set_enabled`] or the environment variable `STEERLAB_CPU_GEMM=0` (read once).
 pub fn enabled() -> bool {
-    match ENABLED.load(Ordering::Relaxed) {
-        1 => false,
-        2 => true,
-        _ => {
-            let off = std::env::var("STEERLAB_CPU_GEMM").is_ok_and(|v| v.trim() == "0");
-            let on = supported() && !off;
-            ENABLED.store(if on { 2 } else { 1 }, Ordering::Relaxed);
-            on
-        }
-    }
+    ENABLED.get()
 }
 
 /// Switches the packed kernel on or off for the whole process (for A/B comparisons and
 /// tests; switching on has no effect on a CPU without AVX2/FMA).
 pub fn set_enabled(on: bool) {
-    let on = on && supported();
-    ENABLED.store(if on { 2 } else { 1 }, Ordering::Relaxed);
+    ENABLED.set(on);
 }
 
 /// A 32-byte aligned f32 buffer (so panel loads are aligned AVX loads).

@@ -296,17 +296,9 @@ impl Mlp {
                 return self.down.forward_mode(&h, mode);
             }
         }
-        let g = self.gate.forward_mode(x, mode)?;
+        let g = self.gate.forward_mode(x, mode)?.silu()?;
         let u = self.up.forward_mode(x, mode)?;
-        let fused = match mode {
-            OpMode::Fused => cpu_infer::silu_mul(&g, &u)?,
-            _ => None,
-        };
-        let h = match fused {
-            Some(h) => h,
-            None => (g.silu()? * u)?,
-        };
-        self.down.forward_mode(&h, mode)
+        self.down.forward_mode(&(g * u)?, mode)
     }
 
     /// `silu(gate(x)) * up(x)` by the fused CPU kernel, or `None` where it does not apply.
