@@ -1,8 +1,10 @@
 //! GGUF control vectors checked by an independent reader/writer: llama.cpp's Python `gguf`
-//! package via `scripts/check_gguf_vector.py` (python3 + gguf are required, as in CI).
+//! package via `scripts/check_gguf_vector.py`, run by the Python that `scripts/pyenv.sh` makes
+//! on first use in the steerlab cache (only Python 3 itself must be installed).
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::OnceLock;
 
 use steerlab::steer::gguf::{export_control_vector, import_control_vector};
 use steerlab::steer::{SteeringVector, VectorMeta};
@@ -13,13 +15,30 @@ fn script() -> std::path::PathBuf {
         .join("check_gguf_vector.py")
 }
 
+/// The interpreter with `gguf` installed (`scripts/pyenv.sh` creates it once, then reuses it).
+fn python() -> &'static Path {
+    static PY: OnceLock<PathBuf> = OnceLock::new();
+    PY.get_or_init(|| {
+        let out = Command::new("bash")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/pyenv.sh"))
+            .output()
+            .expect("bash must be installed to prepare the Python readers");
+        assert!(
+            out.status.success(),
+            "scripts/pyenv.sh could not prepare the Python readers:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+    })
+}
+
 fn run_script(args: &[&Path], mode: &str) {
-    let out = Command::new("python3")
+    let out = Command::new(python())
         .arg(script())
         .arg(mode)
         .args(args)
         .output()
-        .expect("python3 must be installed to run this test (with `pip install gguf`)");
+        .expect("the Python from scripts/pyenv.sh could not be started");
     assert!(
         out.status.success(),
         "check_gguf_vector.py {mode} failed:\n{}{}",
@@ -60,7 +79,7 @@ fn exported_gguf_is_read_by_the_python_gguf_package() {
     let mut wrong = layers.clone();
     wrong.get_mut(&14).unwrap()[3] += 0.5;
     std::fs::write(&spec, spec_json("llama", &wrong)).unwrap();
-    let out = Command::new("python3")
+    let out = Command::new(python())
         .arg(script())
         .arg("check")
         .arg(&gguf_path)
