@@ -324,6 +324,9 @@ fn export(a: ExportArgs) -> Result<()> {
         bail!("unknown export format `{}` (supported: gguf)", a.format);
     }
     let v = SteeringVector::load_any(&a.vector)?;
+    if let Some(change) = gguf::llama_cpp_positions_change(&v) {
+        eprintln!("warning: {change}");
+    }
     gguf::export_control_vector(&v, &a.model_hint, &a.out)?;
     println!(
         "wrote {} ({} directions, width {}; layers.N → direction.N, the output of block N as llama.cpp numbers it)",

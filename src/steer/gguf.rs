@@ -13,6 +13,15 @@
 //! exported. repeng uses the same numbering (its `direction.{layer}` is read from
 //! `hidden_states[layer + 1]`, the output of block `layer`).
 //!
+//! Positions: llama.cpp adds a control vector at every token position, prompt included, and has
+//! no key for anything else. So a `.gguf` control vector always means positions `all`: the export
+//! writes `steerlab.positions = all` (with a `steerlab.note` and a warning from
+//! [`llama_cpp_positions_change`] when the vector was meant for other positions, as CAA's
+//! `generated`), and an import is `all` whatever the file says, so one file behaves one way in
+//! both tools. llama.cpp's own `cvector-generator` names the direction measured at the output of
+//! block `N-1` `direction.N` (its files carry `controlvector.layer_count` as an i32, repeng's and
+//! steerlab's as a u32); such an import keeps llama.cpp's placement and says so in its note.
+//!
 //! This module only reads and writes files; it has no model code.
 use super::error::{bad, io_err, Result, SteerError};
 use super::vector::{write_atomic, SteeringVector, VectorMeta};
@@ -24,6 +33,10 @@ const VERSION: u32 = 3;
 const ALIGNMENT: usize = 32;
 const GGML_TYPE_F32: u32 = 0;
 const GGML_TYPE_F16: u32 = 1;
+/// Deepest nesting of metadata arrays accepted (llama.cpp's writers never nest).
+const MAX_ARRAY_DEPTH: usize = 4;
+/// Most dimensions a GGML tensor has.
+const GGML_MAX_DIMS: u32 = 4;
 
 // GGUF metadata value types.
 const T_U8: u32 = 0;
@@ -62,6 +75,11 @@ pub fn export_control_vector(v: &SteeringVector, model_hint: &str, path: &Path) 
         )));
     }
     let m = &v.meta;
+    let note = match (llama_cpp_positions_change(v), m.note.is_empty()) {
+        (Some(change), true) => change,
+        (Some(change), false) => format!("{} {change}", m.note),
+        (None, _) => m.note.clone(),
+    };
     let mut kv: Vec<(&str, Value)> = vec![
         ("general.architecture", Value::Str("controlvector".into())),
         (
@@ -75,13 +93,16 @@ pub fn export_control_vector(v: &SteeringVector, model_hint: &str, path: &Path) 
         ("steerlab.method", Value::Str(m.method.clone())),
         ("steerlab.model", Value::Str(m.model.clone())),
         ("steerlab.site", Value::Str(m.site.clone())),
-        ("steerlab.positions", Value::Str(m.positions.clone())),
+        ("steerlab.positions", Value::Str("all".into())),
         ("steerlab.objective", Value::Str(m.objective.clone())),
         ("steerlab.dataset", Value::Str(m.dataset.clone())),
         ("steerlab.created", Value::Str(m.created.clone())),
     ];
     if let Some(b) = m.beta {
         kv.push(("steerlab.beta", Value::Str(b.to_string())));
+    }
+    if !note.is_empty() {
+        kv.push(("steerlab.note", Value::Str(note)));
     }
     let mut out = Vec::new();
     out.extend_from_slice(MAGIC);
@@ -119,6 +140,29 @@ pub fn export_control_vector(v: &SteeringVector, model_hint: &str, path: &Path) 
         pad_to(&mut out, ALIGNMENT);
     }
     write_atomic(path, &out)
+}
+
+/// What changes when `v` becomes a llama.cpp control vector, which is added at every position
+/// (prompt included): `None` when `v` is already meant for all positions, else a warning that
+/// names the positions it was made for and what applying it everywhere changes.
+pub fn llama_cpp_positions_change(v: &SteeringVector) -> Option<String> {
+    let p = v.meta.positions.as_str();
+    if p == "all" {
+        return None;
+    }
+    let which = match p {
+        "generated" => "only to generated tokens (after the prompt)",
+        "prompt" => "only to prompt tokens",
+        other => other,
+    };
+    Some(format!(
+        "{} was made to be added {which} (positions `{p}`), but llama.cpp adds a control vector at \
+         every position, prompt included, so the exported file says positions `all` and steerlab \
+         applies it that way too when it is loaded back. Steering the prompt as well changes the \
+         text from the first generated token at large scales; compare `steerlab generate --steer \
+         FILE.gguf:S` with the original vector before relying on the scale.",
+        v.display_name()
+    ))
 }
 
 fn put_str(out: &mut Vec<u8>, s: &str) {
@@ -170,7 +214,12 @@ impl<'a> Reader<'a> {
         let b = self.take(n, what)?;
         String::from_utf8(b.to_vec()).map_err(|_| bad(self.path, what, "string is not UTF-8"))
     }
-    fn value(&mut self, ty: u32, key: &str) -> Result<Value> {
+    fn remaining(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+    /// One metadata value of type `ty`; `depth` counts enclosing arrays (bounded, so a file of
+    /// nested arrays cannot exhaust the stack).
+    fn value(&mut self, ty: u32, key: &str, depth: usize) -> Result<Value> {
         Ok(match ty {
             T_U8 => Value::Int(self.take(1, key)?[0] as i64),
             T_I8 => Value::Int(self.take(1, key)?[0] as i8 as i64),
@@ -193,10 +242,29 @@ impl<'a> Reader<'a> {
                 self.take(8, key)?.try_into().expect("8"),
             )),
             T_ARRAY => {
+                if depth >= MAX_ARRAY_DEPTH {
+                    return Err(bad(
+                        self.path,
+                        key,
+                        format!("arrays nested deeper than {MAX_ARRAY_DEPTH} levels"),
+                    ));
+                }
                 let inner = self.u32(key)?;
                 let n = self.u64(key)?;
+                // Every element takes at least one byte: a count the rest of the file cannot
+                // hold is refused before looping over it.
+                if n > self.remaining() as u64 {
+                    return Err(bad(
+                        self.path,
+                        key,
+                        format!(
+                            "array of {n} elements does not fit in the {} bytes left",
+                            self.remaining()
+                        ),
+                    ));
+                }
                 for _ in 0..n {
-                    self.value(inner, key)?;
+                    self.value(inner, key, depth + 1)?;
                 }
                 Value::Array
             }
@@ -234,11 +302,25 @@ pub fn import_control_vector(path: &Path) -> Result<SteeringVector> {
     }
     let n_tensors = r.u64("tensor_count")?;
     let n_kv = r.u64("kv_count")?;
+    // A key-value pair takes at least 12 bytes (key length + type), a tensor entry at least 24
+    // (name length + dims + type + offset): counts the file cannot hold are refused up front.
+    for (what, n, min) in [("kv_count", n_kv, 12u64), ("tensor_count", n_tensors, 24)] {
+        if n.saturating_mul(min) > r.remaining() as u64 {
+            return Err(bad(
+                path,
+                what,
+                format!(
+                    "{n} entries cannot fit in the {} bytes after the header",
+                    r.remaining()
+                ),
+            ));
+        }
+    }
     let mut kv = BTreeMap::new();
     for _ in 0..n_kv {
         let key = r.string("metadata key")?;
         let ty = r.u32(&key)?;
-        let val = r.value(ty, &key)?;
+        let val = r.value(ty, &key, 0)?;
         kv.insert(key, val);
     }
     match kv.get("general.architecture") {
@@ -259,27 +341,41 @@ pub fn import_control_vector(path: &Path) -> Result<SteeringVector> {
         }
     }
     let alignment = match kv.get("general.alignment") {
-        Some(Value::U32(a)) if *a > 0 => *a as usize,
-        Some(_) => return Err(bad(path, "general.alignment", "must be a positive u32")),
+        Some(Value::U32(a)) if a.is_power_of_two() => *a as usize,
+        Some(_) => return Err(bad(path, "general.alignment", "must be a u32 power of two")),
         None => ALIGNMENT,
     };
     struct Info {
         name: String,
         layer: usize,
-        n: usize,
         ty: u32,
         offset: usize,
+        bytes: usize,
     }
     let mut infos = Vec::new();
     for _ in 0..n_tensors {
         let name = r.string("tensor name")?;
         let n_dims = r.u32(&name)?;
+        if n_dims == 0 || n_dims > GGML_MAX_DIMS {
+            return Err(bad(
+                path,
+                &name,
+                format!("{n_dims} dimensions (a GGML tensor has 1 to {GGML_MAX_DIMS})"),
+            ));
+        }
         let mut dims = Vec::new();
         for _ in 0..n_dims {
-            dims.push(r.u64(&name)? as usize);
+            dims.push(r.u64(&name)?);
         }
         let ty = r.u32(&name)?;
-        let offset = r.u64(&name)? as usize;
+        let offset = r.u64(&name)?;
+        if offset % alignment as u64 != 0 {
+            return Err(bad(
+                path,
+                &name,
+                format!("data offset {offset} is not a multiple of the alignment {alignment}"),
+            ));
+        }
         let Some(idx) = name.strip_prefix("direction.") else {
             continue;
         };
@@ -307,21 +403,53 @@ pub fn import_control_vector(path: &Path) -> Result<SteeringVector> {
                 format!("tensor type {ty} is not F32 (0) or F16 (1)"),
             ));
         }
+        let elem: u64 = if ty == GGML_TYPE_F32 { 4 } else { 2 };
+        // Sizes and offsets are checked (no overflow, inside the file) before any use.
+        let bytes = dims[0].checked_mul(elem);
+        let span_end = bytes.and_then(|b| offset.checked_add(b));
+        let (Some(bytes), Some(span_end)) = (bytes, span_end) else {
+            return Err(bad(
+                path,
+                &name,
+                format!("{} elements at offset {offset} overflow", dims[0]),
+            ));
+        };
+        if span_end > buf.len() as u64 {
+            return Err(bad(
+                path,
+                &name,
+                "tensor data lies beyond the end of the file",
+            ));
+        }
         infos.push(Info {
             name,
             layer,
-            n: dims[0],
             ty,
-            offset,
+            offset: offset as usize,
+            bytes: bytes as usize,
         });
     }
     let data_start = r.pos.div_ceil(alignment) * alignment;
+    // Tensors may not share bytes (a crafted file could make two directions alias).
+    let mut spans: Vec<(usize, usize, &str)> = infos
+        .iter()
+        .map(|i| (i.offset, i.offset + i.bytes, i.name.as_str()))
+        .collect();
+    spans.sort_unstable();
+    for w in spans.windows(2) {
+        if w[1].0 < w[0].1 {
+            return Err(bad(
+                path,
+                w[1].2,
+                format!("its data overlaps `{}`'s", w[0].2),
+            ));
+        }
+    }
     let mut layers = BTreeMap::new();
     let mut width = None;
     for info in &infos {
-        let elem = if info.ty == GGML_TYPE_F32 { 4 } else { 2 };
         let start = data_start + info.offset;
-        let end = start + info.n * elem;
+        let end = start + info.bytes;
         if end > buf.len() {
             return Err(bad(
                 path,
@@ -370,9 +498,32 @@ pub fn import_control_vector(path: &Path) -> Result<SteeringVector> {
     meta.model = s("steerlab.model")
         .or_else(|| s("controlvector.model_hint"))
         .unwrap_or_default();
-    if let Some(x) = s("steerlab.positions") {
-        meta.positions = x;
+    // A control vector is applied at every position (llama.cpp has no other mode): an older
+    // steerlab export that recorded other positions is read as `all`, and says so.
+    meta.positions = "all".into();
+    let mut notes = Vec::new();
+    if let Some(n) = s("steerlab.note") {
+        notes.push(n);
     }
+    if let Some(p) = s("steerlab.positions").filter(|p| p != "all") {
+        if !notes.iter().any(|n| n.contains("positions `all`")) {
+            notes.push(format!(
+                "exported with positions `{p}`; as a GGUF control vector it is applied at every \
+                 position, as llama.cpp does"
+            ));
+        }
+    }
+    let from_cvector_generator = matches!(kv.get("controlvector.layer_count"), Some(Value::Int(_)))
+        && !kv.keys().any(|k| k.starts_with("steerlab."));
+    if from_cvector_generator {
+        notes.push(
+            "written by llama.cpp's cvector-generator, which names the direction measured at the \
+             output of block N-1 `direction.N`: llama.cpp, and steerlab on import, add it to the \
+             output of block N, one block after where it was measured"
+                .into(),
+        );
+    }
+    meta.note = notes.join(" ");
     if let Some(x) = s("steerlab.objective") {
         meta.objective = x;
     }
@@ -445,5 +596,185 @@ mod tests {
             msg.contains("zero.gguf") && msg.contains("ends early"),
             "{msg}"
         );
+    }
+
+    /// A GGUF file from raw parts: metadata `(key, type, value bytes)`, tensor infos
+    /// `(name, dims, type, offset)` and the data section (placed at the next 32-byte boundary).
+    fn craft(
+        kvs: &[(&str, u32, Vec<u8>)],
+        tensors: &[(&str, Vec<u64>, u32, u64)],
+        data: &[u8],
+    ) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&3u32.to_le_bytes());
+        out.extend_from_slice(&(tensors.len() as u64).to_le_bytes());
+        out.extend_from_slice(&(kvs.len() as u64 + 1).to_le_bytes());
+        put_str(&mut out, "general.architecture");
+        out.extend_from_slice(&T_STRING.to_le_bytes());
+        put_str(&mut out, "controlvector");
+        for (k, ty, v) in kvs {
+            put_str(&mut out, k);
+            out.extend_from_slice(&ty.to_le_bytes());
+            out.extend_from_slice(v);
+        }
+        for (name, dims, ty, offset) in tensors {
+            put_str(&mut out, name);
+            out.extend_from_slice(&(dims.len() as u32).to_le_bytes());
+            for d in dims {
+                out.extend_from_slice(&d.to_le_bytes());
+            }
+            out.extend_from_slice(&ty.to_le_bytes());
+            out.extend_from_slice(&offset.to_le_bytes());
+        }
+        pad_to(&mut out, ALIGNMENT);
+        out.extend_from_slice(data);
+        out
+    }
+
+    fn import_err(bytes: &[u8]) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("crafted.gguf");
+        std::fs::write(&p, bytes).unwrap();
+        let e = import_control_vector(&p).unwrap_err().to_string();
+        assert!(e.contains("crafted.gguf"), "{e}");
+        e
+    }
+
+    const F32S: [u8; 32] = [0; 32];
+
+    #[test]
+    fn nested_metadata_arrays_are_bounded_not_recursed_into_overflow() {
+        // 200 000 levels of arrays of one array: 2.4 MB that used to overflow the stack.
+        let mut v = Vec::new();
+        for _ in 0..200_000 {
+            v.extend_from_slice(&T_ARRAY.to_le_bytes());
+            v.extend_from_slice(&1u64.to_le_bytes());
+        }
+        v.extend_from_slice(&T_U8.to_le_bytes());
+        v.extend_from_slice(&0u64.to_le_bytes());
+        let e = import_err(&craft(&[("x", T_ARRAY, v)], &[], &[]));
+        assert!(e.contains("nested deeper"), "{e}");
+        // An array count the file cannot hold fails at once.
+        let mut v = T_U8.to_le_bytes().to_vec();
+        v.extend_from_slice(&(1u64 << 60).to_le_bytes());
+        let e = import_err(&craft(&[("x", T_ARRAY, v)], &[], &[]));
+        assert!(e.contains("does not fit"), "{e}");
+    }
+
+    #[test]
+    fn sizes_offsets_alignment_and_overlap_are_checked() {
+        let one = |dims: Vec<u64>, offset: u64| {
+            craft(&[], &[("direction.1", dims, GGML_TYPE_F32, offset)], &F32S)
+        };
+        // element count × 4 overflows u64
+        let e = import_err(&one(vec![u64::MAX / 2], 0));
+        assert!(e.contains("overflow"), "{e}");
+        // element count whose byte size used to wrap to a small number
+        let e = import_err(&one(vec![(1u64 << 62) + 1], 0));
+        assert!(e.contains("overflow") || e.contains("beyond"), "{e}");
+        // misaligned offset
+        let e = import_err(&one(vec![4], 4));
+        assert!(e.contains("not a multiple"), "{e}");
+        // beyond the end
+        let e = import_err(&one(vec![4], 64));
+        assert!(e.contains("beyond"), "{e}");
+        // zero or too many dimensions
+        let e = import_err(&one(vec![], 0));
+        assert!(e.contains("dimensions"), "{e}");
+        // two directions over the same bytes
+        let e = import_err(&craft(
+            &[],
+            &[
+                ("direction.1", vec![4], GGML_TYPE_F32, 0),
+                ("direction.2", vec![4], GGML_TYPE_F32, 0),
+            ],
+            &F32S,
+        ));
+        assert!(e.contains("overlaps"), "{e}");
+        // alignment 0 (used to divide by zero in readers) and non-powers of two
+        for a in [0u32, 24] {
+            let e = import_err(&craft(
+                &[("general.alignment", T_U32, a.to_le_bytes().to_vec())],
+                &[],
+                &[],
+            ));
+            assert!(e.contains("power of two"), "{e}");
+        }
+        // counts the file cannot hold
+        let mut b = craft(&[], &[], &[]);
+        b[8..16].copy_from_slice(&u64::MAX.to_le_bytes());
+        let e = import_err(&b);
+        assert!(e.contains("cannot fit"), "{e}");
+        // the well-formed twin loads
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("ok.gguf");
+        std::fs::write(&p, one(vec![4], 0)).unwrap();
+        assert_eq!(import_control_vector(&p).unwrap().hidden_size(), 4);
+    }
+
+    #[test]
+    fn a_gguf_vector_means_all_positions_in_both_tools() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("caa.gguf");
+        let mut v = sample(4, &[2]);
+        v.meta.positions = "generated".into();
+        let warning =
+            llama_cpp_positions_change(&v).expect("generated-only differs from llama.cpp");
+        assert!(
+            warning.contains("every position") && warning.contains("generated"),
+            "{warning}"
+        );
+        export_control_vector(&v, "llama", &p).unwrap();
+        let back = import_control_vector(&p).unwrap();
+        assert_eq!(back.meta.positions, "all");
+        assert!(
+            back.meta.note.contains("every position"),
+            "{}",
+            back.meta.note
+        );
+        // a vector already meant for every position exports without a note
+        let all = sample(4, &[2]);
+        assert!(llama_cpp_positions_change(&all).is_none());
+        export_control_vector(&all, "llama", &p).unwrap();
+        assert!(import_control_vector(&p).unwrap().meta.note.is_empty());
+    }
+
+    #[test]
+    fn cvector_generator_files_say_where_their_directions_were_measured() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("cvgen.gguf");
+        let file = craft(
+            &[
+                ("controlvector.model_hint", T_STRING, {
+                    let mut b = Vec::new();
+                    put_str(&mut b, "llama");
+                    b
+                }),
+                (
+                    "controlvector.layer_count",
+                    T_I32,
+                    1i32.to_le_bytes().to_vec(),
+                ),
+            ],
+            &[("direction.5", vec![8], GGML_TYPE_F32, 0)],
+            &F32S,
+        );
+        std::fs::write(&p, file).unwrap();
+        let v = import_control_vector(&p).unwrap();
+        assert_eq!(v.meta.layers, vec![5]);
+        assert!(
+            v.meta.note.contains("cvector-generator") && v.meta.note.contains("N-1"),
+            "{}",
+            v.meta.note
+        );
+        // steerlab's own export (layer_count as u32) carries no such note
+        let q = dir.path().join("own.gguf");
+        export_control_vector(&sample(8, &[5]), "llama", &q).unwrap();
+        assert!(!import_control_vector(&q)
+            .unwrap()
+            .meta
+            .note
+            .contains("cvector-generator"));
     }
 }

@@ -32,6 +32,9 @@ pub struct VectorMeta {
     pub dataset: String,
     /// Creation time, RFC 3339 UTC.
     pub created: String,
+    /// Anything a user must know about how the file was made or converted (a GGUF import's
+    /// position change, llama.cpp's cvector-generator layer shift); empty when nothing.
+    pub note: String,
 }
 
 impl VectorMeta {
@@ -48,6 +51,7 @@ impl VectorMeta {
             beta: None,
             dataset: "-".into(),
             created: now_rfc3339(),
+            note: String::new(),
         }
     }
 }
@@ -227,6 +231,9 @@ impl SteeringVector {
         );
         h.insert("steerlab.dataset".into(), m.dataset.clone());
         h.insert("steerlab.created".into(), m.created.clone());
+        if !m.note.is_empty() {
+            h.insert("steerlab.note".into(), m.note.clone());
+        }
         h
     }
 
@@ -336,6 +343,7 @@ impl SteeringVector {
             beta,
             dataset: get("steerlab.dataset").unwrap_or_else(|| "-".into()),
             created: get("steerlab.created").unwrap_or_default(),
+            note: get("steerlab.note").unwrap_or_default(),
         };
         if meta.site != "resid_post" {
             return Err(bad(
