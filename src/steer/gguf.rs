@@ -96,8 +96,10 @@ pub fn export_control_vector(v: &SteeringVector, model_hint: &str, path: &Path) 
         ("steerlab.positions", Value::Str("all".into())),
         ("steerlab.objective", Value::Str(m.objective.clone())),
         ("steerlab.dataset", Value::Str(m.dataset.clone())),
-        ("steerlab.created", Value::Str(m.created.clone())),
     ];
+    if !m.created.is_empty() {
+        kv.push(("steerlab.created", Value::Str(m.created.clone())));
+    }
     if let Some(b) = m.beta {
         kv.push(("steerlab.beta", Value::Str(b.to_string())));
     }

@@ -50,7 +50,7 @@ impl VectorMeta {
             objective: "-".into(),
             beta: None,
             dataset: "-".into(),
-            created: now_rfc3339(),
+            created: creation_stamp(),
             note: String::new(),
         }
     }
@@ -206,7 +206,7 @@ impl SteeringVector {
         }
         let out = safetensors::serialize(views, Some(self.metadata_map()))
             .map_err(|e| bad(path, "-", e.to_string()))?;
-        write_atomic(path, &out)
+        write_atomic(path, &canonical_header(out).map_err(|m| bad(path, "-", m))?)
     }
 
     fn metadata_map(&self) -> HashMap<String, String> {
@@ -230,7 +230,9 @@ impl SteeringVector {
             m.beta.map(|b| b.to_string()).unwrap_or_else(|| "-".into()),
         );
         h.insert("steerlab.dataset".into(), m.dataset.clone());
-        h.insert("steerlab.created".into(), m.created.clone());
+        if !m.created.is_empty() {
+            h.insert("steerlab.created".into(), m.created.clone());
+        }
         if !m.note.is_empty() {
             h.insert("steerlab.note".into(), m.note.clone());
         }
@@ -417,6 +419,50 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 /// The current time as RFC 3339 UTC (`2026-11-26T18:30:00Z`).
+/// The `created` stamp of a new vector: none by default, so the same inputs and seed give
+/// byte-identical files; `SOURCE_DATE_EPOCH` (seconds, the reproducible-builds convention) records
+/// that time, and `STEERLAB_STAMP_CREATED=1` the current time.
+pub fn creation_stamp() -> String {
+    if let Some(secs) = std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|s| s.trim().parse::<i64>().ok())
+        .filter(|s| *s >= 0)
+    {
+        return rfc3339_from_unix(secs);
+    }
+    if std::env::var("STEERLAB_STAMP_CREATED").is_ok_and(|v| v == "1") {
+        return now_rfc3339();
+    }
+    String::new()
+}
+
+/// Rewrites a serialized safetensors file's JSON header with sorted keys (the `safetensors`
+/// crate writes its metadata map in hash order, which changes from run to run), padded with
+/// spaces to 8 bytes as the format requires. The tensor data is unchanged.
+fn canonical_header(file: Vec<u8>) -> std::result::Result<Vec<u8>, String> {
+    let n = file
+        .get(..8)
+        .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")) as usize)
+        .ok_or("serialized file shorter than its header length")?;
+    let end = 8usize
+        .checked_add(n)
+        .filter(|&e| e <= file.len())
+        .ok_or("serialized header longer than the file")?;
+    // serde_json's map is ordered by key (no `preserve_order` in this build).
+    let header: serde_json::Value =
+        serde_json::from_slice(&file[8..end]).map_err(|e| e.to_string())?;
+    let mut h = serde_json::to_vec(&header).map_err(|e| e.to_string())?;
+    while h.len() % 8 != 0 {
+        h.push(b' ');
+    }
+    let mut out = Vec::with_capacity(8 + h.len() + file.len() - end);
+    out.extend_from_slice(&(h.len() as u64).to_le_bytes());
+    out.extend_from_slice(&h);
+    out.extend_from_slice(&file[end..]);
+    Ok(out)
+}
+
+/// The current time, RFC 3339 UTC.
 pub fn now_rfc3339() -> String {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -460,6 +506,27 @@ mod tests {
         meta.beta = Some(0.1);
         meta.dataset = "planted".into();
         SteeringVector::new(layers, meta).unwrap()
+    }
+
+    #[test]
+    fn same_vector_gives_byte_identical_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut v = vec2(5);
+        v.meta.note = "a note".into();
+        assert!(v.meta.created.is_empty(), "no time stamp unless asked");
+        let bytes: Vec<Vec<u8>> = (0..4)
+            .map(|i| {
+                let p = dir.path().join(format!("v{i}.safetensors"));
+                v.save(&p).unwrap();
+                std::fs::read(&p).unwrap()
+            })
+            .collect();
+        assert!(bytes.windows(2).all(|w| w[0] == w[1]));
+        let header_len = u64::from_le_bytes(bytes[0][..8].try_into().unwrap()) as usize;
+        assert_eq!(header_len % 8, 0);
+        let back = SteeringVector::load(&dir.path().join("v0.safetensors")).unwrap();
+        assert_eq!(back.meta, v.meta);
+        assert_eq!(back.layers, v.layers);
     }
 
     #[test]
