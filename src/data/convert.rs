@@ -23,11 +23,11 @@ pub struct Ctx<'a> {
 impl<'a> Ctx<'a> {
     /// A context for `path` in `format`.
     pub fn new(path: &'a Path, format: Format) -> Self {
-        let stem = path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        Self { path, format, stem }
+        Self {
+            path,
+            format,
+            stem: super::read::dataset_stem(path),
+        }
     }
 }
 

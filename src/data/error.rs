@@ -12,6 +12,9 @@ pub struct Loc {
     pub row: u64,
     /// 1-based line where the record starts (JSONL, JSON, CSV); `None` for Parquet.
     pub line: Option<u64>,
+    /// True when `line` counts lines of the decompressed text of a gzip or zstd file.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub decompressed: bool,
 }
 
 impl Loc {
@@ -20,19 +23,30 @@ impl Loc {
         Self {
             row,
             line: Some(line),
+            decompressed: false,
         }
     }
     /// A record of a binary (Parquet) file.
     pub fn row(row: u64) -> Self {
-        Self { row, line: None }
+        Self {
+            row,
+            line: None,
+            decompressed: false,
+        }
+    }
+    /// The same place, marked as a line of decompressed text when `yes`.
+    pub fn in_decompressed(mut self, yes: bool) -> Self {
+        self.decompressed = yes;
+        self
     }
 }
 
 impl fmt::Display for Loc {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.line {
-            Some(l) => write!(f, "line {l}"),
-            None => write!(f, "row {}", self.row),
+        match (self.line, self.decompressed) {
+            (Some(l), false) => write!(f, "line {l}"),
+            (Some(l), true) => write!(f, "decompressed line {l}"),
+            (None, _) => write!(f, "row {}", self.row),
         }
     }
 }

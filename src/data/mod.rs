@@ -6,7 +6,9 @@ mod error;
 pub mod read;
 mod types;
 pub use error::{DataError, Loc};
-pub use read::{detect_format, Format, ReadOptions, Row, RowReader};
+pub use read::{
+    detect_compression, detect_format, Compression, Format, ReadOptions, Row, RowReader,
+};
 pub use types::*;
 mod convert;
 mod layout;

@@ -6,6 +6,7 @@ pub(crate) struct ByteSource<R> {
     inner: BufReader<R>,
     line: u64,
     offset: u64,
+    decompressed: bool,
 }
 
 /// Result of [`ByteSource::read_line_bounded`].
@@ -17,17 +18,31 @@ pub(crate) struct LineRead {
 }
 
 impl<R: Read> ByteSource<R> {
-    pub fn new(r: R) -> Self {
-        Self::new_at(r, 1, 0)
-    }
-
     /// A source whose reader is already at byte `offset`, line `line`.
     pub fn new_at(r: R, line: u64, offset: u64) -> Self {
         Self {
             inner: BufReader::with_capacity(64 * 1024, r),
             line,
             offset,
+            decompressed: false,
         }
+    }
+
+    /// The same source, its next byte on 1-based line `line`.
+    pub fn at_line(mut self, line: u64) -> Self {
+        self.line = line;
+        self
+    }
+
+    /// Marks the bytes as decompressed text (lines and offsets count decompressed bytes).
+    pub fn decompressed(mut self, yes: bool) -> Self {
+        self.decompressed = yes;
+        self
+    }
+
+    /// A record location on `line`, marked decompressed when the source is.
+    pub fn loc(&self, row: u64, line: u64) -> crate::data::error::Loc {
+        crate::data::error::Loc::line(row, line).in_decompressed(self.decompressed)
     }
 
     /// The 1-based line of the next byte.

@@ -3,16 +3,16 @@
 //! unterminated quote, a stray character after a closing quote and an over-long record are
 //! reported with their line, and a huge record is never buffered.
 use super::bytes::ByteSource;
+use super::Source;
 use super::{describe_byte, human_bytes, utf8, Row};
-use crate::data::error::{DataError, Loc};
+use crate::data::error::DataError;
 use serde_json::{Map, Value};
-use std::fs::File;
 use std::path::{Path, PathBuf};
 
 /// Streaming CSV/TSV rows; every cell is a JSON string.
 pub struct CsvRows {
     path: PathBuf,
-    src: ByteSource<File>,
+    src: ByteSource<Source>,
     delim: u8,
     max: usize,
     columns: Vec<String>,
@@ -37,8 +37,7 @@ struct RawRecord {
 impl CsvRows {
     /// Opens a CSV (`delim` = `,`) or TSV (`\t`) file and reads its header.
     pub fn open(path: &Path, delim: u8, max: usize) -> Result<Self, DataError> {
-        let f = File::open(path).map_err(|e| DataError::io(path, e))?;
-        let mut src = ByteSource::new(f);
+        let mut src = super::source_at(path, 0)?;
         src.skip_bom().map_err(|e| DataError::io(path, e))?;
         let mut me = Self {
             path: path.to_path_buf(),
@@ -51,7 +50,7 @@ impl CsvRows {
             last_start: 0,
         };
         let line = me.src.line();
-        let loc = Loc::line(0, line);
+        let loc = me.src.loc(0, line);
         let header = loop {
             match me.read_record() {
                 Ok(None) => {
@@ -108,7 +107,7 @@ impl CsvRows {
 
     /// Moves to the record starting at byte `offset` on `line`, numbering it `row + 1`.
     pub fn seek(&mut self, offset: u64, line: u64, row: u64) -> Result<(), DataError> {
-        self.src = ByteSource::new_at(super::open_at(&self.path, offset)?, line, offset);
+        self.src = super::source_at(&self.path, offset)?.at_line(line);
         self.row = row;
         self.done = false;
         Ok(())
@@ -228,7 +227,7 @@ impl Iterator for CsvRows {
             let line = self.src.line();
             self.last_start = self.src.offset();
             let rec = self.read_record();
-            let loc = Loc::line(self.row + 1, line);
+            let loc = self.src.loc(self.row + 1, line);
             let syntax = |msg| DataError::Syntax {
                 path: self.path.clone(),
                 loc,

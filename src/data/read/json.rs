@@ -3,10 +3,10 @@
 //! Elements are cut out of the byte stream one at a time (string- and bracket-aware) and only
 //! then parsed, so a huge array never has to fit in memory.
 use super::bytes::ByteSource;
+use super::Source;
 use super::{describe_byte, human_bytes, json_msg, json_type, utf8, Row};
-use crate::data::error::{DataError, Loc};
+use crate::data::error::DataError;
 use serde_json::Value;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 
 enum State {
@@ -25,7 +25,7 @@ enum State {
 /// Streaming rows of a JSON document.
 pub struct JsonRows {
     path: PathBuf,
-    src: ByteSource<File>,
+    src: ByteSource<Source>,
     state: State,
     buf: Vec<u8>,
     max: usize,
@@ -54,8 +54,7 @@ impl From<std::io::Error> for CapErr {
 impl JsonRows {
     /// Opens a JSON document; elements longer than `max` bytes are reported, not buffered.
     pub fn open(path: &Path, max: usize) -> Result<Self, DataError> {
-        let f = File::open(path).map_err(|e| DataError::io(path, e))?;
-        let mut src = ByteSource::new(f);
+        let mut src = super::source_at(path, 0)?;
         let io = |e| DataError::io(path, e);
         src.skip_bom().map_err(io)?;
         src.skip_ws().map_err(io)?;
@@ -75,7 +74,7 @@ impl JsonRows {
             Some(b) => {
                 return Err(DataError::Syntax {
                     path: path.to_path_buf(),
-                    loc: Loc::line(1, line),
+                    loc: src.loc(1, line),
                     msg: format!(
                         "expected a JSON array `[` or object `{{` at the start, found {}",
                         describe_byte(b)
@@ -104,7 +103,7 @@ impl JsonRows {
         row: u64,
         group: Option<String>,
     ) -> Result<(), DataError> {
-        self.src = ByteSource::new_at(super::open_at(&self.path, offset)?, line, offset);
+        self.src = super::source_at(&self.path, offset)?.at_line(line);
         self.row = row;
         self.arrays = 1;
         self.state = State::Array {
@@ -137,7 +136,7 @@ impl JsonRows {
         self.state = State::Done;
         Some(Err(DataError::Syntax {
             path: self.path.clone(),
-            loc: Loc::line(self.row + 1, line),
+            loc: self.src.loc(self.row + 1, line),
             msg,
         }))
     }
@@ -235,7 +234,7 @@ impl JsonRows {
 
     fn parse_element(&mut self, line: u64) -> Result<Row, DataError> {
         self.row += 1;
-        let loc = Loc::line(self.row, line);
+        let loc = self.src.loc(self.row, line);
         let syntax = |msg| DataError::Syntax {
             path: self.path.clone(),
             loc,
@@ -351,7 +350,7 @@ impl Iterator for JsonRows {
                             self.row += 1;
                             Some(Err(DataError::Syntax {
                                 path: self.path.clone(),
-                                loc: Loc::line(self.row, line),
+                                loc: self.src.loc(self.row, line),
                                 msg: format!(
                                     "the record is {} long, over the {} limit for one record (raise it with --max-record-mb)",
                                     human_bytes(n),

@@ -1,15 +1,15 @@
 //! JSON Lines: one object per line, blank lines ignored, each line capped in size.
 use super::bytes::ByteSource;
+use super::Source;
 use super::{human_bytes, json_msg, json_type, utf8, Row};
 use crate::data::error::{DataError, Loc};
 use serde_json::Value;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 
 /// Streaming JSONL rows.
 pub struct JsonlRows {
     path: PathBuf,
-    src: ByteSource<File>,
+    src: ByteSource<Source>,
     buf: Vec<u8>,
     max: usize,
     row: u64,
@@ -20,8 +20,7 @@ pub struct JsonlRows {
 impl JsonlRows {
     /// Opens a JSONL file; lines longer than `max` bytes are reported, not buffered.
     pub fn open(path: &Path, max: usize) -> Result<Self, DataError> {
-        let f = File::open(path).map_err(|e| DataError::io(path, e))?;
-        let mut src = ByteSource::new(f);
+        let mut src = super::source_at(path, 0)?;
         src.skip_bom().map_err(|e| DataError::io(path, e))?;
         Ok(Self {
             path: path.to_path_buf(),
@@ -36,7 +35,7 @@ impl JsonlRows {
 
     /// Moves to the record starting at byte `offset` on `line`, numbering it `row + 1`.
     pub fn seek(&mut self, offset: u64, line: u64, row: u64) -> Result<(), DataError> {
-        self.src = ByteSource::new_at(super::open_at(&self.path, offset)?, line, offset);
+        self.src = super::source_at(&self.path, offset)?.at_line(line);
         self.row = row;
         self.done = false;
         Ok(())
@@ -84,7 +83,7 @@ impl Iterator for JsonlRows {
                 continue;
             }
             self.row += 1;
-            let loc = Loc::line(self.row, line);
+            let loc = self.src.loc(self.row, line);
             if r.len as usize > self.max {
                 return Some(Err(self.err(
                     loc,
