@@ -136,7 +136,7 @@ mod tests {
         let mut a = Artifacts::default();
         a.add_owned("no-such-panel", ArtifactKind::Dataset, "d", "/d.csv");
         a.add(ArtifactKind::Model, "m", "/m.gguf");
-        let v: Vec<_> = a.iter().map(|x| PanelId::owner_of(x)).collect();
+        let v: Vec<_> = a.iter().map(PanelId::owner_of).collect();
         assert_eq!(v, [Some(PanelId::Model), Some(PanelId::Data)]);
         // Round trip through JSON keeps everything, including the unknown owner key.
         let s = serde_json::to_string(&a).unwrap();

@@ -240,11 +240,6 @@ impl SteerlabApp {
         for c in std::mem::take(&mut self.state.commands) {
             match c {
                 AppCommand::OpenDataset(p) => data::open_default(&mut self.state, p),
-                AppCommand::LoadModel(p) => {
-                    model::start_model_load(&mut self.state, p, Default::default())
-                }
-                AppCommand::ShowPanel(p) => self.current = p,
-                AppCommand::OpenArtifact(a) => self.open_artifact(a),
             }
         }
     }

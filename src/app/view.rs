@@ -22,7 +22,7 @@ pub fn create(id: PanelId) -> Box<dyn Panel> {
         PanelId::Model => Box::new(super::model::ModelPanel::default()),
         PanelId::Generate => Box::new(super::generate::GeneratePanel::default()),
         PanelId::Data => Box::new(super::data::DataPanel::default()),
-        PanelId::Features => Box::new(super::features::FeaturesPanel::default()),
+        PanelId::Features => Box::new(super::features::FeaturesPanel),
         PanelId::Steer => Box::new(super::steer::SteerPanel::default()),
         PanelId::Dissect => Box::new(super::dissect::DissectPanel::default()),
     }

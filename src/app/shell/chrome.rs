@@ -139,6 +139,7 @@ impl SteerlabApp {
             self.state.artifacts.remove(a.kind, &a.path);
         }
         if let Some(a) = open {
+            // Shell code: opened at once, so the panel switches in this frame.
             self.open_artifact(a);
         }
     }
