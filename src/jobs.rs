@@ -21,8 +21,92 @@ pub struct Progress {
     pub step: u64,
     /// Total steps, when known.
     pub total: Option<u64>,
-    /// Named scalar metrics at this step (loss, accuracy, fve, ...), for live plots.
-    pub metrics: Vec<(String, f64)>,
+    /// Scalar metrics at this step (loss, accuracy, fve, ...), for live plots and the CLI bar.
+    pub metrics: Vec<(Metric, f64)>,
+}
+
+/// A scalar a trainer reports with its progress. The [`Metric::name`] is what the CLI bar
+/// prints (`loss=0.6931`) and what a plot legend may show; plots find values by variant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Metric {
+    /// Training loss of the batch (BiPO, SAE).
+    Loss,
+    /// Fraction of the batch on the right side of the margin (BiPO).
+    MarginAccuracy,
+    /// Learning rate of the step (BiPO).
+    Lr,
+    /// Norm of the vector after the step (BiPO).
+    Norm,
+    /// Held-out behaviour score at multiplier +1, once per epoch (BiPO).
+    BehaviourPlus,
+    /// Held-out behaviour score at multiplier −1, once per epoch (BiPO).
+    BehaviourMinus,
+    /// Behaviour score of one sweep point.
+    Score,
+    /// Fraction of variance explained (SAE).
+    Fve,
+    /// Active latents per row (SAE).
+    L0,
+    /// Fraction of dead latents (SAE).
+    Dead,
+    /// Validation loss, once per epoch (SAE).
+    ValLoss,
+    /// Validation FVE, once per epoch (SAE).
+    ValFve,
+}
+
+impl Metric {
+    /// Every metric.
+    pub const ALL: [Metric; 12] = [
+        Metric::Loss,
+        Metric::MarginAccuracy,
+        Metric::Lr,
+        Metric::Norm,
+        Metric::BehaviourPlus,
+        Metric::BehaviourMinus,
+        Metric::Score,
+        Metric::Fve,
+        Metric::L0,
+        Metric::Dead,
+        Metric::ValLoss,
+        Metric::ValFve,
+    ];
+
+    /// The display name (`loss`, `margin_accuracy`, `fve`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Metric::Loss => "loss",
+            Metric::MarginAccuracy => "margin_accuracy",
+            Metric::Lr => "lr",
+            Metric::Norm => "norm",
+            Metric::BehaviourPlus => "behaviour_plus",
+            Metric::BehaviourMinus => "behaviour_minus",
+            Metric::Score => "score",
+            Metric::Fve => "fve",
+            Metric::L0 => "l0",
+            Metric::Dead => "dead",
+            Metric::ValLoss => "val_loss",
+            Metric::ValFve => "val_fve",
+        }
+    }
+
+    /// The metric with this display name.
+    pub fn from_name(name: &str) -> Option<Metric> {
+        Self::ALL.iter().copied().find(|m| m.name() == name)
+    }
+}
+
+impl std::fmt::Display for Metric {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A metric equals its display name (`metric == "loss"`).
+impl PartialEq<str> for Metric {
+    fn eq(&self, other: &str) -> bool {
+        self.name() == other
+    }
 }
 
 impl Progress {
@@ -36,10 +120,18 @@ impl Progress {
         }
     }
 
-    /// Adds a named metric.
-    pub fn metric(mut self, name: impl Into<String>, value: f64) -> Self {
-        self.metrics.push((name.into(), value));
+    /// Adds a metric.
+    pub fn metric(mut self, metric: Metric, value: f64) -> Self {
+        self.metrics.push((metric, value));
         self
+    }
+
+    /// The value of `metric` in this report, if it has one.
+    pub fn value(&self, metric: Metric) -> Option<f64> {
+        self.metrics
+            .iter()
+            .find(|(m, _)| *m == metric)
+            .map(|(_, v)| *v)
     }
 
     /// Fraction done in [0, 1], when the total is known.
@@ -273,15 +365,10 @@ impl<T> JobHandle<T> {
     }
 
     /// Values of one metric over the history, as (step, value) points for a plot.
-    pub fn metric_series(&self, name: &str) -> Vec<[f64; 2]> {
+    pub fn metric_series(&self, metric: Metric) -> Vec<[f64; 2]> {
         self.history
             .iter()
-            .filter_map(|p| {
-                p.metrics
-                    .iter()
-                    .find(|(n, _)| n == name)
-                    .map(|(_, v)| [p.step as f64, *v])
-            })
+            .filter_map(|p| p.value(metric).map(|v| [p.step as f64, v]))
             .collect()
     }
 }
@@ -315,7 +402,7 @@ mod tests {
     fn progress_and_result_arrive_in_order() {
         let mut h = spawn("count", None, |ctx| {
             for i in 1..=5u64 {
-                ctx.report(Progress::new("count", i, Some(5)).metric("loss", 1.0 / i as f64));
+                ctx.report(Progress::new("count", i, Some(5)).metric(Metric::Loss, 1.0 / i as f64));
             }
             ctx.log("done counting");
             Ok(42)
@@ -323,7 +410,7 @@ mod tests {
         wait(&mut h);
         assert_eq!(h.history.len(), 5);
         assert_eq!(h.fraction(), Some(1.0));
-        assert_eq!(h.metric_series("loss")[1], [2.0, 0.5]);
+        assert_eq!(h.metric_series(Metric::Loss)[1], [2.0, 0.5]);
         assert_eq!(h.logs, vec!["done counting".to_string()]);
         assert_eq!(h.result(), Some(&Ok(42)));
     }
@@ -353,6 +440,18 @@ mod tests {
         let mut p: JobHandle<()> = spawn("panic", None, |_| panic!("boom"));
         wait(&mut p);
         assert!(p.result().unwrap().as_ref().unwrap_err().contains("boom"));
+    }
+
+    #[test]
+    fn metric_names_round_trip_and_compare_with_strings() {
+        for m in Metric::ALL {
+            assert_eq!(Metric::from_name(m.name()), Some(m));
+            assert_eq!(m.to_string(), m.name());
+        }
+        let p = Progress::new("s", 1, None).metric(Metric::Fve, 0.5);
+        assert!(p.metrics.iter().any(|(n, _)| n == "fve"));
+        assert_eq!(p.value(Metric::Fve), Some(0.5));
+        assert_eq!(p.value(Metric::Loss), None);
     }
 
     #[test]

@@ -1,15 +1,12 @@
 //! The registry of what the workbench has loaded and made (models, datasets, vectors, SAEs,
-//! reports, plots), shown in the sidebar and restored between runs, plus the cross-panel
-//! navigation request ([`Navigation`]) that links a feature to a vector, a vector to a factor
-//! and a factor to its pairs.
+//! reports, plots), shown in the sidebar and restored between runs. Which panel opens an
+//! artifact is decided in `super::nav` (`PanelId::owner_of`).
 //!
 //! Bookkeeping only: an artifact is a name and a path; nothing here reads or writes the file.
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
-
-use super::panels::PanelId;
 
 /// How many artifacts the registry keeps (oldest dropped first).
 pub const MAX_ARTIFACTS: usize = 64;
@@ -54,7 +51,7 @@ impl ArtifactKind {
         }
     }
 
-    /// The [`PanelId::key`] of the panel that owns this kind unless the artifact names
+    /// The `PanelId::key` of the panel that owns this kind unless the artifact names
     /// another (reports and plots belong to whoever made them).
     pub fn default_owner(self) -> &'static str {
         match self {
@@ -78,17 +75,12 @@ pub struct Artifact {
     pub path: PathBuf,
     /// When it was added, seconds since the Unix epoch.
     pub created: u64,
-    /// Key of the owning panel (a [`PanelId::key`]); stored as text so settings written by a
+    /// Key of the owning panel (a `PanelId::key`); stored as text so settings written by a
     /// build with other panels still load.
     pub owner: String,
 }
 
 impl Artifact {
-    /// The panel that opens this artifact, if this build has it.
-    pub fn owner_panel(&self) -> Option<PanelId> {
-        PanelId::from_key(&self.owner).or_else(|| PanelId::from_key(self.kind.default_owner()))
-    }
-
     /// `created` as `YYYY-MM-DD HH:MM` UTC.
     pub fn created_text(&self) -> String {
         format_utc(self.created)
@@ -161,50 +153,6 @@ impl Artifacts {
     }
 }
 
-/// What a cross-link points at; the target panel decides what to do with it.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Selection {
-    /// Open an artifact (clicked in the sidebar).
-    Artifact(Artifact),
-    /// A feature of an SAE (feature → steering vector: train on the pairs it fires on).
-    Feature {
-        /// The SAE folder.
-        sae: PathBuf,
-        /// Feature index.
-        index: usize,
-    },
-    /// A steering vector (vector → dissection factor: use its projection as a factor).
-    Vector {
-        /// The vector file.
-        path: PathBuf,
-        /// Layer, if one of several.
-        layer: Option<usize>,
-    },
-    /// A dissection factor (factor → its top pairs).
-    Factor {
-        /// Factor name.
-        name: String,
-    },
-    /// Rows of a dataset (e.g. a factor's or a feature's top pairs), best first.
-    Pairs {
-        /// The dataset file.
-        dataset: PathBuf,
-        /// Record indices into it.
-        rows: Vec<usize>,
-        /// Why these rows ("top pairs of factor `length`").
-        label: String,
-    },
-}
-
-/// A pending request to show `panel` with `selection`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Navigation {
-    /// The panel to show.
-    pub panel: PanelId,
-    /// What it should select.
-    pub selection: Selection,
-}
-
 fn now_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -258,20 +206,6 @@ mod tests {
         }
         assert_eq!(a.len(), MAX_ARTIFACTS);
         assert_eq!(a.iter().next().unwrap().name, "p99");
-    }
-
-    #[test]
-    fn owner_falls_back_to_the_kind_default_and_survives_unknown_keys() {
-        let mut a = Artifacts::default();
-        a.add_owned("no-such-panel", ArtifactKind::Dataset, "d", "/d.csv");
-        a.add(ArtifactKind::Model, "m", "/m.gguf");
-        let v: Vec<_> = a.iter().map(|x| x.owner_panel()).collect();
-        assert_eq!(v, [Some(PanelId::Model), Some(PanelId::Data)]);
-        // Round trip through JSON keeps everything, including the unknown owner key.
-        let s = serde_json::to_string(&a).unwrap();
-        let back: Artifacts = serde_json::from_str(&s).unwrap();
-        assert_eq!(back, a);
-        assert_eq!(back.iter().nth(1).unwrap().owner, "no-such-panel");
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! `STEERLAB_SCREENSHOT=out.png steerlab`: render the window, wait until loading jobs are done
+//! `STEERLAB_SCREENSHOT=out.png steerlab` (read in `super::start`): render the window, wait until loading jobs are done
 //! (or a timeout passes) and a few more frames have settled, grab the window with
 //! `ViewportCommand::Screenshot`, write a PNG atomically and close. For CI and README images.
 use eframe::egui;
@@ -34,17 +34,6 @@ pub enum ShotOutcome {
 }
 
 impl Screenshotter {
-    /// From `STEERLAB_SCREENSHOT` (output path) and `STEERLAB_SCREENSHOT_TIMEOUT` (seconds
-    /// to wait for jobs, default 180). `None` when no screenshot was asked for.
-    pub fn from_env() -> Option<Self> {
-        let out = std::env::var_os("STEERLAB_SCREENSHOT").filter(|s| !s.is_empty())?;
-        let secs = std::env::var("STEERLAB_SCREENSHOT_TIMEOUT")
-            .ok()
-            .and_then(|s| s.parse::<u64>().ok())
-            .unwrap_or(180);
-        Some(Self::new(PathBuf::from(out), Duration::from_secs(secs)))
-    }
-
     /// A screenshot to `out`, waiting at most `timeout` for jobs.
     pub fn new(out: PathBuf, timeout: Duration) -> Self {
         Self {

@@ -1,5 +1,7 @@
 //! [`AppState`]: everything the workbench has loaded and made (model, datasets, results, jobs),
-//! kept apart from the panels that display it. Panels get `&mut AppState` each frame.
+//! kept apart from the panels that display it. Panels get `&mut AppState` each frame. Each
+//! feature's own state is a field here, defined in `src/app/<feature>/state.rs`; this file
+//! imports no view.
 use eframe::egui;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -7,11 +9,12 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use super::artifacts::{Artifacts, Navigation, Selection};
-use super::dataset::DataView;
-use super::engine::LoadedModel;
+use super::artifacts::Artifacts;
+use super::command::AppCommand;
+use super::data::DataView;
 use super::job_list::{JobId, JobList};
-use super::panels::PanelId;
+use super::model::LoadedModel;
+use super::nav::{Navigation, PanelId, Selection};
 use super::picker::FilePicker;
 
 /// How many recent paths are remembered per kind.
@@ -85,7 +88,9 @@ pub struct AppState {
     /// Status log, oldest first.
     pub messages: Vec<StatusMessage>,
     /// PNG plot exports waiting for the window's pixels.
-    pub(crate) png_exports: Vec<super::widgets::PendingPng>,
+    pub(crate) png_exports: Vec<super::export::PendingPng>,
+    /// Commands queued this frame for the shell (see [`AppState::send`]).
+    pub commands: Vec<AppCommand>,
     /// Feature-discovery runs and the Features panel's settings.
     pub features: super::features::FeaturesState,
     /// What the Steer panel has made (vectors, training, sweeps, generations).
@@ -113,6 +118,7 @@ impl AppState {
             navigation: None,
             messages: Vec::new(),
             png_exports: Vec::new(),
+            commands: Vec::new(),
             features: Default::default(),
             steer: Default::default(),
             dissect: Default::default(),
@@ -169,6 +175,12 @@ impl AppState {
         } else {
             None
         }
+    }
+
+    /// Queues a command for the shell, applied after this frame's panels (opening a dataset
+    /// from the Steer panel, loading a model, showing a panel, opening an artifact).
+    pub fn send(&mut self, command: AppCommand) {
+        self.commands.push(command);
     }
 
     /// The latest status line, if any.

@@ -9,7 +9,8 @@ use crate::cli::progress::BarSink;
 use crate::data::LoadOptions;
 use crate::model::{Model, TextTokenizer};
 use crate::steer::bipo::{Provenance, StopReason};
-use crate::steer::{gguf, prepare, sweep, train_bipo, BipoConfig, Objective, SteeringVector};
+use crate::steer::train::{self, Method, Trained};
+use crate::steer::{gguf, prepare, sweep, BipoConfig, Objective, SteeringVector};
 
 /// Steering-vector subcommands.
 #[derive(Debug, Subcommand)]
@@ -174,76 +175,77 @@ fn train(a: TrainArgs) -> Result<()> {
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
     let model_name = model.name().to_string();
-    let method = a.method.to_ascii_lowercase();
-    let summary: serde_json::Value;
-    let vector = match method.as_str() {
-        "caa" | "pca" => {
-            let contrasts = prepare::contrasts(&tok, &data.records, method == "caa")
-                .with_context(|| format!("{}", a.data.display()))?;
-            if method == "caa" {
-                let v = crate::steer::caa::train_caa(
-                    &model,
-                    &contrasts,
-                    &a.layers,
-                    a.batch_size.max(8),
-                    &model_name,
-                    &dataset_name,
-                    &sink,
-                )?;
-                summary = serde_json::json!({"method": "caa", "pairs": contrasts.len(), "norms": v.norms()});
-                v
-            } else {
-                let (v, stats) = crate::steer::pca::train_pca(
-                    &model,
-                    &contrasts,
-                    &a.layers,
-                    a.batch_size.max(8),
-                    &model_name,
-                    &dataset_name,
-                    &sink,
-                )?;
-                let st: serde_json::Map<String, serde_json::Value> = stats
-                    .iter()
-                    .map(|(l, s)| {
-                        (
-                            l.to_string(),
-                            serde_json::json!({"explained": s.explained, "agreement": s.agreement}),
-                        )
-                    })
-                    .collect();
-                summary = serde_json::json!({"method": "pca", "pairs": contrasts.len(), "norms": v.norms(), "layers": st});
-                v
-            }
+    let method = Method::from_name(&a.method).ok_or_else(|| {
+        anyhow::anyhow!(
+            "unknown method `{}` (expected bipo, caa or pca)",
+            a.method.to_ascii_lowercase()
+        )
+    })?;
+    // The objective matters to BiPO only (an unused --objective is not checked).
+    let objective: Objective = match method {
+        Method::Bipo => a.objective.parse().map_err(anyhow::Error::msg)?,
+        _ => Objective::Dpo,
+    };
+    let prepared = train::prepare(&tok, &data.records, method, objective)
+        .with_context(|| format!("{}", a.data.display()))?;
+    let heldout = match (&a.heldout, method) {
+        (Some(p), Method::Bipo) => Some(
+            prepare::ab_tokens(&tok, &load_data(p, None)?.ab_items())
+                .with_context(|| format!("{}", p.display()))?,
+        ),
+        _ => None,
+    };
+    let cfg = BipoConfig {
+        layers: a.layers.clone(),
+        objective,
+        beta: a.beta,
+        lr: a.lr,
+        weight_decay: a.weight_decay,
+        warmup_steps: a.warmup_steps,
+        epochs: a.epochs,
+        batch_size: a.batch_size,
+        seed: a.seed,
+        eval_batch_size: 8,
+        group_by_length: a.group_by_length,
+    };
+    let prov = Provenance {
+        model: model_name,
+        dataset: dataset_name,
+    };
+    let trained = train::train(
+        &model,
+        &prepared,
+        heldout.as_deref(),
+        &cfg,
+        a.batch_size.max(8),
+        &prov,
+        &sink,
+    )?;
+    let summary: serde_json::Value = match &trained {
+        Trained::Caa { vector, pairs } => {
+            serde_json::json!({"method": "caa", "pairs": pairs, "norms": vector.norms()})
         }
-        "bipo" => {
-            let objective: Objective = a.objective.parse().map_err(anyhow::Error::msg)?;
-            let train_data = prepare::train_data(&tok, &data.records, objective)
-                .with_context(|| format!("{}", a.data.display()))?;
-            let heldout = match &a.heldout {
-                Some(p) => Some(
-                    prepare::ab_tokens(&tok, &load_data(p, None)?.ab_items())
-                        .with_context(|| format!("{}", p.display()))?,
-                ),
-                None => None,
-            };
-            let cfg = BipoConfig {
-                layers: a.layers.clone(),
-                objective,
-                beta: a.beta,
-                lr: a.lr,
-                weight_decay: a.weight_decay,
-                warmup_steps: a.warmup_steps,
-                epochs: a.epochs,
-                batch_size: a.batch_size,
-                seed: a.seed,
-                eval_batch_size: 8,
-                group_by_length: a.group_by_length,
-            };
-            let prov = Provenance {
-                model: model_name.clone(),
-                dataset: dataset_name.clone(),
-            };
-            let out = train_bipo(&model, &train_data, heldout.as_deref(), &cfg, &prov, &sink)?;
+        Trained::Pca {
+            vector,
+            pairs,
+            stats,
+        } => {
+            let st: serde_json::Map<String, serde_json::Value> = stats
+                .iter()
+                .map(|(l, s)| {
+                    (
+                        l.to_string(),
+                        serde_json::json!({"explained": s.explained, "agreement": s.agreement}),
+                    )
+                })
+                .collect();
+            serde_json::json!({"method": "pca", "pairs": pairs, "norms": vector.norms(), "layers": st})
+        }
+        Trained::Bipo {
+            outcome: out,
+            warmup_steps,
+            ..
+        } => {
             sink.finish();
             let epochs: Vec<serde_json::Value> = out
                 .epochs
@@ -253,17 +255,16 @@ fn train(a: TrainArgs) -> Result<()> {
                         "norm": e.norm, "behaviour_plus": e.behaviour.map(|b| b.0), "behaviour_minus": e.behaviour.map(|b| b.1)})
                 })
                 .collect();
-            summary = serde_json::json!({"method": "bipo", "objective": objective.to_string(), "steps": out.steps,
-                "warmup_steps": cfg.warmup_for(cfg.total_steps(train_data.len())), "epochs": epochs,
-                "stopped": format!("{:?}", out.stop)});
             if let StopReason::Diverged(msg) = &out.stop {
                 out.vector.save(&a.out)?;
                 bail!("{msg}; saved to {}", a.out.display());
             }
-            out.vector
+            serde_json::json!({"method": "bipo", "objective": objective.to_string(), "steps": out.steps,
+                "warmup_steps": warmup_steps, "epochs": epochs,
+                "stopped": format!("{:?}", out.stop)})
         }
-        other => bail!("unknown method `{other}` (expected bipo, caa or pca)"),
     };
+    let vector = trained.into_vector();
     sink.finish();
     vector.save(&a.out)?;
     if a.json {

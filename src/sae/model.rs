@@ -5,7 +5,7 @@
 //! matrix products go through candle. Training is deterministic for a seed.
 use super::dense::{axpy, centred_mse, dot, matmul};
 use super::error::SaeError;
-use crate::jobs::{Progress, ProgressSink};
+use crate::jobs::{Metric, Progress, ProgressSink};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
@@ -635,10 +635,10 @@ pub fn train_sae(
             hist.steps.push(sm);
             sink.report(
                 Progress::new(format!("SAE epoch {}", epoch + 1), t, Some(total))
-                    .metric("loss", loss)
-                    .metric("fve", fve)
-                    .metric("l0", l0)
-                    .metric("dead", dead),
+                    .metric(Metric::Loss, loss)
+                    .metric(Metric::Fve, fve)
+                    .metric(Metric::L0, l0)
+                    .metric(Metric::Dead, dead),
             );
         }
         hist.epochs = epoch + 1;
@@ -653,8 +653,8 @@ pub fn train_sae(
         hist.val_fve.push(vf);
         sink.report(
             Progress::new(format!("SAE epoch {}", epoch + 1), t, Some(total))
-                .metric("val_loss", vl)
-                .metric("val_fve", vf),
+                .metric(Metric::ValLoss, vl)
+                .metric(Metric::ValFve, vf),
         );
         let improved = match &best {
             None => true,

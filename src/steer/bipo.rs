@@ -26,7 +26,7 @@ use super::vector::{SteeringVector, VectorMeta};
 use crate::data::batching::{
     group_minibatches, BatchBudget, BatchPlan, Padding, MEGABATCH_MINIBATCHES,
 };
-use crate::jobs::{NoProgress, Progress, ProgressSink};
+use crate::jobs::{Metric, NoProgress, Progress, ProgressSink};
 use crate::model::{HookPoint, Hooks, Model, Positions};
 use candle_core::{DType, Tensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
@@ -649,13 +649,13 @@ pub fn train_bipo(
                     step as u64,
                     Some(total as u64),
                 )
-                .metric("loss", lv)
+                .metric(Metric::Loss, lv)
                 .metric(
-                    "margin_accuracy",
+                    Metric::MarginAccuracy,
                     sides.iter().filter(|s| **s).count() as f64 / sides.len() as f64,
                 )
-                .metric("lr", cfg.lr_at(step - 1, total))
-                .metric("norm", norm),
+                .metric(Metric::Lr, cfg.lr_at(step - 1, total))
+                .metric(Metric::Norm, norm),
             );
         }
         let behaviour = match &heldout_scorer {
@@ -675,8 +675,8 @@ pub fn train_bipo(
                         step as u64,
                         Some(total as u64),
                     )
-                    .metric("behaviour_plus", plus)
-                    .metric("behaviour_minus", minus),
+                    .metric(Metric::BehaviourPlus, plus)
+                    .metric(Metric::BehaviourMinus, minus),
                 );
                 Some((plus, minus))
             }

@@ -6,7 +6,7 @@ use super::collect::{add_steering, Completion, PAD};
 use super::error::{Result, SteerError};
 use super::vector::SteeringVector;
 use crate::data::batching::{BatchBudget, BatchPlan, Padding};
-use crate::jobs::{Progress, ProgressSink};
+use crate::jobs::{Metric, Progress, ProgressSink};
 use crate::model::hooks::PosCtx;
 use crate::model::{GenerateOptions, HookPoint, Hooks, Model};
 use candle_core::{DType, Tensor, D};
@@ -517,7 +517,7 @@ pub fn sweep(
             });
             progress.report(
                 Progress::new(format!("{name} × {m}"), out.len() as u64, Some(total))
-                    .metric("score", score),
+                    .metric(Metric::Score, score),
             );
         }
     }

@@ -1,6 +1,7 @@
 //! Steering vectors: the vector type and its file formats (native safetensors, llama.cpp GGUF
 //! control vectors), the BiPO trainer with its objective family, the CAA and PCA baselines,
-//! and behaviour evaluation (A/B score over a multiplier sweep, steered generations).
+//! one entry point for all three ([`train()`]), and behaviour evaluation (A/B score over a
+//! multiplier sweep, steered generations).
 //!
 //! This module calls the model engine (`crate::model`) for forward passes and hooks; it must not
 //! contain model architecture code, file-format code of data sets, or any UI code.
@@ -13,6 +14,7 @@ pub mod gguf;
 pub mod objective;
 pub mod pca;
 pub mod prepare;
+pub mod train;
 pub mod vector;
 
 pub use bipo::{train_bipo, BipoConfig, BipoOutcome, TrainData};
@@ -20,4 +22,5 @@ pub use collect::{steering_hooks, Completion, Contrast};
 pub use error::{Result, SteerError};
 pub use eval::{sweep, AbTokens, SweepPoint};
 pub use objective::Objective;
+pub use train::{train, Method, Prepared, Trained};
 pub use vector::{SteeringVector, VectorMeta};

@@ -1,16 +1,13 @@
-//! The app's thin layer over `crate::model`: load a model on a background job, summarise it
-//! for display, and stream a generation. Only calls the engine; no model code here.
+//! The Model feature's state: the app's thin layer over `crate::model` (load a model on a
+//! background job, summarise it for display). Only calls the engine; no model code here.
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
-
-use crate::data::Message;
 use crate::jobs::{Progress, ProgressSink};
-use crate::model::{GenerateOptions, Hooks, LoadOptions, Model};
+use crate::model::{LoadOptions, Model};
 
-use super::state::{AppState, Recent};
+use crate::app::state::{AppState, Recent};
 
 /// Device and dtype chosen in the Model panel.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,7 +106,7 @@ pub fn start_model_load(state: &mut AppState, path: PathBuf, choice: DeviceChoic
                 Ok(m) => {
                     Recent::remember(&mut state.recent.models, &m.path);
                     state.artifacts.add(
-                        crate::app::ArtifactKind::Model,
+                        crate::app::artifacts::ArtifactKind::Model,
                         m.summary.name.clone(),
                         &m.path,
                     );
@@ -132,70 +129,6 @@ pub fn start_model_load(state: &mut AppState, path: PathBuf, choice: DeviceChoic
         },
     );
     state.model_job = Some(id);
-}
-
-/// What to generate.
-#[derive(Debug, Clone, PartialEq)]
-pub struct GenerateSettings {
-    /// The prompt text.
-    pub prompt: String,
-    /// Wrap the prompt as a user turn with the model's chat template.
-    pub chat: bool,
-    /// Tokens to generate at most.
-    pub max_new_tokens: usize,
-    /// Sampling temperature (0 = greedy).
-    pub temperature: f64,
-    /// Nucleus sampling mass.
-    pub top_p: f64,
-    /// Sampling seed.
-    pub seed: u64,
-}
-
-impl Default for GenerateSettings {
-    fn default() -> Self {
-        Self {
-            prompt: "What is the capital of France?".into(),
-            chat: true,
-            max_new_tokens: 64,
-            temperature: 0.0,
-            top_p: 0.9,
-            seed: 0,
-        }
-    }
-}
-
-/// Generates from `model`, handing each decoded piece to `on_text` as it arrives; stops early
-/// when the sink is cancelled. Returns the number of generated tokens.
-pub fn generate(
-    model: &Model,
-    s: &GenerateSettings,
-    sink: &dyn ProgressSink,
-    on_text: &mut dyn FnMut(&str),
-) -> anyhow::Result<usize> {
-    let tok = model.tokenizer().context("this model has no tokenizer")?;
-    let ids = if s.chat {
-        let text = tok.apply_chat_template(&[Message::new("user", s.prompt.clone())], true)?;
-        tok.encode(&text, false)?
-    } else {
-        tok.encode(&s.prompt, true)?
-    };
-    let opts = GenerateOptions {
-        max_new_tokens: s.max_new_tokens,
-        temperature: s.temperature,
-        top_p: s.top_p,
-        seed: s.seed,
-        stop_at_eos: true,
-    };
-    let total = s.max_new_tokens as u64;
-    let mut n = 0u64;
-    let hooks = Hooks::new();
-    let out = model.generate(&ids, &opts, &hooks, &mut |_id, piece| {
-        n += 1;
-        on_text(piece);
-        sink.report(Progress::new("generating", n, Some(total)));
-        !sink.is_cancelled()
-    })?;
-    Ok(out.len())
 }
 
 fn file_name(p: &std::path::Path) -> String {

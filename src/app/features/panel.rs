@@ -9,21 +9,17 @@ use egui::text::LayoutJob;
 use egui::{Color32, TextFormat};
 use egui_plot::{Line, Plot};
 
-use super::Panel;
-use crate::app::features::{self as feat, EmbedderChoice, SortKey};
+use super::state::{self as feat, EmbedderChoice, SortKey};
+use crate::app::nav::{PanelId, Selection};
 use crate::app::state::AppState;
+use crate::app::view::Panel;
 use crate::app::widgets;
 use crate::sae::interpret::{diff_spans, TopPair};
 use crate::sae::pipeline::FeatureReport;
 
-/// View state of the Features panel (everything else lives in `AppState::features`).
+/// View state of the Features panel (everything lives in `AppState::features`).
 #[derive(Default)]
-pub struct FeaturesPanel {
-    opened_from_env: bool,
-    /// `STEERLAB_FEATURES_TRAIN=minilm|llm`: start one run with this embedder as soon as the
-    /// data (and, for `llm`, the model) are loaded (scripted starts, `scripts/frame-bench.sh sae`).
-    pending_train: Option<EmbedderChoice>,
-}
+pub struct FeaturesPanel;
 
 fn labelled_drag<N: egui::emath::Numeric>(
     ui: &mut egui::Ui,
@@ -585,40 +581,15 @@ fn pair_ui(ui: &mut egui::Ui, n: usize, p: &TopPair) {
 
 impl Panel for FeaturesPanel {
     fn ui(&mut self, ui: &mut egui::Ui, state: &mut AppState) {
-        if !self.opened_from_env {
-            self.opened_from_env = true;
-            // Screenshots and scripted starts: open a run folder given in STEERLAB_FEATURES_RUN.
-            if let Some(dir) = std::env::var_os("STEERLAB_FEATURES_RUN").filter(|s| !s.is_empty()) {
-                feat::open_run(state, std::path::Path::new(&dir));
-                if let Some(r) = state.features.active_run() {
-                    let order =
-                        feat::sorted_features(&r.result.report.features, SortKey::Effect, true);
-                    state.features.selected = order.first().copied();
-                }
-            }
-            if let Ok(e) = std::env::var("STEERLAB_FEATURES_TRAIN") {
-                match e.as_str() {
-                    "minilm" => self.pending_train = Some(EmbedderChoice::MiniLm),
-                    "llm" => self.pending_train = Some(EmbedderChoice::Llm),
-                    _ => {
-                        state.features.error = Some(format!(
-                            "STEERLAB_FEATURES_TRAIN={e}: unknown embedder (minilm or llm)"
-                        ))
-                    }
-                }
-            }
-        }
-        if let Some(e) = self.pending_train {
+        if let Some(e) = state.features.pending_train {
             state.features.settings.embedder = e;
             if feat::run_blocker(state).is_none() {
-                self.pending_train = None;
+                state.features.pending_train = None;
                 feat::start_run(state);
             }
         }
         // A run folder clicked in the sidebar (or linked from another panel).
-        if let Some(crate::app::Selection::Artifact(a)) =
-            state.take_selection(super::PanelId::Features)
-        {
+        if let Some(Selection::Artifact(a)) = state.take_selection(PanelId::Features) {
             let shown = state
                 .features
                 .runs

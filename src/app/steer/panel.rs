@@ -7,10 +7,11 @@
 use eframe::egui;
 use egui_plot::{Legend, Line, Plot, PlotPoints, Points, VLine};
 
-use super::Panel;
+use super::state::{default_layer, EvalSource, Method, SteerState};
+use crate::app::command::AppCommand;
 use crate::app::picker::FileFilter;
 use crate::app::state::AppState;
-use crate::app::steer::{default_layer, EvalSource, Method, SteerState};
+use crate::app::view::Panel;
 use crate::app::widgets::{
     export_menu, param, param_bool, param_choice, param_log, Format, PathField, PickKind,
 };
@@ -78,7 +79,7 @@ impl SteerPanel {
             .show(ui, "Training file", &buttons, &*state.picker)
         {
             state.steer.train_source = Some(p.clone());
-            super::DataPanel::start_open(state, p);
+            state.send(AppCommand::OpenDataset(p));
         }
         // Evaluation set.
         ui.horizontal(|ui| {
@@ -138,7 +139,7 @@ impl SteerPanel {
             .show(ui, "Evaluation file", &buttons, &*state.picker)
         {
             state.steer.eval_source = Some(EvalSource::Dataset(p.clone()));
-            super::DataPanel::start_open(state, p);
+            state.send(AppCommand::OpenDataset(p));
             state.steer.mark_dirty();
         }
     }

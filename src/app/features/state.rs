@@ -7,14 +7,16 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::Context as _;
 
-use crate::jobs::{Progress, ProgressSink};
+use crate::jobs::{Metric, Progress};
 use crate::sae::link::{self, SaeFolder, VectorScale};
 use crate::sae::pipeline::FeatureReport;
 use crate::sae::{self, MiniLmEmbedder, PairSet, RunOptions, RunResult, SaeConfig};
 
-use super::job_list::JobId;
-use super::picker::FileFilter;
-use super::state::AppState;
+use crate::app::artifacts::ArtifactKind;
+use crate::app::job_list::JobId;
+use crate::app::live::{LiveRecord, Recorder};
+use crate::app::picker::FileFilter;
+use crate::app::state::AppState;
 
 /// Which embedder a run uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,33 +81,23 @@ impl LiveMetrics {
     }
 }
 
-/// A progress sink that records training metrics and forwards everything to the job's sink.
-struct RecordingSink<'a> {
-    inner: &'a dyn ProgressSink,
-    live: Arc<Mutex<LiveMetrics>>,
-}
-
-impl ProgressSink for RecordingSink<'_> {
-    fn report(&self, p: Progress) {
-        if let Ok(mut l) = self.live.lock() {
-            let get = |k: &str| p.metrics.iter().find(|(n, _)| n == k).map(|(_, v)| *v);
-            if let (Some(loss), Some(fve), Some(l0), Some(dead)) =
-                (get("loss"), get("fve"), get("l0"), get("dead"))
-            {
-                l.steps.push([p.step as f64, loss, fve, l0, dead]);
-            }
-            if let Some(v) = get("val_loss") {
-                l.val_loss.push([p.step as f64, v]);
-            }
-            l.stage = p.stage.clone();
+impl LiveRecord for LiveMetrics {
+    /// A row per SAE step (loss, FVE, L0, dead fraction), the validation loss per epoch, and
+    /// the stage text.
+    fn record(&mut self, p: &Progress) {
+        let get = |m| p.value(m);
+        if let (Some(loss), Some(fve), Some(l0), Some(dead)) = (
+            get(Metric::Loss),
+            get(Metric::Fve),
+            get(Metric::L0),
+            get(Metric::Dead),
+        ) {
+            self.steps.push([p.step as f64, loss, fve, l0, dead]);
         }
-        self.inner.report(p);
-    }
-    fn log(&self, line: &str) {
-        self.inner.log(line);
-    }
-    fn is_cancelled(&self) -> bool {
-        self.inner.is_cancelled()
+        if let Some(v) = get(Metric::ValLoss) {
+            self.val_loss.push([p.step as f64, v]);
+        }
+        self.stage = p.stage.clone();
     }
 }
 
@@ -176,6 +168,9 @@ pub struct FeaturesState {
     pub error: Option<String>,
     /// The last steering vector written from a feature.
     pub last_vector: Option<PathBuf>,
+    /// Start one run with this embedder as soon as its inputs are loaded (start-up option
+    /// `STEERLAB_FEATURES_TRAIN`; driven while the Features panel is shown).
+    pub pending_train: Option<EmbedderChoice>,
 }
 
 impl Default for FeaturesState {
@@ -191,6 +186,7 @@ impl Default for FeaturesState {
             job: None,
             error: None,
             last_vector: None,
+            pending_train: None,
         }
     }
 }
@@ -294,7 +290,7 @@ pub fn start_run(state: &mut AppState) {
     let id = state.spawn_job(
         "Feature discovery",
         move |ctx| {
-            let sink = RecordingSink { inner: ctx, live };
+            let sink = Recorder::new(ctx, live);
             let pairs = PairSet::from_records(&records);
             if pairs.is_empty() {
                 anyhow::bail!(
@@ -365,9 +361,7 @@ pub fn start_run(state: &mut AppState) {
                     r.options.sae.k,
                     short_embedder(&r.embedder)
                 );
-                state
-                    .artifacts
-                    .add(super::ArtifactKind::Sae, name.clone(), &dir);
+                state.artifacts.add(ArtifactKind::Sae, name.clone(), &dir);
                 state.features.push_run(FeatureRun {
                     name,
                     result,
@@ -381,6 +375,27 @@ pub fn start_run(state: &mut AppState) {
         },
     );
     state.features.job = Some(id);
+}
+
+/// Applies start-up choices (`FeaturesStart`): opens the run folder `run` (its top feature by
+/// effect selected), arms the automatic run with `train`, shows `error`.
+pub fn apply_start(
+    state: &mut AppState,
+    run: Option<&Path>,
+    train: Option<EmbedderChoice>,
+    error: Option<String>,
+) {
+    if let Some(dir) = run {
+        open_run(state, dir);
+        if let Some(r) = state.features.active_run() {
+            let order = sorted_features(&r.result.report.features, SortKey::Effect, true);
+            state.features.selected = order.first().copied();
+        }
+    }
+    state.features.pending_train = train;
+    if error.is_some() {
+        state.features.error = error;
+    }
 }
 
 /// A short embedder label: `minilm` or `llm:<layer>`.
@@ -404,9 +419,7 @@ pub fn open_run(state: &mut AppState, dir: &Path) {
                 short_embedder(&result.report.embedder)
             );
             state.info(format!("Opened feature run {}", dir.display()));
-            state
-                .artifacts
-                .add(super::ArtifactKind::Sae, name.clone(), dir);
+            state.artifacts.add(ArtifactKind::Sae, name.clone(), dir);
             state.features.push_run(FeatureRun {
                 name,
                 result,
@@ -433,7 +446,7 @@ pub fn export_active(state: &mut AppState) {
     match res {
         Ok(()) => {
             let name = format!("{} (export)", state.features.runs[i].name);
-            state.artifacts.add(super::ArtifactKind::Sae, name, &dir);
+            state.artifacts.add(ArtifactKind::Sae, name, &dir);
             state.info(format!("Exported the feature run to {}", dir.display()))
         }
         Err(e) => {
@@ -478,7 +491,7 @@ pub fn feature_to_vector(state: &mut AppState, feature: usize) {
                 path.display()
             ));
             state.artifacts.add(
-                super::ArtifactKind::Vector,
+                ArtifactKind::Vector,
                 format!("feature {feature} · layer {}", site.layer),
                 &path,
             );

@@ -4,10 +4,10 @@
 use eframe::egui;
 use std::path::PathBuf;
 
-use super::Panel;
-use crate::app::dataset::{self, DataView, OpenOptions};
+use super::state::{self as dataset, DataView, OpenOptions};
 use crate::app::picker::FileFilter;
 use crate::app::state::AppState;
+use crate::app::view::Panel;
 use crate::app::widgets::{kv_grid, recent_links, PathField, PickKind};
 use crate::data::{ColumnMapping, Field, Layout};
 
@@ -44,19 +44,6 @@ impl Default for DataPanel {
 }
 
 impl DataPanel {
-    /// Opens `path` in the background with default options (detect the layout, skip invalid
-    /// rows and list them). Used at start-up (`STEERLAB_DATA`) and by the panel.
-    pub fn start_open(state: &mut AppState, path: PathBuf) {
-        dataset::start_open(
-            state,
-            path,
-            OpenOptions {
-                skip_invalid: true,
-                ..Default::default()
-            },
-        );
-    }
-
     fn summary(&self, ui: &mut egui::Ui, d: &DataView) {
         kv_grid(
             ui,

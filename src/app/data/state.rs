@@ -1,4 +1,4 @@
-//! The app's thin layer over `crate::data`: open a dataset on a background job (preview rows,
+//! The Data feature's state, the app's thin layer over `crate::data`: open a dataset on a background job (preview rows,
 //! check report, records), with an optional column mapping; split; save a split. Only calls the
 //! data layer.
 use std::path::{Path, PathBuf};
@@ -9,7 +9,7 @@ use crate::data::{
 };
 use crate::jobs::{Progress, ProgressSink};
 
-use super::state::{AppState, Recent};
+use crate::app::state::{AppState, Recent};
 
 /// Rows read for the preview table.
 pub const PREVIEW_ROWS: usize = 1000;
@@ -244,7 +244,7 @@ pub fn start_open(state: &mut AppState, path: PathBuf, opts: OpenOptions) {
                     if v.error.is_none() || v.needs_mapping {
                         Recent::remember(&mut state.recent.data, &v.path);
                         state.artifacts.add(
-                            crate::app::ArtifactKind::Dataset,
+                            crate::app::artifacts::ArtifactKind::Dataset,
                             name.clone(),
                             &v.path,
                         );
@@ -266,6 +266,19 @@ pub fn start_open(state: &mut AppState, path: PathBuf, opts: OpenOptions) {
         },
     );
     state.data_job = Some(id);
+}
+
+/// Opens `path` with the default options (detect the layout, skip invalid rows and list them):
+/// start-up (`STEERLAB_DATA`), `AppCommand::OpenDataset`, the Steer start-up evaluation set.
+pub fn open_default(state: &mut AppState, path: PathBuf) {
+    start_open(
+        state,
+        path,
+        OpenOptions {
+            skip_invalid: true,
+            ..Default::default()
+        },
+    );
 }
 
 /// Splits the records of `d`: seeded at random, or by connected components over prompts so no

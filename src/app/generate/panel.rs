@@ -4,10 +4,10 @@ use eframe::egui;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use super::Panel;
-use crate::app::engine::{generate, GenerateSettings};
+use super::state::{generate, GenerateSettings};
 use crate::app::job_list::JobId;
 use crate::app::state::AppState;
+use crate::app::view::Panel;
 
 /// View state of the Generate panel.
 #[derive(Default)]

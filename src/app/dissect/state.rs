@@ -11,11 +11,11 @@ use crate::dissect::{
 };
 use crate::steer::SteeringVector;
 
-use super::artifacts::{ArtifactKind, Selection};
-use super::job_list::JobId;
-use super::panels::PanelId;
-use super::state::AppState;
-use super::widgets::{save_bytes_as, Format};
+use crate::app::artifacts::ArtifactKind;
+use crate::app::export::{save_bytes_as, Format};
+use crate::app::job_list::JobId;
+use crate::app::nav::{PanelId, Selection};
+use crate::app::state::AppState;
 
 /// Report formats the panel exports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -200,7 +200,7 @@ impl DissectState {
     }
 
     /// True while a fit runs.
-    pub fn is_running(&self, state_jobs: &super::job_list::JobList) -> bool {
+    pub fn is_running(&self, state_jobs: &crate::app::job_list::JobList) -> bool {
         self.job.is_some_and(|j| state_jobs.is_running(j))
     }
 

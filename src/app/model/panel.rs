@@ -1,8 +1,8 @@
 //! Model panel: pick an HF folder or a .gguf file, load it on a background job, show its shape.
-use super::Panel;
-use crate::app::engine::{start_model_load, DeviceChoice};
+use super::state::{start_model_load, DeviceChoice};
 use crate::app::picker::FileFilter;
 use crate::app::state::AppState;
+use crate::app::view::Panel;
 use crate::app::widgets::{kv_grid, recent_links, PathField, PickKind};
 use eframe::egui;
 

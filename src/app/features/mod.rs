@@ -1,0 +1,8 @@
+//! The Features feature (WIMHF feature discovery): SAE runs on preference embedding
+//! differences. `state.rs`: runs, settings, live metrics and the actions on them; `panel.rs`:
+//! the view.
+mod panel;
+mod state;
+
+pub use panel::FeaturesPanel;
+pub use state::*;
