@@ -119,7 +119,7 @@ fn default_model_dequantization_matches_gguf_package() {
     let exp = load_json("smollm2_dequant.json");
     let g = read_gguf(&path, &Device::Cpu, DType::F32).unwrap();
     check_tensors(&g.tensors, exp["tensors"].as_array().unwrap());
-    // DESIGN.md §6 facts about this file
+    // Facts about this file (SmolLM2-135M-Instruct)
     let c = &g.config;
     assert_eq!(c["num_hidden_layers"], 30);
     assert_eq!(c["hidden_size"], 576);

@@ -1,7 +1,7 @@
 //! End to end on the default GGUF model (SmolLM2-135M-Instruct Q4_1): `read_gguf` feeds the
 //! engine (`Model::from_parts`), its logits match transformers' own GGUF loader (fixture from
 //! scripts/make_gguf_fixtures.py) on the ChatML prompt at every position, and the greedy answer to
-//! "What is the capital of France?" is "The capital of France is Paris." (DESIGN.md §6).
+//! "What is the capital of France?" is "The capital of France is Paris."
 use candle_core::{DType, Device};
 use serde_json::Value;
 use std::path::Path;

@@ -3,7 +3,7 @@
 //! back, and the steering link produces a native vector.
 use rand::{Rng, SeedableRng};
 use steerlab::jobs::{NoProgress, ProgressSink};
-use steerlab::sae::dense::pearson;
+use steerlab::numeric::pearson_or_zero as pearson;
 use steerlab::sae::{self, Embedder, PairSet, RunOptions, SaeConfig, SaeError};
 
 const MARKS: [&str; 4] = ["sorry", "- ", "!", "?"];

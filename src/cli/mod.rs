@@ -2,7 +2,7 @@
 //! arguments, calls the library and prints (text or `--json`); no algorithm code lives here.
 use clap::{Parser, Subcommand};
 
-mod bench;
+pub mod bench;
 mod data_cmd;
 mod dissect_cmd;
 mod model_cmds;
