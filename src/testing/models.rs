@@ -15,12 +15,29 @@ use crate::model::{LoadOptions, Model};
 /// Hidden width of the tiny random-init Llamas.
 pub const TINY_HIDDEN: usize = 16;
 
+/// `tests/fixtures/<rel>` of this repository.
+pub fn fixture_path(rel: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(rel)
+}
+
+/// The default model (SmolLM2-135M-Instruct GGUF in the cache); panics with how to fetch it
+/// when it is missing (the tests that call this need it).
+pub fn default_model() -> PathBuf {
+    let p = crate::paths::default_model_path();
+    assert!(
+        p.exists(),
+        "the default model is missing at {}: fetch it with scripts/fetch-defaults.sh (these tests need it)",
+        p.display()
+    );
+    p
+}
+
 /// The fixture folder of one architecture family (`llama`, `llama3`, `mistral`, `qwen2`,
 /// `qwen3`, ...).
 pub fn fixture(arch: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/models")
-        .join(arch)
+    fixture_path("models").join(arch)
 }
 
 /// The fixture of `arch` loaded on the CPU in `dtype`.
@@ -81,7 +98,7 @@ pub fn tiny_llama(vocab: usize, layers: usize, dtype: DType, seed: u64) -> Model
 /// weights drawn in f32 from N(0, 0.3²) with `seed`, and the test tokenizer fixture
 /// (`tests/fixtures/tokenizer_hf`).
 pub fn write_tiny_llama(dir: &Path, layers: usize, seed: u64) {
-    let fx = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tokenizer_hf");
+    let fx = fixture_path("tokenizer_hf");
     for f in ["tokenizer.json", "tokenizer_config.json"] {
         std::fs::copy(fx.join(f), dir.join(f)).unwrap();
     }
