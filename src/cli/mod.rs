@@ -1,5 +1,6 @@
 //! Command-line interface: clap subcommands mirroring the app. Every command here only parses
-//! arguments, calls the library and prints (text or `--json`); no algorithm code lives here.
+//! arguments, calls the library and prints (text or `--json`); no algorithm code lives here
+//! ([`bench`] holds the benchmark workloads, which only time library calls).
 use clap::{Parser, Subcommand};
 
 pub mod bench;

@@ -5,8 +5,9 @@
 //!
 //! Timings are wall-clock medians over `iters` runs after a warm-up. This module only
 //! measures: it must not change any algorithm, and nothing here is used by training or the
-//! app. This file parses flags, builds or loads the model, calls a workload and prints a
-//! summary line or (with `--json`) one JSON object; one file per workload beside it.
+//! app (the random-init models of `inputs.rs` also serve `crate::testing`). This file parses
+//! flags, builds or loads the model, calls a workload and prints a summary line or (with
+//! `--json`) one JSON object; one file per workload beside it.
 mod bipo;
 mod dissect;
 mod forward;
