@@ -7,18 +7,8 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use candle_core::Tensor;
+use steerlab::cli::bench::bench_ids;
 use steerlab::model::{Batch, HookPoint, Hooks, LoadOptions, Model, Positions};
-
-/// The token ids both benchmarks use: a fixed arithmetic pattern, so no tokenizer is involved.
-fn bench_ids(batch: usize, seq: usize, vocab: usize) -> Vec<Vec<u32>> {
-    (0..batch)
-        .map(|b| {
-            (0..seq)
-                .map(|t| ((b * 131 + t * 7919 + 13) % vocab) as u32)
-                .collect()
-        })
-        .collect()
-}
 
 fn arg(args: &[String], name: &str) -> Option<String> {
     args.iter()

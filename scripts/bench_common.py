@@ -1,5 +1,5 @@
 """Shared pieces of the PyTorch benchmark twins (scripts/bench_*_torch.py): the random-init model
-shapes and the token-id patterns of src/bench.rs, so both sides run the same computation on the
+shapes and the token-id patterns of src/cli/bench/inputs.rs, so both sides run the same computation on the
 same inputs. Not a test."""
 import os
 import resource
@@ -7,7 +7,7 @@ import resource
 import torch
 
 # name -> (model_type, hidden, intermediate, layers, heads, kv heads, vocab, rope theta, rms eps);
-# the same table as random_config() in src/bench.rs.
+# the same table as random_config() in src/cli/bench/inputs.rs.
 SHAPES = {
     "llama:smollm2": ("llama", 576, 1536, 30, 9, 3, 49152, 100000.0, 1e-5),
     "qwen2:0.5b": ("qwen2", 896, 4864, 24, 14, 2, 151936, 1e6, 1e-6),
@@ -51,12 +51,12 @@ def load_model(model, random, device, dtype, attn):
 
 
 def bench_ids(batch, seq, vocab):
-    """bench_ids() of src/bench.rs."""
+    """bench_ids() of src/cli/bench/inputs.rs."""
     return torch.tensor([[(b * 131 + t * 7919 + 13) % vocab for t in range(seq)] for b in range(batch)])
 
 
 def bench_pairs(batch, seq, vocab):
-    """bench_pairs() of src/bench.rs: (prompt, chosen, rejected) id lists."""
+    """bench_pairs() of src/cli/bench/inputs.rs: (prompt, chosen, rejected) id lists."""
     p = max(seq // 2, 1)
     r = max(seq - p, 1)
     return [

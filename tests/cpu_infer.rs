@@ -8,9 +8,7 @@
 use candle_core::Device;
 use steerlab::model::{cpu_infer, cpu_matmul, Batch, GenerateOptions, Hooks, LoadOptions, Model};
 
-#[path = "common/fixture_models.rs"]
-mod fixture_models;
-use fixture_models::{fixture, rel_err};
+use steerlab::testing::{fixture, rel_err};
 
 #[test]
 fn model_logits_and_generation_match_with_the_fused_kernels_on_and_off() {

@@ -5,10 +5,8 @@
 use candle_core::{DType, Device, Tensor};
 use steerlab::model::cpu_matmul::{self, PackedLinear};
 
-#[path = "common/fixture_models.rs"]
-mod fixture_models;
-use fixture_models::{fixture, rel_err};
 use steerlab::model::{Batch, GenerateOptions, Hooks, LoadOptions, Model};
+use steerlab::testing::{fixture, rel_err};
 
 /// A deterministic pseudo-random vector in [-1, 1) (splitmix64).
 fn values(len: usize, seed: u64) -> Vec<f32> {

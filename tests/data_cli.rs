@@ -3,9 +3,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn fixture(p: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/data")
-        .join(p)
+    steerlab::testing::fixture_path("data").join(p)
 }
 
 fn steerlab(args: &[&str]) -> Output {

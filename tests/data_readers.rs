@@ -6,9 +6,7 @@ use std::path::{Path, PathBuf};
 use steerlab::data::*;
 
 fn fixture(p: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/data")
-        .join(p)
+    steerlab::testing::fixture_path("data").join(p)
 }
 
 fn rows(path: &Path) -> Vec<Row> {

@@ -69,9 +69,9 @@ fn nuts_means_match_numpyro() {
                 .map(|c| c.iter().map(|d| d[j]).collect())
                 .collect();
             let flat: Vec<f64> = chains.iter().flatten().copied().collect();
-            let (m, sd) = steerlab::dissect::stats::mean_sd(&flat);
-            let lo = steerlab::dissect::stats::quantile(&flat, 0.025);
-            let hi = steerlab::dissect::stats::quantile(&flat, 0.975);
+            let (m, sd) = steerlab::numeric::mean_sd(&flat);
+            let lo = steerlab::numeric::quantile(&flat, 0.025);
+            let hi = steerlab::numeric::quantile(&flat, 0.975);
             println!(
                 "b={} w{j}: ours {m:.4} sd {sd:.4} [{lo:.3},{hi:.3}]  numpyro {:.4} sd {:.4} [{:.3},{:.3}]",
                 r.prior_scale, r.mean[j], r.sd[j], r.lo95[j], r.hi95[j]

@@ -4,7 +4,7 @@
 //! rating, steering-vector projection) on the tiny GGUF fixture, checked against the engine
 //! called directly.
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use candle_core::{DType, D};
 use rand::{Rng, SeedableRng};
@@ -173,7 +173,7 @@ fn sae_features_recover_planted_effects_by_pair_id() {
 }
 
 fn tiny_model() -> Model {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gguf/tiny_llama.gguf");
+    let p = steerlab::testing::fixture_path("gguf/tiny_llama.gguf");
     Model::load(&p, &ModelLoad::default()).unwrap()
 }
 

@@ -1,15 +1,10 @@
 //! `steerlab info|run|generate` end to end on the tiny llama fixture (which has a tokenizer and
 //! a ChatML template), including steering files and bad input.
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use candle_core::{Device, Tensor};
-
-fn fixture(arch: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/models")
-        .join(arch)
-}
+use steerlab::testing::{fixture, rel_err};
 
 fn steerlab(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_steerlab"))
@@ -34,29 +29,6 @@ fn fails(out: &Output) -> String {
         String::from_utf8_lossy(&out.stdout)
     );
     String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn max_rel(a: &Tensor, b: &Tensor) -> f32 {
-    let d: f32 = (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar()
-        .unwrap();
-    let s: f32 = b
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar()
-        .unwrap();
-    d / s
 }
 
 #[test]
@@ -92,11 +64,11 @@ fn run_writes_logits_and_every_residual() {
     let cache = candle_core::safetensors::load(&out, &Device::Cpu).unwrap();
     let r = candle_core::safetensors::load(m.join("reference.safetensors"), &Device::Cpu).unwrap();
     assert_eq!(cache.len(), 1 + 3);
-    assert!(max_rel(&cache["logits"], &r["logits_0"]) < 1e-4);
+    assert!(rel_err(&cache["logits"], &r["logits_0"]) < 1e-4);
     for l in 0..3 {
         let got = &cache[&format!("blocks.{l}.hook_resid_post")];
         assert_eq!(got.dims(), &[9, 64]);
-        assert!(max_rel(got, &r[&format!("resid_post_0_l{l}")]) < 1e-4);
+        assert!(rel_err(got, &r[&format!("resid_post_0_l{l}")]) < 1e-4);
     }
     let leftovers: Vec<_> = std::fs::read_dir(dir.path())
         .unwrap()

@@ -7,12 +7,7 @@ use steerlab::model::{GenerateOptions, Hooks, LoadOptions, Model};
 
 #[test]
 fn default_model_loads_and_streams_paris() {
-    let p = steerlab::paths::default_model_path();
-    assert!(
-        p.exists(),
-        "the default model is missing at {}: fetch it with scripts/fetch-defaults.sh (these tests need it)",
-        p.display()
-    );
+    let p = steerlab::testing::default_model();
     let model = Model::load(&p, &LoadOptions::default()).unwrap();
     let info = model.info();
     assert_eq!(

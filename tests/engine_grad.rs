@@ -1,26 +1,8 @@
 //! Gradients into added vectors (checked against central finite differences), agreement of the
 //! differentiable and fused paths, partial forwards and steering semantics.
-use std::path::PathBuf;
-
 use candle_core::{DType, Device, Tensor, Var};
-use steerlab::model::{Batch, GenerateOptions, HookPoint, Hooks, LoadOptions, Model, Positions};
-
-fn fixture(arch: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/models")
-        .join(arch)
-}
-
-fn load(arch: &str, dtype: DType) -> Model {
-    Model::load(
-        &fixture(arch),
-        &LoadOptions {
-            device: Device::Cpu,
-            dtype,
-        },
-    )
-    .unwrap()
-}
+use steerlab::model::{Batch, GenerateOptions, HookPoint, Hooks, Model, Positions};
+use steerlab::testing::{load_fixture as load, max_abs, max_abs_diff};
 
 fn batch() -> Batch {
     Batch::from_sequences(
@@ -156,16 +138,7 @@ fn composed_and_fused_paths_agree() {
         composed.set_force_composed(true);
         let a = model.forward(&b, &mut fused).unwrap();
         let c = model.forward(&b, &mut composed).unwrap();
-        let d: f32 = (a - c)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar()
-            .unwrap();
+        let d = max_abs_diff(&a, &c);
         assert!(d < 1e-4, "{arch}: fused vs composed max diff {d}");
     }
 }
@@ -350,30 +323,13 @@ fn bf16_and_f16_track_f32() {
     let reference = load("qwen3", DType::F32)
         .forward(&b, &mut Hooks::new())
         .unwrap();
-    let scale: f32 = reference
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar()
-        .unwrap();
+    let scale = max_abs(&reference);
     for dtype in [DType::BF16, DType::F16] {
         let model = load("qwen3", dtype);
         assert_eq!(model.dtype(), dtype);
         let logits = model.forward(&b, &mut Hooks::new()).unwrap();
         assert_eq!(logits.dtype(), DType::F32);
-        let d: f32 = (logits - &reference)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar()
-            .unwrap();
+        let d = max_abs_diff(&logits, &reference);
         assert!(d / scale < 0.05, "{dtype:?}: relative error {}", d / scale);
     }
 }

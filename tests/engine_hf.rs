@@ -5,9 +5,7 @@ use candle_core::{DType, Device, Tensor};
 use std::collections::HashMap;
 use steerlab::model::{Batch, GenerateOptions, HookPoint, Hooks, LoadOptions, Model};
 
-#[path = "common/fixture_models.rs"]
-mod fixture_models;
-use fixture_models::{fixture, rel_err};
+use steerlab::testing::{assert_close, fixture, rel_err};
 
 const ARCHS: [&str; 5] = ["llama", "llama3", "mistral", "qwen2", "qwen3"];
 
@@ -22,11 +20,6 @@ fn ids(t: &Tensor) -> Vec<u32> {
         .into_iter()
         .map(|x| x as u32)
         .collect()
-}
-
-fn assert_close(what: &str, a: &Tensor, b: &Tensor, tol: f32) {
-    let e = rel_err(a, b);
-    assert!(e < tol, "{what}: relative error {e} >= {tol}");
 }
 
 fn load(arch: &str) -> Model {

@@ -1,16 +1,11 @@
 //! Loading HF folders: sharded checkpoints, and clear errors (naming file and field) for
 //! missing files, unknown architectures, truncated or incomplete safetensors.
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use candle_core::{Device, Tensor};
 use steerlab::model::{Batch, Hooks, LoadOptions, Model, ModelError};
-
-fn fixture(arch: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/models")
-        .join(arch)
-}
+use steerlab::testing::fixture;
 
 fn copy_fixture(arch: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();

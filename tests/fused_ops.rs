@@ -5,11 +5,11 @@
 //! setting; and the autograd node counts, which must shrink from composed to block.
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::path::PathBuf;
 
 use candle_core::{DType, Device, Tensor, Var, D};
 use steerlab::model::{fused, kernels};
-use steerlab::model::{Batch, GradOps, HookPoint, Hooks, LoadOptions, Model, Positions};
+use steerlab::model::{Batch, GradOps, HookPoint, Hooks, Model, Positions};
+use steerlab::testing::{load_fixture as load, max_abs, max_abs_diff};
 
 /// Counts, per thread while enabled, heap allocations of at least 64 bytes: on the CPU backend
 /// every tensor op allocates its output buffer, so during a backward this approximates the
@@ -45,34 +45,6 @@ fn count_buffers<T>(f: impl FnOnce() -> T) -> (T, usize) {
     let out = f();
     COUNTING.with(|c| c.set(false));
     (out, BUFFERS.with(|b| b.get()))
-}
-
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_dtype(DType::F32)
-        .unwrap()
-        .to_scalar()
-        .unwrap()
-}
-
-fn max_abs(a: &Tensor) -> f32 {
-    a.abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_dtype(DType::F32)
-        .unwrap()
-        .to_scalar()
-        .unwrap()
 }
 
 /// Checks `f` against `reference` at a random input of `shape`: values, and the gradient of
@@ -276,7 +248,7 @@ fn untracked_inputs_get_the_plain_fused_result() {
 /// Loss and gradient of a steering vector at block 1 of a random tiny Llama, on a padded batch.
 fn model_grad(ops: GradOps) -> (f32, Vec<f32>, Vec<f32>) {
     let dev = Device::Cpu;
-    let mut model = steerlab::bench::random_model("llama:tiny", &dev, DType::F32, 3).unwrap();
+    let mut model = steerlab::testing::random_model("llama:tiny", &dev, DType::F32, 3).unwrap();
     model.set_grad_ops(ops);
     let (l, g, logits, _) = hooked_grad(&model, &Hooks::new(), 1);
     (l, g, logits)
@@ -392,20 +364,6 @@ fn model_gradient_is_the_same_with_every_grad_ops_setting() {
     }
 }
 
-fn fixture(arch: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/models")
-        .join(arch)
-}
-
-fn load(arch: &str, dtype: DType) -> Model {
-    let opts = LoadOptions {
-        device: Device::Cpu,
-        dtype,
-    };
-    Model::load(&fixture(arch), &opts).unwrap()
-}
-
 #[test]
 fn block_and_attention_ops_match_composed_on_every_architecture() {
     // Qwen2 has q/k/v biases, Qwen3 per-head q/k norms, Mistral a sliding window. A capture and
@@ -435,10 +393,10 @@ fn block_and_attention_ops_match_composed_on_every_architecture() {
 #[test]
 fn bf16_block_and_attention_ops_stay_close_to_f32() {
     let dev = Device::Cpu;
-    let mut reference = steerlab::bench::random_model("llama:tiny", &dev, DType::F32, 5).unwrap();
+    let mut reference = steerlab::testing::random_model("llama:tiny", &dev, DType::F32, 5).unwrap();
     reference.set_grad_ops(GradOps::Composed);
     let (l_r, g_r, lg_r, _) = hooked_grad(&reference, &Hooks::new(), 0);
-    let mut model = steerlab::bench::random_model("llama:tiny", &dev, DType::BF16, 5).unwrap();
+    let mut model = steerlab::testing::random_model("llama:tiny", &dev, DType::BF16, 5).unwrap();
     for ops in GradOps::ALL {
         model.set_grad_ops(ops);
         let (l, g, lg, _) = hooked_grad(&model, &Hooks::new(), 0);
@@ -456,7 +414,7 @@ fn each_setting_shrinks_the_autograd_graph() {
     // One block's share: steering at block 0 of the 4-block tiny model minus steering at block
     // 1 (one block fewer carries the gradient).
     let dev = Device::Cpu;
-    let mut model = steerlab::bench::random_model("llama:tiny", &dev, DType::F32, 3).unwrap();
+    let mut model = steerlab::testing::random_model("llama:tiny", &dev, DType::F32, 3).unwrap();
     let mut per_block = Vec::new();
     for ops in [
         GradOps::Composed,

@@ -7,26 +7,15 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use steerlab::model::gguf::{read_gguf, read_gguf_header};
 use steerlab::model::ModelError;
+use steerlab::testing::{default_model, fixture_path};
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/gguf")
-        .join(name)
+    fixture_path("gguf").join(name)
 }
 
 fn load_json(name: &str) -> Value {
     let text = std::fs::read_to_string(fixture(name)).expect("fixture JSON");
     serde_json::from_str(&text).expect("fixture JSON parses")
-}
-
-fn default_model() -> PathBuf {
-    let p = steerlab::paths::default_model_path();
-    assert!(
-        p.exists(),
-        "the default model is missing at {}: fetch it with scripts/fetch-defaults.sh (these tests need it)",
-        p.display()
-    );
-    p
 }
 
 /// Compares the sampled values and sums of each fixture entry with the loaded tensors.
@@ -119,7 +108,7 @@ fn default_model_dequantization_matches_gguf_package() {
     let exp = load_json("smollm2_dequant.json");
     let g = read_gguf(&path, &Device::Cpu, DType::F32).unwrap();
     check_tensors(&g.tensors, exp["tensors"].as_array().unwrap());
-    // DESIGN.md §6 facts about this file
+    // Facts about this file (SmolLM2-135M-Instruct)
     let c = &g.config;
     assert_eq!(c["num_hidden_layers"], 30);
     assert_eq!(c["hidden_size"], 576);

@@ -1,20 +1,14 @@
 //! End to end on the default GGUF model (SmolLM2-135M-Instruct Q4_1): `read_gguf` feeds the
 //! engine (`Model::from_parts`), its logits match transformers' own GGUF loader (fixture from
 //! scripts/make_gguf_fixtures.py) on the ChatML prompt at every position, and the greedy answer to
-//! "What is the capital of France?" is "The capital of France is Paris." (DESIGN.md §6).
+//! "What is the capital of France?" is "The capital of France is Paris."
 use candle_core::{DType, Device};
 use serde_json::Value;
-use std::path::Path;
 use steerlab::data::Message;
 use steerlab::model::{Batch, GenerateOptions, Hooks, Model, TextTokenizer};
 
 fn default_model() -> (Model, TextTokenizer) {
-    let path = steerlab::paths::default_model_path();
-    assert!(
-        path.exists(),
-        "the default model is missing at {}: fetch it with scripts/fetch-defaults.sh (this test needs it)",
-        path.display()
-    );
+    let path = steerlab::testing::default_model();
     let g = steerlab::model::gguf::read_gguf(&path, &Device::Cpu, DType::F32).unwrap();
     let model = Model::from_parts(
         &g.config,
@@ -29,7 +23,7 @@ fn default_model() -> (Model, TextTokenizer) {
 }
 
 fn fixture() -> Value {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gguf/smollm2_logits.json");
+    let p = steerlab::testing::fixture_path("gguf/smollm2_logits.json");
     serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
 }
 

@@ -5,7 +5,7 @@
 //! LLM and MiniLM embeddings) gives the outputs of the unsorted path within 1e-5 relative. The
 //! unsorted path is rebuilt here from the engine's primitives on input-order chunks (what the
 //! passes computed before), or is the one-item-per-pass run, which has no padding at all.
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use candle_core::{DType, Device, Tensor};
@@ -25,7 +25,7 @@ use steerlab::steer::{train_bipo, AbTokens, BipoConfig, Completion, TrainData};
 const TOL: f64 = 1e-5;
 
 fn fixture_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models/llama")
+    steerlab::testing::fixture("llama")
 }
 
 fn fixture() -> Model {

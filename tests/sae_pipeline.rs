@@ -3,7 +3,7 @@
 //! back, and the steering link produces a native vector.
 use rand::{Rng, SeedableRng};
 use steerlab::jobs::{NoProgress, ProgressSink};
-use steerlab::sae::dense::pearson;
+use steerlab::numeric::pearson_or_zero as pearson;
 use steerlab::sae::{self, Embedder, PairSet, RunOptions, SaeConfig, SaeError};
 
 const MARKS: [&str; 4] = ["sorry", "- ", "!", "?"];
@@ -394,7 +394,7 @@ fn multi_layer_llm_embedding_equals_single_layer_runs() {
     let home = tempfile::tempdir().unwrap();
     // Only this test in this binary touches the cache, so setting the variable is safe.
     std::env::set_var("STEERLAB_HOME", home.path());
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/models/llama");
+    let dir = steerlab::testing::fixture("llama");
     let model = steerlab::model::Model::load(&dir, &Default::default()).unwrap();
     let tok = load_tokenizer(&dir).unwrap();
     let mut e = LlmEmbedder::new(&model, &tok, 0).unwrap();

@@ -6,11 +6,8 @@ use std::process::Command;
 
 use steerlab::steer::SteeringVector;
 
-#[path = "common/tiny_model.rs"]
-mod tiny_model;
-
 fn tiny_hf_model(dir: &Path) {
-    tiny_model::write(dir, 2, 5);
+    steerlab::testing::write_tiny_llama(dir, 2, 5);
 }
 
 fn steerlab(args: &[&str]) -> (bool, String, String) {

@@ -3,7 +3,6 @@
 //! differences, BiPO lowering its loss and moving the behaviour score both ways, CAA on a
 //! planted contrast, and the behaviour sweep.
 #![allow(clippy::needless_range_loop)] // index loops over several parallel arrays read clearer
-use std::collections::HashMap;
 
 use candle_core::{DType, Device, Tensor, Var, D};
 use rand::{Rng, SeedableRng};
@@ -24,70 +23,7 @@ const HIDDEN: usize = 16;
 const LAYERS: usize = 3;
 
 fn tiny_model(dtype: DType, seed: u64) -> Model {
-    let cfg = serde_json::json!({
-        "model_type": "llama", "hidden_size": HIDDEN, "intermediate_size": 32,
-        "num_hidden_layers": LAYERS, "num_attention_heads": 4, "num_key_value_heads": 2,
-        "vocab_size": VOCAB, "rms_norm_eps": 1e-5, "rope_theta": 10000.0,
-        "max_position_embeddings": 128, "tie_word_embeddings": false, "eos_token_id": 1
-    });
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let g = Normal::new(0.0f64, 1.0).unwrap();
-    let dev = Device::Cpu;
-    let mut t = HashMap::new();
-    let mut rand_t = |shape: (usize, usize), std: f64| {
-        let v: Vec<f64> = (0..shape.0 * shape.1)
-            .map(|_| g.sample(&mut rng) * std)
-            .collect();
-        Tensor::from_vec(v, shape, &dev)
-            .unwrap()
-            .to_dtype(dtype)
-            .unwrap()
-    };
-    t.insert(
-        "model.embed_tokens.weight".to_string(),
-        rand_t((VOCAB, HIDDEN), 1.0),
-    );
-    t.insert("lm_head.weight".to_string(), rand_t((VOCAB, HIDDEN), 0.5));
-    let (hd, nq, nkv) = (HIDDEN / 4, 4, 2);
-    for l in 0..LAYERS {
-        let p = format!("model.layers.{l}");
-        t.insert(
-            format!("{p}.self_attn.q_proj.weight"),
-            rand_t((nq * hd, HIDDEN), 0.3),
-        );
-        t.insert(
-            format!("{p}.self_attn.k_proj.weight"),
-            rand_t((nkv * hd, HIDDEN), 0.3),
-        );
-        t.insert(
-            format!("{p}.self_attn.v_proj.weight"),
-            rand_t((nkv * hd, HIDDEN), 0.3),
-        );
-        t.insert(
-            format!("{p}.self_attn.o_proj.weight"),
-            rand_t((HIDDEN, nq * hd), 0.3),
-        );
-        t.insert(
-            format!("{p}.mlp.gate_proj.weight"),
-            rand_t((32, HIDDEN), 0.3),
-        );
-        t.insert(format!("{p}.mlp.up_proj.weight"), rand_t((32, HIDDEN), 0.3));
-        t.insert(
-            format!("{p}.mlp.down_proj.weight"),
-            rand_t((HIDDEN, 32), 0.3),
-        );
-        for n in ["input_layernorm", "post_attention_layernorm"] {
-            t.insert(
-                format!("{p}.{n}.weight"),
-                Tensor::ones(HIDDEN, dtype, &dev).unwrap(),
-            );
-        }
-    }
-    t.insert(
-        "model.norm.weight".to_string(),
-        Tensor::ones(HIDDEN, dtype, &dev).unwrap(),
-    );
-    Model::from_parts(&cfg, t, None, "tiny", &dev, dtype).unwrap()
+    steerlab::testing::tiny_llama(VOCAB, LAYERS, dtype, seed)
 }
 
 fn rand_ids(rng: &mut impl Rng, n: usize) -> Vec<u32> {

@@ -8,7 +8,7 @@ use steerlab::model::gguf::read_gguf_header;
 use steerlab::model::{ModelError, TextTokenizer};
 
 fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+    steerlab::testing::fixture_path("")
 }
 
 fn load_json(path: &Path) -> Value {
@@ -87,12 +87,7 @@ fn check_against_transformers(tok: &TextTokenizer, exp: &Value) {
 
 #[test]
 fn default_model_tokenizer_matches_transformers() {
-    let path = steerlab::paths::default_model_path();
-    assert!(
-        path.exists(),
-        "the default model is missing at {}: fetch it with scripts/fetch-defaults.sh (these tests need it)",
-        path.display()
-    );
+    let path = steerlab::testing::default_model();
     let tok = gguf_tokenizer(&path);
     let exp = load_json(&fixtures().join("gguf/smollm2_tokenizer.json"));
     check_against_transformers(&tok, &exp);

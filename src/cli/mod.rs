@@ -1,8 +1,9 @@
 //! Command-line interface: clap subcommands mirroring the app. Every command here only parses
-//! arguments, calls the library and prints (text or `--json`); no algorithm code lives here.
+//! arguments, calls the library and prints (text or `--json`); no algorithm code lives here
+//! ([`bench`] holds the benchmark workloads, which only time library calls).
 use clap::{Parser, Subcommand};
 
-mod bench;
+pub mod bench;
 mod data_cmd;
 mod dissect_cmd;
 mod model_cmds;

@@ -1,4 +1,4 @@
-//! Record layouts (DESIGN.md §4) and column mapping: which columns of a file hold which
+//! Record layouts (docs/data.md) and column mapping: which columns of a file hold which
 //! canonical field. Detection only binds columns whose names are the canonical ones (or a
 //! few fixed, documented aliases); anything else needs an explicit [`ColumnMapping`].
 //! Never guesses: no layout or several layouts → an error listing the columns.

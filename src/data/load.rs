@@ -133,6 +133,19 @@ pub struct Dataset {
     pub report: CheckReport,
 }
 
+/// The judgements of `records`, in order: `judgement` records as they are, plus
+/// chosen/rejected pairs as judgements (A = chosen, winner A); other records are skipped.
+pub fn judgements(records: &[Record]) -> Vec<Judgement> {
+    records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Judgement(j) => Some(j.clone()),
+            Record::Pair(p) => Some(p.to_judgement()),
+            _ => None,
+        })
+        .collect()
+}
+
 impl Dataset {
     /// Preference pairs: `pair` records, plus judgements with a winner (ties dropped).
     pub fn pairs(&self) -> Vec<PreferencePair> {
@@ -146,16 +159,10 @@ impl Dataset {
             .collect()
     }
 
-    /// Judgements: `judgement` records, plus pairs as judgements (A = chosen, winner A).
+    /// Judgements: `judgement` records, plus pairs as judgements (A = chosen, winner A); see
+    /// [`judgements`].
     pub fn judgements(&self) -> Vec<Judgement> {
-        self.records
-            .iter()
-            .filter_map(|r| match r {
-                Record::Judgement(j) => Some(j.clone()),
-                Record::Pair(p) => Some(p.to_judgement()),
-                _ => None,
-            })
-            .collect()
+        judgements(&self.records)
     }
 
     /// A/B items.

@@ -16,8 +16,8 @@ mod load;
 pub use convert::parse_transcript;
 pub use layout::{resolve, ColumnMapping, Field, Layout, Resolved};
 pub use load::{
-    check_dataset, for_each_record, load_dataset, load_dataset_with, CheckReport, Dataset,
-    LoadOptions, SkippedRow, MAX_LISTED_SKIPS,
+    check_dataset, for_each_record, judgements, load_dataset, load_dataset_with, CheckReport,
+    Dataset, LoadOptions, SkippedRow, MAX_LISTED_SKIPS,
 };
 mod preview;
 mod split;

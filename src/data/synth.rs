@@ -233,10 +233,6 @@ fn build(rng: &mut StdRng, topic: &Topic, scenario: usize) -> Built {
     Built { text, f }
 }
 
-fn sigmoid(x: f64) -> f64 {
-    1.0 / (1.0 + (-x).exp())
-}
-
 fn factor_map(f: &[f64; 9]) -> BTreeMap<String, f64> {
     FACTORS
         .iter()
@@ -271,7 +267,7 @@ pub fn generate(opts: &SynthOptions) -> SynthData {
         let judge = rng.random_range(0..JUDGES.len());
         let w = weights(judge, scenario);
         let z: f64 = (0..9).map(|k| w[k] * (a.f[k] - b.f[k])).sum();
-        let p = sigmoid(z);
+        let p = crate::numeric::sigmoid(z);
         let winner = if rng.random::<f64>() < p {
             Winner::A
         } else {

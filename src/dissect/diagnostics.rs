@@ -4,14 +4,7 @@
 //!
 //! Input layout: `chains[c][t]`, every chain of equal length.
 
-fn mean(v: &[f64]) -> f64 {
-    v.iter().sum::<f64>() / v.len() as f64
-}
-
-fn var1(v: &[f64]) -> f64 {
-    let m = mean(v);
-    v.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / (v.len() as f64 - 1.0)
-}
+use crate::numeric::{mean, sample_var as var1};
 
 /// Potential scale reduction R-hat computed on split chains (each chain cut in two halves),
 /// BDA3 §11.4. NaN with fewer than 4 draws per chain; 1.0 when every draw is equal.

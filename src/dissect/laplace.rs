@@ -21,7 +21,7 @@
 //! Must not know about factors or groups: it approximates a [`Posterior`].
 use super::error::DissectError;
 use super::posterior::Posterior;
-use super::stats::{log_add_exp, norm_cdf, norm_log_cdf, norm_log_pdf};
+use crate::numeric::{log_add_exp, norm_cdf, norm_log_cdf, norm_log_pdf};
 
 /// The MAP estimate and the marginal summaries of the approximate posterior.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -131,49 +131,8 @@ pub fn map_estimate(post: &Posterior) -> Result<(Vec<f64>, usize), DissectError>
 
 /// Inverts a symmetric positive-definite matrix (row-major) by Cholesky.
 fn spd_inverse(a: &[f64], p: usize) -> Result<Vec<f64>, DissectError> {
-    let mut l = vec![0.0; p * p];
-    for i in 0..p {
-        for j in 0..=i {
-            let mut s = a[i * p + j];
-            for k in 0..j {
-                s -= l[i * p + k] * l[j * p + k];
-            }
-            if i == j {
-                if s <= 0.0 {
-                    return Err(DissectError::Numerical(
-                        "Hessian is not positive definite".into(),
-                    ));
-                }
-                l[i * p + i] = s.sqrt();
-            } else {
-                l[i * p + j] = s / l[j * p + j];
-            }
-        }
-    }
-    // inverse of L, then Σ = L⁻ᵀ L⁻¹
-    let mut li = vec![0.0; p * p];
-    for i in 0..p {
-        li[i * p + i] = 1.0 / l[i * p + i];
-        for j in 0..i {
-            let mut s = 0.0;
-            for k in j..i {
-                s -= l[i * p + k] * li[k * p + j];
-            }
-            li[i * p + j] = s / l[i * p + i];
-        }
-    }
-    let mut inv = vec![0.0; p * p];
-    for i in 0..p {
-        for j in 0..=i {
-            let mut s = 0.0;
-            for k in i..p {
-                s += li[k * p + i] * li[k * p + j];
-            }
-            inv[i * p + j] = s;
-            inv[j * p + i] = s;
-        }
-    }
-    Ok(inv)
+    crate::numeric::linalg::spd_inverse(a, p)
+        .ok_or_else(|| DissectError::Numerical("Hessian is not positive definite".into()))
 }
 
 /// Marginal summaries (mean, sd, 2.5%, 97.5%, P(w > 0)) of N(μ, s²) × Laplace(0, b), normalised.

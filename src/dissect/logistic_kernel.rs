@@ -207,7 +207,7 @@ mod tests {
 
     #[test]
     fn kernel_matches_scalar_formulas() {
-        use crate::dissect::stats::{sigmoid, softplus};
+        use crate::numeric::{sigmoid, softplus};
         let (n, p) = (203, 5); // not a multiple of the block
         let mut zt = vec![0.0; n * p];
         for (k, v) in zt.iter_mut().enumerate() {

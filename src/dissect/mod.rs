@@ -29,7 +29,6 @@ pub mod nuts;
 pub mod posterior;
 pub mod report;
 pub mod sources;
-pub mod stats;
 pub mod text;
 pub mod top_pairs;
 

@@ -17,7 +17,7 @@
 //! Must not know about factors, groups or reports: it samples a [`Posterior`].
 use super::error::DissectError;
 use super::posterior::Posterior;
-use super::stats::log_add_exp;
+use crate::numeric::log_add_exp;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::StandardNormal;

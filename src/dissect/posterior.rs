@@ -15,7 +15,7 @@
 //! evaluate there; the kink only costs some energy error when a trajectory crosses 0.
 //!
 //! This file only evaluates the model; samplers and optimisers live in `nuts` and `laplace`.
-use super::stats::{sigmoid, softplus};
+use crate::numeric::{sigmoid, softplus};
 
 /// A logistic-regression posterior over `p` weights from `n` oriented pairs.
 #[derive(Debug, Clone)]

@@ -6,6 +6,7 @@
 use super::factors::PairValue;
 use super::fit::DissectOutput;
 use crate::data::{Judgement, Winner};
+use crate::numeric::top_abs_indices;
 
 /// One pair where a factor differs, as returned by [`DissectOutput::top_pairs`].
 #[derive(Debug, Clone, PartialEq)]
@@ -42,16 +43,15 @@ impl DissectOutput {
     /// pairs where the factor is equal for both responses are left out. Ties keep design order.
     pub fn top_pairs(&self, factor: usize, k: usize) -> Vec<FactorPair> {
         let d = &self.design;
-        let mut rows: Vec<(usize, f64)> =
+        // The factor's column (NaN where a row lacks it, so that row is left out).
+        let col: Vec<f64> =
             d.x.iter()
-                .enumerate()
-                .filter_map(|(i, r)| r.get(factor).map(|&x| (i, x)))
-                .filter(|(_, x)| *x != 0.0 && x.is_finite())
+                .map(|r| r.get(factor).copied().unwrap_or(f64::NAN))
                 .collect();
-        rows.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()));
-        rows.truncate(k);
-        rows.into_iter()
-            .map(|(i, x)| {
+        top_abs_indices(&col, k, |x| x != 0.0 && x.is_finite())
+            .into_iter()
+            .map(|i| {
+                let x = col[i];
                 let (value_a, value_b) = match d.raw.get(i).and_then(|r| r.get(factor)) {
                     Some(PairValue::Responses(a, b)) => (Some(*a), Some(*b)),
                     _ => (None, None),

@@ -83,14 +83,7 @@ pub fn embed_in_chunks(
 }
 
 /// 64-bit FNV-1a hash (stable across runs and platforms; used for cache keys only).
-pub fn fnv1a(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
-        h ^= *b as u64;
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
-}
+pub use crate::numeric::hash::fnv1a;
 
 /// The cache file for a key: `<steerlab home>/cache/embeddings/<16 hex digits>.safetensors`.
 pub fn cache_path(key: u64) -> PathBuf {

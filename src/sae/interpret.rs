@@ -3,7 +3,7 @@
 //! is available — an LLM description with its fidelity (correlation between activation and the
 //! generator's A/B judgement of the description on held-out pairs).
 use super::error::SaeError;
-use super::stats::normal_two_sided_p;
+use crate::numeric::{normal_two_sided_p, pearson_or_zero, top_abs_indices};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 
@@ -27,15 +27,8 @@ pub struct TopPair {
 /// Indices of the pairs in the top `fraction` of |act| (at least one, non-zero activations
 /// only), largest first.
 pub fn top_indices(act: &[f64], fraction: f64) -> Vec<usize> {
-    let nz: Vec<usize> = (0..act.len()).filter(|&i| act[i] != 0.0).collect();
-    if nz.is_empty() {
-        return vec![];
-    }
-    let n = ((act.len() as f64 * fraction).ceil() as usize).clamp(1, nz.len());
-    let mut idx = nz;
-    idx.sort_by(|a, b| act[*b].abs().total_cmp(&act[*a].abs()).then(a.cmp(b)));
-    idx.truncate(n);
-    idx
+    let n = ((act.len() as f64 * fraction).ceil() as usize).max(1);
+    top_abs_indices(act, n, |a| a != 0.0)
 }
 
 /// The top pairs of one feature, oriented to read from A's side.
@@ -254,7 +247,7 @@ pub fn fidelity(
 /// Pearson r with a Fisher-z two-sided p-value, and whether p ≤ alpha (and r > 0).
 pub fn correlation_test(x: &[f64], y: &[f64], alpha: f64) -> Fidelity {
     let n = x.len();
-    let r = super::dense::pearson(x, y);
+    let r = pearson_or_zero(x, y);
     let p = if n > 3 {
         let z = r.clamp(-0.999_999, 0.999_999).atanh() * ((n - 3) as f64).sqrt();
         normal_two_sided_p(z)
@@ -353,6 +346,14 @@ pub fn diff_spans(a: &str, b: &str) -> (Vec<Span>, Vec<Span>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn correlation_is_pearson_and_zero_when_undefined() {
+        let r = |x: &[f64], y: &[f64]| correlation_test(x, y, 0.05).r;
+        assert!((r(&[1.0, 2.0, 3.0], &[2.0, 4.0, 6.5]) - 0.9986).abs() < 1e-3);
+        assert!((r(&[1.0, 2.0, 3.0], &[3.0, 2.0, 1.0]) + 1.0).abs() < 1e-12);
+        assert_eq!(r(&[1.0, 1.0], &[1.0, 2.0]), 0.0);
+    }
 
     #[test]
     fn top_pairs_are_oriented_and_sized() {

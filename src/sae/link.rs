@@ -315,36 +315,11 @@ fn span_fraction(sae: &Sae, v: &[f32]) -> f64 {
         }
         g[i * m + i] += 1e-9;
     }
-    let Some(c) = solve(g, b.clone(), m) else {
+    let Some(c) = crate::numeric::linalg::gauss_solve(g, b.clone(), m) else {
         return f64::NAN;
     };
     // ‖P v‖² = cᵀ b for the least-squares coefficients c.
     (c.iter().zip(&b).map(|(x, y)| x * y).sum::<f64>() / vv).clamp(0.0, 1.0)
-}
-
-fn solve(mut a: Vec<f64>, mut b: Vec<f64>, n: usize) -> Option<Vec<f64>> {
-    for c in 0..n {
-        let piv = (c..n).max_by(|i, j| a[i * n + c].abs().total_cmp(&a[j * n + c].abs()))?;
-        if a[piv * n + c].abs() < 1e-12 {
-            return None;
-        }
-        for k in 0..n {
-            a.swap(c * n + k, piv * n + k);
-        }
-        b.swap(c, piv);
-        for r in 0..n {
-            if r != c {
-                let f = a[r * n + c] / a[c * n + c];
-                if f != 0.0 {
-                    for k in c..n {
-                        a[r * n + k] -= f * a[c * n + k];
-                    }
-                    b[r] -= f * b[c];
-                }
-            }
-        }
-    }
-    Some((0..n).map(|i| b[i] / a[i * n + i]).collect())
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! WIMHF-style feature discovery on preference data (DESIGN.md §3): embed both responses of each
+//! WIMHF-style feature discovery on preference data: embed both responses of each
 //! pair, train a sparse autoencoder on the embedding differences, interpret its features (top
 //! pairs, distinctive n-grams, optional local-LLM descriptions with fidelity), measure which
 //! features the labels reward (logistic regression, LASSO, held-out AUC) and write SAELens-layout

@@ -1,4 +1,4 @@
-//! The WIMHF sparse autoencoder (DESIGN.md §3): BatchTopK with Matryoshka prefix losses, signed
+//! The WIMHF sparse autoencoder: BatchTopK with Matryoshka prefix losses, signed
 //! activations (top-k on |a| across the batch), an inference threshold learned as an EMA of the
 //! smallest kept |a|, AuxK for dead latents, normalised MSE, unit-norm decoder rows and a decoder
 //! bias initialised to the median. Gradients are written by hand (the model is two matrices), the

@@ -67,14 +67,7 @@ impl PairSet {
     /// has neither, A/B behaviour items (A = the answer matching the behaviour, winner A).
     /// Feedback and prompt-only records are not pairs and are skipped.
     pub fn from_records(records: &[Record]) -> Self {
-        let mut js: Vec<Judgement> = records
-            .iter()
-            .filter_map(|r| match r {
-                Record::Judgement(j) => Some(j.clone()),
-                Record::Pair(p) => Some(p.to_judgement()),
-                _ => None,
-            })
-            .collect();
+        let mut js = crate::data::judgements(records);
         if js.is_empty() {
             js = records
                 .iter()

@@ -3,6 +3,8 @@
 //! L2) by coordinate descent with a majorised curvature, the LASSO entry order along a λ path,
 //! and the ROC AUC. Dense row-major `f64` data; no I/O.
 #![allow(clippy::needless_range_loop)] // index loops over several parallel arrays read clearer
+use crate::numeric::linalg::spd_solve;
+use crate::numeric::{normal_two_sided_p, ranks, sigmoid};
 
 /// Column means and standard deviations of a row-major `[rows, cols]` matrix (sd 0 → 1).
 pub fn col_stats(x: &[f64], cols: usize) -> (Vec<f64>, Vec<f64>) {
@@ -36,42 +38,6 @@ pub fn standardise(x: &mut [f64], mean: &[f64], sd: &[f64]) {
     }
 }
 
-fn sigmoid(z: f64) -> f64 {
-    if z >= 0.0 {
-        1.0 / (1.0 + (-z).exp())
-    } else {
-        let e = z.exp();
-        e / (1.0 + e)
-    }
-}
-
-/// Complementary error function (Numerical Recipes' Chebyshev fit, relative error < 1.2e-7).
-pub fn erfc(x: f64) -> f64 {
-    let z = x.abs();
-    let t = 1.0 / (1.0 + 0.5 * z);
-    let r = t
-        * (-z * z - 1.265_512_23
-            + t * (1.000_023_68
-                + t * (0.374_091_96
-                    + t * (0.096_784_18
-                        + t * (-0.186_288_06
-                            + t * (0.278_868_07
-                                + t * (-1.135_203_98
-                                    + t * (1.488_515_87
-                                        + t * (-0.822_152_23 + t * 0.170_872_77)))))))))
-            .exp();
-    if x >= 0.0 {
-        r
-    } else {
-        2.0 - r
-    }
-}
-
-/// Two-sided p-value of a standard-normal statistic.
-pub fn normal_two_sided_p(z: f64) -> f64 {
-    erfc(z.abs() / std::f64::consts::SQRT_2).clamp(0.0, 1.0)
-}
-
 /// A fitted logistic regression with Wald statistics (intercept first when fitted).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LogitFit {
@@ -95,53 +61,6 @@ impl LogitFit {
             self.coef[i] + 1.959_964 * self.se[i],
         )
     }
-}
-
-/// Solves the symmetric positive definite system `a x = b` (`a` row-major `[n, n]`) by
-/// Cholesky; also returns the inverse's diagonal. None when `a` is not positive definite.
-fn spd_solve(a: &[f64], b: &[f64], n: usize) -> Option<(Vec<f64>, Vec<f64>)> {
-    let mut l = vec![0.0; n * n];
-    for i in 0..n {
-        for j in 0..=i {
-            let mut s = a[i * n + j];
-            for k in 0..j {
-                s -= l[i * n + k] * l[j * n + k];
-            }
-            if i == j {
-                if s <= 1e-300 {
-                    return None;
-                }
-                l[i * n + i] = s.sqrt();
-            } else {
-                l[i * n + j] = s / l[j * n + j];
-            }
-        }
-    }
-    let solve = |rhs: &[f64]| {
-        let mut y = rhs.to_vec();
-        for i in 0..n {
-            for k in 0..i {
-                y[i] -= l[i * n + k] * y[k];
-            }
-            y[i] /= l[i * n + i];
-        }
-        for i in (0..n).rev() {
-            for k in i + 1..n {
-                y[i] -= l[k * n + i] * y[k];
-            }
-            y[i] /= l[i * n + i];
-        }
-        y
-    };
-    let x = solve(b);
-    let mut diag = vec![0.0; n];
-    let mut e = vec![0.0; n];
-    for i in 0..n {
-        e.iter_mut().for_each(|v| *v = 0.0);
-        e[i] = 1.0;
-        diag[i] = solve(&e)[i];
-    }
-    Some((x, diag))
 }
 
 /// Maximum-likelihood logistic regression by Newton/IRLS (`x` row-major `[rows, cols]`, `y` in
@@ -361,42 +280,24 @@ pub fn lasso_entry_order(
 /// Area under the ROC curve of `score` for binary `label` (ties count one half); None when one
 /// class is absent.
 pub fn auc(score: &[f64], label: &[f64]) -> Option<f64> {
-    let mut idx: Vec<usize> = (0..score.len()).collect();
-    idx.sort_by(|a, b| score[*a].total_cmp(&score[*b]));
     let npos = label.iter().filter(|l| **l > 0.5).count() as f64;
     let nneg = label.len() as f64 - npos;
     if npos == 0.0 || nneg == 0.0 {
         return None;
     }
-    // Mann–Whitney with average ranks.
-    let mut rank_sum = 0.0;
-    let mut i = 0;
-    while i < idx.len() {
-        let mut j = i;
-        while j + 1 < idx.len() && score[idx[j + 1]] == score[idx[i]] {
-            j += 1;
-        }
-        let avg = (i + j) as f64 / 2.0 + 1.0;
-        for k in i..=j {
-            if label[idx[k]] > 0.5 {
-                rank_sum += avg;
-            }
-        }
-        i = j + 1;
-    }
+    // Mann–Whitney with average ranks (half-integers: the sum is exact in any order).
+    let rank_sum: f64 = ranks(score)
+        .iter()
+        .zip(label)
+        .filter(|(_, l)| **l > 0.5)
+        .map(|(r, _)| r)
+        .sum();
     Some((rank_sum - npos * (npos + 1.0) / 2.0) / (npos * nneg))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn erfc_and_p_values() {
-        assert!((erfc(0.0) - 1.0).abs() < 1e-7);
-        assert!((normal_two_sided_p(1.959_964) - 0.05).abs() < 1e-6);
-        assert!((normal_two_sided_p(-2.575_829) - 0.01).abs() < 1e-6);
-    }
 
     #[test]
     fn auc_counts_pairs() {

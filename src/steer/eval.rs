@@ -37,13 +37,7 @@ impl AbTokens {
 
 /// `p_m / (p_m + p_n) = σ(log p_m − log p_n)` for one item, computed stably.
 pub fn item_score(logp_matching: f64, logp_non: f64) -> f64 {
-    let z = logp_matching - logp_non;
-    if z >= 0.0 {
-        1.0 / (1.0 + (-z).exp())
-    } else {
-        let e = z.exp();
-        e / (1.0 + e)
-    }
+    crate::numeric::sigmoid(logp_matching - logp_non)
 }
 
 /// Mean of [`item_score`] over items.

@@ -90,9 +90,9 @@ impl FromStr for Objective {
     }
 }
 
-/// `log(1 + eˣ)`, numerically stable.
+/// `log(1 + eˣ)`, numerically stable ([`crate::numeric::softplus`]).
 pub fn softplus_scalar(x: f64) -> f64 {
-    x.max(0.0) + (-x.abs()).exp().ln_1p()
+    crate::numeric::softplus(x)
 }
 
 /// Per-pair loss of a paired objective for margin `h`, direction `d`, strength `beta`.

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::data::{Judgement, Record};
+use crate::data::Judgement;
 use crate::dissect::{
     self, fit::available_group_keys, DissectConfig, DissectOutput, FactorPair, NutsConfig, Sampler,
     Waterfall,
@@ -127,18 +127,6 @@ impl Default for DissectState {
     }
 }
 
-/// The judgements of a dataset's records (chosen/rejected pairs as A = chosen).
-pub fn judgements_of(records: &[Record]) -> Vec<Judgement> {
-    records
-        .iter()
-        .filter_map(|r| match r {
-            Record::Judgement(j) => Some(j.clone()),
-            Record::Pair(p) => Some(p.to_judgement()),
-            _ => None,
-        })
-        .collect()
-}
-
 impl DissectState {
     /// The factor tokens of the current selection (as `steerlab dissect --factors` takes them).
     pub fn tokens(&self) -> Vec<String> {
@@ -241,7 +229,7 @@ pub fn active_data(state: &AppState) -> Option<(PathBuf, Vec<Judgement>)> {
     if d.records.is_empty() {
         return None;
     }
-    Some((d.path.clone(), judgements_of(&d.records)))
+    Some((d.path.clone(), crate::data::judgements(&d.records)))
 }
 
 /// Starts a fit of the active dataset with the current settings on a background job (progress

@@ -1,81 +1,19 @@
-//! Small numerical helpers: the normal distribution (cdf, log-cdf, pdf), logistic functions,
-//! sample quantiles, and rank correlations (Pearson, Spearman, Kendall τ-b).
+//! Descriptive statistics shared by the methods: mean and sample variance, quantiles (NumPy's
+//! linear interpolation), rank correlations (Pearson, Spearman, Kendall τ-b), average ranks and
+//! the indices of the largest |values| (the "top pairs" ranking of SAE features and dissection
+//! factors).
 //!
-//! Pure functions on slices; no I/O, no randomness.
+//! Pure functions on slices; no I/O, no randomness, no method-specific code.
 
-/// `log(1 + exp(x))`, stable for large |x|.
-pub fn softplus(x: f64) -> f64 {
-    if x > 0.0 {
-        x + (-x).exp().ln_1p()
-    } else {
-        x.exp().ln_1p()
-    }
+/// Arithmetic mean (NaN for an empty slice).
+pub fn mean(v: &[f64]) -> f64 {
+    v.iter().sum::<f64>() / v.len() as f64
 }
 
-/// The logistic function 1 / (1 + exp(−x)), stable for large |x|.
-pub fn sigmoid(x: f64) -> f64 {
-    if x >= 0.0 {
-        1.0 / (1.0 + (-x).exp())
-    } else {
-        let e = x.exp();
-        e / (1.0 + e)
-    }
-}
-
-/// `log(exp(a) + exp(b))`.
-pub fn log_add_exp(a: f64, b: f64) -> f64 {
-    if a == f64::NEG_INFINITY {
-        return b;
-    }
-    if b == f64::NEG_INFINITY {
-        return a;
-    }
-    let m = a.max(b);
-    m + ((a - m).exp() + (b - m).exp()).ln()
-}
-
-/// `log erfc(x)` for x ≥ 0 by the Chebyshev-fitted rational form of Press et al. (Numerical
-/// Recipes §6.2; fractional error < 1.2e-7), evaluated in log space so it never underflows.
-fn log_erfc_nonneg(x: f64) -> f64 {
-    let t = 1.0 / (1.0 + 0.5 * x);
-    let poly = -1.265_512_23
-        + t * (1.000_023_68
-            + t * (0.374_091_96
-                + t * (0.096_784_18
-                    + t * (-0.186_288_06
-                        + t * (0.278_868_07
-                            + t * (-1.135_203_98
-                                + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
-    t.ln() - x * x + poly
-}
-
-/// The complementary error function.
-pub fn erfc(x: f64) -> f64 {
-    if x >= 0.0 {
-        log_erfc_nonneg(x).exp()
-    } else {
-        2.0 - log_erfc_nonneg(-x).exp()
-    }
-}
-
-/// Standard normal cdf Φ(x).
-pub fn norm_cdf(x: f64) -> f64 {
-    0.5 * erfc(-x / std::f64::consts::SQRT_2)
-}
-
-/// `log Φ(x)`, accurate far into the lower tail.
-pub fn norm_log_cdf(x: f64) -> f64 {
-    let z = -x / std::f64::consts::SQRT_2;
-    if z >= 0.0 {
-        (0.5f64).ln() + log_erfc_nonneg(z)
-    } else {
-        norm_cdf(x).ln()
-    }
-}
-
-/// `log φ(x)`, the standard normal log density.
-pub fn norm_log_pdf(x: f64) -> f64 {
-    -0.5 * x * x - 0.5 * (2.0 * std::f64::consts::PI).ln()
+/// Sample variance (n − 1 denominator).
+pub fn sample_var(v: &[f64]) -> f64 {
+    let m = mean(v);
+    v.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / (v.len() as f64 - 1.0)
 }
 
 /// The `q`-quantile (0 ≤ q ≤ 1) of `v` with linear interpolation between order statistics
@@ -102,16 +40,14 @@ pub fn quantile_sorted(s: &[f64], q: f64) -> f64 {
 
 /// Mean and sample standard deviation (n − 1 denominator).
 pub fn mean_sd(v: &[f64]) -> (f64, f64) {
-    let n = v.len() as f64;
     if v.is_empty() {
         return (f64::NAN, f64::NAN);
     }
-    let m = v.iter().sum::<f64>() / n;
+    let m = mean(v);
     if v.len() < 2 {
         return (m, 0.0);
     }
-    let var = v.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / (n - 1.0);
-    (m, var.sqrt())
+    (m, sample_var(v).sqrt())
 }
 
 /// Pearson correlation; NaN when either vector is constant or they differ in length.
@@ -132,6 +68,18 @@ pub fn pearson(a: &[f64], b: &[f64]) -> f64 {
         return f64::NAN;
     }
     sab / (saa * sbb).sqrt()
+}
+
+/// [`pearson`] over the common length of `a` and `b`, 0 when it is undefined (fewer than two
+/// values, or a constant side).
+pub fn pearson_or_zero(a: &[f64], b: &[f64]) -> f64 {
+    let n = a.len().min(b.len());
+    let r = pearson(&a[..n], &b[..n]);
+    if r.is_nan() {
+        0.0
+    } else {
+        r
+    }
 }
 
 /// Ranks 1..n with ties given their average rank.
@@ -193,19 +141,18 @@ pub fn kendall_tau_b(a: &[f64], b: &[f64]) -> f64 {
     (conc - disc) as f64 / (n1 * n2).sqrt()
 }
 
+/// Indices `i` with `keep(v[i])`, ordered by |v[i]| largest first (ties: smaller index first),
+/// at most `k` of them.
+pub fn top_abs_indices(v: &[f64], k: usize, keep: impl Fn(f64) -> bool) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..v.len()).filter(|&i| keep(v[i])).collect();
+    idx.sort_by(|a, b| v[*b].abs().total_cmp(&v[*a].abs()).then(a.cmp(b)));
+    idx.truncate(k);
+    idx
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn normal_cdf_matches_known_values() {
-        // reference values from scipy.stats.norm.cdf / logcdf
-        assert!((norm_cdf(1.959963984540054) - 0.975).abs() < 1e-7);
-        assert!((norm_cdf(-1.0) - 0.15865525393145707).abs() < 1e-7);
-        assert!((norm_cdf(0.0) - 0.5).abs() < 1e-7);
-        assert!((norm_log_cdf(-10.0) - (-53.23128515051247)).abs() < 1e-5);
-        assert!((norm_log_cdf(-40.0) - (-804.6084420137538)).abs() < 1e-4);
-    }
 
     #[test]
     fn correlations_match_scipy() {

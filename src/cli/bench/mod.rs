@@ -1,7 +1,31 @@
-//! `steerlab bench forward|bipo|sae|dissect`: parses flags, builds or loads the model, calls
-//! `crate::bench` and prints a summary line or (with `--json`) one JSON object. The PyTorch /
-//! NumPyro twins live in `scripts/bench_*.py`; `scripts/bench_all.sh` runs both sides.
-use crate::bench::{self, DissectSampler};
+//! `steerlab bench forward|bipo|sae|dissect|matmul`: the benchmark workloads and their command.
+//! Each workload runs on inputs that a PyTorch / NumPyro twin script (`scripts/bench_*.py`) can
+//! rebuild exactly (same token-id pattern, same random-init shapes, data files written by
+//! [`save_sae_data`] and [`save_dissect_data`]); `scripts/bench_all.sh` runs both sides.
+//!
+//! Timings are wall-clock medians over `iters` runs after a warm-up. This module only
+//! measures: it must not change any algorithm, and nothing here is used by training or the
+//! app (the random-init models of `inputs.rs` also serve `crate::testing`). This file parses
+//! flags, builds or loads the model, calls a workload and prints a summary line or (with
+//! `--json`) one JSON object; one file per workload beside it.
+mod bipo;
+mod dissect;
+mod forward;
+mod inputs;
+mod measure;
+mod sae;
+
+pub use bipo::{bipo, BipoResult};
+pub use dissect::{
+    dissect, dissect_data, save_dissect_data, DissectData, DissectResult, DissectSampler,
+};
+pub use forward::{forward, matmul, ForwardResult, MatmulResult, MatmulRow, MATMUL_SHAPES};
+pub use inputs::{
+    bench_ids, bench_pairs, llama_weights, random_config, random_model, LlamaShape, RANDOM_SHAPES,
+};
+pub use measure::{gpu_mem_mb, peak_rss_mb, BenchError, ProfileRow, Result};
+pub use sae::{sae, sae_data, save_sae_data, SaeResult};
+
 use crate::model::{GradOps, LoadOptions, Model};
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand, ValueEnum};
@@ -201,7 +225,7 @@ pub fn run(c: BenchCommand) -> anyhow::Result<()> {
     match c {
         BenchCommand::Forward(a) => {
             let model = load(&a.m)?;
-            let r = bench::forward(&model, a.m.batch, a.m.seq, a.m.iters, a.steer)?;
+            let r = forward(&model, a.m.batch, a.m.seq, a.m.iters, a.steer)?;
             print_sections(&r.sections);
             let line = format!(
                 "forward {} {} {} batch {} x {}{}: {:.1} ms/iter, {:.0} tokens/s, peak RSS {}",
@@ -233,7 +257,7 @@ pub fn run(c: BenchCommand) -> anyhow::Result<()> {
                     model.n_layers() - 1
                 );
             }
-            let r = bench::bipo(&model, a.m.batch, a.m.seq, layer, a.m.iters)?;
+            let r = bipo(&model, a.m.batch, a.m.seq, layer, a.m.iters)?;
             print_sections(&r.sections);
             let line = format!(
                 "bipo {} {} {} {} pairs x {} tokens, layer {}, {} ops: {:.1} ms/step (forward {:.1}, backward {:.1}), cache {:.0} ms once, peak RSS {}{}; first loss {:.6}, grad norm {:.6e}, {} graph nodes",
@@ -262,12 +286,12 @@ pub fn run(c: BenchCommand) -> anyhow::Result<()> {
             if a.n < 2 || a.dim == 0 || a.latents == 0 || a.k == 0 || a.k > a.latents {
                 bail!("need --n ≥ 2, --dim ≥ 1 and 1 ≤ --k ≤ --latents");
             }
-            let (x, y) = bench::sae_data(a.n, a.dim, a.latents, a.seed);
+            let (x, y) = sae_data(a.n, a.dim, a.latents, a.seed);
             if let Some(p) = &a.save_data {
-                bench::save_sae_data(p, &x, &y, a.n, a.dim)
+                save_sae_data(p, &x, &y, a.n, a.dim)
                     .with_context(|| format!("writing {}", p.display()))?;
             }
-            let r = bench::sae(&x, &y, a.dim, a.latents, a.k, a.epochs)?;
+            let r = sae(&x, &y, a.dim, a.latents, a.k, a.epochs)?;
             let line = format!(
                 "sae n {} dim {} M {} K {} epochs {}: {:.2} s, {:.0} samples/s",
                 r.n, r.dim, r.latents, r.k, r.epochs, r.seconds, r.samples_per_s
@@ -278,16 +302,15 @@ pub fn run(c: BenchCommand) -> anyhow::Result<()> {
             if !(a.prior_scale > 0.0 && a.prior_scale.is_finite()) {
                 bail!("--prior-scale must be positive, got {}", a.prior_scale);
             }
-            let data = bench::dissect_data(a.pairs, a.factors, a.prior_scale, a.seed);
+            let data = dissect_data(a.pairs, a.factors, a.prior_scale, a.seed);
             if let Some(p) = &a.save_data {
-                bench::save_dissect_data(p, &data)
-                    .with_context(|| format!("writing {}", p.display()))?;
+                save_dissect_data(p, &data).with_context(|| format!("writing {}", p.display()))?;
             }
             let sampler = match a.sampler {
                 SamplerArg::Nuts => DissectSampler::Nuts,
                 SamplerArg::Laplace => DissectSampler::Laplace,
             };
-            let r = bench::dissect(&data, sampler, a.iters)?;
+            let r = dissect(&data, sampler, a.iters)?;
             let line = format!(
                 "dissect {} pairs x {} factors, {:?}, b = {}: {:.3} s per fit",
                 r.pairs, r.factors, r.sampler, r.prior_scale, r.s_per_fit
@@ -297,9 +320,9 @@ pub fn run(c: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Matmul(a) => {
             let shapes = match &a.shapes {
                 Some(s) => parse_shapes(s)?,
-                None => bench::MATMUL_SHAPES.to_vec(),
+                None => MATMUL_SHAPES.to_vec(),
             };
-            let r = bench::matmul(a.m, &shapes, a.iters)?;
+            let r = matmul(a.m, &shapes, a.iters)?;
             let mut line = format!(
                 "matmul f32 cpu, {} threads, median of {}:",
                 r.threads, r.iters
@@ -326,7 +349,7 @@ pub fn run(c: BenchCommand) -> anyhow::Result<()> {
 fn load(a: &ModelArgs) -> anyhow::Result<Model> {
     let opts = LoadOptions::parse(&a.device, &a.dtype)?;
     if let Some(spec) = &a.random {
-        return Ok(bench::random_model(spec, &opts.device, opts.dtype, 0)?);
+        return Ok(random_model(spec, &opts.device, opts.dtype, 0)?);
     }
     let path = match &a.model {
         Some(p) => p.clone(),
@@ -350,7 +373,7 @@ fn emit<T: Serialize>(json: bool, r: &T, line: &str) -> anyhow::Result<()> {
 }
 
 /// The `STEERLAB_PROFILE=1` table, on stderr (stdout keeps the one summary or JSON line).
-fn print_sections(rows: &[bench::ProfileRow]) {
+fn print_sections(rows: &[ProfileRow]) {
     for row in rows {
         eprintln!(
             "  {:<40} {:>5.1} calls  issue {:>8.2} ms  done {:>8.2} ms  (per step)",

@@ -21,21 +21,34 @@
 //!    (GAIR's similarity) and Kendall τ-b of the factor rankings they induce (PROFILE-style
 //!    agreement).
 //!
+//!
+//! Files: [`design`] builds the encoded design matrix (steps 1–4), [`result`] holds the
+//! serialisable result types, the group comparisons (step 6) and the waterfall; this file fits
+//! the groups (step 5) and runs the pipeline.
+//!
 //! Must not do file I/O or printing: the CLI and app call it and write reports.
+mod design;
+mod result;
+
+pub use design::{build_design, builtin_sources, Design};
+use design::{group_label, group_value};
+pub use result::{
+    compare_groups, Agreement, DissectOutput, DissectResult, FactorEstimate, GroupResult,
+    PairAgreement, SamplerStats, Settings, Similarity, Waterfall, WaterfallStep,
+};
+
 use super::diagnostics::{ess, split_rhat};
 use super::error::DissectError;
-use super::factors::{
-    encode, AnnotationFactors, ComputedFactors, FactorInfo, FactorSource, PairValue,
-};
+use super::factors::FactorSource;
 use super::laplace;
 use super::nuts::{self, NutsConfig};
 use super::posterior::Posterior;
-use super::stats::{kendall_tau_b, mean_sd, pearson, quantile_sorted, sigmoid, spearman};
 use crate::data::{Judgement, Winner};
 use crate::jobs::{Progress, ProgressSink};
+use crate::numeric::{mean_sd, quantile_sorted, sigmoid};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -129,7 +142,7 @@ pub fn available_group_keys(data: &[Judgement]) -> Vec<(String, usize)> {
 }
 
 /// Checks that every key names a typed field or column some record has.
-fn check_group_keys(data: &[Judgement], keys: &[String]) -> Result<(), DissectError> {
+pub(super) fn check_group_keys(data: &[Judgement], keys: &[String]) -> Result<(), DissectError> {
     for k in keys {
         if !data.iter().any(|j| j.key(k).is_some()) {
             let avail: Vec<String> = available_group_keys(data)
@@ -147,353 +160,6 @@ fn check_group_keys(data: &[Judgement], keys: &[String]) -> Result<(), DissectEr
         }
     }
     Ok(())
-}
-
-/// The encoded data set: one row per non-tie pair, in the original A/B orientation.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Design {
-    /// The factors (columns).
-    pub factors: Vec<FactorInfo>,
-    /// Pair ids.
-    pub ids: Vec<String>,
-    /// Features, one row per pair.
-    pub x: Vec<Vec<f64>>,
-    /// True when A was preferred.
-    pub a_preferred: Vec<bool>,
-    /// Whether the pair was flipped for fitting (step 3 of the module docs).
-    pub flipped: Vec<bool>,
-    /// Group values per pair (key → value; missing values are `"(none)"`).
-    pub group: Vec<BTreeMap<String, String>>,
-    /// Each pair's raw factor values before encoding (f(A) and f(B), or a comparison), same
-    /// shape as `x`; kept for showing a factor's top pairs, not serialised.
-    #[serde(skip)]
-    pub raw: Vec<Vec<PairValue>>,
-}
-
-/// Posterior summary of one factor in one group.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct FactorEstimate {
-    /// Factor name.
-    pub name: String,
-    /// Short label.
-    pub label: String,
-    /// Posterior mean of the weight.
-    pub mean: f64,
-    /// Posterior standard deviation.
-    pub sd: f64,
-    /// 2.5% posterior quantile.
-    pub lo95: f64,
-    /// 97.5% posterior quantile.
-    pub hi95: f64,
-    /// GAIR's "probability preferred": 100·σ(mean), the chance (in %) that a response having
-    /// more of this factor, all else equal, is preferred.
-    pub prob_preferred: f64,
-    /// Posterior probability that the weight is positive.
-    pub prob_positive: f64,
-    /// Split R-hat (NUTS only; worst over folds).
-    pub rhat: Option<f64>,
-    /// Effective sample size (NUTS only; smallest over folds).
-    pub ess: Option<f64>,
-    /// Pairs of the group where this factor's feature is non-zero (A and B differ).
-    pub n_nonzero: usize,
-}
-
-/// Sampler statistics of one group (NUTS only).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SamplerStats {
-    /// Divergent transitions, all chains and folds.
-    pub divergences: usize,
-    /// Mean acceptance statistic.
-    pub mean_accept: f64,
-    /// Mean leapfrog steps per draw.
-    pub mean_leapfrog: f64,
-    /// Mean adapted step size.
-    pub step_size: f64,
-}
-
-/// The fit of one group.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct GroupResult {
-    /// Group values (key → value); `{}` when not grouped.
-    pub group: BTreeMap<String, String>,
-    /// Display label ("judge=human, scenario=code", or "all").
-    pub label: String,
-    /// Non-tie pairs fitted.
-    pub n_pairs: usize,
-    /// Ties dropped.
-    pub n_ties: usize,
-    /// Share of pairs where A won, after orientation flips.
-    pub frac_a_preferred: f64,
-    /// In-sample accuracy of sign(x·mean) against the labels (pairs with x·mean = 0 skipped).
-    pub accuracy: f64,
-    /// Per-factor estimates, in design order.
-    pub factors: Vec<FactorEstimate>,
-    /// NUTS statistics.
-    pub sampler_stats: Option<SamplerStats>,
-}
-
-/// Correlation matrices between groups' weight vectors.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Similarity {
-    /// Group labels (rows and columns).
-    pub labels: Vec<String>,
-    /// Pearson correlation of posterior means.
-    pub pearson: Vec<Vec<f64>>,
-    /// Spearman correlation of posterior means.
-    pub spearman: Vec<Vec<f64>>,
-}
-
-/// Agreement of factor rankings between two groups.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PairAgreement {
-    /// First group label.
-    pub a: String,
-    /// Second group label.
-    pub b: String,
-    /// Kendall τ-b of the posterior means.
-    pub kendall_tau: f64,
-    /// Factors whose 95% intervals exclude 0 in both groups with opposite signs.
-    pub opposite_sign_factors: Vec<String>,
-}
-
-/// PROFILE-style agreement between groups' factor rankings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Agreement {
-    /// Group labels.
-    pub labels: Vec<String>,
-    /// Kendall τ-b matrix.
-    pub kendall_tau: Vec<Vec<f64>>,
-    /// Every pair of groups.
-    pub pairs: Vec<PairAgreement>,
-}
-
-/// Settings and data counts, recorded in the report.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Settings {
-    /// The configuration used.
-    #[serde(flatten)]
-    pub config: DissectConfig,
-    /// Pairs read (including ties).
-    pub n_records: usize,
-    /// Ties dropped.
-    pub n_ties: usize,
-    /// Whether A/B orientation was randomised (all labels were A).
-    pub orientation_randomised: bool,
-    /// Factors dropped because they were 0 for every pair.
-    pub dropped_factors: Vec<String>,
-    /// steerlab version.
-    pub steerlab_version: String,
-}
-
-/// The complete, serialisable dissection (this is `report.json`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DissectResult {
-    /// One entry per group.
-    pub groups: Vec<GroupResult>,
-    /// Between-group similarity of weight vectors.
-    pub similarity: Similarity,
-    /// Between-group agreement of factor rankings.
-    pub agreement: Agreement,
-    /// Settings and counts.
-    pub settings: Settings,
-    /// Factor definitions (name, label, source, kind, encoding, definition).
-    pub factor_definitions: Vec<FactorInfo>,
-}
-
-/// A fit together with the design it was fitted on (for waterfalls and the GUI).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct DissectOutput {
-    /// The report.
-    pub result: DissectResult,
-    /// The design matrix.
-    pub design: Design,
-}
-
-/// One factor's contribution to one pair's logit.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct WaterfallStep {
-    /// Factor name.
-    pub name: String,
-    /// Factor label.
-    pub label: String,
-    /// Feature value x_j of the pair.
-    pub x: f64,
-    /// Posterior-mean weight w_j.
-    pub weight: f64,
-    /// w_j·x_j.
-    pub contribution: f64,
-}
-
-/// Per-pair contribution breakdown: logit(P(A preferred)) = Σ w_j x_j.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Waterfall {
-    /// Pair id.
-    pub pair_id: String,
-    /// Group whose weights were used.
-    pub group: String,
-    /// Non-zero contributions, largest |w·x| first.
-    pub steps: Vec<WaterfallStep>,
-    /// Total logit.
-    pub logit: f64,
-    /// Model probability that A is preferred.
-    pub prob_a: f64,
-    /// The observed label: true when A was preferred.
-    pub a_preferred: bool,
-}
-
-fn group_value(j: &Judgement, key: &str) -> String {
-    j.key(key).unwrap_or("(none)").to_string()
-}
-
-fn group_label(g: &BTreeMap<String, String>) -> String {
-    if g.is_empty() {
-        "all".to_string()
-    } else {
-        g.iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
-}
-
-/// The built-in factor sources.
-pub fn builtin_sources() -> Vec<Box<dyn FactorSource>> {
-    vec![Box::new(ComputedFactors), Box::new(AnnotationFactors)]
-}
-
-/// Builds the design matrix from non-tie judgements using `sources` and the selection.
-/// Returns the design, the dropped-factor names and whether orientation was randomised.
-pub fn build_design(
-    data: &[Judgement],
-    sources: &[Box<dyn FactorSource>],
-    cfg: &DissectConfig,
-) -> Result<(Design, Vec<String>, bool), DissectError> {
-    check_group_keys(data, &cfg.group_by)?;
-    let kept: Vec<&Judgement> = data.iter().filter(|j| j.winner != Winner::Tie).collect();
-    if kept.is_empty() {
-        return Err(DissectError::Empty("no non-tie judgements".into()));
-    }
-    let owned: Vec<Judgement> = kept.iter().map(|j| (*j).clone()).collect();
-    let selection: Vec<String> = if cfg.factors.is_empty() {
-        let has_cols = owned
-            .iter()
-            .any(|j| !j.factors_a.is_empty() || !j.factors_b.is_empty());
-        vec![if has_cols { "columns" } else { "computed" }.to_string()]
-    } else {
-        cfg.factors.clone()
-    };
-    // (source index, factors of that source)
-    let mut chosen: Vec<(usize, Vec<FactorInfo>)> = Vec::new();
-    let offered: Vec<Vec<FactorInfo>> = sources
-        .iter()
-        .map(|s| s.factors(&owned))
-        .collect::<Result<_, _>>()?;
-    for token in &selection {
-        let token = token.trim();
-        if token.is_empty() {
-            continue;
-        }
-        let picks: Vec<(usize, FactorInfo)> =
-            if let Some(si) = sources.iter().position(|s| s.id() == token) {
-                if offered[si].is_empty() {
-                    return Err(DissectError::Empty(format!(
-                        "factor source `{token}` has no factors in this data"
-                    )));
-                }
-                offered[si].iter().cloned().map(|f| (si, f)).collect()
-            } else {
-                let hits: Vec<(usize, FactorInfo)> = offered
-                    .iter()
-                    .enumerate()
-                    .flat_map(|(si, fs)| {
-                        fs.iter()
-                            .filter(|f| f.name == token)
-                            .cloned()
-                            .map(move |f| (si, f))
-                    })
-                    .collect();
-                if hits.is_empty() {
-                    let ids: Vec<&str> = sources.iter().map(|s| s.id()).collect();
-                    return Err(DissectError::BadOption(format!(
-                        "unknown factor or source `{token}` (sources: {}; or a factor name)",
-                        ids.join(", ")
-                    )));
-                }
-                hits.into_iter().take(1).collect()
-            };
-        for (si, f) in picks {
-            let slot = match chosen.iter_mut().find(|(i, _)| *i == si) {
-                Some(s) => s,
-                None => {
-                    chosen.push((si, Vec::new()));
-                    chosen.last_mut().expect("just pushed")
-                }
-            };
-            if !slot.1.iter().any(|g| g.name == f.name) {
-                slot.1.push(f);
-            }
-        }
-    }
-    let mut factors: Vec<FactorInfo> = Vec::new();
-    let mut values: Vec<Vec<PairValue>> = vec![Vec::new(); owned.len()];
-    for (si, fs) in &chosen {
-        for (row, j) in values.iter_mut().zip(&owned) {
-            row.extend(sources[*si].values(j, fs)?);
-        }
-        factors.extend(fs.iter().cloned());
-    }
-    if factors.is_empty() {
-        return Err(DissectError::Empty("no factors selected".into()));
-    }
-    let x = encode(&values, &mut factors);
-    // drop all-zero factors
-    let keep: Vec<usize> = (0..factors.len())
-        .filter(|&c| x.iter().any(|r| r[c] != 0.0))
-        .collect();
-    let dropped: Vec<String> = (0..factors.len())
-        .filter(|c| !keep.contains(c))
-        .map(|c| factors[c].name.clone())
-        .collect();
-    if keep.is_empty() {
-        return Err(DissectError::Empty(
-            "every selected factor is equal for A and B in every pair".into(),
-        ));
-    }
-    let factors: Vec<FactorInfo> = keep.iter().map(|&c| factors[c].clone()).collect();
-    let x: Vec<Vec<f64>> = x
-        .iter()
-        .map(|r| keep.iter().map(|&c| r[c]).collect())
-        .collect();
-    let raw: Vec<Vec<PairValue>> = values
-        .iter()
-        .map(|r| keep.iter().map(|&c| r[c]).collect())
-        .collect();
-    let a_preferred: Vec<bool> = owned.iter().map(|j| j.winner == Winner::A).collect();
-    let randomise = a_preferred.iter().all(|&a| a);
-    let mut rng = StdRng::seed_from_u64(cfg.seed ^ 0x5EED_F11B);
-    let flipped: Vec<bool> = owned
-        .iter()
-        .map(|_| randomise && rng.random::<bool>())
-        .collect();
-    let group = owned
-        .iter()
-        .map(|j| {
-            cfg.group_by
-                .iter()
-                .map(|k| (k.clone(), group_value(j, k)))
-                .collect()
-        })
-        .collect();
-    let design = Design {
-        factors,
-        ids: owned.iter().map(|j| j.id.clone()).collect(),
-        x,
-        a_preferred,
-        flipped,
-        group,
-        raw,
-    };
-    Ok((design, dropped, randomise))
 }
 
 /// Summary of one fit (one fold).
@@ -802,100 +468,4 @@ pub fn run_dissection_with(
     };
     sink.report(Progress::new("done", total, Some(total)));
     Ok(DissectOutput { result, design })
-}
-
-/// Pearson/Spearman similarity and Kendall-τ agreement between every pair of groups.
-pub fn compare_groups(groups: &[GroupResult]) -> (Similarity, Agreement) {
-    let labels: Vec<String> = groups.iter().map(|g| g.label.clone()).collect();
-    let means: Vec<Vec<f64>> = groups
-        .iter()
-        .map(|g| g.factors.iter().map(|f| f.mean).collect())
-        .collect();
-    let n = groups.len();
-    let mut pe = vec![vec![1.0; n]; n];
-    let mut sp = vec![vec![1.0; n]; n];
-    let mut kt = vec![vec![1.0; n]; n];
-    let mut pairs = Vec::new();
-    for a in 0..n {
-        for b in (a + 1)..n {
-            pe[a][b] = pearson(&means[a], &means[b]);
-            sp[a][b] = spearman(&means[a], &means[b]);
-            kt[a][b] = kendall_tau_b(&means[a], &means[b]);
-            pe[b][a] = pe[a][b];
-            sp[b][a] = sp[a][b];
-            kt[b][a] = kt[a][b];
-            let opposite = groups[a]
-                .factors
-                .iter()
-                .zip(&groups[b].factors)
-                .filter(|(x, y)| (x.lo95 > 0.0 && y.hi95 < 0.0) || (x.hi95 < 0.0 && y.lo95 > 0.0))
-                .map(|(x, _)| x.name.clone())
-                .collect();
-            pairs.push(PairAgreement {
-                a: labels[a].clone(),
-                b: labels[b].clone(),
-                kendall_tau: kt[a][b],
-                opposite_sign_factors: opposite,
-            });
-        }
-    }
-    (
-        Similarity {
-            labels: labels.clone(),
-            pearson: pe,
-            spearman: sp,
-        },
-        Agreement {
-            labels,
-            kendall_tau: kt,
-            pairs,
-        },
-    )
-}
-
-impl DissectOutput {
-    /// Index of the pair with this id in the design.
-    pub fn pair_index(&self, id: &str) -> Option<usize> {
-        self.design.ids.iter().position(|x| x == id)
-    }
-
-    /// Index of the group this pair belongs to.
-    pub fn group_of(&self, pair: usize) -> Option<usize> {
-        let label = group_label(self.design.group.get(pair)?);
-        self.result.groups.iter().position(|g| g.label == label)
-    }
-
-    /// The contribution breakdown of pair `pair` (design index, original A/B orientation)
-    /// under the posterior means of group `group` (default: the pair's own group).
-    pub fn waterfall(&self, pair: usize, group: Option<usize>) -> Option<Waterfall> {
-        let gi = match group {
-            Some(g) => g,
-            None => self.group_of(pair)?,
-        };
-        let g = self.result.groups.get(gi)?;
-        let x = self.design.x.get(pair)?;
-        let mut steps: Vec<WaterfallStep> = g
-            .factors
-            .iter()
-            .zip(x)
-            .filter(|(_, xv)| **xv != 0.0)
-            .map(|(f, xv)| WaterfallStep {
-                name: f.name.clone(),
-                label: f.label.clone(),
-                x: *xv,
-                weight: f.mean,
-                contribution: f.mean * xv,
-            })
-            .collect();
-        steps.sort_by(|a, b| b.contribution.abs().total_cmp(&a.contribution.abs()));
-        let logit: f64 = steps.iter().map(|s| s.contribution).sum();
-        Some(Waterfall {
-            pair_id: self.design.ids[pair].clone(),
-            group: g.label.clone(),
-            steps,
-            logit,
-            prob_a: sigmoid(logit),
-            a_preferred: self.design.a_preferred[pair],
-        })
-    }
 }

@@ -1,0 +1,217 @@
+//! `steerlab bench forward` (forward-pass throughput of a model) and `steerlab bench matmul`
+//! (CPU f32 GEMM per linear-layer shape, candle against the packed kernel). Measures only; must
+//! not change the forward pass it times.
+use std::time::Instant;
+
+use candle_core::{Device, Tensor};
+use serde::Serialize;
+
+use super::inputs::bench_ids;
+use super::measure::{
+    gpu_mem_mb, median, peak_rss_mb, profile_rows, threads, BenchError, ProfileRow, Result,
+};
+use crate::model::{Batch, HookPoint, Hooks, Model, Positions};
+
+/// Forward-pass throughput.
+#[derive(Debug, Clone, Serialize)]
+pub struct ForwardResult {
+    /// `"forward"`.
+    pub bench: &'static str,
+    /// Model name.
+    pub model: String,
+    /// Device.
+    pub device: String,
+    /// Dtype.
+    pub dtype: String,
+    /// Sequences per pass.
+    pub batch: usize,
+    /// Tokens per sequence.
+    pub seq: usize,
+    /// Timed passes.
+    pub iters: usize,
+    /// Whether a steering vector was added mid-network.
+    pub steered: bool,
+    /// Median milliseconds per pass (logits for every position included).
+    pub ms_per_iter: f64,
+    /// `batch · seq / median seconds`.
+    pub tokens_per_s: f64,
+    /// Peak resident memory of the process (MiB).
+    pub peak_rss_mb: Option<f64>,
+    /// GPU memory held after the run (MiB), on CUDA.
+    pub gpu_mem_mb: Option<f64>,
+    /// CPU threads available.
+    pub threads: usize,
+    /// Whether CPU f32 inference linear layers used the packed kernel
+    /// ([`crate::model::cpu_matmul::enabled`]; `STEERLAB_CPU_GEMM=0` switches it off).
+    pub cpu_gemm: bool,
+    /// Whether CPU f32 inference used the fused attention / SwiGLU / norm kernels
+    /// ([`crate::model::cpu_infer::enabled`]; `STEERLAB_CPU_FUSED=0` switches them off).
+    pub cpu_fused: bool,
+    /// Per-section timings (`STEERLAB_PROFILE=1`; empty otherwise), per iteration.
+    pub sections: Vec<ProfileRow>,
+}
+
+/// Times `iters` full forward passes (logits at every position) on [`bench_ids`].
+pub fn forward(
+    model: &Model,
+    batch: usize,
+    seq: usize,
+    iters: usize,
+    steered: bool,
+) -> Result<ForwardResult> {
+    if batch == 0 || seq == 0 || iters == 0 {
+        return Err(BenchError::Invalid(
+            "batch, seq and iters must be at least 1".into(),
+        ));
+    }
+    let info = model.info();
+    let ids = bench_ids(batch, seq, info.vocab_size);
+    let b = Batch::from_sequences(&ids, 0, model.device())?;
+    let mut hooks = Hooks::new();
+    if steered {
+        let v = Tensor::randn(0f32, 1.0, model.hidden_size(), model.device())?
+            .to_dtype(model.dtype())?;
+        hooks.add(
+            HookPoint::ResidPost(model.n_layers() / 2),
+            v,
+            4.0,
+            Positions::All,
+        );
+    }
+    model.forward(&b, &mut hooks)?.device().synchronize()?; // warm-up
+    let mut times = Vec::with_capacity(iters);
+    crate::model::profile::reset(model.device());
+    for _ in 0..iters {
+        let t = Instant::now();
+        let logits = model.forward(&b, &mut hooks)?;
+        logits.device().synchronize()?;
+        times.push(t.elapsed().as_secs_f64());
+    }
+    let sections = profile_rows(iters);
+    let med = median(times);
+    Ok(ForwardResult {
+        bench: "forward",
+        model: info.name,
+        device: info.device,
+        dtype: info.dtype,
+        batch,
+        seq,
+        iters,
+        steered,
+        ms_per_iter: med * 1e3,
+        tokens_per_s: (batch * seq) as f64 / med,
+        peak_rss_mb: peak_rss_mb(),
+        gpu_mem_mb: gpu_mem_mb(model.device()),
+        threads: threads(),
+        cpu_gemm: model.device().is_cpu() && crate::model::cpu_matmul::enabled(),
+        cpu_fused: model.device().is_cpu() && crate::model::cpu_infer::enabled(),
+        sections,
+    })
+}
+
+/// The `(k, n)` shapes of the linear layers of one SmolLM2-135M forward: q/o, k/v, gate/up,
+/// down, LM head (`scripts/bench_matmul_torch.py` uses the same list).
+pub const MATMUL_SHAPES: &[(usize, usize)] = &[
+    (576, 576),
+    (576, 192),
+    (576, 1536),
+    (1536, 576),
+    (576, 49152),
+];
+
+/// One shape of [`matmul`]: candle's `x.matmul(&w.t())` (what a linear layer runs) against the
+/// packed kernel of [`crate::model::cpu_matmul`], timed alternately.
+#[derive(Debug, Clone, Serialize)]
+pub struct MatmulRow {
+    /// Rows of `x` (tokens).
+    pub m: usize,
+    /// Input features.
+    pub k: usize,
+    /// Output features.
+    pub n: usize,
+    /// Median ms of candle's matmul.
+    pub candle_ms: f64,
+    /// Its GFLOP/s (`2 m k n`).
+    pub candle_gflops: f64,
+    /// Median ms of the packed kernel (`None` on a CPU without AVX2/FMA).
+    pub packed_ms: Option<f64>,
+    /// Its GFLOP/s.
+    pub packed_gflops: Option<f64>,
+    /// Largest |candle - packed| over the output.
+    pub max_abs_diff: Option<f64>,
+}
+
+/// `steerlab bench matmul`: per-shape GEMM throughput on the CPU in f32.
+#[derive(Debug, Clone, Serialize)]
+pub struct MatmulResult {
+    /// `"matmul"`.
+    pub bench: &'static str,
+    /// Timed calls per shape and side.
+    pub iters: usize,
+    /// CPU threads available.
+    pub threads: usize,
+    /// One row per shape.
+    pub rows: Vec<MatmulRow>,
+}
+
+/// Times `y = x W^T` for each `(k, n)` in `shapes` with `m` rows, candle against the packed
+/// kernel, alternating the two sides each iteration (one warm-up call each).
+pub fn matmul(m: usize, shapes: &[(usize, usize)], iters: usize) -> Result<MatmulResult> {
+    use crate::model::cpu_matmul::{self, PackedLinear};
+    if m == 0 || iters == 0 || shapes.iter().any(|&(k, n)| k == 0 || n == 0) {
+        return Err(BenchError::Invalid(
+            "m, iters and every k and n must be at least 1".into(),
+        ));
+    }
+    let dev = Device::Cpu;
+    let mut rows = Vec::new();
+    for &(k, n) in shapes {
+        let x = Tensor::randn(0f32, 1.0, (m, k), &dev)?;
+        let w = Tensor::randn(0f32, 1.0, (n, k), &dev)?;
+        let packed = if cpu_matmul::supported() {
+            Some(PackedLinear::from_tensors(&w, None)?)
+        } else {
+            None
+        };
+        let xs = x.flatten_all()?.to_vec1::<f32>()?;
+        let mut out = vec![0f32; m * n];
+        let want = x.matmul(&w.t()?)?;
+        let mut diff = None;
+        if let Some(p) = &packed {
+            p.matmul(&xs, m, &mut out)?;
+            let got = Tensor::from_slice(&out, (m, n), &dev)?;
+            diff = Some((got - &want)?.abs()?.max_all()?.to_scalar::<f32>()? as f64);
+        }
+        let (mut tc, mut tp) = (Vec::new(), Vec::new());
+        for _ in 0..iters {
+            let t = Instant::now();
+            let y = x.matmul(&w.t()?)?;
+            tc.push(t.elapsed().as_secs_f64());
+            drop(y);
+            if let Some(p) = &packed {
+                let t = Instant::now();
+                p.matmul(&xs, m, &mut out)?;
+                tp.push(t.elapsed().as_secs_f64());
+            }
+        }
+        let flop = 2.0 * (m * k * n) as f64;
+        let c = median(tc);
+        let pm = packed.as_ref().map(|_| median(tp));
+        rows.push(MatmulRow {
+            m,
+            k,
+            n,
+            candle_ms: c * 1e3,
+            candle_gflops: flop / c / 1e9,
+            packed_ms: pm.map(|t| t * 1e3),
+            packed_gflops: pm.map(|t| flop / t / 1e9),
+            max_abs_diff: diff,
+        });
+    }
+    Ok(MatmulResult {
+        bench: "matmul",
+        iters,
+        threads: threads(),
+        rows,
+    })
+}
