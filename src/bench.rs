@@ -256,10 +256,10 @@ pub struct ForwardResult {
     /// CPU threads available.
     pub threads: usize,
     /// Whether CPU f32 inference linear layers used the packed kernel
-    /// ([`crate::model::cpu_matmul::enabled`]; `STEERLAB_CPU_GEMM=0` switches it off).
+    /// ([`crate::model::fast::cpu_matmul::enabled`]; `STEERLAB_CPU_GEMM=0` switches it off).
     pub cpu_gemm: bool,
     /// Whether CPU f32 inference used the fused attention / SwiGLU / norm kernels
-    /// ([`crate::model::cpu_infer::enabled`]; `STEERLAB_CPU_FUSED=0` switches them off).
+    /// ([`crate::model::fast::cpu_infer::enabled`]; `STEERLAB_CPU_FUSED=0` switches them off).
     pub cpu_fused: bool,
     /// Per-section timings (`STEERLAB_PROFILE=1`; empty otherwise), per iteration.
     pub sections: Vec<ProfileRow>,
@@ -294,7 +294,7 @@ pub fn forward(
     }
     model.forward(&b, &mut hooks)?.device().synchronize()?; // warm-up
     let mut times = Vec::with_capacity(iters);
-    crate::model::profile::reset(model.device());
+    crate::model::fast::profile::reset(model.device());
     for _ in 0..iters {
         let t = Instant::now();
         let logits = model.forward(&b, &mut hooks)?;
@@ -317,8 +317,8 @@ pub fn forward(
         peak_rss_mb: peak_rss_mb(),
         gpu_mem_mb: gpu_mem_mb(model.device()),
         threads: threads(),
-        cpu_gemm: model.device().is_cpu() && crate::model::cpu_matmul::enabled(),
-        cpu_fused: model.device().is_cpu() && crate::model::cpu_infer::enabled(),
+        cpu_gemm: model.device().is_cpu() && crate::model::fast::cpu_matmul::enabled(),
+        cpu_fused: model.device().is_cpu() && crate::model::fast::cpu_infer::enabled(),
         sections,
     })
 }
@@ -326,7 +326,7 @@ pub fn forward(
 /// The `STEERLAB_PROFILE=1` section table since the last reset, averaged over `iters`.
 fn profile_rows(iters: usize) -> Vec<ProfileRow> {
     let n = iters.max(1) as f64;
-    crate::model::profile::take()
+    crate::model::fast::profile::take()
         .into_iter()
         .map(|(name, s)| ProfileRow {
             section: name.to_string(),
@@ -348,7 +348,7 @@ pub const MATMUL_SHAPES: &[(usize, usize)] = &[
 ];
 
 /// One shape of [`matmul`]: candle's `x.matmul(&w.t())` (what a linear layer runs) against the
-/// packed kernel of [`crate::model::cpu_matmul`], timed alternately.
+/// packed kernel of [`crate::model::fast::cpu_matmul`], timed alternately.
 #[derive(Debug, Clone, Serialize)]
 pub struct MatmulRow {
     /// Rows of `x` (tokens).
@@ -385,7 +385,7 @@ pub struct MatmulResult {
 /// Times `y = x W^T` for each `(k, n)` in `shapes` with `m` rows, candle against the packed
 /// kernel, alternating the two sides each iteration (one warm-up call each).
 pub fn matmul(m: usize, shapes: &[(usize, usize)], iters: usize) -> Result<MatmulResult> {
-    use crate::model::cpu_matmul::{self, PackedLinear};
+    use crate::model::fast::cpu_matmul::{self, PackedLinear};
     if m == 0 || iters == 0 || shapes.iter().any(|&(k, n)| k == 0 || n == 0) {
         return Err(BenchError::Invalid(
             "m, iters and every k and n must be at least 1".into(),
@@ -553,7 +553,7 @@ pub fn bipo(
         let d = if it % 2 == 0 { 1.0 } else { -1.0 };
         if it == 1 {
             // Section timings (STEERLAB_PROFILE=1) over the timed steps only.
-            crate::model::profile::reset(model.device());
+            crate::model::fast::profile::reset(model.device());
         }
         let t = Instant::now();
         let (loss, _, _) = problem.batch_loss(&[var.as_tensor().clone()], &idx, d, 0.0)?;
@@ -565,9 +565,9 @@ pub fn bipo(
         if it == 0 {
             graph_nodes = loss.sorted_nodes().len();
         }
-        crate::model::profile::mark(model.device(), "fwd: rest (hooks, head prep, loss)");
+        crate::model::fast::profile::mark(model.device(), "fwd: rest (hooks, head prep, loss)");
         let grads = loss.backward()?;
-        crate::model::profile::mark(model.device(), "bwd: autograd");
+        crate::model::fast::profile::mark(model.device(), "bwd: autograd");
         let Some(g) = grads.get(var.as_tensor()) else {
             return Err(BenchError::Invalid(
                 "no gradient reached the steering vector".into(),
@@ -583,7 +583,7 @@ pub fn bipo(
         let tb = t.elapsed().as_secs_f64();
         opt.step(&grads)?;
         model.device().synchronize()?;
-        crate::model::profile::mark(model.device(), "adamw");
+        crate::model::fast::profile::mark(model.device(), "adamw");
         let ta = t.elapsed().as_secs_f64();
         if it > 0 {
             // iteration 0 is the warm-up

@@ -15,7 +15,7 @@ fn default_model() -> (Model, TextTokenizer) {
         "the default model is missing at {}: fetch it with scripts/fetch-defaults.sh (this test needs it)",
         path.display()
     );
-    let g = steerlab::model::gguf::read_gguf(&path, &Device::Cpu, DType::F32).unwrap();
+    let g = steerlab::model::load::gguf::read_gguf(&path, &Device::Cpu, DType::F32).unwrap();
     let model = Model::from_parts(
         &g.config,
         g.tensors,
