@@ -11,9 +11,9 @@ use candle_core::{DType, Device, Tensor};
 use super::arch::decoder::{Block, LayerCache, Step};
 use super::arch::ops::{attention_mask, rope_tables, Linear, RmsNorm};
 use super::batch::Batch;
-use super::load::config::ModelConfig;
 use super::fast::{grad, profile, Exec, GradOps, Packs};
 use super::hooks::{HookPoint, Hooks, PosCtx};
+use super::load::config::ModelConfig;
 use super::load::{self, device_name, dtype_name, LoadOptions, Source, Weights};
 use super::tokenizer::TextTokenizer;
 use super::{arch, ModelError, Result};
@@ -247,7 +247,11 @@ impl Model {
             false => Exec::Fast,
         };
         // The reference head is candle's linear layer, as the fast one is without gradient.
-        let exec = if exec == Exec::Reference { Exec::Fast } else { exec };
+        let exec = if exec == Exec::Reference {
+            Exec::Fast
+        } else {
+            exec
+        };
         let logits = {
             let _s = profile::span(hidden.device(), "head: lm head matmul");
             exec.run_unprofiled(&self.packs, |ops| ops.linear(&self.lm_head, hidden))?
@@ -271,7 +275,9 @@ impl Model {
         }
         let logits = {
             let _s = profile::span(hidden.device(), "fwd: lm head");
-            Exec::Fast.run_unprofiled(&self.packs, |ops| ops.linear(&self.lm_head, &hidden.detach()))?
+            Exec::Fast.run_unprofiled(&self.packs, |ops| {
+                ops.linear(&self.lm_head, &hidden.detach())
+            })?
         };
         Ok(grad::head_logprobs_from(
             hidden,

@@ -9,8 +9,8 @@
 use candle_core::Tensor;
 
 use super::ops::{self, Linear, RmsNorm};
-use crate::model::load::config::ModelConfig;
 use crate::model::hooks::{HookPoint, Hooks, PosCtx};
+use crate::model::load::config::ModelConfig;
 use crate::model::load::Weights;
 use crate::model::Result;
 
@@ -103,13 +103,16 @@ impl Block {
         cache: Option<&mut LayerCache>,
     ) -> Result<Tensor> {
         let x = hooks.apply(HookPoint::ResidPre(l), x, step.pos)?;
-        let hooks_inside = hooks.has_point(HookPoint::AttnOut(l)) || hooks.has_point(HookPoint::MlpOut(l));
+        let hooks_inside =
+            hooks.has_point(HookPoint::AttnOut(l)) || hooks.has_point(HookPoint::MlpOut(l));
         if cache.is_none() && !hooks_inside {
             if let Some(y) = ops.whole_block(self, &x, step)? {
                 return hooks.apply(HookPoint::ResidPost(l), y, step.pos);
             }
         }
-        let a = self.attn.forward(ops, &ops.rms_norm(&self.input_norm, &x)?, step, cache)?;
+        let a = self
+            .attn
+            .forward(ops, &ops.rms_norm(&self.input_norm, &x)?, step, cache)?;
         let a = hooks.apply(HookPoint::AttnOut(l), a, step.pos)?;
         let (x, h) = ops.add_rms_norm(&x, &a, &self.post_attention_norm)?;
         let m = hooks.apply(HookPoint::MlpOut(l), ops.mlp(&self.mlp, &h)?, step.pos)?;
@@ -149,9 +152,16 @@ impl Attention {
     ) -> Result<Tensor> {
         let (b, t, _) = x.dims3()?;
         let heads = |lin: &Linear, n: usize| -> Result<Tensor> {
-            Ok(ops.linear(lin, x)?.reshape((b, t, n, self.head_dim))?.transpose(1, 2)?)
+            Ok(ops
+                .linear(lin, x)?
+                .reshape((b, t, n, self.head_dim))?
+                .transpose(1, 2)?)
         };
-        let (mut q, mut k, mut v) = (heads(&self.q, self.n_heads)?, heads(&self.k, self.n_kv_heads)?, heads(&self.v, self.n_kv_heads)?);
+        let (mut q, mut k, mut v) = (
+            heads(&self.q, self.n_heads)?,
+            heads(&self.k, self.n_kv_heads)?,
+            heads(&self.v, self.n_kv_heads)?,
+        );
         if let Some(n) = &self.q_norm {
             q = ops.rms_norm(n, &q)?;
         }
@@ -217,13 +227,22 @@ pub(crate) struct Layout {
 
 /// Loads decoder block `l` (HF names under `model.layers.{l}`) with the weights `layout` says
 /// exist.
-pub(crate) fn load_block(w: &Weights, cfg: &ModelConfig, l: usize, layout: Layout) -> Result<Block> {
+pub(crate) fn load_block(
+    w: &Weights,
+    cfg: &ModelConfig,
+    l: usize,
+    layout: Layout,
+) -> Result<Block> {
     let p = format!("model.layers.{l}");
     let (h, d, eps) = (cfg.hidden_size, cfg.head_dim, cfg.rms_norm_eps);
     let (nq, nkv) = (cfg.num_attention_heads, cfg.num_key_value_heads);
     let qk_norm = |name: &str| -> Result<Option<RmsNorm>> {
         match layout.qk_norm {
-            true => Ok(Some(w.rms_norm(&format!("{p}.self_attn.{name}"), d, eps)?)),
+            true => Ok(Some(w.rms_norm(
+                &format!("{p}.self_attn.{name}"),
+                d,
+                eps,
+            )?)),
             false => Ok(None),
         }
     };
@@ -235,8 +254,18 @@ pub(crate) fn load_block(w: &Weights, cfg: &ModelConfig, l: usize, layout: Layou
         input_norm: w.rms_norm(&format!("{p}.input_layernorm"), h, eps)?,
         attn: Attention {
             q: w.linear(&format!("{p}.self_attn.q_proj"), h, nq * d, layout.qkv_bias)?,
-            k: w.linear(&format!("{p}.self_attn.k_proj"), h, nkv * d, layout.qkv_bias)?,
-            v: w.linear(&format!("{p}.self_attn.v_proj"), h, nkv * d, layout.qkv_bias)?,
+            k: w.linear(
+                &format!("{p}.self_attn.k_proj"),
+                h,
+                nkv * d,
+                layout.qkv_bias,
+            )?,
+            v: w.linear(
+                &format!("{p}.self_attn.v_proj"),
+                h,
+                nkv * d,
+                layout.qkv_bias,
+            )?,
             o: w.linear(&format!("{p}.self_attn.o_proj"), nq * d, h, layout.o_bias)?,
             q_norm: qk_norm("q_norm")?,
             k_norm: qk_norm("k_norm")?,

@@ -36,7 +36,12 @@ struct Saved {
 
 /// Runs `block` on `x` (which carries a gradient) as one node of the autograd graph. Same
 /// result as [`Block::forward`] with the inference kernels.
-pub(crate) fn forward(infer: &dyn DecoderOps, block: &Block, x: &Tensor, step: &Step) -> Result<Tensor> {
+pub(crate) fn forward(
+    infer: &dyn DecoderOps,
+    block: &Block,
+    x: &Tensor,
+    step: &Step,
+) -> Result<Tensor> {
     let (y, saved) = forward_saving(infer, block, &x.detach(), step)?;
     let block = block.clone();
     Ok(grad::with_grad("block-grad", x, y, move |x, _y, dy| {
@@ -54,7 +59,12 @@ fn rms(x: &Tensor, n: &RmsNorm) -> Result<Tensor> {
     )?)
 }
 
-fn forward_saving(infer: &dyn DecoderOps, block: &Block, x: &Tensor, step: &Step) -> Result<(Tensor, Saved)> {
+fn forward_saving(
+    infer: &dyn DecoderOps,
+    block: &Block,
+    x: &Tensor,
+    step: &Step,
+) -> Result<(Tensor, Saved)> {
     let a = &block.attn;
     let (b, t, _) = x.dims3()?;
     let d = a.head_dim;
@@ -140,8 +150,10 @@ fn backward(block: &Block, s: &Saved, dy: &Tensor) -> Result<Tensor> {
         })
     })?;
     let dh2 = timed(dev, "bwd: mlp gate+up", || {
-        Ok((dg.matmul(&block.mlp.gate.weight)? + du.matmul(&block.mlp.up.weight)?)?
-            .reshape((b, t, hidden))?)
+        Ok(
+            (dg.matmul(&block.mlp.gate.weight)? + du.matmul(&block.mlp.up.weight)?)?
+                .reshape((b, t, hidden))?,
+        )
     })?;
     let dx2 = timed(dev, "bwd: rms norms", || {
         rms_backward_plus(&s.x2, &block.post_attention_norm, &dh2, &dy)
@@ -151,7 +163,10 @@ fn backward(block: &Block, s: &Saved, dy: &Tensor) -> Result<Tensor> {
         Ok(grad::linear_backward(&a.o.weight, &dx2)?)
     })?;
     let (dq, dk, dv) = timed(dev, "bwd: attn core", || {
-        Ok(grad::attention_backward(&s.attn, &datt.reshape((b, t, ()))?)?)
+        Ok(grad::attention_backward(
+            &s.attn,
+            &datt.reshape((b, t, ()))?,
+        )?)
     })?;
     let (dq, dk) = timed(dev, "bwd: rope", || {
         let mut dq = candle_nn::rotary_emb::rope(&dq.contiguous()?, &s.cos, &s.neg_sin)?;
@@ -165,9 +180,11 @@ fn backward(block: &Block, s: &Saved, dy: &Tensor) -> Result<Tensor> {
         Ok((dq, dk))
     })?;
     let dh1 = timed(dev, "bwd: attn qkv", || {
-        Ok(((rows(&dq)?.matmul(&a.q.weight)? + rows(&dk)?.matmul(&a.k.weight)?)?
-            + rows(&dv)?.matmul(&a.v.weight)?)?
-        .reshape((b, t, hidden))?)
+        Ok(
+            ((rows(&dq)?.matmul(&a.q.weight)? + rows(&dk)?.matmul(&a.k.weight)?)?
+                + rows(&dv)?.matmul(&a.v.weight)?)?
+            .reshape((b, t, hidden))?,
+        )
     })?;
     let dx = timed(dev, "bwd: rms norms", || {
         rms_backward_plus(&s.x, &block.input_norm, &dh1, &dx2)
@@ -177,12 +194,7 @@ fn backward(block: &Block, s: &Saved, dy: &Tensor) -> Result<Tensor> {
 }
 
 /// `res` plus the gradient through the RMSNorm `n` at `x` given `dy`: one kernel on a GPU.
-fn rms_backward_plus(
-    x: &Tensor,
-    n: &RmsNorm,
-    dy: &Tensor,
-    res: &Tensor,
-) -> Result<Tensor> {
+fn rms_backward_plus(x: &Tensor, n: &RmsNorm, dy: &Tensor, res: &Tensor) -> Result<Tensor> {
     if let Some(dx) = kernels::rms_norm_bwd(x, &n.weight, dy, Some(res), n.eps)? {
         return Ok(dx);
     }

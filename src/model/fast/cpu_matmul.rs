@@ -47,7 +47,6 @@ fn par_min() -> usize {
     switches::gemm_par_min(PAR_MIN_MACS)
 }
 
-
 /// Calls of [`PackedLinear::forward`] that ran the kernel (for tests and profiling).
 static FORWARD_CALLS: AtomicUsize = AtomicUsize::new(0);
 

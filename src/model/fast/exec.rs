@@ -22,7 +22,12 @@ pub(crate) enum Exec {
 impl Exec {
     /// The choice for a pass in `dtype` that needs a gradient (`grad`) or not, where the
     /// caller may force the reference ops (`force_reference`) and asks for `grad_ops`.
-    pub(crate) fn choose(dtype: DType, grad: bool, force_reference: bool, grad_ops: GradOps) -> Exec {
+    pub(crate) fn choose(
+        dtype: DType,
+        grad: bool,
+        force_reference: bool,
+        grad_ops: GradOps,
+    ) -> Exec {
         let reference = force_reference || grad_ops == GradOps::Composed;
         if dtype == DType::F64 || (grad && reference) {
             Exec::Reference
@@ -46,7 +51,11 @@ impl Exec {
 
     /// Runs `f` with the ops of this choice, never timed per op (for a caller that times the
     /// whole call as one section).
-    pub(crate) fn run_unprofiled<R>(self, packs: &Packs, f: impl FnOnce(&dyn DecoderOps) -> R) -> R {
+    pub(crate) fn run_unprofiled<R>(
+        self,
+        packs: &Packs,
+        f: impl FnOnce(&dyn DecoderOps) -> R,
+    ) -> R {
         match self {
             Exec::Reference => f(&Reference),
             Exec::Fast => f(&Infer { packs }),

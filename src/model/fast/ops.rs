@@ -7,10 +7,10 @@ use std::sync::{Arc, RwLock};
 
 use candle_core::{DType, Tensor, TensorId};
 
+use super::block_grad;
 use super::cpu_infer::{self, PackedGateUp};
 use super::cpu_matmul::{self, PackedLinear};
 use super::grad::{self, GradOps};
-use super::block_grad;
 use crate::model::arch::decoder::{swiglu, Block, DecoderOps, Mlp, Step};
 use crate::model::arch::ops::{add_mask, attention_with, Linear, RmsNorm};
 use crate::model::Result;
@@ -75,7 +75,12 @@ impl Packs {
         }
         let key = (gate.weight.id(), Some(up.weight.id()));
         let packed = cached(&self.gate_ups, key, || {
-            PackedGateUp::from_tensors(&gate.weight, gate.bias.as_ref(), &up.weight, up.bias.as_ref())
+            PackedGateUp::from_tensors(
+                &gate.weight,
+                gate.bias.as_ref(),
+                &up.weight,
+                up.bias.as_ref(),
+            )
         })?;
         packed.forward(x)
     }
@@ -97,7 +102,11 @@ impl DecoderOps for Infer<'_> {
     fn rms_norm(&self, n: &RmsNorm, x: &Tensor) -> Result<Tensor> {
         match cpu_infer::add_rms_norm(x, None, &n.weight, n.eps)? {
             Some((_, normed)) => Ok(normed),
-            None => Ok(candle_nn::ops::rms_norm(&x.contiguous()?, &n.weight, n.eps as f32)?),
+            None => Ok(candle_nn::ops::rms_norm(
+                &x.contiguous()?,
+                &n.weight,
+                n.eps as f32,
+            )?),
         }
     }
 
@@ -114,7 +123,11 @@ impl DecoderOps for Infer<'_> {
     fn rope(&self, x: &Tensor, step: &Step) -> Result<Tensor> {
         match cpu_infer::rope(x, step.cos, step.sin)? {
             Some(y) => Ok(y),
-            None => Ok(candle_nn::rotary_emb::rope(&x.contiguous()?, step.cos, step.sin)?),
+            None => Ok(candle_nn::rotary_emb::rope(
+                &x.contiguous()?,
+                step.cos,
+                step.sin,
+            )?),
         }
     }
 
@@ -125,7 +138,9 @@ impl DecoderOps for Infer<'_> {
         }
         let q = candle_nn::rotary_emb::rope(&q.contiguous()?, step.cos, step.sin)?;
         attention_with(&q, k, v, step.mask, &|s, m| {
-            Ok(candle_nn::ops::softmax_last_dim(&add_mask(s, m)?.contiguous()?)?)
+            Ok(candle_nn::ops::softmax_last_dim(
+                &add_mask(s, m)?.contiguous()?,
+            )?)
         })
     }
 
@@ -160,7 +175,9 @@ impl DecoderOps for Grad<'_> {
         let q = grad::rope(&q.contiguous()?, step.cos, step.sin)?;
         if self.kind == GradOps::Fused {
             // The mask is a constant: the softmax node adds it outside the graph.
-            attention_with(&q, k, v, step.mask, &|s, m| Ok(grad::softmax_last_dim(s, m)?))
+            attention_with(&q, k, v, step.mask, &|s, m| {
+                Ok(grad::softmax_last_dim(s, m)?)
+            })
         } else {
             Ok(grad::attention(&q, k, v, step.mask)?)
         }
@@ -232,7 +249,11 @@ mod tests {
         let inv: Vec<f64> = (0..4).map(|i| 1.0 / 100f64.powf(i as f64 / 4.0)).collect();
         let (c, s) = rope_tables(&inv, 3, 5, DType::F32, &dev).unwrap();
         let want = rope(&x, &c, &s).unwrap();
-        close(&candle_nn::rotary_emb::rope(&x, &c, &s).unwrap(), &want, 1e-5);
+        close(
+            &candle_nn::rotary_emb::rope(&x, &c, &s).unwrap(),
+            &want,
+            1e-5,
+        );
         let pos = PosCtx {
             batch: 2,
             len: 5,

@@ -122,4 +122,3 @@ fn weight_files(dir: &Path) -> Result<(Vec<PathBuf>, HashMap<String, PathBuf>, P
     }
     Ok((files, sources, index_path))
 }
-

@@ -1,6 +1,7 @@
 //! [`TextTokenizer`] from GGUF metadata: llama.cpp's byte-level BPE (`gpt2`, with the
 //! pre-tokenizer named by `tokenizer.ggml.pre`) and sentencepiece BPE (`llama`) vocabularies.
 //! Must not read tensors.
+use super::{bad, TextTokenizer, SUPPORTED_PRE_TOKENIZERS};
 use crate::model::Result;
 use candle_core::quantized::gguf_file;
 use std::path::Path;
@@ -17,7 +18,6 @@ use tokenizers::pre_tokenizers::sequence::Sequence as PreSequence;
 use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
 use tokenizers::pre_tokenizers::PreTokenizerWrapper;
 use tokenizers::{AddedToken, SplitDelimiterBehavior, Tokenizer};
-use super::{bad, TextTokenizer, SUPPORTED_PRE_TOKENIZERS};
 
 /// llama.cpp token types (`tokenizer.ggml.token_type`).
 const TOKEN_TYPE_CONTROL: i64 = 3;
@@ -498,4 +498,3 @@ fn build_sentencepiece(
     tok.with_decoder(Some(DecoderSequence::new(steps)));
     Ok(tok)
 }
-

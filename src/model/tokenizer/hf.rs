@@ -5,8 +5,8 @@ use std::path::Path;
 
 use tokenizers::Tokenizer;
 
-use crate::model::{ModelError, Result};
 use super::{bad, TextTokenizer};
+use crate::model::{ModelError, Result};
 
 fn read_json(path: &Path) -> Result<serde_json::Value> {
     let text = std::fs::read_to_string(path).map_err(|e| ModelError::Io {

@@ -11,9 +11,10 @@ fn exp8(x: __m256) -> __m256 {
     let lo = _mm256_set1_ps(-87.33654);
     let under = _mm256_cmp_ps::<_CMP_GE_OQ>(x, lo);
     let x = _mm256_min_ps(_mm256_max_ps(x, lo), _mm256_set1_ps(88.0));
-    let fx = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
-        _mm256_mul_ps(x, _mm256_set1_ps(std::f32::consts::LOG2_E)),
-    );
+    let fx = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm256_mul_ps(
+        x,
+        _mm256_set1_ps(std::f32::consts::LOG2_E),
+    ));
     let r = _mm256_fnmadd_ps(fx, _mm256_set1_ps(0.693_359_4), x);
     let r = _mm256_fnmadd_ps(fx, _mm256_set1_ps(-2.121_944_4e-4), r);
     let mut y = _mm256_set1_ps(1.987_569_1e-4);
