@@ -1,9 +1,9 @@
 //! The whole decoder block as one autograd node ([`super::GradOps::Block`]): the forward runs
 //! the inference kernels (the `infer` ops it is given, op for op as [`Block::forward`] runs
 //! them) and saves the activations the backward needs; the hand-written backward returns the
-//! gradient with respect to the block input only. The weights are frozen, so no weight gradient is ever formed, and
-//! candle's autograd sees one node per block instead of a few dozen (each of which costs it a
-//! zero-initialised gradient buffer and an accumulation).
+//! gradient with respect to the block input only. The weights are frozen, so no weight
+//! gradient is ever formed, and candle's autograd sees one node per block instead of a few
+//! dozen (each of which costs it a zero-initialised gradient buffer and an accumulation).
 //!
 //! Must not apply hooks (the caller runs it only for blocks without hooks inside) and must not
 //! know about training.

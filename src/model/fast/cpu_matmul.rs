@@ -7,9 +7,9 @@
 //! elementwise ops), so a forward pass keeps the same two threads busy instead of handing each
 //! matmul to a second (rayon) pool.
 //!
-//! Used only by the inference kernels of the speed layer (`fast::Infer`: passes without gradient, and the forward of
-//! whole-block gradient nodes) for inputs on the CPU, in f32, that carry
-//! no gradient; everything else (gradients, GPU, f16/bf16/f64, CPUs without AVX2/FMA) keeps
+//! Used only by the speed layer's inference ops (`fast::Infer`: passes without gradient, and
+//! the forward of whole-block gradient nodes) for inputs on the CPU, in f32, that carry no
+//! gradient; everything else (gradients, GPU, f16/bf16/f64, CPUs without AVX2/FMA) keeps
 //! candle's matmul. Must not know about models, hooks or autograd.
 use std::sync::atomic::{AtomicUsize, Ordering};
 

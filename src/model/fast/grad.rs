@@ -1,8 +1,9 @@
 //! Gradient nodes: single ops whose forward runs a fast kernel (candle-nn's fused RMSNorm,
 //! softmax and RoPE, or a matmul on detached inputs) and to which a custom op attaches a
-//! hand-written backward composed of tensor ops (or a [`super::kernels`] kernel). candle-nn's own fused kernels have no backward, and the
-//! composed versions build many autograd nodes; the linear layer also exists here because
-//! candle's matmul backward always computes the gradient of the (frozen) weight too.
+//! hand-written backward composed of tensor ops (or a [`super::kernels`] kernel). candle-nn's
+//! own fused kernels have no backward, and the composed versions build many autograd nodes;
+//! the linear layer also exists here because candle's matmul backward always computes the
+//! gradient of the (frozen) weight too.
 //! [`attention`] is the whole scaled-dot-product attention as one node (probabilities saved by
 //! the forward), and the `*_backward` functions are shared with the whole-block op
 //! (`block_grad.rs`). The gradient passes of [`GradOps::Fused`] and
@@ -471,7 +472,8 @@ pub fn attention(
     )
 }
 
-/// Which implementation gradient-carrying forward passes use ([`crate::model::Model::set_grad_ops`]).
+/// Which implementation gradient-carrying forward passes use
+/// ([`crate::model::Model::set_grad_ops`]; the choice is made in `fast::Exec`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum GradOps {
     /// One gradient node per op (this module: RMSNorm, RoPE, softmax, linear), each a fast
@@ -483,9 +485,10 @@ pub enum GradOps {
     /// [`attention`].
     FusedAttention,
     /// One node per transformer block whose input carries a gradient (`block_grad.rs`): the
-    /// block runs by the inference kernels saving its activations, and a hand-written backward returns the
-    /// gradient with respect to the block input only (weights are frozen). Blocks with hooks
-    /// inside (attention or MLP outputs) or a KV cache fall back to `FusedAttention`.
+    /// block runs by the inference kernels saving its activations, and a hand-written backward
+    /// returns the gradient with respect to the block input only (weights are frozen). Blocks
+    /// with hooks inside (attention or MLP outputs), a KV cache or an input without gradient
+    /// fall back to `FusedAttention`.
     #[default]
     Block,
 }

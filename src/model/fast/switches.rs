@@ -2,21 +2,27 @@
 //! use). None changes a result beyond float rounding; they exist for A/B measurements, tuning and
 //! bisecting a suspected kernel bug.
 //!
-//! | variable | default | effect |
-//! |---|---|---|
-//! | `STEERLAB_CPU_GEMM` | on | `0`: inference linear layers on the CPU use candle's matmul instead of the packed GEMM ([`super::cpu_matmul`]) |
-//! | `STEERLAB_CPU_FUSED` | on | `0`: the CPU inference kernels ([`super::cpu_infer`]: attention, RoPE, SwiGLU, residual + RMSNorm) are replaced by candle ops |
-//! | `STEERLAB_CPU_GEMM_KC`, `_MC`, `_PAR_MIN` | see [`super::cpu_matmul`] | GEMM block sizes and the size below which it stays on one thread |
-//! | `STEERLAB_KERNELS` | all | the gradient-path kernels ([`super::kernels`]) allowed: `1`/`all`, `0` none, or a comma list of `xent`, `swiglu`, `rms`, `softmax` |
-//! | `STEERLAB_PROFILE` | off | `1`: section timings ([`super::profile`]); slows the run down |
-//! | `STEERLAB_CUDA_POOL_RELEASE` | off | `1`: keep CUDA's default of handing freed pool memory back at every synchronisation |
+//! - `STEERLAB_CPU_GEMM=0`: inference linear layers on the CPU use candle's matmul instead of
+//!   the packed GEMM ([`super::cpu_matmul`]). Default on.
+//! - `STEERLAB_CPU_FUSED=0`: the CPU inference kernels ([`super::cpu_infer`]: attention, RoPE,
+//!   SwiGLU, residual + RMSNorm) are replaced by candle ops. Default on. (The name is older
+//!   than this module; the kernels are not the gradient nodes of [`super::grad`].)
+//! - `STEERLAB_CPU_GEMM_KC`, `STEERLAB_CPU_GEMM_MC`, `STEERLAB_CPU_GEMM_PAR_MIN`: the GEMM's
+//!   block sizes and the size below which it stays on one thread (defaults in
+//!   [`super::cpu_matmul`]).
+//! - `STEERLAB_KERNELS`: the gradient-path kernels ([`super::kernels`]) allowed: unset, `1` or
+//!   `all` for all, `0` for none, or a comma list of `xent`, `swiglu`, `rms`, `softmax`.
+//! - `STEERLAB_PROFILE=1`: section timings ([`super::profile`]); slows the run down.
+//! - `STEERLAB_CUDA_POOL_RELEASE=1`: keep CUDA's default of handing freed pool memory back to
+//!   the driver at every synchronisation (steerlab otherwise keeps it).
 //!
 //! The two CPU switches only turn kernels on where the CPU can run them ([`cpu_simd`]). Must not
 //! hold anything but the switches.
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::OnceLock;
 
-/// Whether this CPU can run the packed GEMM and the CPU inference kernels (x86-64 with AVX2 and FMA).
+/// Whether this CPU can run the packed GEMM and the CPU inference kernels (x86-64 with AVX2
+/// and FMA).
 pub fn cpu_simd() -> bool {
     #[cfg(target_arch = "x86_64")]
     {

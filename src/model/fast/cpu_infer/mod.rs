@@ -5,10 +5,10 @@
 //! `silu(gate) * up`, and RMSNorm with the residual add folded in. Each replaces a chain of
 //! candle ops that allocate and walk the activations several times.
 //!
-//! Used only by the speed layer's inference ops (`fast::Infer`: passes without gradient, and the forward of
-//! whole-block gradient nodes) for f32 CPU
-//! tensors that carry no gradient, on CPUs with AVX2 and FMA; `STEERLAB_CPU_FUSED=0` (or
-//! [`set_enabled`]) switches them off and the candle ops run instead. Results agree with the
+//! Used only by the speed layer's inference ops (`fast::Infer`: passes without gradient, and
+//! the forward of whole-block gradient nodes) for f32 CPU tensors that carry no gradient, on
+//! CPUs with AVX2 and FMA; `STEERLAB_CPU_FUSED=0` (or [`set_enabled`]) switches them off and
+//! the candle ops run instead. Results agree with the
 //! reference ops to float rounding (vectorised `exp`, other summation orders), checked in
 //! `tests.rs`. Must not know about models, hooks or autograd.
 use std::cell::RefCell;
@@ -107,7 +107,7 @@ thread_local! {
 /// `q` `[B, Hq, T, D]` *before* RoPE (any strides), `cos`/`sin` `[T, D / 2]` for the query
 /// positions, `k`/`v` `[B, Hkv, S, D]` (keys already rotated, any strides), `mask` additive
 /// `[B, 1, 1, T, S]` or `None`. Returns `[B, T, Hq * D]`, as
-/// [`crate::model::arch::ops::attention`] on the rotated queries, or `None` when an input is not an f32 CPU
+/// [`ops::attention`](crate::model::arch::ops::attention) on the rotated queries, or `None` when an input is not an f32 CPU
 /// tensor without gradient or the kernels are off.
 pub(crate) fn attention(
     q: &Tensor,
@@ -289,7 +289,7 @@ pub(crate) fn attention(
 }
 
 /// Rotary embedding (HF "rotate half" layout) of `x` `[B, H, T, D]` (any strides) with
-/// `cos`/`sin` `[T, D / 2]`, returned contiguous; as [`crate::model::arch::ops::rope`], or `None` when an
+/// `cos`/`sin` `[T, D / 2]`, returned contiguous; as [`ops::rope`](crate::model::arch::ops::rope), or `None` when an
 /// input is not an f32 CPU tensor without gradient or the kernels are off.
 pub(crate) fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Option<Tensor>> {
     if !enabled() || ![x, cos, sin].iter().all(|t| applies(t)) {
