@@ -1,4 +1,4 @@
-//! The fused CPU inference kernels (`model::cpu_infer`: attention, RoPE, SwiGLU, residual +
+//! The fused CPU inference kernels (`model::fast::cpu_infer`: attention, RoPE, SwiGLU, residual +
 //! RMSNorm) against candle's ops on whole models: logits of a padded batch and greedy
 //! generation (the KV-cache path) must agree with the kernels on and off, for every fixture
 //! family (llama, Llama-3 rope scaling, Mistral's sliding window, Qwen2 biases, Qwen3 q/k
@@ -6,7 +6,8 @@
 //!
 //! The only test binary that switches the kernels process-wide.
 use candle_core::Device;
-use steerlab::model::{cpu_infer, cpu_matmul, Batch, GenerateOptions, Hooks, LoadOptions, Model};
+use steerlab::model::fast::{cpu_infer, cpu_matmul};
+use steerlab::model::{Batch, GenerateOptions, Hooks, LoadOptions, Model};
 
 use steerlab::testing::{fixture, rel_err};
 

@@ -1,9 +1,9 @@
-//! The packed CPU f32 GEMM (`steerlab::model::cpu_matmul`) against a naive f64 reference on
+//! The packed CPU f32 GEMM (`steerlab::model::fast::cpu_matmul`) against a naive f64 reference on
 //! shapes that are not multiples of the tile sizes (6 x 16 tiles, k blocks of up to 768, m
 //! blocks of 512), with and without bias, for contiguous and strided inputs; and whole models with
 //! the kernel switched on and off (logits, greedy KV-cache generation).
 use candle_core::{DType, Device, Tensor};
-use steerlab::model::cpu_matmul::{self, PackedLinear};
+use steerlab::model::fast::cpu_matmul::{self, PackedLinear};
 
 use steerlab::model::{Batch, GenerateOptions, Hooks, LoadOptions, Model};
 use steerlab::testing::{fixture, rel_err};

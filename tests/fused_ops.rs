@@ -1,4 +1,4 @@
-//! The differentiable fused ops (`steerlab::model::fused`) against ops composed of candle
+//! The differentiable fused ops (`steerlab::model::fast::grad`) against ops composed of candle
 //! primitives written out here: values and gradients on CPU, each op alone (the attention with
 //! grouped heads and padding, also in bf16) and a whole hooked model (gradient into a steering
 //! vector, with padding, in f32 and bf16, Llama / Qwen2 / Qwen3 blocks) under every `GradOps`
@@ -7,7 +7,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
 use candle_core::{DType, Device, Tensor, Var, D};
-use steerlab::model::{fused, kernels};
+use steerlab::model::fast::{grad as fused, kernels};
 use steerlab::model::{Batch, GradOps, HookPoint, Hooks, Model, Positions};
 use steerlab::testing::{load_fixture as load, max_abs, max_abs_diff};
 
@@ -49,7 +49,7 @@ fn count_buffers<T>(f: impl FnOnce() -> T) -> (T, usize) {
 
 /// Checks `f` against `reference` at a random input of `shape`: values, and the gradient of
 /// `Σ f(x) ⊙ r` for a random `r`, within `tol` (relative to the largest reference entry); once
-/// with steerlab's kernels (`model::kernels`) and once with their composed fallbacks.
+/// with steerlab's kernels (`model::fast::kernels`) and once with their composed fallbacks.
 fn check(
     shape: &[usize],
     tol: f32,

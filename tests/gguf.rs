@@ -5,7 +5,7 @@ use candle_core::{DType, Device, Tensor};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use steerlab::model::gguf::{read_gguf, read_gguf_header};
+use steerlab::model::load::gguf::{read_gguf, read_gguf_header};
 use steerlab::model::ModelError;
 use steerlab::testing::{default_model, fixture_path};
 

@@ -9,7 +9,7 @@ use steerlab::model::{Batch, GenerateOptions, Hooks, Model, TextTokenizer};
 
 fn default_model() -> (Model, TextTokenizer) {
     let path = steerlab::testing::default_model();
-    let g = steerlab::model::gguf::read_gguf(&path, &Device::Cpu, DType::F32).unwrap();
+    let g = steerlab::model::load::gguf::read_gguf(&path, &Device::Cpu, DType::F32).unwrap();
     let model = Model::from_parts(
         &g.config,
         g.tensors,

@@ -439,7 +439,7 @@ fn minilm_embeddings_sorted_over_the_whole_input_equal_one_by_one() {
     }
     assert!(e.embed(&[], &NoProgress).unwrap().is_empty());
     // lengths are real tokens, not the batch-padded length the tokenizer returns
-    let enc = steerlab::model::bert::BertEncoder::load(&dir, &Device::Cpu).unwrap();
+    let enc = steerlab::model::arch::bert::BertEncoder::load(&dir, &Device::Cpu).unwrap();
     let lens = enc
         .token_lens(&["hello", "hello there my good friend", "hi you"])
         .unwrap();

@@ -1,6 +1,6 @@
 //! The candle BERT encoder matches Hugging Face transformers on all-MiniLM-L6-v2
 //! (fixture from scripts/make_sae_fixtures.py). Skips when the default embedder is not fetched.
-use steerlab::model::bert::BertEncoder;
+use steerlab::model::arch::bert::BertEncoder;
 
 #[test]
 fn minilm_matches_transformers_reference() {

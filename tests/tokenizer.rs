@@ -4,7 +4,7 @@
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use steerlab::data::Message;
-use steerlab::model::gguf::read_gguf_header;
+use steerlab::model::load::gguf::read_gguf_header;
 use steerlab::model::{ModelError, TextTokenizer};
 
 fn fixtures() -> PathBuf {

@@ -6,10 +6,10 @@ use std::collections::HashSet;
 use candle_core::{DType, Tensor};
 use rand::{Rng, SeedableRng};
 
-use super::block::LayerCache;
+use super::arch::decoder::LayerCache;
 use super::engine::Model;
+use super::fast::Exec;
 use super::hooks::{Hooks, PosCtx};
-use super::ops::OpMode;
 use super::{ModelError, Result};
 
 /// Sampling settings for [`Model::generate`].
@@ -99,7 +99,7 @@ impl Model {
         prompt_len: usize,
         hooks: &mut Hooks,
         cache: &mut Vec<LayerCache>,
-        mode: OpMode,
+        exec: Exec,
     ) -> Result<Vec<f32>> {
         let t = ids.len();
         let ids = Tensor::new(ids, self.device())?.reshape((1, t))?;
@@ -110,7 +110,7 @@ impl Model {
             offset,
             prompt_lens: Some(vec![prompt_len]),
         };
-        let x = self.run_blocks(0..self.n_layers(), x, &pos, None, hooks, mode, Some(cache))?;
+        let x = self.run_blocks(0..self.n_layers(), x, &pos, None, hooks, exec, Some(cache))?;
         let last = x.narrow(1, t - 1, 1)?;
         let h = self.final_norm(&last, hooks)?;
         Ok(self
@@ -140,17 +140,14 @@ impl Model {
         self.check_ids(prompt_ids.iter().copied().max().unwrap_or(0))?;
         let mut hooks = hooks.adds_only();
         hooks.validate(self.n_layers(), self.hidden_size())?;
-        let mode = if self.dtype() == DType::F64 {
-            OpMode::Composed
-        } else {
-            OpMode::Fused
-        };
+        // No gradient while generating: the one choice is the dtype's.
+        let exec = Exec::choose(self.dtype(), false, false, self.grad_ops());
         let eos: HashSet<u32> = self.eos_token_ids().into_iter().collect();
         let mut rng = rand::rngs::StdRng::seed_from_u64(opts.seed);
         let mut cache: Vec<LayerCache> = vec![None; self.n_layers()];
         let prompt_len = prompt_ids.len();
         let mut logits =
-            self.decode_step(prompt_ids, 0, prompt_len, &mut hooks, &mut cache, mode)?;
+            self.decode_step(prompt_ids, 0, prompt_len, &mut hooks, &mut cache, exec)?;
         let mut out: Vec<u32> = Vec::new();
         let mut emitted = 0usize;
         while out.len() < opts.max_new_tokens {
@@ -164,7 +161,7 @@ impl Model {
                 break;
             }
             let offset = prompt_len + out.len() - 1;
-            logits = self.decode_step(&[next], offset, prompt_len, &mut hooks, &mut cache, mode)?;
+            logits = self.decode_step(&[next], offset, prompt_len, &mut hooks, &mut cache, exec)?;
         }
         Ok(out)
     }

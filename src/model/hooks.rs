@@ -195,8 +195,9 @@ impl Hooks {
         self.captured.clear();
     }
 
-    /// Forces the differentiable (composed-op) forward even when no vector needs a gradient.
-    /// By default the engine picks fused kernels when nothing tracks gradients.
+    /// Forces the reference ops (plain differentiable candle ops, `model::arch::ops`) for the
+    /// whole forward, even when no vector needs a gradient. By default the engine uses the
+    /// speed layer's kernels (see `model::fast::Exec`).
     pub fn set_force_composed(&mut self, on: bool) -> &mut Self {
         self.force_composed = on;
         self

@@ -4,7 +4,7 @@
 use super::error::SaeError;
 use crate::data::batching::{BatchBudget, BatchPlan};
 use crate::jobs::{Progress, ProgressSink};
-use crate::model::bert::BertEncoder;
+use crate::model::arch::bert::BertEncoder;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 

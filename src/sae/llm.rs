@@ -16,7 +16,7 @@ pub fn load_tokenizer(path: &Path) -> Result<TextTokenizer, SaeError> {
     if path.is_dir() {
         Ok(TextTokenizer::from_hf_dir(path)?)
     } else {
-        let content = crate::model::gguf::read_gguf_header(path)?;
+        let content = crate::model::load::gguf::read_gguf_header(path)?;
         Ok(TextTokenizer::from_gguf_metadata(&content, path)?)
     }
 }

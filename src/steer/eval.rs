@@ -206,7 +206,7 @@ impl<'m> AbScorer<'m> {
                 .chain(idx.iter().map(|&i| items[i].non_matching.response.clone()))
                 .collect();
             let mut hooks = Hooks::new();
-            let mode = model.op_mode(&hooks, None);
+            let mode = model.exec(&hooks, None);
             let mut cache: KvCache = vec![None; model.n_layers()];
             let pos = prompt_ctx(b, p_len);
             let prompt_resid = model.run_blocks(
@@ -303,7 +303,7 @@ impl<'m> AbScorer<'m> {
                 self.split
             )));
         }
-        let mode = model.op_mode(&hooks, None);
+        let mode = model.exec(&hooks, None);
         let device = model.device();
         let mut lp_m = vec![0.0; self.n_items];
         let mut lp_n = vec![0.0; self.n_items];

@@ -111,7 +111,7 @@ pub fn bipo(
         let d = if it % 2 == 0 { 1.0 } else { -1.0 };
         if it == 1 {
             // Section timings (STEERLAB_PROFILE=1) over the timed steps only.
-            crate::model::profile::reset(model.device());
+            crate::model::fast::profile::reset(model.device());
         }
         let t = Instant::now();
         let (loss, _, _) = problem.batch_loss(&[var.as_tensor().clone()], &idx, d, 0.0)?;
@@ -123,9 +123,9 @@ pub fn bipo(
         if it == 0 {
             graph_nodes = loss.sorted_nodes().len();
         }
-        crate::model::profile::mark(model.device(), "fwd: rest (hooks, head prep, loss)");
+        crate::model::fast::profile::mark(model.device(), "fwd: rest (hooks, head prep, loss)");
         let grads = loss.backward()?;
-        crate::model::profile::mark(model.device(), "bwd: autograd");
+        crate::model::fast::profile::mark(model.device(), "bwd: autograd");
         let Some(g) = grads.get(var.as_tensor()) else {
             return Err(BenchError::Invalid(
                 "no gradient reached the steering vector".into(),
@@ -141,7 +141,7 @@ pub fn bipo(
         let tb = t.elapsed().as_secs_f64();
         opt.step(&grads)?;
         model.device().synchronize()?;
-        crate::model::profile::mark(model.device(), "adamw");
+        crate::model::fast::profile::mark(model.device(), "adamw");
         let ta = t.elapsed().as_secs_f64();
         if it > 0 {
             // iteration 0 is the warm-up

@@ -42,10 +42,10 @@ pub struct ForwardResult {
     /// CPU threads available.
     pub threads: usize,
     /// Whether CPU f32 inference linear layers used the packed kernel
-    /// ([`crate::model::cpu_matmul::enabled`]; `STEERLAB_CPU_GEMM=0` switches it off).
+    /// ([`crate::model::fast::cpu_matmul::enabled`]; `STEERLAB_CPU_GEMM=0` switches it off).
     pub cpu_gemm: bool,
     /// Whether CPU f32 inference used the fused attention / SwiGLU / norm kernels
-    /// ([`crate::model::cpu_infer::enabled`]; `STEERLAB_CPU_FUSED=0` switches them off).
+    /// ([`crate::model::fast::cpu_infer::enabled`]; `STEERLAB_CPU_FUSED=0` switches them off).
     pub cpu_fused: bool,
     /// Per-section timings (`STEERLAB_PROFILE=1`; empty otherwise), per iteration.
     pub sections: Vec<ProfileRow>,
@@ -80,7 +80,7 @@ pub fn forward(
     }
     model.forward(&b, &mut hooks)?.device().synchronize()?; // warm-up
     let mut times = Vec::with_capacity(iters);
-    crate::model::profile::reset(model.device());
+    crate::model::fast::profile::reset(model.device());
     for _ in 0..iters {
         let t = Instant::now();
         let logits = model.forward(&b, &mut hooks)?;
@@ -103,8 +103,8 @@ pub fn forward(
         peak_rss_mb: peak_rss_mb(),
         gpu_mem_mb: gpu_mem_mb(model.device()),
         threads: threads(),
-        cpu_gemm: model.device().is_cpu() && crate::model::cpu_matmul::enabled(),
-        cpu_fused: model.device().is_cpu() && crate::model::cpu_infer::enabled(),
+        cpu_gemm: model.device().is_cpu() && crate::model::fast::cpu_matmul::enabled(),
+        cpu_fused: model.device().is_cpu() && crate::model::fast::cpu_infer::enabled(),
         sections,
     })
 }
@@ -120,7 +120,7 @@ pub const MATMUL_SHAPES: &[(usize, usize)] = &[
 ];
 
 /// One shape of [`matmul`]: candle's `x.matmul(&w.t())` (what a linear layer runs) against the
-/// packed kernel of [`crate::model::cpu_matmul`], timed alternately.
+/// packed kernel of [`crate::model::fast::cpu_matmul`], timed alternately.
 #[derive(Debug, Clone, Serialize)]
 pub struct MatmulRow {
     /// Rows of `x` (tokens).
@@ -157,7 +157,7 @@ pub struct MatmulResult {
 /// Times `y = x W^T` for each `(k, n)` in `shapes` with `m` rows, candle against the packed
 /// kernel, alternating the two sides each iteration (one warm-up call each).
 pub fn matmul(m: usize, shapes: &[(usize, usize)], iters: usize) -> Result<MatmulResult> {
-    use crate::model::cpu_matmul::{self, PackedLinear};
+    use crate::model::fast::cpu_matmul::{self, PackedLinear};
     if m == 0 || iters == 0 || shapes.iter().any(|&(k, n)| k == 0 || n == 0) {
         return Err(BenchError::Invalid(
             "m, iters and every k and n must be at least 1".into(),

@@ -98,7 +98,7 @@ pub struct ProfileRow {
 /// The `STEERLAB_PROFILE=1` section table since the last reset, averaged over `iters`.
 pub(super) fn profile_rows(iters: usize) -> Vec<ProfileRow> {
     let n = iters.max(1) as f64;
-    crate::model::profile::take()
+    crate::model::fast::profile::take()
         .into_iter()
         .map(|(name, s)| ProfileRow {
             section: name.to_string(),

@@ -7,15 +7,16 @@
 //! elementwise ops), so a forward pass keeps the same two threads busy instead of handing each
 //! matmul to a second (rayon) pool.
 //!
-//! Used only by the inference path (`OpMode::Fused`) for inputs on the CPU, in f32, that carry
-//! no gradient; everything else (gradients, GPU, f16/bf16/f64, CPUs without AVX2/FMA) keeps
+//! Used only by the speed layer's inference ops (`fast::Infer`: passes without gradient, and
+//! the forward of whole-block gradient nodes) for inputs on the CPU, in f32, that carry no
+//! gradient; everything else (gradients, GPU, f16/bf16/f64, CPUs without AVX2/FMA) keeps
 //! candle's matmul. Must not know about models, hooks or autograd.
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use candle_core::{DType, Device, Storage, Tensor};
 
-use super::{ModelError, Result};
+use super::switches;
+use crate::model::{ModelError, Result};
 
 /// Output columns per packed panel (two AVX2 registers).
 pub const NR: usize = 16;
@@ -32,71 +33,19 @@ const MC: usize = 512;
 /// `STEERLAB_CPU_GEMM_PAR_MIN`, read once, for tuning).
 const PAR_MIN_MACS: usize = 1 << 21;
 
-/// A tuning value read once from the environment variable `var` (ignored below `min`).
-fn tuning(cell: &'static OnceLock<usize>, var: &str, default: usize, min: usize) -> usize {
-    *cell.get_or_init(|| {
-        std::env::var(var)
-            .ok()
-            .and_then(|v| v.trim().parse().ok())
-            .filter(|&v| v >= min)
-            .unwrap_or(default)
-    })
-}
-
 /// The `k` block length: [`KC_MAX`] unless `STEERLAB_CPU_GEMM_KC` says otherwise.
 fn kc_max() -> usize {
-    static V: OnceLock<usize> = OnceLock::new();
-    tuning(&V, "STEERLAB_CPU_GEMM_KC", KC_MAX, 1)
+    switches::gemm_kc(KC_MAX)
 }
 
 /// The `m` block length: [`MC`] unless `STEERLAB_CPU_GEMM_MC` says otherwise.
 fn mc() -> usize {
-    static V: OnceLock<usize> = OnceLock::new();
-    tuning(&V, "STEERLAB_CPU_GEMM_MC", MC, 1)
+    switches::gemm_mc(MC)
 }
 
 fn par_min() -> usize {
-    static V: OnceLock<usize> = OnceLock::new();
-    tuning(&V, "STEERLAB_CPU_GEMM_PAR_MIN", PAR_MIN_MACS, 0)
+    switches::gemm_par_min(PAR_MIN_MACS)
 }
-
-/// A process-wide on/off switch for CPU kernels: on where [`supported`], unless the environment
-/// variable `var` is `0` (read on first use) or [`Switch::set`] says otherwise.
-pub(crate) struct Switch {
-    /// 0 = not decided yet, 1 = off, 2 = on.
-    state: AtomicU8,
-    var: &'static str,
-}
-
-impl Switch {
-    pub(crate) const fn new(var: &'static str) -> Self {
-        Self {
-            state: AtomicU8::new(0),
-            var,
-        }
-    }
-
-    pub(crate) fn get(&self) -> bool {
-        match self.state.load(Ordering::Relaxed) {
-            1 => false,
-            2 => true,
-            _ => {
-                let off = std::env::var(self.var).is_ok_and(|v| v.trim() == "0");
-                let on = supported() && !off;
-                self.state.store(if on { 2 } else { 1 }, Ordering::Relaxed);
-                on
-            }
-        }
-    }
-
-    /// Switching on has no effect on a CPU without AVX2/FMA.
-    pub(crate) fn set(&self, on: bool) {
-        let on = on && supported();
-        self.state.store(if on { 2 } else { 1 }, Ordering::Relaxed);
-    }
-}
-
-static ENABLED: Switch = Switch::new("STEERLAB_CPU_GEMM");
 
 /// Calls of [`PackedLinear::forward`] that ran the kernel (for tests and profiling).
 static FORWARD_CALLS: AtomicUsize = AtomicUsize::new(0);
@@ -108,26 +57,19 @@ pub fn forward_calls() -> usize {
 
 /// Whether this CPU can run the packed kernel (x86-64 with AVX2 and FMA).
 pub fn supported() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    switches::cpu_simd()
 }
 
 /// Whether inference linear layers use the packed kernel: [`supported`], unless switched off
 /// by [`set_enabled`] or the environment variable `STEERLAB_CPU_GEMM=0` (read once).
 pub fn enabled() -> bool {
-    ENABLED.get()
+    switches::CPU_GEMM.get()
 }
 
 /// Switches the packed kernel on or off for the whole process (for A/B comparisons and
 /// tests; switching on has no effect on a CPU without AVX2/FMA).
 pub fn set_enabled(on: bool) {
-    ENABLED.set(on);
+    switches::CPU_GEMM.set(on);
 }
 
 /// A 32-byte aligned f32 buffer (so panel loads are aligned AVX loads).
@@ -395,7 +337,7 @@ impl PackedLinear {
 /// calling thread: `a` and `c` row-major with row strides `lda` and `ldc`, `w` packed as in
 /// [`PackedLinear`] for a reduction length `wk >= k` (panel `p` at `w + p * wk * NR`, 32-byte
 /// aligned; only its first `k` steps are used). The building block of
-/// [`PackedLinear::matmul`] and of the fused CPU attention ([`super::cpu_infer`]).
+/// [`PackedLinear::matmul`] and of the CPU attention kernel ([`super::cpu_infer`]).
 ///
 /// # Safety
 /// `a` has `m` rows of `k` readable floats at stride `lda`; `w` holds `n.div_ceil(NR) * wk * NR`

@@ -5,8 +5,8 @@
 //!
 //! This module must not build or run models: the engine loads the returned tensors like an HF
 //! safetensors folder. Only the `llama` architecture (which also covers Mistral files) is read.
-use super::tokenizer::TextTokenizer;
-use super::{ModelError, Result};
+use crate::model::tokenizer::TextTokenizer;
+use crate::model::{ModelError, Result};
 use candle_core::quantized::gguf_file::{Content, Value};
 use candle_core::{DType, Device, Tensor};
 use std::collections::HashMap;

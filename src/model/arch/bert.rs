@@ -4,7 +4,7 @@
 //!
 //! Inference only: no hooks, no gradients, no steering. Padding from `tokenizer.json` is
 //! replaced by batch-longest padding masked out of attention and pooling.
-use super::error::{ModelError, Result};
+use crate::model::{ModelError, Result};
 use candle_core::{DType, Device, Module, Tensor, D};
 use candle_nn::{LayerNorm, Linear, VarBuilder};
 use serde::Deserialize;

@@ -1,42 +1,42 @@
 //! CPU f32 inference kernels for the decoder block, next to the packed GEMM of
-//! [`super::cpu_matmul`]: fused attention (RoPE on the queries, grouped-query heads, additive
+//! [`super::cpu_matmul`]: one-pass attention (RoPE on the queries, grouped-query heads, additive
 //! mask, softmax and `P V` in one pass per key/value head, written straight into the
 //! `[B, T, Hq * D]` layout the output projection reads), the SwiGLU product
 //! `silu(gate) * up`, and RMSNorm with the residual add folded in. Each replaces a chain of
 //! candle ops that allocate and walk the activations several times.
 //!
-//! Used only by the inference path (`OpMode::Fused`) for f32 CPU tensors that carry no
-//! gradient, on CPUs with AVX2 and FMA; `STEERLAB_CPU_FUSED=0` (or [`set_enabled`]) switches
-//! it off and the candle ops run instead. Results agree with those ops to float rounding
-//! (vectorised `exp`, other summation orders), checked in the tests below. Must not know
-//! about models, hooks or autograd.
+//! Used only by the speed layer's inference ops (`fast::Infer`: passes without gradient, and
+//! the forward of whole-block gradient nodes) for f32 CPU tensors that carry no gradient, on
+//! CPUs with AVX2 and FMA; `STEERLAB_CPU_FUSED=0` (or [`set_enabled`]) switches them off and
+//! the candle ops run instead. Results agree with the
+//! reference ops to float rounding (vectorised `exp`, other summation orders), checked in
+//! `tests.rs`. Must not know about models, hooks or autograd.
 use std::cell::RefCell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use candle_core::{DType, Device, Storage, Tensor};
 
-use super::cpu_matmul::{self, gemm_panels, AlignedBuf, Switch, NR};
-use super::{ModelError, Result};
+use super::cpu_matmul::{self, gemm_panels, AlignedBuf, NR};
+use super::switches;
+use crate::model::{ModelError, Result};
 
-static ENABLED: Switch = Switch::new("STEERLAB_CPU_FUSED");
-
-/// Calls of [`attention`] that ran the fused kernel (for tests and profiling).
+/// Calls of [`attention`] that ran the kernel (for tests and profiling).
 static ATTENTION_CALLS: AtomicUsize = AtomicUsize::new(0);
 
-/// How many attention calls ran the fused kernel so far in this process.
+/// How many attention calls ran the CPU kernel so far in this process.
 pub fn attention_calls() -> usize {
     ATTENTION_CALLS.load(Ordering::Relaxed)
 }
 
-/// Whether the fused CPU kernels run: the CPU has AVX2 and FMA, unless switched off by
+/// Whether the CPU inference kernels run: the CPU has AVX2 and FMA, unless switched off by
 /// [`set_enabled`] or `STEERLAB_CPU_FUSED=0` (read once).
 pub fn enabled() -> bool {
-    ENABLED.get()
+    switches::CPU_INFER.get()
 }
 
-/// Switches the fused CPU kernels on or off for the whole process (A/B comparisons, tests).
+/// Switches the CPU inference kernels on or off for the whole process (A/B comparisons, tests).
 pub fn set_enabled(on: bool) {
-    ENABLED.set(on);
+    switches::CPU_INFER.set(on);
 }
 
 /// Whether `t` is an f32 CPU tensor without gradient (what these kernels take).
@@ -102,12 +102,12 @@ thread_local! {
     static SCRATCH: RefCell<[AlignedBuf; 4]> = RefCell::new(Default::default());
 }
 
-/// Fused scaled dot-product attention for inference.
+/// One-pass scaled dot-product attention for inference.
 ///
 /// `q` `[B, Hq, T, D]` *before* RoPE (any strides), `cos`/`sin` `[T, D / 2]` for the query
 /// positions, `k`/`v` `[B, Hkv, S, D]` (keys already rotated, any strides), `mask` additive
 /// `[B, 1, 1, T, S]` or `None`. Returns `[B, T, Hq * D]`, as
-/// [`super::ops::attention`] on the rotated queries, or `None` when an input is not an f32 CPU
+/// [`ops::attention`](crate::model::arch::ops::attention) on the rotated queries, or `None` when an input is not an f32 CPU
 /// tensor without gradient or the kernels are off.
 pub(crate) fn attention(
     q: &Tensor,
@@ -289,7 +289,7 @@ pub(crate) fn attention(
 }
 
 /// Rotary embedding (HF "rotate half" layout) of `x` `[B, H, T, D]` (any strides) with
-/// `cos`/`sin` `[T, D / 2]`, returned contiguous; as [`super::ops::rope`], or `None` when an
+/// `cos`/`sin` `[T, D / 2]`, returned contiguous; as [`ops::rope`](crate::model::arch::ops::rope), or `None` when an
 /// input is not an f32 CPU tensor without gradient or the kernels are off.
 pub(crate) fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Option<Tensor>> {
     if !enabled() || ![x, cos, sin].iter().all(|t| applies(t)) {
@@ -317,7 +317,7 @@ pub(crate) fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Option<Tens
     Ok(Some(Tensor::from_vec(out, (b, h, t, d), &Device::Cpu)?))
 }
 
-/// Query rows per block of the fused attention (a multiple of the GEMM's 6-row tile): each
+/// Query rows per block of the attention kernel (a multiple of the GEMM's 6-row tile): each
 /// block scores only the keys up to its rows' last unmasked one.
 const ROW_BLOCK: usize = 24;
 
@@ -650,345 +650,8 @@ fn rms_row(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
     }
 }
 
-/// AVX2 + FMA bodies.
 #[cfg(target_arch = "x86_64")]
-mod simd {
-    use std::arch::x86_64::*;
-
-    /// `exp` of 8 lanes (Cephes-style: range reduction by ln 2, degree-5 polynomial, exponent
-    /// by integer add; relative error ~2e-7); lanes below -87.3 give exactly 0, above 88.3
-    /// saturate at `exp(88)`.
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    fn exp8(x: __m256) -> __m256 {
-        let lo = _mm256_set1_ps(-87.33654);
-        let under = _mm256_cmp_ps::<_CMP_GE_OQ>(x, lo);
-        let x = _mm256_min_ps(_mm256_max_ps(x, lo), _mm256_set1_ps(88.0));
-        let fx = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
-            _mm256_mul_ps(x, _mm256_set1_ps(std::f32::consts::LOG2_E)),
-        );
-        let r = _mm256_fnmadd_ps(fx, _mm256_set1_ps(0.693_359_4), x);
-        let r = _mm256_fnmadd_ps(fx, _mm256_set1_ps(-2.121_944_4e-4), r);
-        let mut y = _mm256_set1_ps(1.987_569_1e-4);
-        y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.398_199_9e-3));
-        y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(8.333_452e-3));
-        y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(4.166_579_6e-2));
-        y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.666_666_5e-1));
-        y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(0.5));
-        y = _mm256_fmadd_ps(
-            y,
-            _mm256_mul_ps(r, r),
-            _mm256_add_ps(r, _mm256_set1_ps(1.0)),
-        );
-        let e = _mm256_slli_epi32::<23>(_mm256_add_epi32(
-            _mm256_cvtps_epi32(fx),
-            _mm256_set1_epi32(127),
-        ));
-        _mm256_and_ps(_mm256_mul_ps(y, _mm256_castsi256_ps(e)), under)
-    }
-
-    /// Scalar tail through the same polynomial (so every element rounds alike).
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    fn exp1(x: f32) -> f32 {
-        _mm256_cvtss_f32(exp8(_mm256_set1_ps(x)))
-    }
-
-    /// Horizontal sum of 8 lanes.
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    fn hsum(v: __m256) -> f32 {
-        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
-        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-        let s = _mm_add_ss(s, _mm_shuffle_ps::<1>(s, s));
-        _mm_cvtss_f32(s)
-    }
-
-    /// See [`super::exp_shifted`].
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn exp_shifted(x: &mut [f32], shift: f32, sum: &mut f32) {
-        let sh = _mm256_set1_ps(shift);
-        let mut acc = _mm256_setzero_ps();
-        let mut chunks = x.chunks_exact_mut(8);
-        for c in &mut chunks {
-            // SAFETY: c has 8 floats.
-            unsafe {
-                let e = exp8(_mm256_sub_ps(_mm256_loadu_ps(c.as_ptr()), sh));
-                _mm256_storeu_ps(c.as_mut_ptr(), e);
-                acc = _mm256_add_ps(acc, e);
-            }
-        }
-        let mut s = hsum(acc);
-        for v in chunks.into_remainder() {
-            *v = exp1(*v - shift);
-            s += *v;
-        }
-        *sum += s;
-    }
-
-    /// See [`super::silu_mul`].
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn silu_mul(g: &[f32], u: &[f32], out: &mut [f32]) {
-        let n = out.len().min(g.len()).min(u.len());
-        let one = _mm256_set1_ps(1.0);
-        let mut i = 0;
-        while i + 8 <= n {
-            // SAFETY: i + 8 <= n for all three slices.
-            unsafe {
-                let gv = _mm256_loadu_ps(g.as_ptr().add(i));
-                let uv = _mm256_loadu_ps(u.as_ptr().add(i));
-                let e = exp8(_mm256_sub_ps(_mm256_setzero_ps(), gv));
-                let s = _mm256_div_ps(gv, _mm256_add_ps(one, e));
-                _mm256_storeu_ps(out.as_mut_ptr().add(i), _mm256_mul_ps(s, uv));
-            }
-            i += 8;
-        }
-        for j in i..n {
-            out[j] = g[j] / (1.0 + exp1(-g[j])) * u[j];
-        }
-    }
-
-    /// See [`super::silu_mul_tile`] (full 8-column rows).
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn silu_mul_tile(tmp: &[f32; 96], mr: usize, out: *mut f32, ldo: usize) {
-        let one = _mm256_set1_ps(1.0);
-        for r in 0..mr.min(6) {
-            // SAFETY: row r of the tile has 16 floats; row r of `out` has 8 writable floats.
-            unsafe {
-                let g = _mm256_loadu_ps(tmp.as_ptr().add(r * 16));
-                let u = _mm256_loadu_ps(tmp.as_ptr().add(r * 16 + 8));
-                let e = exp8(_mm256_sub_ps(_mm256_setzero_ps(), g));
-                let h = _mm256_mul_ps(_mm256_div_ps(g, _mm256_add_ps(one, e)), u);
-                _mm256_storeu_ps(out.add(r * ldo), h);
-            }
-        }
-    }
-
-    /// `sum(x²)` with 8-lane accumulators.
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn sum_squares(x: &[f32]) -> f32 {
-        let mut acc = _mm256_setzero_ps();
-        let mut chunks = x.chunks_exact(8);
-        for c in &mut chunks {
-            // SAFETY: c has 8 floats.
-            let v = unsafe { _mm256_loadu_ps(c.as_ptr()) };
-            acc = _mm256_fmadd_ps(v, v, acc);
-        }
-        let mut s = hsum(acc);
-        for v in chunks.remainder() {
-            s += v * v;
-        }
-        s
-    }
-}
+mod simd;
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::model::ops::{self, OpMode};
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
-    }
-
-    fn randn(shape: &[usize], seed: u64) -> Tensor {
-        // A small LCG so the inputs do not depend on candle's RNG.
-        let n: usize = shape.iter().product();
-        let mut s = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        let v: Vec<f32> = (0..n)
-            .map(|_| {
-                s = s
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                ((s >> 40) as f32 / (1u64 << 24) as f32) * 4.0 - 2.0
-            })
-            .collect();
-        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
-    }
-
-    /// RoPE tables (base 10 000) for `t` positions from `offset`, head width `d`.
-    fn rope_tables(d: usize, offset: usize, t: usize) -> (Tensor, Tensor) {
-        let inv: Vec<f64> = (0..d / 2)
-            .map(|i| 1.0 / 10000f64.powf(2.0 * i as f64 / d as f64))
-            .collect();
-        ops::rope_tables(&inv, offset, t, DType::F32, &Device::Cpu).unwrap()
-    }
-
-    /// The composed reference: RoPE on q, then the candle attention of `ops`.
-    fn reference(
-        q: &Tensor,
-        cos: &Tensor,
-        sin: &Tensor,
-        k: &Tensor,
-        v: &Tensor,
-        mask: Option<&Tensor>,
-    ) -> Tensor {
-        let q = ops::rope(q, cos, sin, OpMode::Composed).unwrap();
-        ops::attention(&q, k, v, mask, OpMode::Composed).unwrap()
-    }
-
-    #[test]
-    fn fused_attention_matches_composed_with_gqa_mask_and_strides() {
-        if !cpu_matmul::supported() {
-            return;
-        }
-        set_enabled(true);
-        // (batch, q heads, kv heads, T, S, D, offset): prefill, a cache step with T < S,
-        // one-token decoding, odd sizes that leave partial panels and tiles, a long cache.
-        for &(b, hq, hkv, t, s, d, off) in &[
-            (2, 6, 2, 9, 9, 64, 0),
-            (1, 4, 4, 5, 12, 32, 7),
-            (3, 3, 1, 1, 20, 16, 19),
-            (2, 2, 1, 37, 37, 128, 0),
-            // More keys than one k block of the GEMM (768), two row blocks.
-            (1, 2, 1, 30, 800, 16, 770),
-        ] {
-            // q as the strided view the block makes: [B, T, H, D] transposed to [B, H, T, D].
-            let q = randn(&[b, t, hq, d], 1).transpose(1, 2).unwrap();
-            let k = randn(&[b, hkv, s, d], 2);
-            let v = randn(&[b, s, hkv, d], 3).transpose(1, 2).unwrap();
-            let (cos, sin) = rope_tables(d, off, t);
-            // Causal plus one padded key in the first row of the batch.
-            let valid: Vec<Vec<bool>> = (0..b)
-                .map(|bi| (0..s).map(|si| bi != 0 || si != 1).collect())
-                .collect();
-            let mask = ops::attention_mask(b, t, off, Some(&valid), None, &Device::Cpu).unwrap();
-            for m in [mask.as_ref(), None] {
-                let want = reference(&q, &cos, &sin, &k, &v, m);
-                let got = attention(&q, &cos, &sin, &k, &v, m).unwrap().unwrap();
-                assert_eq!(got.dims(), want.dims());
-                let diff = max_diff(&got, &want);
-                assert!(
-                    diff < 2e-5,
-                    "shape {:?}: max diff {diff}",
-                    (b, hq, hkv, t, s, d)
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn rope_matches_composed_on_strided_input() {
-        if !cpu_matmul::supported() {
-            return;
-        }
-        set_enabled(true);
-        let (b, h, t, d) = (2, 3, 7, 16);
-        let x = randn(&[b, t, h, d], 14).transpose(1, 2).unwrap();
-        let (cos, sin) = rope_tables(d, 5, t);
-        let want = ops::rope(&x, &cos, &sin, OpMode::Composed).unwrap();
-        let got = rope(&x, &cos, &sin).unwrap().unwrap();
-        assert!(got.is_contiguous());
-        assert!(max_diff(&got, &want) < 1e-6);
-    }
-
-    #[test]
-    fn silu_mul_slice_and_rms_norm_match_candle() {
-        if !cpu_matmul::supported() {
-            return;
-        }
-        set_enabled(true);
-        for n in [7usize, 64, 1000, 70_001] {
-            let g = (randn(&[n], 4) * 6.0).unwrap();
-            let u = randn(&[n], 5);
-            let want = (g.silu().unwrap() * &u).unwrap();
-            let mut out = vec![0f32; n];
-            silu_mul_slice(
-                &g.to_vec1::<f32>().unwrap(),
-                &u.to_vec1::<f32>().unwrap(),
-                &mut out,
-            );
-            let got = Tensor::from_vec(out, n, &Device::Cpu).unwrap();
-            assert!(max_diff(&got, &want) < 1e-5, "silu n={n}");
-        }
-        for (rows, dim) in [(3usize, 5usize), (300, 576), (2, 1000)] {
-            let x = randn(&[rows, dim], 6);
-            let r = randn(&[rows, dim], 7);
-            let w = randn(&[dim], 8);
-            let sum = (&x + &r).unwrap();
-            let want = candle_nn::ops::rms_norm(&sum, &w, 1e-6).unwrap();
-            let (got_sum, got) = add_rms_norm(&x, Some(&r), &w, 1e-6).unwrap().unwrap();
-            assert_eq!(max_diff(&got_sum, &sum), 0.0);
-            assert!(max_diff(&got, &want) < 1e-5, "rms {rows}x{dim}");
-            let (same, got) = add_rms_norm(&x, None, &w, 1e-6).unwrap().unwrap();
-            assert_eq!(max_diff(&same, &x), 0.0);
-            let want = candle_nn::ops::rms_norm(&x, &w, 1e-6).unwrap();
-            assert!(max_diff(&got, &want) < 1e-5);
-        }
-    }
-
-    #[test]
-    fn packed_gate_up_matches_two_linears_and_silu() {
-        if !cpu_matmul::supported() {
-            return;
-        }
-        set_enabled(true);
-        // n not a multiple of the half panel, k above one k block, rows not a multiple of 6.
-        for &(m, k, n, bias) in &[
-            (13usize, 40usize, 21usize, true),
-            (7, 1000, 8, false),
-            (64, 576, 1536, false),
-        ] {
-            let x = randn(&[m, k], 9);
-            let wg = (randn(&[n, k], 10) * 0.2).unwrap();
-            let wu = (randn(&[n, k], 11) * 0.2).unwrap();
-            let (bg, bu) = if bias {
-                (Some(randn(&[n], 12)), Some(randn(&[n], 13)))
-            } else {
-                (None, None)
-            };
-            let g = candle_nn::Linear::new(wg.clone(), bg.clone());
-            let u = candle_nn::Linear::new(wu.clone(), bu.clone());
-            use candle_core::Module;
-            let want = (g.forward(&x).unwrap().silu().unwrap() * u.forward(&x).unwrap()).unwrap();
-            let packed = PackedGateUp::from_tensors(&wg, bg.as_ref(), &wu, bu.as_ref()).unwrap();
-            let got = packed.forward(&x).unwrap().unwrap();
-            assert_eq!(got.dims(), want.dims());
-            let scale = want
-                .abs()
-                .unwrap()
-                .max_keepdim(0)
-                .unwrap()
-                .max(1)
-                .unwrap()
-                .to_vec1::<f32>()
-                .unwrap()[0];
-            let diff = max_diff(&got, &want);
-            assert!(diff < 1e-5 * scale.max(1.0), "{m}x{k}x{n}: max diff {diff}");
-        }
-    }
-
-    #[test]
-    fn vector_exp_is_accurate_and_flushes_underflow() {
-        if !cpu_matmul::supported() {
-            return;
-        }
-        let xs: Vec<f32> = (-1000..=880)
-            .map(|i| i as f32 * 0.1)
-            .chain([f32::MIN, -1e30])
-            .collect();
-        let mut ys = xs.clone();
-        let mut sum = 0.0;
-        exp_shifted(&mut ys, 0.0, &mut sum);
-        for (&x, &y) in xs.iter().zip(&ys) {
-            let want = x.exp();
-            if x < -87.34 {
-                assert_eq!(y, 0.0, "exp({x})");
-            } else {
-                let rel = ((y - want) / want).abs();
-                assert!(rel < 1e-6, "exp({x}) = {y}, want {want}");
-            }
-        }
-    }
-}
+mod tests;

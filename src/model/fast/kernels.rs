@@ -13,17 +13,7 @@ use candle_core::{DType, Shape, Tensor};
 /// Whether kernel `name` (`xent`, `swiglu`, `rms`, `softmax`) may be used:
 /// `STEERLAB_KERNELS` unset or `1` allows all, `0` none, a comma list those named.
 pub fn enabled(name: &str) -> bool {
-    if OFF.with(|o| o.get()) {
-        return false;
-    }
-    static SET: std::sync::OnceLock<Option<Vec<String>>> = std::sync::OnceLock::new();
-    let set = SET.get_or_init(|| match std::env::var("STEERLAB_KERNELS") {
-        Err(_) => None,
-        Ok(v) if v == "1" || v == "all" => None,
-        Ok(v) => Some(v.split(',').map(|s| s.trim().to_string()).collect()),
-    });
-    set.as_ref()
-        .is_none_or(|names| names.iter().any(|n| n == name))
+    !OFF.with(|o| o.get()) && super::switches::kernel_allowed(name)
 }
 
 thread_local! {

@@ -1,16 +1,20 @@
-//! Differentiable fused ops: the forward runs the fast kernel (candle-nn's fused RMSNorm,
-//! softmax and RoPE, or a matmul on detached inputs) and a custom op attaches a hand-written
-//! backward composed of tensor ops. candle-nn's own fused kernels have no backward, and the
-//! composed versions build many autograd nodes; the linear layer also exists here because
-//! candle's matmul backward always computes the gradient of the (frozen) weight too.
+//! Gradient nodes: single ops whose forward runs a fast kernel (candle-nn's fused RMSNorm,
+//! softmax and RoPE, or a matmul on detached inputs) and to which a custom op attaches a
+//! hand-written backward composed of tensor ops (or a [`super::kernels`] kernel). candle-nn's
+//! own fused kernels have no backward, and the composed versions build many autograd nodes;
+//! the linear layer also exists here because candle's matmul backward always computes the
+//! gradient of the (frozen) weight too.
 //! [`attention`] is the whole scaled-dot-product attention as one node (probabilities saved by
 //! the forward), and the `*_backward` functions are shared with the whole-block op
-//! (`block_grad.rs`).
+//! (`block_grad.rs`). The gradient passes of [`GradOps::Fused`] and
+//! [`GradOps::FusedAttention`] are made of these nodes.
 //!
-//! Each function returns the plain fused result when no input carries a gradient. The backward
-//! formulas are checked against the composed ops in `tests/fused_ops.rs`. Must not know about
-//! models, hooks or training.
+//! Each function returns the plain forward result when no input carries a gradient. The
+//! backward formulas are checked against the reference (composed) ops in `tests/fused_ops.rs`.
+//! Must not know about models, hooks or training.
 use std::sync::Mutex;
+
+use super::profile;
 
 use candle_core::backend::BackendStorage;
 use candle_core::{
@@ -185,18 +189,19 @@ pub(crate) fn head_logprobs_from(
     weight: &Tensor,
     targets: &Tensor,
 ) -> candle_core::Result<Tensor> {
-    super::profile::mark(hidden.device(), "fwd: lm head");
-    let (picked, lse) = logprob_stats(&logits, targets)?;
-    super::profile::mark(hidden.device(), "fwd: log-softmax");
+    let (picked, lse) = {
+        let _s = profile::span(hidden.device(), "fwd: log-softmax");
+        logprob_stats(&logits, targets)?
+    };
     let picked = picked.to_dtype(upcast(logits.dtype()))?;
     let (w, targets) = (weight.clone(), targets.clone());
     with_grad("head-logprob-grad", hidden, picked, move |x, _y, dy| {
-        super::profile::mark(x.device(), "bwd: autograd");
-        let dlogits = logprob_grad(&logits, &targets, &lse, dy)?.to_dtype(logits.dtype())?;
-        super::profile::mark(x.device(), "bwd: log-softmax");
-        let dx = dlogits.matmul(&w)?.to_dtype(x.dtype())?;
-        super::profile::mark(x.device(), "bwd: lm head");
-        Ok(dx)
+        let dlogits = {
+            let _s = profile::span(x.device(), "bwd: log-softmax");
+            logprob_grad(&logits, &targets, &lse, dy)?.to_dtype(logits.dtype())?
+        };
+        let _s = profile::span(x.device(), "bwd: lm head");
+        dlogits.matmul(&w)?.to_dtype(x.dtype())
     })
 }
 
@@ -467,20 +472,23 @@ pub fn attention(
     )
 }
 
-/// Which implementation gradient-carrying forward passes use ([`crate::model::Model::set_grad_ops`]).
+/// Which implementation gradient-carrying forward passes use
+/// ([`crate::model::Model::set_grad_ops`]; the choice is made in `fast::Exec`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum GradOps {
-    /// The fused kernels of this module, with their hand-written backward.
+    /// One gradient node per op (this module: RMSNorm, RoPE, softmax, linear), each a fast
+    /// forward with a hand-written backward. (The name is the `--grad-ops` flag's.)
     Fused,
     /// Ops composed of differentiable candle primitives (the reference).
     Composed,
     /// As `Fused`, with the whole attention (scores, mask, softmax, product) one node:
     /// [`attention`].
     FusedAttention,
-    /// One node per transformer block whose input carries a gradient: the block runs by the
-    /// inference path saving its activations, and a hand-written backward returns the
-    /// gradient with respect to the block input only (weights are frozen). Blocks with hooks
-    /// inside (attention or MLP outputs) or a KV cache fall back to `FusedAttention`.
+    /// One node per transformer block whose input carries a gradient (`block_grad.rs`): the
+    /// block runs by the inference kernels saving its activations, and a hand-written backward
+    /// returns the gradient with respect to the block input only (weights are frozen). Blocks
+    /// with hooks inside (attention or MLP outputs), a KV cache or an input without gradient
+    /// fall back to `FusedAttention`.
     #[default]
     Block,
 }

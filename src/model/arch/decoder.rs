@@ -1,0 +1,283 @@
+//! The decoder block shared by every supported family (pre-norm attention with rotary
+//! embeddings and grouped-query heads, then a SwiGLU MLP), the KV cache, and the one loader
+//! the family files (`llama.rs`, `qwen2.rs`, `qwen3.rs`) configure with their differences.
+//!
+//! The forward is written once against [`DecoderOps`], the ops a pass computes with, chosen
+//! once at the top of the pass (`model::fast::Exec`): [`Reference`] (plain candle
+//! ops, the oracle) or the speed layer's kernels. Hooks are applied here and only here. Must
+//! not read environment switches, pick kernels or know about training.
+use candle_core::Tensor;
+
+use super::ops::{self, Linear, RmsNorm};
+use crate::model::hooks::{HookPoint, Hooks, PosCtx};
+use crate::model::load::config::ModelConfig;
+use crate::model::load::Weights;
+use crate::model::Result;
+
+/// The ops one forward pass computes a decoder with. Every method has the meaning of the
+/// reference implementation ([`Reference`]); other implementations may only differ
+/// by float rounding.
+pub(crate) trait DecoderOps {
+    /// `x Wᵀ + b`.
+    fn linear(&self, lin: &Linear, x: &Tensor) -> Result<Tensor>;
+    /// RMSNorm over the last dimension.
+    fn rms_norm(&self, n: &RmsNorm, x: &Tensor) -> Result<Tensor>;
+    /// The residual add and the following norm: `(x + a, rms_norm(x + a))`.
+    fn add_rms_norm(&self, x: &Tensor, a: &Tensor, n: &RmsNorm) -> Result<(Tensor, Tensor)> {
+        let x = (x + a)?;
+        let xn = self.rms_norm(n, &x)?;
+        Ok((x, xn))
+    }
+    /// Rotary embedding of heads `[B, H, T, D]` at the step's positions.
+    fn rope(&self, x: &Tensor, step: &Step) -> Result<Tensor>;
+    /// Attention of queries `q` `[B, Hq, T, D]` (RoPE not yet applied: this applies it) over
+    /// keys `k` (rotated) and values `v` `[B, Hkv, S, D]`, masked by the step's mask. Returns
+    /// `[B, T, Hq * D]`.
+    fn attention(&self, q: &Tensor, k: &Tensor, v: &Tensor, step: &Step) -> Result<Tensor>;
+    /// The SwiGLU MLP `down(silu(gate(x)) * up(x))` (op by op: [`swiglu`]).
+    fn mlp(&self, mlp: &Mlp, x: &Tensor) -> Result<Tensor>;
+    /// The whole block (no hooks inside, no KV cache) as these ops compute it in one piece, or
+    /// `None` to run it op by op.
+    fn whole_block(&self, _block: &Block, _x: &Tensor, _step: &Step) -> Result<Option<Tensor>> {
+        Ok(None)
+    }
+}
+
+/// The decoder computed by the reference ops of `ops.rs`: plain differentiable candle ops.
+pub(crate) struct Reference;
+
+impl DecoderOps for Reference {
+    fn linear(&self, lin: &Linear, x: &Tensor) -> Result<Tensor> {
+        lin.forward(x)
+    }
+
+    fn rms_norm(&self, n: &RmsNorm, x: &Tensor) -> Result<Tensor> {
+        n.forward(x)
+    }
+
+    fn rope(&self, x: &Tensor, step: &Step) -> Result<Tensor> {
+        ops::rope(&x.contiguous()?, step.cos, step.sin)
+    }
+
+    fn attention(&self, q: &Tensor, k: &Tensor, v: &Tensor, step: &Step) -> Result<Tensor> {
+        let q = ops::rope(&q.contiguous()?, step.cos, step.sin)?;
+        ops::attention(&q, k, v, step.mask)
+    }
+
+    fn mlp(&self, mlp: &Mlp, x: &Tensor) -> Result<Tensor> {
+        swiglu(self, mlp, x)
+    }
+}
+
+/// One layer's cached keys and values, `[B, Hkv, S, D]`.
+pub(crate) type LayerCache = Option<(Tensor, Tensor)>;
+
+/// Per-call tensors shared by all blocks.
+pub(crate) struct Step<'a> {
+    /// Rotary tables `[T, D / 2]` for the positions of this call.
+    pub cos: &'a Tensor,
+    pub sin: &'a Tensor,
+    /// Additive attention mask `[B, 1, 1, T, S]`, `None` when nothing is masked.
+    pub mask: Option<&'a Tensor>,
+    pub pos: &'a PosCtx,
+}
+
+/// A pre-norm decoder block: `x += attn(norm(x)); x += mlp(norm(x))`.
+#[derive(Debug, Clone)]
+pub(crate) struct Block {
+    pub input_norm: RmsNorm,
+    pub attn: Attention,
+    pub post_attention_norm: RmsNorm,
+    pub mlp: Mlp,
+}
+
+impl Block {
+    /// Runs block `l`, applying the hooks `ResidPre(l)`, `AttnOut(l)`, `MlpOut(l)`, `ResidPost(l)`.
+    pub fn forward(
+        &self,
+        ops: &dyn DecoderOps,
+        l: usize,
+        x: Tensor,
+        step: &Step,
+        hooks: &mut Hooks,
+        cache: Option<&mut LayerCache>,
+    ) -> Result<Tensor> {
+        let x = hooks.apply(HookPoint::ResidPre(l), x, step.pos)?;
+        let hooks_inside =
+            hooks.has_point(HookPoint::AttnOut(l)) || hooks.has_point(HookPoint::MlpOut(l));
+        if cache.is_none() && !hooks_inside {
+            if let Some(y) = ops.whole_block(self, &x, step)? {
+                return hooks.apply(HookPoint::ResidPost(l), y, step.pos);
+            }
+        }
+        let a = self
+            .attn
+            .forward(ops, &ops.rms_norm(&self.input_norm, &x)?, step, cache)?;
+        let a = hooks.apply(HookPoint::AttnOut(l), a, step.pos)?;
+        let (x, h) = ops.add_rms_norm(&x, &a, &self.post_attention_norm)?;
+        let m = hooks.apply(HookPoint::MlpOut(l), ops.mlp(&self.mlp, &h)?, step.pos)?;
+        hooks.apply(HookPoint::ResidPost(l), (x + m)?, step.pos)
+    }
+
+    pub fn n_params(&self) -> usize {
+        self.input_norm.weight.elem_count()
+            + self.post_attention_norm.weight.elem_count()
+            + self.attn.n_params()
+            + self.mlp.n_params()
+    }
+}
+
+/// Self-attention with rotary embeddings and grouped-query heads.
+#[derive(Debug, Clone)]
+pub(crate) struct Attention {
+    pub q: Linear,
+    pub k: Linear,
+    pub v: Linear,
+    pub o: Linear,
+    /// Per-head RMSNorm on queries / keys before RoPE (Qwen3).
+    pub q_norm: Option<RmsNorm>,
+    pub k_norm: Option<RmsNorm>,
+    pub n_heads: usize,
+    pub n_kv_heads: usize,
+    pub head_dim: usize,
+}
+
+impl Attention {
+    pub fn forward(
+        &self,
+        ops: &dyn DecoderOps,
+        x: &Tensor,
+        step: &Step,
+        cache: Option<&mut LayerCache>,
+    ) -> Result<Tensor> {
+        let (b, t, _) = x.dims3()?;
+        let heads = |lin: &Linear, n: usize| -> Result<Tensor> {
+            Ok(ops
+                .linear(lin, x)?
+                .reshape((b, t, n, self.head_dim))?
+                .transpose(1, 2)?)
+        };
+        let (mut q, mut k, mut v) = (
+            heads(&self.q, self.n_heads)?,
+            heads(&self.k, self.n_kv_heads)?,
+            heads(&self.v, self.n_kv_heads)?,
+        );
+        if let Some(n) = &self.q_norm {
+            q = ops.rms_norm(n, &q)?;
+        }
+        if let Some(n) = &self.k_norm {
+            k = ops.rms_norm(n, &k)?;
+        }
+        k = ops.rope(&k, step)?;
+        if let Some(cache) = cache {
+            if let Some((pk, pv)) = cache.as_ref() {
+                k = Tensor::cat(&[pk, &k], 2)?;
+                v = Tensor::cat(&[pv, &v], 2)?;
+            }
+            *cache = Some((k.clone(), v.clone()));
+        }
+        // RoPE on the queries is part of `ops.attention`, so a kernel may fuse it.
+        let out = ops.attention(&q, &k, &v, step)?;
+        ops.linear(&self.o, &out)
+    }
+
+    pub fn n_params(&self) -> usize {
+        self.q.n_params()
+            + self.k.n_params()
+            + self.v.n_params()
+            + self.o.n_params()
+            + self.q_norm.as_ref().map_or(0, |n| n.weight.elem_count())
+            + self.k_norm.as_ref().map_or(0, |n| n.weight.elem_count())
+    }
+}
+
+/// The SwiGLU MLP: `down(silu(gate(x)) * up(x))`.
+#[derive(Debug, Clone)]
+pub(crate) struct Mlp {
+    pub gate: Linear,
+    pub up: Linear,
+    pub down: Linear,
+}
+
+/// The SwiGLU MLP op by op: `down(silu(gate(x)) * up(x))`.
+pub(crate) fn swiglu(ops: &dyn DecoderOps, mlp: &Mlp, x: &Tensor) -> Result<Tensor> {
+    let g = ops.linear(&mlp.gate, x)?.silu()?;
+    let u = ops.linear(&mlp.up, x)?;
+    ops.linear(&mlp.down, &(g * u)?)
+}
+
+impl Mlp {
+    pub fn n_params(&self) -> usize {
+        self.gate.n_params() + self.up.n_params() + self.down.n_params()
+    }
+}
+
+/// Which weights a family's decoder block has: the few lines where families differ.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Layout {
+    /// Bias on the q, k and v projections.
+    pub qkv_bias: bool,
+    /// Bias on the output projection.
+    pub o_bias: bool,
+    /// Bias on the MLP's three projections.
+    pub mlp_bias: bool,
+    /// Per-head RMSNorm (over `head_dim`) on queries and keys before RoPE.
+    pub qk_norm: bool,
+}
+
+/// Loads decoder block `l` (HF names under `model.layers.{l}`) with the weights `layout` says
+/// exist.
+pub(crate) fn load_block(
+    w: &Weights,
+    cfg: &ModelConfig,
+    l: usize,
+    layout: Layout,
+) -> Result<Block> {
+    let p = format!("model.layers.{l}");
+    let (h, d, eps) = (cfg.hidden_size, cfg.head_dim, cfg.rms_norm_eps);
+    let (nq, nkv) = (cfg.num_attention_heads, cfg.num_key_value_heads);
+    let qk_norm = |name: &str| -> Result<Option<RmsNorm>> {
+        match layout.qk_norm {
+            true => Ok(Some(w.rms_norm(
+                &format!("{p}.self_attn.{name}"),
+                d,
+                eps,
+            )?)),
+            false => Ok(None),
+        }
+    };
+    let mlp = |name: &str, inp: usize, out: usize| {
+        w.linear(&format!("{p}.mlp.{name}"), inp, out, layout.mlp_bias)
+    };
+    let inner = cfg.intermediate_size;
+    Ok(Block {
+        input_norm: w.rms_norm(&format!("{p}.input_layernorm"), h, eps)?,
+        attn: Attention {
+            q: w.linear(&format!("{p}.self_attn.q_proj"), h, nq * d, layout.qkv_bias)?,
+            k: w.linear(
+                &format!("{p}.self_attn.k_proj"),
+                h,
+                nkv * d,
+                layout.qkv_bias,
+            )?,
+            v: w.linear(
+                &format!("{p}.self_attn.v_proj"),
+                h,
+                nkv * d,
+                layout.qkv_bias,
+            )?,
+            o: w.linear(&format!("{p}.self_attn.o_proj"), nq * d, h, layout.o_bias)?,
+            q_norm: qk_norm("q_norm")?,
+            k_norm: qk_norm("k_norm")?,
+            n_heads: nq,
+            n_kv_heads: nkv,
+            head_dim: d,
+        },
+        post_attention_norm: w.rms_norm(&format!("{p}.post_attention_layernorm"), h, eps)?,
+        mlp: Mlp {
+            gate: mlp("gate_proj", h, inner)?,
+            up: mlp("up_proj", h, inner)?,
+            down: mlp("down_proj", inner, h)?,
+        },
+    })
+}

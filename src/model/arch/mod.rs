@@ -1,0 +1,27 @@
+//! The model definitions: one file per family saying which weights its decoder block has
+//! (`llama.rs` for Llama and Mistral, `qwen2.rs`, `qwen3.rs`), the decoder block they share
+//! (`decoder.rs`, hooks applied there), the reference ops (`ops.rs`), and the BERT sentence
+//! embedder (`bert.rs`). A new family adds a file here and a line in [`load_block`].
+//!
+//! Must not read files (that is `model::load`), choose kernels or read environment switches
+//! (that is `model::fast`).
+pub mod bert;
+pub(crate) mod decoder;
+mod llama;
+pub(crate) mod ops;
+mod qwen2;
+mod qwen3;
+
+use crate::model::load::config::{Architecture, ModelConfig};
+use crate::model::load::Weights;
+use crate::model::Result;
+use decoder::Block;
+
+/// Loads decoder block `l` of a checkpoint of `cfg`'s family.
+pub(crate) fn load_block(w: &Weights, cfg: &ModelConfig, l: usize) -> Result<Block> {
+    match cfg.architecture {
+        Architecture::Llama | Architecture::Mistral => llama::load_block(w, cfg, l),
+        Architecture::Qwen2 => qwen2::load_block(w, cfg, l),
+        Architecture::Qwen3 => qwen3::load_block(w, cfg, l),
+    }
+}

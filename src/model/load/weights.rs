@@ -1,0 +1,76 @@
+//! Named weight access for the model definitions: HF tensor names, checked shapes, and errors
+//! that name the file and tensor. The same for safetensors folders and GGUF files (whose
+//! tensors are renamed to HF names first). Must not know about families.
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::{Shape, Tensor};
+use candle_nn::VarBuilder;
+
+use crate::model::arch::ops::{Linear, RmsNorm};
+use crate::model::{ModelError, Result};
+
+/// Named weight access with errors that name the file and tensor.
+pub(crate) struct Weights<'a> {
+    vb: VarBuilder<'a>,
+    /// The file each tensor lives in (sharded checkpoints), else `default_source`.
+    sources: HashMap<String, PathBuf>,
+    default_source: PathBuf,
+}
+
+impl<'a> Weights<'a> {
+    pub fn new(
+        vb: VarBuilder<'a>,
+        sources: HashMap<String, PathBuf>,
+        default_source: PathBuf,
+    ) -> Self {
+        Self {
+            vb,
+            sources,
+            default_source,
+        }
+    }
+
+    fn source(&self, name: &str) -> &Path {
+        self.sources
+            .get(name)
+            .map(|p| p.as_path())
+            .unwrap_or(&self.default_source)
+    }
+
+    /// A tensor of the given shape, converted to the model dtype.
+    pub fn get<S: Into<Shape>>(&self, shape: S, name: &str) -> Result<Tensor> {
+        let shape: Shape = shape.into();
+        if !self.vb.contains_tensor(name) {
+            return Err(ModelError::BadFile {
+                path: self.source(name).to_path_buf(),
+                field: name.to_string(),
+                message: format!("tensor missing (expected shape {:?})", shape.dims()),
+            });
+        }
+        self.vb.get(shape, name).map_err(|e| ModelError::BadFile {
+            path: self.source(name).to_path_buf(),
+            field: name.to_string(),
+            message: e.to_string(),
+        })
+    }
+
+    /// A linear layer `prefix.weight` `[out, inp]` (+ `prefix.bias` `[out]` if `bias`).
+    pub fn linear(&self, prefix: &str, inp: usize, out: usize, bias: bool) -> Result<Linear> {
+        let weight = self.get((out, inp), &format!("{prefix}.weight"))?;
+        let bias = if bias {
+            Some(self.get(out, &format!("{prefix}.bias"))?)
+        } else {
+            None
+        };
+        Ok(Linear::new(weight, bias))
+    }
+
+    /// An RMSNorm `prefix.weight` `[dim]`.
+    pub fn rms_norm(&self, prefix: &str, dim: usize, eps: f64) -> Result<RmsNorm> {
+        Ok(RmsNorm {
+            weight: self.get(dim, &format!("{prefix}.weight"))?,
+            eps,
+        })
+    }
+}
