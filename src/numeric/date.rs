@@ -17,7 +17,7 @@ pub fn civil_from_days(days: i64) -> (i64, i64, i64) {
     (y, m, d)
 }
 
-/// Weekday of `days` since 1970-01-01: 0 = Sunday … 6 = Saturday (1970-01-01 was a Thursday).
+/// Weekday of `days` since 1970-01-01: 0 = Monday … 6 = Sunday (1970-01-01, a Thursday, is 3).
 pub fn weekday(days: i64) -> usize {
     (days + 3).rem_euclid(7) as usize
 }
@@ -33,5 +33,11 @@ mod tests {
         assert_eq!(civil_from_days(1_700_000_000 / 86_400), (2023, 11, 14));
         assert_eq!(civil_from_days(-1), (1969, 12, 31));
         assert_eq!(civil_from_days(4_102_444_799 / 86_400), (2099, 12, 31));
+        assert_eq!(weekday(0), 3, "Thursday");
+        assert_eq!(
+            weekday(1_700_000_000 / 86_400),
+            1,
+            "2023-11-14 was a Tuesday"
+        );
     }
 }

@@ -64,6 +64,23 @@ enum Value {
     Array,
 }
 
+impl SteeringVector {
+    /// Loads `path` as a native `.safetensors` vector, or as a GGUF control vector
+    /// (llama.cpp / repeng) when it ends in `.gguf`. (Here rather than in `vector.rs`, so the
+    /// native format does not depend on this one.)
+    pub fn load_any(path: &Path) -> Result<Self> {
+        let is_gguf = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| e.eq_ignore_ascii_case("gguf"));
+        if is_gguf {
+            import_control_vector(path)
+        } else {
+            Self::load(path)
+        }
+    }
+}
+
 /// Writes `v` as a llama.cpp control vector. `model_hint` goes to `controlvector.model_hint`
 /// (repeng puts the HF `model_type` there, e.g. `llama`; llama.cpp does not check it).
 /// Fails if the vector has a direction for block 0, which llama.cpp cannot apply.

@@ -360,20 +360,6 @@ impl SteeringVector {
             source: Some(path.to_path_buf()),
         })
     }
-
-    /// Loads `path` as a native `.safetensors` vector, or as a GGUF control vector
-    /// (llama.cpp / repeng) when it ends in `.gguf`.
-    pub fn load_any(path: &Path) -> Result<Self> {
-        let is_gguf = path
-            .extension()
-            .and_then(|e| e.to_str())
-            .is_some_and(|e| e.eq_ignore_ascii_case("gguf"));
-        if is_gguf {
-            super::gguf::import_control_vector(path)
-        } else {
-            Self::load(path)
-        }
-    }
 }
 
 fn decode_floats(dtype: Dtype, data: &[u8]) -> std::result::Result<Vec<f32>, String> {

@@ -3,8 +3,8 @@
 //! unterminated quote, a stray character after a closing quote and an over-long record are
 //! reported with their line, and a huge record is never buffered.
 use super::bytes::ByteSource;
-use super::Source;
-use super::{describe_byte, human_bytes, utf8, Row};
+use super::source::Source;
+use super::text::{describe_byte, human_bytes, utf8, Row};
 use crate::data::error::DataError;
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
@@ -37,7 +37,7 @@ struct RawRecord {
 impl CsvRows {
     /// Opens a CSV (`delim` = `,`) or TSV (`\t`) file and reads its header.
     pub fn open(path: &Path, delim: u8, max: usize) -> Result<Self, DataError> {
-        let mut src = super::source_at(path, 0)?;
+        let mut src = super::source::source_at(path, 0)?;
         src.skip_bom().map_err(|e| DataError::io(path, e))?;
         let mut me = Self {
             path: path.to_path_buf(),
@@ -107,7 +107,7 @@ impl CsvRows {
 
     /// Moves to the record starting at byte `offset` on `line`, numbering it `row + 1`.
     pub fn seek(&mut self, offset: u64, line: u64, row: u64) -> Result<(), DataError> {
-        self.src = super::source_at(&self.path, offset)?.at_line(line);
+        self.src = super::source::source_at(&self.path, offset)?.at_line(line);
         self.row = row;
         self.done = false;
         Ok(())

@@ -3,8 +3,8 @@
 //! Elements are cut out of the byte stream one at a time (string- and bracket-aware) and only
 //! then parsed, so a huge array never has to fit in memory.
 use super::bytes::ByteSource;
-use super::Source;
-use super::{describe_byte, human_bytes, json_msg, json_type, utf8, Row};
+use super::source::Source;
+use super::text::{describe_byte, human_bytes, json_msg, json_type, utf8, Row};
 use crate::data::error::DataError;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -54,7 +54,7 @@ impl From<std::io::Error> for CapErr {
 impl JsonRows {
     /// Opens a JSON document; elements longer than `max` bytes are reported, not buffered.
     pub fn open(path: &Path, max: usize) -> Result<Self, DataError> {
-        let mut src = super::source_at(path, 0)?;
+        let mut src = super::source::source_at(path, 0)?;
         let io = |e| DataError::io(path, e);
         src.skip_bom().map_err(io)?;
         src.skip_ws().map_err(io)?;
@@ -103,7 +103,7 @@ impl JsonRows {
         row: u64,
         group: Option<String>,
     ) -> Result<(), DataError> {
-        self.src = super::source_at(&self.path, offset)?.at_line(line);
+        self.src = super::source::source_at(&self.path, offset)?.at_line(line);
         self.row = row;
         self.arrays = 1;
         self.state = State::Array {

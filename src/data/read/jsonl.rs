@@ -1,7 +1,7 @@
 //! JSON Lines: one object per line, blank lines ignored, each line capped in size.
 use super::bytes::ByteSource;
-use super::Source;
-use super::{human_bytes, json_msg, json_type, utf8, Row};
+use super::source::Source;
+use super::text::{human_bytes, json_msg, json_type, utf8, Row};
 use crate::data::error::{DataError, Loc};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -20,7 +20,7 @@ pub struct JsonlRows {
 impl JsonlRows {
     /// Opens a JSONL file; lines longer than `max` bytes are reported, not buffered.
     pub fn open(path: &Path, max: usize) -> Result<Self, DataError> {
-        let mut src = super::source_at(path, 0)?;
+        let mut src = super::source::source_at(path, 0)?;
         src.skip_bom().map_err(|e| DataError::io(path, e))?;
         Ok(Self {
             path: path.to_path_buf(),
@@ -35,7 +35,7 @@ impl JsonlRows {
 
     /// Moves to the record starting at byte `offset` on `line`, numbering it `row + 1`.
     pub fn seek(&mut self, offset: u64, line: u64, row: u64) -> Result<(), DataError> {
-        self.src = super::source_at(&self.path, offset)?.at_line(line);
+        self.src = super::source::source_at(&self.path, offset)?.at_line(line);
         self.row = row;
         self.done = false;
         Ok(())

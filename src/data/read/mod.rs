@@ -7,15 +7,19 @@ mod csv;
 mod json;
 mod jsonl;
 mod parquet;
+mod source;
+mod text;
 
 use super::error::{DataError, Loc};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
-use std::fs::File;
+use serde_json::Value;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use self::bytes::ByteSource;
+pub use self::source::{detect_compression, Compression};
+use self::source::{format_extension, open_source};
+use self::text::describe_byte;
+pub use self::text::{json_type, Row};
 
 pub use self::csv::CsvRows;
 pub use self::json::JsonRows;
@@ -189,26 +193,6 @@ pub fn detect_format(path: &Path) -> Result<Format, DataError> {
     }
 }
 
-pub(crate) fn describe_byte(b: u8) -> String {
-    if b.is_ascii_graphic() {
-        format!("`{}`", b as char)
-    } else {
-        format!("byte 0x{b:02x}")
-    }
-}
-
-/// One record as read from the file: field name → value (CSV cells are strings; Parquet
-/// values become JSON numbers, strings, lists and objects).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Row {
-    /// Where it is.
-    pub loc: Loc,
-    /// Its fields.
-    pub fields: Map<String, Value>,
-    /// For JSON files holding an object of arrays: the key of the array this row came from.
-    pub group: Option<String>,
-}
-
 /// Options of the row readers.
 #[derive(Debug, Clone)]
 pub struct ReadOptions {
@@ -315,103 +299,6 @@ impl Iterator for RowReader {
     }
 }
 
-/// A dataset file's bytes as the text readers see them: the file itself, or the decompressed
-/// stream of a gzip or zstd file.
-pub(crate) type Source = Box<dyn Read + Send>;
-
-/// How a dataset file is compressed, told by its first bytes (not its name).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Compression {
-    /// Plain bytes.
-    None,
-    /// gzip (`1f 8b`), one member or several (as `cat a.gz b.gz` makes).
-    Gzip,
-    /// Zstandard (`28 b5 2f fd`), one frame or several.
-    Zstd,
-}
-
-impl Compression {
-    /// The usual file suffixes of this compression (without the dot).
-    fn suffixes(self) -> &'static [&'static str] {
-        match self {
-            Compression::None => &[],
-            Compression::Gzip => &["gz", "gzip"],
-            Compression::Zstd => &["zst", "zstd"],
-        }
-    }
-}
-
-/// Tells whether `path` is gzip- or zstd-compressed from its magic bytes. Special files (FIFOs,
-/// devices) are refused here, before any reader opens them: a FIFO would block, and sniffing
-/// the format and then reopening it would lose what was read.
-pub fn detect_compression(path: &Path) -> Result<Compression, DataError> {
-    let meta = std::fs::metadata(path).map_err(|e| DataError::io(path, e))?;
-    if !meta.is_file() {
-        return Err(DataError::Invalid(format!(
-            "{}: not a regular file (a folder, FIFO or device cannot be read as a dataset)",
-            path.display()
-        )));
-    }
-    let mut magic = [0u8; 4];
-    let mut f = File::open(path).map_err(|e| DataError::io(path, e))?;
-    let mut n = 0;
-    while n < magic.len() {
-        match f
-            .read(&mut magic[n..])
-            .map_err(|e| DataError::io(path, e))?
-        {
-            0 => break,
-            k => n += k,
-        }
-    }
-    Ok(match &magic[..n] {
-        [0x1f, 0x8b, ..] => Compression::Gzip,
-        [0x28, 0xb5, 0x2f, 0xfd] => Compression::Zstd,
-        _ => Compression::None,
-    })
-}
-
-/// Opens `path` as a stream of (decompressed) bytes, with the compression found.
-pub(crate) fn open_source(path: &Path) -> Result<(Source, Compression), DataError> {
-    let c = detect_compression(path)?;
-    let f = File::open(path).map_err(|e| DataError::io(path, e))?;
-    let src: Source = match c {
-        Compression::None => Box::new(f),
-        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(f)),
-        Compression::Zstd => {
-            Box::new(zstd::stream::read::Decoder::new(f).map_err(|e| DataError::io(path, e))?)
-        }
-    };
-    Ok((src, c))
-}
-
-/// A line-counting source over `path`'s (decompressed) bytes from byte `offset` of the text (for
-/// readers resuming at an indexed record: a plain file seeks, a compressed one is decompressed
-/// from its start and the first `offset` bytes skipped).
-pub(crate) fn source_at(path: &Path, offset: u64) -> Result<ByteSource<Source>, DataError> {
-    use std::io::{Seek, SeekFrom};
-    let (mut src, c) = open_source(path)?;
-    if offset > 0 {
-        if c == Compression::None {
-            let mut f = File::open(path).map_err(|e| DataError::io(path, e))?;
-            f.seek(SeekFrom::Start(offset))
-                .map_err(|e| DataError::io(path, e))?;
-            src = Box::new(f);
-        } else {
-            let skipped = std::io::copy(&mut (&mut src).take(offset), &mut std::io::sink())
-                .map_err(|e| DataError::io(path, e))?;
-            if skipped < offset {
-                return Err(DataError::Invalid(format!(
-                    "{}: the decompressed text is shorter than offset {offset}; the file changed since it was indexed",
-                    path.display()
-                )));
-            }
-        }
-    }
-    Ok(ByteSource::new_at(src, 1, offset).decompressed(c != Compression::None))
-}
-
 /// The dataset's name as record ids use it: the file name without its format extension and any
 /// compression suffix (`hh.jsonl.gz` → `hh`).
 pub(crate) fn dataset_stem(path: &Path) -> String {
@@ -440,72 +327,4 @@ pub(crate) fn dataset_stem(path: &Path) -> String {
             .unwrap_or_default();
     }
     stem.to_string()
-}
-
-/// The extension that names the format: the last one, or the one before a compression suffix
-/// (`hh.jsonl.gz` → `jsonl`).
-fn format_extension(path: &Path, c: Compression) -> String {
-    let ext = |p: &Path| {
-        p.extension()
-            .and_then(|e| e.to_str())
-            .map(|e| e.to_ascii_lowercase())
-            .unwrap_or_default()
-    };
-    let last = ext(path);
-    let suffixes: &[&str] = if c == Compression::None {
-        &["gz", "gzip", "zst", "zstd"]
-    } else {
-        c.suffixes()
-    };
-    if suffixes.contains(&last.as_str()) {
-        path.file_stem()
-            .map(|s| ext(Path::new(s)))
-            .unwrap_or_default()
-    } else {
-        last
-    }
-}
-
-/// Validates UTF-8, naming the first bad byte's offset within the record.
-pub(crate) fn utf8(bytes: &[u8]) -> Result<&str, String> {
-    std::str::from_utf8(bytes).map_err(|e| {
-        format!(
-            "invalid UTF-8 (byte 0x{:02x} at offset {} of the record); re-encode the file as UTF-8",
-            bytes[e.valid_up_to()],
-            e.valid_up_to()
-        )
-    })
-}
-
-/// Names a JSON value's type for messages ("a string", "an array", ...).
-pub fn json_type(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
-/// Human-readable size ("20.0 MB").
-pub(crate) fn human_bytes(n: u64) -> String {
-    if n >= 1 << 20 {
-        format!("{:.1} MiB", n as f64 / (1u64 << 20) as f64)
-    } else if n >= 1 << 10 {
-        format!("{:.1} KiB", n as f64 / 1024.0)
-    } else {
-        format!("{n} bytes")
-    }
-}
-
-/// serde_json's message without its " at line L column C" suffix (positions are reported
-/// relative to the file by the callers).
-pub(crate) fn json_msg(e: &serde_json::Error) -> String {
-    let mut s = e.to_string();
-    if let Some(i) = s.rfind(" at line ") {
-        s.truncate(i);
-    }
-    s
 }

@@ -1,7 +1,7 @@
 //! Parquet via the parquet/arrow crates, one record batch (≤ 1024 rows of one row group) at a
 //! time. Arrow values become JSON values: strings, numbers, booleans, lists (message lists),
 //! structs and maps (factor objects). A decoder panic on a corrupt file is caught and reported.
-use super::Row;
+use super::text::Row;
 use crate::data::error::{DataError, Loc};
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Int32Type, Int64Type};

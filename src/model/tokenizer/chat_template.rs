@@ -315,17 +315,8 @@ fn strftime_now(fmt: &str) -> std::result::Result<String, minijinja::Error> {
 fn strftime(fmt: &str, unix: i64) -> String {
     let days = unix.div_euclid(86_400);
     let tod = unix.rem_euclid(86_400);
-    // Civil date from days since 1970-01-01 (proleptic Gregorian).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
-    let wd = (days + 3).rem_euclid(7) as usize; // 1970-01-01 was a Thursday (index 3)
+    let (y, m, d) = crate::numeric::date::civil_from_days(days);
+    let wd = crate::numeric::date::weekday(days); // index into WEEKDAYS (Monday first)
     let mut out = String::new();
     let mut it = fmt.chars().peekable();
     while let Some(c) = it.next() {
