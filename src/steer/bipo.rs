@@ -1,4 +1,4 @@
-//! BiPO trainer (Cao et al. 2024, DESIGN.md §3) with its objective family.
+//! BiPO trainer (Cao et al. 2024) with its objective family.
 //!
 //! One vector `v_L` per chosen layer is added (× `d`) to `blocks.L.hook_resid_post` at every
 //! position; `v` starts at zero and only `v` trains. Each batch draws `d ∈ {−1, +1}`; the

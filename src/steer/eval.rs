@@ -1,4 +1,4 @@
-//! Behaviour evaluation (DESIGN.md §3): the A/B behaviour score — the mean over items of
+//! Behaviour evaluation: the A/B behaviour score — the mean over items of
 //! `p(matching) / (p(matching) + p(non-matching))`, `p` the probability of the whole answer
 //! after the chat-formatted question — at each multiplier of a sweep, for several vectors side
 //! by side; and steered generations. Inputs are token ids; no tokenization or UI here.

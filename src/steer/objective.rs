@@ -1,4 +1,4 @@
-//! The preference-objective family used by the BiPO trainer (DESIGN.md §3).
+//! The preference-objective family used by the BiPO trainer.
 //!
 //! Every objective sees implicit rewards `r(y) = log π_{d·v}(y|x) − log π₀(y|x)` (response tokens
 //! only) and the batch direction `d ∈ {−1, +1}`:

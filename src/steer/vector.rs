@@ -1,4 +1,4 @@
-//! The steering vector type and its native file format (safetensors, DESIGN.md §4).
+//! The steering vector type and its native file format (safetensors, docs/design/vector-format.md).
 //!
 //! A [`SteeringVector`] holds one direction per 0-based block index `L`; the direction is added
 //! (× a multiplier) to the residual stream *after* block `L` (`blocks.L.hook_resid_post`).
