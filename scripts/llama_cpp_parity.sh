@@ -65,7 +65,8 @@ for v in caa_l14 pca_l10_14_18; do
         2>/dev/null </dev/null || true)
       # llama.cpp may stop at end-of-generation; compare what both produced, stripped of trailing space.
       a=$(printf '%s' "$ours" | sed -e 's/[[:space:]]*$//')
-      b=$(printf '%s' "$theirs" | sed -e 's/[[:space:]]*$//')
+      # llama.cpp marks the end-of-generation token with " [end of text]"; steerlab just stops.
+      b=$(printf '%s' "$theirs" | sed -e 's/ \[end of text\]$//' -e 's/[[:space:]]*$//')
       same=yes
       [[ "$a" == "$b" ]] || { same=NO; fail=1; }
       q() { printf '%s' "$1" | tr '\n|' '  ' ; }
@@ -86,7 +87,7 @@ if [[ "${QUANT_CHECK:-1}" == 1 ]]; then
     p=${PROMPTS[$i]}
     a=$("$BIN" generate --model "$Q4" --prompt "$p" --max-new-tokens "$TOKENS" 2>/dev/null | sed -e 's/[[:space:]]*$//')
     b=$("$LLAMA" -m "$Q4" -p "$p" -n "$TOKENS" --temp 0 --top-k 1 --seed 1 -t 2 --no-display-prompt \
-      -no-cnv --simple-io 2>/dev/null </dev/null | sed -e 's/[[:space:]]*$//' || true)
+      -no-cnv --simple-io 2>/dev/null </dev/null | sed -e 's/ \[end of text\]$//' -e 's/[[:space:]]*$//' || true)
     same=yes
     [[ "$a" == "$b" ]] || same=no
     echo "| $i | $same | $(printf '%s' "$a" | tr '\n|' '  ') | $(printf '%s' "$b" | tr '\n|' '  ') |" >>"$report"

@@ -312,11 +312,12 @@ impl R<'_> {
     }
 }
 
-/// Converts one row to a record of the resolved layout.
-pub fn to_record(ctx: &Ctx<'_>, row: &Row, res: &Resolved) -> Result<Record, DataError> {
+/// Converts one row to the records of the resolved layout: one, except for an A/B row with
+/// several non-matching answers, which gives one A/B item per non-matching answer (ids `ID#k`).
+pub fn to_records(ctx: &Ctx<'_>, row: &Row, res: &Resolved) -> Result<Vec<Record>, DataError> {
     let r = R { ctx, row, res };
     let id = r.id()?;
-    Ok(match res.layout {
+    Ok(vec![match res.layout {
         Layout::Pair => {
             let (chosen, pre_c) = r.response(Field::Chosen)?;
             let (rejected, pre_r) = r.response(Field::Rejected)?;
@@ -361,32 +362,53 @@ pub fn to_record(ctx: &Ctx<'_>, row: &Row, res: &Resolved) -> Result<Record, Dat
             })
         }
         Layout::AbItem => {
-            let answer = |f: Field| -> Result<String, DataError> {
-                let v = r.decode(r.required(f)?);
-                match v {
-                    Value::Array(items) if items.len() == 1 => match &items[0] {
-                        Value::String(s) => Ok(s.clone()),
-                        other => {
-                            Err(r.err(f, format!("expected text, found {}", json_type(other))))
-                        }
-                    },
-                    Value::Array(items) => Err(r.err(
-                        f,
-                        format!(
-                            "holds {} answers; an A/B item needs exactly one",
-                            items.len()
-                        ),
-                    )),
-                    Value::String(s) => Ok(s),
+            // Text, or a list of texts: model-written-evals rows list several non-matching
+            // answers (philpapers2020); each becomes its own A/B item.
+            let answers = |f: Field| -> Result<Vec<String>, DataError> {
+                match r.decode(r.required(f)?) {
+                    Value::Array(items) if items.is_empty() => Err(r.err(f, "holds no answer")),
+                    Value::Array(items) => items
+                        .into_iter()
+                        .map(|v| match v {
+                            Value::String(s) => Ok(s),
+                            other => {
+                                Err(r.err(f, format!("expected text, found {}", json_type(&other))))
+                            }
+                        })
+                        .collect(),
+                    Value::String(s) => Ok(vec![s]),
                     other => Err(r.err(f, format!("expected text, found {}", json_type(&other)))),
                 }
             };
-            Record::AbItem(AbItem {
-                id,
-                question: r.text(Field::Question)?,
-                answer_matching_behavior: answer(Field::AnswerMatchingBehavior)?,
-                answer_not_matching_behavior: answer(Field::AnswerNotMatchingBehavior)?,
-            })
+            let matching = answers(Field::AnswerMatchingBehavior)?;
+            if matching.len() != 1 {
+                return Err(r.err(
+                    Field::AnswerMatchingBehavior,
+                    format!(
+                        "holds {} answers; an A/B item needs exactly one matching answer",
+                        matching.len()
+                    ),
+                ));
+            }
+            let not_matching = answers(Field::AnswerNotMatchingBehavior)?;
+            let question = r.text(Field::Question)?;
+            let several = not_matching.len() > 1;
+            return Ok(not_matching
+                .into_iter()
+                .enumerate()
+                .map(|(k, other)| {
+                    Record::AbItem(AbItem {
+                        id: if several {
+                            format!("{id}#{}", k + 1)
+                        } else {
+                            id.clone()
+                        },
+                        question: question.clone(),
+                        answer_matching_behavior: matching[0].clone(),
+                        answer_not_matching_behavior: other,
+                    })
+                })
+                .collect());
         }
         Layout::Feedback => {
             let prompt = r.prompt(Field::Prompt)?;
@@ -413,7 +435,7 @@ pub fn to_record(ctx: &Ctx<'_>, row: &Row, res: &Resolved) -> Result<Record, Dat
             prompt: r.prompt(Field::Prompt)?,
             category: r.opt_text(Field::Category)?,
         }),
-    })
+    }])
 }
 
 fn clip(s: &str) -> String {

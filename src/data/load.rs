@@ -1,7 +1,7 @@
 //! Loading and checking whole files: open, detect the format, resolve the layout, convert and
 //! validate every row, and summarise in a [`CheckReport`]. Streaming: records go to a callback
 //! (or a `Vec` in [`load_dataset`]); only the first rows are buffered, to learn the columns.
-use super::convert::{to_record, Ctx};
+use super::convert::{to_records, Ctx};
 use super::error::{DataError, Loc};
 use super::layout::{resolve, ColumnMapping, Field, Layout, Resolved};
 use super::read::{Format, ReadOptions, Row, RowReader, DEFAULT_MAX_RECORD_BYTES};
@@ -85,6 +85,11 @@ pub struct CheckReport {
     pub skipped: Vec<SkippedRow>,
     /// True when reading stopped at `limit` before the end of the file.
     pub stopped_at_limit: bool,
+    /// A/B rows with several non-matching answers (model-written-evals style), each expanded
+    /// into one item per non-matching answer ...
+    pub expanded_rows: u64,
+    /// ... giving this many items in all.
+    pub expanded_items: u64,
 }
 
 impl CheckReport {
@@ -108,6 +113,12 @@ impl CheckReport {
             "rows:    {}\nvalid:   {}\ninvalid: {}\n",
             self.rows, self.valid, self.invalid
         );
+        if self.expanded_rows > 0 {
+            s += &format!(
+                "expanded: {} rows with several non-matching answers became {} A/B items (one per non-matching answer)\n",
+                self.expanded_rows, self.expanded_items
+            );
+        }
         if self.stopped_at_limit {
             s += "(stopped at the record limit)\n";
         }
@@ -357,6 +368,9 @@ fn scan(
         RowReader::Parquet(p) => Some(p.total_rows()),
         _ => None,
     };
+    // JSON formats have no declared columns: track which fields the rows really have.
+    let by_rows = matches!(format, Format::Json | Format::Jsonl);
+    let mut seen = std::collections::BTreeSet::<String>::new();
     let mut report = CheckReport {
         path: path.to_path_buf(),
         format,
@@ -369,6 +383,8 @@ fn scan(
         invalid: 0,
         skipped: Vec::new(),
         stopped_at_limit: false,
+        expanded_rows: 0,
+        expanded_items: 0,
     };
     loop {
         let item = match buffered.pop_front() {
@@ -384,12 +400,25 @@ fn scan(
                 break;
             }
         }
-        let rec = item.and_then(|row| to_record(&ctx, &row, &res));
-        match rec {
-            Ok(r) => {
+        if let (Ok(row), true) = (&item, by_rows) {
+            for k in row.fields.keys() {
+                if !seen.contains(k) {
+                    seen.insert(k.clone());
+                }
+            }
+        }
+        let recs = item.and_then(|row| to_records(&ctx, &row, &res));
+        match recs {
+            Ok(rs) => {
                 report.rows += 1;
                 report.valid += 1;
-                on_record(r);
+                if rs.len() > 1 {
+                    report.expanded_rows += 1;
+                    report.expanded_items += rs.len() as u64;
+                }
+                for r in rs {
+                    on_record(r);
+                }
             }
             Err(e) => match e.loc() {
                 Some(loc) if keep_going => {
@@ -417,6 +446,11 @@ fn scan(
         return Err(DataError::Empty {
             path: path.to_path_buf(),
         });
+    }
+    if by_rows {
+        // JSON rows name their own fields: report only the ones some row has (an HH file has
+        // `chosen`/`rejected` only; its prompt comes from the transcripts).
+        report.fields.retain(|_, col| seen.contains(col.as_str()));
     }
     progress.report(Progress::new(
         "reading",

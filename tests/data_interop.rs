@@ -1,5 +1,7 @@
-//! gzip- and zstd-compressed dataset files read exactly like their plain twins (told by magic
-//! bytes, not by name), errors name the decompressed line, and special files are refused at once.
+//! Datasets as other tools ship them: gzip- and zstd-compressed files read exactly like their
+//! plain twins (told by magic bytes, not by name), errors name the decompressed line, special files
+//! are refused at once; model-written-evals rows with several non-matching answers become one A/B
+//! item each; `data check` reports only the fields a file has.
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use steerlab::data::*;
@@ -168,4 +170,64 @@ fn special_files_are_refused_without_blocking() {
         e.contains("not a regular file") || e.contains("folder"),
         "{e}"
     );
+}
+
+#[test]
+fn model_written_evals_rows_with_several_answers_become_one_item_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("philpapers2020.jsonl");
+    std::fs::write(
+        &p,
+        concat!(
+            r#"{"question": "Q1 (A) x (B) y (C) z", "answer_matching_behavior": " (A)", "answer_not_matching_behavior": [" (B)", " (C)"]}"#,
+            "\n",
+            r#"{"question": "Q2", "answer_matching_behavior": [" (B)"], "answer_not_matching_behavior": " (A)"}"#,
+            "\n",
+        ),
+    )
+    .unwrap();
+    let d = load_dataset(&p, &LoadOptions::default()).unwrap();
+    let items = d.ab_items();
+    assert_eq!(items.len(), 3);
+    assert_eq!(
+        items.iter().map(|i| i.id.as_str()).collect::<Vec<_>>(),
+        [
+            "philpapers2020:1#1",
+            "philpapers2020:1#2",
+            "philpapers2020:2"
+        ]
+    );
+    assert_eq!(items[1].answer_matching_behavior, " (A)");
+    assert_eq!(items[1].answer_not_matching_behavior, " (C)");
+    assert_eq!((d.report.expanded_rows, d.report.expanded_items), (1, 2));
+    assert!(d
+        .report
+        .summary()
+        .contains("1 rows with several non-matching answers became 2 A/B items"));
+    // Several *matching* answers stay an error: which one is the behaviour is ambiguous.
+    let e = load_dataset(&fixture("bad/ab_two_answers.json"), &LoadOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("answer_matching_behavior") && e.contains("2 answers"),
+        "{e}"
+    );
+}
+
+#[test]
+fn check_reports_only_the_fields_a_file_has() {
+    let d = load_dataset(&fixture("good/hh_rlhf.jsonl"), &LoadOptions::default()).unwrap();
+    let fields: Vec<String> = d.report.fields.values().cloned().collect();
+    assert_eq!(
+        fields,
+        ["chosen", "rejected"],
+        "HH files have only chosen/rejected"
+    );
+    assert!(d
+        .report
+        .summary()
+        .contains("fields:  chosen=chosen, rejected=rejected"));
+    // a declared-column format keeps its mapping
+    let d = load_dataset(&fixture("good/pairs.csv"), &LoadOptions::default()).unwrap();
+    assert!(d.report.fields.values().any(|c| c == "prompt"));
 }
