@@ -1,10 +1,13 @@
 //! Fuzzing harness for steerlab's dataset readers: the data module compiled from ../src with
-//! its one in-crate dependency (jobs), and [`run`], which feeds bytes through a reader with the
+//! its in-crate dependencies (jobs, numeric), and [`run`], which feeds bytes through a reader with the
 //! format forced, then detection + `load_dataset`, `preview` and `count_rows`.
 #![allow(dead_code, unused_imports)]
 
 #[path = "../../src/jobs.rs"]
 pub mod jobs;
+
+#[path = "../../src/numeric/mod.rs"]
+pub mod numeric;
 
 #[path = "../../src/data/mod.rs"]
 pub mod data;
