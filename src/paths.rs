@@ -67,7 +67,7 @@ pub enum ModelSpecError {
     #[error(transparent)]
     HfCache(#[from] crate::model::load::hf_cache::HfCacheError),
     /// Neither a file or folder, nor a short name.
-    #[error("`{name}` is neither a file or folder nor a model name (short names: {names}; or hf:ORG/NAME[@REVISION] from the local Hugging Face cache)")]
+    #[error("`{name}` is not a file or folder, nor a known model name (short names: {names}; or hf:ORG/NAME[@REVISION] from the local Hugging Face cache)")]
     Unknown {
         /// What was given.
         name: String,
