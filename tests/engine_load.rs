@@ -106,8 +106,13 @@ fn unknown_model_type_is_named() {
     )
     .unwrap();
     match load_err(dir.path()) {
-        ModelError::UnsupportedArchitecture { path, model_type } => {
+        ModelError::UnsupportedArchitecture {
+            path,
+            model_type,
+            supported,
+        } => {
             assert_eq!(model_type, "gpt_neox");
+            assert_eq!(supported, "llama, mistral, qwen2, qwen3");
             assert!(path.ends_with("config.json"));
         }
         e => panic!("{e}"),

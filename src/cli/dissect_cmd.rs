@@ -54,8 +54,8 @@ pub struct DissectArgs {
     /// Seed for A/B orientation, folds and sampling.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Model for `vector:` and `llm:` factors (GGUF file or HF folder; default: the
-    /// default model).
+    /// Model for `vector:` and `llm:` factors (GGUF file, HF folder, short name such as
+    /// smollm2, or hf:ORG/NAME[@REV]; default: the default model).
     #[arg(long)]
     pub model: Option<PathBuf>,
     /// Print report.json to stdout instead of a summary (and hide the progress bar).
@@ -114,12 +114,7 @@ pub fn run(a: DissectArgs) -> anyhow::Result<()> {
     };
     let bar = BarSink::new(a.json);
     let model = if dissect::sources::selection_needs_model(&cfg.factors) {
-        let p = crate::paths::require_default(
-            a.model
-                .clone()
-                .unwrap_or_else(crate::paths::default_model_path),
-            "model",
-        )?;
+        let p = crate::paths::resolve_model_arg(a.model.as_deref())?;
         Some(
             crate::model::Model::load(&p, &crate::model::LoadOptions::default())
                 .with_context(|| format!("loading {}", p.display()))?,

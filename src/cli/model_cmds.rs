@@ -14,7 +14,8 @@ use crate::model::{Batch, GenerateOptions, HookPoint, Hooks, LoadOptions, Model,
 /// Which model to load and where.
 #[derive(Debug, Args)]
 pub struct ModelArgs {
-    /// An HF model folder (config.json + safetensors + tokenizer.json) or a .gguf file
+    /// An HF model folder (config.json + safetensors + tokenizer.json), a .gguf file, a short
+    /// name (smollm2) or hf:ORG/NAME[@REVISION] from the local Hugging Face cache
     /// [default: the embedded SmolLM2-135M-Instruct]
     #[arg(long)]
     pub model: Option<PathBuf>,
@@ -29,10 +30,7 @@ pub struct ModelArgs {
 impl ModelArgs {
     /// Loads the model named by the flags (or the default model).
     pub fn load(&self) -> anyhow::Result<Model> {
-        let path = match &self.model {
-            Some(p) => p.clone(),
-            None => crate::paths::require_default(crate::paths::default_model_path(), "model")?,
-        };
+        let path = crate::paths::resolve_model_arg(self.model.as_deref())?;
         let opts = LoadOptions::parse(&self.device, &self.dtype)?;
         Model::load(&path, &opts).with_context(|| format!("loading {}", path.display()))
     }

@@ -78,7 +78,8 @@ pub struct RunArgs {
     /// run per layer to OUT/layerL.
     #[arg(long, default_value = "minilm")]
     pub embedder: String,
-    /// The LLM (GGUF file or HF folder; default: the cached SmolLM2). With `--describe` it
+    /// The LLM (GGUF file, HF folder, short name such as smollm2, or hf:ORG/NAME[@REV];
+    /// default: the cached SmolLM2). With `--describe` it
     /// writes feature descriptions and judges their fidelity.
     #[arg(long)]
     pub model: Option<PathBuf>,
@@ -280,12 +281,8 @@ fn run_cmd(a: RunArgs) -> anyhow::Result<()> {
     }
     let layer = layers.first().copied();
     let need_llm = kind == "llm" || a.describe;
-    let model_path = a
-        .model
-        .clone()
-        .unwrap_or_else(crate::paths::default_model_path);
     let llm = if need_llm {
-        let p = crate::paths::require_default(model_path.clone(), "model")?;
+        let p = crate::paths::resolve_model_arg(a.model.as_deref())?;
         let model = crate::model::Model::load(&p, &crate::model::LoadOptions::default())?;
         let tok = load_tokenizer(&p)?;
         Some((model, tok))

@@ -26,7 +26,8 @@ pub enum SteerCommand {
 /// `steer train` arguments.
 #[derive(Debug, Args)]
 pub struct TrainArgs {
-    /// Model: HF folder or .gguf file (default: the cached SmolLM2-135M-Instruct GGUF).
+    /// Model: HF folder, .gguf file, short name (smollm2) or hf:ORG/NAME[@REV] (default: the
+    /// cached SmolLM2-135M-Instruct GGUF).
     #[arg(long)]
     pub model: Option<PathBuf>,
     /// Training data: chosen/rejected pairs or A/B items (bipo/caa/pca), thumbs up/down (bco).
@@ -83,7 +84,8 @@ pub struct TrainArgs {
 /// `steer eval` arguments.
 #[derive(Debug, Args)]
 pub struct EvalArgs {
-    /// Model: HF folder or .gguf file (default: the cached SmolLM2-135M-Instruct GGUF).
+    /// Model: HF folder, .gguf file, short name (smollm2) or hf:ORG/NAME[@REV] (default: the
+    /// cached SmolLM2-135M-Instruct GGUF).
     #[arg(long)]
     pub model: Option<PathBuf>,
     /// A/B items (question, answer_matching_behavior, answer_not_matching_behavior).
@@ -143,10 +145,7 @@ pub fn run(cmd: SteerCommand) -> Result<()> {
 
 /// Loads a model and its tokenizer (HF folder or GGUF file).
 pub fn load_model(path: Option<&Path>) -> Result<(Model, TextTokenizer)> {
-    let path = match path {
-        Some(p) => p.to_path_buf(),
-        None => crate::paths::require_default(crate::paths::default_model_path(), "model")?,
-    };
+    let path = crate::paths::resolve_model_arg(path)?;
     let model = Model::load(&path, &crate::model::LoadOptions::default())?;
     let tok = model.tokenizer().cloned().ok_or_else(|| {
         anyhow::anyhow!(

@@ -23,12 +23,14 @@ pub enum ModelError {
         message: String,
     },
     /// An architecture this engine does not implement.
-    #[error("{path}: unsupported model_type `{model_type}` (supported: llama, mistral, qwen2, qwen3)", path = .path.display())]
+    #[error("{path}: unsupported architecture `{model_type}` (supported: {supported})", path = .path.display())]
     UnsupportedArchitecture {
         /// The config or GGUF file.
         path: PathBuf,
         /// The `model_type` / `general.architecture` value.
         model_type: String,
+        /// The values that are supported there, comma-separated.
+        supported: String,
     },
     /// A hook name that does not exist (`blocks.{l}.hook_resid_post`, ...).
     #[error("bad hook point `{0}`")]

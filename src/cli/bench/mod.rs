@@ -50,7 +50,8 @@ pub enum BenchCommand {
 /// Which model to benchmark.
 #[derive(Debug, Args)]
 pub struct ModelArgs {
-    /// Model: an HF folder or .gguf file (default: the cached SmolLM2-135M-Instruct).
+    /// Model: an HF folder, .gguf file, short name (smollm2) or hf:ORG/NAME[@REV] (default:
+    /// the cached SmolLM2-135M-Instruct).
     #[arg(long, conflicts_with = "random")]
     pub model: Option<PathBuf>,
     /// Random-init model of a named shape instead of weights on disk: llama:smollm2,
@@ -351,10 +352,7 @@ fn load(a: &ModelArgs) -> anyhow::Result<Model> {
     if let Some(spec) = &a.random {
         return Ok(random_model(spec, &opts.device, opts.dtype, 0)?);
     }
-    let path = match &a.model {
-        Some(p) => p.clone(),
-        None => crate::paths::require_default(crate::paths::default_model_path(), "model")?,
-    };
+    let path = crate::paths::resolve_model_arg(a.model.as_deref())?;
     Model::load(&path, &opts).with_context(|| format!("loading {}", path.display()))
 }
 

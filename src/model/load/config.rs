@@ -8,6 +8,9 @@ use serde::Deserialize;
 
 use crate::model::{ModelError, Result};
 
+/// The HF `model_type` values this engine reads.
+pub const SUPPORTED_MODEL_TYPES: &[&str] = &["llama", "mistral", "qwen2", "qwen3"];
+
 /// The architecture family of a checkpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -58,6 +61,13 @@ pub enum RopeScaling {
     Linear {
         /// Scaling factor.
         factor: f64,
+    },
+    /// Each frequency divided by its own factor: a GGUF file's `rope_freqs.weight` (llama.cpp
+    /// stores Llama 3.1's scaling this way). In a config: `{"rope_type": "rope_freqs",
+    /// "factors": [...]}`, one positive factor per frequency (`head_dim / 2`).
+    Factors {
+        /// The divisors, lowest index = highest frequency.
+        factors: Vec<f64>,
     },
 }
 
@@ -203,10 +213,27 @@ fn parse_scaling(path: &Path, v: &serde_json::Value, parent: &str) -> Result<Opt
         "linear" => Ok(Some(RopeScaling::Linear {
             factor: f64_field(path, v, "factor", parent)?,
         })),
+        "rope_freqs" => {
+            let field = format!("{parent}.factors");
+            let factors = v
+                .get("factors")
+                .and_then(|f| f.as_array())
+                .ok_or_else(|| bad(path, &field, "missing or not a list"))?
+                .iter()
+                .map(|x| {
+                    x.as_f64()
+                        .filter(|f| f.is_finite() && *f > 0.0)
+                        .ok_or_else(|| bad(path, &field, format!("not a positive number: {x}")))
+                })
+                .collect::<Result<Vec<f64>>>()?;
+            Ok(Some(RopeScaling::Factors { factors }))
+        }
         other => Err(bad(
             path,
             &format!("{parent}.rope_type"),
-            format!("unsupported RoPE scaling `{other}` (supported: default, linear, llama3)"),
+            format!(
+                "unsupported RoPE scaling `{other}` (supported: default, linear, llama3, rope_freqs)"
+            ),
         )),
     }
 }
@@ -226,6 +253,7 @@ impl ModelConfig {
                 return Err(ModelError::UnsupportedArchitecture {
                     path: path.to_path_buf(),
                     model_type,
+                    supported: SUPPORTED_MODEL_TYPES.join(", "),
                 })
             }
         };
@@ -296,6 +324,19 @@ impl ModelConfig {
                 (raw.rope_theta.unwrap_or(10_000.0), scaling)
             }
         };
+        if let Some(RopeScaling::Factors { factors }) = &rope_scaling {
+            if factors.len() != head_dim / 2 {
+                return Err(bad(
+                    path,
+                    "rope_scaling.factors",
+                    format!(
+                        "{} factors, but head_dim {head_dim} has {} frequencies",
+                        factors.len(),
+                        head_dim / 2
+                    ),
+                ));
+            }
+        }
         let attention_bias = raw.attention_bias.unwrap_or(false);
         let (qkv_bias, o_bias, qk_norm) = match architecture {
             Architecture::Llama | Architecture::Mistral => (attention_bias, attention_bias, false),
@@ -381,6 +422,9 @@ impl ModelConfig {
         match &self.rope_scaling {
             None => base,
             Some(RopeScaling::Linear { factor }) => base.iter().map(|f| f / factor).collect(),
+            Some(RopeScaling::Factors { factors }) => {
+                base.iter().zip(factors).map(|(f, s)| f / s).collect()
+            }
             Some(RopeScaling::Llama3 {
                 factor,
                 low_freq_factor,

@@ -1,10 +1,13 @@
 //! GGUF model files (llama.cpp's format): reads the header with candle's `gguf_file` reader,
-//! turns the `llama.*` metadata into an HF-style `config.json` value, dequantizes every tensor
-//! (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 and the K-quants), renames it to its HF name and
-//! undoes llama.cpp's per-head Q/K row permutation, and builds the tokenizer from metadata.
+//! turns the `{arch}.*` metadata into an HF-style `config.json` value, dequantizes every tensor
+//! (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0 and the K-quants), renames it to its HF name,
+//! undoes llama.cpp's per-head Q/K row permutation (`llama` only: the other families use the
+//! NEOX rotary layout, which llama.cpp stores as HF does), and builds the tokenizer from metadata.
 //!
-//! This module must not build or run models: the engine loads the returned tensors like an HF
-//! safetensors folder. Only the `llama` architecture (which also covers Mistral files) is read.
+//! Architectures ([`SUPPORTED_GGUF_ARCHITECTURES`]): `llama` (also Mistral files; Llama 3.1's
+//! `rope_freqs.weight` is read as per-frequency RoPE factors), `qwen2` (q/k/v biases) and
+//! `qwen3` (q/k norms). This module must not build or run models: the engine loads the returned
+//! tensors like an HF safetensors folder.
 use crate::model::tokenizer::TextTokenizer;
 use crate::model::{ModelError, Result};
 use candle_core::quantized::gguf_file::{Content, Value};
@@ -27,6 +30,9 @@ pub struct GgufContents {
 }
 
 const GGUF_MAGIC: &[u8; 4] = b"GGUF";
+
+/// The `general.architecture` values this loader reads.
+pub const SUPPORTED_GGUF_ARCHITECTURES: &[&str] = &["llama", "qwen2", "qwen3"];
 
 fn bad(path: &Path, field: impl Into<String>, message: impl Into<String>) -> ModelError {
     ModelError::BadFile {
@@ -85,8 +91,9 @@ pub fn read_gguf_header(path: &Path) -> Result<Content> {
     })
 }
 
-/// The HF tensor name of a llama GGUF tensor (`blk.3.attn_q.weight` →
-/// `model.layers.3.self_attn.q_proj.weight`), or `None` for names the llama layout lacks.
+/// The HF tensor name of a GGUF tensor of a supported architecture (`blk.3.attn_q.weight` →
+/// `model.layers.3.self_attn.q_proj.weight`), or `None` for names those layouts lack
+/// (`rope_freqs.weight` is not a weight of the model: [`read_gguf`] reads it into the config).
 pub fn hf_tensor_name(gguf_name: &str) -> Option<String> {
     match gguf_name {
         "token_embd.weight" => return Some("model.embed_tokens.weight".into()),
@@ -109,6 +116,8 @@ pub fn hf_tensor_name(gguf_name: &str) -> Option<String> {
         "ffn_gate" if kind == "weight" => "mlp.gate_proj",
         "ffn_up" if kind == "weight" => "mlp.up_proj",
         "ffn_down" if kind == "weight" => "mlp.down_proj",
+        "attn_q_norm" if kind == "weight" => "self_attn.q_norm",
+        "attn_k_norm" if kind == "weight" => "self_attn.k_norm",
         "attn_norm" if kind == "weight" => "input_layernorm",
         "ffn_norm" if kind == "weight" => "post_attention_layernorm",
         _ => return None,
@@ -174,18 +183,21 @@ pub fn architecture(content: &Content, path: &Path) -> Result<String> {
         .ok_or_else(|| bad(path, "general.architecture", "missing"))
 }
 
-/// The HF-style config of a llama GGUF header. `vocab_size` is the embedding's row count;
-/// `tie_word_embeddings` is true when there is no `output.weight`. Other architectures give
-/// [`ModelError::UnsupportedArchitecture`].
+/// The HF-style config of a GGUF header of a supported architecture (`model_type` is the
+/// architecture). `vocab_size` is the embedding's row count; `tie_word_embeddings` is true when
+/// there is no `output.weight`. Other architectures give
+/// [`ModelError::UnsupportedArchitecture`]. A `rope_freqs.weight` tensor is data, not metadata:
+/// [`read_gguf`] reads it into `rope_scaling`; here it only has to be well-formed.
 pub fn gguf_config(content: &Content, path: &Path) -> Result<serde_json::Value> {
     let arch = architecture(content, path)?;
-    if arch != "llama" {
+    if !SUPPORTED_GGUF_ARCHITECTURES.contains(&arch.as_str()) {
         return Err(ModelError::UnsupportedArchitecture {
             path: path.to_path_buf(),
             model_type: arch,
+            supported: SUPPORTED_GGUF_ARCHITECTURES.join(", "),
         });
     }
-    let k = |s: &str| format!("llama.{s}");
+    let k = |s: &str| format!("{arch}.{s}");
     let hidden = required(
         md_int(content, path, &k("embedding_length"))?,
         path,
@@ -210,7 +222,7 @@ pub fn gguf_config(content: &Content, path: &Path) -> Result<serde_json::Value> 
         return Err(bad(
             path,
             "llama.*",
-            "embedding_length, block_count and attention.head_count must be > 0",
+            format!("{arch}.embedding_length, block_count and attention.head_count must be > 0"),
         ));
     }
     let kv_heads = md_int(content, path, &k("attention.head_count_kv"))?.unwrap_or(heads);
@@ -280,12 +292,28 @@ pub fn gguf_config(content: &Content, path: &Path) -> Result<serde_json::Value> 
             ))
         }
     };
-    if content.tensor_infos.contains_key("rope_freqs.weight") {
-        return Err(bad(
-            path,
-            "rope_freqs.weight",
-            "per-frequency rope factors (Llama 3.1 style GGUF) are not supported; load the HF folder instead",
-        ));
+    if let Some(info) = content.tensor_infos.get("rope_freqs.weight") {
+        if info.shape.dims() != [head_dim as usize / 2] {
+            return Err(bad(
+                path,
+                "rope_freqs.weight",
+                format!(
+                    "shape {:?}, expected [{}] (one factor per rotary frequency)",
+                    info.shape.dims(),
+                    head_dim / 2
+                ),
+            ));
+        }
+        if !rope_scaling.is_null() {
+            return Err(bad(
+                path,
+                "rope_freqs.weight",
+                format!(
+                    "per-frequency factors together with {} are not supported",
+                    k("rope.scaling.type")
+                ),
+            ));
+        }
     }
     let embed = content
         .tensor_infos
@@ -315,9 +343,14 @@ pub fn gguf_config(content: &Content, path: &Path) -> Result<serde_json::Value> 
             .map(serde_json::Value::from)
             .unwrap_or(serde_json::Value::Null))
     };
+    let hf_class = match arch.as_str() {
+        "qwen2" => "Qwen2ForCausalLM",
+        "qwen3" => "Qwen3ForCausalLM",
+        _ => "LlamaForCausalLM",
+    };
     Ok(serde_json::json!({
-        "model_type": "llama",
-        "architectures": ["LlamaForCausalLM"],
+        "model_type": arch,
+        "architectures": [hf_class],
         "hidden_size": hidden,
         "intermediate_size": inter,
         "num_hidden_layers": layers,
@@ -356,12 +389,13 @@ pub fn unpermute_qk(t: &Tensor, n_head: usize) -> candle_core::Result<Tensor> {
         .reshape(dims)
 }
 
-/// Reads a llama-architecture GGUF file: config, dequantized HF-named tensors (Q/K
-/// un-permuted) in `dtype` on `device`, tokenizer and name. Errors name the file and the
+/// Reads a GGUF file of a supported architecture: config, dequantized HF-named tensors (Q/K
+/// un-permuted for `llama`) in `dtype` on `device`, tokenizer and name. Errors name the file and the
 /// key/tensor at fault; a tokenizer larger than the embedding table is rejected.
 pub fn read_gguf(path: &Path, device: &Device, dtype: DType) -> Result<GgufContents> {
     let content = read_gguf_header(path)?;
-    let config = gguf_config(&content, path)?;
+    let mut config = gguf_config(&content, path)?;
+    let arch = architecture(&content, path)?;
     let tokenizer = TextTokenizer::from_gguf_metadata(&content, path)?;
     let vocab = config["vocab_size"].as_u64().unwrap_or(0) as usize;
     if tokenizer.vocab_size() > vocab {
@@ -389,12 +423,16 @@ pub fn read_gguf(path: &Path, device: &Device, dtype: DType) -> Result<GgufConte
     names.sort();
     for name in &names {
         let info = &content.tensor_infos[*name];
-        let Some(hf) = hf_tensor_name(name) else {
-            return Err(bad(
-                path,
-                name.as_str(),
-                "tensor not part of the llama layout (unsupported variant?)",
-            ));
+        let hf = match hf_tensor_name(name) {
+            Some(hf) => hf,
+            None if name.as_str() == "rope_freqs.weight" => String::new(),
+            None => {
+                return Err(bad(
+                    path,
+                    name.as_str(),
+                    format!("tensor not part of the {arch} layout (unsupported variant?)"),
+                ))
+            }
         };
         if let Some(l) = hf
             .strip_prefix("model.layers.")
@@ -457,6 +495,16 @@ pub fn read_gguf(path: &Path, device: &Device, dtype: DType) -> Result<GgufConte
         ] {
             expected.push((format!("blk.{l}.{part}.weight"), shape));
         }
+        if arch == "qwen3" {
+            for part in ["attn_q_norm", "attn_k_norm"] {
+                expected.push((format!("blk.{l}.{part}.weight"), vec![head_dim]));
+            }
+        }
+        if arch == "qwen2" {
+            for (part, rows) in [("attn_q", q_rows), ("attn_k", kv_rows), ("attn_v", kv_rows)] {
+                expected.push((format!("blk.{l}.{part}.bias"), vec![rows]));
+            }
+        }
         for (part, rows) in [
             ("attn_q", q_rows),
             ("attn_k", kv_rows),
@@ -477,7 +525,7 @@ pub fn read_gguf(path: &Path, device: &Device, dtype: DType) -> Result<GgufConte
                     path,
                     n,
                     format!(
-                        "shape {:?} does not match {shape:?} implied by the llama.* metadata",
+                        "shape {:?} does not match {shape:?} implied by the {arch}.* metadata",
                         info.shape.dims()
                     ),
                 ))
@@ -488,16 +536,33 @@ pub fn read_gguf(path: &Path, device: &Device, dtype: DType) -> Result<GgufConte
 
     let mut reader = open(path)?;
     let mut tensors = HashMap::with_capacity(names.len());
+    let permuted = arch == "llama";
     for name in names {
-        let hf = hf_tensor_name(name).unwrap_or_default();
         let ctx = |e: candle_core::Error| bad(path, name.as_str(), e.to_string());
         let q = content
             .tensor(&mut reader, name, &Device::Cpu)
             .map_err(ctx)?;
         let mut t = q.dequantize(&Device::Cpu).map_err(ctx)?;
-        if hf.contains(".q_proj.") {
+        let Some(hf) = hf_tensor_name(name) else {
+            // rope_freqs.weight (the only other name past the check above): per-frequency
+            // divisors of the rotary frequencies, as llama.cpp applies them.
+            let factors: Vec<f32> = t.flatten_all().and_then(|t| t.to_vec1()).map_err(ctx)?;
+            if let Some(f) = factors.iter().find(|f| !(f.is_finite() && **f > 0.0)) {
+                return Err(bad(
+                    path,
+                    name.as_str(),
+                    format!("factor {f} is not a positive number"),
+                ));
+            }
+            config["rope_scaling"] = serde_json::json!({
+                "rope_type": "rope_freqs",
+                "factors": factors.iter().map(|&f| f as f64).collect::<Vec<f64>>(),
+            });
+            continue;
+        };
+        if permuted && hf.contains(".q_proj.") {
             t = unpermute_qk(&t, heads).map_err(ctx)?;
-        } else if hf.contains(".k_proj.") {
+        } else if permuted && hf.contains(".k_proj.") {
             t = unpermute_qk(&t, kv_heads).map_err(ctx)?;
         }
         let t = t
@@ -561,6 +626,10 @@ mod tests {
             "model.layers.0.post_attention_layernorm.weight"
         );
         assert_eq!(hf_tensor_name("output.weight").unwrap(), "lm_head.weight");
+        assert_eq!(
+            hf_tensor_name("blk.2.attn_k_norm.weight").unwrap(),
+            "model.layers.2.self_attn.k_norm.weight"
+        );
         assert!(hf_tensor_name("blk.0.ffn_gate_exps.weight").is_none());
         assert!(hf_tensor_name("rope_freqs.weight").is_none());
     }

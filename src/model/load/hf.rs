@@ -36,12 +36,20 @@ pub(super) fn open(dir: &Path, opts: &LoadOptions) -> Result<(Source, Weights<'s
     let st = unsafe { candle_core::safetensors::MmapedSafetensors::multi(&files) }?;
     let vb = VarBuilder::from_backend(Box::new(st), opts.dtype, opts.device.clone());
     let weights = Weights::new(vb, sources, default_source);
-    let name = dir
-        .canonicalize()
-        .unwrap_or_else(|_| dir.to_path_buf())
-        .file_name()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "model".into());
+    // A snapshot of the HF cache is named by its repository, not its commit hash.
+    let name = super::hf_cache::repo_of_snapshot(dir)
+        .or_else(|| {
+            dir.canonicalize()
+                .ok()
+                .and_then(|d| super::hf_cache::repo_of_snapshot(&d))
+        })
+        .unwrap_or_else(|| {
+            dir.canonicalize()
+                .unwrap_or_else(|_| dir.to_path_buf())
+                .file_name()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "model".into())
+        });
     let tokenizer = if dir.join("tokenizer.json").is_file() {
         Some((TextTokenizer::from_hf_dir(dir)?, dir.join("tokenizer.json")))
     } else {

@@ -1,10 +1,11 @@
 //! Reading models from disk: `config.json` parsing ([`config`]), HF safetensors folders
-//! (`hf.rs`), GGUF files ([`gguf`], quantized or not, dequantized on load), and the load
+//! (`hf.rs`), the local Hugging Face hub cache ([`hf_cache`]: `hf:ORG/NAME[@REV]`), GGUF files ([`gguf`], quantized or not, dequantized on load), and the load
 //! options. Produces a [`Source`] and named [`Weights`] that `Model::build` turns into blocks
 //! through `model::arch`. Must not run models or know which weights a family has.
 pub mod config;
 pub mod gguf;
 mod hf;
+pub mod hf_cache;
 mod options;
 mod source;
 mod weights;
