@@ -51,6 +51,8 @@ fn kind_of(ft: &std::fs::FileType) -> &'static str {
     }
     if ft.is_dir() {
         "a directory"
+    } else if ft.is_file() {
+        "a regular file"
     } else {
         "not a regular file"
     }
@@ -68,7 +70,8 @@ fn check_replaceable(path: &Path) -> std::io::Result<()> {
             "it is {}; steerlab only replaces regular files (choose a file name)",
             kind_of(&m.file_type())
         ))),
-        Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+        // A missing or non-folder parent is reported by the folder check that follows.
+        Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) => Ok(()),
         Err(e) => Err(e),
     }
 }
@@ -153,7 +156,7 @@ pub fn check_output_dir(dir: &Path) -> std::io::Result<()> {
             "it is {}, not a folder",
             kind_of(&m.file_type())
         ))),
-        Err(e) if e.kind() == ErrorKind::NotFound => {
+        Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) => {
             // Created later with create_dir_all: the nearest existing ancestor must be writable.
             let mut anc = parent_of(dir);
             while !anc.exists() {

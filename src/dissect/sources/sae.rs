@@ -19,12 +19,12 @@ impl SaeFactors {
     pub fn load(id: &str, dir: &Path, data: &[Judgement]) -> Result<Self, DissectError> {
         let path = dir.join("activations.safetensors");
         let io = |m: String| DissectError::Source(format!("{}: {m}", path.display()));
-        crate::sae::output::check_complete(dir).map_err(|e| DissectError::Source(e.to_string()))?;
         let bytes = std::fs::read(&path).map_err(|e| {
             io(format!(
                 "{e} (expected the output folder of `steerlab sae run`)"
             ))
         })?;
+        crate::sae::output::check_complete(dir).map_err(|e| DissectError::Source(e.to_string()))?;
         let (_, header) =
             safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| io(e.to_string()))?;
         let ids: Vec<String> = header
