@@ -1,5 +1,6 @@
 //! `steerlab data check|head|convert|split|synth|fetch`: argument parsing and printing only;
 //! everything is done by `crate::data`.
+use crate::cli::checks;
 use crate::cli::progress::BarSink;
 use crate::data::{self, ColumnMapping, Format, Layout, LoadOptions};
 use anyhow::{bail, Context, Result};
@@ -109,6 +110,9 @@ pub struct InputArgs {
 
 impl InputArgs {
     fn options(&self) -> Result<LoadOptions> {
+        if self.limit == Some(0) {
+            bail!("--limit 0: must be at least 1");
+        }
         let mut mapping = match &self.map {
             Some(m) => ColumnMapping::parse(m)?,
             None => ColumnMapping::default(),
@@ -155,6 +159,13 @@ pub fn run(c: DataCommand) -> Result<()> {
         DataCommand::Check { input, json } => check(&input, json),
         DataCommand::Head { file, n } => head(&file, n),
         DataCommand::Convert { input, out } => {
+            checks::out_file("--out", &out)?;
+            if checks::same_file(&out, &input.file) {
+                bail!(
+                    "--out {} is the input file; choose another file",
+                    out.display()
+                );
+            }
             let ds = input.load()?;
             if out
                 .extension()
@@ -180,6 +191,23 @@ pub fn run(c: DataCommand) -> Result<()> {
             out_train,
             out_test,
         } => {
+            checks::out_file("--out-train", &out_train)?;
+            checks::out_file("--out-test", &out_test)?;
+            if checks::same_file(&out_train, &out_test) {
+                bail!(
+                    "--out-train and --out-test are the same file ({}); the test records would \
+                     replace the training records",
+                    out_test.display()
+                );
+            }
+            for (flag, p) in [("--out-train", &out_train), ("--out-test", &out_test)] {
+                if checks::same_file(p, &input.file) {
+                    bail!(
+                        "{flag} {} is the input file; choose another file",
+                        p.display()
+                    );
+                }
+            }
             let ds = input.load()?;
             let split = if by_prompt {
                 data::split_by_prompt(&ds.records, test, seed)?
@@ -199,6 +227,8 @@ pub fn run(c: DataCommand) -> Result<()> {
             Ok(())
         }
         DataCommand::Synth { out, n, seed } => {
+            checks::count("--n", n, checks::MAX_SYNTH_N)?;
+            checks::out_file("--out", &out)?;
             let files = data::synth::write_synthetic(&out, &data::synth::SynthOptions { n, seed })?;
             eprintln!(
                 "wrote {n} judgements to {}\nground truth: {}\npairs: {}",

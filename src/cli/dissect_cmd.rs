@@ -68,6 +68,19 @@ pub struct DissectArgs {
 
 /// Runs `steerlab dissect`.
 pub fn run(a: DissectArgs) -> anyhow::Result<()> {
+    use crate::cli::checks;
+    checks::out_dir("--out", &a.out)?;
+    checks::count("--chains", a.chains, checks::MAX_CHAINS)?;
+    checks::count("--draws", a.draws, checks::MAX_DRAWS)?;
+    if a.warmup > checks::MAX_DRAWS {
+        anyhow::bail!(
+            "--warmup {}: must be at most {} (README, \"Limits\")",
+            a.warmup,
+            checks::MAX_DRAWS
+        );
+    }
+    checks::count("--folds", a.folds, 100)?;
+    checks::positive("--prior-scale", a.prior_scale, 1e6)?;
     let sampler: Sampler = a.sampler.parse()?;
     let mapping = match &a.map {
         Some(m) => ColumnMapping::parse(m)?,

@@ -4,11 +4,13 @@
 use clap::{Parser, Subcommand};
 
 pub mod bench;
+mod checks;
 mod data_cmd;
 mod dissect_cmd;
 mod model_cmds;
 pub mod progress;
 mod sae_cmd;
+pub mod signals;
 mod steer_cmd;
 
 /// steerlab: activation steering and preference interpretability workbench.

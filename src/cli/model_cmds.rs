@@ -139,20 +139,31 @@ fn encode_prompt(model: &Model, prompt: &str, chat: bool) -> anyhow::Result<Vec<
     Ok(ids)
 }
 
-/// Writes `tensors` as safetensors to `path` atomically (`path.tmp`, then rename).
+/// Writes `tensors` (F32) as safetensors to `path` atomically (a unique temporary name in the
+/// target's folder, then a rename; see [`crate::report::atomic`]).
 fn save_atomically(tensors: &HashMap<String, Tensor>, path: &Path) -> anyhow::Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    candle_core::safetensors::save(tensors, &tmp)
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
-    Ok(())
+    let mut names: Vec<&String> = tensors.keys().collect();
+    names.sort();
+    let mut data = Vec::with_capacity(names.len());
+    for n in &names {
+        let t = &tensors[*n];
+        data.push((t.flatten_all()?.to_vec1::<f32>()?, t.dims().to_vec()));
+    }
+    let views: Vec<(&str, &[f32], Vec<usize>)> = names
+        .iter()
+        .zip(&data)
+        .map(|(n, (d, s))| (n.as_str(), d.as_slice(), s.clone()))
+        .collect();
+    let bytes = crate::sae::embed::f32_safetensors(&views, None)
+        .with_context(|| format!("serialising {}", path.display()))?;
+    crate::report::atomic::write_bytes(path, &bytes)
+        .with_context(|| format!("cannot write --cache {}", path.display()))
 }
 
 /// `steerlab run`.
 pub fn run(a: RunArgs) -> anyhow::Result<()> {
+    crate::report::atomic::check_output_file(&a.cache)
+        .with_context(|| format!("--cache {}", a.cache.display()))?;
     let model = a.model.load()?;
     let ids = match (&a.ids, &a.prompt) {
         (Some(ids), _) => ids.clone(),
@@ -189,21 +200,28 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Splits `FILE[:SCALE]`; a suffix that is not a number belongs to the file name.
-fn split_steer(spec: &str) -> (PathBuf, f64) {
+/// Splits `FILE[:SCALE]`; a suffix that is not a number belongs to the file name. A scale that
+/// is a number but not finite (or beyond ±1e4) is refused, naming the flag.
+fn split_steer(spec: &str) -> anyhow::Result<(PathBuf, f64)> {
     if let Some((file, scale)) = spec.rsplit_once(':') {
-        if let Ok(s) = scale.parse::<f64>() {
-            return (PathBuf::from(file), s);
+        if let Ok(s) = scale.trim().parse::<f64>() {
+            if !s.is_finite() || s.abs() > crate::cli::checks::MAX_MULTIPLIER {
+                bail!(
+                    "--steer {spec}: the scale {s} must be a finite number from -{m} to {m}",
+                    m = crate::cli::checks::MAX_MULTIPLIER
+                );
+            }
+            return Ok((PathBuf::from(file), s));
         }
     }
-    (PathBuf::from(spec), 1.0)
+    Ok((PathBuf::from(spec), 1.0))
 }
 
 /// Hooks adding every `--steer` vector at its layers.
 fn steering_hooks(model: &Model, specs: &[String]) -> anyhow::Result<Hooks> {
     let mut hooks = Hooks::new();
     for spec in specs {
-        let (file, scale) = split_steer(spec);
+        let (file, scale) = split_steer(spec)?;
         let sv = crate::steer::SteeringVector::load_any(&file)?;
         sv.check_model(model.hidden_size(), model.n_layers())?;
         let positions = match sv.meta.positions.as_str() {
@@ -234,6 +252,16 @@ fn steering_hooks(model: &Model, specs: &[String]) -> anyhow::Result<Hooks> {
 
 /// `steerlab generate`.
 pub fn generate(a: GenerateArgs) -> anyhow::Result<()> {
+    crate::cli::checks::in_range("--temperature", a.temperature, 0.0, 100.0)?;
+    crate::cli::checks::in_range("--top-p", a.top_p, 0.0, 1.0)?;
+    if a.top_p == 0.0 {
+        bail!("--top-p 0: must be above 0 (1 keeps every token)");
+    }
+    for spec in &a.steer {
+        let (file, _) = split_steer(spec)?;
+        crate::report::atomic::require_regular_file(&file)
+            .map_err(|e| anyhow::anyhow!("--steer {}: {e}", file.display()))?;
+    }
     let model = a.model.load()?;
     let ids = encode_prompt(&model, &a.prompt, a.chat)?;
     let hooks = steering_hooks(&model, &a.steer)?;
@@ -274,16 +302,24 @@ mod tests {
     #[test]
     fn steer_spec_splits_scale() {
         assert_eq!(
-            split_steer("v.safetensors:-2.5"),
+            split_steer("v.safetensors:-2.5").unwrap(),
             (PathBuf::from("v.safetensors"), -2.5)
         );
         assert_eq!(
-            split_steer("v.safetensors"),
+            split_steer("v.safetensors").unwrap(),
             (PathBuf::from("v.safetensors"), 1.0)
         );
         assert_eq!(
-            split_steer("dir:x/v.safetensors"),
+            split_steer("dir:x/v.safetensors").unwrap(),
             (PathBuf::from("dir:x/v.safetensors"), 1.0)
         );
+        for bad in [
+            "v.safetensors:nan",
+            "v.safetensors:inf",
+            "v.safetensors:1e309",
+        ] {
+            let e = split_steer(bad).unwrap_err().to_string();
+            assert!(e.contains("--steer") && e.contains("finite"), "{e}");
+        }
     }
 }

@@ -2,6 +2,7 @@
 //! (optionally) the LLM, calls `crate::sae::run` with a progress bar, writes the output folder
 //! and prints a summary (or report.json with `--json`). `steerlab sae to-vector` and
 //! `steerlab sae project` link features and steering vectors (`crate::sae::link`).
+use crate::cli::checks;
 use crate::cli::progress::BarSink;
 use crate::data::{self, LoadOptions};
 use crate::sae::interpret::TextGenerator;
@@ -143,6 +144,10 @@ pub fn run(c: SaeCommand) -> anyhow::Result<()> {
 }
 
 fn to_vector_cmd(a: ToVectorArgs) -> anyhow::Result<()> {
+    checks::out_file("--out", &a.out)?;
+    if let Some(n) = a.norm {
+        checks::positive("--norm", f64::from(n), 1e6)?;
+    }
     let folder = SaeFolder::read(&a.sae)?;
     let scale = match a.norm {
         Some(n) => VectorScale::Norm(n),
@@ -228,8 +233,13 @@ fn project_cmd(a: ProjectArgs) -> anyhow::Result<()> {
 }
 
 fn run_cmd(a: RunArgs) -> anyhow::Result<()> {
-    let bytes = std::fs::read(&a.data).with_context(|| format!("reading {}", a.data.display()))?;
+    checks::out_dir("--out", &a.out)?;
+    checks::count("--epochs", a.epochs, checks::MAX_EPOCHS)?;
+    checks::count("--batch-size", a.batch_size, checks::MAX_BATCH)?;
+    checks::count("--embed-batch", a.embed_batch, checks::MAX_BATCH)?;
+    // The loader refuses FIFOs and devices before reading; the bytes (for the cache key) after.
     let ds = data::load_dataset(&a.data, &LoadOptions::default())?;
+    let bytes = std::fs::read(&a.data).with_context(|| format!("reading {}", a.data.display()))?;
     let pairs = PairSet::from_records(&ds.records);
     if pairs.is_empty() {
         bail!(
@@ -258,8 +268,9 @@ fn run_cmd(a: RunArgs) -> anyhow::Result<()> {
         },
         ..RunOptions::default()
     };
-    opts.sae.resolved_prefixes()?;
+    opts.sae.validate()?;
     let bar = BarSink::new(a.json);
+    crate::cli::signals::install();
     let (kind, layers) = match a.embedder.split_once(':') {
         Some((k, l)) => {
             let mut v = Vec::new();
@@ -333,8 +344,17 @@ fn run_cmd(a: RunArgs) -> anyhow::Result<()> {
         bar.finish();
         return Ok(());
     }
-    let mut result = sae::run(&pairs, embedder, gen, &opts, &bar)?;
+    let result = sae::run(&pairs, embedder, gen, &opts, &bar);
     bar.finish();
+    let mut result = match result {
+        Err(e) if crate::cli::signals::interrupted() => {
+            bail!(
+                "interrupted: {e}; nothing was written to {}",
+                a.out.display()
+            )
+        }
+        r => r?,
+    };
     finish_run(&a, &mut result, &a.out)
 }
 
@@ -350,6 +370,14 @@ fn finish_run(
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
     sae::write_outputs(out, result)?;
+    if crate::cli::signals::interrupted() {
+        eprintln!(
+            "interrupted: training stopped early; the best SAE so far (epoch {}) and its report \
+             were saved to {}",
+            result.report.history.best_epoch + 1,
+            out.display()
+        );
+    }
     if a.json {
         println!("{}", serde_json::to_string_pretty(&result.report)?);
     } else {

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 
+use crate::cli::checks;
 use crate::cli::progress::BarSink;
 use crate::data::LoadOptions;
 use crate::model::{Model, TextTokenizer};
@@ -165,6 +166,15 @@ fn load_data(path: &Path, limit: Option<usize>) -> Result<crate::data::Dataset> 
 }
 
 fn train(a: TrainArgs) -> Result<()> {
+    checks::out_file("--out", &a.out)?;
+    checks::positive("--lr", a.lr, 10.0)?;
+    checks::positive("--beta", a.beta, 1e4)?;
+    checks::in_range("--weight-decay", a.weight_decay, 0.0, 1e4)?;
+    checks::count("--epochs", a.epochs, checks::MAX_EPOCHS)?;
+    checks::count("--batch-size", a.batch_size, checks::MAX_BATCH)?;
+    if a.limit == Some(0) {
+        bail!("--limit 0: must be at least 1");
+    }
     let sink = BarSink::new(a.json);
     let (model, tok) = load_model(a.model.as_deref())?;
     let data = load_data(&a.data, a.limit)?;
@@ -211,6 +221,7 @@ fn train(a: TrainArgs) -> Result<()> {
         model: model_name,
         dataset: dataset_name,
     };
+    crate::cli::signals::install();
     let trained = train::train(
         &model,
         &prepared,
@@ -255,8 +266,22 @@ fn train(a: TrainArgs) -> Result<()> {
                 })
                 .collect();
             if let StopReason::Diverged(msg) = &out.stop {
+                if out.steps == 0 {
+                    bail!("{msg}; nothing was saved");
+                }
                 out.vector.save(&a.out)?;
                 bail!("{msg}; saved to {}", a.out.display());
+            }
+            if out.stop == StopReason::Cancelled {
+                if out.steps == 0 {
+                    bail!("interrupted before the first training step; nothing was saved");
+                }
+                out.vector.save(&a.out)?;
+                bail!(
+                    "interrupted after {} steps; the last good vector was saved to {}",
+                    out.steps,
+                    a.out.display()
+                );
             }
             serde_json::json!({"method": "bipo", "objective": objective.to_string(), "steps": out.steps,
                 "warmup_steps": warmup_steps, "epochs": epochs,
@@ -278,6 +303,22 @@ fn train(a: TrainArgs) -> Result<()> {
 }
 
 fn eval(a: EvalArgs) -> Result<()> {
+    for m in &a.multipliers {
+        checks::in_range(
+            "--multipliers",
+            *m,
+            -checks::MAX_MULTIPLIER,
+            checks::MAX_MULTIPLIER,
+        )?;
+    }
+    checks::count("--batch-size", a.batch_size, checks::MAX_BATCH)?;
+    if a.limit == Some(0) {
+        bail!("--limit 0: must be at least 1");
+    }
+    for p in &a.vectors {
+        crate::report::atomic::require_regular_file(p)
+            .map_err(|e| anyhow::anyhow!("--vectors {}: {e}", p.display()))?;
+    }
     let sink = BarSink::new(a.json);
     let (model, tok) = load_model(a.model.as_deref())?;
     let items = load_data(&a.data, a.limit)?.ab_items();
@@ -303,8 +344,33 @@ fn eval(a: EvalArgs) -> Result<()> {
             vectors.push((name, v));
         }
     }
-    let pts = sweep(&model, &ab, &vectors, &a.multipliers, a.batch_size, &sink)?;
+    crate::cli::signals::install();
+    let pts = sweep(&model, &ab, &vectors, &a.multipliers, a.batch_size, &sink);
     sink.finish();
+    let pts = match pts {
+        Err(e) if crate::cli::signals::interrupted() => {
+            let done = sink.scores();
+            println!("{:<52} {:>8}", "vector × multiplier (completed)", "score");
+            for (stage, score) in &done {
+                println!("{stage:<52} {score:>8.4}");
+            }
+            bail!(
+                "interrupted ({e}) after {} of {} points; the completed ones are printed above",
+                done.len(),
+                vectors.len() * a.multipliers.len()
+            );
+        }
+        r => r?,
+    };
+    if let Some(p) = pts.iter().find(|p| !p.score.is_finite()) {
+        bail!(
+            "{} × {}: the behaviour score is {} (the model produced non-finite values at this \
+             multiplier); no results printed",
+            p.vector,
+            p.multiplier,
+            p.score
+        );
+    }
     if a.json {
         println!(
             "{}",
@@ -322,6 +388,13 @@ fn eval(a: EvalArgs) -> Result<()> {
 fn export(a: ExportArgs) -> Result<()> {
     if !a.format.eq_ignore_ascii_case("gguf") {
         bail!("unknown export format `{}` (supported: gguf)", a.format);
+    }
+    checks::out_file("--out", &a.out)?;
+    if checks::same_file(&a.out, &a.vector) {
+        bail!(
+            "--out {} is the input --vector; choose another file",
+            a.out.display()
+        );
     }
     let v = SteeringVector::load_any(&a.vector)?;
     if let Some(change) = gguf::llama_cpp_positions_change(&v) {

@@ -244,7 +244,7 @@ fn factor_map(f: &[f64; 9]) -> BTreeMap<String, f64> {
 /// Generates `n` planted pairwise judgements (seeded).
 pub fn generate(opts: &SynthOptions) -> SynthData {
     let mut rng = StdRng::seed_from_u64(opts.seed);
-    let mut judgements = Vec::with_capacity(opts.n);
+    let mut judgements = Vec::with_capacity(opts.n.min(MAX_N));
     let mut p_a = BTreeMap::new();
     let width = opts.n.max(1).to_string().len().max(5);
     for i in 0..opts.n {
@@ -335,10 +335,16 @@ fn sibling(path: &Path, suffix: &str) -> PathBuf {
     path.with_file_name(format!("{stem}{suffix}"))
 }
 
+/// Largest number of synthetic judgements (`data synth --n`; README, "Limits").
+pub const MAX_N: usize = 10_000_000;
+
 /// Generates and writes `out` (judgements), `out`-stem`.truth.json` and `.pairs.jsonl`.
 pub fn write_synthetic(out: &Path, opts: &SynthOptions) -> Result<SynthFiles, DataError> {
-    if opts.n == 0 {
-        return Err(DataError::Invalid("--n must be at least 1".into()));
+    if opts.n == 0 || opts.n > MAX_N {
+        return Err(DataError::Invalid(format!(
+            "--n {}: must be from 1 to {MAX_N} (README, \"Limits\")",
+            opts.n
+        )));
     }
     let data = generate(opts);
     let files = SynthFiles {

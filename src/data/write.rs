@@ -1,10 +1,10 @@
 //! Writing records in steerlab's native formats (JSONL with the canonical field names of each
-//! layout, or CSV), atomically: to `path.tmp`, then renamed over `path`.
+//! layout, or CSV), atomically (a unique temporary name, then a rename).
 use super::error::DataError;
 use super::types::*;
 use serde_json::{json, Value};
-use std::io::{BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::io::Write;
+use std::path::Path;
 
 /// A record as a JSON object with the canonical field names of its layout (what the readers
 /// detect without a mapping).
@@ -28,33 +28,14 @@ pub fn record_to_json(r: &Record) -> Value {
     v
 }
 
-fn tmp_path(path: &Path) -> PathBuf {
-    let mut s = path.as_os_str().to_owned();
-    s.push(".tmp");
-    PathBuf::from(s)
-}
-
-/// Writes a file atomically: `fill` writes to `path.tmp`, which is then renamed to `path`.
+/// Writes a file atomically: `fill` writes to a temporary name unique to this writer in the
+/// target's folder, which is then renamed to `path` (see [`crate::report::atomic`]). Refuses to
+/// replace anything that is not a regular file; the temporary file never survives a failure.
 pub fn write_atomic(
     path: &Path,
     fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
 ) -> Result<(), DataError> {
-    let tmp = tmp_path(path);
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| DataError::io(dir, e))?;
-    }
-    let res = (|| {
-        let f = std::fs::File::create(&tmp)?;
-        let mut w = BufWriter::new(f);
-        fill(&mut w)?;
-        w.flush()?;
-        w.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    res.map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        DataError::io(path, e)
-    })
+    crate::report::atomic::write_with(path, fill).map_err(|e| DataError::io(path, e))
 }
 
 /// Writes JSON values, one per line, atomically.

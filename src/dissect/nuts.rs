@@ -22,6 +22,13 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rand_distr::StandardNormal;
 
+/// Largest number of chains (each is a thread; README, "Limits").
+pub const MAX_CHAINS: usize = 64;
+/// Largest number of kept draws, and of warm-up iterations, per chain (README, "Limits").
+pub const MAX_DRAWS: usize = 100_000;
+/// Largest maximum tree depth (2^depth leapfrog steps per iteration).
+pub const MAX_DEPTH: usize = 15;
+
 /// Sampler settings (defaults as GAIR: 500 warm-up, 2000 draws × 4 chains).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct NutsConfig {
@@ -49,6 +56,44 @@ impl Default for NutsConfig {
             target_accept: 0.8,
             seed: 0,
         }
+    }
+}
+
+impl NutsConfig {
+    /// Checks the settings against the documented limits before anything is allocated.
+    pub fn validate(&self) -> Result<(), DissectError> {
+        let bad = |m: String| Err(DissectError::BadOption(m));
+        if self.chains == 0 || self.chains > MAX_CHAINS {
+            return bad(format!(
+                "chains = {}: must be from 1 to {MAX_CHAINS}",
+                self.chains
+            ));
+        }
+        if self.draws == 0 || self.draws > MAX_DRAWS {
+            return bad(format!(
+                "draws = {}: must be from 1 to {MAX_DRAWS} per chain",
+                self.draws
+            ));
+        }
+        if self.warmup > MAX_DRAWS {
+            return bad(format!(
+                "warmup = {}: must be at most {MAX_DRAWS} per chain",
+                self.warmup
+            ));
+        }
+        if self.max_depth == 0 || self.max_depth > MAX_DEPTH {
+            return bad(format!(
+                "max_depth = {}: must be from 1 to {MAX_DEPTH}",
+                self.max_depth
+            ));
+        }
+        if !(self.target_accept > 0.0 && self.target_accept < 1.0) {
+            return bad(format!(
+                "target_accept = {}: must be strictly between 0 and 1",
+                self.target_accept
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -530,21 +575,25 @@ pub fn sample(
     tick: &(dyn Fn(u64) + Sync),
     cancelled: &(dyn Fn() -> bool + Sync),
 ) -> Result<NutsOutput, DissectError> {
-    if cfg.chains == 0 || cfg.draws == 0 {
-        return Err(DissectError::BadOption(
-            "NUTS needs at least one chain and one draw".into(),
-        ));
-    }
+    cfg.validate()?;
     let results: Vec<Result<ChainResult, DissectError>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..cfg.chains)
-            .map(|c| s.spawn(move || run_chain(post, cfg, c, tick, cancelled)))
+            .map(|c| {
+                std::thread::Builder::new()
+                    .name(format!("nuts-chain-{c}"))
+                    .spawn_scoped(s, move || run_chain(post, cfg, c, tick, cancelled))
+            })
             .collect();
         handles
             .into_iter()
-            .map(|h| {
-                h.join().unwrap_or_else(|_| {
+            .enumerate()
+            .map(|(c, h)| match h {
+                Ok(h) => h.join().unwrap_or_else(|_| {
                     Err(DissectError::Numerical("a sampler thread panicked".into()))
-                })
+                }),
+                Err(e) => Err(DissectError::BadOption(format!(
+                    "cannot start the thread of chain {c}: {e} (use fewer chains)"
+                ))),
             })
             .collect()
     });

@@ -249,14 +249,23 @@ pub fn waterfall_svg(w: &Waterfall) -> String {
     })
 }
 
-/// Writes `report.json`, `report.md` and `report.html` into `dir` (created if needed), each
-/// atomically. Returns the three paths.
+/// Writes `report.json`, `report.md` and `report.html` into `dir`, each atomically: a new `dir`
+/// is filled under a temporary name and renamed into place; in an existing one `report.json`
+/// (the completion marker) is removed first and written last. Returns the three paths.
 pub fn write_reports(dir: &Path, r: &DissectResult) -> Result<Vec<PathBuf>, ReportError> {
-    let json = dir.join("report.json");
-    let md = dir.join("report.md");
-    let html = dir.join("report.html");
-    write_json(&json, r)?;
-    write_atomic(&md, to_markdown(r).as_bytes())?;
-    write_atomic(&html, to_html(r).as_bytes())?;
-    Ok(vec![json, md, html])
+    let names = ["report.json", "report.md", "report.html"];
+    crate::report::atomic::write_dir_atomic(
+        dir,
+        names[0],
+        |e| ReportError::Io {
+            path: dir.to_path_buf(),
+            source: e,
+        },
+        |d| {
+            write_atomic(&d.join(names[1]), to_markdown(r).as_bytes())?;
+            write_atomic(&d.join(names[2]), to_html(r).as_bytes())?;
+            write_json(&d.join(names[0]), r)
+        },
+    )?;
+    Ok(names.iter().map(|n| dir.join(n)).collect())
 }

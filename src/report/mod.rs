@@ -4,9 +4,9 @@
 //!
 //! Generic building blocks only: this module knows nothing about factors, features or vectors,
 //! and never loads external assets (no scripts, fonts, stylesheets or images from elsewhere).
+pub mod atomic;
 pub mod svg;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// A report could not be written.
@@ -30,24 +30,13 @@ pub enum ReportError {
     },
 }
 
-/// Writes `bytes` to `path` atomically: to `path.tmp` first, then renamed over `path`.
+/// Writes `bytes` to `path` atomically (a temporary name unique to this writer, then a rename;
+/// see [`atomic`]). Refuses to replace anything that is not a regular file.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
-    let io = |e| ReportError::Io {
+    atomic::write_bytes(path, bytes).map_err(|e| ReportError::Io {
         path: path.to_path_buf(),
         source: e,
-    };
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(io)?;
-    }
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    {
-        let mut f = std::fs::File::create(&tmp).map_err(io)?;
-        f.write_all(bytes).map_err(io)?;
-        f.sync_all().map_err(io)?;
-    }
-    std::fs::rename(&tmp, path).map_err(io)
+    })
 }
 
 /// Writes `value` as pretty JSON, atomically.

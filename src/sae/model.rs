@@ -65,6 +65,11 @@ impl Default for SaeConfig {
     }
 }
 
+/// Largest number of SAE latents (`sae run --latents`; README, "Limits").
+pub const MAX_LATENTS: usize = 65_536;
+/// Largest SAE learning rate (Adam steps of this size already overshoot).
+pub const MAX_LR: f64 = 1.0;
+
 impl SaeConfig {
     /// The prefixes actually used (defaults filled in), validated.
     pub fn resolved_prefixes(&self) -> Result<Vec<usize>, SaeError> {
@@ -86,8 +91,33 @@ impl SaeConfig {
         Ok(p)
     }
 
-    fn validate(&self) -> Result<(), SaeError> {
-        if self.latents == 0 || self.k == 0 || self.k > self.latents {
+    /// Checks the settings (sizes against the documented limits, rates finite) before anything
+    /// is allocated.
+    pub fn validate(&self) -> Result<(), SaeError> {
+        if self.latents == 0 || self.latents > MAX_LATENTS {
+            return Err(SaeError::Config(format!(
+                "latents = {}: must be from 1 to {MAX_LATENTS}",
+                self.latents
+            )));
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0 && self.lr <= MAX_LR) {
+            return Err(SaeError::Config(format!(
+                "learning rate = {}: must be a finite number above 0 and at most {MAX_LR}",
+                self.lr
+            )));
+        }
+        for (name, x) in [
+            ("aux_coef", self.aux_coef),
+            ("clip_grad", self.clip_grad),
+            ("threshold_lr", self.threshold_lr),
+        ] {
+            if !(x.is_finite() && x >= 0.0) {
+                return Err(SaeError::Config(format!(
+                    "{name} = {x}: must be a finite number ≥ 0"
+                )));
+            }
+        }
+        if self.k == 0 || self.k > self.latents {
             return Err(SaeError::Config(format!(
                 "need 1 ≤ k ≤ latents (k = {}, latents = {})",
                 self.k, self.latents
@@ -605,6 +635,15 @@ pub fn train_sae(
                 batch.extend_from_slice(&train[r * d_in..(r + 1) * d_in]);
             }
             let (mut g, loss, fve, l0, dead) = sae.forward_backward(&batch, cfg, &mut since);
+            if !loss.is_finite() {
+                return Err(SaeError::Data(format!(
+                    "SAE training diverged: the loss is {loss} at step {} (epoch {}) with \
+                     learning rate {}; nothing was written (lower --lr)",
+                    t + 1,
+                    epoch + 1,
+                    cfg.lr
+                )));
+            }
             if cfg.clip_grad > 0.0 {
                 let norm = [&g.w_enc, &g.b_enc, &g.w_dec, &g.b_dec]
                     .iter()
@@ -649,6 +688,14 @@ pub fn train_sae(
             let (l, f, _) = sae.evaluate(val);
             (l, f)
         };
+        if !vl.is_finite() || !vf.is_finite() {
+            return Err(SaeError::Data(format!(
+                "SAE training diverged: the validation loss is {vl} after epoch {} with \
+                 learning rate {}; nothing was written (lower --lr)",
+                epoch + 1,
+                cfg.lr
+            )));
+        }
         hist.val_loss.push(vl);
         hist.val_fve.push(vf);
         sink.report(

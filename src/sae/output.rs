@@ -122,8 +122,31 @@ pub fn read_sae(dir: &Path) -> Result<Sae, SaeError> {
     })
 }
 
-/// Writes the whole output folder of a run.
+/// Writes the whole output folder of a run: under a temporary name renamed into place when `dir`
+/// is new; into `dir` with `report.json` (the completion marker readers require) removed first
+/// and written last when it exists (see [`crate::report::atomic::write_dir_atomic`]).
 pub fn write_outputs(dir: &Path, r: &RunResult) -> Result<(), SaeError> {
+    crate::report::atomic::write_dir_atomic(
+        dir,
+        "report.json",
+        |e| SaeError::file(dir, e),
+        |d| write_outputs_into(d, r),
+    )
+}
+
+/// Refuses an output folder without `report.json`: the run that wrote it did not finish.
+pub fn check_complete(dir: &Path) -> Result<(), SaeError> {
+    if dir.join("report.json").is_file() {
+        return Ok(());
+    }
+    Err(SaeError::file(
+        dir,
+        "incomplete `steerlab sae run` output folder (no report.json: the run that wrote it did \
+         not finish, or this is not such a folder); run it again",
+    ))
+}
+
+fn write_outputs_into(dir: &Path, r: &RunResult) -> Result<(), SaeError> {
     let extra = serde_json::json!({
         "dataset": r.report.dataset,
         "seed": r.report.options.sae.seed,
@@ -148,18 +171,19 @@ pub fn write_outputs(dir: &Path, r: &RunResult) -> Result<(), SaeError> {
     .map_err(|e| SaeError::file(&path, e))?;
     w(&path, &bytes)?;
     let json = serde_json::to_string_pretty(&r.report).map_err(|e| SaeError::file(dir, e))?;
-    w(&dir.join("report.json"), json.as_bytes())?;
     w(
         &dir.join("report.md"),
         render_markdown(&r.report).as_bytes(),
     )?;
     w(&dir.join("report.html"), render_html(&r.report).as_bytes())?;
-    Ok(())
+    // Last: the completion marker.
+    w(&dir.join("report.json"), json.as_bytes())
 }
 
 /// Reads a whole output folder back (SAE, `report.json`, `activations.safetensors` with its
 /// pair ids) as a [`RunResult`] without the embedding differences (`deltas` is empty).
 pub fn read_outputs(dir: &Path) -> Result<RunResult, SaeError> {
+    check_complete(dir)?;
     let sae = read_sae(dir)?;
     let rp = dir.join("report.json");
     let report: SaeReport =

@@ -67,7 +67,18 @@ pub fn train_caa(
     let acts = contrast_activations(model, items, layers, batch_size, progress)?;
     let mut dirs = BTreeMap::new();
     for (l, (p, n)) in &acts {
-        dirs.insert(*l, mean_difference(p, n)?);
+        let d = mean_difference(p, n)?;
+        if d.iter().any(|x| !x.is_finite()) {
+            return Err(SteerError::Invalid(format!(
+                "{dataset}: the CAA direction at layer {l} is not finite (the model produced NaN or infinite activations)"
+            )));
+        }
+        if d.iter().all(|x| *x == 0.0) {
+            return Err(SteerError::Invalid(format!(
+                "{dataset}: the CAA direction at layer {l} is zero (every chosen answer equals its rejected one); nothing was saved"
+            )));
+        }
+        dirs.insert(*l, d);
     }
     let mut meta = VectorMeta::new("caa", model_name, model.hidden_size());
     meta.positions = "generated".into();

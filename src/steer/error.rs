@@ -13,7 +13,7 @@ pub enum SteerError {
         source: std::io::Error,
     },
     /// A vector file could not be parsed; `field` names the key or tensor at fault.
-    #[error("{path}: {field}: {message}", path = .path.display())]
+    #[error("{}: {}{}", .path.display(), if .field == "-" || .field.is_empty() { String::new() } else { format!("{}: ", .field) }, .message)]
     BadFile {
         /// The file.
         path: PathBuf,

@@ -69,6 +69,7 @@ impl SteeringVector {
     /// (llama.cpp / repeng) when it ends in `.gguf`. (Here rather than in `vector.rs`, so the
     /// native format does not depend on this one.)
     pub fn load_any(path: &Path) -> Result<Self> {
+        crate::report::atomic::require_regular_file(path).map_err(io_err(path))?;
         let is_gguf = path
             .extension()
             .and_then(|e| e.to_str())

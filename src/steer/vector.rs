@@ -243,6 +243,7 @@ impl SteeringVector {
     /// `layers.{L}` are rejected. Metadata keys are optional (a bare file of `layers.{L}`
     /// tensors loads with method `import`), but present ones must agree with the tensors.
     pub fn load(path: &Path) -> Result<Self> {
+        crate::report::atomic::require_regular_file(path).map_err(io_err(path))?;
         let buf = std::fs::read(path).map_err(io_err(path))?;
         let st = safetensors::SafeTensors::deserialize(&buf)
             .map_err(|e| bad(path, "-", format!("not a safetensors file: {e}")))?;
@@ -386,22 +387,10 @@ fn decode_floats(dtype: Dtype, data: &[u8]) -> std::result::Result<Vec<f32>, Str
     }
 }
 
-/// Writes `bytes` to `path` atomically: to `path.tmp` first, then renamed over `path`.
+/// Writes `bytes` to `path` atomically (a temporary name unique to this writer, then a rename;
+/// see [`crate::report::atomic`]). Refuses to replace anything that is not a regular file.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut tmp_name = path
-        .file_name()
-        .map(|n| n.to_os_string())
-        .unwrap_or_default();
-    tmp_name.push(".tmp");
-    let tmp = path.with_file_name(tmp_name);
-    std::fs::write(&tmp, bytes).map_err(io_err(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        SteerError::Io {
-            path: path.to_path_buf(),
-            source: e,
-        }
-    })
+    crate::report::atomic::write_bytes(path, bytes).map_err(io_err(path))
 }
 
 /// The current time as RFC 3339 UTC (`2026-11-26T18:30:00Z`).

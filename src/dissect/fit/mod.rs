@@ -281,6 +281,7 @@ pub fn run_dissection_with(
             cfg.prior_scale
         )));
     }
+    cfg.nuts.validate()?;
     let folds = cfg.folds.max(1);
     sink.report(Progress::new("extracting factors", 0, None));
     let (design, dropped, randomised) = build_design(data, sources, cfg)?;

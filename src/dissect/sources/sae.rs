@@ -24,6 +24,7 @@ impl SaeFactors {
                 "{e} (expected the output folder of `steerlab sae run`)"
             ))
         })?;
+        crate::sae::output::check_complete(dir).map_err(|e| DissectError::Source(e.to_string()))?;
         let (_, header) =
             safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| io(e.to_string()))?;
         let ids: Vec<String> = header
