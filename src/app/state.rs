@@ -25,6 +25,8 @@ pub const MAX_RECENT: usize = 8;
 pub enum Level {
     /// Something finished or was loaded.
     Info,
+    /// Done, with a caveat the user should read.
+    Warning,
     /// Something failed.
     Error,
 }
@@ -60,8 +62,11 @@ impl Recent {
 
 /// The workbench's state: owned data, results and jobs. Panels only view and edit it.
 pub struct AppState {
-    /// Opens file dialogs (a scripted one in tests).
+    /// Opens native file dialogs (a scripted one in tests). Call [`AppState::ask`], not this:
+    /// it falls back to the built-in browser.
     pub picker: Box<dyn FilePicker>,
+    /// File-dialog settings and the built-in browser's pending request (`super::dialogs`).
+    pub dialogs: super::dialogs::Dialogs,
     /// Background jobs.
     pub jobs: JobList,
     /// The loaded model, if any.
@@ -105,6 +110,7 @@ impl AppState {
     pub fn new(picker: Box<dyn FilePicker>) -> Self {
         Self {
             picker,
+            dialogs: Default::default(),
             jobs: JobList::default(),
             model: None,
             model_job: None,
@@ -142,6 +148,11 @@ impl AppState {
     /// Posts an informational status line.
     pub fn info(&mut self, text: impl Into<String>) {
         self.post(Level::Info, text.into());
+    }
+
+    /// Posts a warning status line (done, with a caveat).
+    pub fn warn(&mut self, text: impl Into<String>) {
+        self.post(Level::Warning, text.into());
     }
 
     /// Posts an error status line.

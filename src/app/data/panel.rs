@@ -5,6 +5,7 @@ use eframe::egui;
 use std::path::PathBuf;
 
 use super::state::{self as dataset, DataView, OpenOptions};
+use crate::app::dialogs::DialogRequest;
 use crate::app::picker::FileFilter;
 use crate::app::state::AppState;
 use crate::app::view::Panel;
@@ -336,20 +337,25 @@ impl DataPanel {
                     .map(|s| s.to_string_lossy().to_string())
                     .unwrap_or_default();
                 let filters = [FileFilter::new("JSON lines", &["jsonl"])];
-                let Some(train) = state.picker.save_file(
+                let source = d.path.clone();
+                let request = DialogRequest::save(
                     "Save the train split",
                     &format!("{stem}.train.jsonl"),
                     &filters,
-                ) else {
-                    return;
-                };
-                let test = dataset::test_path_for(&train);
-                match dataset::save_split(d, &train, &test) {
-                    Ok(()) => {
-                        state.info(format!("Saved {} and {}", train.display(), test.display()))
+                );
+                state.ask(request, move |state, train| {
+                    let Some(d) = state.datasets.iter().find(|d| d.path == source) else {
+                        state.error(format!("{} is no longer open", source.display()));
+                        return;
+                    };
+                    let test = dataset::test_path_for(&train);
+                    match dataset::save_split(d, &train, &test) {
+                        Ok(()) => {
+                            state.info(format!("Saved {} and {}", train.display(), test.display()))
+                        }
+                        Err(e) => state.error(format!("Saving the split failed: {e}")),
                     }
-                    Err(e) => state.error(format!("Saving the split failed: {e}")),
-                }
+                });
             }
         }
     }
@@ -381,7 +387,7 @@ impl Panel for DataPanel {
                     ui,
                     "Dataset file",
                     &[("Open…", PickKind::File(filters))],
-                    &*state.picker,
+                    state,
                 )
             })
             .inner;

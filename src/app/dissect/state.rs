@@ -320,16 +320,19 @@ pub fn export(state: &mut AppState, fmt: ExportFormat) {
             }
         },
     };
-    if let Some(p) = save_bytes_as(
+    save_bytes_as(
         state,
         "Export dissection report",
         "dissection",
         fmt.format(),
         Some(ArtifactKind::Report),
-        &bytes,
-    ) {
-        state.dissect.last_export = Some(p);
-    }
+        bytes,
+        |state, r| {
+            if let Ok(p) = r {
+                state.dissect.last_export = Some(p);
+            }
+        },
+    );
 }
 
 /// Vector → dissection factor: makes `vector` a factor source of the Dissect panel

@@ -74,10 +74,7 @@ impl SteerPanel {
             }
         });
         let buttons = [("Open data…", PickKind::File(data_filter()))];
-        if let Some(p) = self
-            .train_path
-            .show(ui, "Training file", &buttons, &*state.picker)
-        {
+        if let Some(p) = self.train_path.show(ui, "Training file", &buttons, state) {
             state.steer.train_source = Some(p.clone());
             state.send(AppCommand::OpenDataset(p));
         }
@@ -134,10 +131,7 @@ impl SteerPanel {
             }
         });
         let buttons = [("Open A/B set…", PickKind::File(data_filter()))];
-        if let Some(p) = self
-            .eval_path
-            .show(ui, "Evaluation file", &buttons, &*state.picker)
-        {
+        if let Some(p) = self.eval_path.show(ui, "Evaluation file", &buttons, state) {
             state.steer.eval_source = Some(EvalSource::Dataset(p.clone()));
             state.send(AppCommand::OpenDataset(p));
             state.steer.mark_dirty();
@@ -359,10 +353,7 @@ impl SteerPanel {
                 &["safetensors", "gguf"],
             )]),
         )];
-        if let Some(p) = self
-            .vector_path
-            .show(ui, "Vector file", &buttons, &*state.picker)
-        {
+        if let Some(p) = self.vector_path.show(ui, "Vector file", &buttons, state) {
             SteerState::load_vector(state, &p);
         }
         let any = state.steer.vectors.iter().any(|e| e.enabled);
