@@ -176,6 +176,15 @@ impl AppState {
                 None => return,
             }
         }
+        self.ask_builtin(request, on_pick);
+    }
+
+    /// [`AppState::ask`] through the built-in browser whatever the desktop offers.
+    pub fn ask_builtin(
+        &mut self,
+        request: DialogRequest,
+        on_pick: impl FnOnce(&mut AppState, PathBuf) + 'static,
+    ) {
         self.dialogs.next_id += 1;
         self.dialogs.pending = Some(PendingDialog {
             id: self.dialogs.next_id,

@@ -248,6 +248,17 @@ impl SteerlabApp {
         steer::SteerState::apply_start(&mut self.state, steer_start, data);
         let f = std::mem::take(&mut self.start.features);
         features::apply_start(&mut self.state, f.run.as_deref(), f.train, f.error);
+        if let Some(dir) = self.start.file_browser.take() {
+            Recent::remember(&mut self.state.dialogs.recent_dirs, &dir);
+            let filters = [FileFilter::new(
+                "Datasets",
+                &["jsonl", "json", "csv", "tsv", "parquet"],
+            )];
+            self.state
+                .ask_builtin(DialogRequest::open("Dataset file", &filters), |s, p| {
+                    data::open_default(s, p)
+                });
+        }
     }
 
     /// Shows the built-in file browser while a dialog request waits for it, and hands its
