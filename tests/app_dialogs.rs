@@ -1,5 +1,6 @@
 //! File dialogs on both paths: the native one (the scripted picker stands in for rfd) and the
-//! built-in browser used when the desktop has no portal, driven by clicks and typing.
+//! built-in browser used when the desktop has no portal, driven by clicks and typing; and the
+//! Steer panel's data fields they fill (train and evaluation sets chosen independently).
 mod common;
 
 use common::{harness, shows, wait_for_jobs, write_tiny_pairs};
@@ -184,4 +185,64 @@ fn native_dialogs_still_answer_at_once_where_the_desktop_has_them() {
     assert!(h.state().state.dialogs.pending.is_none(), "no browser");
     assert_eq!(h.state().state.datasets[0].path, data);
     assert_eq!(picker.calls(), vec!["pick_file: Dataset file"]);
+}
+
+#[test]
+fn opening_an_evaluation_file_keeps_training_and_failed_files_are_not_offered() {
+    use steerlab::app::steer::SteerState;
+    let dir = tempfile::tempdir().unwrap();
+    let train = write_tiny_pairs(dir.path(), 12);
+    let eval_dir = dir.path().join("eval");
+    std::fs::create_dir(&eval_dir).unwrap();
+    let eval = write_tiny_pairs(&eval_dir, 6);
+    let bad = dir.path().join("bad.jsonl");
+    std::fs::write(&bad, "this is not json\n").unwrap();
+    let picker = ScriptedPicker::new();
+    picker.push(Some(eval.clone())).push(Some(bad.clone()));
+    let mut h = harness(
+        &picker,
+        StartOptions {
+            panel: Some(PanelId::Steer),
+            data: Some(train.clone()),
+            ..Default::default()
+        },
+    );
+    wait_for_jobs(&mut h);
+    let train_of = |h: &common::App| SteerState::train_records(&h.state().state).map(|(p, _)| p);
+    assert_eq!(train_of(&h), Some(train.clone()));
+    h.get_by_label("Open A/B set…").click();
+    wait_for_jobs(&mut h);
+    let st = &h.state().state;
+    assert_eq!(st.datasets.len(), 2);
+    assert_eq!(
+        st.steer
+            .eval_source
+            .as_ref()
+            .map(|e| e.path().to_path_buf()),
+        Some(eval.clone())
+    );
+    assert_eq!(train_of(&h), Some(train.clone()), "Train on did not follow");
+    // The fields show what is loaded.
+    h.run_steps(2);
+    let value = |h: &common::App, label: &str| {
+        use egui_kittest::kittest::NodeT;
+        h.get_by_label(label).accesskit_node().value()
+    };
+    assert_eq!(
+        value(&h, "Evaluation file"),
+        Some(eval.display().to_string())
+    );
+    assert_eq!(
+        value(&h, "Training file"),
+        Some(train.display().to_string())
+    );
+
+    // A file that fails to load is not offered and does not replace training.
+    h.get_by_label("Open data…").click();
+    wait_for_jobs(&mut h);
+    let st = &h.state().state;
+    let bad_view = st.datasets.iter().find(|d| d.path == bad);
+    assert!(bad_view.is_none_or(|d| !steerlab::app::steer::usable(d)));
+    let t = train_of(&h);
+    assert_ne!(t, Some(bad.clone()), "a failed file is not trained on");
 }

@@ -220,12 +220,41 @@ impl AppState {
     }
 }
 
+/// `~` and `~/x` → `$HOME`, `$HOME/x`; anything else unchanged.
+pub fn expand_tilde(s: &str) -> String {
+    let Some(home) = std::env::var_os("HOME").filter(|h| !h.is_empty()) else {
+        return s.to_string();
+    };
+    if s == "~" {
+        return PathBuf::from(home).display().to_string();
+    }
+    match s.strip_prefix("~/") {
+        Some(rest) => PathBuf::from(home).join(rest).display().to_string(),
+        None => s.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::app::picker::ScriptedPicker;
     use std::cell::RefCell;
     use std::rc::Rc;
+
+    #[test]
+    fn tilde_expands_only_at_the_start() {
+        let Some(home) = std::env::var_os("HOME").filter(|h| !h.is_empty()) else {
+            return;
+        };
+        let home = PathBuf::from(home);
+        assert_eq!(expand_tilde("~"), home.display().to_string());
+        assert_eq!(
+            expand_tilde("~/a/b"),
+            home.join("a/b").display().to_string()
+        );
+        assert_eq!(expand_tilde("/x/~/y"), "/x/~/y");
+        assert_eq!(expand_tilde("~user/x"), "~user/x");
+    }
 
     #[test]
     fn native_answers_at_once_and_builtin_waits_for_the_browser() {

@@ -31,6 +31,13 @@ pub enum Level {
     Error,
 }
 
+/// True for the error text a job ends with when the user cancelled it (the library's
+/// trainers, sweeps and fits answer "cancelled", possibly after context).
+pub fn is_cancel(e: &str) -> bool {
+    let t = e.trim();
+    t == "cancelled" || t.ends_with(": cancelled")
+}
+
 /// A line in the status log (job results, load errors).
 #[derive(Debug, Clone)]
 pub struct StatusMessage {
@@ -155,6 +162,19 @@ impl AppState {
         self.post(Level::Warning, text.into());
     }
 
+    /// Reports a job that ended with error text `e`: a cancel ([`is_cancel`]) is neutral (an
+    /// info line "WHAT cancelled", `None`); anything else is an error line "WHAT failed: E",
+    /// and `e` is returned for the panel's error slot.
+    pub fn job_failed(&mut self, what: &str, e: String) -> Option<String> {
+        if is_cancel(&e) {
+            self.info(format!("{what} cancelled"));
+            None
+        } else {
+            self.error(format!("{what} failed: {e}"));
+            Some(e)
+        }
+    }
+
     /// Posts an error status line.
     pub fn error(&mut self, text: impl Into<String>) {
         self.post(Level::Error, text.into());
@@ -203,6 +223,25 @@ impl AppState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cancelled_job_is_neutral_and_a_failure_is_an_error() {
+        let mut s = AppState::new(Box::new(crate::app::ScriptedPicker::new()));
+        assert_eq!(s.job_failed("Sweep", "cancelled".into()), None);
+        let m = s.last_message().unwrap();
+        assert_eq!((m.level, m.text.as_str()), (Level::Info, "Sweep cancelled"));
+        assert_eq!(s.job_failed("Fit", "sampling: cancelled".into()), None);
+        assert_eq!(
+            s.job_failed("Sweep", "no A/B items".into()).as_deref(),
+            Some("no A/B items")
+        );
+        let m = s.last_message().unwrap();
+        assert_eq!(
+            (m.level, m.text.as_str()),
+            (Level::Error, "Sweep failed: no A/B items")
+        );
+        assert!(!is_cancel("cancelled runs: 3 of 5 kept"));
+    }
 
     #[test]
     fn recent_list_dedups_and_caps() {

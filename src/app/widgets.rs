@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::sync::mpsc::channel;
 
 use super::artifacts::ArtifactKind;
+pub use super::dialogs::expand_tilde;
 use super::dialogs::DialogRequest;
 use super::export::PendingPng;
 pub use super::export::{crop, save_as, save_bytes_as, with_extension, Format};
@@ -78,20 +79,6 @@ impl PathField {
             chosen = Some(p);
         }
         chosen
-    }
-}
-
-/// `~` and `~/x` → `$HOME`, `$HOME/x`; anything else unchanged.
-pub fn expand_tilde(s: &str) -> String {
-    let Some(home) = std::env::var_os("HOME").filter(|h| !h.is_empty()) else {
-        return s.to_string();
-    };
-    if s == "~" {
-        return PathBuf::from(home).display().to_string();
-    }
-    match s.strip_prefix("~/") {
-        Some(rest) => PathBuf::from(home).join(rest).display().to_string(),
-        None => s.to_string(),
     }
 }
 

@@ -369,10 +369,7 @@ pub fn start_run(state: &mut AppState) {
                     out_dir: Some(dir),
                 });
             }
-            Err(e) => {
-                state.error(format!("Feature discovery failed: {e}"));
-                state.features.error = Some(e);
-            }
+            Err(e) => state.features.error = state.job_failed("Feature discovery", e),
         },
     );
     state.features.job = Some(id);

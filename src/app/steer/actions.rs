@@ -141,10 +141,7 @@ impl SteerState {
                             state.steer.add_vector(label, r.vector);
                         }
                     }
-                    Err(e) => {
-                        state.error(format!("Training failed: {e}"));
-                        state.steer.train_error = Some(e);
-                    }
+                    Err(e) => state.steer.train_error = state.job_failed("Training", e),
                 }
             },
         );
@@ -292,10 +289,7 @@ impl SteerState {
                         state.steer.score_error = None;
                         state.steer.sweep = p;
                     }
-                    Err(e) => {
-                        state.error(format!("Sweep failed: {e}"));
-                        state.steer.score_error = Some(e);
-                    }
+                    Err(e) => state.steer.score_error = state.job_failed("Sweep", e),
                 }
             },
         );
@@ -349,10 +343,7 @@ impl SteerState {
                     }
                     Ok(_) => {}
                     Err(_) if state.steer.score_seq != seq => {}
-                    Err(e) => {
-                        state.error(format!("Steering failed: {e}"));
-                        state.steer.score_error = Some(e);
-                    }
+                    Err(e) => state.steer.score_error = state.job_failed("Steering", e),
                 }
             },
         );
