@@ -94,8 +94,8 @@ fn multi_member_gzip_and_random_access_into_compressed_text() {
     // `cat a.gz b.gz` is one valid gzip file of two members.
     let half = text.len() / 2;
     let cut = half + text[half..].find('\n').unwrap() + 1;
-    let mut packed = gzip(text[..cut].as_bytes());
-    packed.extend(gzip(text[cut..].as_bytes()));
+    let mut packed = gzip(&text.as_bytes()[..cut]);
+    packed.extend(gzip(&text.as_bytes()[cut..]));
     let p = dir.path().join("two_members.jsonl.gz");
     std::fs::write(&p, &packed).unwrap();
     assert_eq!(rows(&p).len(), 500);
