@@ -120,7 +120,14 @@ fn dissect_panel_main_flow() {
     h.get_by_label("Cancel fit").click();
     settle(&mut h);
     let s = &h.state().state.dissect;
-    assert_eq!(s.error.as_deref(), Some("cancelled"));
+    // A cancel is neutral (issue 18): no error kept, an info line says so.
+    assert_eq!(s.error, None);
+    let m = h.state().state.last_message().unwrap();
+    assert_eq!(
+        (m.level, m.text.as_str()),
+        (steerlab::app::Level::Info, "Dissection cancelled")
+    );
+    let s = &h.state().state.dissect;
     assert!(std::sync::Arc::ptr_eq(s.output.as_ref().unwrap(), &nuts));
 
     // Waterfall of pair 3: contributions are the group's posterior means times the features.

@@ -92,8 +92,10 @@ fn missing_start_model_is_reported_not_loaded() {
     );
 }
 
+/// A native dialog that the user cancels (slowly, as people do) is a cancel: no message, no
+/// built-in browser; the typed path still works. (No dialog at all: tests/app_dialogs.rs.)
 #[test]
-fn cancelled_picker_shows_the_typed_path_fallback() {
+fn cancelled_native_picker_is_neutral() {
     let picker = ScriptedPicker::new();
     picker.push(None);
     let mut h = harness(app_with(
@@ -107,9 +109,14 @@ fn cancelled_picker_shows_the_typed_path_fallback() {
     h.get_by_label("Open…").click();
     h.run();
     assert_eq!(picker.calls(), vec!["pick_file: Dataset file"]);
-    assert!(h
-        .query_by_label_contains("type the path in the field and press Load")
-        .is_some());
+    let st = &h.state().state;
+    assert!(st.dialogs.pending.is_none(), "no browser after a cancel");
+    assert!(
+        st.messages.is_empty(),
+        "{:?}",
+        st.last_message().map(|m| &m.text)
+    );
+    assert!(st.data_job.is_none());
 }
 
 #[test]

@@ -9,6 +9,7 @@ use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::Arc;
 
 use super::artifacts::ArtifactKind;
+use super::dialogs::DialogRequest;
 use super::picker::FileFilter;
 use super::screenshot::write_png;
 use super::state::AppState;
@@ -81,10 +82,11 @@ pub fn with_extension(path: &Path, format: Format) -> PathBuf {
     }
 }
 
-/// "Save as": asks the picker where to save (dialog `title`, suggested `stem.ext`, a filter
-/// for `format`), adds the extension if the user left it out, runs `write(path)`, and posts
-/// the outcome to the status bar. On success the file is registered in the sidebar as a
-/// `kind` artifact (when given) and its path returned; `None` if cancelled or failed.
+/// "Save as": asks where to save (dialog `title`, suggested `stem.ext`, a filter for
+/// `format`; the native dialog or the built-in browser, see `AppState::ask`), adds the
+/// extension if the user left it out, runs `write(path)`, and posts the outcome to the status
+/// bar. On success the file is registered in the sidebar as a `kind` artifact (when given).
+/// `done` then runs with the path written or the error text; a cancel runs neither.
 ///
 /// `write` must write atomically (to `path.tmp`, then rename): library writers do, and
 /// [`save_bytes_as`] does it for content already in memory.
@@ -94,28 +96,42 @@ pub fn save_as<E: std::fmt::Display>(
     stem: &str,
     format: Format,
     kind: Option<ArtifactKind>,
-    write: impl FnOnce(&Path) -> Result<(), E>,
-) -> Option<PathBuf> {
+    write: impl FnOnce(&Path) -> Result<(), E> + 'static,
+    done: impl FnOnce(&mut AppState, Result<PathBuf, String>) + 'static,
+) {
     let filters = [FileFilter::new(format.label, &[format.ext])];
     let default_name = format!("{stem}.{}", format.ext);
-    let picked = state.picker.save_file(title, &default_name, &filters)?;
-    let path = with_extension(&picked, format);
-    match write(&path) {
-        Ok(()) => {
-            state.info(format!("Saved {}", path.display()));
-            if let Some(kind) = kind {
-                let name = path
-                    .file_name()
-                    .map(|s| s.to_string_lossy().to_string())
-                    .unwrap_or_else(|| default_name.clone());
-                state.artifacts.add(kind, name, &path);
+    let request = DialogRequest::save(title, &default_name, &filters);
+    state.ask(request, move |state, picked| {
+        let path = with_extension(&picked, format);
+        match write(&path) {
+            Ok(()) => {
+                state.info(format!("Saved {}", path.display()));
+                if let Some(kind) = kind {
+                    let name = path
+                        .file_name()
+                        .map(|s| s.to_string_lossy().to_string())
+                        .unwrap_or_else(|| default_name.clone());
+                    state.artifacts.add(kind, name, &path);
+                }
+                done(state, Ok(path));
             }
-            Some(path)
+            Err(e) => {
+                let msg = save_error(&path, &e.to_string());
+                state.error(msg.clone());
+                done(state, Err(msg));
+            }
         }
-        Err(e) => {
-            state.error(format!("Could not save {}: {e}", path.display()));
-            None
-        }
+    });
+}
+
+/// "Could not save PATH: WHY", without repeating the path when `why` already names it.
+pub fn save_error(path: &Path, why: &str) -> String {
+    let shown = path.display().to_string();
+    if why.contains(&shown) {
+        format!("Could not save: {why}")
+    } else {
+        format!("Could not save {shown}: {why}")
     }
 }
 
@@ -126,11 +142,18 @@ pub fn save_bytes_as(
     stem: &str,
     format: Format,
     kind: Option<ArtifactKind>,
-    bytes: &[u8],
-) -> Option<PathBuf> {
-    save_as(state, title, stem, format, kind, |p| {
-        crate::report::write_atomic(p, bytes)
-    })
+    bytes: Vec<u8>,
+    done: impl FnOnce(&mut AppState, Result<PathBuf, String>) + 'static,
+) {
+    save_as(
+        state,
+        title,
+        stem,
+        format,
+        kind,
+        move |p| crate::report::write_atomic(p, &bytes),
+        done,
+    )
 }
 
 /// A PNG export waiting for the window's pixels (queued by `widgets::export_plot_menu`).
@@ -206,16 +229,19 @@ mod tests {
         let picker = ScriptedPicker::new();
         picker.push(Some(dir.path().join("report"))).push(None);
         let mut state = AppState::new(Box::new(picker.clone()));
-        let got = save_bytes_as(
+        let got = std::rc::Rc::new(std::cell::RefCell::new(None));
+        let g = got.clone();
+        save_bytes_as(
             &mut state,
             "Export report",
             "features",
             Format::HTML,
             Some(ArtifactKind::Report),
-            b"<html></html>",
+            b"<html></html>".to_vec(),
+            move |_, r| *g.borrow_mut() = Some(r),
         );
         let want = dir.path().join("report.html");
-        assert_eq!(got.as_deref(), Some(want.as_path()));
+        assert_eq!(*got.borrow(), Some(Ok(want.clone())));
         assert_eq!(std::fs::read(&want).unwrap(), b"<html></html>");
         assert!(!dir.path().join("report.html.tmp").exists());
         let a = state.artifacts.iter().next().expect("registered");
@@ -226,8 +252,14 @@ mod tests {
         assert!(state.last_message().unwrap().text.contains("report.html"));
         // Cancelled dialog: nothing written, nothing posted.
         let n = state.messages.len();
-        assert!(
-            save_bytes_as(&mut state, "Export report", "x", Format::JSON, None, b"{}").is_none()
+        save_bytes_as(
+            &mut state,
+            "Export report",
+            "x",
+            Format::JSON,
+            None,
+            b"{}".to_vec(),
+            |_, _| panic!("cancelled: done must not run"),
         );
         assert_eq!(state.messages.len(), n);
         assert_eq!(picker.calls(), vec!["save_file: Export report"; 2]);
@@ -239,15 +271,18 @@ mod tests {
         let picker = ScriptedPicker::new();
         picker.push(Some(dir.path().join("v.gguf")));
         let mut state = AppState::new(Box::new(picker));
-        let r = save_as(
+        let failed = std::rc::Rc::new(std::cell::Cell::new(false));
+        let f = failed.clone();
+        save_as(
             &mut state,
             "Export vector",
             "v",
             Format::GGUF,
             Some(ArtifactKind::Vector),
             |_| Err("width 576 does not match the model (896)"),
+            move |_, r| f.set(r.is_err()),
         );
-        assert!(r.is_none());
+        assert!(failed.get());
         assert!(state.artifacts.is_empty());
         let m = state.last_message().unwrap();
         assert_eq!(m.level, crate::app::Level::Error);
@@ -255,6 +290,19 @@ mod tests {
             m.text.contains("v.gguf") && m.text.contains("576"),
             "{}",
             m.text
+        );
+    }
+
+    #[test]
+    fn save_errors_name_the_path_once() {
+        let p = Path::new("/x/v.gguf");
+        assert_eq!(
+            save_error(p, "disk full"),
+            "Could not save /x/v.gguf: disk full"
+        );
+        assert_eq!(
+            save_error(p, "/x/v.gguf: permission denied"),
+            "Could not save: /x/v.gguf: permission denied"
         );
     }
 

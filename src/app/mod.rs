@@ -8,7 +8,8 @@
 //! - `nav` ([`PanelId`], [`Navigation`], [`Selection`]), `command` ([`AppCommand`]), `view`
 //!   (the [`Panel`] trait and the one `PanelId` → view map), `start` (every `STEERLAB_*`
 //!   start-up variable), `live` (the recorder behind live plots), `export` ("Save as"),
-//!   `widgets` (shared view helpers), `artifacts`, `job_list`, `picker`, `screenshot`,
+//!   `widgets` (shared view helpers), `dialogs` + `file_browser` (file dialogs with a built-in
+//!   fallback), `artifacts`, `job_list`, `picker`, `screenshot`,
 //!   `shortcuts`, `frame_stats`.
 //!
 //! GUI only: every computation is a call into the library (`crate::model`, `crate::data`, ...),
@@ -16,9 +17,11 @@
 mod artifacts;
 mod command;
 mod data;
+mod dialogs;
 mod dissect;
 mod export;
 mod features;
+mod file_browser;
 pub mod frame_stats;
 mod generate;
 mod job_list;
@@ -37,12 +40,13 @@ pub mod widgets;
 
 pub use artifacts::{Artifact, ArtifactKind, Artifacts};
 pub use command::AppCommand;
+pub use dialogs::{DialogKind, DialogMode, DialogRequest, Dialogs};
 pub use frame_stats::FrameStats;
 pub use generate::GenerateSettings;
 pub use job_list::{JobId, JobList, JobStatus};
 pub use model::{LoadedModel, ModelSummary};
 pub use nav::{Navigation, PanelId, Selection};
-pub use picker::{FileFilter, FilePicker, RfdPicker, ScriptedPicker};
+pub use picker::{native_dialog_available, FileFilter, FilePicker, RfdPicker, ScriptedPicker};
 pub use screenshot::{write_png, Screenshotter, ShotOutcome};
 pub use shell::{run_native, Persisted, SteerlabApp};
 pub use start::{FeaturesStart, StartOptions, SteerStart};

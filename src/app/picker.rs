@@ -2,10 +2,11 @@
 //!
 //! [`RfdPicker`] opens the desktop's dialog (through the XDG desktop portal on Linux).
 //! [`ScriptedPicker`] answers from a queue and is what tests use: no test may open a dialog.
-//! Without a portal, rfd answers `None` at once (the same as "cancelled"), which is why every
-//! place that opens a picker also has a text field where a path can be typed.
+//! Without a portal, rfd answers `None` at once (the same as "cancelled"), so panels do not call
+//! a picker directly: they call `AppState::ask` (`super::dialogs`), which checks
+//! [`FilePicker::available`] first and falls back to the built-in file browser.
 use std::collections::VecDeque;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 /// One entry of a dialog's file-type filter ("GGUF model" → `["gguf"]`).
@@ -36,13 +37,68 @@ pub trait FilePicker {
     /// Chooses where to save a file, suggesting `default_name`.
     fn save_file(&self, title: &str, default_name: &str, filters: &[FileFilter])
         -> Option<PathBuf>;
+    /// Whether this picker can show a dialog on this desktop (decided before any call).
+    fn available(&self) -> bool {
+        true
+    }
+    /// Whether a `None` answered within milliseconds means "no dialog could be shown" rather
+    /// than "cancelled" (true for rfd, which fails silently without a portal).
+    fn instant_none_means_missing(&self) -> bool {
+        false
+    }
 }
 
-/// The native dialog (rfd, XDG desktop portal on Linux).
+/// Whether the desktop offers a native file dialog. On Linux and the BSDs rfd (built with
+/// `xdg-portal` only) needs the XDG desktop portal: a D-Bus session bus
+/// (`DBUS_SESSION_BUS_ADDRESS` or `$XDG_RUNTIME_DIR/bus`) and the portal's D-Bus service file
+/// (`dbus-1/services/org.freedesktop.portal.Desktop.service` under `/usr/share`, `/usr/local/share`
+/// or an `XDG_DATA_DIRS` entry). Windows and macOS always have one.
+pub fn native_dialog_available() -> bool {
+    if cfg!(any(target_os = "windows", target_os = "macos")) {
+        return true;
+    }
+    let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
+    let bus = env("DBUS_SESSION_BUS_ADDRESS").is_some()
+        || env("XDG_RUNTIME_DIR").is_some_and(|d| Path::new(&d).join("bus").exists());
+    if !bus {
+        return false;
+    }
+    let mut dirs: Vec<PathBuf> = env("XDG_DATA_DIRS")
+        .map(|v| std::env::split_paths(&v).collect())
+        .unwrap_or_default();
+    dirs.push(PathBuf::from("/usr/share"));
+    dirs.push(PathBuf::from("/usr/local/share"));
+    dirs.iter().any(|d| {
+        d.join("dbus-1/services/org.freedesktop.portal.Desktop.service")
+            .exists()
+    })
+}
+
+/// The native dialog (rfd, XDG desktop portal on Linux). [`RfdPicker::new`] checks once
+/// whether the desktop has one ([`native_dialog_available`]).
 #[derive(Debug, Default, Clone, Copy)]
-pub struct RfdPicker;
+pub struct RfdPicker {
+    available: bool,
+}
+
+impl RfdPicker {
+    /// A picker that knows whether this desktop can show a native dialog.
+    pub fn new() -> Self {
+        Self {
+            available: native_dialog_available(),
+        }
+    }
+}
 
 impl FilePicker for RfdPicker {
+    fn available(&self) -> bool {
+        self.available
+    }
+
+    fn instant_none_means_missing(&self) -> bool {
+        true
+    }
+
     fn pick_file(&self, title: &str, filters: &[FileFilter]) -> Option<PathBuf> {
         let mut d = rfd::FileDialog::new().set_title(title);
         for f in filters {
@@ -79,12 +135,27 @@ impl FilePicker for RfdPicker {
 pub struct ScriptedPicker {
     answers: Arc<Mutex<VecDeque<Option<PathBuf>>>>,
     calls: Arc<Mutex<Vec<String>>>,
+    no_native: bool,
+    instant_none: bool,
 }
 
 impl ScriptedPicker {
     /// An empty script: every call answers `None` until answers are pushed.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A picker that says no native dialog exists (as on plain X11 without a portal), so the
+    /// app uses its built-in file browser.
+    pub fn without_native(mut self) -> Self {
+        self.no_native = true;
+        self
+    }
+
+    /// A picker whose instant `None` means "no dialog could be shown" (as rfd's).
+    pub fn instant_none_is_missing(mut self) -> Self {
+        self.instant_none = true;
+        self
     }
 
     /// Queues the answer for the next call (any of the three kinds).
@@ -112,6 +183,12 @@ impl ScriptedPicker {
 }
 
 impl FilePicker for ScriptedPicker {
+    fn available(&self) -> bool {
+        !self.no_native
+    }
+    fn instant_none_means_missing(&self) -> bool {
+        self.instant_none
+    }
     fn pick_file(&self, title: &str, _filters: &[FileFilter]) -> Option<PathBuf> {
         self.answer("pick_file", title)
     }

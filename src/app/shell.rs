@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use super::artifacts::{Artifact, ArtifactKind, Artifacts};
 use super::command::AppCommand;
+use super::dialogs::{DialogMode, DialogRequest};
+use super::file_browser::{self, FileBrowser};
 use super::frame_stats::{self, FrameStats};
 use super::nav::{PanelId, Selection};
 use super::picker::{FileFilter, FilePicker, RfdPicker};
@@ -34,6 +36,10 @@ pub struct Persisted {
     pub dark: bool,
     /// What was loaded and made (the sidebar).
     pub artifacts: Artifacts,
+    /// Native dialogs when the desktop has them, or always the built-in browser.
+    pub dialog_mode: DialogMode,
+    /// Folders of recently chosen files (the built-in browser's "Recent folders").
+    pub recent_dirs: Vec<PathBuf>,
 }
 
 impl Default for Persisted {
@@ -43,6 +49,8 @@ impl Default for Persisted {
             last_panel: PanelId::Model,
             dark: true,
             artifacts: Artifacts::default(),
+            dialog_mode: DialogMode::Auto,
+            recent_dirs: Vec::new(),
         }
     }
 }
@@ -62,6 +70,7 @@ pub struct SteerlabApp {
     screenshot: Option<Screenshotter>,
     started: bool,
     start: StartOptions,
+    browser: Option<FileBrowser>,
 }
 
 impl SteerlabApp {
@@ -76,6 +85,8 @@ impl SteerlabApp {
         let mut state = AppState::new(picker);
         state.recent = p.recent;
         state.artifacts = p.artifacts;
+        state.dialogs.mode = p.dialog_mode;
+        state.dialogs.recent_dirs = p.recent_dirs;
         let current = start.panel.unwrap_or(p.last_panel);
         Self {
             state,
@@ -90,6 +101,7 @@ impl SteerlabApp {
             screenshot: None,
             started: false,
             start,
+            browser: None,
         }
     }
 
@@ -147,6 +159,8 @@ impl SteerlabApp {
             last_panel: self.current,
             dark: self.dark,
             artifacts: self.state.artifacts.clone(),
+            dialog_mode: self.state.dialogs.mode,
+            recent_dirs: self.state.dialogs.recent_dirs.clone(),
         }
     }
 
@@ -192,6 +206,7 @@ impl SteerlabApp {
             // The target panel had its frame and did not take it.
             self.state.navigation = None;
         }
+        self.file_browser(&ctx);
         self.apply_commands();
         if self.help_open {
             self.help_window(&ctx);
@@ -233,6 +248,54 @@ impl SteerlabApp {
         steer::SteerState::apply_start(&mut self.state, steer_start, data);
         let f = std::mem::take(&mut self.start.features);
         features::apply_start(&mut self.state, f.run.as_deref(), f.train, f.error);
+        if let Some(dir) = self.start.file_browser.take() {
+            Recent::remember(&mut self.state.dialogs.recent_dirs, &dir);
+            let filters = [FileFilter::new(
+                "Datasets",
+                &["jsonl", "json", "csv", "tsv", "parquet"],
+            )];
+            self.state
+                .ask_builtin(DialogRequest::open("Dataset file", &filters), |s, p| {
+                    data::open_default(s, p)
+                });
+        }
+    }
+
+    /// Shows the built-in file browser while a dialog request waits for it, and hands its
+    /// answer back (`AppState::answer_dialog`).
+    fn file_browser(&mut self, ctx: &egui::Context) {
+        let Some(pending) = &self.state.dialogs.pending else {
+            self.browser = None;
+            return;
+        };
+        if self.browser.as_ref().is_none_or(|b| b.id != pending.id) {
+            let start = self
+                .state
+                .dialogs
+                .recent_dirs
+                .iter()
+                .find(|d| d.is_dir())
+                .cloned()
+                .or_else(|| std::env::current_dir().ok())
+                .unwrap_or_else(|| PathBuf::from("/"));
+            self.browser = Some(FileBrowser::new(pending.id, pending.request.clone(), start));
+        }
+        let Some(b) = self.browser.as_mut() else {
+            return;
+        };
+        let outcome = b.ui(ctx, &self.state.dialogs.recent_dirs);
+        let id = b.id;
+        match outcome {
+            file_browser::Outcome::Open => {}
+            file_browser::Outcome::Chosen(p) => {
+                self.browser = None;
+                self.state.answer_dialog(id, Some(p));
+            }
+            file_browser::Outcome::Cancelled => {
+                self.browser = None;
+                self.state.answer_dialog(id, None);
+            }
+        }
     }
 
     /// Applies the commands queued during this frame, in order.
@@ -255,7 +318,8 @@ impl SteerlabApp {
         // Esc belongs to text fields and popups first.
         let esc_free = self.state.jobs.is_busy()
             && ctx.memory(|m| m.focused().is_none())
-            && !egui::Popup::is_any_open(ctx);
+            && !egui::Popup::is_any_open(ctx)
+            && self.state.dialogs.pending.is_none();
         for b in shortcuts::bindings(PanelId::ALL.len()) {
             if b.action == Action::CancelJob && !esc_free {
                 continue;
@@ -278,24 +342,25 @@ impl SteerlabApp {
                     "Datasets",
                     &["jsonl", "json", "csv", "tsv", "parquet"],
                 )];
-                if let Some(p) = self.state.picker.pick_file("Dataset file", &filters) {
-                    data::open_default(&mut self.state, p);
-                }
+                self.state
+                    .ask(DialogRequest::open("Dataset file", &filters), |s, p| {
+                        data::open_default(s, p)
+                    });
             }
             Action::OpenModelFile | Action::OpenModelFolder => {
                 self.current = PanelId::Model;
                 if self.state.model_job.is_some() {
                     return;
                 }
-                let picked = if action == Action::OpenModelFile {
+                let request = if action == Action::OpenModelFile {
                     let f = [FileFilter::new("GGUF model", &["gguf"])];
-                    self.state.picker.pick_file("Model path", &f)
+                    DialogRequest::open("Model path", &f)
                 } else {
-                    self.state.picker.pick_folder("Model path")
+                    DialogRequest::folder("Model path")
                 };
-                if let Some(p) = picked {
-                    model::start_model_load(&mut self.state, p, Default::default());
-                }
+                self.state.ask(request, |s, p| {
+                    model::start_model_load(s, p, Default::default())
+                });
             }
             Action::ShowPanel(i) => {
                 if let Some(p) = PanelId::ALL.get(i) {
@@ -438,7 +503,7 @@ pub fn run_native() -> anyhow::Result<()> {
                 cc.storage
                     .and_then(|s| eframe::get_value::<Persisted>(s, eframe::APP_KEY))
             };
-            let mut app = SteerlabApp::new(Box::new(RfdPicker), persisted, start);
+            let mut app = SteerlabApp::new(Box::new(RfdPicker::new()), persisted, start);
             if let Some(s) = shot {
                 app = app.with_screenshot(s);
             }

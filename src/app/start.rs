@@ -14,6 +14,7 @@
 //! | `STEERLAB_STEER_PROMPT` | prompt of the steered/unsteered generations |
 //! | `STEERLAB_FEATURES_RUN` | feature-run folder opened at start (its top feature selected) |
 //! | `STEERLAB_FEATURES_TRAIN` | `minilm` or `llm`: one feature run once its inputs are loaded (while the Features panel is shown) |
+//! | `STEERLAB_FILE_BROWSER` | open the built-in file browser in this folder at start ("Dataset file"; screenshots of the browser) |
 //! | `STEERLAB_SCREENSHOT` | write a PNG of the window once idle, then close; no settings read or written |
 //! | `STEERLAB_SCREENSHOT_TIMEOUT` | seconds to wait for jobs before the screenshot (default 180) |
 //! | `STEERLAB_FRAME_STATS` | write frame-time percentiles (JSON) on exit; draw continuously |
@@ -48,6 +49,8 @@ pub struct StartOptions {
     pub screenshot: Option<(PathBuf, Duration)>,
     /// `STEERLAB_FRAME_STATS`: write frame-time percentiles (JSON) here on exit.
     pub frame_stats: Option<PathBuf>,
+    /// `STEERLAB_FILE_BROWSER`: open the built-in file browser in this folder at start.
+    pub file_browser: Option<PathBuf>,
 }
 
 impl StartOptions {
@@ -90,6 +93,7 @@ impl StartOptions {
                 (out, Duration::from_secs(secs))
             }),
             frame_stats: env_path("STEERLAB_FRAME_STATS"),
+            file_browser: env_path("STEERLAB_FILE_BROWSER"),
         })
     }
 }

@@ -25,8 +25,17 @@ pub const MAX_RECENT: usize = 8;
 pub enum Level {
     /// Something finished or was loaded.
     Info,
+    /// Done, with a caveat the user should read.
+    Warning,
     /// Something failed.
     Error,
+}
+
+/// True for the error text a job ends with when the user cancelled it (the library's
+/// trainers, sweeps and fits answer "cancelled", possibly after context).
+pub fn is_cancel(e: &str) -> bool {
+    let t = e.trim();
+    t == "cancelled" || t.ends_with(": cancelled")
 }
 
 /// A line in the status log (job results, load errors).
@@ -60,8 +69,11 @@ impl Recent {
 
 /// The workbench's state: owned data, results and jobs. Panels only view and edit it.
 pub struct AppState {
-    /// Opens file dialogs (a scripted one in tests).
+    /// Opens native file dialogs (a scripted one in tests). Call [`AppState::ask`], not this:
+    /// it falls back to the built-in browser.
     pub picker: Box<dyn FilePicker>,
+    /// File-dialog settings and the built-in browser's pending request (`super::dialogs`).
+    pub dialogs: super::dialogs::Dialogs,
     /// Background jobs.
     pub jobs: JobList,
     /// The loaded model, if any.
@@ -105,6 +117,7 @@ impl AppState {
     pub fn new(picker: Box<dyn FilePicker>) -> Self {
         Self {
             picker,
+            dialogs: Default::default(),
             jobs: JobList::default(),
             model: None,
             model_job: None,
@@ -142,6 +155,24 @@ impl AppState {
     /// Posts an informational status line.
     pub fn info(&mut self, text: impl Into<String>) {
         self.post(Level::Info, text.into());
+    }
+
+    /// Posts a warning status line (done, with a caveat).
+    pub fn warn(&mut self, text: impl Into<String>) {
+        self.post(Level::Warning, text.into());
+    }
+
+    /// Reports a job that ended with error text `e`: a cancel ([`is_cancel`]) is neutral (an
+    /// info line "WHAT cancelled", `None`); anything else is an error line "WHAT failed: E",
+    /// and `e` is returned for the panel's error slot.
+    pub fn job_failed(&mut self, what: &str, e: String) -> Option<String> {
+        if is_cancel(&e) {
+            self.info(format!("{what} cancelled"));
+            None
+        } else {
+            self.error(format!("{what} failed: {e}"));
+            Some(e)
+        }
     }
 
     /// Posts an error status line.
@@ -192,6 +223,25 @@ impl AppState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cancelled_job_is_neutral_and_a_failure_is_an_error() {
+        let mut s = AppState::new(Box::new(crate::app::ScriptedPicker::new()));
+        assert_eq!(s.job_failed("Sweep", "cancelled".into()), None);
+        let m = s.last_message().unwrap();
+        assert_eq!((m.level, m.text.as_str()), (Level::Info, "Sweep cancelled"));
+        assert_eq!(s.job_failed("Fit", "sampling: cancelled".into()), None);
+        assert_eq!(
+            s.job_failed("Sweep", "no A/B items".into()).as_deref(),
+            Some("no A/B items")
+        );
+        let m = s.last_message().unwrap();
+        assert_eq!(
+            (m.level, m.text.as_str()),
+            (Level::Error, "Sweep failed: no A/B items")
+        );
+        assert!(!is_cancel("cancelled runs: 3 of 5 kept"));
+    }
 
     #[test]
     fn recent_list_dedups_and_caps() {

@@ -9,10 +9,12 @@ use std::path::PathBuf;
 use std::sync::mpsc::channel;
 
 use super::artifacts::ArtifactKind;
+pub use super::dialogs::expand_tilde;
+use super::dialogs::DialogRequest;
 use super::export::PendingPng;
 pub use super::export::{crop, save_as, save_bytes_as, with_extension, Format};
 use super::job_list::JobStatus;
-use super::picker::{FileFilter, FilePicker};
+use super::picker::FileFilter;
 use super::state::AppState;
 use crate::jobs::format_duration;
 
@@ -27,24 +29,25 @@ pub enum PickKind {
 
 /// A labelled path text field with picker buttons and a Load button.
 ///
-/// Picking a path loads it at once; typing a path and pressing Enter or Load does the same
-/// (the fallback when no dialog can be shown, e.g. no XDG desktop portal).
+/// Picking a path loads it (at once with a native dialog, when the built-in browser is
+/// confirmed otherwise); typing a path (`~` expanded) and pressing Enter or Load does the same.
 #[derive(Debug, Default, Clone)]
 pub struct PathField {
     /// The path as typed or picked.
     pub text: String,
-    dialog_gave_nothing: bool,
 }
 
 impl PathField {
-    /// Draws the field; returns a path when the user asked to load one.
+    /// Draws the field; returns a path when the user asked to load one. Its dialogs go
+    /// through `state.ask_into` under a key made from `label`.
     pub fn show(
         &mut self,
         ui: &mut egui::Ui,
         label: &str,
         buttons: &[(&str, PickKind)],
-        picker: &dyn FilePicker,
+        state: &mut AppState,
     ) -> Option<PathBuf> {
+        let key = format!("path-field:{label}");
         let mut chosen = None;
         ui.horizontal(|ui| {
             let l = ui.label(label);
@@ -59,18 +62,11 @@ impl PathField {
             let entered = edit.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
             for (text, kind) in buttons {
                 if ui.button(*text).clicked() {
-                    let got = match kind {
-                        PickKind::File(f) => picker.pick_file(label, f),
-                        PickKind::Folder => picker.pick_folder(label),
+                    let request = match kind {
+                        PickKind::File(f) => DialogRequest::open(label, f),
+                        PickKind::Folder => DialogRequest::folder(label),
                     };
-                    match got {
-                        Some(p) => {
-                            self.text = p.display().to_string();
-                            self.dialog_gave_nothing = false;
-                            chosen = Some(p);
-                        }
-                        None => self.dialog_gave_nothing = true,
-                    }
+                    state.ask_into(request, &key);
                 }
             }
             let load = ui.add_enabled(!self.text.trim().is_empty(), egui::Button::new("Load"));
@@ -78,24 +74,11 @@ impl PathField {
                 chosen = Some(PathBuf::from(expand_tilde(self.text.trim())));
             }
         });
-        if self.dialog_gave_nothing {
-            ui.weak(
-                "No path chosen. If no dialog appeared, this desktop has no file-dialog portal: \
-                 type the path in the field and press Load.",
-            );
-        }
-        if chosen.is_some() {
-            self.dialog_gave_nothing = false;
+        if let Some(p) = state.dialogs.take_answer(&key) {
+            self.text = p.display().to_string();
+            chosen = Some(p);
         }
         chosen
-    }
-}
-
-/// `~/x` → `$HOME/x`.
-pub fn expand_tilde(s: &str) -> String {
-    match (s.strip_prefix("~/"), std::env::var_os("HOME")) {
-        (Some(rest), Some(home)) => PathBuf::from(home).join(rest).display().to_string(),
-        _ => s.to_string(),
     }
 }
 
@@ -371,31 +354,31 @@ pub fn export_plot_menu(
             stem,
             format,
             Some(ArtifactKind::Plot),
-            s.as_bytes(),
+            s.into_bytes(),
+            |_, _| {},
         );
         return;
     }
     let filters = [FileFilter::new(format.label, &[format.ext])];
     let default_name = format!("{stem}.png");
-    let Some(picked) = state
-        .picker
-        .save_file("Export plot", &default_name, &filters)
-    else {
-        return;
-    };
-    let (tx, rx) = channel();
     let ctx = ui.ctx().clone();
-    let waker = ctx.clone();
-    ctx.request_screenshot(move |img| {
-        let _ = tx.send(img);
-        waker.request_repaint();
-    });
-    state.png_exports.push(PendingPng {
-        path: with_extension(&picked, format),
-        rect,
-        pixels_per_point: ctx.pixels_per_point(),
-        rx,
-    });
+    state.ask(
+        DialogRequest::save("Export plot", &default_name, &filters),
+        move |state, picked| {
+            let (tx, rx) = channel();
+            let waker = ctx.clone();
+            ctx.request_screenshot(move |img| {
+                let _ = tx.send(img);
+                waker.request_repaint();
+            });
+            state.png_exports.push(PendingPng {
+                path: with_extension(&picked, format),
+                rect,
+                pixels_per_point: ctx.pixels_per_point(),
+                rx,
+            });
+        },
+    );
 }
 
 #[cfg(test)]

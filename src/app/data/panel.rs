@@ -5,6 +5,7 @@ use eframe::egui;
 use std::path::PathBuf;
 
 use super::state::{self as dataset, DataView, OpenOptions};
+use crate::app::dialogs::DialogRequest;
 use crate::app::picker::FileFilter;
 use crate::app::state::AppState;
 use crate::app::view::Panel;
@@ -19,6 +20,8 @@ const CELL_CHARS: usize = 120;
 /// View state of the Data panel.
 pub struct DataPanel {
     path: PathField,
+    /// The dataset the path field was last synced to (it shows what is loaded).
+    shown: Option<PathBuf>,
     skip_invalid: bool,
     /// Layout chosen in the mapping step (index into [`Layout::ALL`]).
     map_layout: usize,
@@ -33,6 +36,7 @@ impl Default for DataPanel {
     fn default() -> Self {
         Self {
             path: PathField::default(),
+            shown: None,
             skip_invalid: true,
             map_layout: 0,
             map_columns: Vec::new(),
@@ -336,20 +340,25 @@ impl DataPanel {
                     .map(|s| s.to_string_lossy().to_string())
                     .unwrap_or_default();
                 let filters = [FileFilter::new("JSON lines", &["jsonl"])];
-                let Some(train) = state.picker.save_file(
+                let source = d.path.clone();
+                let request = DialogRequest::save(
                     "Save the train split",
                     &format!("{stem}.train.jsonl"),
                     &filters,
-                ) else {
-                    return;
-                };
-                let test = dataset::test_path_for(&train);
-                match dataset::save_split(d, &train, &test) {
-                    Ok(()) => {
-                        state.info(format!("Saved {} and {}", train.display(), test.display()))
+                );
+                state.ask(request, move |state, train| {
+                    let Some(d) = state.datasets.iter().find(|d| d.path == source) else {
+                        state.error(format!("{} is no longer open", source.display()));
+                        return;
+                    };
+                    let test = dataset::test_path_for(&train);
+                    match dataset::save_split(d, &train, &test) {
+                        Ok(()) => {
+                            state.info(format!("Saved {} and {}", train.display(), test.display()))
+                        }
+                        Err(e) => state.error(format!("Saving the split failed: {e}")),
                     }
-                    Err(e) => state.error(format!("Saving the split failed: {e}")),
-                }
+                });
             }
         }
     }
@@ -370,7 +379,19 @@ impl Panel for DataPanel {
              judgements (response_a/response_b/winner), CAA A/B items, or thumbs up/down feedback.",
         );
         ui.add_space(6.0);
+        ui.weak(format!(
+            "Default data sets (fetched by `./run.sh --setup`) live in {}.",
+            crate::paths::data_dir().display()
+        ));
         let loading = state.data_job.is_some_and(|id| state.jobs.is_running(id));
+        let active = state
+            .active_dataset
+            .and_then(|i| state.datasets.get(i))
+            .map(|d| d.path.clone());
+        if active.is_some() && active != self.shown {
+            self.shown = active.clone();
+            self.path.text = active.map(|p| p.display().to_string()).unwrap_or_default();
+        }
         let filters = vec![FileFilter::new(
             "Datasets",
             &["jsonl", "json", "csv", "tsv", "parquet"],
@@ -381,7 +402,7 @@ impl Panel for DataPanel {
                     ui,
                     "Dataset file",
                     &[("Open…", PickKind::File(filters))],
-                    &*state.picker,
+                    state,
                 )
             })
             .inner;

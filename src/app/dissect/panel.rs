@@ -8,6 +8,7 @@ use eframe::egui;
 use super::state::{self as ds, ExportFormat};
 use super::{forest, judges, waterfall};
 use crate::app::command::AppCommand;
+use crate::app::dialogs::DialogRequest;
 use crate::app::nav::{PanelId, Selection};
 use crate::app::picker::FileFilter;
 use crate::app::state::AppState;
@@ -86,9 +87,10 @@ impl Panel for DissectPanel {
                     "Preference data",
                     &["jsonl", "json", "csv", "tsv", "parquet"],
                 )];
-                if let Some(p) = state.picker.pick_file("Dataset to dissect", &filters) {
-                    state.send(AppCommand::OpenDataset(p));
-                }
+                state.ask(
+                    DialogRequest::open("Dataset to dissect", &filters),
+                    |state, p| state.send(AppCommand::OpenDataset(p)),
+                );
             }
         });
         let Some((path, data)) = active else {
@@ -162,9 +164,9 @@ impl DissectPanel {
             .labelled_by(l.id)
             .on_hover_text("Features of a `steerlab sae run` output folder (activations on e(A) - e(B), matched by pair id)");
             if ui.small_button("…").on_hover_text("Pick the SAE output folder").clicked() {
-                if let Some(p) = state.picker.pick_folder("SAE output folder") {
+                state.ask(DialogRequest::folder("SAE output folder"), |state, p| {
                     state.dissect.sae_dir = p.display().to_string();
-                }
+                });
             }
         });
         ui.label("Steering vectors:").on_hover_text(VECTOR_TIP);

@@ -1,6 +1,7 @@
 //! [`DissectState`]: the Dissect panel's settings and its last fit, and the actions on them
 //! (start a fit on a background job, export the report through the picker). The fitting
 //! itself is `crate::dissect`; nothing here computes a posterior.
+use crate::app::dialogs::expand_tilde;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -141,11 +142,11 @@ impl DissectState {
             t.push(format!("llm:{}", self.llm.trim()));
         }
         if !self.sae_dir.trim().is_empty() {
-            t.push(format!("sae:{}", self.sae_dir.trim()));
+            t.push(format!("sae:{}", expand_tilde(self.sae_dir.trim())));
         }
         for v in &self.vectors {
             if !v.trim().is_empty() {
-                t.push(format!("vector:{}", v.trim()));
+                t.push(format!("vector:{}", expand_tilde(v.trim())));
             }
         }
         t
@@ -287,14 +288,12 @@ pub fn start_fit(state: &mut AppState) {
                     s.output = Some(Arc::new(out));
                     s.fitted = Some(fitted);
                     s.error = None;
+                    state.info(format!("Dissection fitted on {n} pairs, {g} groups"));
                 }
                 Err(e) => {
                     // A failed or cancelled fit must not refire the live refit every frame.
                     s.fitted = Some(fitted);
-                    s.error = Some(e.clone());
-                    if e != "cancelled" {
-                        state.error(format!("Dissection failed: {e}"));
-                    }
+                    state.dissect.error = state.job_failed("Dissection", e);
                 }
             }
         },
@@ -320,16 +319,19 @@ pub fn export(state: &mut AppState, fmt: ExportFormat) {
             }
         },
     };
-    if let Some(p) = save_bytes_as(
+    save_bytes_as(
         state,
         "Export dissection report",
         "dissection",
         fmt.format(),
         Some(ArtifactKind::Report),
-        &bytes,
-    ) {
-        state.dissect.last_export = Some(p);
-    }
+        bytes,
+        |state, r| {
+            if let Ok(p) = r {
+                state.dissect.last_export = Some(p);
+            }
+        },
+    );
 }
 
 /// Vector → dissection factor: makes `vector` a factor source of the Dissect panel

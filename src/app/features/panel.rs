@@ -10,6 +10,7 @@ use egui::{Color32, TextFormat};
 use egui_plot::{Line, Plot};
 
 use super::state::{self as feat, EmbedderChoice, SortKey};
+use crate::app::dialogs::DialogRequest;
 use crate::app::nav::{PanelId, Selection};
 use crate::app::state::AppState;
 use crate::app::view::Panel;
@@ -215,9 +216,10 @@ impl FeaturesPanel {
                 .on_hover_text("Open an output folder of `steerlab sae run` or of this panel")
                 .clicked()
             {
-                if let Some(dir) = state.picker.pick_folder("Open feature run folder") {
-                    feat::open_run(state, &dir);
-                }
+                state.ask(
+                    DialogRequest::folder("Open feature run folder"),
+                    |state, dir| feat::open_run(state, &dir),
+                );
             }
             if ui
                 .add_enabled(

@@ -13,6 +13,7 @@ use crate::sae::pipeline::FeatureReport;
 use crate::sae::{self, MiniLmEmbedder, PairSet, RunOptions, RunResult, SaeConfig};
 
 use crate::app::artifacts::ArtifactKind;
+use crate::app::dialogs::DialogRequest;
 use crate::app::job_list::JobId;
 use crate::app::live::{LiveRecord, Recorder};
 use crate::app::picker::FileFilter;
@@ -368,10 +369,7 @@ pub fn start_run(state: &mut AppState) {
                     out_dir: Some(dir),
                 });
             }
-            Err(e) => {
-                state.error(format!("Feature discovery failed: {e}"));
-                state.features.error = Some(e);
-            }
+            Err(e) => state.features.error = state.job_failed("Feature discovery", e),
         },
     );
     state.features.job = Some(id);
@@ -439,21 +437,25 @@ pub fn export_active(state: &mut AppState) {
     let Some(i) = state.features.active else {
         return;
     };
-    let Some(dir) = state.picker.pick_folder("Export feature run to folder") else {
+    let Some(run) = state.features.runs.get(i) else {
         return;
     };
-    let res = sae::write_outputs(&dir, &state.features.runs[i].result);
-    match res {
-        Ok(()) => {
-            let name = format!("{} (export)", state.features.runs[i].name);
-            state.artifacts.add(ArtifactKind::Sae, name, &dir);
-            state.info(format!("Exported the feature run to {}", dir.display()))
-        }
-        Err(e) => {
-            state.error(format!("Export failed: {e}"));
-            state.features.error = Some(e.to_string());
-        }
-    }
+    let (name, result) = (run.name.clone(), run.result.clone());
+    state.ask(
+        DialogRequest::folder("Export feature run to folder"),
+        move |state, dir| match sae::write_outputs(&dir, &result) {
+            Ok(()) => {
+                state
+                    .artifacts
+                    .add(ArtifactKind::Sae, format!("{name} (export)"), &dir);
+                state.info(format!("Exported the feature run to {}", dir.display()))
+            }
+            Err(e) => {
+                state.error(format!("Export failed: {e}"));
+                state.features.error = Some(e.to_string());
+            }
+        },
+    );
 }
 
 /// Writes feature `feature` of the shown run as a native steering vector (scaled to its mean
@@ -471,14 +473,23 @@ pub fn feature_to_vector(state: &mut AppState, feature: usize) {
         }
     };
     let name = format!("feature{feature}_layer{}.safetensors", site.layer);
-    let Some(path) = state.picker.save_file(
-        "Save steering vector",
-        &name,
-        &[FileFilter::new("Steering vector", &["safetensors"])],
-    ) else {
-        return;
-    };
-    let res = link::feature_vector(&folder, feature, VectorScale::MeanActive)
+    let filters = [FileFilter::new("Steering vector", &["safetensors"])];
+    let request = DialogRequest::save("Save steering vector", &name, &filters);
+    state.ask(request, move |state, path| {
+        write_feature_vector(state, &folder, feature, site.layer, path)
+    });
+}
+
+/// Writes the feature vector chosen in [`feature_to_vector`] to `path` and adds it to the
+/// Steer panel's list.
+fn write_feature_vector(
+    state: &mut AppState,
+    folder: &SaeFolder,
+    feature: usize,
+    layer: usize,
+    path: PathBuf,
+) {
+    let res = link::feature_vector(folder, feature, VectorScale::MeanActive)
         .map_err(|e| e.to_string())
         .and_then(|v| v.save(&path).map_err(|e| e.to_string()).map(|_| v));
     match res {
@@ -487,18 +498,18 @@ pub fn feature_to_vector(state: &mut AppState, feature: usize) {
             state.info(format!(
                 "Wrote feature {feature} as a steering vector at layer {} (norm {norm:.3}) to {}; \
                  added to the Steer panel's vectors",
-                site.layer,
+                layer,
                 path.display()
             ));
             state.artifacts.add(
                 ArtifactKind::Vector,
-                format!("feature {feature} · layer {}", site.layer),
+                format!("feature {feature} · layer {}", layer),
                 &path,
             );
             // Cross-link: the vector is also put in the Steer panel's list, ready to slide.
             state
                 .steer
-                .add_vector(format!("feature {feature} L{}", site.layer), v);
+                .add_vector(format!("feature {feature} L{}", layer), v);
             state.features.last_vector = Some(path);
             state.features.error = None;
         }

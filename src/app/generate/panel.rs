@@ -51,10 +51,10 @@ impl GeneratePanel {
                         state.info(format!("Generated {line}"));
                         line
                     }
-                    Err(e) => {
-                        state.error(format!("Generation failed: {e}"));
-                        format!("failed: {e}")
-                    }
+                    Err(e) => match state.job_failed("Generation", e) {
+                        Some(e) => format!("failed: {e}"),
+                        None => "stopped".to_string(),
+                    },
                 };
                 done.lock().expect("output buffer").summary = Some(line);
             },

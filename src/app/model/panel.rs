@@ -36,7 +36,7 @@ impl Panel for ModelPanel {
         ];
         let picked = ui
             .add_enabled_ui(!loading, |ui| {
-                self.path.show(ui, "Model path", &buttons, &*state.picker)
+                self.path.show(ui, "Model path", &buttons, state)
             })
             .inner;
 

@@ -4,6 +4,7 @@
 use eframe::egui;
 
 use super::super::artifacts::{Artifact, ArtifactKind};
+use super::super::dialogs::DialogMode;
 use super::super::frame_stats;
 use super::super::nav::PanelId;
 use super::super::shortcuts::{self, Action};
@@ -17,6 +18,31 @@ impl SteerlabApp {
             ui.heading("steerlab");
             ui.weak("activation steering & preference interpretability");
             ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
+                ui.menu_button("Settings", |ui| {
+                    let mut builtin = self.state.dialogs.mode == DialogMode::BuiltIn;
+                    if ui
+                        .checkbox(&mut builtin, "Always use the built-in file browser")
+                        .on_hover_text(
+                            "Off: the desktop's file dialog when it has one (XDG desktop portal), \
+                             else the built-in browser. On: always the built-in browser.",
+                        )
+                        .changed()
+                    {
+                        self.state.dialogs.mode = if builtin {
+                            DialogMode::BuiltIn
+                        } else {
+                            DialogMode::Auto
+                        };
+                    }
+                    let native = if self.state.dialogs.native_failed {
+                        "no (a dialog failed to open this session)"
+                    } else if self.state.picker.available() {
+                        "yes"
+                    } else {
+                        "no (no XDG desktop portal found)"
+                    };
+                    ui.weak(format!("Native file dialog available: {native}"));
+                });
                 if ui
                     .button("Shortcuts")
                     .on_hover_text("Keyboard shortcuts (F1)")
@@ -243,24 +269,34 @@ impl SteerlabApp {
             if let Some(m) = self.state.last_message() {
                 let color = match m.level {
                     Level::Info => ui.visuals().text_color(),
+                    Level::Warning => ui.visuals().warn_fg_color,
                     Level::Error => ui.visuals().error_fg_color,
+                };
+                let text = match m.level {
+                    Level::Warning => format!("Warning: {}", m.text),
+                    _ => m.text.clone(),
                 };
                 ui.separator();
                 let recent: Vec<StatusMessage> =
                     self.state.messages.iter().rev().take(20).cloned().collect();
-                ui.colored_label(color, &m.text).on_hover_ui(|ui| {
-                    ui.strong("Recent messages (newest first)");
-                    for m in &recent {
-                        let ago = crate::jobs::format_duration(m.at.elapsed());
-                        match m.level {
-                            Level::Info => ui.label(format!("{ago} ago: {}", m.text)),
-                            Level::Error => ui.colored_label(
-                                ui.visuals().error_fg_color,
-                                format!("{ago} ago: {}", m.text),
-                            ),
-                        };
-                    }
-                });
+                ui.add(egui::Label::new(egui::RichText::new(text).color(color)).truncate())
+                    .on_hover_ui(|ui| {
+                        ui.strong("Recent messages (newest first)");
+                        for m in &recent {
+                            let ago = crate::jobs::format_duration(m.at.elapsed());
+                            match m.level {
+                                Level::Info => ui.label(format!("{ago} ago: {}", m.text)),
+                                Level::Warning => ui.colored_label(
+                                    ui.visuals().warn_fg_color,
+                                    format!("{ago} ago: warning: {}", m.text),
+                                ),
+                                Level::Error => ui.colored_label(
+                                    ui.visuals().error_fg_color,
+                                    format!("{ago} ago: {}", m.text),
+                                ),
+                            };
+                        }
+                    });
             }
         });
         ui.add_space(2.0);

@@ -141,10 +141,7 @@ impl SteerState {
                             state.steer.add_vector(label, r.vector);
                         }
                     }
-                    Err(e) => {
-                        state.error(format!("Training failed: {e}"));
-                        state.steer.train_error = Some(e);
-                    }
+                    Err(e) => state.steer.train_error = state.job_failed("Training", e),
                 }
             },
         );
@@ -206,28 +203,38 @@ impl SteerState {
             .as_ref()
             .map(|m| m.summary.architecture.clone())
             .unwrap_or_else(|| "llama".into());
-        let mut failed = None;
-        let title = if format == Format::GGUF {
+        let gguf = format == Format::GGUF;
+        let title = if gguf {
             "Export control vector"
         } else {
             "Export vector"
         };
-        let saved = save_as(
+        // llama.cpp adds a control vector at every position: say so when this one was made
+        // for fewer (a warning, the file is still written).
+        let warning = if gguf {
+            crate::steer::gguf::llama_cpp_positions_change(v)
+        } else {
+            None
+        };
+        let v = v.clone();
+        save_as(
             state,
             title,
             stem,
             format,
             Some(ArtifactKind::Vector),
-            |p| {
-                write_vector(v, format == Format::GGUF, &hint, p).inspect_err(|e| {
-                    failed = Some(format!("Export to {} failed: {e}", p.display()))
-                })
+            move |p| write_vector(&v, gguf, &hint, p),
+            move |state, r| match r {
+                Ok(p) => {
+                    state.steer.vector_error = None;
+                    state.steer.last_export = Some(p);
+                    if let Some(w) = warning {
+                        state.warn(w);
+                    }
+                }
+                Err(e) => state.steer.vector_error = Some(e),
             },
         );
-        state.steer.vector_error = failed;
-        if saved.is_some() {
-            state.steer.last_export = saved;
-        }
     }
 
     /// Starts the behaviour sweep: each checked vector (× its weight) at every multiplier,
@@ -282,10 +289,7 @@ impl SteerState {
                         state.steer.score_error = None;
                         state.steer.sweep = p;
                     }
-                    Err(e) => {
-                        state.error(format!("Sweep failed: {e}"));
-                        state.steer.score_error = Some(e);
-                    }
+                    Err(e) => state.steer.score_error = state.job_failed("Sweep", e),
                 }
             },
         );
@@ -339,10 +343,7 @@ impl SteerState {
                     }
                     Ok(_) => {}
                     Err(_) if state.steer.score_seq != seq => {}
-                    Err(e) => {
-                        state.error(format!("Steering failed: {e}"));
-                        state.steer.score_error = Some(e);
-                    }
+                    Err(e) => state.steer.score_error = state.job_failed("Steering", e),
                 }
             },
         );

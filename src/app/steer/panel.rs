@@ -7,7 +7,7 @@
 use eframe::egui;
 use egui_plot::{Legend, Line, Plot, PlotPoints, Points, VLine};
 
-use super::state::{default_layer, EvalSource, Method, SteerState};
+use super::state::{default_layer, usable, EvalSource, Method, SteerState};
 use crate::app::command::AppCommand;
 use crate::app::picker::FileFilter;
 use crate::app::state::AppState;
@@ -27,6 +27,9 @@ pub struct SteerPanel {
     train_path: PathField,
     eval_path: PathField,
     vector_path: PathField,
+    /// What the path fields were last synced to (they show what is loaded).
+    train_shown: Option<std::path::PathBuf>,
+    eval_shown: Option<std::path::PathBuf>,
 }
 
 const DATA_EXTS: &[&str] = &["jsonl", "json", "csv", "parquet"];
@@ -45,9 +48,32 @@ impl SteerPanel {
     fn data_section(&mut self, ui: &mut egui::Ui, state: &mut AppState) {
         ui.strong("Data");
         // Training data: an opened dataset, or a file opened here.
-        let names: Vec<std::path::PathBuf> =
-            state.datasets.iter().map(|d| d.path.clone()).collect();
+        let names: Vec<std::path::PathBuf> = state
+            .datasets
+            .iter()
+            .filter(|d| usable(d))
+            .map(|d| d.path.clone())
+            .collect();
         let current = SteerState::train_records(state).map(|(p, _)| p);
+        if current.is_some() && current != self.train_shown {
+            self.train_shown = current.clone();
+            self.train_path.text = current
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default();
+        }
+        let eval_now = state
+            .steer
+            .eval_source
+            .as_ref()
+            .map(|e| e.path().to_path_buf());
+        if eval_now.is_some() && eval_now != self.eval_shown {
+            self.eval_shown = eval_now.clone();
+            self.eval_path.text = eval_now
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default();
+        }
         ui.horizontal(|ui| {
             let l = ui.label("Train on").on_hover_text(
                 "Chosen/rejected pairs or A/B items (BiPO dpo/ipo/rdpo, CAA, PCA), or thumbs-up/down \
@@ -74,10 +100,7 @@ impl SteerPanel {
             }
         });
         let buttons = [("Open data…", PickKind::File(data_filter()))];
-        if let Some(p) = self
-            .train_path
-            .show(ui, "Training file", &buttons, &*state.picker)
-        {
+        if let Some(p) = self.train_path.show(ui, "Training file", &buttons, state) {
             state.steer.train_source = Some(p.clone());
             state.send(AppCommand::OpenDataset(p));
         }
@@ -101,7 +124,7 @@ impl SteerPanel {
                     if ui.selectable_label(state.steer.eval_source.is_none(), "none").clicked() {
                         choice = Some(None);
                     }
-                    for d in &state.datasets {
+                    for d in state.datasets.iter().filter(|d| usable(d)) {
                         let src = EvalSource::Dataset(d.path.clone());
                         if ui
                             .selectable_label(state.steer.eval_source.as_ref() == Some(&src), short(&d.path))
@@ -134,10 +157,12 @@ impl SteerPanel {
             }
         });
         let buttons = [("Open A/B set…", PickKind::File(data_filter()))];
-        if let Some(p) = self
-            .eval_path
-            .show(ui, "Evaluation file", &buttons, &*state.picker)
-        {
+        if let Some(p) = self.eval_path.show(ui, "Evaluation file", &buttons, state) {
+            // Keep training where it is: opening a file makes it the active dataset, which
+            // an unpinned "Train on" would otherwise follow.
+            if state.steer.train_source.is_none() {
+                state.steer.train_source = SteerState::train_records(state).map(|(p, _)| p);
+            }
             state.steer.eval_source = Some(EvalSource::Dataset(p.clone()));
             state.send(AppCommand::OpenDataset(p));
             state.steer.mark_dirty();
@@ -359,10 +384,7 @@ impl SteerPanel {
                 &["safetensors", "gguf"],
             )]),
         )];
-        if let Some(p) = self
-            .vector_path
-            .show(ui, "Vector file", &buttons, &*state.picker)
-        {
+        if let Some(p) = self.vector_path.show(ui, "Vector file", &buttons, state) {
             SteerState::load_vector(state, &p);
         }
         let any = state.steer.vectors.iter().any(|e| e.enabled);

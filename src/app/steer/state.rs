@@ -13,6 +13,7 @@ use crate::jobs::{Metric, Progress};
 pub use crate::steer::Method;
 use crate::steer::{gguf, BipoConfig, Objective, SteeringVector, SweepPoint};
 
+use crate::app::data::DataView;
 use crate::app::job_list::JobId;
 use crate::app::live::LiveRecord;
 use crate::app::start::SteerStart;
@@ -330,6 +331,12 @@ pub fn write_vector(
     }
 }
 
+/// A dataset that loaded and has records (failed files are not offered for training or
+/// evaluation).
+pub fn usable(d: &DataView) -> bool {
+    d.error.is_none() && !d.records.is_empty()
+}
+
 /// A file stem made from a list name (`#2 bipo L24` -> `2_bipo_L24`).
 pub(super) fn file_stem(name: &str) -> String {
     let s: String = name
@@ -377,11 +384,23 @@ impl SteerState {
         self.dirty_since = Some(Instant::now());
     }
 
-    /// The training records: the chosen (or active) dataset, its split's train side if split.
+    /// The training records: the chosen dataset (else the active one, else the first usable
+    /// one, never the evaluation set's file), its split's train side if split.
     pub fn train_records(state: &AppState) -> Option<(PathBuf, Vec<Record>)> {
         let d = match &state.steer.train_source {
-            Some(p) => state.datasets.iter().find(|d| &d.path == p)?,
-            None => state.datasets.get(state.active_dataset?)?,
+            Some(p) => state.datasets.iter().find(|d| &d.path == p && usable(d))?,
+            None => {
+                let eval = state
+                    .steer
+                    .eval_source
+                    .as_ref()
+                    .map(|e| e.path().to_path_buf());
+                let ok = |d: &&DataView| usable(d) && Some(&d.path) != eval.as_ref();
+                let active = state.active_dataset.and_then(|i| state.datasets.get(i));
+                active
+                    .filter(ok)
+                    .or_else(|| state.datasets.iter().find(ok))?
+            }
         };
         let recs = match d.split_records() {
             Some((train, _)) => train,
