@@ -1,4 +1,4 @@
-//! File dialogs as requests with a continuation: [`AppState::ask`] asks the native picker when
+//! File dialogs as requests with a continuation: `AppState::ask` (in `ask.rs`) asks the native picker when
 //! the desktop has one, else (or when the user chose it, [`DialogMode::BuiltIn`]) queues a
 //! [`PendingDialog`] that the shell shows as the built-in file browser
 //! (`super::file_browser`) and answers on a later frame. Either way the continuation runs with
@@ -9,15 +9,15 @@
 //! time: rfd answers `None` within milliseconds when no dialog could be shown, so an answer
 //! faster than [`INSTANT`] from a picker whose [`FilePicker::instant_none_means_missing`]
 //! holds switches this session to the built-in browser and opens it for the same request.
-//! State-side code: no widgets here.
+//! State-side code: no widgets here. The types are generic over the state `S` their
+//! continuations receive (`AppState`), so this file does not import the state that owns them.
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use super::picker::FileFilter;
-use super::state::AppState;
 
 /// A native dialog that answers "nothing" faster than this never showed (no human cancels a
 /// dialog within 150 ms).
@@ -89,33 +89,52 @@ impl DialogRequest {
 }
 
 /// What runs with the chosen path.
-pub type OnPick = Box<dyn FnOnce(&mut AppState, PathBuf)>;
+pub type OnPick<S> = Box<dyn FnOnce(&mut S, PathBuf)>;
 
 /// A request waiting for the built-in browser's answer.
-pub struct PendingDialog {
+pub struct PendingDialog<S> {
     /// Distinguishes successive requests (the shell makes a new browser per id).
     pub id: u64,
     /// What is asked.
     pub request: DialogRequest,
-    on_pick: OnPick,
+    pub(crate) on_pick: OnPick<S>,
 }
 
 /// The dialog settings and the request in flight.
-#[derive(Default)]
-pub struct Dialogs {
+pub struct Dialogs<S> {
     /// The user's choice (persisted).
     pub mode: DialogMode,
     /// Set when a native dialog proved missing this session (answered `None` instantly).
     pub native_failed: bool,
     /// The request the built-in browser is showing.
-    pub pending: Option<PendingDialog>,
+    pub pending: Option<PendingDialog<S>>,
     /// Folders of recently chosen paths, newest first (persisted).
     pub recent_dirs: Vec<PathBuf>,
-    answers: HashMap<String, PathBuf>,
-    next_id: u64,
+    pub(crate) answers: HashMap<String, PathBuf>,
+    pub(crate) next_id: u64,
 }
 
-impl Dialogs {
+impl<S> Default for Dialogs<S> {
+    fn default() -> Self {
+        Self {
+            mode: DialogMode::default(),
+            native_failed: false,
+            pending: None,
+            recent_dirs: Vec::new(),
+            answers: HashMap::new(),
+            next_id: 0,
+        }
+    }
+}
+
+/// Moves `path` to the front of `list`, dropping duplicates and the oldest beyond `max`.
+pub(crate) fn remember_front(list: &mut Vec<PathBuf>, path: &Path, max: usize) {
+    list.retain(|p| p != path);
+    list.insert(0, path.to_path_buf());
+    list.truncate(max);
+}
+
+impl<S> Dialogs<S> {
     /// Puts the folder of `picked` (the folder itself for a folder pick) first in the recent
     /// folders.
     pub fn remember(&mut self, picked: &Path, folder_pick: bool) {
@@ -125,98 +144,13 @@ impl Dialogs {
             picked.parent().filter(|p| !p.as_os_str().is_empty())
         };
         if let Some(d) = dir {
-            super::state::Recent::remember(&mut self.recent_dirs, d);
-            self.recent_dirs.truncate(MAX_RECENT_DIRS);
+            remember_front(&mut self.recent_dirs, d, MAX_RECENT_DIRS);
         }
     }
 
-    /// The answer stored for `key` by a request made with [`AppState::ask_into`], removed.
+    /// The answer stored for `key` by a request made with `AppState::ask_into`, removed.
     pub fn take_answer(&mut self, key: &str) -> Option<PathBuf> {
         self.answers.remove(key)
-    }
-}
-
-impl AppState {
-    /// Asks the user for a path and runs `on_pick` with it: at once through the native picker
-    /// when the desktop has one (and the user did not choose the built-in browser), else when
-    /// the built-in browser is confirmed on a later frame. A cancel runs nothing. A request
-    /// made while another is open replaces it.
-    pub fn ask(
-        &mut self,
-        request: DialogRequest,
-        on_pick: impl FnOnce(&mut AppState, PathBuf) + 'static,
-    ) {
-        let native = self.dialogs.mode == DialogMode::Auto
-            && !self.dialogs.native_failed
-            && self.picker.available();
-        if native {
-            let t0 = Instant::now();
-            let got = match &request.kind {
-                DialogKind::Open(f) => self.picker.pick_file(&request.title, f),
-                DialogKind::Folder => self.picker.pick_folder(&request.title),
-                DialogKind::Save {
-                    default_name,
-                    filters,
-                } => self.picker.save_file(&request.title, default_name, filters),
-            };
-            match got {
-                Some(p) => {
-                    self.dialogs
-                        .remember(&p, request.kind == DialogKind::Folder);
-                    on_pick(self, p);
-                    return;
-                }
-                None if self.picker.instant_none_means_missing() && t0.elapsed() < INSTANT => {
-                    self.dialogs.native_failed = true;
-                    self.info(
-                        "No desktop file dialog opened (no XDG desktop portal?): using the \
-                         built-in file browser for this session.",
-                    );
-                }
-                None => return,
-            }
-        }
-        self.ask_builtin(request, on_pick);
-    }
-
-    /// [`AppState::ask`] through the built-in browser whatever the desktop offers.
-    pub fn ask_builtin(
-        &mut self,
-        request: DialogRequest,
-        on_pick: impl FnOnce(&mut AppState, PathBuf) + 'static,
-    ) {
-        self.dialogs.next_id += 1;
-        self.dialogs.pending = Some(PendingDialog {
-            id: self.dialogs.next_id,
-            request,
-            on_pick: Box::new(on_pick),
-        });
-    }
-
-    /// [`AppState::ask`] for a view: the chosen path is kept under `key` until the view takes
-    /// it with [`Dialogs::take_answer`] (the same frame for a native dialog, a later one for
-    /// the built-in browser).
-    pub fn ask_into(&mut self, request: DialogRequest, key: &str) {
-        let key = key.to_string();
-        self.ask(request, move |s, p| {
-            s.dialogs.answers.insert(key, p);
-        });
-    }
-
-    /// Answers the built-in browser's request `id` (the shell calls this): runs its
-    /// continuation with `path`, or drops it when `path` is `None` (cancelled).
-    pub fn answer_dialog(&mut self, id: u64, path: Option<PathBuf>) {
-        if self.dialogs.pending.as_ref().is_none_or(|p| p.id != id) {
-            return;
-        }
-        let Some(p) = self.dialogs.pending.take() else {
-            return;
-        };
-        if let Some(path) = path {
-            self.dialogs
-                .remember(&path, p.request.kind == DialogKind::Folder);
-            (p.on_pick)(self, path);
-        }
     }
 }
 
@@ -238,6 +172,7 @@ pub fn expand_tilde(s: &str) -> String {
 mod tests {
     use super::*;
     use crate::app::picker::ScriptedPicker;
+    use crate::app::state::AppState;
     use std::cell::RefCell;
     use std::rc::Rc;
 

@@ -5,8 +5,7 @@
 //! `super::widgets`.
 use eframe::egui;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{Receiver, TryRecvError};
-use std::sync::Arc;
+use std::sync::mpsc::TryRecvError;
 
 use super::artifacts::ArtifactKind;
 use super::dialogs::DialogRequest;
@@ -154,14 +153,6 @@ pub fn save_bytes_as(
         move |p| crate::report::write_atomic(p, &bytes),
         done,
     )
-}
-
-/// A PNG export waiting for the window's pixels (queued by `widgets::export_plot_menu`).
-pub(crate) struct PendingPng {
-    pub(crate) path: PathBuf,
-    pub(crate) rect: egui::Rect,
-    pub(crate) pixels_per_point: f32,
-    pub(crate) rx: Receiver<Arc<egui::ColorImage>>,
 }
 
 /// Writes the PNG exports whose pixels arrived (the shell calls this every frame).

@@ -1,13 +1,13 @@
 //! The app's list of background jobs: typed [`crate::jobs::JobHandle`]s with a completion
-//! callback that stores the result in [`AppState`], erased so one status area can show them all.
+//! callback that stores the result in the app state `S` (`AppState`), erased so one status
+//! area can show them all. Generic over `S` so this file does not depend on the state that owns
+//! it (`AppState::spawn_job` and `AppState::poll_jobs` are in `state.rs`).
 //!
-//! Panels start work with [`AppState::spawn_job`]; the shell polls every frame and runs the
+//! Panels start work with `AppState::spawn_job`; the shell polls every frame and runs the
 //! callbacks on the UI thread. No algorithm code here.
 use std::time::Duration;
 
-use crate::jobs::{JobCtx, JobHandle};
-
-use super::state::AppState;
+use crate::jobs::JobHandle;
 
 /// Identifies a job for the lifetime of the app (to cancel it or ask whether it still runs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -32,24 +32,25 @@ pub struct JobStatus {
     pub cancel_requested: bool,
 }
 
-type OnDone<T> = Box<dyn FnOnce(Result<T, String>, &mut AppState)>;
+/// What runs with a job's result on the UI thread.
+pub(crate) type OnDone<T, S> = Box<dyn FnOnce(Result<T, String>, &mut S)>;
 
-trait AnyJob {
+trait AnyJob<S> {
     fn id(&self) -> JobId;
     fn poll(&mut self);
     fn is_finished(&self) -> bool;
     fn status(&self) -> JobStatus;
     fn cancel(&self);
-    fn finish(self: Box<Self>, state: &mut AppState);
+    fn finish(self: Box<Self>, state: &mut S);
 }
 
-struct TypedJob<T> {
+struct TypedJob<T, S> {
     id: JobId,
     handle: JobHandle<T>,
-    on_done: OnDone<T>,
+    on_done: OnDone<T, S>,
 }
 
-impl<T: 'static> AnyJob for TypedJob<T> {
+impl<T: 'static, S> AnyJob<S> for TypedJob<T, S> {
     fn id(&self) -> JobId {
         self.id
     }
@@ -73,7 +74,7 @@ impl<T: 'static> AnyJob for TypedJob<T> {
     fn cancel(&self) {
         self.handle.cancel();
     }
-    fn finish(mut self: Box<Self>, state: &mut AppState) {
+    fn finish(mut self: Box<Self>, state: &mut S) {
         let result = self
             .handle
             .take_result()
@@ -82,16 +83,39 @@ impl<T: 'static> AnyJob for TypedJob<T> {
     }
 }
 
-/// All background jobs the app has started and not yet collected.
-#[derive(Default)]
-pub struct JobList {
+/// All background jobs the app has started and not yet collected; `S` is the state their
+/// callbacks receive.
+pub struct JobList<S> {
     next_id: u64,
-    running: Vec<Box<dyn AnyJob>>,
+    running: Vec<Box<dyn AnyJob<S>>>,
 }
 
-impl JobList {
+impl<S> Default for JobList<S> {
+    fn default() -> Self {
+        Self {
+            next_id: 0,
+            running: Vec::new(),
+        }
+    }
+}
+
+/// A job that has ended, taken out of the list: [`Finished::finish`] runs its callback.
+pub(crate) struct Finished<S>(Box<dyn AnyJob<S>>);
+
+impl<S> Finished<S> {
+    /// Runs the job's callback with its result.
+    pub(crate) fn finish(self, state: &mut S) {
+        self.0.finish(state)
+    }
+}
+
+impl<S: 'static> JobList<S> {
     /// Registers a spawned job and the callback that receives its result on the UI thread.
-    pub(crate) fn push<T: 'static>(&mut self, handle: JobHandle<T>, on_done: OnDone<T>) -> JobId {
+    pub(crate) fn push<T: 'static>(
+        &mut self,
+        handle: JobHandle<T>,
+        on_done: OnDone<T, S>,
+    ) -> JobId {
         self.next_id += 1;
         let id = JobId(self.next_id);
         self.running.push(Box::new(TypedJob {
@@ -100,6 +124,19 @@ impl JobList {
             on_done,
         }));
         id
+    }
+
+    /// Polls every job's events and takes out the ones that ended, oldest first (their
+    /// callbacks may start new jobs, so the caller runs them after this returns).
+    pub(crate) fn collect_finished(&mut self) -> Vec<Finished<S>> {
+        for j in self.running.iter_mut() {
+            j.poll();
+        }
+        let (done, running): (Vec<_>, Vec<_>) = std::mem::take(&mut self.running)
+            .into_iter()
+            .partition(|j| j.is_finished());
+        self.running = running;
+        done.into_iter().map(Finished).collect()
     }
 
     /// True while at least one job runs.
@@ -124,34 +161,5 @@ impl JobList {
     /// The status of every running job, oldest first.
     pub fn statuses(&self) -> Vec<JobStatus> {
         self.running.iter().map(|j| j.status()).collect()
-    }
-}
-
-impl AppState {
-    /// Runs `work` on a background thread (it receives a progress sink that also carries the
-    /// cancel flag); when it ends, `on_done` gets its result on the UI thread.
-    pub fn spawn_job<T, F, D>(&mut self, name: &str, work: F, on_done: D) -> JobId
-    where
-        T: Send + 'static,
-        F: FnOnce(&JobCtx<T>) -> anyhow::Result<T> + Send + 'static,
-        D: FnOnce(Result<T, String>, &mut AppState) + 'static,
-    {
-        let handle = crate::jobs::spawn(name, self.waker(), work);
-        self.jobs.push(handle, Box::new(on_done))
-    }
-
-    /// Drains job events and runs the callbacks of finished jobs. Called once per frame.
-    pub fn poll_jobs(&mut self) {
-        let mut jobs = std::mem::take(&mut self.jobs.running);
-        for j in jobs.iter_mut() {
-            j.poll();
-        }
-        let (done, running): (Vec<_>, Vec<_>) = jobs.into_iter().partition(|j| j.is_finished());
-        // Callbacks may start new jobs: keep the running ones first.
-        let started_meanwhile = std::mem::replace(&mut self.jobs.running, running);
-        self.jobs.running.extend(started_meanwhile);
-        for j in done {
-            j.finish(self);
-        }
     }
 }

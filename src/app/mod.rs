@@ -15,6 +15,7 @@
 //! GUI only: every computation is a call into the library (`crate::model`, `crate::data`, ...),
 //! run on a background job when it can take more than a frame. No algorithm code here.
 mod artifacts;
+mod ask;
 mod command;
 mod data;
 mod dialogs;

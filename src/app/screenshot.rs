@@ -127,6 +127,14 @@ fn tmp_path(path: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
+/// A PNG export waiting for the window's pixels (queued by `widgets::export_plot_menu`).
+pub(crate) struct PendingPng {
+    pub(crate) path: PathBuf,
+    pub(crate) rect: egui::Rect,
+    pub(crate) pixels_per_point: f32,
+    pub(crate) rx: Receiver<Arc<egui::ColorImage>>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -61,9 +61,7 @@ pub struct Recent {
 impl Recent {
     /// Moves `path` to the front of `list`, dropping duplicates and the oldest beyond [`MAX_RECENT`].
     pub fn remember(list: &mut Vec<PathBuf>, path: &Path) {
-        list.retain(|p| p != path);
-        list.insert(0, path.to_path_buf());
-        list.truncate(MAX_RECENT);
+        super::dialogs::remember_front(list, path, MAX_RECENT);
     }
 }
 
@@ -73,9 +71,9 @@ pub struct AppState {
     /// it falls back to the built-in browser.
     pub picker: Box<dyn FilePicker>,
     /// File-dialog settings and the built-in browser's pending request (`super::dialogs`).
-    pub dialogs: super::dialogs::Dialogs,
+    pub dialogs: super::dialogs::Dialogs<AppState>,
     /// Background jobs.
-    pub jobs: JobList,
+    pub jobs: JobList<AppState>,
     /// The loaded model, if any.
     pub model: Option<LoadedModel>,
     /// The job loading a model, while it runs.
@@ -100,7 +98,7 @@ pub struct AppState {
     /// Status log, oldest first.
     pub messages: Vec<StatusMessage>,
     /// PNG plot exports waiting for the window's pixels.
-    pub(crate) png_exports: Vec<super::export::PendingPng>,
+    pub(crate) png_exports: Vec<super::screenshot::PendingPng>,
     /// Commands queued this frame for the shell (see [`AppState::send`]).
     pub commands: Vec<AppCommand>,
     /// Feature-discovery runs and the Features panel's settings.
@@ -217,6 +215,28 @@ impl AppState {
     /// The latest status line, if any.
     pub fn last_message(&self) -> Option<&StatusMessage> {
         self.messages.last()
+    }
+}
+
+/// Background jobs (the list itself is `super::job_list`, generic over this state).
+impl AppState {
+    /// Runs `work` on a background thread (it receives a progress sink that also carries the
+    /// cancel flag); when it ends, `on_done` gets its result on the UI thread.
+    pub fn spawn_job<T, F, D>(&mut self, name: &str, work: F, on_done: D) -> JobId
+    where
+        T: Send + 'static,
+        F: FnOnce(&crate::jobs::JobCtx<T>) -> anyhow::Result<T> + Send + 'static,
+        D: FnOnce(Result<T, String>, &mut AppState) + 'static,
+    {
+        let handle = crate::jobs::spawn(name, self.waker(), work);
+        self.jobs.push(handle, Box::new(on_done))
+    }
+
+    /// Drains job events and runs the callbacks of finished jobs. Called once per frame.
+    pub fn poll_jobs(&mut self) {
+        for job in self.jobs.collect_finished() {
+            job.finish(self);
+        }
     }
 }
 

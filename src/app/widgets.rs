@@ -11,10 +11,10 @@ use std::sync::mpsc::channel;
 use super::artifacts::ArtifactKind;
 pub use super::dialogs::expand_tilde;
 use super::dialogs::DialogRequest;
-use super::export::PendingPng;
 pub use super::export::{crop, save_as, save_bytes_as, with_extension, Format};
 use super::job_list::JobStatus;
 use super::picker::FileFilter;
+use super::screenshot::PendingPng;
 use super::state::AppState;
 use crate::jobs::format_duration;
 

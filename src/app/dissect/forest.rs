@@ -3,7 +3,7 @@
 use eframe::egui;
 use egui_plot::{Line, Plot, PlotPoints, Points, VLine};
 
-use super::panel::{clip, GROUP_COLORS};
+use super::style::{clip, GROUP_COLORS};
 use crate::app::state::AppState;
 use crate::app::widgets;
 use crate::dissect::DissectOutput;

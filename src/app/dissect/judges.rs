@@ -3,7 +3,7 @@
 use eframe::egui;
 use egui_plot::{HLine, Line, Plot, PlotPoints, Points, Text, VLine};
 
-use super::panel::clip;
+use super::style::clip;
 use crate::app::state::AppState;
 use crate::app::widgets;
 use crate::dissect::DissectOutput;

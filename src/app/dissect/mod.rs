@@ -1,11 +1,12 @@
 //! The Dissect feature: factor-level dissection of preference labels. `state.rs`: settings,
 //! the fit job, report export and the vector → factor link; `panel.rs`: the view (settings and
 //! results), with its larger views beside it: `forest.rs` (forest plot and top pairs),
-//! `judges.rs` (judge versus judge), `waterfall.rs` (one pair's contributions).
+//! `judges.rs` (judge versus judge), `waterfall.rs` (one pair's contributions); `style.rs` what they share.
 mod forest;
 mod judges;
 mod panel;
 mod state;
+mod style;
 mod waterfall;
 
 pub use panel::DissectPanel;

@@ -6,6 +6,7 @@
 use eframe::egui;
 
 use super::state::{self as ds, ExportFormat};
+use super::style::clip_start;
 use super::{forest, judges, waterfall};
 use crate::app::command::AppCommand;
 use crate::app::dialogs::DialogRequest;
@@ -50,17 +51,6 @@ pub struct DissectPanel {
     /// Text typed to find a pair for the waterfall.
     pair_search: String,
 }
-
-pub(super) const GROUP_COLORS: [egui::Color32; 8] = [
-    egui::Color32::from_rgb(31, 119, 180),
-    egui::Color32::from_rgb(255, 127, 14),
-    egui::Color32::from_rgb(44, 160, 44),
-    egui::Color32::from_rgb(214, 39, 40),
-    egui::Color32::from_rgb(148, 103, 189),
-    egui::Color32::from_rgb(140, 86, 75),
-    egui::Color32::from_rgb(227, 119, 194),
-    egui::Color32::from_rgb(127, 127, 127),
-];
 
 impl Panel for DissectPanel {
     fn ui(&mut self, ui: &mut egui::Ui, state: &mut AppState) {
@@ -401,23 +391,5 @@ impl DissectPanel {
             // Factor → its top pairs (a request, so other panels can link to a factor too).
             state.navigate(PanelId::Dissect, Selection::Factor { name });
         }
-    }
-}
-
-/// The last `n` characters of `s`, with "..." in front when cut (paths: the file name shows).
-pub(super) fn clip_start(s: &str, n: usize) -> String {
-    let len = s.chars().count();
-    if len > n {
-        format!("...{}", s.chars().skip(len - n).collect::<String>())
-    } else {
-        s.to_string()
-    }
-}
-
-pub(super) fn clip(s: &str, n: usize) -> String {
-    if s.chars().count() > n {
-        format!("{}…", s.chars().take(n).collect::<String>())
-    } else {
-        s.to_string()
     }
 }

@@ -189,7 +189,10 @@ impl DissectState {
     }
 
     /// True while a fit runs.
-    pub fn is_running(&self, state_jobs: &crate::app::job_list::JobList) -> bool {
+    pub fn is_running(
+        &self,
+        state_jobs: &crate::app::job_list::JobList<crate::app::state::AppState>,
+    ) -> bool {
         self.job.is_some_and(|j| state_jobs.is_running(j))
     }
 

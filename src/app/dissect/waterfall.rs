@@ -3,7 +3,7 @@
 use eframe::egui;
 use egui_plot::{Bar, BarChart, HLine, Plot};
 
-use super::panel::clip;
+use super::style::clip;
 use crate::app::state::AppState;
 use crate::app::widgets::{self, kv_grid};
 use crate::dissect::DissectOutput;
