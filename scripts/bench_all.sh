@@ -8,7 +8,7 @@
 #     BATCH=8 SEQ=256 ONLY="forward bipo" sh scripts/bench_all.sh
 #
 # Environment (defaults in brackets):
-#   STEERLAB  command that runs steerlab [$CARGO_TARGET_DIR/debug/steerlab, else target/debug/steerlab]
+#   STEERLAB  command that runs steerlab [$CARGO_TARGET_DIR/release/steerlab, else target/release/steerlab]
 #   PYTHON    [python3]     DEVICE [cpu]    DTYPE [f32]    ITERS [5]
 #   MODEL     steerlab/twin model flags ["" = the cached SmolLM2 GGUF; or "--random llama:smollm2"]
 #   BATCH/SEQ forward batch × seq [4 × 128];  BIPO_BATCH/BIPO_SEQ pairs × seq [4 × 128]
@@ -18,7 +18,7 @@
 #   OUT       folder for the JSON lines and data files [a temporary folder]
 set -eu
 cd "$(dirname "$0")/.."
-STEERLAB=${STEERLAB:-${CARGO_TARGET_DIR:-target}/debug/steerlab}
+STEERLAB=${STEERLAB:-${CARGO_TARGET_DIR:-target}/release/steerlab}
 PYTHON=${PYTHON:-python3}
 DEVICE=${DEVICE:-cpu}
 DTYPE=${DTYPE:-f32}

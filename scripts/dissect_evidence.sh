@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Reproduces the numbers in docs/results/dissect.md. Needs a built `steerlab` (cargo build),
+# Reproduces the numbers in docs/results/dissect.md. Needs a built `steerlab` (cargo build --release),
 # the defaults fetched (scripts/fetch-defaults.sh) and python3.
-#   STEERLAB=target/debug/steerlab OUT=/tmp/dissect-evidence scripts/dissect_evidence.sh
+#   STEERLAB=target/release/steerlab OUT=/tmp/dissect-evidence scripts/dissect_evidence.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${STEERLAB:-${CARGO_TARGET_DIR:-target}/debug/steerlab}

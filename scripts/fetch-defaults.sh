@@ -99,8 +99,8 @@ fi
 # Convert to native JSONL (offline) when the steerlab binary is at hand.
 if command -v steerlab >/dev/null 2>&1; then
   steerlab data fetch
-elif [ -x "$(dirname "$0")/../target/debug/steerlab" ]; then
-  "$(dirname "$0")/../target/debug/steerlab" data fetch
+elif [ -x "$(dirname "$0")/../target/release/steerlab" ]; then
+  "$(dirname "$0")/../target/release/steerlab" data fetch
 else
   echo "steerlab: run \`steerlab data fetch\` (or \`cargo run -- data fetch\`) to convert the raw data sets" >&2
 fi

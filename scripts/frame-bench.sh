@@ -17,8 +17,8 @@ cd "$(dirname "$0")/.."
 out="${1:-frame-stats.json}"
 job="${2:-load}"
 command -v xvfb-run >/dev/null || { echo "frame-bench.sh: xvfb-run not found" >&2; exit 1; }
-cargo build --bin steerlab
-bin="${CARGO_TARGET_DIR:-target}/debug/steerlab"
+cargo build --release --bin steerlab
+bin="${CARGO_TARGET_DIR:-target}/release/steerlab"
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)" >&2

@@ -13,8 +13,8 @@ out_dir="${OUT_DIR:-docs/screenshots}"
 mkdir -p "$out_dir"
 command -v xvfb-run >/dev/null || { echo "screenshot.sh: xvfb-run not found (apt-get install -y xvfb xauth)" >&2; exit 1; }
 
-cargo build --bin steerlab
-bin="${CARGO_TARGET_DIR:-target}/debug/steerlab"
+cargo build --release --bin steerlab
+bin="${CARGO_TARGET_DIR:-target}/release/steerlab"
 
 panels=("$@")
 [ ${#panels[@]} -gt 0 ] || panels=(model generate data steer features dissect)

@@ -4,7 +4,7 @@
 # sycophancy) and 8b (sentiment: layer sweep, BiPO/CAA/PCA sweeps, generations).
 #
 # Usage: scripts/steering_evidence.sh [STEP ...]   (steps: layers lr main gen syco [paper]; default: all but paper)
-#   STEERLAB=path/to/steerlab  binary (default target/debug/steerlab; build it first)
+#   STEERLAB=path/to/steerlab  binary (default target/release/steerlab; build it first)
 #   OUT=dir                    outputs (default steering-evidence/); a step whose output file
 #                              exists is skipped, so an interrupted run resumes
 #   LAYER=N                    skip the choice from the layer sweep
@@ -15,7 +15,7 @@
 # commands.log records the time of each command. Optional step: paper (about 1 h of CPU).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BIN=${STEERLAB:-target/debug/steerlab}
+BIN=${STEERLAB:-target/release/steerlab}
 OUT=${OUT:-steering-evidence}
 SYCO_SRC=${SYCO:-$HOME/.cache/steerlab/data/sycophancy_ab.jsonl}
 STEPS=${*:-layers lr main gen syco}
