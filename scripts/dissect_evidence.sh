@@ -4,7 +4,7 @@
 #   STEERLAB=target/release/steerlab OUT=/tmp/dissect-evidence scripts/dissect_evidence.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BIN=${STEERLAB:-${CARGO_TARGET_DIR:-target}/debug/steerlab}
+BIN=${STEERLAB:-${CARGO_TARGET_DIR:-target}/release/steerlab}
 OUT=${OUT:-/tmp/dissect-evidence}
 mkdir -p "$OUT"
 

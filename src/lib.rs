@@ -10,7 +10,7 @@ pub mod paths;
 pub mod report;
 pub mod sae;
 pub mod steer;
-#[cfg(feature = "testing")]
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
 pub mod app;

@@ -214,16 +214,7 @@ fn prompt_only_addition_equals_editing_the_residual_by_hand() {
     let by_hand = model
         .forward_from(1, &edited, &b, &mut Hooks::new())
         .unwrap();
-    let d: f32 = (steered.clone() - by_hand)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar()
-        .unwrap();
+    let d = steerlab::testing::max_abs_diff(&steered, &by_hand);
     assert!(d < 1e-4, "max diff {d}");
     let plain = model.forward(&b, &mut Hooks::new()).unwrap();
     let d: f32 = (steered - plain)

@@ -60,18 +60,7 @@ fn sharded_checkpoint_loads_like_the_single_file() {
     .unwrap();
     let sharded = Model::load(dir.path(), &LoadOptions::default()).unwrap();
     let single = Model::load(&fixture("qwen2"), &LoadOptions::default()).unwrap();
-    let d: f32 = (logits(&sharded) - logits(&single))
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_keepdim(2)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar()
-        .unwrap();
+    let d = steerlab::testing::max_abs_diff(&logits(&sharded), &logits(&single));
     assert_eq!(d, 0.0);
 
     // A shard listed in the index but absent is named.

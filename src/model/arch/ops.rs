@@ -201,15 +201,7 @@ mod tests {
     use super::*;
 
     fn close(a: &Tensor, b: &Tensor, tol: f32) {
-        let d = (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap();
-        let d: f32 = d.to_scalar().unwrap();
+        let d = crate::testing::max_abs_diff(a, b);
         assert!(d < tol, "max abs diff {d}");
     }
 

@@ -206,16 +206,7 @@ mod tests {
     use crate::model::hooks::PosCtx;
 
     fn close(a: &Tensor, b: &Tensor, tol: f32) {
-        let d: f32 = (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar()
-            .unwrap();
+        let d = crate::testing::max_abs_diff(a, b);
         assert!(d < tol, "max abs diff {d}");
     }
 

@@ -2,18 +2,7 @@
 use super::*;
 use crate::model::arch::ops;
 
-fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
-}
+use crate::testing::max_abs_diff as max_diff;
 
 fn randn(shape: &[usize], seed: u64) -> Tensor {
     // A small LCG so the inputs do not depend on candle's RNG.
