@@ -1,6 +1,5 @@
 //! Loading HF folders: sharded checkpoints, and clear errors (naming file and field) for
 //! missing files, unknown architectures, truncated or incomplete safetensors.
-use std::collections::HashMap;
 use std::path::Path;
 
 use candle_core::{Device, Tensor};
@@ -32,32 +31,7 @@ fn sharded_checkpoint_loads_like_the_single_file() {
         dir.path().join("config.json"),
     )
     .unwrap();
-    let all =
-        candle_core::safetensors::load(fixture("qwen2").join("model.safetensors"), &Device::Cpu)
-            .unwrap();
-    let mut names: Vec<&String> = all.keys().collect();
-    names.sort();
-    let (a, b) = names.split_at(names.len() / 2);
-    let mut weight_map = serde_json::Map::new();
-    for (file, part) in [
-        ("model-00001-of-00002.safetensors", a),
-        ("model-00002-of-00002.safetensors", b),
-    ] {
-        let shard: HashMap<String, Tensor> = part
-            .iter()
-            .map(|n| ((*n).clone(), all[*n].clone()))
-            .collect();
-        candle_core::safetensors::save(&shard, dir.path().join(file)).unwrap();
-        for n in part {
-            weight_map.insert((*n).clone(), file.into());
-        }
-    }
-    let index = serde_json::json!({ "metadata": {}, "weight_map": weight_map });
-    std::fs::write(
-        dir.path().join("model.safetensors.index.json"),
-        index.to_string(),
-    )
-    .unwrap();
+    steerlab::testing::write_sharded("qwen2", dir.path());
     let sharded = Model::load(dir.path(), &LoadOptions::default()).unwrap();
     let single = Model::load(&fixture("qwen2"), &LoadOptions::default()).unwrap();
     let d = steerlab::testing::max_abs_diff(&logits(&sharded), &logits(&single));

@@ -2,11 +2,10 @@
 //! (`models--ORG--NAME/{refs,snapshots,blobs}`, snapshot files symlinked into `blobs/`) around
 //! the tiny fixtures, and `--model smollm2`-style short names: resolution, loading (single and
 //! sharded safetensors), and the errors a user sees.
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use candle_core::{Device, Tensor};
+use candle_core::Device;
 use steerlab::model::load::hf_cache::{resolve_in, HfCacheError};
 use steerlab::model::{Batch, Hooks, LoadOptions, Model};
 use steerlab::testing::fixture;
@@ -61,40 +60,16 @@ fn fake_cache() -> tempfile::TempDir {
         "config.json",
         &std::fs::read(fixture("qwen2").join("config.json")).unwrap(),
     );
-    let all =
-        candle_core::safetensors::load(fixture("qwen2").join("model.safetensors"), &Device::Cpu)
-            .unwrap();
-    let mut names: Vec<&String> = all.keys().collect();
-    names.sort();
-    let (a, b) = names.split_at(names.len() / 2);
-    let mut weight_map = serde_json::Map::new();
     let tmp = tempfile::tempdir().unwrap();
-    for (file, part) in [
-        ("model-00001-of-00002.safetensors", a),
-        ("model-00002-of-00002.safetensors", b),
-    ] {
-        let shard: HashMap<String, Tensor> = part
-            .iter()
-            .map(|n| ((*n).clone(), all[*n].clone()))
-            .collect();
-        candle_core::safetensors::save(&shard, tmp.path().join(file)).unwrap();
+    steerlab::testing::write_sharded("qwen2", tmp.path());
+    for file in steerlab::testing::SHARD_FILES {
         add_file(
             &repo,
             OLD,
             file,
             &std::fs::read(tmp.path().join(file)).unwrap(),
         );
-        for n in part {
-            weight_map.insert((*n).clone(), file.into());
-        }
     }
-    let index = serde_json::json!({ "metadata": {}, "weight_map": weight_map });
-    add_file(
-        &repo,
-        OLD,
-        "model.safetensors.index.json",
-        index.to_string().as_bytes(),
-    );
     set_ref(&repo, "v1", OLD);
     set_ref(&repo, "refs/pr/1", OLD);
     // A GGUF-only repository.

@@ -11,5 +11,6 @@ pub mod models;
 pub use crate::cli::bench::random_model;
 pub use close::{assert_close, max_abs, max_abs_diff, rel_err};
 pub use models::{
-    default_model, fixture, fixture_path, load_fixture, tiny_llama, write_tiny_llama, TINY_HIDDEN,
+    default_model, fixture, fixture_path, load_fixture, tiny_llama, write_sharded,
+    write_tiny_llama, SHARD_FILES, TINY_HIDDEN,
 };

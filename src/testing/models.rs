@@ -124,3 +124,34 @@ pub fn write_tiny_llama(dir: &Path, layers: usize, seed: u64) {
     .unwrap();
     candle_core::safetensors::save(&t, dir.join("model.safetensors")).unwrap();
 }
+
+/// The two shard files and the index that [`write_sharded`] writes, in that order.
+pub const SHARD_FILES: [&str; 3] = [
+    "model-00001-of-00002.safetensors",
+    "model-00002-of-00002.safetensors",
+    "model.safetensors.index.json",
+];
+
+/// Writes the weights of fixture `arch` into `dir` as two safetensors shards (the sorted tensor
+/// names split in half) and their `model.safetensors.index.json`, as sharded HF checkpoints
+/// are laid out. `config.json` is not copied.
+pub fn write_sharded(arch: &str, dir: &Path) {
+    let all = candle_core::safetensors::load(fixture(arch).join("model.safetensors"), &Device::Cpu)
+        .unwrap();
+    let mut names: Vec<&String> = all.keys().collect();
+    names.sort();
+    let (a, b) = names.split_at(names.len() / 2);
+    let mut weight_map = serde_json::Map::new();
+    for (file, part) in [(SHARD_FILES[0], a), (SHARD_FILES[1], b)] {
+        let shard: std::collections::HashMap<String, Tensor> = part
+            .iter()
+            .map(|n| ((*n).clone(), all[*n].clone()))
+            .collect();
+        candle_core::safetensors::save(&shard, dir.join(file)).unwrap();
+        for n in part {
+            weight_map.insert((*n).clone(), file.into());
+        }
+    }
+    let index = serde_json::json!({ "metadata": {}, "weight_map": weight_map });
+    std::fs::write(dir.join(SHARD_FILES[2]), index.to_string()).unwrap();
+}
