@@ -160,6 +160,33 @@ fn save_atomically(tensors: &HashMap<String, Tensor>, path: &Path) -> anyhow::Re
         .with_context(|| format!("cannot write --cache {}", path.display()))
 }
 
+/// Refuses to save a forward pass whose logits are not finite, naming the first residual that
+/// went bad (a config or weight problem, never a result).
+fn check_finite_outputs(out: &HashMap<String, Tensor>, n_layers: usize) -> anyhow::Result<()> {
+    let finite = |t: &Tensor| -> anyhow::Result<bool> {
+        Ok(t.affine(0.0, 0.0)?
+            .sum_all()?
+            .to_scalar::<f32>()?
+            .is_finite())
+    };
+    if finite(&out["logits"])? {
+        return Ok(());
+    }
+    let first = (0..n_layers)
+        .map(|l| HookPoint::ResidPost(l).to_string())
+        .find(|name| out.get(name).is_some_and(|t| !finite(t).unwrap_or(false)));
+    match first {
+        Some(name) => bail!(
+            "the model produced NaN or infinite values, first at {name}; nothing was written \
+             (check the model's config numbers and weights)"
+        ),
+        None => bail!(
+            "the model produced NaN or infinite logits; nothing was written (check the \
+             model's config numbers and weights)"
+        ),
+    }
+}
+
 /// `steerlab run`.
 pub fn run(a: RunArgs) -> anyhow::Result<()> {
     crate::report::atomic::check_output_file(&a.cache)
@@ -190,6 +217,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
             t.squeeze(0)?.to_dtype(DType::F32)?.to_device(&cpu)?,
         );
     }
+    check_finite_outputs(&out, model.n_layers())?;
     save_atomically(&out, &a.cache)?;
     eprintln!(
         "wrote {} ({} tokens: logits and {} residuals)",
@@ -265,6 +293,13 @@ pub fn generate(a: GenerateArgs) -> anyhow::Result<()> {
     let model = a.model.load()?;
     let ids = encode_prompt(&model, &a.prompt, a.chat)?;
     let hooks = steering_hooks(&model, &a.steer)?;
+    if let Some(r) = model.undecodable_ids() {
+        eprintln!(
+            "note: the model's embedding has {} rows but its tokenizer only {} tokens; ids {}..{} \
+             are never sampled",
+            r.end, r.start, r.start, r.end
+        );
+    }
     let opts = GenerateOptions {
         max_new_tokens: a.max_new_tokens,
         temperature: a.temperature,

@@ -370,6 +370,13 @@ fn finish_run(
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
     sae::write_outputs(out, result)?;
+    if let Some(msg) = &result.report.history.diverged {
+        anyhow::bail!(
+            "{msg}; the best SAE (epoch {}) and its report were saved to {}",
+            result.report.history.best_epoch + 1,
+            out.display()
+        );
+    }
     if crate::cli::signals::interrupted() {
         eprintln!(
             "interrupted: training stopped early; the best SAE so far (epoch {}) and its report \

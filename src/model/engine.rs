@@ -306,6 +306,7 @@ impl Model {
         mut cache: Option<&mut Vec<LayerCache>>,
     ) -> Result<Tensor> {
         let (b, t) = (pos.batch, pos.len);
+        load::validate::context(pos.offset + t, self.config.max_position_embeddings)?;
         let mask = attention_mask(
             b,
             t,

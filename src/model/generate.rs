@@ -138,6 +138,9 @@ impl Model {
             ));
         }
         self.check_ids(prompt_ids.iter().copied().max().unwrap_or(0))?;
+        let ctx = self.config().max_position_embeddings;
+        super::load::validate::context(prompt_ids.len(), ctx)?;
+        let undecodable = self.undecodable_ids();
         let mut hooks = hooks.adds_only();
         hooks.validate(self.n_layers(), self.hidden_size())?;
         // No gradient while generating: the one choice is the dtype's.
@@ -151,19 +154,36 @@ impl Model {
         let mut out: Vec<u32> = Vec::new();
         let mut emitted = 0usize;
         while out.len() < opts.max_new_tokens {
+            // Rows of the embedding the tokenizer has no token for are never sampled.
+            if let Some(r) = &undecodable {
+                let from = r.start.min(logits.len());
+                logits[from..].fill(f32::NEG_INFINITY);
+            }
             let next = sample(&logits, opts, &mut rng)?;
             if opts.stop_at_eos && eos.contains(&next) {
                 break;
             }
             out.push(next);
             let piece = self.new_text(&out, &mut emitted)?;
-            if !on_token(next, &piece) || out.len() >= opts.max_new_tokens {
+            // Feeding `next` would run past the context: stop, as llama.cpp does.
+            if !on_token(next, &piece)
+                || out.len() >= opts.max_new_tokens
+                || prompt_len + out.len() > ctx
+            {
                 break;
             }
             let offset = prompt_len + out.len() - 1;
             logits = self.decode_step(&[next], offset, prompt_len, &mut hooks, &mut cache, exec)?;
         }
         Ok(out)
+    }
+
+    /// Token ids the model can produce but its tokenizer cannot decode (an embedding padded
+    /// past the vocabulary): [`Model::generate`] never samples them. `None` when every row
+    /// decodes or there is no tokenizer.
+    pub fn undecodable_ids(&self) -> Option<std::ops::Range<usize>> {
+        let n = self.tokenizer()?.vocab_size();
+        (n < self.config().vocab_size).then(|| n..self.config().vocab_size)
     }
 
     /// End-of-sequence ids from the tokenizer and the config.

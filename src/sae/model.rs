@@ -188,6 +188,10 @@ pub struct TrainHistory {
     pub epochs: usize,
     /// True when the user cancelled (the best weights so far are kept).
     pub cancelled: bool,
+    /// Why training stopped early on a NaN or infinite loss after at least one good epoch
+    /// (whose best weights are kept); `None` when it did not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diverged: Option<String>,
 }
 
 struct Adam {
@@ -617,6 +621,7 @@ pub fn train_sae(
         best_epoch: 0,
         epochs: 0,
         cancelled: false,
+        diverged: None,
     };
     let mut best: Option<(f64, Sae)> = None;
     let mut bad_epochs = 0;
@@ -636,13 +641,18 @@ pub fn train_sae(
             }
             let (mut g, loss, fve, l0, dead) = sae.forward_backward(&batch, cfg, &mut since);
             if !loss.is_finite() {
-                return Err(SaeError::Data(format!(
+                let msg = format!(
                     "SAE training diverged: the loss is {loss} at step {} (epoch {}) with \
-                     learning rate {}; nothing was written (lower --lr)",
+                     learning rate {} (lower --lr)",
                     t + 1,
                     epoch + 1,
                     cfg.lr
-                )));
+                );
+                if best.is_none() {
+                    return Err(SaeError::Data(format!("{msg}; nothing was written")));
+                }
+                hist.diverged = Some(msg);
+                break 'epochs;
             }
             if cfg.clip_grad > 0.0 {
                 let norm = [&g.w_enc, &g.b_enc, &g.w_dec, &g.b_dec]
@@ -689,12 +699,19 @@ pub fn train_sae(
             (l, f)
         };
         if !vl.is_finite() || !vf.is_finite() {
-            return Err(SaeError::Data(format!(
+            let msg = format!(
                 "SAE training diverged: the validation loss is {vl} after epoch {} with \
-                 learning rate {}; nothing was written (lower --lr)",
+                 learning rate {} (lower --lr)",
                 epoch + 1,
                 cfg.lr
-            )));
+            );
+            if best.is_none() {
+                return Err(SaeError::Data(format!("{msg}; nothing was written")));
+            }
+            // The epoch's numbers are not kept: the report shows the good epochs only.
+            hist.epochs = epoch;
+            hist.diverged = Some(msg);
+            break;
         }
         hist.val_loss.push(vl);
         hist.val_fve.push(vf);

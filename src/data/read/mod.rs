@@ -4,6 +4,7 @@
 //! size. This module knows nothing about layouts or record types: see `layout` and `convert`.
 mod bytes;
 mod csv;
+pub mod guard;
 mod json;
 mod jsonl;
 mod parquet;

@@ -8,7 +8,6 @@ use arrow::datatypes::{DataType, Int32Type, Int64Type};
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 use serde_json::{Map, Number, Value};
 use std::fs::File;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
 /// Streaming Parquet rows.
@@ -54,7 +53,7 @@ impl ParquetRows {
                 path: path.to_path_buf(),
             });
         }
-        let built = catch_unwind(AssertUnwindSafe(|| {
+        let built = super::guard::catch_quiet(|| {
             let b = ParquetRecordBatchReaderBuilder::try_new(f)?;
             let columns: Vec<String> = b
                 .schema()
@@ -68,7 +67,7 @@ impl ParquetRows {
                 .with_offset(offset as usize)
                 .build()?;
             Ok::<_, parquet::errors::ParquetError>((r, columns, total))
-        }));
+        });
         let (reader, columns, total_rows) = match built {
             Ok(Ok(x)) => x,
             Ok(Err(e)) => return Err(perr(path, None, e)),
@@ -139,7 +138,7 @@ impl Iterator for ParquetRows {
                     }));
                 }
             }
-            let next = catch_unwind(AssertUnwindSafe(|| self.reader.next()));
+            let next = super::guard::catch_quiet(|| self.reader.next());
             match next {
                 Ok(None) => {
                     self.done = true;

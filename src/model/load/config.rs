@@ -363,7 +363,7 @@ impl ModelConfig {
                 None
             }
         };
-        Ok(ModelConfig {
+        let config = ModelConfig {
             architecture,
             hidden_size,
             intermediate_size: need(path, "intermediate_size", raw.intermediate_size)?,
@@ -390,7 +390,9 @@ impl ModelConfig {
             pad_token_id: token_ids(path, "pad_token_id", &raw.pad_token_id)?
                 .first()
                 .copied(),
-        })
+        };
+        super::validate::config(&config, path)?;
+        Ok(config)
     }
 
     /// Reads and parses a `config.json` file.

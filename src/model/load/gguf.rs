@@ -78,6 +78,7 @@ pub fn read_gguf_header(path: &Path) -> Result<Content> {
             ),
         ));
     }
+    super::gguf_check::check_gguf_header(path)?;
     r.rewind().map_err(|e| ModelError::Io {
         path: path.to_path_buf(),
         source: e,

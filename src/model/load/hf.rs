@@ -21,17 +21,23 @@ pub(super) fn open(dir: &Path, opts: &LoadOptions) -> Result<(Source, Weights<'s
     let config_json = read_json(&cfg_path, "model config")?;
     let config = ModelConfig::from_json(&config_json, &cfg_path)?;
     let (files, sources, default_source) = weight_files(dir)?;
+    let mut listed = Vec::new();
     for f in &files {
         // Safety: the file is memory-mapped read-only; steerlab never writes model files
         // while they are loaded.
-        unsafe { candle_core::safetensors::MmapedSafetensors::new(f) }.map_err(|e| {
+        let one = unsafe { candle_core::safetensors::MmapedSafetensors::new(f) }.map_err(|e| {
             ModelError::BadFile {
                 path: f.clone(),
                 field: "-".into(),
                 message: format!("not a valid safetensors file: {e}"),
             }
         })?;
+        for (name, view) in one.tensors() {
+            listed.push((name, view.dtype(), f.clone()));
+        }
     }
+    let names = listed.iter().map(|(n, d, f)| (n.as_str(), *d, f.as_path()));
+    super::validate::checkpoint(names, &config, &cfg_path)?;
     // Safety: as above.
     let st = unsafe { candle_core::safetensors::MmapedSafetensors::multi(&files) }?;
     let vb = VarBuilder::from_backend(Box::new(st), opts.dtype, opts.device.clone());

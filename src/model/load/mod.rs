@@ -4,10 +4,12 @@
 //! through `model::arch`. Must not run models or know which weights a family has.
 pub mod config;
 pub mod gguf;
+pub mod gguf_check;
 mod hf;
 pub mod hf_cache;
 mod options;
 mod source;
+pub(crate) mod validate;
 mod weights;
 
 use std::collections::HashMap;

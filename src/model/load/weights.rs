@@ -48,11 +48,13 @@ impl<'a> Weights<'a> {
                 message: format!("tensor missing (expected shape {:?})", shape.dims()),
             });
         }
-        self.vb.get(shape, name).map_err(|e| ModelError::BadFile {
+        let t = self.vb.get(shape, name).map_err(|e| ModelError::BadFile {
             path: self.source(name).to_path_buf(),
             field: name.to_string(),
             message: e.to_string(),
-        })
+        })?;
+        super::validate::finite_weight(&t, self.source(name), name)?;
+        Ok(t)
     }
 
     /// A linear layer `prefix.weight` `[out, inp]` (+ `prefix.bias` `[out]` if `bias`).
