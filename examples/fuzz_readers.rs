@@ -14,6 +14,7 @@
 //!
 //!   cargo run --release --example fuzz_readers -- [EXECS_PER_TARGET] [SEED] [TARGET...]
 //!   cargo run --release --example fuzz_readers -- seeds   (writes the seeds to fuzz/corpus/)
+//!   cargo run --release --example fuzz_readers -- replay TARGET FILE   (one input, panics shown)
 use std::io::Write;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
@@ -469,6 +470,18 @@ fn main() {
             println!("{t}: {} seeds in {}", corpus.len(), dir.display());
         }
         let _ = std::fs::remove_dir_all(&scratch);
+        return;
+    }
+    if args.get(1).map(String::as_str) == Some("replay") {
+        let (Some(target), Some(file)) = (args.get(2), args.get(3)) else {
+            panic!("usage: replay TARGET FILE");
+        };
+        let (_, path, mut state) = seeds(target, &root, &scratch);
+        let input = std::fs::read(file).expect("input file");
+        std::fs::write(&path, &input).expect("scratch write");
+        state.exercise(&path, &input);
+        let _ = std::fs::remove_dir_all(&scratch);
+        println!("{target}: {file} ran without a panic");
         return;
     }
     let execs: u64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(20_000);

@@ -21,9 +21,26 @@ fn main() -> std::process::ExitCode {
     match steerlab::cli::main() {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            // One line of context chain per cause; no backtrace noise for users.
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_text(&e));
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes on one line, without backtrace noise: each cause is appended
+/// unless the text so far already says it (an error whose message includes its source would
+/// otherwise print that source twice).
+fn error_text(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let s = cause.to_string();
+        if out.contains(&s) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&s);
+    }
+    out
 }

@@ -640,3 +640,60 @@ fn ids_past_the_tokenizer_are_never_sampled() {
     assert_eq!(rc, 0, "{msg}");
     assert_eq!(msg.matches("never sampled").count(), 1, "{msg}");
 }
+
+/// Found by fuzzing: `{%}` made the generation-tag filter slice backwards (a panic).
+#[test]
+fn a_malformed_chat_template_is_an_error() {
+    let dir = fixture_path("tokenizer_hf");
+    let mut t = steerlab::model::TextTokenizer::from_hf_dir(&dir).unwrap();
+    let msgs = [steerlab::data::Message::new("user", "hi")];
+    for tpl in ["{%}", "a{%}b{% endfor %}", "{% generation %}{%}", "{%"] {
+        t.set_chat_template(Some(tpl.to_string()));
+        let e = t.apply_chat_template(&msgs, true).unwrap_err();
+        assert!(e.to_string().contains("chat template"), "{tpl}: {e}");
+    }
+}
+
+/// Found by fuzzing: a tokenizer.json whose decoder is malformed JSON inside made the
+/// tokenizers crate panic; it is a load error naming the file, printed without a panic line.
+#[test]
+fn a_tokenizer_the_library_panics_on_is_an_error() {
+    let d = tempfile::tempdir().unwrap();
+    let fx = fixture_path("tokenizer_hf");
+    let text = std::fs::read_to_string(fx.join("tokenizer.json")).unwrap();
+    // Invalid JSON inside the decoder object (what the fuzzer found: `true` became `tbue`).
+    let at = text.find("\"decoder\"").unwrap();
+    let t = at + text[at..].find("true").unwrap();
+    let broken = format!("{}tbue{}", &text[..t], &text[t + 4..]);
+    std::fs::write(d.path().join("tokenizer.json"), broken).unwrap();
+    let e = steerlab::model::TextTokenizer::from_hf_dir(d.path()).unwrap_err();
+    assert!(e.to_string().contains("tokenizer.json"), "{e}");
+}
+
+/// Issue 17, item 12: an error whose text already includes its cause prints it once; a caught
+/// Parquet decoder panic prints the reader's message and no `panicked at` line.
+#[test]
+fn messages_say_each_thing_once() {
+    let d = tempfile::tempdir().unwrap();
+    let missing = d.path().join("missing.jsonl");
+    for args in [
+        vec!["data", "check", s(&missing)],
+        vec![
+            "steer",
+            "export",
+            "--vector",
+            s(&missing),
+            "--out",
+            "x.gguf",
+        ],
+    ] {
+        let (rc, msg) = steerlab(&args);
+        assert_eq!(rc, 1, "{msg}");
+        assert_eq!(msg.matches("(os error 2)").count(), 1, "{msg}");
+    }
+    let bad = fixture_path("data/bad/parquet_decoder_panic.parquet");
+    let (rc, msg) = steerlab(&["data", "check", s(&bad)]);
+    assert_eq!(rc, 1, "{msg}");
+    assert!(msg.contains("the file is probably corrupt"), "{msg}");
+    assert!(!msg.contains("panicked"), "{msg}");
+}

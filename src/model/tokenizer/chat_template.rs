@@ -40,16 +40,18 @@ fn strip_generation_tags(template: &str) -> String {
     let mut out = String::with_capacity(template.len());
     let mut rest = template;
     while let Some(start) = rest.find("{%") {
-        let Some(len) = rest[start..].find("%}") else {
+        // The closing `%}` comes after the opening `{%` (in `{%}` they share the `%`).
+        let Some(len) = rest[start + 2..].find("%}") else {
             break;
         };
-        let inner = rest[start + 2..start + len]
-            .trim_matches(|c: char| c == '-' || c == '+' || c.is_whitespace());
+        let end = start + 2 + len;
+        let inner =
+            rest[start + 2..end].trim_matches(|c: char| c == '-' || c == '+' || c.is_whitespace());
         out.push_str(&rest[..start]);
         if inner != "generation" && inner != "endgeneration" {
-            out.push_str(&rest[start..start + len + 2]);
+            out.push_str(&rest[start..end + 2]);
         }
-        rest = &rest[start + len + 2..];
+        rest = &rest[end + 2..];
     }
     out.push_str(rest);
     out

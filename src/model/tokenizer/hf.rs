@@ -59,8 +59,25 @@ impl TextTokenizer {
                 what: "the tokenizer (tokenizer.json)".into(),
             });
         }
-        let mut inner = Tokenizer::from_file(&tok_path)
-            .map_err(|e| bad(&tok_path, "-", format!("cannot load tokenizer: {e}")))?;
+        // The tokenizers crate panics on some malformed files (a decoder it cannot build):
+        // caught quietly and reported like any other parse error.
+        let mut inner = match crate::data::read::guard::catch_quiet(|| {
+            Tokenizer::from_file(&tok_path)
+        }) {
+            Ok(r) => r.map_err(|e| bad(&tok_path, "-", format!("cannot load tokenizer: {e}")))?,
+            Err(p) => {
+                let why = p
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default();
+                return Err(bad(
+                    &tok_path,
+                    "-",
+                    format!("cannot load tokenizer: the tokenizers library failed ({why}); the file is probably corrupt"),
+                ));
+            }
+        };
         inner.with_padding(None);
         inner
             .with_truncation(None)
