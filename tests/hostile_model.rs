@@ -697,3 +697,27 @@ fn messages_say_each_thing_once() {
     assert!(msg.contains("the file is probably corrupt"), "{msg}");
     assert!(!msg.contains("panicked"), "{msg}");
 }
+
+/// Found by fuzzing: a post-processor whose template names a special token missing from its
+/// `special_tokens` made the tokenizers crate panic at the first encode; refused at load.
+#[test]
+fn a_post_processor_naming_a_missing_token_is_refused_at_load() {
+    let d = tempfile::tempdir().unwrap();
+    let text =
+        std::fs::read_to_string(fixture_path("tokenizer_hf").join("tokenizer.json")).unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let st = v["post_processor"]["special_tokens"]
+        .as_object_mut()
+        .unwrap();
+    let entry = st.remove("<s>").expect("fixture's template uses <s>");
+    st.insert("<renamed>".into(), entry);
+    std::fs::write(d.path().join("tokenizer.json"), v.to_string()).unwrap();
+    let e = steerlab::model::TextTokenizer::from_hf_dir(d.path()).unwrap_err();
+    let e = e.to_string();
+    assert!(
+        e.contains("tokenizer.json")
+            && e.contains("post_processor")
+            && e.contains("library failed"),
+        "{e}"
+    );
+}

@@ -31,6 +31,14 @@ pub fn catch_quiet<R>(f: impl FnOnce() -> R) -> std::thread::Result<R> {
     r
 }
 
+/// The text of a panic payload (`panic!` with a literal or a formatted message).
+pub fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<String>()
+        .cloned()
+        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "no message".into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -39,7 +47,7 @@ mod tests {
     fn a_caught_panic_is_returned() {
         let r = catch_quiet(|| -> u32 { panic!("decoder broke") });
         let p = r.unwrap_err();
-        assert_eq!(p.downcast_ref::<&str>(), Some(&"decoder broke"));
+        assert_eq!(panic_text(&*p), "decoder broke");
         assert_eq!(catch_quiet(|| 3).unwrap(), 3);
     }
 }

@@ -66,11 +66,7 @@ impl TextTokenizer {
         }) {
             Ok(r) => r.map_err(|e| bad(&tok_path, "-", format!("cannot load tokenizer: {e}")))?,
             Err(p) => {
-                let why = p
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_default();
+                let why = crate::data::read::guard::panic_text(&*p);
                 return Err(bad(
                     &tok_path,
                     "-",
@@ -208,6 +204,11 @@ impl TextTokenizer {
             source: dir.to_path_buf(),
         };
         t.add_end_of_turn_ids();
+        // A file the tokenizers crate loads but then panics on (a post-processor naming a
+        // special token it lacks) is refused here, naming it, rather than at the first prompt.
+        if let Err(e) = t.encode("a", true) {
+            return Err(bad(&tok_path, "post_processor", e.to_string()));
+        }
         Ok(t)
     }
 }

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 
 use tokenizers::Tokenizer;
 
+use crate::data::read::guard::{catch_quiet, panic_text};
 use crate::data::Message;
 use crate::model::{ModelError, Result};
 
@@ -61,6 +62,14 @@ pub const SUPPORTED_PRE_TOKENIZERS: &[&str] = &[
 ];
 
 /// A tokenizer with its special tokens and (optionally) a chat template.
+/// A panic inside the tokenizers crate, as an error.
+fn library_failed(what: &str, p: &(dyn std::any::Any + Send)) -> ModelError {
+    ModelError::Tokenizer(format!(
+        "{what}: the tokenizers library failed ({}); the tokenizer file is probably corrupt",
+        panic_text(p)
+    ))
+}
+
 #[derive(Clone)]
 pub struct TextTokenizer {
     inner: Tokenizer,
@@ -118,9 +127,10 @@ impl TextTokenizer {
     /// Token ids of `text`; with `add_special`, BOS/EOS (GGUF flags) or the HF post-processor's
     /// special tokens are added. Special-token strings in `text` map to their ids.
     pub fn encode(&self, text: &str, add_special: bool) -> Result<Vec<u32>> {
-        let enc = self
-            .inner
-            .encode_fast(text, add_special)
+        // The tokenizers crate panics on some corrupt files (a post-processor naming a special
+        // token it lacks): caught quietly and reported as an error.
+        let enc = catch_quiet(|| self.inner.encode_fast(text, add_special))
+            .map_err(|p| library_failed("encode", &*p))?
             .map_err(|e| ModelError::Tokenizer(format!("encode: {e}")))?;
         let mut ids = enc.get_ids().to_vec();
         if add_special {
@@ -146,8 +156,8 @@ impl TextTokenizer {
                 self.vocab_size
             )));
         }
-        self.inner
-            .decode(ids, skip_special)
+        catch_quiet(|| self.inner.decode(ids, skip_special))
+            .map_err(|p| library_failed("decode", &*p))?
             .map_err(|e| ModelError::Tokenizer(format!("decode: {e}")))
     }
 
