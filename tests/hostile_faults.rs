@@ -161,9 +161,11 @@ fn start_training(
     let mut seen = Vec::new();
     loop {
         // Generous: only a bound against a broken binary, not a speed assertion.
-        let line = rx
-            .recv_timeout(Duration::from_secs(300))
-            .unwrap_or_else(|_| panic!("no training progress: {seen:?}"));
+        let Ok(line) = rx.recv_timeout(Duration::from_secs(300)) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("no training progress: {seen:?}");
+        };
         let training = line.starts_with("progress:") && line.contains("loss=");
         seen.push(line);
         if training {
