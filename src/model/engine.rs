@@ -11,6 +11,7 @@ use candle_core::{DType, Device, Tensor};
 use super::arch::decoder::{Block, LayerCache, Step};
 use super::arch::ops::{attention_mask, rope_tables, Linear, RmsNorm, Weight};
 use super::batch::Batch;
+use super::fast::quant::QMatrix;
 use super::fast::{grad, profile, Exec, GradOps, Packs};
 use super::hooks::{HookPoint, Hooks, PosCtx};
 use super::load::config::ModelConfig;
@@ -84,6 +85,22 @@ impl Model {
         let (source, weights) =
             load::from_tensors(config_json, tensors, tokenizer, name, device, dtype)?;
         Self::build(source, &weights, device.clone(), dtype)
+    }
+
+    /// [`Model::from_parts`] with weight matrices held block-quantized (`quantized`, HF names;
+    /// an f32 model on the CPU): random-init benchmarks of shapes whose f32 weights would not
+    /// fit in memory.
+    pub fn from_quantized_parts(
+        config_json: &serde_json::Value,
+        tensors: HashMap<String, Tensor>,
+        quantized: HashMap<String, QMatrix>,
+        tokenizer: Option<TextTokenizer>,
+        name: &str,
+    ) -> Result<Model> {
+        let (dev, dtype) = (Device::Cpu, DType::F32);
+        let (source, weights) =
+            load::from_tensors(config_json, tensors, tokenizer, name, &dev, dtype)?;
+        Self::build(source, &weights.with_quantized(quantized), dev, dtype)
     }
 
     fn build(source: Source, w: &Weights, device: Device, dtype: DType) -> Result<Model> {

@@ -21,7 +21,7 @@ use candle_core::quantized::k_quants::{
 use candle_core::quantized::{ggml_file::qtensor_from_ggml, GgmlDType, GgmlType, QTensor};
 use candle_core::{CpuStorage, CustomOp1, Device, Layout, Shape, Tensor};
 
-use super::cpu_matmul::PackedLinear;
+use super::cpu_matmul::{self, AlignedBuf, PackedLinear, NR};
 use crate::model::{ModelError, Result};
 
 /// The block types a [`QMatrix`] holds.
@@ -43,12 +43,14 @@ pub fn supported(dtype: GgmlDType) -> bool {
     SUPPORTED.contains(&dtype)
 }
 
-/// Rows of `W` dequantized per tile of the GEMM paths (a multiple of the GEMM's panel width).
+/// Rows of `W` dequantized per tile of the portable GEMM path.
 const TILE_ROWS: usize = 256;
 /// Products with at least this many activation rows take the tiled GEMM path.
 const GEMM_MIN_M: usize = 8;
 /// Rows of `W` per work item of the small-`m` forward.
 const DOT_ROWS: usize = 16;
+/// Rows of `W` per work item of the many-row forward (four packed panels).
+const GROUP_ROWS: usize = 4 * NR;
 
 /// Runs `$body` with `$T` bound to the block type of `$dtype` (an error for others).
 macro_rules! with_block {
@@ -423,8 +425,9 @@ fn fwd_dot<T: GgmlType>(w: &[T], n: usize, k: usize, x: &[f32], m: usize, out: &
     });
 }
 
-/// Forward for many rows: tiles of [`TILE_ROWS`] rows dequantized, packed and multiplied by
-/// the packed GEMM (which splits each tile over the pool).
+/// Forward for many rows: each work item dequantizes [`GROUP_ROWS`] rows of `W` straight into
+/// the packed-panel layout of `cpu_matmul` and runs the packed micro-kernel over all `m` rows
+/// for those output columns (a portable loop without AVX2/FMA).
 fn fwd_tiled<T: GgmlType>(
     w: &[T],
     n: usize,
@@ -434,17 +437,60 @@ fn fwd_tiled<T: GgmlType>(
     out: &mut [f32],
 ) -> Result<()> {
     let bpr = k / T::BLCK_SIZE;
-    let mut tile = vec![0f32; TILE_ROWS * k];
-    let mut part = vec![0f32; m * TILE_ROWS];
-    for r0 in (0..n).step_by(TILE_ROWS) {
-        let nt = TILE_ROWS.min(n - r0);
-        T::to_float(&w[r0 * bpr..(r0 + nt) * bpr], &mut tile[..nt * k]);
-        let packed = PackedLinear::pack(&tile[..nt * k], nt, k, None)?;
-        packed.matmul(x, m, &mut part[..m * nt])?;
-        for i in 0..m {
-            out[i * n + r0..i * n + r0 + nt].copy_from_slice(&part[i * nt..(i + 1) * nt]);
+    if !cpu_matmul::supported() {
+        let mut tile = vec![0f32; TILE_ROWS * k];
+        let mut part = vec![0f32; m * TILE_ROWS];
+        for r0 in (0..n).step_by(TILE_ROWS) {
+            let nt = TILE_ROWS.min(n - r0);
+            T::to_float(&w[r0 * bpr..(r0 + nt) * bpr], &mut tile[..nt * k]);
+            let packed = PackedLinear::pack(&tile[..nt * k], nt, k, None)?;
+            packed.matmul(x, m, &mut part[..m * nt])?;
+            for i in 0..m {
+                out[i * n + r0..i * n + r0 + nt].copy_from_slice(&part[i * nt..(i + 1) * nt]);
+            }
         }
+        return Ok(());
     }
+    let op = OutPtr(out.as_mut_ptr());
+    par(n.div_ceil(GROUP_ROWS), n * k * m, |range| {
+        let op = op;
+        let mut panels = AlignedBuf::zeros(GROUP_ROWS * k);
+        let mut rows = vec![0f32; NR * k];
+        for g in range {
+            let r0 = g * GROUP_ROWS;
+            let nt = GROUP_ROWS.min(n - r0);
+            let np = nt.div_ceil(NR);
+            let buf = panels.as_mut_slice();
+            for p in 0..np {
+                let pr0 = r0 + p * NR;
+                let nr = NR.min(n - pr0);
+                T::to_float(&w[pr0 * bpr..(pr0 + nr) * bpr], &mut rows[..nr * k]);
+                let panel = &mut buf[p * k * NR..(p + 1) * k * NR];
+                for (kk, dst) in panel.chunks_exact_mut(NR).enumerate() {
+                    for (j, d) in dst.iter_mut().enumerate() {
+                        *d = if j < nr { rows[j * k + kk] } else { 0.0 };
+                    }
+                }
+            }
+            // SAFETY: x has m rows of k floats; `panels` holds np packed panels of k steps,
+            // 32-byte aligned; out columns r0..r0+nt of every row are written only here.
+            unsafe {
+                cpu_matmul::gemm_panels(
+                    x.as_ptr(),
+                    k,
+                    m,
+                    k,
+                    panels.as_slice().as_ptr(),
+                    k,
+                    nt,
+                    None,
+                    op.0.add(r0),
+                    n,
+                    0..np,
+                )
+            };
+        }
+    });
     Ok(())
 }
 
@@ -478,8 +524,9 @@ fn bwd_axpy<T: GgmlType>(w: &[T], n: usize, k: usize, dy: &[f32], m: usize, out:
     });
 }
 
-/// Backward for many rows: per tile of [`TILE_ROWS`] rows of `W`, `dx += dy[:, tile] W[tile]`
-/// by the packed GEMM on the tile's transpose.
+/// Backward for many rows: each work item owns one block column of `dx` (`bs` columns),
+/// dequantizes that block of every row of `W` into packed panels of `Wᵀ` and runs the packed
+/// micro-kernel `dx[:, cols] = dy W[:, cols]` (a portable loop without AVX2/FMA).
 fn bwd_tiled<T: GgmlType>(
     w: &[T],
     n: usize,
@@ -488,28 +535,46 @@ fn bwd_tiled<T: GgmlType>(
     m: usize,
     out: &mut [f32],
 ) -> Result<()> {
-    let bpr = k / T::BLCK_SIZE;
-    let mut tile = vec![0f32; TILE_ROWS * k];
-    let mut tile_t = vec![0f32; TILE_ROWS * k];
-    let mut dy_t = vec![0f32; m * TILE_ROWS];
-    let mut part = vec![0f32; m * k];
-    for r0 in (0..n).step_by(TILE_ROWS) {
-        let nt = TILE_ROWS.min(n - r0);
-        T::to_float(&w[r0 * bpr..(r0 + nt) * bpr], &mut tile[..nt * k]);
-        for r in 0..nt {
-            for c in 0..k {
-                tile_t[c * nt + r] = tile[r * k + c];
-            }
-        }
-        for i in 0..m {
-            dy_t[i * nt..(i + 1) * nt].copy_from_slice(&dy[i * n + r0..i * n + r0 + nt]);
-        }
-        let packed = PackedLinear::pack(&tile_t[..nt * k], k, nt, None)?;
-        packed.matmul(&dy_t[..m * nt], m, &mut part)?;
-        for (o, p) in out.iter_mut().zip(&part) {
-            *o += p;
-        }
+    let bs = T::BLCK_SIZE;
+    let bpr = k / bs;
+    if !cpu_matmul::supported() {
+        bwd_axpy(w, n, k, dy, m, out);
+        return Ok(());
     }
+    let op = OutPtr(out.as_mut_ptr());
+    let np = bs.div_ceil(NR);
+    par(bpr, n * k * m, |range| {
+        let op = op;
+        let mut panels = AlignedBuf::zeros(np * n * NR);
+        let mut seg = vec![0f32; bs];
+        for cb in range {
+            let buf = panels.as_mut_slice();
+            for r in 0..n {
+                T::to_float(std::slice::from_ref(&w[r * bpr + cb]), &mut seg);
+                // Column c of this block goes to panel c / NR, lane c % NR, step r.
+                for (c, v) in seg.iter().enumerate() {
+                    buf[((c / NR) * n + r) * NR + c % NR] = *v;
+                }
+            }
+            // SAFETY: dy has m rows of n floats; `panels` holds np packed panels of n steps,
+            // 32-byte aligned; dx columns cb*bs..cb*bs+bs of every row are written only here.
+            unsafe {
+                cpu_matmul::gemm_panels(
+                    dy.as_ptr(),
+                    n,
+                    m,
+                    n,
+                    panels.as_slice().as_ptr(),
+                    n,
+                    bs,
+                    None,
+                    op.0.add(cb * bs),
+                    k,
+                    0..np,
+                )
+            };
+        }
+    });
     Ok(())
 }
 

@@ -576,7 +576,11 @@ pub fn read_gguf_with(
         let q = content
             .tensor(&mut reader, name, &Device::Cpu)
             .map_err(ctx)?;
-        if keep_quantized && quant::supported(q.dtype()) && q.rank() == 2 {
+        let whole_blocks = q
+            .shape()
+            .dims2()
+            .is_ok_and(|(_, c)| c.is_multiple_of(q.dtype().block_size()));
+        if keep_quantized && quant::supported(q.dtype()) && whole_blocks {
             if let Some(hf) = hf_tensor_name(name).filter(|n| n.ends_with(".weight")) {
                 let qctx = |e: ModelError| bad(path, name.as_str(), e.to_string());
                 let mut m = QMatrix::from_qtensor(q).map_err(qctx)?;

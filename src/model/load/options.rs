@@ -28,12 +28,14 @@ impl Default for LoadOptions {
 /// How a GGUF file's block-quantized tensors (Q4_0 … Q8_0, Q2_K … Q6_K) are held in memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum WeightStorage {
-    /// Dequantized to the model dtype at load (4 bytes a weight in f32).
+    /// Dequantized to the model dtype at load (4 bytes a weight in f32; the default: faster
+    /// than the quantized kernels on small models, see BENCHMARKS.md).
     #[default]
     Dense,
-    /// Kept block-quantized; linear layers, the tied LM head and embedding lookups use the
-    /// quantized kernels (`model::fast::quant`). Only for f32 models on the CPU: elsewhere
-    /// the tensors are dequantized as with [`WeightStorage::Dense`].
+    /// Kept block-quantized; linear layers, the LM head and embedding lookups
+    /// use the quantized kernels (`model::fast::quant`), which agree with the dequantized
+    /// weights up to float rounding. Only for f32 models on the CPU: elsewhere the tensors are
+    /// dequantized as with [`WeightStorage::Dense`].
     Quantized,
 }
 
