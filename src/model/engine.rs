@@ -9,8 +9,9 @@ use std::path::Path;
 use candle_core::{DType, Device, Tensor};
 
 use super::arch::decoder::{Block, LayerCache, Step};
-use super::arch::ops::{attention_mask, rope_tables, Linear, RmsNorm};
+use super::arch::ops::{attention_mask, rope_tables, Linear, RmsNorm, Weight};
 use super::batch::Batch;
+use super::fast::quant::QMatrix;
 use super::fast::{grad, profile, Exec, GradOps, Packs};
 use super::hooks::{HookPoint, Hooks, PosCtx};
 use super::load::config::ModelConfig;
@@ -44,7 +45,7 @@ pub struct Model {
     config: ModelConfig,
     config_json: serde_json::Value,
     name: String,
-    embed: Tensor,
+    embed: Weight,
     blocks: Vec<Block>,
     norm: RmsNorm,
     lm_head: Linear,
@@ -86,6 +87,22 @@ impl Model {
         Self::build(source, &weights, device.clone(), dtype)
     }
 
+    /// [`Model::from_parts`] with weight matrices held block-quantized (`quantized`, HF names;
+    /// an f32 model on the CPU): random-init benchmarks of shapes whose f32 weights would not
+    /// fit in memory.
+    pub fn from_quantized_parts(
+        config_json: &serde_json::Value,
+        tensors: HashMap<String, Tensor>,
+        quantized: HashMap<String, QMatrix>,
+        tokenizer: Option<TextTokenizer>,
+        name: &str,
+    ) -> Result<Model> {
+        let (dev, dtype) = (Device::Cpu, DType::F32);
+        let (source, weights) =
+            load::from_tensors(config_json, tensors, tokenizer, name, &dev, dtype)?;
+        Self::build(source, &weights.with_quantized(quantized), dev, dtype)
+    }
+
     fn build(source: Source, w: &Weights, device: Device, dtype: DType) -> Result<Model> {
         let Source {
             config,
@@ -107,13 +124,19 @@ impl Model {
             }
         }
         let tokenizer = tokenizer.map(|(t, _)| t);
-        let embed = w.get((v, h), "model.embed_tokens.weight")?;
+        let embed = w.weight((v, h), "model.embed_tokens.weight")?;
         let blocks = (0..config.num_hidden_layers)
             .map(|l| arch::load_block(w, &config, l))
             .collect::<Result<Vec<_>>>()?;
         let norm = w.rms_norm("model.norm", h, config.rms_norm_eps)?;
         let (lm_head, head_params) = if config.tie_word_embeddings {
-            (Linear::new(embed.clone(), None), 0)
+            (
+                Linear {
+                    weight: embed.clone(),
+                    bias: None,
+                },
+                0,
+            )
         } else {
             let l = w.linear("lm_head", h, v, false)?;
             let n = l.n_params();
@@ -228,11 +251,10 @@ impl Model {
     /// Token embeddings `[B, T, hidden]` for ids `[B, T]`.
     pub fn embed(&self, ids: &Tensor) -> Result<Tensor> {
         let (b, t) = ids.dims2()?;
-        Ok(self.embed.index_select(&ids.flatten_all()?, 0)?.reshape((
-            b,
-            t,
-            self.config.hidden_size,
-        ))?)
+        Ok(self
+            .embed
+            .rows(&ids.flatten_all()?)?
+            .reshape((b, t, self.config.hidden_size))?)
     }
 
     /// Logits from final-norm hidden states `[..., hidden]`: f32 (f64 for an f64 model).
@@ -279,12 +301,16 @@ impl Model {
                 ops.linear(&self.lm_head, &hidden.detach())
             })?
         };
-        Ok(grad::head_logprobs_from(
-            hidden,
-            logits,
-            &self.lm_head.weight,
-            targets,
-        )?)
+        Ok(match &self.lm_head.weight {
+            Weight::Dense(w) => grad::head_logprobs_from(hidden, logits, w, targets)?,
+            q => {
+                let q = q.clone();
+                grad::head_logprobs_with(hidden, logits, targets, move |d| {
+                    q.backward_input(d)
+                        .map_err(|e| candle_core::Error::Msg(e.to_string()))
+                })?
+            }
+        })
     }
 
     /// Applies the final RMSNorm to a residual `[..., hidden]`.

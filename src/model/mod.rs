@@ -29,5 +29,5 @@ pub use fast::GradOps;
 pub use generate::GenerateOptions;
 pub use hooks::{HookPoint, Hooks, Intervention, Positions};
 pub use load::config::{Architecture, ModelConfig, RopeScaling};
-pub use load::{device_name, dtype_name, parse_device, parse_dtype, LoadOptions};
+pub use load::{device_name, dtype_name, parse_device, parse_dtype, LoadOptions, WeightStorage};
 pub use tokenizer::TextTokenizer;

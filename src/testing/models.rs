@@ -45,6 +45,7 @@ pub fn load_fixture(arch: &str, dtype: DType) -> Model {
     let opts = LoadOptions {
         device: Device::Cpu,
         dtype,
+        ..LoadOptions::default()
     };
     Model::load(&fixture(arch), &opts).unwrap()
 }

@@ -12,7 +12,13 @@ use crate::model::Model;
 use crate::steer::bipo::PairTokens;
 
 /// Random-init model shapes, named `family:size` (`--random`).
-pub const RANDOM_SHAPES: &[&str] = &["llama:smollm2", "qwen2:0.5b", "qwen2:1.5b", "llama:tiny"];
+pub const RANDOM_SHAPES: &[&str] = &[
+    "llama:smollm2",
+    "qwen2:0.5b",
+    "qwen2:1.5b",
+    "llama:tiny",
+    "llama:7b",
+];
 
 /// The HF-style `config.json` of a random-init shape (see [`RANDOM_SHAPES`]). The same dims are
 /// hard-coded in `scripts/bench_common.py`.
@@ -25,6 +31,8 @@ pub fn random_config(spec: &str) -> Result<serde_json::Value> {
         "qwen2:0.5b" => ("qwen2", 896, 4864, 24, 14, 2, 151936, 1e6, 1e-6),
         "qwen2:1.5b" => ("qwen2", 1536, 8960, 28, 12, 2, 151936, 1e6, 1e-6),
         "llama:tiny" => ("llama", 64, 128, 4, 4, 2, 256, 10000.0, 1e-5),
+        // Llama-2-7B's dimensions (tied head here): for quantized-in-memory runs (`--weights q4_0`).
+        "llama:7b" => ("llama", 4096, 11008, 32, 32, 32, 32000, 10000.0, 1e-5),
         other => {
             return Err(BenchError::Invalid(format!(
                 "unknown random shape `{other}` (use one of {})",
@@ -124,15 +132,9 @@ pub struct LlamaShape {
     pub tied: bool,
 }
 
-/// The tensors of a Llama-layout checkpoint (HF names): `draw(name, shape)` makes every weight
-/// matrix and bias, called in a fixed order (embedding, LM head when untied, then per block q,
-/// k, v (each followed by its bias when `qkv_bias`), o, gate, up, down), so a seeded `draw`
-/// gives the same weights every time; `ones(n)` makes every norm weight.
-pub fn llama_weights<E>(
-    s: &LlamaShape,
-    mut draw: impl FnMut(&str, &[usize]) -> std::result::Result<Tensor, E>,
-    mut ones: impl FnMut(usize) -> std::result::Result<Tensor, E>,
-) -> std::result::Result<HashMap<String, Tensor>, E> {
+/// The tensors [`llama_weights`] makes: the drawn ones (name, shape) in drawing order, and the
+/// norm weights (each `[hidden]`).
+pub fn llama_tensor_shapes(s: &LlamaShape) -> (Vec<(String, Vec<usize>)>, Vec<String>) {
     let (h, inter) = (s.hidden, s.intermediate);
     let d = h / s.heads.max(1);
     let (q, kv) = (s.heads * d, s.kv_heads * d);
@@ -162,13 +164,26 @@ pub fn llama_weights<E>(
             }
         }
     }
+    (drawn, normed)
+}
+
+/// The tensors of a Llama-layout checkpoint (HF names): `draw(name, shape)` makes every weight
+/// matrix and bias, called in a fixed order (embedding, LM head when untied, then per block q,
+/// k, v (each followed by its bias when `qkv_bias`), o, gate, up, down), so a seeded `draw`
+/// gives the same weights every time; `ones(n)` makes every norm weight.
+pub fn llama_weights<E>(
+    s: &LlamaShape,
+    mut draw: impl FnMut(&str, &[usize]) -> std::result::Result<Tensor, E>,
+    mut ones: impl FnMut(usize) -> std::result::Result<Tensor, E>,
+) -> std::result::Result<HashMap<String, Tensor>, E> {
+    let (drawn, normed) = llama_tensor_shapes(s);
     let mut t: HashMap<String, Tensor> = HashMap::new();
     for (name, shape) in drawn {
         let x = draw(&name, &shape)?;
         t.insert(name, x);
     }
     for name in normed {
-        t.insert(name, ones(h)?);
+        t.insert(name, ones(s.hidden)?);
     }
     Ok(t)
 }

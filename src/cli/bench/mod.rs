@@ -13,6 +13,7 @@ mod dissect;
 mod forward;
 mod inputs;
 mod measure;
+mod quant_model;
 mod sae;
 
 pub use bipo::{bipo, BipoResult};
@@ -24,9 +25,10 @@ pub use inputs::{
     bench_ids, bench_pairs, llama_weights, random_config, random_model, LlamaShape, RANDOM_SHAPES,
 };
 pub use measure::{gpu_mem_mb, peak_rss_mb, BenchError, ProfileRow, Result};
+pub use quant_model::{parse_block_type, random_quantized_model};
 pub use sae::{sae, sae_data, save_sae_data, SaeResult};
 
-use crate::model::{GradOps, LoadOptions, Model};
+use crate::model::{GradOps, LoadOptions, Model, WeightStorage};
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand, ValueEnum};
 use serde::Serialize;
@@ -61,6 +63,11 @@ pub struct ModelArgs {
     /// Weight and compute dtype: f32, bf16, f16.
     #[arg(long, default_value = "f32")]
     pub dtype: String,
+    /// Weight storage: `f32` (a .gguf file dequantized at load), `quantized` (its blocks kept
+    /// in memory), or with `--random` a block type (`q4_0`, `q4_1`, `q5_0`, `q5_1`, `q8_0`,
+    /// `q2_k` … `q6_k`) to quantize the random weights to in memory.
+    #[arg(long, default_value = "f32")]
+    pub weights: String,
     /// Device: cpu, cuda, cuda:N.
     #[arg(long, default_value = "cpu")]
     pub device: String,
@@ -348,10 +355,33 @@ pub fn run(c: BenchCommand) -> anyhow::Result<()> {
 }
 
 fn load(a: &ModelArgs) -> anyhow::Result<Model> {
-    let opts = LoadOptions::parse(&a.device, &a.dtype)?;
+    let mut opts = LoadOptions::parse(&a.device, &a.dtype)?;
+    let block = parse_block_type(&a.weights);
     if let Some(spec) = &a.random {
-        return Ok(random_model(spec, &opts.device, opts.dtype, 0)?);
+        return Ok(match block {
+            Some(t) => {
+                if !opts.device.is_cpu() || opts.dtype != candle_core::DType::F32 {
+                    bail!(
+                        "--weights {}: quantized weights run on the CPU in f32",
+                        a.weights
+                    );
+                }
+                random_quantized_model(spec, t, 0)?
+            }
+            None => {
+                WeightStorage::parse(&a.weights)?;
+                random_model(spec, &opts.device, opts.dtype, 0)?
+            }
+        });
     }
+    if block.is_some() {
+        bail!(
+            "--weights {}: a block type only applies to --random models (a file keeps its own \
+             types: use quantized or f32)",
+            a.weights
+        );
+    }
+    opts.weights = WeightStorage::parse(&a.weights)?;
     let path = crate::paths::resolve_model_arg(a.model.as_deref())?;
     Model::load(&path, &opts).with_context(|| format!("loading {}", path.display()))
 }

@@ -8,6 +8,7 @@
 //! the speed layer.
 use candle_core::{DType, Device, Module, Tensor, D};
 
+use crate::model::fast::quant::QMatrix;
 use crate::model::Result;
 
 /// The precision norms and softmax run in: f32, or f64 for f64 inputs.
@@ -19,21 +20,95 @@ pub(crate) fn upcast(dtype: DType) -> DType {
     }
 }
 
+/// A frozen weight matrix `[out, in]`: a dense tensor, or GGUF blocks kept quantized
+/// (`--weights quantized`), whose products are the one op the reference takes from the speed
+/// layer (`fast::quant`: dequantized tile by tile, so results match the dense weight's).
+#[derive(Debug, Clone)]
+pub(crate) enum Weight {
+    Dense(Tensor),
+    Quant(QMatrix),
+}
+
+impl Weight {
+    /// The dense tensor, `None` for a quantized weight.
+    pub fn dense(&self) -> Option<&Tensor> {
+        match self {
+            Weight::Dense(t) => Some(t),
+            Weight::Quant(_) => None,
+        }
+    }
+
+    /// `(out, in)`.
+    pub fn dims2(&self) -> Result<(usize, usize)> {
+        match self {
+            Weight::Dense(t) => Ok(t.dims2()?),
+            Weight::Quant(q) => Ok(q.dims()),
+        }
+    }
+
+    pub fn elem_count(&self) -> usize {
+        self.dims2().map_or(0, |(o, i)| o * i)
+    }
+
+    /// `dy W` `[rows, in]` for `dy` `[..., out]` (leading dims flattened), without a graph: the
+    /// gradient of `x W^T` with respect to `x`.
+    pub fn backward_input(&self, dy: &Tensor) -> Result<Tensor> {
+        let (out, _) = self.dims2()?;
+        let rows = dy.elem_count() / out.max(1);
+        let dy = dy.contiguous()?.reshape((rows, out))?;
+        match self {
+            Weight::Dense(w) => Ok(dy.matmul(w)?),
+            Weight::Quant(q) => {
+                let dt = dy.dtype();
+                Ok(q.backward_input(&dy.to_dtype(DType::F32)?)?.to_dtype(dt)?)
+            }
+        }
+    }
+
+    /// Rows `ids` `[N]` (u32) of the matrix: `[N, in]` (an embedding lookup; a quantized
+    /// weight dequantizes only these rows, in f32).
+    pub fn rows(&self, ids: &Tensor) -> Result<Tensor> {
+        match self {
+            Weight::Dense(t) => Ok(t.index_select(ids, 0)?),
+            Weight::Quant(q) => {
+                let ids = ids.to_dtype(DType::U32)?.to_vec1::<u32>()?;
+                Ok(q.rows(&ids)?)
+            }
+        }
+    }
+}
+
 /// A linear layer `y = x W^T + b` with `W` of shape `[out, in]`.
 #[derive(Debug, Clone)]
 pub(crate) struct Linear {
-    pub weight: Tensor,
+    pub weight: Weight,
     pub bias: Option<Tensor>,
 }
 
 impl Linear {
+    /// A linear layer over a dense weight.
+    #[allow(dead_code)] // for families and tests that build layers from tensors
     pub fn new(weight: Tensor, bias: Option<Tensor>) -> Self {
-        Self { weight, bias }
+        Self {
+            weight: Weight::Dense(weight),
+            bias,
+        }
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let lin = candle_nn::Linear::new(self.weight.clone(), self.bias.clone());
-        Ok(lin.forward(x)?)
+        match &self.weight {
+            Weight::Dense(w) => {
+                let lin = candle_nn::Linear::new(w.clone(), self.bias.clone());
+                Ok(lin.forward(x)?)
+            }
+            Weight::Quant(q) => {
+                let y = q.linear(x)?;
+                match &self.bias {
+                    Some(b) => Ok(y.broadcast_add(b)?),
+                    None => Ok(y),
+                }
+            }
+        }
     }
 
     pub fn n_params(&self) -> usize {

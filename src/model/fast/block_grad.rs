@@ -131,7 +131,7 @@ fn backward(block: &Block, s: &Saved, dy: &Tensor) -> Result<Tensor> {
     let dy = dy.to_dtype(dt)?;
     // MLP: m = down(silu(g) * u), g = gate(h2), u = up(h2); silu' = sig (1 + g (1 - sig)).
     let da = timed(dev, "bwd: mlp down", || {
-        Ok(grad::linear_backward(&block.mlp.down.weight, &dy)?)
+        Ok(block.mlp.down.weight.backward_input(&dy)?)
     })?;
     let (dg, du) = timed(dev, "bwd: swiglu", || {
         let g = s.gate.flatten_to(1)?;
@@ -150,17 +150,16 @@ fn backward(block: &Block, s: &Saved, dy: &Tensor) -> Result<Tensor> {
         })
     })?;
     let dh2 = timed(dev, "bwd: mlp gate+up", || {
-        Ok(
-            (dg.matmul(&block.mlp.gate.weight)? + du.matmul(&block.mlp.up.weight)?)?
-                .reshape((b, t, hidden))?,
-        )
+        Ok((block.mlp.gate.weight.backward_input(&dg)?
+            + block.mlp.up.weight.backward_input(&du)?)?
+        .reshape((b, t, hidden))?)
     })?;
     let dx2 = timed(dev, "bwd: rms norms", || {
         rms_backward_plus(&s.x2, &block.post_attention_norm, &dh2, &dy)
     })?;
     // Attention.
     let datt = timed(dev, "bwd: attn o", || {
-        Ok(grad::linear_backward(&a.o.weight, &dx2)?)
+        Ok(a.o.weight.backward_input(&dx2)?)
     })?;
     let (dq, dk, dv) = timed(dev, "bwd: attn core", || {
         Ok(grad::attention_backward(
@@ -180,11 +179,10 @@ fn backward(block: &Block, s: &Saved, dy: &Tensor) -> Result<Tensor> {
         Ok((dq, dk))
     })?;
     let dh1 = timed(dev, "bwd: attn qkv", || {
-        Ok(
-            ((rows(&dq)?.matmul(&a.q.weight)? + rows(&dk)?.matmul(&a.k.weight)?)?
-                + rows(&dv)?.matmul(&a.v.weight)?)?
-            .reshape((b, t, hidden))?,
-        )
+        Ok(((a.q.weight.backward_input(&rows(&dq)?)?
+            + a.k.weight.backward_input(&rows(&dk)?)?)?
+            + a.v.weight.backward_input(&rows(&dv)?)?)?
+        .reshape((b, t, hidden))?)
     })?;
     let dx = timed(dev, "bwd: rms norms", || {
         rms_backward_plus(&s.x, &block.input_norm, &dh1, &dx2)

@@ -189,19 +189,31 @@ pub(crate) fn head_logprobs_from(
     weight: &Tensor,
     targets: &Tensor,
 ) -> candle_core::Result<Tensor> {
+    let w = weight.clone();
+    head_logprobs_with(hidden, logits, targets, move |dlogits| dlogits.matmul(&w))
+}
+
+/// [`head_logprobs_from`] for a head whose weight is applied by the caller: `head_bwd(dlogits)`
+/// returns `dlogits W` `[N, H]` (a quantized head multiplies block by block).
+pub(crate) fn head_logprobs_with(
+    hidden: &Tensor,
+    logits: Tensor,
+    targets: &Tensor,
+    head_bwd: impl Fn(&Tensor) -> candle_core::Result<Tensor> + Send + Sync + 'static,
+) -> candle_core::Result<Tensor> {
     let (picked, lse) = {
         let _s = profile::span(hidden.device(), "fwd: log-softmax");
         logprob_stats(&logits, targets)?
     };
     let picked = picked.to_dtype(upcast(logits.dtype()))?;
-    let (w, targets) = (weight.clone(), targets.clone());
+    let targets = targets.clone();
     with_grad("head-logprob-grad", hidden, picked, move |x, _y, dy| {
         let dlogits = {
             let _s = profile::span(x.device(), "bwd: log-softmax");
             logprob_grad(&logits, &targets, &lse, dy)?.to_dtype(logits.dtype())?
         };
         let _s = profile::span(x.device(), "bwd: lm head");
-        dlogits.matmul(&w)?.to_dtype(x.dtype())
+        head_bwd(&dlogits)?.to_dtype(x.dtype())
     })
 }
 

@@ -23,6 +23,7 @@ pub mod grad;
 pub mod kernels;
 mod ops;
 pub mod profile;
+pub mod quant;
 pub mod switches;
 
 pub(crate) use exec::Exec;

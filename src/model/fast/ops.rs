@@ -51,12 +51,15 @@ impl Packs {
     /// `lin(x)` by the packed GEMM, or `None` where it does not apply (gradient, device,
     /// dtype, kernel switched off or unsupported).
     pub fn linear(&self, lin: &Linear, x: &Tensor) -> Result<Option<Tensor>> {
-        if x.track_op() || !cpu_f32(x) || !cpu_f32(&lin.weight) || !cpu_matmul::enabled() {
+        let Some(weight) = lin.weight.dense() else {
+            return Ok(None);
+        };
+        if x.track_op() || !cpu_f32(x) || !cpu_f32(weight) || !cpu_matmul::enabled() {
             return Ok(None);
         }
-        let key = (lin.weight.id(), lin.bias.as_ref().map(|b| b.id()));
+        let key = (weight.id(), lin.bias.as_ref().map(|b| b.id()));
         let packed = cached(&self.linears, key, || {
-            PackedLinear::from_tensors(&lin.weight, lin.bias.as_ref())
+            PackedLinear::from_tensors(weight, lin.bias.as_ref())
         })?;
         packed.forward(x)
     }
@@ -64,23 +67,21 @@ impl Packs {
     /// `silu(gate(x)) * up(x)` by the CPU kernel, or `None` where it does not apply.
     pub fn gate_up(&self, mlp: &Mlp, x: &Tensor) -> Result<Option<Tensor>> {
         let (gate, up) = (&mlp.gate, &mlp.up);
+        let (Some(gw), Some(uw)) = (gate.weight.dense(), up.weight.dense()) else {
+            return Ok(None);
+        };
         if !cpu_infer::enabled()
             || x.track_op()
             || !cpu_f32(x)
-            || !cpu_f32(&gate.weight)
-            || !cpu_f32(&up.weight)
-            || gate.weight.dims() != up.weight.dims()
+            || !cpu_f32(gw)
+            || !cpu_f32(uw)
+            || gw.dims() != uw.dims()
         {
             return Ok(None);
         }
-        let key = (gate.weight.id(), Some(up.weight.id()));
+        let key = (gw.id(), Some(uw.id()));
         let packed = cached(&self.gate_ups, key, || {
-            PackedGateUp::from_tensors(
-                &gate.weight,
-                gate.bias.as_ref(),
-                &up.weight,
-                up.bias.as_ref(),
-            )
+            PackedGateUp::from_tensors(gw, gate.bias.as_ref(), uw, up.bias.as_ref())
         })?;
         packed.forward(x)
     }
@@ -160,7 +161,11 @@ pub(crate) struct Grad<'a> {
 
 impl DecoderOps for Grad<'_> {
     fn linear(&self, lin: &Linear, x: &Tensor) -> Result<Tensor> {
-        Ok(grad::linear(x, &lin.weight, lin.bias.as_ref())?)
+        match lin.weight.dense() {
+            Some(w) => Ok(grad::linear(x, w, lin.bias.as_ref())?),
+            // The quantized linear is its own node (backward to the input only).
+            None => lin.forward(x),
+        }
     }
 
     fn rms_norm(&self, n: &RmsNorm, x: &Tensor) -> Result<Tensor> {

@@ -8,6 +8,7 @@
 //! `rope_freqs.weight` is read as per-frequency RoPE factors), `qwen2` (q/k/v biases) and
 //! `qwen3` (q/k norms). This module must not build or run models: the engine loads the returned
 //! tensors like an HF safetensors folder.
+use crate::model::fast::quant::{self, QMatrix};
 use crate::model::tokenizer::TextTokenizer;
 use crate::model::{ModelError, Result};
 use candle_core::quantized::gguf_file::{Content, Value};
@@ -23,6 +24,9 @@ pub struct GgufContents {
     pub config: serde_json::Value,
     /// Dequantized tensors under their HF names (`model.layers.0.self_attn.q_proj.weight`, ...).
     pub tensors: HashMap<String, Tensor>,
+    /// Weight matrices kept block-quantized (only from [`read_gguf_with`] asked to), under
+    /// their HF names, Q/K rows un-permuted; these are absent from `tensors`.
+    pub quantized: HashMap<String, QMatrix>,
     /// The tokenizer and chat template from the file's metadata.
     pub tokenizer: TextTokenizer,
     /// `general.name`, else the file stem.
@@ -390,10 +394,39 @@ pub fn unpermute_qk(t: &Tensor, n_head: usize) -> candle_core::Result<Tensor> {
         .reshape(dims)
 }
 
+/// The row order [`unpermute_qk`] produces: entry `i` is the stored row that becomes row `i`.
+pub fn unpermute_qk_rows(rows: usize, n_head: usize) -> candle_core::Result<Vec<usize>> {
+    if n_head == 0 || !rows.is_multiple_of(2 * n_head) {
+        candle_core::bail!("{rows} rows cannot be split into {n_head} heads of even size");
+    }
+    let hd = rows / n_head;
+    let half = hd / 2;
+    // Output row (h, j, i) is stored row (h, i, j).
+    Ok((0..rows)
+        .map(|r| {
+            let (h, rest) = (r / hd, r % hd);
+            let (j, i) = (rest / half, rest % half);
+            h * hd + i * 2 + j
+        })
+        .collect())
+}
+
 /// Reads a GGUF file of a supported architecture: config, dequantized HF-named tensors (Q/K
 /// un-permuted for `llama`) in `dtype` on `device`, tokenizer and name. Errors name the file and the
 /// key/tensor at fault; a tokenizer larger than the embedding table is rejected.
 pub fn read_gguf(path: &Path, device: &Device, dtype: DType) -> Result<GgufContents> {
+    read_gguf_with(path, device, dtype, false)
+}
+
+/// [`read_gguf`], keeping the weight matrices (linear layers, embedding, LM head) of a
+/// [`quant::SUPPORTED`] block type block-quantized when `keep_quantized` (in
+/// [`GgufContents::quantized`]; Q/K rows are reordered block row by block row).
+pub fn read_gguf_with(
+    path: &Path,
+    device: &Device,
+    dtype: DType,
+    keep_quantized: bool,
+) -> Result<GgufContents> {
     let content = read_gguf_header(path)?;
     let mut config = gguf_config(&content, path)?;
     let arch = architecture(&content, path)?;
@@ -537,12 +570,34 @@ pub fn read_gguf(path: &Path, device: &Device, dtype: DType) -> Result<GgufConte
 
     let mut reader = open(path)?;
     let mut tensors = HashMap::with_capacity(names.len());
+    let mut quantized = HashMap::new();
     let permuted = arch == "llama";
     for name in names {
         let ctx = |e: candle_core::Error| bad(path, name.as_str(), e.to_string());
         let q = content
             .tensor(&mut reader, name, &Device::Cpu)
             .map_err(ctx)?;
+        let whole_blocks = q
+            .shape()
+            .dims2()
+            .is_ok_and(|(_, c)| c.is_multiple_of(q.dtype().block_size()));
+        if keep_quantized && quant::supported(q.dtype()) && whole_blocks {
+            if let Some(hf) = hf_tensor_name(name).filter(|n| n.ends_with(".weight")) {
+                let qctx = |e: ModelError| bad(path, name.as_str(), e.to_string());
+                let mut m = QMatrix::from_qtensor(q).map_err(qctx)?;
+                if permuted && hf.contains(".q_proj.") {
+                    m = m
+                        .permute_rows(&unpermute_qk_rows(m.dims().0, heads).map_err(ctx)?)
+                        .map_err(qctx)?;
+                } else if permuted && hf.contains(".k_proj.") {
+                    m = m
+                        .permute_rows(&unpermute_qk_rows(m.dims().0, kv_heads).map_err(ctx)?)
+                        .map_err(qctx)?;
+                }
+                quantized.insert(hf, m);
+                continue;
+            }
+        }
         let mut t = q.dequantize(&Device::Cpu).map_err(ctx)?;
         let Some(hf) = hf_tensor_name(name) else {
             // rope_freqs.weight (the only other name past the check above): per-frequency
@@ -584,6 +639,7 @@ pub fn read_gguf(path: &Path, device: &Device, dtype: DType) -> Result<GgufConte
     Ok(GgufContents {
         config,
         tensors,
+        quantized,
         tokenizer,
         name,
     })

@@ -19,7 +19,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 
 pub(crate) use options::check_dtype;
-pub use options::{device_name, dtype_name, parse_device, parse_dtype, LoadOptions};
+pub use options::{device_name, dtype_name, parse_device, parse_dtype, LoadOptions, WeightStorage};
 pub(crate) use source::Source;
 pub(crate) use weights::Weights;
 
@@ -44,10 +44,12 @@ pub(crate) fn open(path: &Path, opts: &LoadOptions) -> Result<(Source, Weights<'
         .is_some_and(|e| e.eq_ignore_ascii_case("gguf"));
     if is_gguf {
         check_dtype(opts.dtype)?;
-        let c = gguf::read_gguf(path, &opts.device, opts.dtype)?;
+        let quantized = opts.weights.keeps_quantized(&opts.device, opts.dtype);
+        let c = gguf::read_gguf_with(path, &opts.device, opts.dtype, quantized)?;
         let config = ModelConfig::from_json(&c.config, path)?;
         let vb = VarBuilder::from_tensors(c.tensors, opts.dtype, &opts.device);
-        let weights = Weights::new(vb, HashMap::new(), path.to_path_buf());
+        let weights =
+            Weights::new(vb, HashMap::new(), path.to_path_buf()).with_quantized(c.quantized);
         let source = Source {
             config,
             config_json: c.config,

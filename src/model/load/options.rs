@@ -11,6 +11,8 @@ pub struct LoadOptions {
     pub device: Device,
     /// Storage and compute dtype (norms and softmax always run in f32).
     pub dtype: DType,
+    /// How a GGUF file's block-quantized tensors are held in memory.
+    pub weights: WeightStorage,
 }
 
 impl Default for LoadOptions {
@@ -18,7 +20,40 @@ impl Default for LoadOptions {
         Self {
             device: Device::Cpu,
             dtype: DType::F32,
+            weights: WeightStorage::default(),
         }
+    }
+}
+
+/// How a GGUF file's block-quantized tensors (Q4_0 … Q8_0, Q2_K … Q6_K) are held in memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WeightStorage {
+    /// Dequantized to the model dtype at load (4 bytes a weight in f32; the default: faster
+    /// than the quantized kernels on small models, see BENCHMARKS.md).
+    #[default]
+    Dense,
+    /// Kept block-quantized; linear layers, the LM head and embedding lookups
+    /// use the quantized kernels (`model::fast::quant`), which agree with the dequantized
+    /// weights up to float rounding. Only for f32 models on the CPU: elsewhere the tensors are
+    /// dequantized as with [`WeightStorage::Dense`].
+    Quantized,
+}
+
+impl WeightStorage {
+    /// Parses `quantized` (also `q`, `quant`) or `f32` (also `dense`, `dequantized`).
+    pub fn parse(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "quantized" | "quant" | "q" => Ok(Self::Quantized),
+            "f32" | "dense" | "dequantized" => Ok(Self::Dense),
+            other => Err(ModelError::InvalidInput(format!(
+                "unknown weight storage `{other}` (use quantized or f32)"
+            ))),
+        }
+    }
+
+    /// Whether tensors stay quantized for a model on `device` in `dtype`.
+    pub fn keeps_quantized(self, device: &Device, dtype: DType) -> bool {
+        self == Self::Quantized && device.is_cpu() && dtype == DType::F32
     }
 }
 
@@ -28,6 +63,7 @@ impl LoadOptions {
         Ok(Self {
             device: parse_device(device)?,
             dtype: parse_dtype(dtype)?,
+            weights: WeightStorage::default(),
         })
     }
 }

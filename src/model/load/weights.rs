@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use candle_core::{Shape, Tensor};
 use candle_nn::VarBuilder;
 
-use crate::model::arch::ops::{Linear, RmsNorm};
+use crate::model::arch::ops::{Linear, RmsNorm, Weight};
+use crate::model::fast::quant::QMatrix;
 use crate::model::{ModelError, Result};
 
 /// Named weight access with errors that name the file and tensor.
@@ -16,6 +17,9 @@ pub(crate) struct Weights<'a> {
     /// The file each tensor lives in (sharded checkpoints), else `default_source`.
     sources: HashMap<String, PathBuf>,
     default_source: PathBuf,
+    /// Tensors kept block-quantized (HF names), used by [`Weights::linear`] and
+    /// [`Weights::weight`] instead of the dense ones.
+    quantized: HashMap<String, QMatrix>,
 }
 
 impl<'a> Weights<'a> {
@@ -28,6 +32,38 @@ impl<'a> Weights<'a> {
             vb,
             sources,
             default_source,
+            quantized: HashMap::new(),
+        }
+    }
+
+    /// These weights with `quantized` tensors (HF names) held block-quantized.
+    pub fn with_quantized(mut self, quantized: HashMap<String, QMatrix>) -> Self {
+        self.quantized = quantized;
+        self
+    }
+
+    /// The quantized tensor `name`, checked against `shape`, if it is held quantized.
+    fn quantized(&self, shape: &Shape, name: &str) -> Result<Option<&QMatrix>> {
+        let Some(q) = self.quantized.get(name) else {
+            return Ok(None);
+        };
+        let (r, c) = q.dims();
+        if shape.dims() != [r, c] {
+            return Err(ModelError::BadFile {
+                path: self.source(name).to_path_buf(),
+                field: name.to_string(),
+                message: format!("shape [{r}, {c}], expected {:?}", shape.dims()),
+            });
+        }
+        Ok(Some(q))
+    }
+
+    /// A weight matrix `[out, inp]`: block-quantized if held so, else dense in the model dtype.
+    pub fn weight<S: Into<Shape>>(&self, shape: S, name: &str) -> Result<Weight> {
+        let shape: Shape = shape.into();
+        match self.quantized(&shape, name)? {
+            Some(q) => Ok(Weight::Quant(q.clone())),
+            None => Ok(Weight::Dense(self.get(shape, name)?)),
         }
     }
 
@@ -38,9 +74,13 @@ impl<'a> Weights<'a> {
             .unwrap_or(&self.default_source)
     }
 
-    /// A tensor of the given shape, converted to the model dtype.
+    /// A tensor of the given shape, converted to the model dtype (a tensor held quantized is
+    /// dequantized: code that needs a dense copy of a weight gets one).
     pub fn get<S: Into<Shape>>(&self, shape: S, name: &str) -> Result<Tensor> {
         let shape: Shape = shape.into();
+        if let Some(q) = self.quantized(&shape, name)? {
+            return q.dequantize();
+        }
         if !self.vb.contains_tensor(name) {
             return Err(ModelError::BadFile {
                 path: self.source(name).to_path_buf(),
@@ -59,13 +99,13 @@ impl<'a> Weights<'a> {
 
     /// A linear layer `prefix.weight` `[out, inp]` (+ `prefix.bias` `[out]` if `bias`).
     pub fn linear(&self, prefix: &str, inp: usize, out: usize, bias: bool) -> Result<Linear> {
-        let weight = self.get((out, inp), &format!("{prefix}.weight"))?;
+        let weight = self.weight((out, inp), &format!("{prefix}.weight"))?;
         let bias = if bias {
             Some(self.get(out, &format!("{prefix}.bias"))?)
         } else {
             None
         };
-        Ok(Linear::new(weight, bias))
+        Ok(Linear { weight, bias })
     }
 
     /// An RMSNorm `prefix.weight` `[dim]`.

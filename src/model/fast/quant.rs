@@ -1,0 +1,690 @@
+//! Block-quantized weight matrices kept in their GGUF form ([`QMatrix`]: Q4_0, Q4_1, Q5_0,
+//! Q5_1, Q8_0 and the K-quants Q2_K…Q6_K) and the CPU kernels that use them with f32
+//! activations: the linear layer's forward `x Wᵀ` ([`QMatrix::matmul_t`]), its backward with
+//! respect to the activations `dy W` ([`QMatrix::matmul`]: BiPO trains an added vector, never
+//! the weights), both as one differentiable op ([`QMatrix::linear`]), and row lookups for
+//! embeddings ([`QMatrix::rows`]).
+//!
+//! Every kernel dequantizes a tile of rows (candle's per-block dequantizers) into a small f32
+//! buffer and multiplies it in f32, so results equal the dequantized model's up to summation
+//! order; a whole matrix is never dequantized except by [`QMatrix::dequantize`] (tests,
+//! fallbacks). Large products run each tile through the packed GEMM of `cpu_matmul`; small ones
+//! (a generation step) a fused dequantize-and-dot loop. Work is split over candle's CPU pool.
+//! Must not know about models, files, hooks or autograd beyond its own op.
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use candle_core::quantized::k_quants::{
+    BlockQ2K, BlockQ3K, BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ5K, BlockQ5_0, BlockQ5_1, BlockQ6K,
+    BlockQ8_0,
+};
+use candle_core::quantized::{ggml_file::qtensor_from_ggml, GgmlDType, GgmlType, QTensor};
+use candle_core::{CpuStorage, CustomOp1, Device, Layout, Shape, Tensor};
+
+use super::cpu_matmul::{self, AlignedBuf, PackedLinear, NR};
+use crate::model::{ModelError, Result};
+
+/// The block types a [`QMatrix`] holds.
+pub const SUPPORTED: &[GgmlDType] = &[
+    GgmlDType::Q4_0,
+    GgmlDType::Q4_1,
+    GgmlDType::Q5_0,
+    GgmlDType::Q5_1,
+    GgmlDType::Q8_0,
+    GgmlDType::Q2K,
+    GgmlDType::Q3K,
+    GgmlDType::Q4K,
+    GgmlDType::Q5K,
+    GgmlDType::Q6K,
+];
+
+/// Whether `dtype` is a block type a [`QMatrix`] holds.
+pub fn supported(dtype: GgmlDType) -> bool {
+    SUPPORTED.contains(&dtype)
+}
+
+/// Rows of `W` dequantized per tile of the portable GEMM path.
+const TILE_ROWS: usize = 256;
+/// Products with at least this many activation rows take the tiled GEMM path.
+const GEMM_MIN_M: usize = 8;
+/// Rows of `W` per work item of the small-`m` forward.
+const DOT_ROWS: usize = 16;
+/// Rows of `W` per work item of the many-row forward (four packed panels).
+const GROUP_ROWS: usize = 4 * NR;
+
+/// Runs `$body` with `$T` bound to the block type of `$dtype` (an error for others).
+macro_rules! with_block {
+    ($dtype:expr, $T:ident => $body:expr) => {
+        match $dtype {
+            GgmlDType::Q4_0 => {
+                type $T = BlockQ4_0;
+                $body
+            }
+            GgmlDType::Q4_1 => {
+                type $T = BlockQ4_1;
+                $body
+            }
+            GgmlDType::Q5_0 => {
+                type $T = BlockQ5_0;
+                $body
+            }
+            GgmlDType::Q5_1 => {
+                type $T = BlockQ5_1;
+                $body
+            }
+            GgmlDType::Q8_0 => {
+                type $T = BlockQ8_0;
+                $body
+            }
+            GgmlDType::Q2K => {
+                type $T = BlockQ2K;
+                $body
+            }
+            GgmlDType::Q3K => {
+                type $T = BlockQ3K;
+                $body
+            }
+            GgmlDType::Q4K => {
+                type $T = BlockQ4K;
+                $body
+            }
+            GgmlDType::Q5K => {
+                type $T = BlockQ5K;
+                $body
+            }
+            GgmlDType::Q6K => {
+                type $T = BlockQ6K;
+                $body
+            }
+            other => Err(ModelError::InvalidInput(format!(
+                "quantized weights: block type {other:?} is not supported (supported: {SUPPORTED:?})"
+            ))),
+        }
+    };
+}
+
+/// A frozen weight `W` `[rows, cols]` (rows = output features) in a GGUF block format, on the
+/// CPU. Cheap to clone (shared).
+#[derive(Clone)]
+pub struct QMatrix {
+    qt: Arc<QTensor>,
+    rows: usize,
+    cols: usize,
+}
+
+impl std::fmt::Debug for QMatrix {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "QMatrix({:?}, [{}, {}])",
+            self.dtype(),
+            self.rows,
+            self.cols
+        )
+    }
+}
+
+impl QMatrix {
+    /// Wraps a 2-D CPU [`QTensor`] of a [`SUPPORTED`] block type whose rows are whole blocks.
+    pub fn from_qtensor(qt: QTensor) -> Result<Self> {
+        let dtype = qt.dtype();
+        if !supported(dtype) {
+            return Err(ModelError::InvalidInput(format!(
+                "quantized weights: block type {dtype:?} is not supported (supported: {SUPPORTED:?})"
+            )));
+        }
+        let (rows, cols) = qt.shape().dims2().map_err(|_| {
+            ModelError::InvalidInput(format!(
+                "quantized weights: expected a matrix, got shape {:?}",
+                qt.shape().dims()
+            ))
+        })?;
+        if !cols.is_multiple_of(dtype.block_size()) {
+            return Err(ModelError::InvalidInput(format!(
+                "quantized weights: rows of {cols} values are not whole {dtype:?} blocks of {}",
+                dtype.block_size()
+            )));
+        }
+        if !qt.device().is_cpu() {
+            return Err(ModelError::InvalidInput(
+                "quantized weights: only CPU tensors are supported".into(),
+            ));
+        }
+        Ok(Self {
+            qt: Arc::new(qt),
+            rows,
+            cols,
+        })
+    }
+
+    /// A matrix from its raw GGUF bytes (`rows * cols / block_size` blocks, row-major).
+    pub fn from_bytes(dtype: GgmlDType, bytes: &[u8], rows: usize, cols: usize) -> Result<Self> {
+        let bs = dtype.block_size();
+        let want = rows
+            .checked_mul(cols / bs.max(1))
+            .and_then(|b| b.checked_mul(dtype.type_size()));
+        if !cols.is_multiple_of(bs) || want != Some(bytes.len()) {
+            return Err(ModelError::InvalidInput(format!(
+                "quantized weights: {} bytes do not hold [{rows}, {cols}] in {dtype:?}",
+                bytes.len()
+            )));
+        }
+        let qt = qtensor_from_ggml(dtype, bytes, vec![rows, cols], &Device::Cpu)?;
+        Self::from_qtensor(qt)
+    }
+
+    /// Quantizes a matrix `[rows, cols]` made `chunk` rows at a time by `make(first_row,
+    /// n_rows)` (returning `n_rows * cols` floats), so that the f32 matrix never exists whole.
+    pub fn quantize_by_rows(
+        dtype: GgmlDType,
+        rows: usize,
+        cols: usize,
+        chunk: usize,
+        mut make: impl FnMut(usize, usize) -> Result<Vec<f32>>,
+    ) -> Result<Self> {
+        if !supported(dtype) || !cols.is_multiple_of(dtype.block_size()) {
+            return Err(ModelError::InvalidInput(format!(
+                "quantized weights: cannot quantize rows of {cols} values to {dtype:?}"
+            )));
+        }
+        let row_bytes = cols / dtype.block_size() * dtype.type_size();
+        let mut bytes = Vec::with_capacity(rows * row_bytes);
+        let mut r = 0;
+        while r < rows {
+            let n = chunk.max(1).min(rows - r);
+            let vals = make(r, n)?;
+            if vals.len() != n * cols {
+                return Err(ModelError::InvalidInput(format!(
+                    "quantized weights: {} values made for {n} rows of {cols}",
+                    vals.len()
+                )));
+            }
+            let t = Tensor::from_vec(vals, (n, cols), &Device::Cpu)?;
+            let q = QTensor::quantize(&t, dtype)?;
+            bytes.extend_from_slice(&q.data()?);
+            r += n;
+        }
+        Self::from_bytes(dtype, &bytes, rows, cols)
+    }
+
+    /// The block type.
+    pub fn dtype(&self) -> GgmlDType {
+        self.qt.dtype()
+    }
+
+    /// `(rows, cols)`: output and input features.
+    pub fn dims(&self) -> (usize, usize) {
+        (self.rows, self.cols)
+    }
+
+    /// Bytes of quantized data.
+    pub fn size_in_bytes(&self) -> usize {
+        self.qt.storage_size_in_bytes()
+    }
+
+    /// The raw GGUF bytes (row-major blocks).
+    pub fn bytes(&self) -> Result<Cow<'_, [u8]>> {
+        Ok(self.qt.data()?)
+    }
+
+    /// The matrix with its rows reordered: row `i` of the result is row `perm[i]` of `self`
+    /// (blocks are copied as they are, nothing is requantized).
+    pub fn permute_rows(&self, perm: &[usize]) -> Result<Self> {
+        if perm.len() != self.rows || perm.iter().any(|&p| p >= self.rows) {
+            return Err(ModelError::InvalidInput(format!(
+                "quantized weights: a row permutation of {} entries for {} rows",
+                perm.len(),
+                self.rows
+            )));
+        }
+        let data = self.bytes()?;
+        let rb = data.len() / self.rows.max(1);
+        let mut out = Vec::with_capacity(data.len());
+        for &p in perm {
+            out.extend_from_slice(&data[p * rb..(p + 1) * rb]);
+        }
+        Self::from_bytes(self.dtype(), &out, self.rows, self.cols)
+    }
+
+    /// The whole matrix as an f32 tensor (tests and fallbacks only: 4 bytes per weight).
+    pub fn dequantize(&self) -> Result<Tensor> {
+        Ok(self.qt.dequantize(&Device::Cpu)?)
+    }
+
+    /// Rows `ids` dequantized: `[ids.len(), cols]` f32 (an embedding lookup).
+    pub fn rows(&self, ids: &[u32]) -> Result<Tensor> {
+        let cols = self.cols;
+        let mut out = vec![0f32; ids.len() * cols];
+        with_block!(self.dtype(), T => {
+            let blocks = self.blocks::<T>()?;
+            let bpr = cols / T::BLCK_SIZE;
+            for (o, &id) in out.chunks_exact_mut(cols.max(1)).zip(ids) {
+                let id = id as usize;
+                if id >= self.rows {
+                    return Err(ModelError::InvalidInput(format!(
+                        "token id {id} is outside the embedding's {} rows",
+                        self.rows
+                    )));
+                }
+                T::to_float(&blocks[id * bpr..(id + 1) * bpr], o);
+            }
+            Ok(())
+        })?;
+        Ok(Tensor::from_vec(out, (ids.len(), cols), &Device::Cpu)?)
+    }
+
+    /// The blocks as their typed slice.
+    fn blocks<T: GgmlType>(&self) -> Result<&[T]> {
+        debug_assert_eq!(T::DTYPE, self.dtype());
+        let Cow::Borrowed(bytes) = self.qt.data()? else {
+            return Err(ModelError::InvalidInput(
+                "quantized weights: not in CPU memory".into(),
+            ));
+        };
+        // SAFETY: the bytes are the storage of candle's `Vec<T>` of this block type (checked
+        // above), so they are aligned for `T` and a whole number of `T`s; block structs are
+        // plain data (floats and integers), valid for any bit pattern.
+        let (pre, mid, post) = unsafe { bytes.align_to::<T>() };
+        if !pre.is_empty() || !post.is_empty() || mid.len() * T::BLCK_SIZE != self.rows * self.cols
+        {
+            return Err(ModelError::InvalidInput(
+                "quantized weights: storage is not a whole number of aligned blocks".into(),
+            ));
+        }
+        Ok(mid)
+    }
+
+    /// `out[m, rows] = x[m, cols] Wᵀ` for row-major `x` and `out`.
+    pub fn matmul_t(&self, x: &[f32], m: usize, out: &mut [f32]) -> Result<()> {
+        let (n, k) = (self.rows, self.cols);
+        if x.len() != m * k || out.len() != m * n {
+            return Err(ModelError::InvalidInput(format!(
+                "quantized matmul: x has {} values and out {}, expected {m} x {k} and {m} x {n}",
+                x.len(),
+                out.len()
+            )));
+        }
+        if m == 0 || n == 0 {
+            return Ok(());
+        }
+        with_block!(self.dtype(), T => {
+            let blocks = self.blocks::<T>()?;
+            if m >= GEMM_MIN_M {
+                fwd_tiled(blocks, n, k, x, m, out)
+            } else {
+                fwd_dot(blocks, n, k, x, m, out);
+                Ok(())
+            }
+        })
+    }
+
+    /// `out[m, cols] = dy[m, rows] W` for row-major `dy` and `out`: the gradient of
+    /// [`QMatrix::matmul_t`] with respect to its input.
+    pub fn matmul(&self, dy: &[f32], m: usize, out: &mut [f32]) -> Result<()> {
+        let (n, k) = (self.rows, self.cols);
+        if dy.len() != m * n || out.len() != m * k {
+            return Err(ModelError::InvalidInput(format!(
+                "quantized matmul: dy has {} values and out {}, expected {m} x {n} and {m} x {k}",
+                dy.len(),
+                out.len()
+            )));
+        }
+        out.fill(0.0);
+        if m == 0 || k == 0 {
+            return Ok(());
+        }
+        with_block!(self.dtype(), T => {
+            let blocks = self.blocks::<T>()?;
+            if m >= GEMM_MIN_M {
+                bwd_tiled(blocks, n, k, dy, m, out)
+            } else {
+                bwd_axpy(blocks, n, k, dy, m, out);
+                Ok(())
+            }
+        })
+    }
+
+    /// `x Wᵀ` for an f32 CPU tensor `[..., cols]`, without gradient.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let (xs, m, mut dims) = rows_of(x, self.cols, "input")?;
+        let mut out = vec![0f32; m * self.rows];
+        self.matmul_t(&xs, m, &mut out)?;
+        dims.push(self.rows);
+        Ok(Tensor::from_vec(out, dims, &Device::Cpu)?)
+    }
+
+    /// `dy W` for an f32 CPU tensor `[..., rows]`: `[..., cols]`, without gradient.
+    pub fn backward_input(&self, dy: &Tensor) -> Result<Tensor> {
+        let (ds, m, mut dims) = rows_of(dy, self.rows, "gradient")?;
+        let mut out = vec![0f32; m * self.cols];
+        self.matmul(&ds, m, &mut out)?;
+        dims.push(self.cols);
+        Ok(Tensor::from_vec(out, dims, &Device::Cpu)?)
+    }
+
+    /// `x Wᵀ` as a differentiable op: gradients flow to `x` (by [`QMatrix::matmul`]), never to
+    /// the frozen weight. `x` is f32 on the CPU.
+    pub fn linear(&self, x: &Tensor) -> Result<Tensor> {
+        if !x.track_op() {
+            return self.forward(x);
+        }
+        Ok(x.contiguous()?.apply_op1(QLinearOp(self.clone()))?)
+    }
+}
+
+/// The values of an f32 CPU tensor `[..., last]` as `m` rows (copied), with its leading dims.
+fn rows_of(x: &Tensor, last: usize, what: &str) -> Result<(Vec<f32>, usize, Vec<usize>)> {
+    let dims = x.dims().to_vec();
+    if dims.last() != Some(&last) || x.dtype() != candle_core::DType::F32 || !x.device().is_cpu() {
+        return Err(ModelError::InvalidInput(format!(
+            "quantized matmul: {what} must be f32 on the CPU with last dimension {last}, got {:?} {:?}",
+            x.dtype(),
+            dims
+        )));
+    }
+    let m = dims[..dims.len() - 1].iter().product();
+    let v = x.flatten_all()?.to_vec1::<f32>()?;
+    Ok((v, m, dims[..dims.len() - 1].to_vec()))
+}
+
+/// Splits `n_items` over candle's CPU pool (inline when small).
+fn par(n_items: usize, work: usize, f: impl Fn(std::ops::Range<usize>) + Sync) {
+    if work < (1 << 18) || n_items < 2 {
+        f(0..n_items);
+    } else {
+        candle_core::utils::barrier_pool().execute_chunked(n_items, f);
+    }
+}
+
+/// A raw output pointer shared by the pool's threads, each writing its own elements.
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+// SAFETY: only used for disjoint writes while the owning slice is borrowed by the caller.
+unsafe impl Send for OutPtr {}
+unsafe impl Sync for OutPtr {}
+
+/// Forward for few rows: each work item dequantizes [`DOT_ROWS`] rows of `W` one at a time
+/// and dots them with every row of `x`.
+fn fwd_dot<T: GgmlType>(w: &[T], n: usize, k: usize, x: &[f32], m: usize, out: &mut [f32]) {
+    let bpr = k / T::BLCK_SIZE;
+    let op = OutPtr(out.as_mut_ptr());
+    let items = n.div_ceil(DOT_ROWS);
+    par(items, n * k * m, |range| {
+        let op = op;
+        let mut row = vec![0f32; k];
+        for item in range {
+            for r in item * DOT_ROWS..n.min(item * DOT_ROWS + DOT_ROWS) {
+                T::to_float(&w[r * bpr..(r + 1) * bpr], &mut row);
+                for i in 0..m {
+                    let v = dot(&x[i * k..(i + 1) * k], &row);
+                    // SAFETY: (i, r) is written only by the item owning row r; in bounds.
+                    unsafe { *op.0.add(i * n + r) = v };
+                }
+            }
+        }
+    });
+}
+
+/// Forward for many rows: each work item dequantizes [`GROUP_ROWS`] rows of `W` straight into
+/// the packed-panel layout of `cpu_matmul` and runs the packed micro-kernel over all `m` rows
+/// for those output columns (a portable loop without AVX2/FMA).
+fn fwd_tiled<T: GgmlType>(
+    w: &[T],
+    n: usize,
+    k: usize,
+    x: &[f32],
+    m: usize,
+    out: &mut [f32],
+) -> Result<()> {
+    let bpr = k / T::BLCK_SIZE;
+    if !cpu_matmul::supported() {
+        let mut tile = vec![0f32; TILE_ROWS * k];
+        let mut part = vec![0f32; m * TILE_ROWS];
+        for r0 in (0..n).step_by(TILE_ROWS) {
+            let nt = TILE_ROWS.min(n - r0);
+            T::to_float(&w[r0 * bpr..(r0 + nt) * bpr], &mut tile[..nt * k]);
+            let packed = PackedLinear::pack(&tile[..nt * k], nt, k, None)?;
+            packed.matmul(x, m, &mut part[..m * nt])?;
+            for i in 0..m {
+                out[i * n + r0..i * n + r0 + nt].copy_from_slice(&part[i * nt..(i + 1) * nt]);
+            }
+        }
+        return Ok(());
+    }
+    let op = OutPtr(out.as_mut_ptr());
+    par(n.div_ceil(GROUP_ROWS), n * k * m, |range| {
+        let op = op;
+        let mut panels = AlignedBuf::zeros(GROUP_ROWS * k);
+        let mut rows = vec![0f32; NR * k];
+        for g in range {
+            let r0 = g * GROUP_ROWS;
+            let nt = GROUP_ROWS.min(n - r0);
+            let np = nt.div_ceil(NR);
+            let buf = panels.as_mut_slice();
+            for p in 0..np {
+                let pr0 = r0 + p * NR;
+                let nr = NR.min(n - pr0);
+                T::to_float(&w[pr0 * bpr..(pr0 + nr) * bpr], &mut rows[..nr * k]);
+                let panel = &mut buf[p * k * NR..(p + 1) * k * NR];
+                for (kk, dst) in panel.chunks_exact_mut(NR).enumerate() {
+                    for (j, d) in dst.iter_mut().enumerate() {
+                        *d = if j < nr { rows[j * k + kk] } else { 0.0 };
+                    }
+                }
+            }
+            // SAFETY: x has m rows of k floats; `panels` holds np packed panels of k steps,
+            // 32-byte aligned; out columns r0..r0+nt of every row are written only here.
+            unsafe {
+                cpu_matmul::gemm_panels(
+                    x.as_ptr(),
+                    k,
+                    m,
+                    k,
+                    panels.as_slice().as_ptr(),
+                    k,
+                    nt,
+                    None,
+                    op.0.add(r0),
+                    n,
+                    0..np,
+                )
+            };
+        }
+    });
+    Ok(())
+}
+
+/// Backward for few rows: each work item owns a range of block columns of `dx` and walks all
+/// rows of `W`, dequantizing only its blocks.
+fn bwd_axpy<T: GgmlType>(w: &[T], n: usize, k: usize, dy: &[f32], m: usize, out: &mut [f32]) {
+    let bs = T::BLCK_SIZE;
+    let bpr = k / bs;
+    let op = OutPtr(out.as_mut_ptr());
+    par(bpr, n * k * m, |range| {
+        let op = op;
+        let (c0, c1) = (range.start * bs, range.end * bs);
+        let mut seg = vec![0f32; c1 - c0];
+        let mut acc = vec![0f32; m * (c1 - c0)];
+        for r in 0..n {
+            T::to_float(&w[r * bpr + range.start..r * bpr + range.end], &mut seg);
+            for i in 0..m {
+                axpy(
+                    dy[i * n + r],
+                    &seg,
+                    &mut acc[i * (c1 - c0)..(i + 1) * (c1 - c0)],
+                );
+            }
+        }
+        for i in 0..m {
+            for (j, v) in acc[i * (c1 - c0)..(i + 1) * (c1 - c0)].iter().enumerate() {
+                // SAFETY: columns c0..c1 belong to this item only; in bounds.
+                unsafe { *op.0.add(i * k + c0 + j) = *v };
+            }
+        }
+    });
+}
+
+/// Backward for many rows: each work item owns one block column of `dx` (`bs` columns),
+/// dequantizes that block of every row of `W` into packed panels of `Wᵀ` and runs the packed
+/// micro-kernel `dx[:, cols] = dy W[:, cols]` (a portable loop without AVX2/FMA).
+fn bwd_tiled<T: GgmlType>(
+    w: &[T],
+    n: usize,
+    k: usize,
+    dy: &[f32],
+    m: usize,
+    out: &mut [f32],
+) -> Result<()> {
+    let bs = T::BLCK_SIZE;
+    let bpr = k / bs;
+    if !cpu_matmul::supported() {
+        bwd_axpy(w, n, k, dy, m, out);
+        return Ok(());
+    }
+    let op = OutPtr(out.as_mut_ptr());
+    let np = bs.div_ceil(NR);
+    par(bpr, n * k * m, |range| {
+        let op = op;
+        let mut panels = AlignedBuf::zeros(np * n * NR);
+        let mut seg = vec![0f32; bs];
+        for cb in range {
+            let buf = panels.as_mut_slice();
+            for r in 0..n {
+                T::to_float(std::slice::from_ref(&w[r * bpr + cb]), &mut seg);
+                // Column c of this block goes to panel c / NR, lane c % NR, step r.
+                for (c, v) in seg.iter().enumerate() {
+                    buf[((c / NR) * n + r) * NR + c % NR] = *v;
+                }
+            }
+            // SAFETY: dy has m rows of n floats; `panels` holds np packed panels of n steps,
+            // 32-byte aligned; dx columns cb*bs..cb*bs+bs of every row are written only here.
+            unsafe {
+                cpu_matmul::gemm_panels(
+                    dy.as_ptr(),
+                    n,
+                    m,
+                    n,
+                    panels.as_slice().as_ptr(),
+                    n,
+                    bs,
+                    None,
+                    op.0.add(cb * bs),
+                    k,
+                    0..np,
+                )
+            };
+        }
+    });
+    Ok(())
+}
+
+/// `Σ a[i] b[i]` in eight lanes (vectorised by the compiler).
+#[inline]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if super::switches::cpu_simd() {
+        // SAFETY: AVX2 and FMA are present (checked by `cpu_simd`).
+        return unsafe { dot_avx2(a, b) };
+    }
+    dot_lanes(a, b)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
+    dot_lanes(a, b)
+}
+
+#[inline(always)]
+fn dot_lanes(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 16];
+    let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for l in 0..16 {
+            acc[l] = x[l].mul_add(y[l], acc[l]);
+        }
+    }
+    let mut s: f32 = acc.iter().sum();
+    for (x, y) in ra.iter().zip(rb) {
+        s += x * y;
+    }
+    s
+}
+
+/// `y += a x` (vectorised by the compiler).
+#[inline]
+fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if super::switches::cpu_simd() {
+        // SAFETY: AVX2 and FMA are present (checked by `cpu_simd`).
+        return unsafe { axpy_avx2(a, x, y) };
+    }
+    axpy_lanes(a, x, y)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn axpy_avx2(a: f32, x: &[f32], y: &mut [f32]) {
+    axpy_lanes(a, x, y)
+}
+
+#[inline(always)]
+fn axpy_lanes(a: f32, x: &[f32], y: &mut [f32]) {
+    for (yy, xx) in y.iter_mut().zip(x) {
+        *yy = xx.mul_add(a, *yy);
+    }
+}
+
+/// [`QMatrix::linear`] as a candle op: forward by [`QMatrix::matmul_t`], backward to the
+/// input by [`QMatrix::matmul`].
+struct QLinearOp(QMatrix);
+
+impl CustomOp1 for QLinearOp {
+    fn name(&self) -> &'static str {
+        "quantized-linear"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &CpuStorage,
+        layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let k = self.0.cols;
+        let dims = layout.dims().to_vec();
+        if dims.last() != Some(&k) {
+            candle_core::bail!("quantized linear: input {dims:?} does not end in {k}");
+        }
+        let all = storage.as_slice::<f32>()?;
+        let m: usize = dims[..dims.len() - 1].iter().product();
+        let Some((a, b)) = layout.contiguous_offsets() else {
+            candle_core::bail!("quantized linear: input is not contiguous");
+        };
+        let x = &all[a..b];
+        let mut out = vec![0f32; m * self.0.rows];
+        self.0
+            .matmul_t(x, m, &mut out)
+            .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        let mut od = dims;
+        *od.last_mut().expect("rank checked above") = self.0.rows;
+        Ok((CpuStorage::F32(out), Shape::from(od)))
+    }
+
+    fn bwd(
+        &self,
+        _arg: &Tensor,
+        _res: &Tensor,
+        grad_res: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
+        let g = self
+            .0
+            .backward_input(&grad_res.to_dtype(candle_core::DType::F32)?)
+            .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
+        Ok(Some(g))
+    }
+}
+
+/// Whether a tensor is a plain f32 CPU tensor (what the quantized kernels take).
+pub fn takes(x: &Tensor) -> bool {
+    x.dtype() == candle_core::DType::F32 && x.device().is_cpu()
+}
