@@ -9,7 +9,9 @@ use candle_core::{DType, Device, Tensor};
 use clap::Args;
 
 use crate::data::Message;
-use crate::model::{Batch, GenerateOptions, HookPoint, Hooks, LoadOptions, Model, Positions};
+use crate::model::{
+    Batch, EditMode, GenerateOptions, HookPoint, Hooks, LoadOptions, Model, Positions,
+};
 
 /// Which model to load and where.
 #[derive(Debug, Args)]
@@ -94,8 +96,11 @@ pub struct GenerateArgs {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// A steering vector file (native .safetensors or GGUF control vector), optionally with a
-    /// multiplier: FILE[:SCALE]. Repeat to combine vectors.
-    #[arg(long, value_name = "FILE[:SCALE]")]
+    /// multiplier and intervention mode: FILE[:SCALE[:MODE]], MODE one of add, add_normalized
+    /// (keeps each position's residual norm), ablate (SCALE 1 removes the direction), clamp
+    /// (sets the projection on the direction to SCALE); default: the file's
+    /// `steerlab.intervention`, else add. Repeat to combine vectors.
+    #[arg(long, value_name = "FILE[:SCALE[:MODE]]")]
     pub steer: Vec<String>,
 }
 
@@ -217,12 +222,43 @@ fn split_steer(spec: &str) -> anyhow::Result<(PathBuf, f64)> {
     Ok((PathBuf::from(spec), 1.0))
 }
 
+/// Splits `FILE[:SCALE[:MODE]]`: a last part naming an intervention mode (add,
+/// add_normalized, ablate, clamp) must follow a scale; otherwise as [`split_steer`].
+fn split_steer_mode(spec: &str) -> anyhow::Result<(PathBuf, f64, Option<EditMode>)> {
+    if let Some((rest, mode)) = spec.rsplit_once(':') {
+        if let Ok(m) = mode.parse::<EditMode>() {
+            let (file, scale) = split_steer(rest)?;
+            if file.as_os_str() == rest {
+                bail!("--steer {spec}: the mode `{mode}` must follow a scale (FILE:SCALE:MODE)");
+            }
+            return Ok((file, scale, Some(m)));
+        }
+    }
+    let (file, scale) = split_steer(spec)?;
+    Ok((file, scale, None))
+}
+
 /// Hooks adding every `--steer` vector at its layers.
 fn steering_hooks(model: &Model, specs: &[String]) -> anyhow::Result<Hooks> {
     let mut hooks = Hooks::new();
     for spec in specs {
-        let (file, scale) = split_steer(spec)?;
+        let (file, scale, mode) = split_steer_mode(spec)?;
         let sv = crate::steer::SteeringVector::load_any(&file)?;
+        let mode = match mode {
+            Some(m) => m,
+            None => sv.meta.intervention.parse::<EditMode>().map_err(|e| {
+                anyhow::anyhow!("{}: steerlab.intervention: {e}", file.display())
+            })?,
+        };
+        if mode != EditMode::Add {
+            crate::steer::collect::add_steering_mode(&mut hooks, model, &sv, scale, mode, None)?;
+            eprintln!(
+                "steering with {} × {scale} ({mode}) at layers {:?}",
+                file.display(),
+                sv.meta.layers
+            );
+            continue;
+        }
         sv.check_model(model.hidden_size(), model.n_layers())?;
         let positions = match sv.meta.positions.as_str() {
             "all" | "" => Positions::All,
@@ -258,7 +294,7 @@ pub fn generate(a: GenerateArgs) -> anyhow::Result<()> {
         bail!("--top-p 0: must be above 0 (1 keeps every token)");
     }
     for spec in &a.steer {
-        let (file, _) = split_steer(spec)?;
+        let (file, _, _) = split_steer_mode(spec)?;
         crate::report::atomic::require_regular_file(&file)
             .map_err(|e| anyhow::anyhow!("--steer {}: {e}", file.display()))?;
     }
@@ -321,5 +357,25 @@ mod tests {
             let e = split_steer(bad).unwrap_err().to_string();
             assert!(e.contains("--steer") && e.contains("finite"), "{e}");
         }
+    }
+
+    #[test]
+    fn steer_spec_splits_mode() {
+        assert_eq!(
+            split_steer_mode("v.safetensors:2:ablate").unwrap(),
+            (PathBuf::from("v.safetensors"), 2.0, Some(EditMode::Ablate))
+        );
+        assert_eq!(
+            split_steer_mode("v.safetensors:-1:add_normalized").unwrap(),
+            (PathBuf::from("v.safetensors"), -1.0, Some(EditMode::AddNormalized))
+        );
+        assert_eq!(
+            split_steer_mode("v.safetensors:3").unwrap(),
+            (PathBuf::from("v.safetensors"), 3.0, None)
+        );
+        let e = split_steer_mode("v.safetensors:clamp").unwrap_err().to_string();
+        assert!(e.contains("must follow a scale"), "{e}");
+        let e = split_steer_mode("v.safetensors:nan:clamp").unwrap_err().to_string();
+        assert!(e.contains("finite"), "{e}");
     }
 }

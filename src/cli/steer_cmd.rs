@@ -22,6 +22,11 @@ pub enum SteerCommand {
     Eval(EvalArgs),
     /// Export a vector (llama.cpp / repeng GGUF control vector).
     Export(ExportArgs),
+    /// Layer × strength sweep: a vector per layer, held-out score and side effects per point.
+    Sweep(crate::cli::steer_eval_cmd::SweepArgs),
+    /// Search layer × multiplier × positions × method for the best held-out behaviour under
+    /// side-effect budgets; writes the chosen vector with its certificate.
+    Tune(crate::cli::steer_eval_cmd::TuneArgs),
 }
 
 /// `steer train` arguments.
@@ -141,6 +146,8 @@ pub fn run(cmd: SteerCommand) -> Result<()> {
         SteerCommand::Train(a) => train(a),
         SteerCommand::Eval(a) => eval(a),
         SteerCommand::Export(a) => export(a),
+        SteerCommand::Sweep(a) => crate::cli::steer_eval_cmd::sweep_cmd(a),
+        SteerCommand::Tune(a) => crate::cli::steer_eval_cmd::tune_cmd(a),
     }
 }
 
