@@ -186,6 +186,10 @@ fn tune_respects_the_kl_budget_and_certifies_the_vector() {
         assert!(pts[0].get(k).is_some(), "points lack {k}");
     }
     assert!(!r["pareto"].as_array().unwrap().is_empty());
+    for p in pts {
+        let fits = p["kl"].as_f64().unwrap() <= 0.05;
+        assert_eq!(p["feasible"].as_bool().unwrap(), fits, "{p}");
+    }
     if !ok {
         // Only acceptable failure: nothing fits the budget, said so, and chosen is null.
         assert!(err.contains("no steered point meets the budgets"), "{stdout}\n{err}");
@@ -209,6 +213,38 @@ fn tune_respects_the_kl_budget_and_certifies_the_vector() {
     assert!(cert["train_fnv1a"].as_str().unwrap().len() == 16);
     assert!(cert["llama_cpp"].as_str().is_some());
     assert_eq!(v.meta.positions, ch["positions"].as_str().unwrap());
+}
+
+#[test]
+fn tune_with_a_loose_budget_chooses_the_largest_shift() {
+    let f = fixture();
+    let out = f.root.join("tune_loose");
+    let mut args: Vec<String> = vec!["steer".into(), "tune".into()];
+    args.extend(common(&f, &s(&out)));
+    args.extend([
+        "--layers=2".into(),
+        "--multipliers=-2,0,2".into(),
+        "--positions=all".into(),
+        "--max-kl=1e4".into(),
+        "--direction=decrease".into(),
+    ]);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (ok, stdout, err) = steerlab(&refs);
+    assert!(ok, "{stdout}\n{err}");
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let pts = r["points"].as_array().unwrap();
+    assert_eq!(pts.len(), 3);
+    let lowest = pts
+        .iter()
+        .filter(|p| p["multiplier"].as_f64() != Some(0.0))
+        .map(|p| p["score"].as_f64().unwrap())
+        .fold(f64::MAX, f64::min);
+    assert_eq!(r["chosen"]["score"].as_f64().unwrap(), lowest);
+    assert!(stdout.contains("llama.cpp: export to vector.gguf"), "{stdout}");
+    // the certified vector carries α: applying it at scale 1 is the chosen point
+    let v = SteeringVector::load(&out.join("vector.safetensors")).unwrap();
+    assert_eq!(v.meta.layers, vec![2]);
 }
 
 #[test]
