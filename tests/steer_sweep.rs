@@ -41,18 +41,20 @@ fn fixture() -> Fixture {
     let pairs = root.join("pairs.jsonl");
     let mut lines = String::new();
     for i in 0..6 {
-        lines += &serde_json::json!({"id": format!("p{i}"), "prompt": format!("tell me about item {i}"),
+        lines +=
+            &serde_json::json!({"id": format!("p{i}"), "prompt": format!("tell me about item {i}"),
             "chosen": "yes it is good", "rejected": "no it is bad"})
-        .to_string();
+            .to_string();
         lines.push('\n');
     }
     std::fs::write(&pairs, lines).unwrap();
     let ab = root.join("ab.jsonl");
     let mut lines = String::new();
     for i in 0..5 {
-        lines += &serde_json::json!({"id": format!("a{i}"), "question": format!("what about item {i}?"),
+        lines +=
+            &serde_json::json!({"id": format!("a{i}"), "question": format!("what about item {i}?"),
             "answer_matching_behavior": "it is good", "answer_not_matching_behavior": "it is bad"})
-        .to_string();
+            .to_string();
         lines.push('\n');
     }
     std::fs::write(&ab, lines).unwrap();
@@ -101,7 +103,13 @@ fn sweep_writes_the_report_and_kl_grows_with_the_multiplier() {
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     let (ok, stdout, err) = steerlab(&refs);
     assert!(ok, "{stdout}\n{err}");
-    for f in ["report.json", "heatmap.svg", "heatmap.png", "report.html", "kl_heatmap.svg"] {
+    for f in [
+        "report.json",
+        "heatmap.svg",
+        "heatmap.png",
+        "report.html",
+        "kl_heatmap.svg",
+    ] {
         assert!(out.join(f).is_file(), "{f} missing");
     }
     let png = std::fs::read(out.join("heatmap.png")).unwrap();
@@ -182,7 +190,16 @@ fn tune_respects_the_kl_budget_and_certifies_the_vector() {
     let pts = r["points"].as_array().unwrap();
     // 2 layers × 5 multipliers × positions all, generated
     assert_eq!(pts.len(), 20);
-    for k in ["layer", "multiplier", "positions", "method", "score", "kl", "repetition", "capability"] {
+    for k in [
+        "layer",
+        "multiplier",
+        "positions",
+        "method",
+        "score",
+        "kl",
+        "repetition",
+        "capability",
+    ] {
         assert!(pts[0].get(k).is_some(), "points lack {k}");
     }
     assert!(!r["pareto"].as_array().unwrap().is_empty());
@@ -192,7 +209,10 @@ fn tune_respects_the_kl_budget_and_certifies_the_vector() {
     }
     if !ok {
         // Only acceptable failure: nothing fits the budget, said so, and chosen is null.
-        assert!(err.contains("no steered point meets the budgets"), "{stdout}\n{err}");
+        assert!(
+            err.contains("no steered point meets the budgets"),
+            "{stdout}\n{err}"
+        );
         assert!(r["chosen"].is_null());
         return;
     }
@@ -241,10 +261,50 @@ fn tune_with_a_loose_budget_chooses_the_largest_shift() {
         .map(|p| p["score"].as_f64().unwrap())
         .fold(f64::MAX, f64::min);
     assert_eq!(r["chosen"]["score"].as_f64().unwrap(), lowest);
-    assert!(stdout.contains("llama.cpp: export to vector.gguf"), "{stdout}");
+    assert!(
+        stdout.contains("llama.cpp: export to vector.gguf"),
+        "{stdout}"
+    );
     // the certified vector carries α: applying it at scale 1 is the chosen point
     let v = SteeringVector::load(&out.join("vector.safetensors")).unwrap();
     assert_eq!(v.meta.layers, vec![2]);
+    // hygiene: the stored content hash matches, and verify prints the sign check
+    let stored = v.meta.extra["steerlab.content_hash"].clone();
+    assert_eq!(stored, steerlab::steer::verify::content_hash(&v));
+    let signs: serde_json::Value =
+        serde_json::from_str(&v.meta.extra["steerlab.sign_check"]).unwrap();
+    assert_eq!(signs["2"]["pairs"], 5);
+    let (ok, vout, err) = steerlab(&[
+        "steer",
+        "verify",
+        &s(&out.join("vector.safetensors")),
+        "--model",
+        &s(&f.model),
+        "--data",
+        &s(&f.ab),
+        "--json",
+    ]);
+    assert!(ok, "{err}");
+    let j: serde_json::Value = serde_json::from_str(&vout).unwrap();
+    assert_eq!(j["content_hash"].as_str().unwrap(), stored);
+    assert_eq!(j["hash_matches"], true);
+    assert_eq!(j["sign_check"], signs);
+    // a changed direction no longer matches its stored hash
+    let mut w = v.clone();
+    w.layers.get_mut(&2).unwrap()[0] += 1.0;
+    let changed = f.root.join("changed.safetensors");
+    w.save(&changed).unwrap();
+    let (ok, vout, err) = steerlab(&[
+        "steer",
+        "verify",
+        &s(&changed),
+        "--model",
+        &s(&f.model),
+        "--data",
+        &s(&f.ab),
+    ]);
+    assert!(ok, "{err}");
+    assert!(vout.contains("DOES NOT MATCH"), "{vout}");
 }
 
 #[test]
@@ -305,14 +365,31 @@ fn steer_modes_in_generate_and_gguf_refusal() {
     let f = fixture();
     let v = f.root.join("caa.safetensors");
     let (ok, out, err) = steerlab(&[
-        "steer", "train", "--model", &s(&f.model), "--data", &s(&f.pairs), "--method", "caa",
-        "--layers", "1", "--out", &s(&v),
+        "steer",
+        "train",
+        "--model",
+        &s(&f.model),
+        "--data",
+        &s(&f.pairs),
+        "--method",
+        "caa",
+        "--layers",
+        "1",
+        "--out",
+        &s(&v),
     ]);
     assert!(ok, "{out}\n{err}");
     let gen = |spec: &str| {
         steerlab(&[
-            "generate", "--model", &s(&f.model), "--prompt", "hello there", "--max-new-tokens",
-            "6", "--steer", spec,
+            "generate",
+            "--model",
+            &s(&f.model),
+            "--prompt",
+            "hello there",
+            "--max-new-tokens",
+            "6",
+            "--steer",
+            spec,
         ])
     };
     let (ok, plain, err) = gen(&format!("{}:0", s(&v)));
@@ -332,10 +409,21 @@ fn steer_modes_in_generate_and_gguf_refusal() {
     sv.meta.intervention = "ablate".into();
     let abl = f.root.join("ablate.safetensors");
     sv.save(&abl).unwrap();
-    assert_eq!(SteeringVector::load(&abl).unwrap().meta.intervention, "ablate");
+    assert_eq!(
+        SteeringVector::load(&abl).unwrap().meta.intervention,
+        "ablate"
+    );
     let (ok, _, err) = steerlab(&[
-        "steer", "export", "--vector", &s(&abl), "--out", &s(&f.root.join("a.gguf")),
+        "steer",
+        "export",
+        "--vector",
+        &s(&abl),
+        "--out",
+        &s(&f.root.join("a.gguf")),
     ]);
-    assert!(!ok && err.contains("ablate") && err.contains("llama.cpp cannot express"), "{err}");
+    assert!(
+        !ok && err.contains("ablate") && err.contains("llama.cpp cannot express"),
+        "{err}"
+    );
     assert!(!f.root.join("a.gguf").exists());
 }

@@ -244,12 +244,13 @@ fn steering_hooks(model: &Model, specs: &[String]) -> anyhow::Result<Hooks> {
     for spec in specs {
         let (file, scale, mode) = split_steer_mode(spec)?;
         let sv = crate::steer::SteeringVector::load_any(&file)?;
-        let mode = match mode {
-            Some(m) => m,
-            None => sv.meta.intervention.parse::<EditMode>().map_err(|e| {
-                anyhow::anyhow!("{}: steerlab.intervention: {e}", file.display())
-            })?,
-        };
+        let mode =
+            match mode {
+                Some(m) => m,
+                None => sv.meta.intervention.parse::<EditMode>().map_err(|e| {
+                    anyhow::anyhow!("{}: steerlab.intervention: {e}", file.display())
+                })?,
+            };
         if mode != EditMode::Add {
             crate::steer::collect::add_steering_mode(&mut hooks, model, &sv, scale, mode, None)?;
             eprintln!(
@@ -367,15 +368,23 @@ mod tests {
         );
         assert_eq!(
             split_steer_mode("v.safetensors:-1:add_normalized").unwrap(),
-            (PathBuf::from("v.safetensors"), -1.0, Some(EditMode::AddNormalized))
+            (
+                PathBuf::from("v.safetensors"),
+                -1.0,
+                Some(EditMode::AddNormalized)
+            )
         );
         assert_eq!(
             split_steer_mode("v.safetensors:3").unwrap(),
             (PathBuf::from("v.safetensors"), 3.0, None)
         );
-        let e = split_steer_mode("v.safetensors:clamp").unwrap_err().to_string();
+        let e = split_steer_mode("v.safetensors:clamp")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("must follow a scale"), "{e}");
-        let e = split_steer_mode("v.safetensors:nan:clamp").unwrap_err().to_string();
+        let e = split_steer_mode("v.safetensors:nan:clamp")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("finite"), "{e}");
     }
 }

@@ -27,6 +27,8 @@ pub enum SteerCommand {
     /// Search layer × multiplier × positions × method for the best held-out behaviour under
     /// side-effect budgets; writes the chosen vector with its certificate.
     Tune(crate::cli::steer_eval_cmd::TuneArgs),
+    /// Content hash and sign check (chosen above rejected on held-out pairs) of a vector.
+    Verify(crate::cli::steer_eval_cmd::VerifyArgs),
 }
 
 /// `steer train` arguments.
@@ -148,6 +150,7 @@ pub fn run(cmd: SteerCommand) -> Result<()> {
         SteerCommand::Export(a) => export(a),
         SteerCommand::Sweep(a) => crate::cli::steer_eval_cmd::sweep_cmd(a),
         SteerCommand::Tune(a) => crate::cli::steer_eval_cmd::tune_cmd(a),
+        SteerCommand::Verify(a) => crate::cli::steer_eval_cmd::verify_cmd(a),
     }
 }
 

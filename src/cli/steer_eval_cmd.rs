@@ -112,6 +112,85 @@ pub struct TuneArgs {
     pub direction: String,
 }
 
+/// `steer verify` arguments.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The vector (.safetensors or .gguf).
+    pub vector: PathBuf,
+    /// Held-out pairs or A/B items for the sign check.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Model: as for `steer train` (default: the cached SmolLM2-135M-Instruct GGUF).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Use at most this many records.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `steerlab steer verify`: the content hash (and whether it matches a stored
+/// `steerlab.content_hash`) and the sign check per layer.
+pub fn verify_cmd(a: VerifyArgs) -> Result<()> {
+    if a.limit == Some(0) {
+        bail!("--limit 0: must be at least 1");
+    }
+    crate::report::atomic::require_regular_file(&a.vector)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", a.vector.display()))?;
+    let v = crate::steer::SteeringVector::load_any(&a.vector)?;
+    let records = load(&a.data, a.limit)?.records;
+    if records.is_empty() {
+        bail!("{}: no records", a.data.display());
+    }
+    let hash = crate::steer::verify::content_hash(&v);
+    let stored = v.meta.extra.get("steerlab.content_hash").cloned();
+    let (model, tok) = crate::cli::steer_cmd::load_model(a.model.as_deref())?;
+    let pairs = prepare::contrasts(&tok, &records, false)
+        .with_context(|| format!("{}", a.data.display()))?;
+    if pairs.is_empty() {
+        bail!(
+            "{}: no pairs or A/B items for the sign check",
+            a.data.display()
+        );
+    }
+    let sink = BarSink::new(a.json);
+    let signs = crate::steer::verify::sign_check(&model, &v, &pairs, 8, &sink)?;
+    sink.finish();
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "content_hash": hash, "stored_hash": stored,
+                "hash_matches": stored.as_ref().map(|s| *s == hash),
+                "sign_check": signs,
+            }))?
+        );
+    } else {
+        println!("content hash  {hash} (FNV-1a 64 of the directions)");
+        match &stored {
+            Some(s) if *s == hash => println!("stored hash   {s} (matches)"),
+            Some(s) => println!("stored hash   {s} (DOES NOT MATCH: the directions were changed)"),
+            None => println!("stored hash   none"),
+        }
+        for (l, s) in &signs {
+            println!(
+                "layer {l:>3}  chosen above rejected on {:.1}% of {} pairs (mean margin {:.4}){}",
+                100.0 * s.fraction_above,
+                s.pairs,
+                s.mean_margin,
+                if s.fraction_above < 0.5 {
+                    "  <- sign looks flipped"
+                } else {
+                    ""
+                }
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Everything checked and loaded before the model work.
 struct Plan {
     methods: Vec<Method>,
@@ -235,12 +314,12 @@ fn plan(a: &SweepArgs) -> Result<Plan> {
             .collect::<Result<Vec<_>>>()?
     };
     sweep::check_grid(&layers, &a.multipliers, model.n_layers())?;
-    let eval = prepare::ab_tokens(&tok, &eval_items)
-        .with_context(|| format!("{}", a.eval.display()))?;
+    let eval =
+        prepare::ab_tokens(&tok, &eval_items).with_context(|| format!("{}", a.eval.display()))?;
     let capability = match (&cap_items, &a.capability) {
-        (Some(items), Some(p)) => Some(
-            prepare::ab_tokens(&tok, items).with_context(|| format!("{}", p.display()))?,
-        ),
+        (Some(items), Some(p)) => {
+            Some(prepare::ab_tokens(&tok, items).with_context(|| format!("{}", p.display()))?)
+        }
         _ => None,
     };
     let neutral = neutral_prompts
@@ -267,7 +346,13 @@ fn run_all(
     a: &SweepArgs,
     p: &Plan,
     sink: &BarSink,
-) -> Result<(SweepReport, Vec<(Method, std::collections::BTreeMap<usize, crate::steer::SteeringVector>)>)> {
+) -> Result<(
+    SweepReport,
+    Vec<(
+        Method,
+        std::collections::BTreeMap<usize, crate::steer::SteeringVector>,
+    )>,
+)> {
     let mut merged: Option<SweepReport> = None;
     let mut vectors = Vec::new();
     for &method in &p.methods {
@@ -481,7 +566,19 @@ pub fn tune_cmd(a: TuneArgs) -> Result<()> {
             Err(why) => format!("not reproducible: {why}"),
         },
     });
-    let cv = tune::certified_vector(v, ch, &certificate)?;
+    let mut cv = tune::certified_vector(v, ch, &certificate)?;
+    let eval_records = load(&s.eval, s.eval_limit)?.records;
+    let pairs = prepare::contrasts(&p.tok, &eval_records, false)
+        .with_context(|| format!("{}", s.eval.display()))?;
+    let signs = crate::steer::verify::sign_check(&p.model, &cv, &pairs, 8, &sink)?;
+    sink.finish();
+    cv.meta.extra.insert(
+        "steerlab.content_hash".into(),
+        crate::steer::verify::content_hash(&cv),
+    );
+    cv.meta
+        .extra
+        .insert("steerlab.sign_check".into(), serde_json::to_string(&signs)?);
     sweep::write_report(&s.out, &report, Some(report_json.clone()), &|d| {
         cv.save(&d.join("vector.safetensors"))
     })?;

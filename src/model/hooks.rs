@@ -229,15 +229,12 @@ impl Hooks {
     /// True when a forward with these hooks must use differentiable ops.
     pub(crate) fn needs_grad(&self) -> bool {
         self.force_composed
-            || self
-                .entries
-                .iter()
-                .any(|(_, i)| match i {
-                    Intervention::Add { vector, .. } | Intervention::Edit { vector, .. } => {
-                        vector.track_op()
-                    }
-                    Intervention::Capture => false,
-                })
+            || self.entries.iter().any(|(_, i)| match i {
+                Intervention::Add { vector, .. } | Intervention::Edit { vector, .. } => {
+                    vector.track_op()
+                }
+                Intervention::Capture => false,
+            })
     }
 
     /// A copy with the same `Add`/`Edit` interventions, no captures and no CAST gates (used by
@@ -367,7 +364,8 @@ impl Hooks {
                                     ctx.batch
                                 )));
                             }
-                            let g = Tensor::cat(&vec![g; ctx.batch / gb], 0)?.to_dtype(x.dtype())?;
+                            let g =
+                                Tensor::cat(&vec![g; ctx.batch / gb], 0)?.to_dtype(x.dtype())?;
                             Some(match w {
                                 None => g.broadcast_as((ctx.batch, ctx.len, 1))?.contiguous()?,
                                 Some(w) => w.broadcast_mul(&g)?,

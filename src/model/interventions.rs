@@ -84,7 +84,11 @@ pub struct Condition {
 
 /// `v / ‖v‖`, failing on a zero vector (ablating or clamping along no direction is meaningless).
 fn unit(v: &Tensor, what: &str) -> Result<Tensor> {
-    let n = v.sqr()?.sum_all()?.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+    let n = v
+        .sqr()?
+        .sum_all()?
+        .to_dtype(DType::F64)?
+        .to_scalar::<f64>()?;
     if !(n.is_finite() && n > 0.0) {
         return Err(ModelError::BadHook(format!(
             "{what}: the direction has zero or non-finite norm"
@@ -118,7 +122,11 @@ pub fn apply_edit(
                 (v * s)?.reshape((1, 1, ()))?.broadcast_as(x.shape())?,
             )?)?;
             let nx = x.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?;
-            let ny = y.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?.clamp(1e-12, f64::MAX)?;
+            let ny = y
+                .sqr()?
+                .sum_keepdim(D::Minus1)?
+                .sqrt()?
+                .clamp(1e-12, f64::MAX)?;
             y.broadcast_mul(&(nx / ny)?)?
         }
         EditMode::Ablate | EditMode::Clamp => {
@@ -150,7 +158,11 @@ pub fn condition_gate(x: &Tensor, cond: &Condition, last: &[usize]) -> Result<Te
         let n = r.sqr()?.sum_all()?.to_scalar::<f32>()?.sqrt();
         let dot = (&r * &c)?.sum_all()?.to_scalar::<f32>()?;
         let cos = if n > 0.0 { dot / n } else { 0.0 };
-        gate.push(if cos as f64 > cond.threshold { 1f32 } else { 0f32 });
+        gate.push(if cos as f64 > cond.threshold {
+            1f32
+        } else {
+            0f32
+        });
     }
     let _ = h;
     Ok(Tensor::from_vec(gate, (b, 1, 1), x.device())?.to_dtype(x.dtype())?)
@@ -192,8 +204,7 @@ pub fn choose_threshold(scores: &[f64], labels: &[bool]) -> Result<(f64, f64)> {
     }
     if labels.iter().all(|l| *l) || labels.iter().all(|l| !*l) {
         return Err(ModelError::InvalidInput(
-            "CAST threshold: the labelled prompts need both labels (steer and do not steer)"
-                .into(),
+            "CAST threshold: the labelled prompts need both labels (steer and do not steer)".into(),
         ));
     }
     let mut sorted: Vec<f64> = scores.to_vec();
@@ -247,10 +258,7 @@ mod tests {
         // add_normalized: (6, 4)·5/√52 and (3, 2)·2/√13
         let y = apply_edit(&x(), EditMode::AddNormalized, &v, 1.5, None).unwrap();
         let (a, b) = (5.0 / 52f64.sqrt(), 2.0 / 13f64.sqrt());
-        close(
-            &rows(&y),
-            &[vec![6.0 * a, 4.0 * a], vec![3.0 * b, 2.0 * b]],
-        );
+        close(&rows(&y), &[vec![6.0 * a, 4.0 * a], vec![3.0 * b, 2.0 * b]]);
         for (r, n) in rows(&y).iter().zip([5.0, 2.0]) {
             assert!(((r[0] * r[0] + r[1] * r[1]).sqrt() - n).abs() < 1e-12);
         }
@@ -310,18 +318,29 @@ mod tests {
             threshold: 0.9,
         };
         let g = condition_gate(&x, &c, &[1, 0]).unwrap();
-        assert_eq!(g.flatten_all().unwrap().to_vec1::<f64>().unwrap(), [1.0, 0.0]);
-        let c = Condition { threshold: 0.7, ..c };
+        assert_eq!(
+            g.flatten_all().unwrap().to_vec1::<f64>().unwrap(),
+            [1.0, 0.0]
+        );
+        let c = Condition {
+            threshold: 0.7,
+            ..c
+        };
         let g = condition_gate(&x, &c, &[1, 0]).unwrap();
-        assert_eq!(g.flatten_all().unwrap().to_vec1::<f64>().unwrap(), [1.0, 1.0]);
+        assert_eq!(
+            g.flatten_all().unwrap().to_vec1::<f64>().unwrap(),
+            [1.0, 1.0]
+        );
     }
 
     #[test]
     fn threshold_grid_search_separates_labels() {
-        let (t, acc) = choose_threshold(&[0.1, 0.2, 0.6, 0.8], &[false, false, true, true]).unwrap();
+        let (t, acc) =
+            choose_threshold(&[0.1, 0.2, 0.6, 0.8], &[false, false, true, true]).unwrap();
         assert!((t - 0.4).abs() < 1e-12 && acc == 1.0);
         // one mislabelled point: best accuracy 3/4
-        let (_, acc) = choose_threshold(&[0.1, 0.7, 0.6, 0.8], &[false, false, true, true]).unwrap();
+        let (_, acc) =
+            choose_threshold(&[0.1, 0.7, 0.6, 0.8], &[false, false, true, true]).unwrap();
         assert!((acc - 0.75).abs() < 1e-12);
         assert!(choose_threshold(&[], &[]).is_err());
         assert!(choose_threshold(&[0.1, 0.2], &[true, true]).is_err());

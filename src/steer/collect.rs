@@ -125,7 +125,15 @@ pub fn add_steering(
     })?;
     for (l, d) in &v.layers {
         let t = Tensor::from_slice(d, d.len(), model.device())?.to_dtype(model.dtype())?;
-        push_edit(hooks, HookPoint::ResidPost(*l), t, scale, positions.clone(), mode, None);
+        push_edit(
+            hooks,
+            HookPoint::ResidPost(*l),
+            t,
+            scale,
+            positions.clone(),
+            mode,
+            None,
+        );
     }
     Ok(())
 }

@@ -19,6 +19,7 @@ pub mod sweep;
 pub mod train;
 pub mod tune;
 pub mod vector;
+pub mod verify;
 
 pub use bipo::{train_bipo, BipoConfig, BipoOutcome, TrainData};
 pub use collect::{steering_hooks, Completion, Contrast};

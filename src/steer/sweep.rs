@@ -325,12 +325,8 @@ pub fn evaluate_grid(
                 on_point(&p);
                 out.push(p);
                 sink.report(
-                    Progress::new(
-                        format!("layer {l} × {m}"),
-                        out.len() as u64,
-                        Some(total),
-                    )
-                    .metric(Metric::Score, score.mean),
+                    Progress::new(format!("layer {l} × {m}"), out.len() as u64, Some(total))
+                        .metric(Metric::Score, score.mean),
                 );
             }
         }
@@ -382,7 +378,9 @@ pub fn run_sweep(
 ) -> Result<(SweepReport, BTreeMap<usize, SteeringVector>)> {
     check_grid(&cfg.layers, &cfg.multipliers, model.n_layers())?;
     if inputs.eval.is_empty() {
-        return Err(SteerError::Invalid("the held-out set has no A/B items".into()));
+        return Err(SteerError::Invalid(
+            "the held-out set has no A/B items".into(),
+        ));
     }
     let mut layers = cfg.layers.clone();
     layers.sort_unstable();
@@ -596,11 +594,22 @@ pub fn write_report(
             }
         }
     }
-    let png = encode_png(w, h, &rgb)
-        .map_err(|e| SteerError::Invalid(format!("heatmap.png: {e}")))?;
+    let png =
+        encode_png(w, h, &rgb).map_err(|e| SteerError::Invalid(format!("heatmap.png: {e}")))?;
     let mut table = crate::report::Table::new([
-        "method", "positions", "layer", "mult", "α", "rel", "score", "95% CI", "KL", "KL 95% CI",
-        "distinct-2", "compr.", "capability",
+        "method",
+        "positions",
+        "layer",
+        "mult",
+        "α",
+        "rel",
+        "score",
+        "95% CI",
+        "KL",
+        "KL 95% CI",
+        "distinct-2",
+        "compr.",
+        "capability",
     ]);
     for p in &report.points {
         table.row([

@@ -52,7 +52,11 @@ pub struct TunePoint {
 
 /// Converts sweep points, marking each against `budgets` (`base_capability`: the unsteered
 /// accuracy).
-pub fn tune_points(points: &[Point], budgets: &Budgets, base_capability: Option<f64>) -> Vec<TunePoint> {
+pub fn tune_points(
+    points: &[Point],
+    budgets: &Budgets,
+    base_capability: Option<f64>,
+) -> Vec<TunePoint> {
     points
         .iter()
         .map(|p| {
