@@ -2,7 +2,8 @@
 //! random-init HF model (test tokenizer fixture): the report folder's files and shape, KL 0 at
 //! multiplier 0 and growing with |multiplier|, the tuner's budget honoured and its certificate
 //! in the vector, bad grids / budgets / data refused before any work, `--steer V:S:MODE`, and
-//! GGUF export refusing modes llama.cpp cannot express.
+//! GGUF export refusing modes llama.cpp cannot express; CAST threshold search and
+//! `generate --steer-if`.
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -426,4 +427,109 @@ fn steer_modes_in_generate_and_gguf_refusal() {
         "{err}"
     );
     assert!(!f.root.join("a.gguf").exists());
+}
+
+#[test]
+fn cast_threshold_and_conditional_generation() {
+    let f = fixture();
+    let v = f.root.join("caa.safetensors");
+    let (ok, out, err) = steerlab(&[
+        "steer",
+        "train",
+        "--model",
+        &s(&f.model),
+        "--data",
+        &s(&f.pairs),
+        "--method",
+        "caa",
+        "--layers",
+        "1",
+        "--out",
+        &s(&v),
+    ]);
+    assert!(ok, "{out}\n{err}");
+    let write = |name: &str, prompts: &[&str]| {
+        let p = f.root.join(name);
+        let lines: Vec<String> = prompts
+            .iter()
+            .enumerate()
+            .map(|(i, q)| serde_json::json!({"id": format!("{name}{i}"), "prompt": q}).to_string())
+            .collect();
+        std::fs::write(&p, lines.join("\n") + "\n").unwrap();
+        p
+    };
+    let apply = write(
+        "apply.jsonl",
+        &["tell me about item 1", "tell me about item 2", "is it good"],
+    );
+    let skip = write(
+        "skip.jsonl",
+        &["what time is it", "name a colour", "count to three"],
+    );
+    let (ok, out, err) = steerlab(&[
+        "steer",
+        "cast-threshold",
+        "--model",
+        &s(&f.model),
+        "--condition",
+        &s(&v),
+        "--apply",
+        &s(&apply),
+        "--skip",
+        &s(&skip),
+        "--json",
+    ]);
+    assert!(ok, "{err}");
+    let j: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let row = &j["layers"][0];
+    assert_eq!(row["layer"], 1);
+    let th = row["threshold"].as_f64().unwrap();
+    assert!((-1.0..=1.0).contains(&th));
+    // grid search is at least as good as the majority baseline (3 vs 3)
+    assert!(row["accuracy"].as_f64().unwrap() >= 0.5);
+    let gen = |extra: &[&str]| {
+        let mut args = vec![
+            "generate",
+            "--model",
+            &s(&f.model),
+            "--prompt",
+            "hello there",
+            "--chat",
+            "--max-new-tokens",
+            "8",
+        ]
+        .into_iter()
+        .map(String::from)
+        .collect::<Vec<_>>();
+        args.extend(extra.iter().map(|x| x.to_string()));
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (ok, out, err) = steerlab(&refs);
+        assert!(ok, "{extra:?}: {err}");
+        out
+    };
+    let steer = format!("{}:6", s(&v));
+    let plain = gen(&["--steer", &format!("{}:0", s(&v))]);
+    let steered = gen(&["--steer", &steer]);
+    assert_ne!(
+        steered, plain,
+        "the vector must change the text for the gate test to mean anything"
+    );
+    // cos > 1 never holds: the gate is shut and the text is the unsteered one; cos > −1 holds
+    // for any prompt not exactly opposite: the text is the always-steered one.
+    let never = format!("{}:1", s(&v));
+    let always = format!("{}:-1", s(&v));
+    assert_eq!(gen(&["--steer", &steer, "--steer-if", &never]), plain);
+    assert_eq!(gen(&["--steer", &steer, "--steer-if", &always]), steered);
+    let (ok, _, err) = steerlab(&[
+        "generate",
+        "--model",
+        &s(&f.model),
+        "--prompt",
+        "hi",
+        "--steer",
+        &steer,
+        "--steer-if",
+        &format!("{}:1.5", s(&v)),
+    ]);
+    assert!(!ok && err.contains("cosine"), "{err}");
 }

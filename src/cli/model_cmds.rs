@@ -102,6 +102,11 @@ pub struct GenerateArgs {
     /// `steerlab.intervention`, else add. Repeat to combine vectors.
     #[arg(long, value_name = "FILE[:SCALE[:MODE]]")]
     pub steer: Vec<String>,
+    /// Conditional steering (CAST): apply the --steer vectors only to prompts whose residual at
+    /// the last prompt token has cosine above THRESHOLD with this condition vector (at each
+    /// steered layer); `steerlab steer cast-threshold` picks THRESHOLD from labelled prompts.
+    #[arg(long, value_name = "FILE:THRESHOLD")]
+    pub steer_if: Option<String>,
 }
 
 /// `steerlab info`.
@@ -238,9 +243,35 @@ fn split_steer_mode(spec: &str) -> anyhow::Result<(PathBuf, f64, Option<EditMode
     Ok((file, scale, None))
 }
 
-/// Hooks adding every `--steer` vector at its layers.
-fn steering_hooks(model: &Model, specs: &[String]) -> anyhow::Result<Hooks> {
+/// Splits `--steer-if FILE:THRESHOLD` (a cosine in [-1, 1]).
+fn split_condition(spec: &str) -> anyhow::Result<(PathBuf, f64)> {
+    let (file, th) = spec
+        .rsplit_once(':')
+        .ok_or_else(|| anyhow::anyhow!("--steer-if {spec}: expected FILE:THRESHOLD"))?;
+    let th: f64 = th
+        .trim()
+        .parse()
+        .map_err(|_| anyhow::anyhow!("--steer-if {spec}: `{th}` is not a number"))?;
+    if !(th.is_finite() && (-1.0..=1.0).contains(&th)) {
+        bail!("--steer-if {spec}: the threshold {th} must be a cosine in [-1, 1]");
+    }
+    Ok((PathBuf::from(file), th))
+}
+
+/// Hooks adding every `--steer` vector at its layers (gated by `--steer-if` when given).
+fn steering_hooks(
+    model: &Model,
+    specs: &[String],
+    condition: Option<&str>,
+) -> anyhow::Result<Hooks> {
     let mut hooks = Hooks::new();
+    let condition = match condition {
+        None => None,
+        Some(spec) => {
+            let (file, th) = split_condition(spec)?;
+            Some((crate::steer::SteeringVector::load_any(&file)?, th))
+        }
+    };
     for spec in specs {
         let (file, scale, mode) = split_steer_mode(spec)?;
         let sv = crate::steer::SteeringVector::load_any(&file)?;
@@ -251,8 +282,9 @@ fn steering_hooks(model: &Model, specs: &[String]) -> anyhow::Result<Hooks> {
                     anyhow::anyhow!("{}: steerlab.intervention: {e}", file.display())
                 })?,
             };
-        if mode != EditMode::Add {
-            crate::steer::collect::add_steering_mode(&mut hooks, model, &sv, scale, mode, None)?;
+        if mode != EditMode::Add || condition.is_some() {
+            let cond = condition.as_ref().map(|(c, th)| (c, *th));
+            crate::steer::collect::add_steering_mode(&mut hooks, model, &sv, scale, mode, cond)?;
             eprintln!(
                 "steering with {} × {scale} ({mode}) at layers {:?}",
                 file.display(),
@@ -301,7 +333,15 @@ pub fn generate(a: GenerateArgs) -> anyhow::Result<()> {
     }
     let model = a.model.load()?;
     let ids = encode_prompt(&model, &a.prompt, a.chat)?;
-    let hooks = steering_hooks(&model, &a.steer)?;
+    if let Some(spec) = &a.steer_if {
+        let (file, _) = split_condition(spec)?;
+        crate::report::atomic::require_regular_file(&file)
+            .map_err(|e| anyhow::anyhow!("--steer-if {}: {e}", file.display()))?;
+        if a.steer.is_empty() {
+            bail!("--steer-if needs at least one --steer vector to gate");
+        }
+    }
+    let hooks = steering_hooks(&model, &a.steer, a.steer_if.as_deref())?;
     let opts = GenerateOptions {
         max_new_tokens: a.max_new_tokens,
         temperature: a.temperature,

@@ -29,6 +29,8 @@ pub enum SteerCommand {
     Tune(crate::cli::steer_eval_cmd::TuneArgs),
     /// Content hash and sign check (chosen above rejected on held-out pairs) of a vector.
     Verify(crate::cli::steer_eval_cmd::VerifyArgs),
+    /// CAST: choose the condition threshold that separates prompts to steer from prompts not to.
+    CastThreshold(crate::cli::steer_eval_cmd::CastArgs),
 }
 
 /// `steer train` arguments.
@@ -151,6 +153,7 @@ pub fn run(cmd: SteerCommand) -> Result<()> {
         SteerCommand::Sweep(a) => crate::cli::steer_eval_cmd::sweep_cmd(a),
         SteerCommand::Tune(a) => crate::cli::steer_eval_cmd::tune_cmd(a),
         SteerCommand::Verify(a) => crate::cli::steer_eval_cmd::verify_cmd(a),
+        SteerCommand::CastThreshold(a) => crate::cli::steer_eval_cmd::cast_cmd(a),
     }
 }
 

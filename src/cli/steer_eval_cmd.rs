@@ -191,6 +191,86 @@ pub fn verify_cmd(a: VerifyArgs) -> Result<()> {
     Ok(())
 }
 
+/// `steer cast-threshold` arguments.
+#[derive(Debug, Args)]
+pub struct CastArgs {
+    /// The condition vector (.safetensors or .gguf).
+    #[arg(long)]
+    pub condition: PathBuf,
+    /// Prompts where the behaviour vector should be applied (any data file with prompts).
+    #[arg(long)]
+    pub apply: PathBuf,
+    /// Prompts where it should not.
+    #[arg(long)]
+    pub skip: PathBuf,
+    /// Model: as for `steer train` (default: the cached SmolLM2-135M-Instruct GGUF).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `steerlab steer cast-threshold`: per layer of the condition vector, the cosine threshold
+/// (grid search) that best separates the `--apply` prompts from the `--skip` prompts, with its
+/// accuracy; use it as `generate --steer-if C:THRESHOLD`.
+pub fn cast_cmd(a: CastArgs) -> Result<()> {
+    crate::report::atomic::require_regular_file(&a.condition)
+        .map_err(|e| anyhow::anyhow!("--condition {}: {e}", a.condition.display()))?;
+    let c = crate::steer::SteeringVector::load_any(&a.condition)?;
+    let apply = load(&a.apply, None)?.records;
+    let skip = load(&a.skip, None)?.records;
+    if apply.is_empty() || skip.is_empty() {
+        bail!(
+            "--apply {} has {} prompts and --skip {} has {}; both need at least one",
+            a.apply.display(),
+            apply.len(),
+            a.skip.display(),
+            skip.len()
+        );
+    }
+    let (model, tok) = crate::cli::steer_cmd::load_model(a.model.as_deref())?;
+    c.check_model(model.hidden_size(), model.n_layers())?;
+    let mut seqs = Vec::new();
+    let mut labels = Vec::new();
+    for (recs, label) in [(&apply, true), (&skip, false)] {
+        for r in recs.iter() {
+            seqs.push(prepare::prompt_ids(&tok, &r.prompt())?);
+            labels.push(label);
+        }
+    }
+    let last: Vec<usize> = seqs.iter().map(|s| s.len() - 1).collect();
+    let layers: Vec<usize> = c.layers.keys().copied().collect();
+    let sink = BarSink::new(a.json);
+    let acts = crate::steer::collect::activations_at(&model, &seqs, &last, &layers, 8, &sink)?;
+    sink.finish();
+    let mut rows = Vec::new();
+    for (l, act) in &acts {
+        let cos = crate::model::interventions::cosines(act, &c.layers[l]);
+        let (th, acc) = crate::model::interventions::choose_threshold(&cos, &labels)?;
+        rows.push(
+            serde_json::json!({"layer": l, "threshold": th, "accuracy": acc,
+            "apply": apply.len(), "skip": skip.len()}),
+        );
+        if !a.json {
+            println!(
+                "layer {l:>3}  threshold {th:.4}  accuracy {:.3} ({} apply / {} skip prompts)  → --steer-if {}:{th:.4}",
+                acc,
+                apply.len(),
+                skip.len(),
+                a.condition.display()
+            );
+        }
+    }
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({"layers": rows}))?
+        );
+    }
+    Ok(())
+}
+
 /// Everything checked and loaded before the model work.
 struct Plan {
     methods: Vec<Method>,

@@ -139,15 +139,15 @@ pub fn add_steering(
 }
 
 /// Adds `v` at its layers and positions with an explicit intervention `mode` (overriding its
-/// metadata) and an optional CAST condition: `(condition direction, cosine threshold)`,
-/// evaluated at each of `v`'s layers.
+/// metadata) and an optional CAST condition: `(condition vector, cosine threshold)`; the
+/// condition vector needs a direction at each of `v`'s layers, where it is evaluated.
 pub fn add_steering_mode(
     hooks: &mut Hooks,
     model: &Model,
     v: &SteeringVector,
     scale: f64,
     mode: EditMode,
-    condition: Option<(&[f32], f64)>,
+    condition: Option<(&SteeringVector, f64)>,
 ) -> Result<()> {
     v.check_model(model.hidden_size(), model.n_layers())?;
     let positions = positions_from_meta(&v.meta.positions).ok_or_else(|| {
@@ -157,24 +157,34 @@ pub fn add_steering_mode(
             v.meta.positions
         ))
     })?;
-    let condition = match condition {
-        None => None,
-        Some((c, th)) => {
-            if c.len() != model.hidden_size() {
-                return Err(SteerError::WidthMismatch {
-                    what: "CAST condition vector".into(),
-                    expected: model.hidden_size(),
-                    got: c.len(),
-                });
-            }
-            Some(Condition {
-                vector: Tensor::from_slice(c, c.len(), model.device())?.to_dtype(model.dtype())?,
-                threshold: th,
-            })
+    if let Some((c, th)) = condition {
+        c.check_width(model.hidden_size())?;
+        if !(th.is_finite() && (-1.0..=1.0).contains(&th)) {
+            return Err(SteerError::Invalid(format!(
+                "CAST threshold {th}: must be a cosine in [-1, 1]"
+            )));
         }
-    };
+        if let Some(l) = v.layers.keys().find(|l| !c.layers.contains_key(l)) {
+            return Err(SteerError::Invalid(format!(
+                "{}: the condition vector has no direction at layer {l}, where {} steers",
+                c.display_name(),
+                v.display_name()
+            )));
+        }
+    }
     for (l, d) in &v.layers {
         let t = Tensor::from_slice(d, d.len(), model.device())?.to_dtype(model.dtype())?;
+        let cond = match condition {
+            None => None,
+            Some((c, th)) => {
+                let cd = &c.layers[l];
+                Some(Condition {
+                    vector: Tensor::from_slice(cd, cd.len(), model.device())?
+                        .to_dtype(model.dtype())?,
+                    threshold: th,
+                })
+            }
+        };
         push_edit(
             hooks,
             HookPoint::ResidPost(*l),
@@ -182,7 +192,7 @@ pub fn add_steering_mode(
             scale,
             positions.clone(),
             mode,
-            condition.clone(),
+            cond,
         );
     }
     Ok(())
