@@ -421,18 +421,14 @@ fn plan(a: &SweepArgs) -> Result<Plan> {
     })
 }
 
+/// One method's per-layer vectors.
+type MethodVectors = (
+    Method,
+    std::collections::BTreeMap<usize, crate::steer::SteeringVector>,
+);
+
 /// Runs the sweep of every method of `p`; the reports are merged (points of all methods).
-fn run_all(
-    a: &SweepArgs,
-    p: &Plan,
-    sink: &BarSink,
-) -> Result<(
-    SweepReport,
-    Vec<(
-        Method,
-        std::collections::BTreeMap<usize, crate::steer::SteeringVector>,
-    )>,
-)> {
+fn run_all(a: &SweepArgs, p: &Plan, sink: &BarSink) -> Result<(SweepReport, Vec<MethodVectors>)> {
     let mut merged: Option<SweepReport> = None;
     let mut vectors = Vec::new();
     for &method in &p.methods {

@@ -358,7 +358,7 @@ impl Hooks {
                             // Rows repeat the gated sequences in order when a call scores
                             // several continuations of each prompt (rows r and r + B share one).
                             let gb = g.dim(0)?;
-                            if gb == 0 || ctx.batch % gb != 0 {
+                            if gb == 0 || !ctx.batch.is_multiple_of(gb) {
                                 return Err(ModelError::BadHook(format!(
                                     "{point}: CAST gates for {gb} sequences, this call has {}",
                                     ctx.batch

@@ -47,6 +47,9 @@ pub const DEFAULT_NEUTRAL_PROMPTS: [&str; 24] = [
     "How do trains stay on their tracks?",
 ];
 
+/// Turns token ids into text (the model's tokenizer), for the compression ratio.
+pub type Decode<'a> = Box<dyn Fn(&[u32]) -> String + 'a>;
+
 /// A mean with a 95 % percentile-bootstrap interval.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Estimate {
@@ -180,7 +183,7 @@ pub struct SideEffectMeter<'m> {
     owner: Vec<usize>,
     gen_prompts: Vec<Vec<u32>>,
     capability: Option<AbScorer<'m>>,
-    decode: Box<dyn Fn(&[u32]) -> String + 'm>,
+    decode: Decode<'m>,
 }
 
 impl<'m> SideEffectMeter<'m> {
@@ -192,7 +195,7 @@ impl<'m> SideEffectMeter<'m> {
         neutral: &[Vec<u32>],
         capability: Option<&[AbTokens]>,
         cfg: MeterConfig,
-        decode: Box<dyn Fn(&[u32]) -> String + 'm>,
+        decode: Decode<'m>,
         progress: &dyn ProgressSink,
     ) -> Result<Self> {
         if neutral.len() < 2 {

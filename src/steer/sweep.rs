@@ -355,7 +355,7 @@ pub struct SweepInputs<'a> {
     /// Optional capability A/B set.
     pub capability: Option<&'a [AbTokens]>,
     /// Decodes ids to text.
-    pub decode: Box<dyn Fn(&[u32]) -> String + 'a>,
+    pub decode: super::side_effects::Decode<'a>,
     /// Provenance: model, train file name + hash, eval file name + hash.
     pub prov: Provenance,
     /// Training file hash.
