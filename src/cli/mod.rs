@@ -12,6 +12,7 @@ pub mod progress;
 mod sae_cmd;
 pub mod signals;
 mod steer_cmd;
+mod steer_eval_cmd;
 
 /// steerlab: activation steering and preference interpretability workbench.
 ///

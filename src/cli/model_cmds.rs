@@ -9,7 +9,9 @@ use candle_core::{DType, Device, Tensor};
 use clap::Args;
 
 use crate::data::Message;
-use crate::model::{Batch, GenerateOptions, HookPoint, Hooks, LoadOptions, Model, Positions};
+use crate::model::{
+    Batch, EditMode, GenerateOptions, HookPoint, Hooks, LoadOptions, Model, Positions,
+};
 
 /// Which model to load and where.
 #[derive(Debug, Args)]
@@ -99,9 +101,17 @@ pub struct GenerateArgs {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// A steering vector file (native .safetensors or GGUF control vector), optionally with a
-    /// multiplier: FILE[:SCALE]. Repeat to combine vectors.
-    #[arg(long, value_name = "FILE[:SCALE]")]
+    /// multiplier and intervention mode: FILE[:SCALE[:MODE]], MODE one of add, add_normalized
+    /// (keeps each position's residual norm), ablate (SCALE 1 removes the direction), clamp
+    /// (sets the projection on the direction to SCALE); default: the file's
+    /// `steerlab.intervention`, else add. Repeat to combine vectors.
+    #[arg(long, value_name = "FILE[:SCALE[:MODE]]")]
     pub steer: Vec<String>,
+    /// Conditional steering (CAST): apply the --steer vectors only to prompts whose residual at
+    /// the last prompt token has cosine above THRESHOLD with this condition vector (at each
+    /// steered layer); `steerlab steer cast-threshold` picks THRESHOLD from labelled prompts.
+    #[arg(long, value_name = "FILE:THRESHOLD")]
+    pub steer_if: Option<String>,
 }
 
 /// `steerlab info`.
@@ -250,12 +260,71 @@ fn split_steer(spec: &str) -> anyhow::Result<(PathBuf, f64)> {
     Ok((PathBuf::from(spec), 1.0))
 }
 
-/// Hooks adding every `--steer` vector at its layers.
-fn steering_hooks(model: &Model, specs: &[String]) -> anyhow::Result<Hooks> {
+/// Splits `FILE[:SCALE[:MODE]]`: a last part naming an intervention mode (add,
+/// add_normalized, ablate, clamp) must follow a scale; otherwise as [`split_steer`].
+fn split_steer_mode(spec: &str) -> anyhow::Result<(PathBuf, f64, Option<EditMode>)> {
+    if let Some((rest, mode)) = spec.rsplit_once(':') {
+        if let Ok(m) = mode.parse::<EditMode>() {
+            let (file, scale) = split_steer(rest)?;
+            if file.as_os_str() == rest {
+                bail!("--steer {spec}: the mode `{mode}` must follow a scale (FILE:SCALE:MODE)");
+            }
+            return Ok((file, scale, Some(m)));
+        }
+    }
+    let (file, scale) = split_steer(spec)?;
+    Ok((file, scale, None))
+}
+
+/// Splits `--steer-if FILE:THRESHOLD` (a cosine in [-1, 1]).
+fn split_condition(spec: &str) -> anyhow::Result<(PathBuf, f64)> {
+    let (file, th) = spec
+        .rsplit_once(':')
+        .ok_or_else(|| anyhow::anyhow!("--steer-if {spec}: expected FILE:THRESHOLD"))?;
+    let th: f64 = th
+        .trim()
+        .parse()
+        .map_err(|_| anyhow::anyhow!("--steer-if {spec}: `{th}` is not a number"))?;
+    if !(th.is_finite() && (-1.0..=1.0).contains(&th)) {
+        bail!("--steer-if {spec}: the threshold {th} must be a cosine in [-1, 1]");
+    }
+    Ok((PathBuf::from(file), th))
+}
+
+/// Hooks adding every `--steer` vector at its layers (gated by `--steer-if` when given).
+fn steering_hooks(
+    model: &Model,
+    specs: &[String],
+    condition: Option<&str>,
+) -> anyhow::Result<Hooks> {
     let mut hooks = Hooks::new();
+    let condition = match condition {
+        None => None,
+        Some(spec) => {
+            let (file, th) = split_condition(spec)?;
+            Some((crate::steer::SteeringVector::load_any(&file)?, th))
+        }
+    };
     for spec in specs {
-        let (file, scale) = split_steer(spec)?;
+        let (file, scale, mode) = split_steer_mode(spec)?;
         let sv = crate::steer::SteeringVector::load_any(&file)?;
+        let mode =
+            match mode {
+                Some(m) => m,
+                None => sv.meta.intervention.parse::<EditMode>().map_err(|e| {
+                    anyhow::anyhow!("{}: steerlab.intervention: {e}", file.display())
+                })?,
+            };
+        if mode != EditMode::Add || condition.is_some() {
+            let cond = condition.as_ref().map(|(c, th)| (c, *th));
+            crate::steer::collect::add_steering_mode(&mut hooks, model, &sv, scale, mode, cond)?;
+            eprintln!(
+                "steering with {} × {scale} ({mode}) at layers {:?}",
+                file.display(),
+                sv.meta.layers
+            );
+            continue;
+        }
         sv.check_model(model.hidden_size(), model.n_layers())?;
         let positions = match sv.meta.positions.as_str() {
             "all" | "" => Positions::All,
@@ -291,13 +360,21 @@ pub fn generate(a: GenerateArgs) -> anyhow::Result<()> {
         bail!("--top-p 0: must be above 0 (1 keeps every token)");
     }
     for spec in &a.steer {
-        let (file, _) = split_steer(spec)?;
+        let (file, _, _) = split_steer_mode(spec)?;
         crate::report::atomic::require_regular_file(&file)
             .map_err(|e| anyhow::anyhow!("--steer {}: {e}", file.display()))?;
     }
     let model = a.model.load()?;
     let ids = encode_prompt(&model, &a.prompt, a.chat)?;
-    let hooks = steering_hooks(&model, &a.steer)?;
+    if let Some(spec) = &a.steer_if {
+        let (file, _) = split_condition(spec)?;
+        crate::report::atomic::require_regular_file(&file)
+            .map_err(|e| anyhow::anyhow!("--steer-if {}: {e}", file.display()))?;
+        if a.steer.is_empty() {
+            bail!("--steer-if needs at least one --steer vector to gate");
+        }
+    }
+    let hooks = steering_hooks(&model, &a.steer, a.steer_if.as_deref())?;
     if let Some(r) = model.undecodable_ids() {
         eprintln!(
             "note: the model's embedding has {} rows but its tokenizer only {} tokens; ids {}..{} \
@@ -361,5 +438,33 @@ mod tests {
             let e = split_steer(bad).unwrap_err().to_string();
             assert!(e.contains("--steer") && e.contains("finite"), "{e}");
         }
+    }
+
+    #[test]
+    fn steer_spec_splits_mode() {
+        assert_eq!(
+            split_steer_mode("v.safetensors:2:ablate").unwrap(),
+            (PathBuf::from("v.safetensors"), 2.0, Some(EditMode::Ablate))
+        );
+        assert_eq!(
+            split_steer_mode("v.safetensors:-1:add_normalized").unwrap(),
+            (
+                PathBuf::from("v.safetensors"),
+                -1.0,
+                Some(EditMode::AddNormalized)
+            )
+        );
+        assert_eq!(
+            split_steer_mode("v.safetensors:3").unwrap(),
+            (PathBuf::from("v.safetensors"), 3.0, None)
+        );
+        let e = split_steer_mode("v.safetensors:clamp")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("must follow a scale"), "{e}");
+        let e = split_steer_mode("v.safetensors:nan:clamp")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("finite"), "{e}");
     }
 }

@@ -22,6 +22,15 @@ pub enum SteerCommand {
     Eval(EvalArgs),
     /// Export a vector (llama.cpp / repeng GGUF control vector).
     Export(ExportArgs),
+    /// Layer × strength sweep: a vector per layer, held-out score and side effects per point.
+    Sweep(crate::cli::steer_eval_cmd::SweepArgs),
+    /// Search layer × multiplier × positions × method for the best held-out behaviour under
+    /// side-effect budgets; writes the chosen vector with its certificate.
+    Tune(crate::cli::steer_eval_cmd::TuneArgs),
+    /// Content hash and sign check (chosen above rejected on held-out pairs) of a vector.
+    Verify(crate::cli::steer_eval_cmd::VerifyArgs),
+    /// CAST: choose the condition threshold that separates prompts to steer from prompts not to.
+    CastThreshold(crate::cli::steer_eval_cmd::CastArgs),
 }
 
 /// `steer train` arguments.
@@ -149,6 +158,10 @@ pub fn run(cmd: SteerCommand) -> Result<()> {
         SteerCommand::Train(a) => train(a),
         SteerCommand::Eval(a) => eval(a),
         SteerCommand::Export(a) => export(a),
+        SteerCommand::Sweep(a) => crate::cli::steer_eval_cmd::sweep_cmd(a),
+        SteerCommand::Tune(a) => crate::cli::steer_eval_cmd::tune_cmd(a),
+        SteerCommand::Verify(a) => crate::cli::steer_eval_cmd::verify_cmd(a),
+        SteerCommand::CastThreshold(a) => crate::cli::steer_eval_cmd::cast_cmd(a),
     }
 }
 

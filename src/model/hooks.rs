@@ -9,6 +9,7 @@ use std::str::FromStr;
 
 use candle_core::{DType, Device, Tensor};
 
+use super::interventions::{apply_edit, condition_gate, Condition, EditMode};
 use super::{ModelError, Result};
 
 /// A place in the forward pass where the residual stream (or a block's contribution to it)
@@ -109,6 +110,20 @@ pub enum Intervention {
     },
     /// Record the tensor (after every `Add` at the same point), shape `[B, T, hidden]`.
     Capture,
+    /// Any intervention mode ([`EditMode`]: add, norm-preserving add, ablate, clamp), optionally
+    /// gated per sequence by a CAST [`Condition`] evaluated at the last prompt token.
+    Edit {
+        /// How the direction acts (see [`EditMode`] for the formulas).
+        mode: EditMode,
+        /// The direction, shape `[hidden]`.
+        vector: Tensor,
+        /// Multiplier (`clamp`: the projection's target value).
+        scale: f64,
+        /// Which positions.
+        positions: Positions,
+        /// Conditional steering: apply only to sequences whose prompt meets this condition.
+        condition: Option<Condition>,
+    },
 }
 
 /// The positional context of one forward call, used to turn [`Positions`] into weights.
@@ -131,6 +146,9 @@ pub struct Hooks {
     entries: Vec<(HookPoint, Intervention)>,
     captured: BTreeMap<HookPoint, Tensor>,
     force_composed: bool,
+    /// CAST gates `[B, 1, 1]` by entry index, computed on the call that holds the prompt's last
+    /// token and reused by later calls of the same pass (KV-cache decoding, answer rows).
+    gates: BTreeMap<usize, Tensor>,
 }
 
 impl Hooks {
@@ -211,24 +229,33 @@ impl Hooks {
     /// True when a forward with these hooks must use differentiable ops.
     pub(crate) fn needs_grad(&self) -> bool {
         self.force_composed
-            || self
-                .entries
-                .iter()
-                .any(|(_, i)| matches!(i, Intervention::Add { vector, .. } if vector.track_op()))
+            || self.entries.iter().any(|(_, i)| match i {
+                Intervention::Add { vector, .. } | Intervention::Edit { vector, .. } => {
+                    vector.track_op()
+                }
+                Intervention::Capture => false,
+            })
     }
 
-    /// A copy with the same `Add` interventions and no captures (used by generation).
+    /// A copy with the same `Add`/`Edit` interventions, no captures and no CAST gates (used by
+    /// generation and scoring).
     pub(crate) fn adds_only(&self) -> Hooks {
         Hooks {
             entries: self
                 .entries
                 .iter()
-                .filter(|(_, i)| matches!(i, Intervention::Add { .. }))
+                .filter(|(_, i)| !matches!(i, Intervention::Capture))
                 .cloned()
                 .collect(),
             captured: BTreeMap::new(),
             force_composed: self.force_composed,
+            gates: BTreeMap::new(),
         }
+    }
+
+    /// Forgets the CAST gates (the next forward evaluates conditions afresh).
+    pub fn clear_gates(&mut self) {
+        self.gates.clear();
     }
 
     /// Checks every hook against a model of `n_layers` blocks and width `hidden`.
@@ -239,7 +266,26 @@ impl Hooks {
                     "{p}: the model has {n_layers} layers"
                 )));
             }
-            if let Intervention::Add { vector, .. } = i {
+            let mut vectors = Vec::new();
+            match i {
+                Intervention::Add { vector, .. } => vectors.push(vector),
+                Intervention::Edit {
+                    vector, condition, ..
+                } => {
+                    vectors.push(vector);
+                    if let Some(c) = condition {
+                        if !(c.threshold.is_finite() && (-1.0..=1.0).contains(&c.threshold)) {
+                            return Err(ModelError::BadHook(format!(
+                                "{p}: CAST threshold {} is not a cosine in [-1, 1]",
+                                c.threshold
+                            )));
+                        }
+                        vectors.push(&c.vector);
+                    }
+                }
+                Intervention::Capture => {}
+            }
+            for vector in vectors {
                 let dims = vector.dims();
                 if dims.len() != 1 || dims[0] != hidden {
                     return Err(ModelError::WidthMismatch {
@@ -282,11 +328,52 @@ impl Hooks {
             return Ok(x);
         }
         let mut capture = false;
-        for (p, i) in &self.entries {
+        // CAST conditions read the residual as it enters this point, before any edit here.
+        let x_in = x.clone();
+        for (k, (p, i)) in self.entries.iter().enumerate() {
             if *p != point {
                 continue;
             }
             match i {
+                Intervention::Edit {
+                    mode,
+                    vector,
+                    scale,
+                    positions,
+                    condition,
+                } => {
+                    let w = position_weights(positions, ctx, x.device(), x.dtype(), point)?;
+                    let w = match condition {
+                        None => w,
+                        Some(c) => {
+                            if let Some(last) = last_prompt_rows(ctx) {
+                                let g = condition_gate(&x_in, c, &last)?;
+                                self.gates.insert(k, g);
+                            }
+                            let g = self.gates.get(&k).ok_or_else(|| {
+                                ModelError::BadHook(format!(
+                                    "{point}: a conditional (CAST) edit needs the prompt's last token in the first forward call"
+                                ))
+                            })?;
+                            // Rows repeat the gated sequences in order when a call scores
+                            // several continuations of each prompt (rows r and r + B share one).
+                            let gb = g.dim(0)?;
+                            if gb == 0 || !ctx.batch.is_multiple_of(gb) {
+                                return Err(ModelError::BadHook(format!(
+                                    "{point}: CAST gates for {gb} sequences, this call has {}",
+                                    ctx.batch
+                                )));
+                            }
+                            let g =
+                                Tensor::cat(&vec![g; ctx.batch / gb], 0)?.to_dtype(x.dtype())?;
+                            Some(match w {
+                                None => g.broadcast_as((ctx.batch, ctx.len, 1))?.contiguous()?,
+                                Some(w) => w.broadcast_mul(&g)?,
+                            })
+                        }
+                    };
+                    x = apply_edit(&x, *mode, vector, *scale, w.as_ref())?;
+                }
                 Intervention::Capture => capture = true,
                 Intervention::Add {
                     vector,
@@ -306,6 +393,22 @@ impl Hooks {
         }
         Ok(x)
     }
+}
+
+/// Per row, the index within this call of the prompt's last token, when every row's lies in
+/// this call (its prompt length, or the call's length when none is known and it starts at 0).
+fn last_prompt_rows(ctx: &PosCtx) -> Option<Vec<usize>> {
+    let lens = match &ctx.prompt_lens {
+        Some(l) => l.clone(),
+        None if ctx.offset == 0 => vec![ctx.len; ctx.batch],
+        None => return None,
+    };
+    lens.iter()
+        .map(|&pl| {
+            let t = pl.checked_sub(1)?.checked_sub(ctx.offset)?;
+            (t < ctx.len).then_some(t)
+        })
+        .collect()
 }
 
 /// `[B, T, 1]` weights for `positions`, or `None` for every position.
@@ -493,5 +596,66 @@ mod tests {
         ));
         assert!(h.validate(4, 5).is_ok());
         assert!(matches!(h.validate(1, 5), Err(ModelError::BadHook(_))));
+    }
+
+    #[test]
+    fn cast_gate_is_decided_on_the_prompt_and_kept_while_decoding() {
+        let dev = Device::Cpu;
+        // Row 0's last prompt token (t = 1) points along the condition (0, 1); row 1's (t = 0)
+        // points away from it.
+        let x = Tensor::new(&[[[1f32, 0.0], [0.0, 2.0]], [[2.0, 0.0], [5.0, 5.0]]], &dev).unwrap();
+        let mut h = Hooks::new();
+        h.push(
+            HookPoint::ResidPost(0),
+            Intervention::Edit {
+                mode: EditMode::Add,
+                vector: Tensor::new(&[10f32, 0.0], &dev).unwrap(),
+                scale: 1.0,
+                positions: Positions::All,
+                condition: Some(Condition {
+                    vector: Tensor::new(&[0f32, 1.0], &dev).unwrap(),
+                    threshold: 0.5,
+                }),
+            },
+        );
+        let ctx = PosCtx {
+            batch: 2,
+            len: 2,
+            offset: 0,
+            prompt_lens: Some(vec![2, 1]),
+        };
+        let y: Vec<Vec<Vec<f32>>> = h
+            .apply(HookPoint::ResidPost(0), x, &ctx)
+            .unwrap()
+            .to_vec3()
+            .unwrap();
+        assert_eq!(y[0], vec![vec![11., 0.], vec![10., 2.]]);
+        assert_eq!(y[1], vec![vec![2., 0.], vec![5., 5.]]);
+        // A decoding step (offset past both prompts) reuses the gate; four rows = two
+        // continuations per prompt.
+        let step = Tensor::zeros((4, 1, 2), DType::F32, &dev).unwrap();
+        let ctx = PosCtx {
+            batch: 4,
+            len: 1,
+            offset: 2,
+            prompt_lens: Some(vec![2, 1, 2, 1]),
+        };
+        let y: Vec<Vec<Vec<f32>>> = h
+            .apply(HookPoint::ResidPost(0), step, &ctx)
+            .unwrap()
+            .to_vec3()
+            .unwrap();
+        let firsts: Vec<f32> = y.iter().map(|r| r[0][0]).collect();
+        assert_eq!(firsts, vec![10., 0., 10., 0.]);
+        // Without a gate from a prompt call, a conditional edit is an error, not a guess.
+        let mut fresh = h.adds_only();
+        let step = Tensor::zeros((1, 1, 2), DType::F32, &dev).unwrap();
+        let ctx = PosCtx {
+            batch: 1,
+            len: 1,
+            offset: 5,
+            prompt_lens: Some(vec![2]),
+        };
+        assert!(fresh.apply(HookPoint::ResidPost(0), step, &ctx).is_err());
     }
 }

@@ -19,6 +19,7 @@ mod error;
 pub mod fast;
 mod generate;
 pub mod hooks;
+pub mod interventions;
 pub mod load;
 pub mod tokenizer;
 
@@ -28,6 +29,7 @@ pub use error::{ModelError, Result};
 pub use fast::GradOps;
 pub use generate::GenerateOptions;
 pub use hooks::{HookPoint, Hooks, Intervention, Positions};
+pub use interventions::{Condition, EditMode};
 pub use load::config::{Architecture, ModelConfig, RopeScaling};
 pub use load::{device_name, dtype_name, parse_device, parse_dtype, LoadOptions, WeightStorage};
 pub use tokenizer::TextTokenizer;

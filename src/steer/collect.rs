@@ -7,7 +7,7 @@ use super::error::{Result, SteerError};
 use super::vector::SteeringVector;
 use crate::data::batching::{BatchBudget, BatchPlan};
 use crate::jobs::{Progress, ProgressSink};
-use crate::model::{Batch, HookPoint, Hooks, Model, Positions};
+use crate::model::{Batch, Condition, EditMode, HookPoint, Hooks, Intervention, Model, Positions};
 use candle_core::{DType, Device, Tensor};
 use std::collections::BTreeMap;
 
@@ -120,11 +120,109 @@ pub fn add_steering(
             v.meta.positions
         ))
     })?;
+    let mode: EditMode = v.meta.intervention.parse().map_err(|e| {
+        SteerError::Invalid(format!("{}: steerlab.intervention: {e}", v.display_name()))
+    })?;
     for (l, d) in &v.layers {
         let t = Tensor::from_slice(d, d.len(), model.device())?.to_dtype(model.dtype())?;
-        hooks.add(HookPoint::ResidPost(*l), t, scale, positions.clone());
+        push_edit(
+            hooks,
+            HookPoint::ResidPost(*l),
+            t,
+            scale,
+            positions.clone(),
+            mode,
+            None,
+        );
     }
     Ok(())
+}
+
+/// Adds `v` at its layers and positions with an explicit intervention `mode` (overriding its
+/// metadata) and an optional CAST condition: `(condition vector, cosine threshold)`; the
+/// condition vector needs a direction at each of `v`'s layers, where it is evaluated.
+pub fn add_steering_mode(
+    hooks: &mut Hooks,
+    model: &Model,
+    v: &SteeringVector,
+    scale: f64,
+    mode: EditMode,
+    condition: Option<(&SteeringVector, f64)>,
+) -> Result<()> {
+    v.check_model(model.hidden_size(), model.n_layers())?;
+    let positions = positions_from_meta(&v.meta.positions).ok_or_else(|| {
+        SteerError::Invalid(format!(
+            "{}: unknown positions `{}`",
+            v.display_name(),
+            v.meta.positions
+        ))
+    })?;
+    if let Some((c, th)) = condition {
+        c.check_width(model.hidden_size())?;
+        if !(th.is_finite() && (-1.0..=1.0).contains(&th)) {
+            return Err(SteerError::Invalid(format!(
+                "CAST threshold {th}: must be a cosine in [-1, 1]"
+            )));
+        }
+        if let Some(l) = v.layers.keys().find(|l| !c.layers.contains_key(l)) {
+            return Err(SteerError::Invalid(format!(
+                "{}: the condition vector has no direction at layer {l}, where {} steers",
+                c.display_name(),
+                v.display_name()
+            )));
+        }
+    }
+    for (l, d) in &v.layers {
+        let t = Tensor::from_slice(d, d.len(), model.device())?.to_dtype(model.dtype())?;
+        let cond = match condition {
+            None => None,
+            Some((c, th)) => {
+                let cd = &c.layers[l];
+                Some(Condition {
+                    vector: Tensor::from_slice(cd, cd.len(), model.device())?
+                        .to_dtype(model.dtype())?,
+                    threshold: th,
+                })
+            }
+        };
+        push_edit(
+            hooks,
+            HookPoint::ResidPost(*l),
+            t,
+            scale,
+            positions.clone(),
+            mode,
+            cond,
+        );
+    }
+    Ok(())
+}
+
+/// Plain unconditional addition stays an `Add` (the gradient and llama.cpp path); every other
+/// case is an `Edit`.
+fn push_edit(
+    hooks: &mut Hooks,
+    point: HookPoint,
+    vector: Tensor,
+    scale: f64,
+    positions: Positions,
+    mode: EditMode,
+    condition: Option<Condition>,
+) {
+    if mode == EditMode::Add && condition.is_none() {
+        hooks.add(point, vector, scale, positions);
+    } else {
+        hooks.push(
+            point,
+            Intervention::Edit {
+                mode,
+                vector,
+                scale,
+                positions,
+                condition,
+            },
+        );
+    }
 }
 
 /// Maps the `steerlab.positions` metadata value to engine positions.

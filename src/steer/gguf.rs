@@ -92,6 +92,9 @@ pub fn export_control_vector(v: &SteeringVector, model_hint: &str, path: &Path) 
             v.display_name()
         )));
     }
+    if let Some(msg) = llama_cpp_mode_refusal(v) {
+        return Err(SteerError::Invalid(msg));
+    }
     let m = &v.meta;
     let note = match (llama_cpp_positions_change(v), m.note.is_empty()) {
         (Some(change), true) => change,
@@ -160,6 +163,27 @@ pub fn export_control_vector(v: &SteeringVector, model_hint: &str, path: &Path) 
         pad_to(&mut out, ALIGNMENT);
     }
     write_atomic(path, &out)
+}
+
+/// Why llama.cpp cannot reproduce `v`, when its intervention mode is not plain addition
+/// (llama.cpp's `--control-vector` only adds; norm-preserving addition, ablation, clamping
+/// and conditional steering have no counterpart there), else `None`.
+pub fn llama_cpp_mode_refusal(v: &SteeringVector) -> Option<String> {
+    let mode = v.meta.intervention.as_str();
+    let conditional = v.meta.extra.contains_key("steerlab.condition");
+    if (mode.is_empty() || mode == "add") && !conditional {
+        return None;
+    }
+    let what = if conditional {
+        format!("conditional (CAST) `{mode}`")
+    } else {
+        format!("`{mode}`")
+    };
+    Some(format!(
+        "{}: its intervention is {what}, which llama.cpp cannot express (--control-vector only \
+         adds a fixed direction at every position); export refused. Expressible: add.",
+        v.display_name()
+    ))
 }
 
 /// What changes when `v` becomes a llama.cpp control vector, which is added at every position

@@ -14,8 +14,12 @@ pub mod gguf;
 pub mod objective;
 pub mod pca;
 pub mod prepare;
+pub mod side_effects;
+pub mod sweep;
 pub mod train;
+pub mod tune;
 pub mod vector;
+pub mod verify;
 
 pub use bipo::{train_bipo, BipoConfig, BipoOutcome, TrainData};
 pub use collect::{steering_hooks, Completion, Contrast};

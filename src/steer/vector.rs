@@ -35,6 +35,11 @@ pub struct VectorMeta {
     /// Anything a user must know about how the file was made or converted (a GGUF import's
     /// position change, llama.cpp's cvector-generator layer shift); empty when nothing.
     pub note: String,
+    /// How the vector acts (`steerlab.intervention`: `add`, `add_normalized`, `ablate`, `clamp`;
+    /// see [`crate::model::EditMode`]); written only when not `add`.
+    pub intervention: String,
+    /// Further `steerlab.*` keys (content hash, sign check, tuning certificate), kept verbatim.
+    pub extra: BTreeMap<String, String>,
 }
 
 impl VectorMeta {
@@ -52,6 +57,8 @@ impl VectorMeta {
             dataset: "-".into(),
             created: creation_stamp(),
             note: String::new(),
+            intervention: "add".into(),
+            extra: BTreeMap::new(),
         }
     }
 }
@@ -236,6 +243,12 @@ impl SteeringVector {
         if !m.note.is_empty() {
             h.insert("steerlab.note".into(), m.note.clone());
         }
+        if !m.intervention.is_empty() && m.intervention != "add" {
+            h.insert("steerlab.intervention".into(), m.intervention.clone());
+        }
+        for (k, v) in &m.extra {
+            h.entry(k.clone()).or_insert_with(|| v.clone());
+        }
         h
     }
 
@@ -347,7 +360,16 @@ impl SteeringVector {
             dataset: get("steerlab.dataset").unwrap_or_else(|| "-".into()),
             created: get("steerlab.created").unwrap_or_default(),
             note: get("steerlab.note").unwrap_or_default(),
+            intervention: get("steerlab.intervention").unwrap_or_else(|| "add".into()),
+            extra: md
+                .iter()
+                .filter(|(k, _)| k.starts_with("steerlab.") && !KNOWN_KEYS.contains(&k.as_str()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
         };
+        if let Err(e) = meta.intervention.parse::<crate::model::EditMode>() {
+            return Err(bad(path, "steerlab.intervention", e.to_string()));
+        }
         if meta.site != "resid_post" {
             return Err(bad(
                 path,
@@ -362,6 +384,22 @@ impl SteeringVector {
         })
     }
 }
+
+/// The `steerlab.*` keys [`VectorMeta`] has fields for (others go to `extra`).
+const KNOWN_KEYS: [&str; 12] = [
+    "steerlab.method",
+    "steerlab.model",
+    "steerlab.hidden_size",
+    "steerlab.layers",
+    "steerlab.site",
+    "steerlab.positions",
+    "steerlab.objective",
+    "steerlab.beta",
+    "steerlab.dataset",
+    "steerlab.created",
+    "steerlab.note",
+    "steerlab.intervention",
+];
 
 fn decode_floats(dtype: Dtype, data: &[u8]) -> std::result::Result<Vec<f32>, String> {
     match dtype {
