@@ -63,10 +63,16 @@ impl Panel for DissectPanel {
             self.view = View::TopPairs;
         }
         let active = ds::active_data(state);
-        ui.horizontal(|ui| {
+        ui.horizontal_wrapped(|ui| {
             match &active {
                 Some((p, d)) => {
-                    ui.label(format!("Data: {} ({} pairs)", p.display(), d.len()));
+                    let full = p.display().to_string();
+                    ui.label(format!(
+                        "Data: {} ({} pairs)",
+                        clip_start(&full, 70),
+                        d.len()
+                    ))
+                    .on_hover_text(full);
                 }
                 None => {
                     ui.weak("No dataset open.");
@@ -88,11 +94,30 @@ impl Panel for DissectPanel {
         };
         state.dissect.defaults_for_data(&path, &data);
         ui.separator();
-        ui.columns(2, |cols| {
-            cols[0].set_max_width(360.0);
-            self.settings(&mut cols[0], state, &data);
-            self.results(&mut cols[1], state, &data);
-        });
+        // Settings in a fixed-width column, results in all the width that is left (equal
+        // columns gave the forest plot and its labels only half the window).
+        let avail = ui.available_rect_before_wrap();
+        let left_w = 360.0f32.min(avail.width() * 0.4);
+        let gap = ui.spacing().item_spacing.x * 2.0;
+        let left_rect = egui::Rect::from_min_size(avail.min, egui::vec2(left_w, avail.height()));
+        let right_rect = egui::Rect::from_min_max(
+            egui::pos2(avail.min.x + left_w + gap, avail.min.y),
+            avail.max,
+        );
+        let column = |rect| {
+            egui::UiBuilder::new()
+                .max_rect(rect)
+                .layout(egui::Layout::top_down(egui::Align::Min))
+        };
+        let mut left = ui.new_child(column(left_rect));
+        self.settings(&mut left, state, &data);
+        let mut right = ui.new_child(column(right_rect));
+        self.results(&mut right, state, &data);
+        let h = left.min_rect().height().max(right.min_rect().height());
+        ui.advance_cursor_after_rect(egui::Rect::from_min_size(
+            avail.min,
+            egui::vec2(avail.width(), h),
+        ));
         // Live refit: Laplace, no model-backed source, settings changed, nothing running.
         let s = &state.dissect;
         let changed = s.fitted.as_ref() != Some(&(path.clone(), s.config()));
