@@ -107,6 +107,51 @@ impl TrainData {
     }
 }
 
+/// How much work a BiPO run is, counted in tokens (no forward pass): the reference cache
+/// (every completion once through the whole model) and the training minibatches (padded
+/// slots through the blocks above the first steered layer, forward and backward).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BipoWork {
+    /// Optimiser steps.
+    pub steps: usize,
+    /// Tokens of the cache pass (all completions).
+    pub cache_tokens: usize,
+    /// Padded token slots of all training minibatches.
+    pub train_slots: usize,
+}
+
+/// Seconds per cached token of SmolLM2-135M (f32, release build) on an idle 2-core AMD EPYC:
+/// the CPU seconds of a default run (`steerlab steer train --method bipo` on the default
+/// pairs, MEASURED on a shared machine: BENCHMARKS.md, "Default BiPO run") split by work and
+/// spread over both cores. Other models scale with hidden² × blocks.
+const REF_CACHE_S_PER_TOKEN: f64 = 0.0018;
+/// Seconds per trained token slot (forward + backward above block 14), derived as above.
+const REF_TRAIN_S_PER_SLOT: f64 = 0.0029;
+
+impl BipoWork {
+    /// The work of training `data` with `cfg`.
+    pub fn of(data: &TrainData, cfg: &BipoConfig) -> Self {
+        BipoWork {
+            steps: cfg.total_steps(data.len()),
+            cache_tokens: data.row_lengths().iter().sum(),
+            train_slots: training_padding(data, cfg, cfg.epochs).slots,
+        }
+    }
+
+    /// Wall-clock seconds this work takes on an idle 2-core CPU like steerlab's reference
+    /// machine, for a model of `hidden` width and `n_layers` blocks steered from
+    /// `first_layer`: a rough estimate to show before a run starts (longer on a busy machine;
+    /// the running job's ETA is measured).
+    pub fn reference_seconds(&self, hidden: usize, n_layers: usize, first_layer: usize) -> f64 {
+        let size = (hidden as f64 / 576.0).powi(2);
+        let whole = n_layers.max(1) as f64 / 30.0;
+        // The reference run trains the 15 blocks above block 14 of 30.
+        let above = n_layers.saturating_sub(first_layer + 1).max(1) as f64 / 15.0;
+        size * (self.cache_tokens as f64 * REF_CACHE_S_PER_TOKEN * whole
+            + self.train_slots as f64 * REF_TRAIN_S_PER_SLOT * above)
+    }
+}
+
 /// Real and padded tokens of the training minibatches [`train_bipo`] runs over `epochs`
 /// epochs of `data` under `cfg`'s seed, batch size and [`BipoConfig::group_by_length`] (both
 /// rows of a pair counted). No forward pass.

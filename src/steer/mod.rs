@@ -17,7 +17,7 @@ pub mod prepare;
 pub mod train;
 pub mod vector;
 
-pub use bipo::{train_bipo, BipoConfig, BipoOutcome, TrainData};
+pub use bipo::{train_bipo, BipoConfig, BipoOutcome, BipoWork, TrainData};
 pub use collect::{steering_hooks, Completion, Contrast};
 pub use error::{Result, SteerError};
 pub use eval::{sweep, AbTokens, SweepPoint};

@@ -32,12 +32,15 @@ pub struct SteerPanel {
     /// What the path fields were last synced to (they show what is loaded).
     train_shown: Option<std::path::PathBuf>,
     eval_shown: Option<std::path::PathBuf>,
+    /// The BiPO time estimate and what it was computed for (data, size, settings).
+    estimate: Option<(EstimateKey, Option<f64>)>,
 }
 
-const DATA_EXTS: &[&str] = &["jsonl", "json", "csv", "parquet"];
+/// What a BiPO estimate depends on: data file, records, epochs, batch, layers, objective.
+type EstimateKey = (std::path::PathBuf, usize, usize, usize, String, String);
 
 fn data_filter() -> Vec<FileFilter> {
-    vec![FileFilter::new("Dataset", DATA_EXTS)]
+    vec![FileFilter::datasets()]
 }
 
 /// Line colours of the Steer panel's plots (distinct in both themes).
@@ -307,16 +310,39 @@ impl SteerPanel {
             });
         });
         if state.steer.settings.method == Method::Bipo {
-            if let Some((_, recs)) = SteerState::train_records(state) {
+            if let Some((path, recs)) = SteerState::train_records(state) {
                 let b = &state.steer.settings.bipo;
                 let total = b.total_steps(recs.len());
-                ui.weak(format!(
+                let s = &state.steer.settings;
+                let key = (
+                    path,
+                    recs.len(),
+                    b.epochs,
+                    b.batch_size,
+                    s.layers.clone(),
+                    s.objective.clone(),
+                );
+                if self.estimate.as_ref().map(|e| &e.0) != Some(&key) {
+                    let secs = state.model.as_ref().and_then(|m| {
+                        SteerState::bipo_estimate(&m.model, &recs, &state.steer.settings)
+                    });
+                    self.estimate = Some((key, secs));
+                }
+                let b = &state.steer.settings.bipo;
+                let mut line = format!(
                     "{total} steps ({} records, {} epochs, batch {}), warm-up {} steps",
                     recs.len(),
                     b.epochs,
                     b.batch_size,
                     b.warmup_for(total)
-                ));
+                );
+                if let Some(secs) = self.estimate.as_ref().and_then(|e| e.1) {
+                    line.push_str(&format!(
+                        "; estimate about {} on an idle 2-core CPU (longer when it is busy; the running job's ETA is measured)",
+                        crate::jobs::format_duration(std::time::Duration::from_secs_f64(secs))
+                    ));
+                }
+                ui.weak(line);
             }
         }
         ui.horizontal(|ui| {

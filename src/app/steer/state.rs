@@ -415,6 +415,31 @@ impl SteerState {
         Some((d.path.clone(), recs))
     }
 
+    /// Seconds a BiPO run with `settings` on `records` took on the reference 2-core CPU
+    /// (token counts × measured per-token costs, [`crate::steer::BipoWork`]); `None` when the
+    /// records cannot be tokenized for BiPO or the settings do not parse.
+    pub fn bipo_estimate(
+        model: &crate::model::Model,
+        records: &[Record],
+        settings: &TrainSettings,
+    ) -> Option<f64> {
+        let tok = model.tokenizer()?;
+        let layers = settings.parse_layers().ok()?;
+        let objective = settings.parse_objective().ok()?;
+        let data = match crate::steer::train::prepare(tok, records, Method::Bipo, objective) {
+            Ok(crate::steer::Prepared::Bipo(d)) => d,
+            _ => return None,
+        };
+        let cfg = BipoConfig {
+            layers: layers.clone(),
+            objective,
+            ..settings.bipo.clone()
+        };
+        let work = crate::steer::BipoWork::of(&data, &cfg);
+        let first = layers.into_iter().min()?;
+        Some(work.reference_seconds(model.hidden_size(), model.n_layers(), first))
+    }
+
     /// The evaluation set used when none was chosen: the held-out (test) side of the training
     /// data's split, else none, so the default never overlaps training.
     pub fn default_eval(state: &AppState) -> Option<EvalSource> {
