@@ -7,9 +7,11 @@
 # libxi6 libxkbcommon-x11-0 libgl1 libgl1-mesa-dri
 #   scripts/screenshot.sh                 # all panels
 #   scripts/screenshot.sh model data      # some panels
+#   SIZE=1920x1080 OUT_DIR=/tmp/big scripts/screenshot.sh   # another window size (default 1280x800)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out_dir="${OUT_DIR:-docs/screenshots}"
+size="${SIZE:-1280x800}"
 mkdir -p "$out_dir"
 command -v xvfb-run >/dev/null || { echo "screenshot.sh: xvfb-run not found (apt-get install -y xvfb xauth)" >&2; exit 1; }
 
@@ -48,6 +50,6 @@ for p in "${panels[@]}"; do
       STEERLAB_SCREENSHOT_TIMEOUT="${STEERLAB_SCREENSHOT_TIMEOUT:-900}")
   fi
   env "${steer_env[@]}" STEERLAB_SCREENSHOT="$png" STEERLAB_PANEL="$p" STEERLAB_DATA="$pdata" STEERLAB_PROMPT="$prompt" \
-    xvfb-run -a -s "-screen 0 1280x800x24" "$bin" gui
+    STEERLAB_WINDOW="$size" xvfb-run -a -s "-screen 0 ${size}x24" "$bin" gui
   [ -s "$png" ] || { echo "screenshot.sh: no PNG written for $p" >&2; exit 1; }
 done

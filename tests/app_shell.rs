@@ -198,6 +198,10 @@ fn data_panel_shows_rows_and_invalid_lines() {
     assert!(h
         .query_by_label_contains("line 3 · field `rejected`")
         .is_some());
+    // The field is named once (the reason no longer repeats it).
+    assert!(h
+        .query_by_label_contains("field `rejected`: field `rejected`")
+        .is_none());
     assert!(h.query_by_label("Skipped rows (1)").is_some());
 }
 

@@ -539,6 +539,35 @@ mod tests {
     }
 
     #[test]
+    fn the_dataset_filter_shows_compressed_data_files() {
+        let d = tempfile::tempdir().unwrap();
+        for n in [
+            "a.jsonl.gz",
+            "b.json.gz",
+            "c.csv.gz",
+            "d.jsonl.zst",
+            "e.parquet",
+            "f.tar.gz",
+            "g.zst",
+        ] {
+            std::fs::write(d.path().join(n), "x").unwrap();
+        }
+        let req = DialogRequest::open("Data", &[FileFilter::datasets()]);
+        let b = FileBrowser::new(1, req, d.path().to_path_buf());
+        let names: Vec<String> = b.visible().into_iter().map(|e| e.name).collect();
+        assert_eq!(
+            names,
+            vec![
+                "a.jsonl.gz",
+                "b.json.gz",
+                "c.csv.gz",
+                "d.jsonl.zst",
+                "e.parquet"
+            ]
+        );
+    }
+
+    #[test]
     fn save_adds_the_extension_and_asks_before_replacing() {
         let d = tree();
         let req = DialogRequest::save("Save", "b", &[FileFilter::new("JSON lines", &["jsonl"])]);

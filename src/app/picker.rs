@@ -18,7 +18,29 @@ pub struct FileFilter {
     pub extensions: Vec<String>,
 }
 
+/// Dataset file endings the readers accept: plain, gzip and zstd compressed.
+pub const DATASET_EXTENSIONS: &[&str] = &[
+    "jsonl",
+    "json",
+    "csv",
+    "tsv",
+    "parquet",
+    "jsonl.gz",
+    "json.gz",
+    "csv.gz",
+    "tsv.gz",
+    "jsonl.zst",
+    "json.zst",
+    "csv.zst",
+    "tsv.zst",
+];
+
 impl FileFilter {
+    /// The dataset filter (every ending in [`DATASET_EXTENSIONS`]).
+    pub fn datasets() -> Self {
+        Self::new("Datasets", DATASET_EXTENSIONS)
+    }
+
     /// A filter named `name` accepting `extensions` (without dots).
     pub fn new(name: &str, extensions: &[&str]) -> Self {
         Self {

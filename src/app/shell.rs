@@ -250,10 +250,7 @@ impl SteerlabApp {
         features::apply_start(&mut self.state, f.run.as_deref(), f.train, f.error);
         if let Some(dir) = self.start.file_browser.take() {
             Recent::remember(&mut self.state.dialogs.recent_dirs, &dir);
-            let filters = [FileFilter::new(
-                "Datasets",
-                &["jsonl", "json", "csv", "tsv", "parquet"],
-            )];
+            let filters = [FileFilter::datasets()];
             self.state
                 .ask_builtin(DialogRequest::open("Dataset file", &filters), |s, p| {
                     data::open_default(s, p)
@@ -338,10 +335,7 @@ impl SteerlabApp {
                 if self.state.data_job.is_some() {
                     return;
                 }
-                let filters = [FileFilter::new(
-                    "Datasets",
-                    &["jsonl", "json", "csv", "tsv", "parquet"],
-                )];
+                let filters = [FileFilter::datasets()];
                 self.state
                     .ask(DialogRequest::open("Dataset file", &filters), |s, p| {
                         data::open_default(s, p)
@@ -483,11 +477,12 @@ pub fn run_native() -> anyhow::Result<()> {
         .map(|(out, timeout)| Screenshotter::new(out, timeout));
     let frame_stats_out = start.frame_stats.clone();
     let screenshot_mode = shot.is_some();
+    let size = start.window.unwrap_or([1280.0, 800.0]);
     let options = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()
             .with_title("steerlab")
             .with_app_id("steerlab")
-            .with_inner_size([1280.0, 800.0])
+            .with_inner_size(size)
             .with_min_inner_size([800.0, 500.0]),
         // Screenshots must not depend on (or change) a user's saved window state.
         persist_window: !screenshot_mode,

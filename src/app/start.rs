@@ -18,6 +18,7 @@
 //! | `STEERLAB_SCREENSHOT` | write a PNG of the window once idle, then close; no settings read or written |
 //! | `STEERLAB_SCREENSHOT_TIMEOUT` | seconds to wait for jobs before the screenshot (default 180) |
 //! | `STEERLAB_FRAME_STATS` | write frame-time percentiles (JSON) on exit; draw continuously |
+//! | `STEERLAB_WINDOW` | initial window size `WIDTHxHEIGHT` in points (default 1280x800; screenshots at other sizes) |
 //!
 //! Library-level switches (`STEERLAB_HOME`, the CPU kernel switches) are read by the library.
 use std::path::PathBuf;
@@ -51,6 +52,8 @@ pub struct StartOptions {
     pub frame_stats: Option<PathBuf>,
     /// `STEERLAB_FILE_BROWSER`: open the built-in file browser in this folder at start.
     pub file_browser: Option<PathBuf>,
+    /// `STEERLAB_WINDOW`: initial window size in points (`None`: 1280×800).
+    pub window: Option<[f32; 2]>,
 }
 
 impl StartOptions {
@@ -94,8 +97,26 @@ impl StartOptions {
             }),
             frame_stats: env_path("STEERLAB_FRAME_STATS"),
             file_browser: env_path("STEERLAB_FILE_BROWSER"),
+            window: match std::env::var("STEERLAB_WINDOW") {
+                Ok(w) if !w.is_empty() => Some(parse_window(&w)?),
+                _ => None,
+            },
         })
     }
+}
+
+/// Parses `WIDTHxHEIGHT` (points, each 200–10000).
+pub fn parse_window(s: &str) -> anyhow::Result<[f32; 2]> {
+    let bad = || anyhow::anyhow!("STEERLAB_WINDOW={s}: expected WIDTHxHEIGHT, e.g. 1920x1080");
+    let (w, h) = s.trim().split_once(['x', 'X']).ok_or_else(bad)?;
+    let (w, h): (f32, f32) = (
+        w.trim().parse().map_err(|_| bad())?,
+        h.trim().parse().map_err(|_| bad())?,
+    );
+    if !(200.0..=10000.0).contains(&w) || !(200.0..=10000.0).contains(&h) {
+        anyhow::bail!("STEERLAB_WINDOW={s}: width and height must be 200-10000");
+    }
+    Ok([w, h])
 }
 
 /// Start-up choices for the Steer panel (screenshots, scripted demos), from the environment:
@@ -204,5 +225,20 @@ impl FeaturesStart {
             }
         }
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_window;
+
+    #[test]
+    fn window_sizes_parse_and_bad_ones_say_what_is_expected() {
+        assert_eq!(parse_window("1920x1080").unwrap(), [1920.0, 1080.0]);
+        assert_eq!(parse_window(" 1280X800 ").unwrap(), [1280.0, 800.0]);
+        for bad in ["1920", "x", "axb", "100x100", "1920x-5"] {
+            let e = parse_window(bad).unwrap_err().to_string();
+            assert!(e.contains("STEERLAB_WINDOW"), "{bad}: {e}");
+        }
     }
 }

@@ -51,7 +51,16 @@ impl PathField {
         let mut chosen = None;
         ui.horizontal(|ui| {
             let l = ui.label(label);
-            let w = (ui.available_width() - 90.0 * (buttons.len() as f32 + 1.0)).max(160.0);
+            // The buttons are measured, so the field takes what is left and nothing spills
+            // past the column (a narrow column gets a narrow field, never a wider row).
+            let spacing = ui.spacing().item_spacing.x;
+            let buttons_w: f32 = buttons
+                .iter()
+                .map(|(t, _)| button_width(ui, t) + spacing)
+                .sum::<f32>()
+                + button_width(ui, "Load")
+                + spacing;
+            let w = (ui.available_width() - buttons_w).max(60.0);
             let edit = ui
                 .add(
                     egui::TextEdit::singleline(&mut self.text)
@@ -80,6 +89,17 @@ impl PathField {
         }
         chosen
     }
+}
+
+/// Width of a plain button showing `text` in the body font (text plus the button padding).
+pub fn button_width(ui: &egui::Ui, text: &str) -> f32 {
+    let font = egui::TextStyle::Button.resolve(ui.style());
+    let w = ui.ctx().fonts_mut(|f| {
+        f.layout_no_wrap(text.to_string(), font, egui::Color32::WHITE)
+            .size()
+            .x
+    });
+    w + 2.0 * ui.spacing().button_padding.x
 }
 
 /// One running job: name, stage, progress bar with ETA, cancel button. Returns true if the

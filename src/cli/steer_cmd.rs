@@ -57,25 +57,25 @@ pub struct TrainArgs {
     #[arg(long, default_value = "14", value_delimiter = ',')]
     pub layers: Vec<usize>,
     /// Epochs (paper: 5–20 until the held-out score saturates).
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = BipoConfig::default().epochs)]
     pub epochs: usize,
     /// Pairs per step (paper: 4).
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = BipoConfig::default().batch_size)]
     pub batch_size: usize,
     /// Peak learning rate (paper: 5e-4 over thousands of steps; default scaled to short runs).
-    #[arg(long, default_value_t = 0.02)]
+    #[arg(long, default_value_t = BipoConfig::default().lr)]
     pub lr: f64,
     /// Warm-up steps (paper: 100; default 10% of all steps).
     #[arg(long)]
     pub warmup_steps: Option<usize>,
     /// β of the objective (paper: 0.1).
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = BipoConfig::default().beta)]
     pub beta: f64,
     /// AdamW weight decay (paper: 0.05).
-    #[arg(long, default_value_t = 0.05)]
+    #[arg(long, default_value_t = BipoConfig::default().weight_decay)]
     pub weight_decay: f64,
     /// Seed (paper: 11).
-    #[arg(long, default_value_t = 11)]
+    #[arg(long, default_value_t = BipoConfig::default().seed)]
     pub seed: u64,
     /// BiPO: put pairs of similar length in the same minibatch (less padding per step; changes
     /// the training trajectory, so off by default).
@@ -246,6 +246,16 @@ fn train(a: TrainArgs) -> Result<()> {
         model: model_name,
         dataset: dataset_name,
     };
+    if let (train::Prepared::Bipo(d), false) = (&prepared, a.json) {
+        let work = crate::steer::BipoWork::of(d, &cfg);
+        let first = cfg.layers.iter().copied().min().unwrap_or(0);
+        let secs = work.reference_seconds(model.hidden_size(), model.n_layers(), first);
+        eprintln!(
+            "BiPO: {} steps; estimate about {} on an idle 2-core CPU (longer when it is busy)",
+            work.steps,
+            crate::jobs::format_duration(std::time::Duration::from_secs_f64(secs))
+        );
+    }
     crate::cli::signals::install();
     let trained = train::train(
         &model,

@@ -107,6 +107,51 @@ impl TrainData {
     }
 }
 
+/// How much work a BiPO run is, counted in tokens (no forward pass): the reference cache
+/// (every completion once through the whole model) and the training minibatches (padded
+/// slots through the blocks above the first steered layer, forward and backward).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BipoWork {
+    /// Optimiser steps.
+    pub steps: usize,
+    /// Tokens of the cache pass (all completions).
+    pub cache_tokens: usize,
+    /// Padded token slots of all training minibatches.
+    pub train_slots: usize,
+}
+
+/// Seconds per cached token of SmolLM2-135M (f32, release build) on an idle 2-core AMD EPYC:
+/// the CPU seconds of a default run (`steerlab steer train --method bipo` on the default
+/// pairs, MEASURED on a shared machine: BENCHMARKS.md, "Default BiPO run") split by work and
+/// spread over both cores. Other models scale with hidden² × blocks.
+const REF_CACHE_S_PER_TOKEN: f64 = 0.0018;
+/// Seconds per trained token slot (forward + backward above block 14), derived as above.
+const REF_TRAIN_S_PER_SLOT: f64 = 0.0029;
+
+impl BipoWork {
+    /// The work of training `data` with `cfg`.
+    pub fn of(data: &TrainData, cfg: &BipoConfig) -> Self {
+        BipoWork {
+            steps: cfg.total_steps(data.len()),
+            cache_tokens: data.row_lengths().iter().sum(),
+            train_slots: training_padding(data, cfg, cfg.epochs).slots,
+        }
+    }
+
+    /// Wall-clock seconds this work takes on an idle 2-core CPU like steerlab's reference
+    /// machine, for a model of `hidden` width and `n_layers` blocks steered from
+    /// `first_layer`: a rough estimate to show before a run starts (longer on a busy machine;
+    /// the running job's ETA is measured).
+    pub fn reference_seconds(&self, hidden: usize, n_layers: usize, first_layer: usize) -> f64 {
+        let size = (hidden as f64 / 576.0).powi(2);
+        let whole = n_layers.max(1) as f64 / 30.0;
+        // The reference run trains the 15 blocks above block 14 of 30.
+        let above = n_layers.saturating_sub(first_layer + 1).max(1) as f64 / 15.0;
+        size * (self.cache_tokens as f64 * REF_CACHE_S_PER_TOKEN * whole
+            + self.train_slots as f64 * REF_TRAIN_S_PER_SLOT * above)
+    }
+}
+
 /// Real and padded tokens of the training minibatches [`train_bipo`] runs over `epochs`
 /// epochs of `data` under `cfg`'s seed, batch size and [`BipoConfig::group_by_length`] (both
 /// rows of a pair counted). No forward pass.
@@ -223,13 +268,17 @@ pub struct BipoProblem<'m> {
     /// Completions: pairs are stored as (chosen, rejected) at 2i, 2i+1.
     completions: Vec<Completion>,
     labels: Vec<bool>,
-    /// Residual entering block `start` for each completion, `[T_i, H]`.
-    cache: Vec<Tensor>,
-    /// `log π₀(response | prompt)` for each completion.
+    /// Residual entering block `start` for each completion, `[T_i, H]` (`None` until cached).
+    cache: Vec<Option<Tensor>>,
+    /// `log π₀(response | prompt)` for each completion (NaN until cached).
     ref_logp: Vec<f64>,
+    /// Completions cached so far.
+    cached: usize,
     paired: bool,
-    /// Real and padded tokens of the cache pass.
+    /// Real and padded tokens of the cache passes so far.
     cache_padding: Padding,
+    /// Sequences per forward pass of the cache.
+    eval_batch_size: usize,
 }
 
 /// The training order: the seeded RNG that shuffles the items each epoch (plain chunks, or
@@ -276,13 +325,23 @@ impl EpochOrder {
 
 impl<'m> BipoProblem<'m> {
     /// Validates the data and fills the caches (one pass of blocks `0..start` and one full
-    /// reference pass per completion).
+    /// reference pass per completion), reporting "caching reference" progress.
     pub fn new(
         model: &'m Model,
         data: &TrainData,
         cfg: &BipoConfig,
         progress: &dyn ProgressSink,
     ) -> Result<Self> {
+        let mut problem = Self::uncached(model, data, cfg)?;
+        let all: Vec<usize> = (0..problem.completions.len()).collect();
+        problem.fill(&all, progress)?;
+        Ok(problem)
+    }
+
+    /// Validates the data without computing anything: the caches are filled on demand with
+    /// [`BipoProblem::fill`] (the trainer fills each minibatch's rows before its first step,
+    /// so the first step comes after one small cache pass instead of one over all the data).
+    pub fn uncached(model: &'m Model, data: &TrainData, cfg: &BipoConfig) -> Result<Self> {
         let mut layers = cfg.layers.clone();
         layers.sort_unstable();
         layers.dedup();
@@ -331,43 +390,7 @@ impl<'m> BipoProblem<'m> {
             return Err(SteerError::Invalid("no training examples".into()));
         }
         let start = first + 1;
-        // Completions of similar length share a forward pass (less padding); each one's cached
-        // residual and log-probability do not depend on its batch-mates.
-        let lens: Vec<usize> = completions.iter().map(Completion::len).collect();
-        let plan = BatchPlan::by_length(&lens, BatchBudget::rows(cfg.eval_batch_size));
-        let mut cache_out = Vec::with_capacity(plan.len());
-        let mut done = 0usize;
-        for idx in plan.batches() {
-            if progress.is_cancelled() {
-                return Err(SteerError::Invalid("cancelled while caching".into()));
-            }
-            let refs: Vec<&Completion> = idx.iter().map(|&i| &completions[i]).collect();
-            let batch = completion_batch(&refs, model.device())?;
-            let resid = model.forward_to(start, &batch, &mut Hooks::new())?;
-            let hidden = model.forward_hidden_from(start, &resid, &batch, &mut Hooks::new())?;
-            let lp = response_logprobs(model, &hidden, &refs)?
-                .to_dtype(DType::F64)?
-                .to_vec1::<f64>()?;
-            let rows = refs
-                .iter()
-                .zip(lp)
-                .enumerate()
-                .map(|(i, (c, lp))| Ok((resid.get(i)?.narrow(0, 0, c.len())?.contiguous()?, lp)))
-                .collect::<candle_core::Result<Vec<_>>>()?;
-            cache_out.push(rows);
-            done += idx.len();
-            progress.report(Progress::new(
-                "caching reference",
-                done as u64,
-                Some(completions.len() as u64),
-            ));
-        }
-        let cache_padding = plan.padding(&lens);
-        let (cache, ref_logp): (Vec<Tensor>, Vec<f64>) = plan
-            .scatter(cache_out)
-            .map_err(|e| SteerError::Invalid(format!("caching: {e}")))?
-            .into_iter()
-            .unzip();
+        let n = completions.len();
         Ok(Self {
             model,
             start,
@@ -376,20 +399,81 @@ impl<'m> BipoProblem<'m> {
             beta: cfg.beta,
             completions,
             labels,
-            cache,
-            ref_logp,
+            cache: vec![None; n],
+            ref_logp: vec![f64::NAN; n],
+            cached: 0,
             paired,
-            cache_padding,
+            cache_padding: Padding::default(),
+            eval_batch_size: cfg.eval_batch_size.max(1),
         })
     }
 
-    /// Real and padded tokens of the cache pass.
+    /// Caches the completions `rows` (indices as in [`BipoProblem::reference_logprobs`]) that
+    /// are not cached yet: blocks below the first steered layer and the reference
+    /// log-probabilities, completions of similar length sharing a forward pass (each one's
+    /// result does not depend on its batch-mates). Reports "caching reference" after each pass;
+    /// stops with an error between passes when cancelled.
+    pub fn fill(&mut self, rows: &[usize], progress: &dyn ProgressSink) -> Result<()> {
+        let mut todo: Vec<usize> = rows
+            .iter()
+            .copied()
+            .filter(|&r| r < self.cache.len() && self.cache[r].is_none())
+            .collect();
+        todo.sort_unstable();
+        todo.dedup();
+        if todo.is_empty() {
+            return Ok(());
+        }
+        let lens: Vec<usize> = todo.iter().map(|&r| self.completions[r].len()).collect();
+        let plan = BatchPlan::by_length(&lens, BatchBudget::rows(self.eval_batch_size));
+        for idx in plan.batches() {
+            if progress.is_cancelled() {
+                return Err(SteerError::Invalid("cancelled while caching".into()));
+            }
+            let refs: Vec<&Completion> = idx.iter().map(|&i| &self.completions[todo[i]]).collect();
+            let batch = completion_batch(&refs, self.model.device())?;
+            let resid = self
+                .model
+                .forward_to(self.start, &batch, &mut Hooks::new())?;
+            let hidden =
+                self.model
+                    .forward_hidden_from(self.start, &resid, &batch, &mut Hooks::new())?;
+            let lp = response_logprobs(self.model, &hidden, &refs)?
+                .to_dtype(DType::F64)?
+                .to_vec1::<f64>()?;
+            for (k, (&i, lp)) in idx.iter().zip(lp).enumerate() {
+                let r = todo[i];
+                let len = self.completions[r].len();
+                self.cache[r] = Some(resid.get(k)?.narrow(0, 0, len)?.contiguous()?);
+                self.ref_logp[r] = lp;
+            }
+            self.cached += idx.len();
+            progress.report(Progress::new(
+                "caching reference",
+                self.cached as u64,
+                Some(self.cache.len() as u64),
+            ));
+        }
+        self.cache_padding = self.cache_padding + plan.padding(&lens);
+        Ok(())
+    }
+
+    /// The completion rows of the items `idx` (pairs: chosen and rejected).
+    fn rows_of(&self, idx: &[usize]) -> Vec<usize> {
+        if self.paired {
+            idx.iter().flat_map(|&i| [2 * i, 2 * i + 1]).collect()
+        } else {
+            idx.to_vec()
+        }
+    }
+
+    /// Real and padded tokens of the cache passes so far.
     pub fn cache_padding(&self) -> Padding {
         self.cache_padding
     }
 
     /// `log π₀(response | prompt)` of every completion (pairs: chosen of pair `i` at `2i`,
-    /// rejected at `2i + 1`).
+    /// rejected at `2i + 1`); NaN where not cached yet (all are after [`BipoProblem::new`]).
     pub fn reference_logprobs(&self) -> &[f64] {
         &self.ref_logp
     }
@@ -425,18 +509,18 @@ impl<'m> BipoProblem<'m> {
                 self.layers.len()
             )));
         }
-        let rows: Vec<usize> = if self.paired {
-            idx.iter().flat_map(|&i| [2 * i, 2 * i + 1]).collect()
-        } else {
-            idx.to_vec()
-        };
+        let rows = self.rows_of(idx);
         let refs: Vec<&Completion> = rows.iter().map(|&r| &self.completions[r]).collect();
         let batch = completion_batch(&refs, self.model.device())?;
         let t = batch.seq_len();
         let padded = rows
             .iter()
             .map(|&r| {
-                let c = &self.cache[r];
+                let c = self.cache[r].as_ref().ok_or_else(|| {
+                    candle_core::Error::Msg(format!(
+                        "completion {r} is not cached (call BipoProblem::fill first)"
+                    ))
+                })?;
                 let n = c.dim(0)?;
                 if n < t {
                     c.pad_with_zeros(0, 0, t - n)
@@ -554,19 +638,13 @@ pub fn train_bipo(
             cfg.lr
         )));
     }
-    let problem = BipoProblem::new(model, data, cfg, progress)?;
-    // Held-out items are prepared once: prompts shared, blocks below the first steered layer
-    // run once for all epochs.
-    let heldout_scorer = match heldout {
-        Some(items) if !items.is_empty() => Some(AbScorer::new(
-            model,
-            items,
-            problem.start,
-            cfg.eval_batch_size,
-            &NoProgress,
-        )?),
-        _ => None,
-    };
+    // The reference cache is filled a minibatch at a time, just before the minibatch's first
+    // step: the first step comes after one small cache pass, and the progress counts steps
+    // from the start (so its ETA covers the cache work too).
+    let mut problem = BipoProblem::uncached(model, data, cfg)?;
+    // Held-out items are prepared at the end of the first epoch, once: prompts shared, blocks
+    // below the first steered layer run once for all epochs.
+    let mut heldout_scorer: Option<AbScorer> = None;
     let h = model.hidden_size();
     let vars: Vec<Var> = problem
         .layers()
@@ -605,9 +683,23 @@ pub fn train_bipo(
             }
             let d = order.draw_direction();
             let di = usize::from(d > 0.0);
+            match problem.fill(&problem.rows_of(idx), &CancelOnly(progress)) {
+                Ok(()) => {}
+                Err(_) if progress.is_cancelled() => {
+                    stop = StopReason::Cancelled;
+                    break 'outer;
+                }
+                Err(e) => return Err(e),
+            }
             opt.set_learning_rate(cfg.lr_at(step, total));
             let vs: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().clone()).collect();
             let (loss, sides, mean_br) = problem.batch_loss(&vs, idx, d, delta[di])?;
+            // Checked between the forward and the backward pass too, so Stop waits for at
+            // most about half a step; the vector stays the last completed step's.
+            if progress.is_cancelled() {
+                stop = StopReason::Cancelled;
+                break 'outer;
+            }
             let lv = loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
             if !lv.is_finite() {
                 stop = StopReason::Diverged(
@@ -658,6 +750,17 @@ pub fn train_bipo(
                 .metric(Metric::Norm, norm),
             );
         }
+        if heldout_scorer.is_none() {
+            if let Some(items) = heldout.filter(|h| !h.is_empty()) {
+                heldout_scorer = Some(AbScorer::new(
+                    model,
+                    items,
+                    problem.start,
+                    cfg.eval_batch_size,
+                    &NoProgress,
+                )?);
+            }
+        }
         let behaviour = match &heldout_scorer {
             Some(scorer) => {
                 let v = make_vector(&problem, &last_good, cfg, prov, h)?;
@@ -705,6 +808,18 @@ pub fn train_bipo(
         steps: step,
         stop,
     })
+}
+
+/// Forwards cancellation only: the cache passes inside training report no progress of their
+/// own (the steps' progress already covers them).
+struct CancelOnly<'a>(&'a dyn ProgressSink);
+
+impl ProgressSink for CancelOnly<'_> {
+    fn report(&self, _progress: Progress) {}
+
+    fn is_cancelled(&self) -> bool {
+        self.0.is_cancelled()
+    }
 }
 
 /// The dtype a trained vector is kept in: f32, or f64 for an f64 model.

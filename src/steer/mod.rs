@@ -21,7 +21,7 @@ pub mod tune;
 pub mod vector;
 pub mod verify;
 
-pub use bipo::{train_bipo, BipoConfig, BipoOutcome, TrainData};
+pub use bipo::{train_bipo, BipoConfig, BipoOutcome, BipoWork, TrainData};
 pub use collect::{steering_hooks, Completion, Contrast};
 pub use error::{Result, SteerError};
 pub use eval::{sweep, AbTokens, SweepPoint};

@@ -203,12 +203,16 @@ impl DataPanel {
             .auto_shrink([false, true])
             .show_rows(ui, row_h, d.problems.len(), |ui, range| {
                 for p in &d.problems[range] {
-                    let field = p
-                        .field
-                        .as_ref()
-                        .map(|f| format!(" · field `{f}`"))
-                        .unwrap_or_default();
-                    ui.label(format!("{}{field}: {}", p.loc, p.reason));
+                    // The reason may name the field already ("field `x`: ..."): once only.
+                    let (field, reason) = match &p.field {
+                        Some(f) => {
+                            let named = format!("field `{f}`: ");
+                            let reason = p.reason.strip_prefix(&named).unwrap_or(&p.reason);
+                            (format!(" · field `{f}`"), reason)
+                        }
+                        None => (String::new(), p.reason.as_str()),
+                    };
+                    ui.label(format!("{}{field}: {reason}", p.loc));
                 }
             });
     }
@@ -392,10 +396,7 @@ impl Panel for DataPanel {
             self.shown = active.clone();
             self.path.text = active.map(|p| p.display().to_string()).unwrap_or_default();
         }
-        let filters = vec![FileFilter::new(
-            "Datasets",
-            &["jsonl", "json", "csv", "tsv", "parquet"],
-        )];
+        let filters = vec![FileFilter::datasets()];
         let picked = ui
             .add_enabled_ui(!loading, |ui| {
                 self.path.show(

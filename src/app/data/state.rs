@@ -261,6 +261,10 @@ pub fn start_open(state: &mut AppState, path: PathBuf, opts: OpenOptions) {
                     };
                     state.active_dataset = Some(i);
                 }
+                // The library's message names the file already; say it once.
+                Err(e) if e.contains(&path.display().to_string()) => {
+                    state.error(format!("Could not open {e}"))
+                }
                 Err(e) => state.error(format!("Could not open {}: {e}", path.display())),
             }
         },

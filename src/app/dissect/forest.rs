@@ -8,6 +8,11 @@ use crate::app::state::AppState;
 use crate::app::widgets;
 use crate::dissect::DissectOutput;
 
+/// Factors per forest-plot page.
+const FOREST_PAGE: usize = 40;
+/// Height of one factor's row in the forest plot (points).
+const FOREST_ROW: f32 = 28.0;
+
 /// Forest plot: one row per factor, one coloured point with its 95% interval per group; the
 /// group legend sits above the plot (never over the rows). Returns the factor clicked (in the
 /// plot or in the table), for its top pairs.
@@ -17,15 +22,15 @@ pub(super) fn forest(
     out: &DissectOutput,
 ) -> Option<String> {
     let r = &out.result;
-    let labels: Vec<String> = r
-        .factor_definitions
-        .iter()
-        .map(|f| f.label.clone())
-        .collect();
-    let nf = labels.len();
-    let ng = r.groups.len().max(1);
-    let labels_fmt = labels.clone();
-    let height = (nf as f32 * 26.0 + 60.0).clamp(200.0, 560.0);
+    let all = r.factor_definitions.len();
+    // Pages of at most FOREST_PAGE factors, each row tall enough that its label is drawn
+    // (egui_plot hides y labels closer than ~20 px): the central panel scrolls, labels stay.
+    let page_id = egui::Id::unique("dissect_forest_page");
+    let pages = all.div_ceil(FOREST_PAGE).max(1);
+    let mut page = ui
+        .data(|d| d.get_temp::<usize>(page_id))
+        .unwrap_or(0)
+        .min(pages - 1);
     let mut clicked = None;
     ui.horizontal_wrapped(|ui| {
         for (gi, g) in r.groups.iter().enumerate() {
@@ -36,12 +41,47 @@ pub(super) fn forest(
         }
         ui.weak("(click a factor for its top pairs)");
     });
+    if pages > 1 {
+        ui.horizontal(|ui| {
+            if ui
+                .add_enabled(page > 0, egui::Button::new("Previous"))
+                .clicked()
+            {
+                page -= 1;
+            }
+            ui.label(format!(
+                "factors {}–{} of {all}",
+                page * FOREST_PAGE + 1,
+                ((page + 1) * FOREST_PAGE).min(all)
+            ));
+            if ui
+                .add_enabled(page + 1 < pages, egui::Button::new("Next"))
+                .clicked()
+            {
+                page += 1;
+            }
+        });
+        ui.data_mut(|d| d.insert_temp(page_id, page));
+    }
+    let first = page * FOREST_PAGE;
+    let shown: Vec<usize> = (first..(first + FOREST_PAGE).min(all)).collect();
+    let labels: Vec<String> = shown
+        .iter()
+        .map(|&j| r.factor_definitions[j].label.clone())
+        .collect();
+    let nf = labels.len();
+    let ng = r.groups.len().max(1);
+    let labels_fmt = labels.clone();
+    let height = (nf as f32 * FOREST_ROW + 60.0).max(200.0);
     let plot = ui.scope(|ui| {
         Plot::new("forest")
             .height(height)
             .x_axis_label("weight (log-odds per unit of the feature)")
             .y_axis_min_width(150.0)
             .allow_scroll(false)
+            .allow_zoom(false)
+            .allow_drag(false)
+            .allow_boxed_zoom(false)
             .y_grid_spacer(move |_| {
                 (0..nf)
                     .map(|i| egui_plot::GridMark {
@@ -53,7 +93,7 @@ pub(super) fn forest(
             .y_axis_formatter(move |m, _| {
                 let i = m.value.round();
                 if (m.value - i).abs() < 1e-6 && i >= 0.0 && (i as usize) < labels_fmt.len() {
-                    labels_fmt[nf - 1 - i as usize].clone()
+                    clip(&labels_fmt[nf - 1 - i as usize], 40)
                 } else {
                     String::new()
                 }
@@ -70,8 +110,9 @@ pub(super) fn forest(
                         0.0
                     };
                     let mut pts = Vec::new();
-                    for (j, f) in g.factors.iter().enumerate() {
-                        let y = (nf - 1 - j) as f64 - off;
+                    for (row, &j) in shown.iter().enumerate() {
+                        let Some(f) = g.factors.get(j) else { continue };
+                        let y = (nf - 1 - row) as f64 - off;
                         p.line(
                             Line::new(
                                 g.label.clone(),
@@ -91,7 +132,11 @@ pub(super) fn forest(
         if let Some(pos) = pr.response.interact_pointer_pos() {
             let y = pr.transform.value_from_position(pos).y.round();
             if y >= 0.0 && (y as usize) < nf {
-                clicked = Some(r.factor_definitions[nf - 1 - y as usize].name.clone());
+                clicked = Some(
+                    r.factor_definitions[shown[nf - 1 - y as usize]]
+                        .name
+                        .clone(),
+                );
             }
         }
     }
@@ -103,42 +148,54 @@ pub(super) fn forest(
     egui::CollapsingHeader::new("Numbers")
         .default_open(false)
         .show(ui, |ui| {
-            egui::Grid::new("forest_numbers")
-                .striped(true)
-                .show(ui, |ui| {
-                    for h in [
-                        "group",
-                        "factor",
-                        "mean",
-                        "95% interval",
-                        "pref %",
-                        "R-hat",
-                        "ESS",
-                    ] {
-                        ui.strong(h);
-                    }
-                    ui.end_row();
-                    for g in &r.groups {
-                        for f in &g.factors {
-                            ui.label(&g.label);
-                            if ui
-                                .link(&f.label)
-                                .on_hover_text("Show this factor's top pairs")
-                                .clicked()
-                            {
-                                clicked = Some(f.name.clone());
-                            }
-                            ui.label(format!("{:.3}", f.mean));
-                            ui.label(format!("[{:.3}, {:.3}]", f.lo95, f.hi95));
-                            ui.label(format!("{:.1}", f.prob_preferred));
-                            ui.label(f.rhat.map(|x| format!("{x:.3}")).unwrap_or("-".into()));
-                            ui.label(f.ess.map(|x| format!("{x:.0}")).unwrap_or("-".into()));
-                            ui.end_row();
-                        }
-                    }
-                });
+            egui::ScrollArea::horizontal()
+                .id_salt("forest_numbers_scroll")
+                .show(ui, |ui| numbers_grid(ui, r, &mut clicked));
         });
     clicked
+}
+
+/// The numbers behind the forest plot, one row per group and factor; a factor name is a link
+/// to its top pairs (written to `clicked`).
+fn numbers_grid(
+    ui: &mut egui::Ui,
+    r: &crate::dissect::DissectResult,
+    clicked: &mut Option<String>,
+) {
+    egui::Grid::new("forest_numbers")
+        .striped(true)
+        .show(ui, |ui| {
+            for h in [
+                "group",
+                "factor",
+                "mean",
+                "95% interval",
+                "pref %",
+                "R-hat",
+                "ESS",
+            ] {
+                ui.strong(h);
+            }
+            ui.end_row();
+            for g in &r.groups {
+                for f in &g.factors {
+                    ui.label(&g.label);
+                    if ui
+                        .link(clip(&f.label, 40))
+                        .on_hover_text(format!("{}: show this factor's top pairs", f.label))
+                        .clicked()
+                    {
+                        *clicked = Some(f.name.clone());
+                    }
+                    ui.label(format!("{:.3}", f.mean));
+                    ui.label(format!("[{:.3}, {:.3}]", f.lo95, f.hi95));
+                    ui.label(format!("{:.1}", f.prob_preferred));
+                    ui.label(f.rhat.map(|x| format!("{x:.3}")).unwrap_or("-".into()));
+                    ui.label(f.ess.map(|x| format!("{x:.0}")).unwrap_or("-".into()));
+                    ui.end_row();
+                }
+            }
+        });
 }
 
 /// Factor -> its top pairs: the pairs where the selected factor differs most between the two

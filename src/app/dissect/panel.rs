@@ -50,7 +50,12 @@ pub struct DissectPanel {
     spearman: bool,
     /// Text typed to find a pair for the waterfall.
     pair_search: String,
+    /// When a factor-source text field last changed: live refits wait until typing pauses.
+    typed_at: Option<std::time::Instant>,
 }
+
+/// Pause after the last keystroke in a factor-source field before a live refit.
+const TYPING_PAUSE: std::time::Duration = std::time::Duration::from_millis(600);
 
 impl Panel for DissectPanel {
     fn ui(&mut self, ui: &mut egui::Ui, state: &mut AppState) {
@@ -63,20 +68,23 @@ impl Panel for DissectPanel {
             self.view = View::TopPairs;
         }
         let active = ds::active_data(state);
-        ui.horizontal(|ui| {
+        ui.horizontal_wrapped(|ui| {
             match &active {
                 Some((p, d)) => {
-                    ui.label(format!("Data: {} ({} pairs)", p.display(), d.len()));
+                    let full = p.display().to_string();
+                    ui.label(format!(
+                        "Data: {} ({} pairs)",
+                        clip_start(&full, 70),
+                        d.len()
+                    ))
+                    .on_hover_text(full);
                 }
                 None => {
                     ui.weak("No dataset open.");
                 }
             }
             if ui.button("Open data…").clicked() {
-                let filters = [FileFilter::new(
-                    "Preference data",
-                    &["jsonl", "json", "csv", "tsv", "parquet"],
-                )];
+                let filters = [FileFilter::datasets()];
                 state.ask(
                     DialogRequest::open("Dataset to dissect", &filters),
                     |state, p| state.send(AppCommand::OpenDataset(p)),
@@ -88,20 +96,50 @@ impl Panel for DissectPanel {
         };
         state.dissect.defaults_for_data(&path, &data);
         ui.separator();
-        ui.columns(2, |cols| {
-            cols[0].set_max_width(360.0);
-            self.settings(&mut cols[0], state, &data);
-            self.results(&mut cols[1], state, &data);
-        });
-        // Live refit: Laplace, no model-backed source, settings changed, nothing running.
+        // Settings in a fixed-width column, results in all the width that is left (equal
+        // columns gave the forest plot and its labels only half the window).
+        let avail = ui.available_rect_before_wrap();
+        let left_w = 360.0f32.min(avail.width() * 0.4);
+        let gap = ui.spacing().item_spacing.x * 2.0;
+        let left_rect = egui::Rect::from_min_size(avail.min, egui::vec2(left_w, avail.height()));
+        let right_rect = egui::Rect::from_min_max(
+            egui::pos2(avail.min.x + left_w + gap, avail.min.y),
+            avail.max,
+        );
+        let column = |rect| {
+            egui::UiBuilder::new()
+                .max_rect(rect)
+                .layout(egui::Layout::top_down(egui::Align::Min))
+        };
+        let mut left = ui.new_child(column(left_rect));
+        self.settings(&mut left, state, &data);
+        let mut right = ui.new_child(column(right_rect));
+        self.results(&mut right, state, &data);
+        let h = left.min_rect().height().max(right.min_rect().height());
+        ui.advance_cursor_after_rect(egui::Rect::from_min_size(
+            avail.min,
+            egui::vec2(avail.width(), h),
+        ));
+        // Live refit: Laplace, no model-backed source, settings changed, nothing running,
+        // complete inputs (no half-typed folder) and a pause in typing (debounced).
         let s = &state.dissect;
         let changed = s.fitted.as_ref() != Some(&(path.clone(), s.config()));
+        let typing = self
+            .typed_at
+            .map(|t| TYPING_PAUSE.saturating_sub(t.elapsed()))
+            .filter(|left| !left.is_zero());
+        if let Some(left) = typing {
+            ui.ctx().request_repaint_after(left);
+        }
         if s.live
             && s.sampler == Sampler::Laplace
             && !s.needs_model()
             && changed
+            && typing.is_none()
+            && s.live_blocker().is_none()
             && !s.is_running(&state.jobs)
         {
+            self.typed_at = None;
             ds::start_fit(state);
         }
     }
@@ -130,28 +168,37 @@ impl DissectPanel {
         .on_disabled_hover_text("this dataset has no factors_a / factors_b columns");
         ui.horizontal(|ui| {
             let l = ui.label("LLM judge:");
-            ui.add(
+            let r = ui.add(
                 egui::TextEdit::singleline(&mut s.llm)
                     .desired_width(200.0)
                     .hint_text("friendly+clear+step_by_step"),
-            )
-            .labelled_by(l.id)
+            );
+            if r.changed() {
+                self.typed_at = Some(std::time::Instant::now());
+            }
+            r.labelled_by(l.id)
             .on_hover_text(
                 "Factor names joined by +: the loaded model rates both responses 0-3 on each \
                  (GAIR's pairwise rating, both orders averaged; cached on disk). Slow: 4 forward passes per pair and factor.",
             );
         });
+        if let Some(why) = s.live_blocker() {
+            ui.weak(why);
+        }
         if !s.llm.trim().is_empty() && !has_model {
             ui.colored_label(ui.visuals().warn_fg_color, "needs a loaded model");
         }
         ui.horizontal(|ui| {
             let l = ui.label("SAE folder:");
-            ui.add(
+            let r = ui.add(
                 egui::TextEdit::singleline(&mut state.dissect.sae_dir)
                     .desired_width(170.0)
                     .hint_text("steerlab sae run --out"),
-            )
-            .labelled_by(l.id)
+            );
+            if r.changed() {
+                self.typed_at = Some(std::time::Instant::now());
+            }
+            r.labelled_by(l.id)
             .on_hover_text("Features of a `steerlab sae run` output folder (activations on e(A) - e(B), matched by pair id)");
             if ui.small_button("…").on_hover_text("Pick the SAE output folder").clicked() {
                 state.ask(DialogRequest::folder("SAE output folder"), |state, p| {

@@ -183,6 +183,16 @@ impl DissectState {
         Some((f, out.top_pairs(f, self.top_k.max(1))))
     }
 
+    /// Why a live refit should wait for the inputs (a typed SAE folder that does not exist
+    /// yet, e.g. half-typed), or `None` when they are complete.
+    pub fn live_blocker(&self) -> Option<String> {
+        let dir = self.sae_dir.trim();
+        if !dir.is_empty() && !std::path::Path::new(&expand_tilde(dir)).is_dir() {
+            return Some(format!("live refit waits: no folder {dir}"));
+        }
+        None
+    }
+
     /// True when the selection runs the loaded model (`llm:` or `vector:`).
     pub fn needs_model(&self) -> bool {
         dissect::sources::selection_needs_model(&self.tokens())

@@ -368,29 +368,46 @@ impl FeaturesPanel {
                             {
                                 clicked_row = Some(j);
                             }
-                            ui.label(format!("{:.3}", f.prevalence));
-                            match &f.effect {
-                                Some(e) => ui.label(format!(
-                                    "{:+.3} [{:+.2}, {:+.2}]",
-                                    e.coef, e.ci95.0, e.ci95.1
-                                )),
-                                None => ui.weak("–"),
+                            // Every cell of the row selects the feature.
+                            let mut cell = |ui: &mut egui::Ui, text: String| {
+                                if ui
+                                    .add(egui::Label::new(text).sense(egui::Sense::click()))
+                                    .on_hover_text("Show this feature's top pairs")
+                                    .clicked()
+                                {
+                                    clicked_row = Some(j);
+                                }
                             };
-                            match &f.effect {
-                                Some(e) => ui.label(format!("{:.2e}", e.p_bonferroni)),
-                                None => ui.weak("–"),
-                            };
-                            match &f.fidelity {
-                                Some(x) => ui.label(format!(
-                                    "{:+.2}{}",
-                                    x.r,
-                                    if x.kept { " kept" } else { "" }
-                                )),
-                                None => ui.weak("–"),
-                            };
+                            cell(ui, format!("{:.3}", f.prevalence));
+                            cell(
+                                ui,
+                                match &f.effect {
+                                    Some(e) => format!(
+                                        "{:+.3} [{:+.2}, {:+.2}]",
+                                        e.coef, e.ci95.0, e.ci95.1
+                                    ),
+                                    None => "–".into(),
+                                },
+                            );
+                            cell(
+                                ui,
+                                match &f.effect {
+                                    Some(e) => format!("{:.2e}", e.p_bonferroni),
+                                    None => "–".into(),
+                                },
+                            );
+                            cell(
+                                ui,
+                                match &f.fidelity {
+                                    Some(x) => {
+                                        format!("{:+.2}{}", x.r, if x.kept { " kept" } else { "" })
+                                    }
+                                    None => "–".into(),
+                                },
+                            );
                             let text = widgets::printable(ui.ctx(), &feature_label(f));
                             if ui
-                                .add(egui::Label::new(clip(&text, 70)).sense(egui::Sense::click()))
+                                .add(egui::Label::new(clip(&text, 56)).sense(egui::Sense::click()))
                                 .on_hover_text(&text)
                                 .clicked()
                             {
@@ -488,10 +505,15 @@ impl FeaturesPanel {
             {
                 feat::feature_to_vector(state, j);
             }
-            if let Some(p) = &state.features.last_vector {
-                ui.weak(format!("last vector: {}", p.display()));
-            }
         });
+        if let Some(p) = &state.features.last_vector {
+            ui.add(
+                egui::Label::new(
+                    egui::RichText::new(format!("last vector: {}", p.display())).weak(),
+                )
+                .wrap(),
+            );
+        }
         ui.separator();
         for (n, p) in f.top_pairs.iter().take(5).enumerate() {
             pair_ui(ui, n, p);
@@ -499,6 +521,16 @@ impl FeaturesPanel {
         if f.top_pairs.is_empty() {
             ui.weak("The feature never fires.");
         }
+    }
+}
+
+/// The last `n` characters of `s`, with "..." in front when cut (paths: the folder name shows).
+fn clip_start(s: &str, n: usize) -> String {
+    let len = s.chars().count();
+    if len > n {
+        format!("...{}", s.chars().skip(len - n).collect::<String>())
+    } else {
+        s.to_string()
     }
 }
 
@@ -621,7 +653,7 @@ impl Panel for FeaturesPanel {
             let f = &mut state.features;
             let current = f.active_run().map(|r| r.name.clone()).unwrap_or_default();
             egui::ComboBox::from_id_salt("feature_run")
-                .selected_text(current)
+                .selected_text(clip(&current, 40))
                 .show_ui(ui, |ui| {
                     for (i, r) in f.runs.iter().enumerate() {
                         if ui.selectable_label(f.active == Some(i), &r.name).clicked() {
@@ -632,10 +664,12 @@ impl Panel for FeaturesPanel {
                 })
                 .response
                 .labelled_by(l.id);
-            if let Some(d) = f.active_run().and_then(|r| r.out_dir.clone()) {
-                ui.weak(d.display().to_string());
-            }
         });
+        if let Some(d) = state.features.active_run().and_then(|r| r.out_dir.clone()) {
+            let full = d.display().to_string();
+            ui.weak(format!("folder: {}", clip_start(&full, 80)))
+                .on_hover_text(full);
+        }
         if let Some(r) = state.features.active_run() {
             let rep = &r.result.report;
             let o = |x: Option<f64>| x.map(|v| format!("{v:.3}")).unwrap_or_else(|| "–".into());
@@ -660,26 +694,34 @@ impl Panel for FeaturesPanel {
             ));
         }
         ui.add_space(4.0);
-        // Leave room for the separator and the central panel's scroll bar.
-        let half = (ui.available_width() - 40.0) / 2.0;
-        ui.horizontal_top(|ui| {
-            ui.allocate_ui_with_layout(
-                egui::vec2(half, 340.0),
-                egui::Layout::top_down(egui::Align::Min),
-                |ui| {
-                    ui.set_width(half);
-                    Self::table_ui(ui, state);
-                },
-            );
+        // Table and feature side by side where both fit (wide windows); else the feature
+        // below the table, so neither is cut.
+        if ui.available_width() >= 1600.0 {
+            // Leave room for the separator and the central panel's scroll bar.
+            let half = (ui.available_width() - 40.0) / 2.0;
+            ui.horizontal_top(|ui| {
+                ui.allocate_ui_with_layout(
+                    egui::vec2(half, 340.0),
+                    egui::Layout::top_down(egui::Align::Min),
+                    |ui| {
+                        ui.set_width(half);
+                        Self::table_ui(ui, state);
+                    },
+                );
+                ui.separator();
+                ui.allocate_ui_with_layout(
+                    egui::vec2(half, 0.0),
+                    egui::Layout::top_down(egui::Align::Min),
+                    |ui| {
+                        ui.set_width(half);
+                        Self::feature_view_ui(ui, state);
+                    },
+                );
+            });
+        } else {
+            Self::table_ui(ui, state);
             ui.separator();
-            ui.allocate_ui_with_layout(
-                egui::vec2(half, 0.0),
-                egui::Layout::top_down(egui::Align::Min),
-                |ui| {
-                    ui.set_width(half);
-                    Self::feature_view_ui(ui, state);
-                },
-            );
-        });
+            Self::feature_view_ui(ui, state);
+        }
     }
 }

@@ -510,6 +510,9 @@ fn write_feature_vector(
             state
                 .steer
                 .add_vector(format!("feature {feature} L{}", layer), v);
+            if let Some(e) = state.steer.vectors.last_mut() {
+                e.path = Some(path.clone());
+            }
             state.features.last_vector = Some(path);
             state.features.error = None;
         }

@@ -101,23 +101,58 @@ impl SteerlabApp {
 
     /// The registry, grouped by kind; loaded items are marked, clicking opens the owner.
     fn artifact_list(&mut self, ui: &mut egui::Ui) {
-        if self.state.artifacts.is_empty() {
+        // Vectors made this session and not saved yet are listed too (clicking checks them).
+        let unsaved: Vec<(usize, String)> = self
+            .state
+            .steer
+            .vectors
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.path.is_none())
+            .map(|(i, e)| (i, e.name.clone()))
+            .collect();
+        if self.state.artifacts.is_empty() && unsaved.is_empty() {
             ui.weak("Models, datasets, vectors, SAEs and reports you load or make appear here.");
             return;
         }
         let model_path = self.state.model.as_ref().map(|m| m.path.clone());
         let mut open = None;
         let mut forget = None;
+        let mut select_vector = None;
         for kind in ArtifactKind::ALL {
             let items: Vec<Artifact> = self.state.artifacts.of_kind(*kind).cloned().collect();
-            if items.is_empty() {
+            let extra = if *kind == ArtifactKind::Vector {
+                unsaved.len()
+            } else {
+                0
+            };
+            if items.is_empty() && extra == 0 {
                 continue;
             }
-            egui::CollapsingHeader::new(format!("{} ({})", kind.title(), items.len()))
+            let names = unique_labels(&items);
+            egui::CollapsingHeader::new(format!("{} ({})", kind.title(), items.len() + extra))
                 .id_salt(("artifacts", kind.title()))
                 .default_open(true)
                 .show(ui, |ui| {
-                    for a in items {
+                    if *kind == ArtifactKind::Vector {
+                        for (i, name) in &unsaved {
+                            let r = ui
+                                .add(
+                                    egui::Button::selectable(
+                                        false,
+                                        format!("{name} (not saved)"),
+                                    )
+                                    .truncate(),
+                                )
+                                .on_hover_text(format!(
+                                    "{name}: made this session, not saved yet (Steer panel: Export...)"
+                                ));
+                            if r.clicked() {
+                                select_vector = Some(*i);
+                            }
+                        }
+                    }
+                    for (a, name) in items.into_iter().zip(names) {
                         let loaded = match a.kind {
                             ArtifactKind::Model => model_path.as_ref() == Some(&a.path),
                             ArtifactKind::Dataset => {
@@ -126,9 +161,9 @@ impl SteerlabApp {
                             _ => false,
                         };
                         let text = if loaded {
-                            egui::RichText::new(format!("• {}", a.name)).strong()
+                            egui::RichText::new(format!("• {name}")).strong()
                         } else {
-                            egui::RichText::new(&a.name)
+                            egui::RichText::new(name)
                         };
                         let r = ui
                             .add(egui::Button::selectable(false, text).truncate())
@@ -163,6 +198,10 @@ impl SteerlabApp {
         }
         if let Some(a) = forget {
             self.state.artifacts.remove(a.kind, &a.path);
+        }
+        if let Some(i) = select_vector {
+            self.current = PanelId::Steer;
+            self.state.steer.select_only(i);
         }
         if let Some(a) = open {
             // Shell code: opened at once, so the panel switches in this frame.
@@ -301,4 +340,39 @@ impl SteerlabApp {
         });
         ui.add_space(2.0);
     }
+}
+
+/// One label per artifact, unique within the list: a name shared by several gets its folder
+/// added, and if that is shared too, its position in the list.
+fn unique_labels(items: &[Artifact]) -> Vec<String> {
+    let count = |names: &[String], n: &str| names.iter().filter(|x| x.as_str() == n).count();
+    let names: Vec<String> = items.iter().map(|a| a.name.clone()).collect();
+    let with_dir: Vec<String> = items
+        .iter()
+        .zip(&names)
+        .map(|(a, n)| {
+            if count(&names, n) > 1 {
+                let dir = a
+                    .path
+                    .parent()
+                    .and_then(|p| p.file_name())
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                format!("{n} ({dir})")
+            } else {
+                n.clone()
+            }
+        })
+        .collect();
+    with_dir
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            if count(&with_dir, n) > 1 {
+                format!("{n} #{}", i + 1)
+            } else {
+                n.clone()
+            }
+        })
+        .collect()
 }

@@ -33,6 +33,7 @@ impl SteerState {
         }
         if let Some(e) = &start.eval {
             state.steer.eval_source = Some(EvalSource::Dataset(e.clone()));
+            state.steer.eval_chosen = true;
             crate::app::data::open_default(state, e.clone());
         }
         if let Some(l) = &start.layers {
@@ -162,6 +163,9 @@ impl SteerState {
                 state.info(format!("Loaded vector {}", path.display()));
                 state.steer.vector_error = None;
                 state.steer.add_vector(file_name(path), v);
+                if let Some(e) = state.steer.vectors.last_mut() {
+                    e.path = Some(path.to_path_buf());
+                }
             }
             Err(e) => {
                 state.error(e.to_string());
@@ -174,7 +178,7 @@ impl SteerState {
     /// native safetensors (with its provenance metadata) or a llama.cpp GGUF control vector.
     pub fn export_combination(state: &mut AppState, format: Format) {
         match state.steer.combined() {
-            Ok(Some(v)) => Self::export_vector(state, &v, "combination", format),
+            Ok(Some(v)) => Self::export_vector(state, &v, "combination", format, None),
             Ok(None) => {
                 state.steer.vector_error = Some("Check at least one vector to export.".into())
             }
@@ -186,18 +190,41 @@ impl SteerState {
         }
     }
 
-    /// Exports the `i`-th vector of the list on its own (unscaled, its metadata kept).
+    /// Exports the `i`-th vector of the list on its own (unscaled, its metadata kept); a
+    /// native export becomes the entry's file (so the sidebar lists it once).
     pub fn export_entry(state: &mut AppState, i: usize, format: Format) {
         let Some(e) = state.steer.vectors.get(i) else {
             return;
         };
         let (v, stem) = (e.vector.clone(), file_stem(&e.name));
-        Self::export_vector(state, &v, &stem, format);
+        let entry = (format != Format::GGUF).then_some(i);
+        Self::export_vector(state, &v, &stem, format, entry);
+    }
+
+    /// Opens a vector clicked in the sidebar (or linked from another panel): the entry with
+    /// that file is checked alone, or the file is loaded into the list.
+    pub fn open_vector(state: &mut AppState, path: &Path) {
+        match state
+            .steer
+            .vectors
+            .iter()
+            .position(|e| e.path.as_deref() == Some(path))
+        {
+            Some(i) => state.steer.select_only(i),
+            None => Self::load_vector(state, path),
+        }
     }
 
     /// "Save as" for one vector: asks the picker for a path (suggesting `stem`), writes it
     /// atomically with [`write_vector`] and registers it in the sidebar.
-    fn export_vector(state: &mut AppState, v: &SteeringVector, stem: &str, format: Format) {
+    /// `entry`: the list entry this file becomes (native export of one row).
+    fn export_vector(
+        state: &mut AppState,
+        v: &SteeringVector,
+        stem: &str,
+        format: Format,
+        entry: Option<usize>,
+    ) {
         let hint = state
             .model
             .as_ref()
@@ -227,6 +254,9 @@ impl SteerState {
             move |state, r| match r {
                 Ok(p) => {
                     state.steer.vector_error = None;
+                    if let Some(e) = entry.and_then(|i| state.steer.vectors.get_mut(i)) {
+                        e.path = Some(p.clone());
+                    }
                     state.steer.last_export = Some(p);
                     if let Some(w) = warning {
                         state.warn(w);
@@ -373,6 +403,7 @@ impl SteerState {
                 );
             }
         }
+        Self::follow_default_eval(state);
         Self::drive_auto(state);
         wait
     }

@@ -5,15 +5,17 @@
 //! sweep the behaviour curve, and export. All work runs through [`SteerState`]'s job starters;
 //! this file only draws.
 use eframe::egui;
-use egui_plot::{Legend, Line, Plot, PlotPoints, Points, VLine};
+use egui_plot::{Line, Plot, PlotPoints, Points, VLine};
 
 use super::state::{default_layer, usable, EvalSource, Method, SteerState};
 use crate::app::command::AppCommand;
+use crate::app::nav::{PanelId, Selection};
 use crate::app::picker::FileFilter;
 use crate::app::state::AppState;
 use crate::app::view::Panel;
 use crate::app::widgets::{
-    export_menu, param, param_bool, param_choice, param_log, Format, PathField, PickKind,
+    button_width, export_menu, param, param_bool, param_choice, param_log, Format, PathField,
+    PickKind,
 };
 use crate::steer::BipoConfig;
 
@@ -30,12 +32,45 @@ pub struct SteerPanel {
     /// What the path fields were last synced to (they show what is loaded).
     train_shown: Option<std::path::PathBuf>,
     eval_shown: Option<std::path::PathBuf>,
+    /// The BiPO time estimate and what it was computed for (data, size, settings).
+    estimate: Option<(EstimateKey, Option<f64>)>,
 }
 
-const DATA_EXTS: &[&str] = &["jsonl", "json", "csv", "parquet"];
+/// What a BiPO estimate depends on: data file, records, epochs, batch, layers, objective.
+type EstimateKey = (std::path::PathBuf, usize, usize, usize, String, String);
 
 fn data_filter() -> Vec<FileFilter> {
-    vec![FileFilter::new("Dataset", DATA_EXTS)]
+    vec![FileFilter::datasets()]
+}
+
+/// Line colours of the Steer panel's plots (distinct in both themes).
+const PLOT_COLORS: [egui::Color32; 4] = [
+    egui::Color32::from_rgb(230, 90, 80),
+    egui::Color32::from_rgb(80, 150, 230),
+    egui::Color32::from_rgb(90, 190, 110),
+    egui::Color32::from_rgb(200, 120, 220),
+];
+
+/// A key under a plot: a coloured dash and a name per line (instead of a legend drawn over the
+/// lines).
+fn plot_key(ui: &mut egui::Ui, entries: &[(&str, egui::Color32)]) {
+    ui.horizontal_wrapped(|ui| {
+        for (name, color) in entries {
+            let (r, _) = ui.allocate_exact_size(egui::vec2(14.0, 3.0), egui::Sense::hover());
+            ui.painter().rect_filled(r, 1.0, *color);
+            ui.weak(*name);
+        }
+    });
+}
+
+/// `text` cut to at most `max` characters, with an ellipsis when cut.
+fn ellipsize(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let mut out: String = text.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
 }
 
 fn short(p: &std::path::Path) -> String {
@@ -80,12 +115,17 @@ impl SteerPanel {
                  feedback (BiPO bco). A dataset split in the Data panel trains on its train side.",
             );
             egui::ComboBox::from_id_salt("steer_train_src")
-                .selected_text(current.as_deref().map(short).unwrap_or_else(|| "none".into()))
+                .selected_text(
+                    current
+                        .as_deref()
+                        .map(|p| ellipsize(&short(p), 30))
+                        .unwrap_or_else(|| "none".into()),
+                )
                 .width(220.0)
                 .show_ui(ui, |ui| {
                     for p in &names {
                         if ui
-                            .selectable_label(current.as_ref() == Some(p), short(p))
+                            .selectable_label(current.as_ref() == Some(p), ellipsize(&short(p), 60))
                             .on_hover_text(p.display().to_string())
                             .clicked()
                         {
@@ -113,8 +153,10 @@ impl SteerPanel {
             );
             let shown = match &state.steer.eval_source {
                 None => "none".to_string(),
-                Some(EvalSource::Dataset(p)) => short(p),
-                Some(EvalSource::SplitTest(p)) => format!("{} (test side)", short(p)),
+                Some(EvalSource::Dataset(p)) => ellipsize(&short(p), 30),
+                Some(EvalSource::SplitTest(p)) => {
+                    format!("{} (held-out side)", ellipsize(&short(p), 18))
+                }
             };
             let mut choice = None;
             egui::ComboBox::from_id_salt("steer_eval_src")
@@ -126,8 +168,12 @@ impl SteerPanel {
                     }
                     for d in state.datasets.iter().filter(|d| usable(d)) {
                         let src = EvalSource::Dataset(d.path.clone());
+                        let mut text = ellipsize(&short(&d.path), 60);
+                        if SteerState::overlaps_training(state, &src) {
+                            text.push_str(" (overlaps training)");
+                        }
                         if ui
-                            .selectable_label(state.steer.eval_source.as_ref() == Some(&src), short(&d.path))
+                            .selectable_label(state.steer.eval_source.as_ref() == Some(&src), text)
                             .clicked()
                         {
                             choice = Some(Some(src));
@@ -137,7 +183,7 @@ impl SteerPanel {
                             if ui
                                 .selectable_label(
                                     state.steer.eval_source.as_ref() == Some(&src),
-                                    format!("{} (test side)", short(&d.path)),
+                                    format!("{} (held-out side)", ellipsize(&short(&d.path), 60)),
                                 )
                                 .clicked()
                             {
@@ -150,6 +196,7 @@ impl SteerPanel {
                 .labelled_by(l.id);
             if let Some(c) = choice {
                 state.steer.eval_source = c;
+                state.steer.eval_chosen = true;
                 state.steer.mark_dirty();
             }
             if let Some(recs) = SteerState::eval_records(state) {
@@ -164,6 +211,7 @@ impl SteerPanel {
                 state.steer.train_source = SteerState::train_records(state).map(|(p, _)| p);
             }
             state.steer.eval_source = Some(EvalSource::Dataset(p.clone()));
+            state.steer.eval_chosen = true;
             state.send(AppCommand::OpenDataset(p));
             state.steer.mark_dirty();
         }
@@ -202,69 +250,99 @@ impl SteerPanel {
                     ui.weak(format!("(0–{})", n - 1));
                 }
             });
-            if s.method != Method::Bipo {
-                ui.weak("Batch size is the forward-pass batch; the other settings are BiPO's.");
-            }
             let d = BipoConfig::default();
-            egui::Grid::new("steer_objective").num_columns(4).spacing([8.0, 4.0]).show(ui, |ui| {
-                let objectives: Vec<String> =
-                    ["dpo", "ipo", "rdpo", "bco"].iter().map(|o| o.to_string()).collect();
-                param_choice(ui, "Objective", &mut s.objective, &objectives, "dpo".to_string(),
-                    "dpo = BiPO (paper); ipo: squared loss; rdpo: robust DPO with a known label-flip \
-                     rate epsilon; bco: unpaired thumbs-up/down feedback.");
-                if s.objective == "rdpo" {
-                    param(ui, "Epsilon", &mut s.rdpo_eps, 0.0..=0.49, 0.1,
-                        "rdpo: the known fraction of flipped labels (rDPO, Chowdhury et al. 2024).");
-                }
-                ui.end_row();
-            });
-            egui::Grid::new("steer_params").num_columns(4).spacing([8.0, 4.0]).show(ui, |ui| {
-                let b = &mut s.bipo;
-                param(ui, "Epochs", &mut b.epochs, 1..=1000, d.epochs,
-                    "Passes over the data. Paper: 5-20, until the held-out score saturates.");
-                param(ui, "Batch size", &mut b.batch_size, 1..=256, d.batch_size,
+            let bipo = s.method == Method::Bipo;
+            egui::Grid::new("steer_batch").num_columns(4).spacing([8.0, 4.0]).show(ui, |ui| {
+                param(ui, "Batch size", &mut s.bipo.batch_size, 1..=256, d.batch_size,
                     "Pairs per optimiser step (also the forward batch of CAA/PCA). Paper: 4.");
                 ui.end_row();
-                // The slider keeps the rate within 1e-5..1; the trainer also rejects a
-                // non-positive rate and stops on divergence.
-                param_log(ui, "Learning rate", &mut b.lr, 1e-5..=1.0, d.lr, LR_TIP);
-                param(ui, "Beta", &mut b.beta, 0.001..=10.0, d.beta,
-                    "Temperature of the preference objective. Paper: 0.1.");
-                ui.end_row();
-                param(ui, "Weight decay", &mut b.weight_decay, 0.0..=1.0, d.weight_decay,
-                    "AdamW weight decay. Paper: 0.05.");
-                param(ui, "Seed", &mut b.seed, 0..=u64::MAX, d.seed,
-                    "Seed of the shuffles and of the +/- direction draws. Paper: 11.");
-                ui.end_row();
-                let tip = "Linear warm-up steps before the cosine decay. Paper: 100 (for thousands \
-                           of steps). steerlab: 10% of all steps (at least 1).";
-                let mut auto = b.warmup_steps.is_none();
-                ui.label("Warm-up").on_hover_text(tip);
-                param_bool(ui, "10% of the steps", &mut auto, true, tip);
-                if auto {
-                    b.warmup_steps = None;
-                } else {
-                    let mut w = b.warmup_steps.unwrap_or(10);
-                    let l = ui.label("Warm-up steps").on_hover_text(tip);
-                    ui.add(egui::DragValue::new(&mut w).range(0..=100_000))
-                        .labelled_by(l.id)
-                        .on_hover_text(tip);
-                    b.warmup_steps = Some(w);
-                }
-                ui.end_row();
+            });
+            if !bipo {
+                ui.weak("CAA and PCA use only the batch size (forward-pass batch); the settings below are BiPO's.");
+            }
+            // BiPO-only settings: greyed out for CAA and PCA, which do not read them.
+            ui.add_enabled_ui(bipo, |ui| {
+                egui::Grid::new("steer_objective").num_columns(4).spacing([8.0, 4.0]).show(ui, |ui| {
+                    let objectives: Vec<String> =
+                        ["dpo", "ipo", "rdpo", "bco"].iter().map(|o| o.to_string()).collect();
+                    param_choice(ui, "Objective", &mut s.objective, &objectives, "dpo".to_string(),
+                        "dpo = BiPO (paper); ipo: squared loss; rdpo: robust DPO with a known label-flip \
+                         rate epsilon; bco: unpaired thumbs-up/down feedback.");
+                    if s.objective == "rdpo" {
+                        param(ui, "Epsilon", &mut s.rdpo_eps, 0.0..=0.49, 0.1,
+                            "rdpo: the known fraction of flipped labels (rDPO, Chowdhury et al. 2024).");
+                    }
+                    ui.end_row();
+                });
+                egui::Grid::new("steer_params").num_columns(4).spacing([8.0, 4.0]).show(ui, |ui| {
+                    let b = &mut s.bipo;
+                    param(ui, "Epochs", &mut b.epochs, 1..=1000, d.epochs,
+                        "Passes over the data. Paper: 5-20, until the held-out score saturates.");
+                    param(ui, "Beta", &mut b.beta, 0.001..=10.0, d.beta,
+                        "Temperature of the preference objective. Paper: 0.1.");
+                    ui.end_row();
+                    // The slider keeps the rate within 1e-5..1; the trainer also rejects a
+                    // non-positive rate and stops on divergence.
+                    param_log(ui, "Learning rate", &mut b.lr, 1e-5..=1.0, d.lr, LR_TIP);
+                    param(ui, "Seed", &mut b.seed, 0..=u64::MAX, d.seed,
+                        "Seed of the shuffles and of the +/- direction draws. Paper: 11.");
+                    ui.end_row();
+                    param(ui, "Weight decay", &mut b.weight_decay, 0.0..=1.0, d.weight_decay,
+                        "AdamW weight decay. Paper: 0.05.");
+                    ui.end_row();
+                    let tip = "Linear warm-up steps before the cosine decay. Paper: 100 (for thousands \
+                               of steps). steerlab: 10% of all steps (at least 1).";
+                    let mut auto = b.warmup_steps.is_none();
+                    ui.label("Warm-up").on_hover_text(tip);
+                    param_bool(ui, "10% of the steps", &mut auto, true, tip);
+                    if auto {
+                        b.warmup_steps = None;
+                    } else {
+                        let mut w = b.warmup_steps.unwrap_or(10);
+                        let l = ui.label("Warm-up steps").on_hover_text(tip);
+                        ui.add(egui::DragValue::new(&mut w).range(0..=100_000))
+                            .labelled_by(l.id)
+                            .on_hover_text(tip);
+                        b.warmup_steps = Some(w);
+                    }
+                    ui.end_row();
+                });
             });
         });
         if state.steer.settings.method == Method::Bipo {
-            if let Some((_, recs)) = SteerState::train_records(state) {
+            if let Some((path, recs)) = SteerState::train_records(state) {
                 let b = &state.steer.settings.bipo;
                 let total = b.total_steps(recs.len());
-                ui.weak(format!(
+                let s = &state.steer.settings;
+                let key = (
+                    path,
+                    recs.len(),
+                    b.epochs,
+                    b.batch_size,
+                    s.layers.clone(),
+                    s.objective.clone(),
+                );
+                if self.estimate.as_ref().map(|e| &e.0) != Some(&key) {
+                    let secs = state.model.as_ref().and_then(|m| {
+                        SteerState::bipo_estimate(&m.model, &recs, &state.steer.settings)
+                    });
+                    self.estimate = Some((key, secs));
+                }
+                let b = &state.steer.settings.bipo;
+                let mut line = format!(
                     "{total} steps ({} records, {} epochs, batch {}), warm-up {} steps",
                     recs.len(),
                     b.epochs,
                     b.batch_size,
                     b.warmup_for(total)
-                ));
+                );
+                if let Some(secs) = self.estimate.as_ref().and_then(|e| e.1) {
+                    line.push_str(&format!(
+                        "; estimate about {} on an idle 2-core CPU (longer when it is busy; the running job's ETA is measured)",
+                        crate::jobs::format_duration(std::time::Duration::from_secs_f64(secs))
+                    ));
+                }
+                ui.weak(line);
             }
         }
         ui.horizontal(|ui| {
@@ -311,15 +389,16 @@ impl SteerPanel {
         let mut remove = None;
         let mut export = None;
         let mut as_factor = None;
-        egui::Grid::new("steer_vectors")
-            .num_columns(7)
-            .spacing([8.0, 2.0])
-            .striped(true)
-            .show(ui, |ui| {
-                for (i, e) in state.steer.vectors.iter_mut().enumerate() {
+        // One wrapped row per vector (a fixed grid spilled into the right column with long
+        // names): the name is shortened (full name on hover), the buttons wrap to a new line.
+        let row_w = ui.available_width();
+        for (i, e) in state.steer.vectors.iter_mut().enumerate() {
+            ui.push_id(("steer_vector_row", i), |ui| {
+                ui.set_max_width(row_w);
+                ui.horizontal_wrapped(|ui| {
                     changed |= ui
-                        .checkbox(&mut e.enabled, &e.name)
-                        .on_hover_text("Include in the combination")
+                        .checkbox(&mut e.enabled, ellipsize(&e.name, 32))
+                        .on_hover_text(format!("{}: include in the combination", e.name))
                         .changed();
                     let l = ui.label("scale");
                     changed |= ui
@@ -340,7 +419,7 @@ impl SteerPanel {
                     ui.weak(format!(
                         "{} · {} · width {}",
                         e.vector.meta.method,
-                        norms.join(", "),
+                        ellipsize(&norms.join(", "), 48),
                         e.vector.hidden_size()
                     ))
                     .on_hover_text(e.vector.display_name());
@@ -361,9 +440,16 @@ impl SteerPanel {
                     {
                         as_factor = Some(i);
                     }
-                    ui.end_row();
+                });
+                // A note carried in the file (e.g. llama.cpp's positions on a GGUF import).
+                if !e.vector.meta.note.trim().is_empty() {
+                    ui.add(egui::Label::new(
+                        egui::RichText::new(format!("note: {}", e.vector.meta.note.trim())).weak(),
+                    ).wrap());
                 }
             });
+            ui.add_space(2.0);
+        }
         if let Some((i, f)) = export {
             SteerState::export_entry(state, i, f);
         }
@@ -388,17 +474,15 @@ impl SteerPanel {
             SteerState::load_vector(state, &p);
         }
         let any = state.steer.vectors.iter().any(|e| e.enabled);
-        ui.horizontal(|ui| {
-            let f = ui
-                .add_enabled_ui(any, |ui| {
-                    export_menu(ui, "Export combination...", VECTOR_FORMATS)
-                })
-                .inner;
-            ui.weak("the checked vectors, each times its scale (or one row's Export...)");
-            if let Some(f) = f {
-                SteerState::export_combination(state, f);
-            }
-        });
+        let f = ui
+            .add_enabled_ui(any, |ui| {
+                export_menu(ui, "Export combination...", VECTOR_FORMATS)
+            })
+            .inner;
+        ui.weak("Export combination: the checked vectors, each times its scale (or one row's Export...)");
+        if let Some(f) = f {
+            SteerState::export_combination(state, f);
+        }
         if let Some(p) = &state.steer.last_export {
             ui.weak(format!("Exported {}", p.display()));
         }
@@ -418,45 +502,70 @@ impl SteerPanel {
             return;
         }
         ui.strong("Training");
-        let h = 130.0;
-        ui.columns(2, |cols| {
-            let loss: Vec<[f64; 2]> = live.steps.iter().map(|s| [s.step as f64, s.loss]).collect();
-            let acc: Vec<[f64; 2]> = live
-                .steps
-                .iter()
-                .map(|s| [s.step as f64, s.margin_accuracy])
-                .collect();
+        let h = 120.0;
+        // Loss and margin have different scales: one plot each (no shared axis), and the keys
+        // are drawn under the plots, so no legend covers a line.
+        let loss: Vec<[f64; 2]> = live.steps.iter().map(|s| [s.step as f64, s.loss]).collect();
+        let acc: Vec<[f64; 2]> = live
+            .steps
+            .iter()
+            .map(|s| [s.step as f64, s.margin_accuracy])
+            .collect();
+        let plus: Vec<[f64; 2]> = live
+            .epochs
+            .iter()
+            .map(|e| [e.epoch as f64, e.plus])
+            .collect();
+        let minus: Vec<[f64; 2]> = live
+            .epochs
+            .iter()
+            .map(|e| [e.epoch as f64, e.minus])
+            .collect();
+        let (c_loss, c_acc) = (PLOT_COLORS[0], PLOT_COLORS[1]);
+        let (c_plus, c_minus) = (PLOT_COLORS[2], PLOT_COLORS[3]);
+        ui.columns(3, |cols| {
             Plot::new("steer_loss")
                 .height(h)
-                .legend(Legend::default())
                 .x_axis_label("step")
+                .y_axis_label("loss")
                 .include_y(0.0)
                 .show(&mut cols[0], |p| {
-                    p.line(Line::new("loss", PlotPoints::from(loss)));
-                    p.line(Line::new("positive margin", PlotPoints::from(acc)));
+                    p.line(Line::new("loss", PlotPoints::from(loss)).color(c_loss));
                 });
-            let plus: Vec<[f64; 2]> = live
-                .epochs
-                .iter()
-                .map(|e| [e.epoch as f64, e.plus])
-                .collect();
-            let minus: Vec<[f64; 2]> = live
-                .epochs
-                .iter()
-                .map(|e| [e.epoch as f64, e.minus])
-                .collect();
-            Plot::new("steer_heldout")
+            plot_key(&mut cols[0], &[("loss (batch)", c_loss)]);
+            Plot::new("steer_margin")
                 .height(h)
-                .legend(Legend::default())
-                .x_axis_label("epoch")
+                .x_axis_label("step")
+                .y_axis_label("fraction")
                 .include_y(0.0)
                 .include_y(1.0)
                 .show(&mut cols[1], |p| {
-                    p.line(Line::new("held-out ×+1", PlotPoints::from(plus.clone())));
-                    p.points(Points::new("", PlotPoints::from(plus)).radius(3.0));
-                    p.line(Line::new("held-out ×-1", PlotPoints::from(minus.clone())));
-                    p.points(Points::new("", PlotPoints::from(minus)).radius(3.0));
+                    p.line(Line::new("positive margin", PlotPoints::from(acc)).color(c_acc));
                 });
+            plot_key(&mut cols[1], &[("positive margin", c_acc)]);
+            Plot::new("steer_heldout")
+                .height(h)
+                .x_axis_label("epoch")
+                .y_axis_label("score")
+                .include_y(0.0)
+                .include_y(1.0)
+                .show(&mut cols[2], |p| {
+                    p.line(Line::new("held-out ×+1", PlotPoints::from(plus.clone())).color(c_plus));
+                    p.points(
+                        Points::new("", PlotPoints::from(plus))
+                            .radius(3.0)
+                            .color(c_plus),
+                    );
+                    p.line(
+                        Line::new("held-out ×-1", PlotPoints::from(minus.clone())).color(c_minus),
+                    );
+                    p.points(
+                        Points::new("", PlotPoints::from(minus))
+                            .radius(3.0)
+                            .color(c_minus),
+                    );
+                });
+            plot_key(&mut cols[2], &[("held-out ×+1", c_plus), ("×-1", c_minus)]);
         });
         if let Some(last) = live.steps.last() {
             ui.weak(format!(
@@ -524,9 +633,10 @@ impl SteerPanel {
             let sweep = state.steer.sweep.clone();
             let score = state.steer.score;
             let strength = state.steer.strength;
+            let color = |i: usize| PLOT_COLORS[i % PLOT_COLORS.len()];
+            let marker = ui.visuals().strong_text_color();
             Plot::new("steer_curve")
                 .height(170.0)
-                .legend(Legend::default())
                 .x_axis_label("multiplier")
                 .y_axis_label("behaviour score")
                 .include_y(0.0)
@@ -534,26 +644,39 @@ impl SteerPanel {
                 .include_x(-max)
                 .include_x(max)
                 .show(ui, |p| {
-                    for n in &names {
+                    for (i, n) in names.iter().enumerate() {
                         let pts: Vec<[f64; 2]> = sweep
                             .iter()
                             .filter(|x| &x.vector == n)
                             .map(|x| [x.multiplier, x.score])
                             .collect();
-                        p.line(Line::new(n.clone(), PlotPoints::from(pts.clone())));
-                        p.points(Points::new("", PlotPoints::from(pts)).radius(2.5));
+                        p.line(Line::new(n.clone(), PlotPoints::from(pts.clone())).color(color(i)));
+                        p.points(
+                            Points::new("", PlotPoints::from(pts))
+                                .radius(2.5)
+                                .color(color(i)),
+                        );
                     }
-                    p.vline(VLine::new("strength", strength));
+                    p.vline(VLine::new("strength", strength).color(marker));
                     if let Some(s) = score {
                         p.points(
                             Points::new(
                                 "score at strength",
                                 PlotPoints::from(vec![[s.multiplier, s.score]]),
                             )
-                            .radius(5.0),
+                            .radius(5.0)
+                            .color(marker),
                         );
                     }
                 });
+            let short_names: Vec<String> = names.iter().map(|n| ellipsize(n, 28)).collect();
+            let mut key: Vec<(&str, egui::Color32)> = short_names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (n.as_str(), color(i)))
+                .collect();
+            key.push(("strength / score at strength", marker));
+            plot_key(ui, &key);
         }
     }
 
@@ -563,8 +686,14 @@ impl SteerPanel {
             let l = ui.label("Prompt");
             let r = ui
                 .add(
-                    egui::TextEdit::singleline(&mut state.steer.prompt)
-                        .desired_width(ui.available_width() - 200.0),
+                    egui::TextEdit::singleline(&mut state.steer.prompt).desired_width(
+                        (ui.available_width()
+                            - button_width(ui, "Tokens")
+                            - button_width(ui, "Regenerate")
+                            - 60.0
+                            - 4.0 * ui.spacing().item_spacing.x)
+                            .max(60.0),
+                    ),
                 )
                 .labelled_by(l.id);
             let l = ui.label("Tokens");
@@ -621,6 +750,12 @@ impl Panel for SteerPanel {
     fn ui(&mut self, ui: &mut egui::Ui, state: &mut AppState) {
         if let Some(wait) = SteerState::tick(state) {
             ui.ctx().request_repaint_after(wait);
+        }
+        // A vector clicked in the sidebar (or linked): checked alone, loaded if not listed.
+        match state.take_selection(PanelId::Steer) {
+            Some(Selection::Artifact(a)) => SteerState::open_vector(state, &a.path),
+            Some(Selection::Vector { path, .. }) => SteerState::open_vector(state, &path),
+            _ => {}
         }
         ui.heading("Steer");
         match &state.model {

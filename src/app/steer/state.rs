@@ -173,6 +173,8 @@ pub struct VectorEntry {
     pub enabled: bool,
     /// Its scale in the combination.
     pub weight: f32,
+    /// The file it was loaded from or last exported to (`None`: made this session, not saved).
+    pub path: Option<PathBuf>,
 }
 
 /// The behaviour score at one multiplier of the combined vector.
@@ -230,6 +232,9 @@ pub struct SteerState {
     pub train_source: Option<PathBuf>,
     /// Where held-out A/B items come from.
     pub eval_source: Option<EvalSource>,
+    /// True once the user (or a start-up option) chose the evaluation set, "none" included;
+    /// until then it follows the training data: the held-out side of its split, or none.
+    pub eval_chosen: bool,
     /// Hyper-parameters.
     pub settings: TrainSettings,
     /// The training job, while it runs.
@@ -283,6 +288,7 @@ impl Default for SteerState {
         Self {
             train_source: None,
             eval_source: None,
+            eval_chosen: false,
             settings: TrainSettings::default(),
             train_job: None,
             live: Arc::default(),
@@ -409,6 +415,66 @@ impl SteerState {
         Some((d.path.clone(), recs))
     }
 
+    /// Seconds a BiPO run with `settings` on `records` took on the reference 2-core CPU
+    /// (token counts × measured per-token costs, [`crate::steer::BipoWork`]); `None` when the
+    /// records cannot be tokenized for BiPO or the settings do not parse.
+    pub fn bipo_estimate(
+        model: &crate::model::Model,
+        records: &[Record],
+        settings: &TrainSettings,
+    ) -> Option<f64> {
+        let tok = model.tokenizer()?;
+        let layers = settings.parse_layers().ok()?;
+        let objective = settings.parse_objective().ok()?;
+        let data = match crate::steer::train::prepare(tok, records, Method::Bipo, objective) {
+            Ok(crate::steer::Prepared::Bipo(d)) => d,
+            _ => return None,
+        };
+        let cfg = BipoConfig {
+            layers: layers.clone(),
+            objective,
+            ..settings.bipo.clone()
+        };
+        let work = crate::steer::BipoWork::of(&data, &cfg);
+        let first = layers.into_iter().min()?;
+        Some(work.reference_seconds(model.hidden_size(), model.n_layers(), first))
+    }
+
+    /// The evaluation set used when none was chosen: the held-out (test) side of the training
+    /// data's split, else none, so the default never overlaps training.
+    pub fn default_eval(state: &AppState) -> Option<EvalSource> {
+        let path = match &state.steer.train_source {
+            Some(p) => p.clone(),
+            None => Self::train_records(state)?.0,
+        };
+        let d = state
+            .datasets
+            .iter()
+            .find(|d| d.path == path && usable(d))?;
+        d.split.is_some().then_some(EvalSource::SplitTest(path))
+    }
+
+    /// Follows the training data with the evaluation default until the user chooses.
+    pub fn follow_default_eval(state: &mut AppState) {
+        if state.steer.eval_chosen {
+            return;
+        }
+        let want = Self::default_eval(state);
+        if state.steer.eval_source != want {
+            state.steer.eval_source = want;
+            state.steer.mark_dirty();
+        }
+    }
+
+    /// True when `src` holds records the training uses (the whole file that is trained on,
+    /// or its split's train side).
+    pub fn overlaps_training(state: &AppState, src: &EvalSource) -> bool {
+        match (src, Self::train_records(state)) {
+            (EvalSource::Dataset(p), Some((train, _))) => *p == train,
+            _ => false,
+        }
+    }
+
     /// The evaluation records, if an evaluation set is chosen and opened.
     pub fn eval_records(state: &AppState) -> Option<Vec<Record>> {
         let src = state.steer.eval_source.as_ref()?;
@@ -445,7 +511,17 @@ impl SteerState {
             vector,
             enabled: true,
             weight: 1.0,
+            path: None,
         });
+        self.mark_dirty();
+    }
+
+    /// Checks the `i`-th vector alone (the others unchecked), as the sidebar does when one is
+    /// clicked, and schedules a re-score.
+    pub fn select_only(&mut self, i: usize) {
+        for (k, e) in self.vectors.iter_mut().enumerate() {
+            e.enabled = k == i;
+        }
         self.mark_dirty();
     }
 }
