@@ -25,6 +25,9 @@ pub enum SaeCommand {
     /// "What does this vector change?": cosine of a steering vector with every feature's
     /// decoder direction, largest first.
     Project(ProjectArgs),
+    /// Apply a saved SAE to new pairs (or rows): writes `inputs`, `activations` and
+    /// `reconstructions` to one safetensors file.
+    Encode(crate::cli::sae_interop::EncodeArgs),
 }
 
 /// Flags of `steerlab sae to-vector`.
@@ -140,6 +143,7 @@ pub fn run(c: SaeCommand) -> anyhow::Result<()> {
         SaeCommand::Run(a) => run_cmd(a),
         SaeCommand::ToVector(a) => to_vector_cmd(a),
         SaeCommand::Project(a) => project_cmd(a),
+        SaeCommand::Encode(a) => crate::cli::sae_interop::encode_cmd(a),
     }
 }
 
@@ -292,8 +296,12 @@ fn run_cmd(a: RunArgs) -> anyhow::Result<()> {
     }
     let layer = layers.first().copied();
     let need_llm = kind == "llm" || a.describe;
+    let mut model_path = None;
     let llm = if need_llm {
         let p = crate::paths::resolve_model_arg(a.model.as_deref())?;
+        if kind == "llm" {
+            model_path = Some(p.clone());
+        }
         let model = crate::model::Model::load(&p, &crate::model::LoadOptions::default())?;
         let tok = load_tokenizer(&p)?;
         Some((model, tok))
@@ -339,7 +347,7 @@ fn run_cmd(a: RunArgs) -> anyhow::Result<()> {
             let mut result = sae::analyse(&pairs, &ea, &eb, el.dim(), &el.id(), gen, &opts, &bar)?;
             result.report.cached_embeddings = cached;
             let out = a.out.join(format!("layer{l}"));
-            finish_run(&a, &mut result, &out)?;
+            finish_run(&a, &mut result, &out, model_path.as_deref())?;
         }
         bar.finish();
         return Ok(());
@@ -355,7 +363,7 @@ fn run_cmd(a: RunArgs) -> anyhow::Result<()> {
         }
         r => r?,
     };
-    finish_run(&a, &mut result, &a.out)
+    finish_run(&a, &mut result, &a.out, model_path.as_deref())
 }
 
 /// Names the dataset in the report, writes the output folder and prints the summary.
@@ -363,13 +371,14 @@ fn finish_run(
     a: &RunArgs,
     result: &mut sae::RunResult,
     out: &std::path::Path,
+    model_path: Option<&std::path::Path>,
 ) -> anyhow::Result<()> {
     result.report.dataset = a
         .data
         .file_name()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
-    sae::write_outputs(out, result)?;
+    sae::write_outputs_with(out, result, model_path)?;
     if crate::cli::signals::interrupted() {
         eprintln!(
             "interrupted: training stopped early; the best SAE so far (epoch {}) and its report \
