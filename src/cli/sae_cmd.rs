@@ -28,12 +28,16 @@ pub enum SaeCommand {
     /// Apply a saved SAE to new pairs (or rows): writes `inputs`, `activations` and
     /// `reconstructions` to one safetensors file.
     Encode(crate::cli::sae_interop::EncodeArgs),
+    /// Open a SAELens SAE trained on a model's residual stream: checks it against the model,
+    /// shows features' logit lens and (with --data) top-activating tokens.
+    Import(crate::cli::sae_interop::ImportArgs),
 }
 
 /// Flags of `steerlab sae to-vector`.
 #[derive(Debug, Args)]
 pub struct ToVectorArgs {
-    /// The SAE output folder of `steerlab sae run`.
+    /// The SAE output folder of `steerlab sae run`, or a SAELens SAE on a model's residual
+    /// stream (`blocks.N.hook_resid_post`: the vector goes to layer N; needs --norm).
     #[arg(long)]
     pub sae: PathBuf,
     /// Feature index.
@@ -144,6 +148,7 @@ pub fn run(c: SaeCommand) -> anyhow::Result<()> {
         SaeCommand::ToVector(a) => to_vector_cmd(a),
         SaeCommand::Project(a) => project_cmd(a),
         SaeCommand::Encode(a) => crate::cli::sae_interop::encode_cmd(a),
+        SaeCommand::Import(a) => crate::cli::sae_interop::import_cmd(a),
     }
 }
 
@@ -151,6 +156,11 @@ fn to_vector_cmd(a: ToVectorArgs) -> anyhow::Result<()> {
     checks::out_file("--out", &a.out)?;
     if let Some(n) = a.norm {
         checks::positive("--norm", f64::from(n), 1e6)?;
+    }
+    if crate::cli::sae_interop::is_foreign_saelens(&a.sae) {
+        return crate::cli::sae_interop::foreign_to_vector(
+            &a.sae, a.feature, a.norm, a.negate, &a.out,
+        );
     }
     let folder = SaeFolder::read(&a.sae)?;
     let scale = match a.norm {

@@ -144,3 +144,206 @@ pub fn encode_cmd(a: EncodeArgs) -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// Flags of `steerlab sae import`.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// A SAELens SAE folder (`cfg.json`, `sae_weights.safetensors`) trained on the model's
+    /// residual stream (`standard`, `topk` or `jumprelu`).
+    pub dir: PathBuf,
+    /// The model it was trained on (GGUF file, HF folder, short name; default: the cached
+    /// SmolLM2): d_in must equal its hidden size.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// A dataset whose texts (both responses of each pair, or prompts) are searched for each
+    /// feature's top-activating tokens.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Features to show, comma separated (default: the first 5).
+    #[arg(long, value_delimiter = ',')]
+    pub features: Vec<usize>,
+    /// Top-activating tokens per feature.
+    #[arg(long, default_value_t = 8)]
+    pub top: usize,
+    /// Tokens of context either side.
+    #[arg(long, default_value_t = 4)]
+    pub context: usize,
+    /// Promoted and suppressed tokens of the logit lens.
+    #[arg(long, default_value_t = 8)]
+    pub lens: usize,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// What `steerlab sae import` prints with `--json`.
+#[derive(serde::Serialize)]
+struct ImportReport {
+    dir: String,
+    architecture: String,
+    d_in: usize,
+    d_sae: usize,
+    hook: String,
+    steer_layer: Option<usize>,
+    notes: Vec<String>,
+    logit_lens: Vec<crate::sae::import::LogitLens>,
+    top_tokens: Vec<crate::sae::import::FeatureTokens>,
+}
+
+/// The texts of a dataset for feature search: both sides of every pair, else the prompts.
+pub fn dataset_texts(path: &Path) -> anyhow::Result<Vec<String>> {
+    let ds = data::load_dataset(path, &LoadOptions::default())?;
+    let pairs = PairSet::from_records(&ds.records);
+    let mut texts: Vec<String> = pairs.a.iter().chain(&pairs.b).cloned().collect();
+    if texts.is_empty() {
+        texts = pairs.prompts;
+    }
+    texts.retain(|t| !t.trim().is_empty());
+    if texts.is_empty() {
+        bail!("{}: no texts to search (no pairs or prompts)", path.display());
+    }
+    Ok(texts)
+}
+
+/// Runs `steerlab sae import`.
+pub fn import_cmd(a: ImportArgs) -> anyhow::Result<()> {
+    checks::count("--top", a.top, 10_000)?;
+    checks::count("--lens", a.lens, 10_000)?;
+    let p = crate::paths::resolve_model_arg(a.model.as_deref())?;
+    let model = crate::model::Model::load(&p, &crate::model::LoadOptions::default())?;
+    let tok = load_tokenizer(&p)?;
+    let rs = crate::sae::import::import_saelens(&a.dir, &model)?;
+    let features: Vec<usize> = if a.features.is_empty() {
+        (0..rs.sae.d_sae.min(5)).collect()
+    } else {
+        a.features.clone()
+    };
+    let lens = features
+        .iter()
+        .map(|&f| crate::sae::import::logit_lens(&model, &tok, &rs, f, a.lens))
+        .collect::<Result<Vec<_>, _>>()?;
+    let top_tokens = match &a.data {
+        Some(d) => {
+            let texts = dataset_texts(d)?;
+            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+            let bar = BarSink::new(a.json);
+            crate::cli::signals::install();
+            let r = crate::sae::import::top_activating_tokens(
+                &model, &tok, &rs, &refs, &features, a.top, a.context, &bar,
+            )?;
+            bar.finish();
+            r
+        }
+        None => Vec::new(),
+    };
+    let rep = ImportReport {
+        dir: a.dir.display().to_string(),
+        architecture: rs.sae.arch.name().into(),
+        d_in: rs.sae.d_in,
+        d_sae: rs.sae.d_sae,
+        hook: rs.hook.to_string(),
+        steer_layer: rs.steer_layer,
+        notes: rs.notes.clone(),
+        logit_lens: lens,
+        top_tokens,
+    };
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&rep)?);
+        return Ok(());
+    }
+    for n in &rep.notes {
+        eprintln!("note: {n}");
+    }
+    println!(
+        "{}: SAELens `{}` SAE, {} features on {} (d_in {}) of `{}`; steering vectors at layer {}",
+        rep.dir,
+        rep.architecture,
+        rep.d_sae,
+        rep.hook,
+        rep.d_in,
+        model.name(),
+        rep.steer_layer
+            .map(|l| l.to_string())
+            .unwrap_or_else(|| "– (embeddings)".into())
+    );
+    let show = |v: &[(String, f32)]| {
+        v.iter()
+            .map(|(t, x)| format!("{t:?} {x:+.2}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    for (i, l) in rep.logit_lens.iter().enumerate() {
+        println!("feature {}", l.feature);
+        println!("  promotes:   {}", show(&l.promoted));
+        println!("  suppresses: {}", show(&l.suppressed));
+        if let Some(t) = rep.top_tokens.get(i) {
+            println!(
+                "  fires on {} of {} tokens; top:",
+                t.fired, t.positions
+            );
+            for e in &t.examples {
+                println!(
+                    "    {:>8.3}  {:?} [{:?}] {:?}",
+                    e.activation, e.before, e.token, e.after
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `steerlab sae to-vector` on a SAELens SAE from elsewhere: the decoder direction at the
+/// hook's layer, scaled to `norm` (required: such a folder has no activation statistics).
+pub fn foreign_to_vector(
+    dir: &Path,
+    feature: usize,
+    norm: Option<f32>,
+    negate: bool,
+    out: &Path,
+) -> anyhow::Result<()> {
+    let sae = saelens::read_saelens(dir)?;
+    let Some(norm) = norm else {
+        bail!(
+            "{}: a SAELens SAE has no activation statistics to size the vector: give --norm \
+             (e.g. a typical residual norm at its layer)",
+            dir.display()
+        );
+    };
+    let hook = sae.hook_name().unwrap_or("").to_string();
+    let point: crate::model::HookPoint = hook.parse().map_err(|_| {
+        anyhow::anyhow!(
+            "{}: hook_name `{hook}` is not blocks.N.hook_resid_post/pre: no steering layer",
+            dir.display()
+        )
+    })?;
+    let steer_layer = match point {
+        crate::model::HookPoint::ResidPost(l) => Some(l),
+        crate::model::HookPoint::ResidPre(l) => l.checked_sub(1),
+        _ => None,
+    };
+    let rs = crate::sae::import::ResidualSae {
+        dir: dir.to_path_buf(),
+        sae,
+        hook: point,
+        steer_layer,
+        notes: Vec::new(),
+    };
+    let mut v = crate::sae::import::feature_steering_vector(&rs, feature, norm)?;
+    if negate {
+        v = v.scaled(-1.0);
+        v.meta.method = format!("negated {}", v.meta.method);
+    }
+    v.save(out)?;
+    println!(
+        "wrote {}: SAELens feature {feature} at layer {} (norm {norm}); {}",
+        out.display(),
+        steer_layer.map(|l| l.to_string()).unwrap_or_default(),
+        v.meta.method
+    );
+    Ok(())
+}
+
+/// True when `dir` holds a SAELens SAE that `steerlab sae run` did not write.
+pub fn is_foreign_saelens(dir: &Path) -> bool {
+    matches!(AnySae::read(dir), Ok(AnySae::Saelens(_)))
+}

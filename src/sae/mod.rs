@@ -7,6 +7,7 @@
 pub mod dense;
 pub mod embed;
 pub mod encode;
+pub mod import;
 mod error;
 pub mod interpret;
 pub mod link;
