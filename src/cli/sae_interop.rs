@@ -200,7 +200,10 @@ pub fn dataset_texts(path: &Path) -> anyhow::Result<Vec<String>> {
     }
     texts.retain(|t| !t.trim().is_empty());
     if texts.is_empty() {
-        bail!("{}: no texts to search (no pairs or prompts)", path.display());
+        bail!(
+            "{}: no texts to search (no pairs or prompts)",
+            path.display()
+        );
     }
     Ok(texts)
 }
@@ -277,10 +280,7 @@ pub fn import_cmd(a: ImportArgs) -> anyhow::Result<()> {
         println!("  promotes:   {}", show(&l.promoted));
         println!("  suppresses: {}", show(&l.suppressed));
         if let Some(t) = rep.top_tokens.get(i) {
-            println!(
-                "  fires on {} of {} tokens; top:",
-                t.fired, t.positions
-            );
+            println!("  fires on {} of {} tokens; top:", t.fired, t.positions);
             for e in &t.examples {
                 println!(
                     "    {:>8.3}  {:?} [{:?}] {:?}",

@@ -196,7 +196,9 @@ pub fn top_activating_tokens(
     let mut done = 0u64;
     for idx in plan.batches() {
         if sink.is_cancelled() {
-            return Err(SaeError::Data("cancelled while reading feature activations".into()));
+            return Err(SaeError::Data(
+                "cancelled while reading feature activations".into(),
+            ));
         }
         let chunk: Vec<Vec<u32>> = idx
             .iter()
@@ -314,7 +316,10 @@ pub fn logit_lens(
     let n = n.min(idx.len());
     Ok(LogitLens {
         feature,
-        promoted: idx[..n].iter().map(|&i| name(i)).collect::<Result<_, _>>()?,
+        promoted: idx[..n]
+            .iter()
+            .map(|&i| name(i))
+            .collect::<Result<_, _>>()?,
         suppressed: idx[idx.len() - n..]
             .iter()
             .rev()
@@ -371,7 +376,10 @@ pub fn feature_steering_vector(
         rs.sae.model_name().unwrap_or_default(),
         rs.sae.d_in,
     );
-    meta.note = format!("decoder direction of SAELens feature {feature}, read at {}", rs.hook);
+    meta.note = format!(
+        "decoder direction of SAELens feature {feature}, read at {}",
+        rs.hook
+    );
     SteeringVector::new(BTreeMap::from([(layer, dir)]), meta)
         .map_err(|e| SaeError::Data(e.to_string()))
 }

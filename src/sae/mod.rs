@@ -7,8 +7,8 @@
 pub mod dense;
 pub mod embed;
 pub mod encode;
-pub mod import;
 mod error;
+pub mod import;
 pub mod interpret;
 pub mod link;
 pub mod llm;
