@@ -10,6 +10,7 @@ mod dissect_cmd;
 mod model_cmds;
 pub mod progress;
 mod sae_cmd;
+mod sae_interop;
 pub mod signals;
 mod steer_cmd;
 mod steer_eval_cmd;

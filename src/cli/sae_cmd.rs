@@ -25,12 +25,19 @@ pub enum SaeCommand {
     /// "What does this vector change?": cosine of a steering vector with every feature's
     /// decoder direction, largest first.
     Project(ProjectArgs),
+    /// Apply a saved SAE to new pairs (or rows): writes `inputs`, `activations` and
+    /// `reconstructions` to one safetensors file.
+    Encode(crate::cli::sae_interop::EncodeArgs),
+    /// Open a SAELens SAE trained on a model's residual stream: checks it against the model,
+    /// shows features' logit lens and (with --data) top-activating tokens.
+    Import(crate::cli::sae_interop::ImportArgs),
 }
 
 /// Flags of `steerlab sae to-vector`.
 #[derive(Debug, Args)]
 pub struct ToVectorArgs {
-    /// The SAE output folder of `steerlab sae run`.
+    /// The SAE output folder of `steerlab sae run`, or a SAELens SAE on a model's residual
+    /// stream (`blocks.N.hook_resid_post`: the vector goes to layer N; needs --norm).
     #[arg(long)]
     pub sae: PathBuf,
     /// Feature index.
@@ -140,6 +147,8 @@ pub fn run(c: SaeCommand) -> anyhow::Result<()> {
         SaeCommand::Run(a) => run_cmd(a),
         SaeCommand::ToVector(a) => to_vector_cmd(a),
         SaeCommand::Project(a) => project_cmd(a),
+        SaeCommand::Encode(a) => crate::cli::sae_interop::encode_cmd(a),
+        SaeCommand::Import(a) => crate::cli::sae_interop::import_cmd(a),
     }
 }
 
@@ -147,6 +156,11 @@ fn to_vector_cmd(a: ToVectorArgs) -> anyhow::Result<()> {
     checks::out_file("--out", &a.out)?;
     if let Some(n) = a.norm {
         checks::positive("--norm", f64::from(n), 1e6)?;
+    }
+    if crate::cli::sae_interop::is_foreign_saelens(&a.sae) {
+        return crate::cli::sae_interop::foreign_to_vector(
+            &a.sae, a.feature, a.norm, a.negate, &a.out,
+        );
     }
     let folder = SaeFolder::read(&a.sae)?;
     let scale = match a.norm {
@@ -292,8 +306,12 @@ fn run_cmd(a: RunArgs) -> anyhow::Result<()> {
     }
     let layer = layers.first().copied();
     let need_llm = kind == "llm" || a.describe;
+    let mut model_path = None;
     let llm = if need_llm {
         let p = crate::paths::resolve_model_arg(a.model.as_deref())?;
+        if kind == "llm" {
+            model_path = Some(p.clone());
+        }
         let model = crate::model::Model::load(&p, &crate::model::LoadOptions::default())?;
         let tok = load_tokenizer(&p)?;
         Some((model, tok))
@@ -339,7 +357,7 @@ fn run_cmd(a: RunArgs) -> anyhow::Result<()> {
             let mut result = sae::analyse(&pairs, &ea, &eb, el.dim(), &el.id(), gen, &opts, &bar)?;
             result.report.cached_embeddings = cached;
             let out = a.out.join(format!("layer{l}"));
-            finish_run(&a, &mut result, &out)?;
+            finish_run(&a, &mut result, &out, model_path.as_deref())?;
         }
         bar.finish();
         return Ok(());
@@ -355,7 +373,7 @@ fn run_cmd(a: RunArgs) -> anyhow::Result<()> {
         }
         r => r?,
     };
-    finish_run(&a, &mut result, &a.out)
+    finish_run(&a, &mut result, &a.out, model_path.as_deref())
 }
 
 /// Names the dataset in the report, writes the output folder and prints the summary.
@@ -363,13 +381,14 @@ fn finish_run(
     a: &RunArgs,
     result: &mut sae::RunResult,
     out: &std::path::Path,
+    model_path: Option<&std::path::Path>,
 ) -> anyhow::Result<()> {
     result.report.dataset = a
         .data
         .file_name()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
-    sae::write_outputs(out, result)?;
+    sae::write_outputs_with(out, result, model_path)?;
     if let Some(msg) = &result.report.history.diverged {
         anyhow::bail!(
             "{msg}; the best SAE (epoch {}) and its report were saved to {}",

@@ -59,17 +59,23 @@ impl SaeFolder {
     pub fn read(dir: &Path) -> Result<Self, SaeError> {
         let sae = super::output::read_sae(dir)?;
         let cfg_path = dir.join("cfg.json");
-        let cfg: serde_json::Value = serde_json::from_str(
-            &std::fs::read_to_string(&cfg_path).map_err(|e| SaeError::file(&cfg_path, e))?,
-        )
-        .map_err(|e| SaeError::file(&cfg_path, e))?;
-        let embedder = cfg
-            .get("hook_name")
+        let cfg = super::saelens::read_cfg(dir)?;
+        let st = super::saelens::steerlab_keys(&cfg);
+        // The embedder id: `metadata.steerlab.embedder` (SAELens form), else `hook_name` (the
+        // layout before it).
+        let embedder = st
+            .and_then(|m| m.get("embedder"))
+            .or_else(|| cfg.get("hook_name"))
             .and_then(|v| v.as_str())
-            .ok_or_else(|| SaeError::file(&cfg_path, "hook_name: missing or not a string"))?
+            .ok_or_else(|| {
+                SaeError::file(
+                    &cfg_path,
+                    "metadata.steerlab.embedder: missing or not a string",
+                )
+            })?
             .to_string();
-        let dataset = cfg
-            .pointer("/steerlab/dataset")
+        let dataset = st
+            .and_then(|m| m.get("dataset"))
             .and_then(|v| v.as_str())
             .filter(|s| !s.is_empty())
             .unwrap_or("-")

@@ -6,18 +6,21 @@
 //! readers for datasets (the data layer owns those) or GUI/CLI code.
 pub mod dense;
 pub mod embed;
+pub mod encode;
 mod error;
+pub mod import;
 pub mod interpret;
 pub mod link;
 pub mod llm;
 pub mod model;
 pub mod output;
 pub mod pipeline;
+pub mod saelens;
 pub mod stats;
 
 pub use embed::{Embedder, MiniLmEmbedder};
 pub use error::SaeError;
 pub use link::{feature_vector, project_steering_vector, project_vector, SaeFolder, VectorScale};
 pub use model::{train_sae, Sae, SaeConfig, StepMetrics, TrainHistory};
-pub use output::{read_outputs, read_sae, write_outputs, write_sae};
+pub use output::{read_outputs, read_sae, write_outputs, write_outputs_with, write_sae};
 pub use pipeline::{analyse, embed_pairs_layers, run, PairSet, RunOptions, RunResult, SaeReport};

@@ -1,4 +1,5 @@
-//! The output folder of a run: SAELens-layout SAE (`cfg.json`, `sae_weights.safetensors`),
+//! The output folder of a run: the SAE in SAELens' format (`cfg.json`, `sae_weights.safetensors`;
+//! see [`super::saelens`]),
 //! `activations.safetensors` (`[pairs, latents]`, file order, pair ids in the metadata),
 //! `report.json`, `report.md` and a self-contained `report.html`. All files are written
 //! atomically. Also reads an SAE folder (or a whole output folder) back.
@@ -6,6 +7,7 @@ use super::embed::f32_safetensors;
 use super::error::SaeError;
 use super::model::Sae;
 use super::pipeline::{RunResult, SaeReport};
+use super::saelens;
 use crate::report::svg::{bar_chart, line_chart, BarChart, LineChart};
 use crate::report::{fmt_num, write_atomic, HtmlPage, Markdown, Table};
 use std::collections::HashMap;
@@ -15,62 +17,107 @@ fn w(path: &Path, bytes: &[u8]) -> Result<(), SaeError> {
     write_atomic(path, bytes).map_err(|e| SaeError::file(path, e))
 }
 
-/// SAELens `cfg.json` for an SAE.
-pub fn sae_cfg_json(sae: &Sae, embedder: &str, extra: serde_json::Value) -> serde_json::Value {
-    serde_json::json!({
-        "architecture": "batchtopk",
-        "d_in": sae.d_in,
-        "d_sae": sae.d_sae,
+/// `cfg.json`'s `metadata` for a steerlab SAE: SAELens' keys (`sae_lens_version`, a portable
+/// `model_name` and `hook_name`) and steerlab's own under `steerlab` (the signed-pair layout,
+/// K, the signed threshold, `activation_fn`, the Matryoshka prefixes, the portable embedder id,
+/// the model files' SHA-256, and `extra`).
+pub fn sae_metadata(
+    sae: &Sae,
+    embedder: &str,
+    extra: serde_json::Value,
+) -> serde_json::Map<String, serde_json::Value> {
+    let mut st = serde_json::json!({
+        "format": saelens::SIGNED_PAIRS,
+        "pairing": "SAELens latents 2j and 2j+1 are the positive and negative halves of steerlab \
+                    feature j: its signed activation is acts[2j] - acts[2j+1]",
+        "features": sae.d_sae,
         "k": sae.k,
         "threshold": sae.threshold,
         "activation_fn": "signed_batchtopk",
         "matryoshka_prefixes": sae.prefixes,
-        "dtype": "float32",
-        "device": "cpu",
-        "apply_b_dec_to_input": true,
-        "normalize_activations": "none",
-        "hook_name": embedder,
-        "model_name": embedder,
-        "steerlab": extra,
-    })
+        "saelens_prefixes": sae.prefixes.iter().map(|p| 2 * p).collect::<Vec<_>>(),
+        "embedder": saelens::portable_embedder_id(embedder),
+    });
+    if let serde_json::Value::Object(extra) = extra {
+        for (k, v) in extra {
+            st[k] = v;
+        }
+    }
+    if st.get("model_files").is_none() {
+        // An embedder id naming a local folder (MiniLM): hash its weights there.
+        let local = embedder
+            .split_once(':')
+            .map(|(_, p)| std::path::PathBuf::from(p))
+            .filter(|p| p.is_absolute() && p.is_dir());
+        st["model_files"] = match local.map(|p| saelens::model_file_hashes(&p)) {
+            Some(Ok(h)) => serde_json::json!(h),
+            _ => serde_json::Value::Null,
+        };
+    }
+    let mut m = serde_json::Map::new();
+    m.insert("sae_lens_version".into(), saelens::SAELENS_VERSION.into());
+    m.insert("model_name".into(), saelens::model_name_of(embedder).into());
+    m.insert("hook_name".into(), saelens::hook_name_of(embedder).into());
+    m.insert("steerlab".into(), st);
+    m
 }
 
-/// Writes `cfg.json` and `sae_weights.safetensors` into `dir`.
+/// Writes `cfg.json` and `sae_weights.safetensors` into `dir`: the signed SAE as the exactly
+/// equivalent SAELens `jumprelu` SAE with 2M latents ([`saelens::signed_as_jumprelu`]), which
+/// `SAE.load_from_disk` loads and [`read_sae`] folds back.
 pub fn write_sae(
     dir: &Path,
     sae: &Sae,
     embedder: &str,
     extra: serde_json::Value,
 ) -> Result<(), SaeError> {
-    std::fs::create_dir_all(dir).map_err(|e| SaeError::file(dir, e))?;
-    let cfg = serde_json::to_string_pretty(&sae_cfg_json(sae, embedder, extra))
-        .map_err(|e| SaeError::file(dir, e))?;
-    w(&dir.join("cfg.json"), cfg.as_bytes())?;
-    let thr = [sae.threshold];
-    let k = [sae.k as f32];
-    let path = dir.join("sae_weights.safetensors");
-    let bytes = f32_safetensors(
-        &[
-            ("W_enc", &sae.w_enc, vec![sae.d_in, sae.d_sae]),
-            ("b_enc", &sae.b_enc, vec![sae.d_sae]),
-            ("W_dec", &sae.w_dec, vec![sae.d_sae, sae.d_in]),
-            ("b_dec", &sae.b_dec, vec![sae.d_in]),
-            ("threshold", &thr, vec![]),
-            ("k", &k, vec![]),
-        ],
-        None,
-    )
-    .map_err(|e| SaeError::file(&path, e))?;
-    w(&path, &bytes)
+    let s = saelens::signed_as_jumprelu(sae, sae_metadata(sae, embedder, extra));
+    saelens::write_saelens(dir, &s)
 }
 
-/// Reads an SAE folder written by [`write_sae`] (or any SAELens folder with the same tensors).
+/// Reads a steerlab SAE folder: the SAELens form [`write_sae`] writes, or the `batchtopk`
+/// layout of folders written before it. A SAELens SAE from elsewhere is refused with a pointer
+/// to `steerlab sae import`.
 pub fn read_sae(dir: &Path) -> Result<Sae, SaeError> {
     let cfg_path = dir.join("cfg.json");
-    let cfg: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(&cfg_path).map_err(|e| SaeError::file(&cfg_path, e))?,
-    )
-    .map_err(|e| SaeError::file(&cfg_path, e))?;
+    let cfg = saelens::read_cfg(dir)?;
+    if cfg.get("architecture").and_then(|v| v.as_str()) == Some("batchtopk") {
+        return read_legacy_sae(dir, &cfg);
+    }
+    let s = saelens::read_saelens(dir)?;
+    let Some(st) = s
+        .steerlab()
+        .filter(|m| m.get("format").and_then(|v| v.as_str()) == Some(saelens::SIGNED_PAIRS))
+    else {
+        return Err(SaeError::file(
+            &cfg_path,
+            format!(
+                "a SAELens `{}` SAE, not one written by `steerlab sae run` (no \
+                 metadata.steerlab.format = \"{}\"); open it with `steerlab sae import`",
+                s.arch.name(),
+                saelens::SIGNED_PAIRS
+            ),
+        ));
+    };
+    let k = st.get("k").and_then(|v| v.as_u64()).unwrap_or(0) as usize;
+    let prefixes = match st.get("matryoshka_prefixes") {
+        None | Some(serde_json::Value::Null) => Vec::new(),
+        Some(v) => serde_json::from_value::<Vec<usize>>(v.clone()).map_err(|e| {
+            SaeError::file(
+                &cfg_path,
+                format!("metadata.steerlab.matryoshka_prefixes: {e}"),
+            )
+        })?,
+    };
+    saelens::jumprelu_as_signed(&s, k, prefixes).map_err(|e| SaeError::file(&cfg_path, e))
+}
+
+/// Reads the `batchtopk` layout of folders written before the SAELens export.
+fn read_legacy_sae(
+    dir: &Path,
+    cfg: &serde_json::Map<String, serde_json::Value>,
+) -> Result<Sae, SaeError> {
+    let cfg_path = dir.join("cfg.json");
     let path = dir.join("sae_weights.safetensors");
     let bytes = std::fs::read(&path).map_err(|e| SaeError::file(&path, e))?;
     let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| SaeError::file(&path, e))?;
@@ -126,11 +173,21 @@ pub fn read_sae(dir: &Path) -> Result<Sae, SaeError> {
 /// is new; into `dir` with `report.json` (the completion marker readers require) removed first
 /// and written last when it exists (see [`crate::report::atomic::write_dir_atomic`]).
 pub fn write_outputs(dir: &Path, r: &RunResult) -> Result<(), SaeError> {
+    write_outputs_with(dir, r, None)
+}
+
+/// [`write_outputs`], recording the SHA-256 of the LLM behind an `llm` embedder (`model`: its
+/// GGUF file or HF folder) in `cfg.json`; a MiniLM embedder's folder is hashed either way.
+pub fn write_outputs_with(dir: &Path, r: &RunResult, model: Option<&Path>) -> Result<(), SaeError> {
+    let model_files = match model {
+        Some(p) => Some(saelens::model_file_hashes(p)?),
+        None => None,
+    };
     crate::report::atomic::write_dir_atomic(
         dir,
         "report.json",
         |e| SaeError::file(dir, e),
-        |d| write_outputs_into(d, r),
+        |d| write_outputs_into(d, r, model_files.as_ref()),
     )
 }
 
@@ -146,13 +203,20 @@ pub fn check_complete(dir: &Path) -> Result<(), SaeError> {
     ))
 }
 
-fn write_outputs_into(dir: &Path, r: &RunResult) -> Result<(), SaeError> {
-    let extra = serde_json::json!({
+fn write_outputs_into(
+    dir: &Path,
+    r: &RunResult,
+    model_files: Option<&std::collections::BTreeMap<String, String>>,
+) -> Result<(), SaeError> {
+    let mut extra = serde_json::json!({
         "dataset": r.report.dataset,
         "seed": r.report.options.sae.seed,
         "include_prompt": r.report.options.include_prompt,
         "input": "e(A) - e(B) and its negation",
     });
+    if let Some(h) = model_files {
+        extra["model_files"] = serde_json::json!(h);
+    }
     write_sae(dir, &r.sae, &r.report.embedder, extra)?;
     let path = dir.join("activations.safetensors");
     let ids = serde_json::to_string(&r.ids).map_err(|e| SaeError::file(&path, e))?;

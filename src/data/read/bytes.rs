@@ -1,6 +1,18 @@
 //! A buffered byte source that counts lines and offsets, shared by the text readers.
 use std::io::{self, BufRead, BufReader, Read};
 
+/// A decompression error with where the decompressed text broke off: `line` is the 1-based
+/// decompressed line being read, `offset` the decompressed bytes read before it.
+pub(crate) fn damaged(e: io::Error, line: u64, offset: u64) -> io::Error {
+    io::Error::new(
+        e.kind(),
+        format!(
+            "{e}: the compressed data is cut short or damaged at decompressed line {line} \
+             (after {offset} decompressed bytes)"
+        ),
+    )
+}
+
 /// Buffered bytes with the current 1-based line and byte offset.
 pub(crate) struct ByteSource<R> {
     inner: BufReader<R>,
@@ -55,14 +67,24 @@ impl<R: Read> ByteSource<R> {
         self.offset
     }
 
+    /// The buffered bytes; a read error of a decompressed source names the decompressed line
+    /// and byte where the compressed data broke off ([`damaged`]).
+    fn fill(&mut self) -> io::Result<&[u8]> {
+        let (line, offset, dec) = (self.line, self.offset, self.decompressed);
+        self.inner.fill_buf().map_err(|e| match dec {
+            true => damaged(e, line, offset),
+            false => e,
+        })
+    }
+
     /// The next byte without consuming it.
     pub fn peek(&mut self) -> io::Result<Option<u8>> {
-        Ok(self.inner.fill_buf()?.first().copied())
+        Ok(self.fill()?.first().copied())
     }
 
     /// Consumes and returns the next byte.
     pub fn next_byte(&mut self) -> io::Result<Option<u8>> {
-        let b = match self.inner.fill_buf()?.first().copied() {
+        let b = match self.fill()?.first().copied() {
             Some(b) => b,
             None => return Ok(None),
         };
@@ -76,7 +98,7 @@ impl<R: Read> ByteSource<R> {
 
     /// Skips a UTF-8 byte-order mark at the current position.
     pub fn skip_bom(&mut self) -> io::Result<()> {
-        let buf = self.inner.fill_buf()?;
+        let buf = self.fill()?;
         if buf.starts_with(b"\xEF\xBB\xBF") {
             self.inner.consume(3);
             self.offset += 3;
@@ -102,7 +124,11 @@ impl<R: Read> ByteSource<R> {
         let mut len = 0u64;
         let mut any = false;
         loop {
-            let buf = self.inner.fill_buf()?;
+            let (line, offset, dec) = (self.line, self.offset, self.decompressed);
+            let buf = self.inner.fill_buf().map_err(|e| match dec {
+                true => damaged(e, line, offset),
+                false => e,
+            })?;
             if buf.is_empty() {
                 return Ok(LineRead { len, any });
             }

@@ -93,7 +93,14 @@ pub fn detect_format(path: &Path) -> Result<Format, DataError> {
     (&mut f)
         .take(SNIFF_BYTES as u64)
         .read_to_end(&mut head)
-        .map_err(|e| DataError::io(path, e))?;
+        .map_err(|e| match compression {
+            Compression::None => DataError::io(path, e),
+            // `head` keeps what was decompressed before the error.
+            _ => {
+                let line = 1 + head.iter().filter(|&&b| b == b'\n').count() as u64;
+                DataError::io(path, bytes::damaged(e, line, head.len() as u64))
+            }
+        })?;
     let ext = format_extension(path, compression);
     let by_ext = Format::from_name(&ext);
     if compression != Compression::None
