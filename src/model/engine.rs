@@ -21,7 +21,7 @@ use super::{arch, ModelError, Result};
 /// A description of a loaded model (serialisable for `--json`).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ModelInfo {
-    /// Architecture family (`llama`, `mistral`, `qwen2`, `qwen3`).
+    /// Architecture family (`llama`, `mistral`, `qwen2`, `qwen3`, `gemma3`).
     pub architecture: String,
     /// Display name (folder or file stem).
     pub name: String,
@@ -37,6 +37,8 @@ pub struct ModelInfo {
     pub device: String,
     /// Dtype (`f32`, `bf16`, `f16`).
     pub dtype: String,
+    /// Attention pattern: `global`, `sliding W` (every layer) or `N sliding (W) / M global`.
+    pub attention: String,
 }
 
 /// A loaded decoder-only transformer whose residual stream can be read and written.
@@ -158,6 +160,19 @@ impl Model {
             n_params: self.n_params,
             device: device_name(&self.device),
             dtype: dtype_name(self.dtype),
+            attention: self.attention_pattern(),
+        }
+    }
+
+    /// The attention pattern in words (see [`ModelInfo::attention`]).
+    pub fn attention_pattern(&self) -> String {
+        let c = &self.config;
+        let n = c.num_hidden_layers;
+        let sliding = (0..n).filter(|&l| c.layer_is_sliding(l)).count();
+        match (c.sliding_window, sliding) {
+            (None, _) | (_, 0) => "global".into(),
+            (Some(w), s) if s == n => format!("sliding {w}"),
+            (Some(w), s) => format!("{s} sliding ({w}) / {} global", n - s),
         }
     }
 
