@@ -49,7 +49,7 @@ fn gemma3_270m_matches_transformers() {
         ids
     );
 
-    let b = Batch::from_sequences(&[ids.clone()], 0, &Device::Cpu).unwrap();
+    let b = Batch::from_sequences(std::slice::from_ref(&ids), 0, &Device::Cpu).unwrap();
     let logits = model
         .forward(&b, &mut Hooks::new())
         .unwrap()
