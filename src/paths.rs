@@ -34,11 +34,18 @@ pub struct ShortName {
 }
 
 /// The models with short names; the first is the default.
-pub const SHORT_NAMES: &[ShortName] = &[ShortName {
-    name: "smollm2",
-    file: "SmolLM2-135M-Instruct.Q4_1.gguf",
-    description: "SmolLM2-135M-Instruct, Q4_1 GGUF (llama, chat; the default)",
-}];
+pub const SHORT_NAMES: &[ShortName] = &[
+    ShortName {
+        name: "smollm2",
+        file: "SmolLM2-135M-Instruct.Q4_1.gguf",
+        description: "SmolLM2-135M-Instruct, Q4_1 GGUF (llama, chat; the default)",
+    },
+    ShortName {
+        name: "gemma3-270m",
+        file: "gemma-3-270m-q4_k_m.gguf",
+        description: "Gemma 3 270M (base), Q4_K_M GGUF (gemma3; Gemma Terms of Use)",
+    },
+];
 
 /// The short names, comma-separated (for messages).
 pub fn short_name_list() -> String {

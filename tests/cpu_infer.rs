@@ -17,7 +17,7 @@ fn model_logits_and_generation_match_with_the_fused_kernels_on_and_off() {
         eprintln!("no AVX2/FMA: the fused kernels are never used here");
         return;
     }
-    for arch in ["llama", "llama3", "mistral", "qwen2", "qwen3"] {
+    for arch in ["llama", "llama3", "mistral", "qwen2", "qwen3", "gemma3"] {
         let model = Model::load(&fixture(arch), &LoadOptions::default()).unwrap();
         let vocab = model.info().vocab_size as u32;
         // Three lengths, so the batch is padded and the mask has padded keys.

@@ -75,7 +75,10 @@ fn unknown_model_type_is_named() {
             supported,
         } => {
             assert_eq!(model_type, "gpt_neox");
-            assert_eq!(supported, "llama, mistral, qwen2, qwen3");
+            assert_eq!(
+                supported,
+                "llama, mistral, qwen2, qwen3, gemma3_text, gemma3"
+            );
             assert!(path.ends_with("config.json"));
         }
         e => panic!("{e}"),

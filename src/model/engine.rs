@@ -22,7 +22,7 @@ use super::{arch, ModelError, Result};
 /// A description of a loaded model (serialisable for `--json`).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ModelInfo {
-    /// Architecture family (`llama`, `mistral`, `qwen2`, `qwen3`).
+    /// Architecture family (`llama`, `mistral`, `qwen2`, `qwen3`, `gemma3`).
     pub architecture: String,
     /// Display name (folder or file stem).
     pub name: String,
@@ -38,6 +38,8 @@ pub struct ModelInfo {
     pub device: String,
     /// Dtype (`f32`, `bf16`, `f16`).
     pub dtype: String,
+    /// Attention pattern: `global`, `sliding W` (every layer) or `N sliding (W) / M global`.
+    pub attention: String,
 }
 
 /// A loaded decoder-only transformer whose residual stream can be read and written.
@@ -50,6 +52,8 @@ pub struct Model {
     norm: RmsNorm,
     lm_head: Linear,
     inv_freq: Vec<f64>,
+    /// RoPE frequencies of the sliding layers when they have their own base (Gemma 3).
+    local_inv_freq: Option<Vec<f64>>,
     device: Device,
     dtype: DType,
     n_params: usize,
@@ -147,6 +151,8 @@ impl Model {
             + norm.weight.elem_count()
             + head_params;
         let inv_freq = config.rope_inv_freq();
+        let local_inv_freq = config.local_rope_inv_freq();
+        let norm = arch::gemma3::shifted(norm, config.norm_weight_offset)?;
         Ok(Model {
             config,
             config_json,
@@ -156,6 +162,7 @@ impl Model {
             norm,
             lm_head,
             inv_freq,
+            local_inv_freq,
             device,
             dtype,
             n_params,
@@ -176,6 +183,19 @@ impl Model {
             n_params: self.n_params,
             device: device_name(&self.device),
             dtype: dtype_name(self.dtype),
+            attention: self.attention_pattern(),
+        }
+    }
+
+    /// The attention pattern in words (see [`ModelInfo::attention`]).
+    pub fn attention_pattern(&self) -> String {
+        let c = &self.config;
+        let n = c.num_hidden_layers;
+        let sliding = (0..n).filter(|&l| c.layer_is_sliding(l)).count();
+        match (c.sliding_window, sliding) {
+            (None, _) | (_, 0) => "global".into(),
+            (Some(w), s) if s == n => format!("sliding {w}"),
+            (Some(w), s) => format!("{s} sliding ({w}) / {} global", n - s),
         }
     }
 
@@ -251,10 +271,15 @@ impl Model {
     /// Token embeddings `[B, T, hidden]` for ids `[B, T]`.
     pub fn embed(&self, ids: &Tensor) -> Result<Tensor> {
         let (b, t) = ids.dims2()?;
-        Ok(self
-            .embed
-            .rows(&ids.flatten_all()?)?
-            .reshape((b, t, self.config.hidden_size))?)
+        let x = self.embed.rows(&ids.flatten_all()?)?.reshape((
+            b,
+            t,
+            self.config.hidden_size,
+        ))?;
+        match self.config.embed_scale {
+            Some(s) => Ok((x * s)?),
+            None => Ok(x),
+        }
     }
 
     /// Logits from final-norm hidden states `[..., hidden]`: f32 (f64 for an f64 model).
@@ -279,7 +304,12 @@ impl Model {
             exec.run_unprofiled(&self.packs, |ops| ops.linear(&self.lm_head, hidden))?
         };
         let _s = profile::span(hidden.device(), "head: logits to f32");
-        Ok(logits.to_dtype(out)?)
+        let logits = logits.to_dtype(out)?;
+        match self.config.final_logit_softcapping {
+            // Gemma's soft-cap: c * tanh(logits / c).
+            Some(c) => Ok(((logits / c)?.tanh()? * c)?),
+            None => Ok(logits),
+        }
     }
 
     /// `log softmax(lm_head(hidden))[i, targets[i]]` `[N]` for final-norm hidden states `[N,
@@ -290,6 +320,7 @@ impl Model {
         if self.grad_ops == GradOps::Composed
             || self.dtype == DType::F64
             || self.lm_head.bias.is_some()
+            || self.config.final_logit_softcapping.is_some()
         {
             let logits = self.lm_head(hidden)?;
             let logp = candle_nn::ops::log_softmax(&logits, candle_core::D::Minus1)?;
@@ -332,15 +363,13 @@ impl Model {
         mut cache: Option<&mut Vec<LayerCache>>,
     ) -> Result<Tensor> {
         let (b, t) = (pos.batch, pos.len);
-        load::validate::context(pos.offset + t, self.config.max_position_embeddings)?;
-        let mask = attention_mask(
-            b,
-            t,
-            pos.offset,
-            key_valid,
-            self.config.sliding_window,
-            &self.device,
-        )?;
+        let cfg = &self.config;
+        load::validate::context(pos.offset + t, cfg.max_position_embeddings)?;
+        // With a sliding/global layer pattern (Gemma) the window applies to the sliding
+        // layers only; without one (Mistral) to every layer.
+        let patterned = !cfg.sliding_layers.is_empty();
+        let global_window = if patterned { None } else { cfg.sliding_window };
+        let mask = attention_mask(b, t, pos.offset, key_valid, global_window, &self.device)?;
         let (cos, sin) = rope_tables(&self.inv_freq, pos.offset, t, self.dtype, &self.device)?;
         let step = Step {
             cos: &cos,
@@ -348,10 +377,36 @@ impl Model {
             mask: mask.as_ref(),
             pos,
         };
+        let local = match patterned && range.clone().any(|l| cfg.layer_is_sliding(l)) {
+            true => {
+                let mask = attention_mask(
+                    b,
+                    t,
+                    pos.offset,
+                    key_valid,
+                    cfg.sliding_window,
+                    &self.device,
+                )?;
+                let freq = self.local_inv_freq.as_ref().unwrap_or(&self.inv_freq);
+                let (cos, sin) = rope_tables(freq, pos.offset, t, self.dtype, &self.device)?;
+                Some((cos, sin, mask))
+            }
+            false => None,
+        };
+        let local_step = local.as_ref().map(|(cos, sin, mask)| Step {
+            cos,
+            sin,
+            mask: mask.as_ref(),
+            pos,
+        });
         exec.run(&self.packs, |ops| {
             for l in range {
                 let layer_cache = cache.as_deref_mut().map(|c| &mut c[l]);
-                x = self.blocks[l].forward(ops, l, x, &step, hooks, layer_cache)?;
+                let st = match &local_step {
+                    Some(ls) if cfg.layer_is_sliding(l) => ls,
+                    _ => &step,
+                };
+                x = self.blocks[l].forward(ops, l, x, st, hooks, layer_cache)?;
             }
             Ok(x)
         })

@@ -11,8 +11,13 @@ use super::objective::Objective;
 use crate::data::{AbItem, Prompt, Record};
 use crate::model::TextTokenizer;
 
-/// Chat-formatted prompt ids (the prompt as user turn(s) plus the assistant header).
+/// Chat-formatted prompt ids (the prompt as user turn(s) plus the assistant header). A model
+/// without a chat template (a base model such as Gemma 3 270M) gets the plain prompt text and
+/// a newline, with the tokenizer's own special tokens (BOS).
 pub fn prompt_ids(tok: &TextTokenizer, prompt: &Prompt) -> Result<Vec<u32>> {
+    if !tok.has_chat_template() {
+        return Ok(tok.encode(&format!("{}\n", prompt.to_plain()), true)?);
+    }
     let text = tok.apply_chat_template(&prompt.to_messages(), true)?;
     Ok(tok.encode(&text, false)?)
 }

@@ -18,7 +18,7 @@ impl Panel for ModelPanel {
         ui.heading("Model");
         ui.label(
             "A Hugging Face folder (config.json, *.safetensors, tokenizer.json) of a Llama, Mistral, \
-             Qwen2 or Qwen3 model, or a single .gguf file.",
+             Qwen2, Qwen3 or Gemma 3 model, or a single .gguf file.",
         );
         ui.add_space(6.0);
         if self.path.text.is_empty() {
@@ -71,6 +71,24 @@ impl Panel for ModelPanel {
             start_model_load(state, path, self.choice.clone());
         }
 
+        // The fetched default models, by short name (scripts/fetch-defaults.sh).
+        let fetched: Vec<_> = crate::paths::SHORT_NAMES
+            .iter()
+            .filter_map(|s| crate::paths::short_name_path(s.name).map(|p| (s, p)))
+            .filter(|(_, p)| p.exists())
+            .collect();
+        if !fetched.is_empty() {
+            ui.horizontal(|ui| {
+                ui.label("Defaults:");
+                for (s, p) in fetched {
+                    let b = ui.add_enabled(!loading, egui::Button::new(s.name));
+                    if b.on_hover_text(s.description).clicked() {
+                        self.path.text = p.display().to_string();
+                        start_model_load(state, p, self.choice.clone());
+                    }
+                }
+            });
+        }
         if !state.recent.models.is_empty() {
             if let Some(p) = recent_links(ui, &state.recent.models, !loading) {
                 self.path.text = p.display().to_string();
@@ -102,6 +120,7 @@ impl Panel for ModelPanel {
                         ("Architecture", s.architecture.clone()),
                         ("Layers", s.n_layers.to_string()),
                         ("Hidden size", s.hidden_size.to_string()),
+                        ("Attention", s.attention.clone()),
                         ("Vocabulary", s.vocab_size.to_string()),
                         ("Parameters", format_params(s.n_params)),
                         ("Device", s.device.clone()),

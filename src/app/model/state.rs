@@ -46,6 +46,8 @@ pub struct ModelSummary {
     pub device: String,
     /// Weight dtype.
     pub dtype: String,
+    /// Attention pattern (global, sliding, or the sliding/global split).
+    pub attention: String,
 }
 
 /// A model in memory, shared with generation jobs.
@@ -84,6 +86,7 @@ pub fn load_model(
         n_params: info.n_params as u64,
         device: info.device.clone(),
         dtype: info.dtype.clone(),
+        attention: info.attention.clone(),
     };
     Ok(LoadedModel {
         path,

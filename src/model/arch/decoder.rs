@@ -1,6 +1,7 @@
 //! The decoder block shared by every supported family (pre-norm attention with rotary
-//! embeddings and grouped-query heads, then a SwiGLU MLP), the KV cache, and the one loader
-//! the family files (`llama.rs`, `qwen2.rs`, `qwen3.rs`) configure with their differences.
+//! embeddings and grouped-query heads, then a gated MLP; optionally norms on the attention and
+//! MLP outputs, as Gemma has), the KV cache, and the one loader the family files (`llama.rs`,
+//! `qwen2.rs`, `qwen3.rs`, `gemma3.rs`) configure with their differences.
 //!
 //! The forward is written once against [`DecoderOps`], the ops a pass computes with, chosen
 //! once at the top of the pass (`model::fast::Exec`): [`Reference`] (plain candle
@@ -10,7 +11,7 @@ use candle_core::Tensor;
 
 use super::ops::{self, Linear, RmsNorm};
 use crate::model::hooks::{HookPoint, Hooks, PosCtx};
-use crate::model::load::config::ModelConfig;
+use crate::model::load::config::{Activation, ModelConfig};
 use crate::model::load::Weights;
 use crate::model::Result;
 
@@ -34,7 +35,7 @@ pub(crate) trait DecoderOps {
     /// keys `k` (rotated) and values `v` `[B, Hkv, S, D]`, masked by the step's mask. Returns
     /// `[B, T, Hq * D]`.
     fn attention(&self, q: &Tensor, k: &Tensor, v: &Tensor, step: &Step) -> Result<Tensor>;
-    /// The SwiGLU MLP `down(silu(gate(x)) * up(x))` (op by op: [`swiglu`]).
+    /// The gated MLP `down(act(gate(x)) * up(x))` (op by op: [`swiglu`]).
     fn mlp(&self, mlp: &Mlp, x: &Tensor) -> Result<Tensor>;
     /// The whole block (no hooks inside, no KV cache) as these ops compute it in one piece, or
     /// `None` to run it op by op.
@@ -82,13 +83,21 @@ pub(crate) struct Step<'a> {
     pub pos: &'a PosCtx,
 }
 
-/// A pre-norm decoder block: `x += attn(norm(x)); x += mlp(norm(x))`.
+/// A pre-norm decoder block: `x += attn(norm(x)); x += mlp(norm(x))`, or with output norms
+/// (Gemma): `x += out_norm(attn(norm(x)))`, likewise the MLP.
 #[derive(Debug, Clone)]
 pub(crate) struct Block {
     pub input_norm: RmsNorm,
     pub attn: Attention,
+    /// The norm before the MLP (HF `post_attention_layernorm`; Gemma's
+    /// `pre_feedforward_layernorm`).
     pub post_attention_norm: RmsNorm,
     pub mlp: Mlp,
+    /// Norm of the attention output before the residual add (Gemma's
+    /// `post_attention_layernorm`).
+    pub attn_out_norm: Option<RmsNorm>,
+    /// Norm of the MLP output before the residual add (Gemma's `post_feedforward_layernorm`).
+    pub mlp_out_norm: Option<RmsNorm>,
 }
 
 impl Block {
@@ -110,12 +119,19 @@ impl Block {
                 return hooks.apply(HookPoint::ResidPost(l), y, step.pos);
             }
         }
-        let a = self
+        let mut a = self
             .attn
             .forward(ops, &ops.rms_norm(&self.input_norm, &x)?, step, cache)?;
+        if let Some(n) = &self.attn_out_norm {
+            a = ops.rms_norm(n, &a)?;
+        }
         let a = hooks.apply(HookPoint::AttnOut(l), a, step.pos)?;
         let (x, h) = ops.add_rms_norm(&x, &a, &self.post_attention_norm)?;
-        let m = hooks.apply(HookPoint::MlpOut(l), ops.mlp(&self.mlp, &h)?, step.pos)?;
+        let mut m = ops.mlp(&self.mlp, &h)?;
+        if let Some(n) = &self.mlp_out_norm {
+            m = ops.rms_norm(n, &m)?;
+        }
+        let m = hooks.apply(HookPoint::MlpOut(l), m, step.pos)?;
         hooks.apply(HookPoint::ResidPost(l), (x + m)?, step.pos)
     }
 
@@ -124,6 +140,23 @@ impl Block {
             + self.post_attention_norm.weight.elem_count()
             + self.attn.n_params()
             + self.mlp.n_params()
+            + self
+                .attn_out_norm
+                .as_ref()
+                .map_or(0, |n| n.weight.elem_count())
+            + self
+                .mlp_out_norm
+                .as_ref()
+                .map_or(0, |n| n.weight.elem_count())
+    }
+
+    /// Whether the block is the plain Llama-shaped one (no output norms, SwiGLU, unscaled
+    /// queries): what whole-block kernels compute.
+    pub fn is_plain(&self) -> bool {
+        self.attn_out_norm.is_none()
+            && self.mlp_out_norm.is_none()
+            && self.mlp.act == Activation::Silu
+            && self.attn.q_scale.is_none()
     }
 }
 
@@ -140,6 +173,9 @@ pub(crate) struct Attention {
     pub n_heads: usize,
     pub n_kv_heads: usize,
     pub head_dim: usize,
+    /// Queries multiplied by this before attention (Gemma's `query_pre_attn_scalar`: scores
+    /// scaled by `scalar^-1/2` instead of `head_dim^-1/2`); `None` for 1.
+    pub q_scale: Option<f64>,
 }
 
 impl Attention {
@@ -176,6 +212,9 @@ impl Attention {
             }
             *cache = Some((k.clone(), v.clone()));
         }
+        if let Some(s) = self.q_scale {
+            q = (q * s)?;
+        }
         // RoPE on the queries is part of `ops.attention`, so a kernel may fuse it.
         let out = ops.attention(&q, &k, &v, step)?;
         ops.linear(&self.o, &out)
@@ -191,17 +230,23 @@ impl Attention {
     }
 }
 
-/// The SwiGLU MLP: `down(silu(gate(x)) * up(x))`.
+/// The gated MLP: `down(act(gate(x)) * up(x))` (SwiGLU; GeGLU for Gemma).
 #[derive(Debug, Clone)]
 pub(crate) struct Mlp {
     pub gate: Linear,
     pub up: Linear,
     pub down: Linear,
+    pub act: Activation,
 }
 
-/// The SwiGLU MLP op by op: `down(silu(gate(x)) * up(x))`.
+/// The gated MLP op by op: `down(act(gate(x)) * up(x))`.
 pub(crate) fn swiglu(ops: &dyn DecoderOps, mlp: &Mlp, x: &Tensor) -> Result<Tensor> {
-    let g = ops.linear(&mlp.gate, x)?.silu()?;
+    let g = ops.linear(&mlp.gate, x)?;
+    let g = match mlp.act {
+        Activation::Silu => g.silu()?,
+        // candle's `gelu` is the tanh approximation (PyTorch's `gelu(approximate="tanh")`).
+        Activation::GeluTanh => g.gelu()?,
+    };
     let u = ops.linear(&mlp.up, x)?;
     ops.linear(&mlp.down, &(g * u)?)
 }
@@ -272,12 +317,16 @@ pub(crate) fn load_block(
             n_heads: nq,
             n_kv_heads: nkv,
             head_dim: d,
+            q_scale: None,
         },
         post_attention_norm: w.rms_norm(&format!("{p}.post_attention_layernorm"), h, eps)?,
         mlp: Mlp {
             gate: mlp("gate_proj", h, inner)?,
             up: mlp("up_proj", h, inner)?,
             down: mlp("down_proj", inner, h)?,
+            act: cfg.activation,
         },
+        attn_out_norm: None,
+        mlp_out_norm: None,
     })
 }

@@ -1,5 +1,5 @@
 //! The model definitions: one file per family saying which weights its decoder block has
-//! (`llama.rs` for Llama and Mistral, `qwen2.rs`, `qwen3.rs`), the decoder block they share
+//! (`llama.rs` for Llama and Mistral, `qwen2.rs`, `qwen3.rs`, `gemma3.rs`), the decoder block they share
 //! (`decoder.rs`, hooks applied there), the reference ops (`ops.rs`), and the BERT sentence
 //! embedder (`bert.rs`). A new family adds a file here and a line in [`load_block`].
 //!
@@ -7,6 +7,7 @@
 //! (that is `model::fast`).
 pub mod bert;
 pub(crate) mod decoder;
+pub(crate) mod gemma3;
 mod llama;
 pub(crate) mod ops;
 mod qwen2;
@@ -23,5 +24,6 @@ pub(crate) fn load_block(w: &Weights, cfg: &ModelConfig, l: usize) -> Result<Blo
         Architecture::Llama | Architecture::Mistral => llama::load_block(w, cfg, l),
         Architecture::Qwen2 => qwen2::load_block(w, cfg, l),
         Architecture::Qwen3 => qwen3::load_block(w, cfg, l),
+        Architecture::Gemma3 => gemma3::load_block(w, cfg, l),
     }
 }

@@ -13,6 +13,7 @@ use super::cpu_matmul::{self, PackedLinear};
 use super::grad::{self, GradOps};
 use crate::model::arch::decoder::{swiglu, Block, DecoderOps, Mlp, Step};
 use crate::model::arch::ops::{add_mask, attention_with, Linear, RmsNorm};
+use crate::model::load::config::Activation;
 use crate::model::Result;
 
 /// Which tensors a pack was built from: a linear layer's weight and bias, or the gate and up
@@ -64,13 +65,15 @@ impl Packs {
         packed.forward(x)
     }
 
-    /// `silu(gate(x)) * up(x)` by the CPU kernel, or `None` where it does not apply.
+    /// `silu(gate(x)) * up(x)` by the CPU kernel, or `None` where it does not apply (other
+    /// activations included).
     pub fn gate_up(&self, mlp: &Mlp, x: &Tensor) -> Result<Option<Tensor>> {
         let (gate, up) = (&mlp.gate, &mlp.up);
         let (Some(gw), Some(uw)) = (gate.weight.dense(), up.weight.dense()) else {
             return Ok(None);
         };
         if !cpu_infer::enabled()
+            || mlp.act != Activation::Silu
             || x.track_op()
             || !cpu_f32(x)
             || !cpu_f32(gw)
@@ -193,7 +196,7 @@ impl DecoderOps for Grad<'_> {
     }
 
     fn whole_block(&self, block: &Block, x: &Tensor, step: &Step) -> Result<Option<Tensor>> {
-        if self.kind != GradOps::Block || !x.track_op() {
+        if self.kind != GradOps::Block || !x.track_op() || !block.is_plain() {
             return Ok(None);
         }
         let infer = Infer { packs: self.packs };

@@ -1,4 +1,5 @@
-//! HF `config.json` parsing for the supported decoder families (llama, mistral, qwen2, qwen3).
+//! HF `config.json` parsing for the supported decoder families (llama, mistral, qwen2, qwen3,
+//! gemma3 text models; Gemma's own fields are read by `gemma_config.rs`).
 //!
 //! Reads both the classic layout (`rope_theta` + `rope_scaling`) and the transformers ≥ 5
 //! layout (`rope_parameters`). Only parses and validates: no tensors, no model building.
@@ -9,7 +10,14 @@ use serde::Deserialize;
 use crate::model::{ModelError, Result};
 
 /// The HF `model_type` values this engine reads.
-pub const SUPPORTED_MODEL_TYPES: &[&str] = &["llama", "mistral", "qwen2", "qwen3"];
+pub const SUPPORTED_MODEL_TYPES: &[&str] = &[
+    "llama",
+    "mistral",
+    "qwen2",
+    "qwen3",
+    "gemma3_text",
+    "gemma3",
+];
 
 /// The architecture family of a checkpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -23,6 +31,9 @@ pub enum Architecture {
     Qwen2,
     /// Qwen3 (per-head RMSNorm on q and k, explicit `head_dim`).
     Qwen3,
+    /// Gemma 3 text models (`gemma3_text`; GGUF `gemma3`): norms around attention and MLP,
+    /// `(1 + w)` RMSNorm, GeGLU, scaled embeddings, sliding/global layers.
+    Gemma3,
 }
 
 impl Architecture {
@@ -33,6 +44,7 @@ impl Architecture {
             Architecture::Mistral => "mistral",
             Architecture::Qwen2 => "qwen2",
             Architecture::Qwen3 => "qwen3",
+            Architecture::Gemma3 => "gemma3",
         }
     }
 }
@@ -116,6 +128,32 @@ pub struct ModelConfig {
     pub eos_token_ids: Vec<u32>,
     /// Padding token id.
     pub pad_token_id: Option<u32>,
+    /// Which layers attend through `sliding_window` (Gemma's sliding/global pattern); empty
+    /// when every layer is alike (then `sliding_window`, if any, applies to all: Mistral).
+    pub sliding_layers: Vec<bool>,
+    /// RoPE base of the sliding layers when it differs from `rope_theta` (Gemma 3), unscaled.
+    pub local_rope_theta: Option<f64>,
+    /// Attention scores are scaled by `query_pre_attn_scalar^-1/2` instead of `head_dim^-1/2`.
+    pub query_pre_attn_scalar: Option<f64>,
+    /// Final logits soft-capped as `c * tanh(logits / c)`.
+    pub final_logit_softcapping: Option<f64>,
+    /// The MLP's gate activation.
+    pub activation: Activation,
+    /// Embeddings multiplied by this (Gemma: `sqrt(hidden_size)`).
+    pub embed_scale: Option<f64>,
+    /// Added to every RMSNorm weight on load (Gemma's `(1 + w)` norms: 1 for HF checkpoints, 0
+    /// for GGUF files, whose converter stored `1 + w`).
+    pub norm_weight_offset: f64,
+}
+
+/// The activation of a gated MLP `down(act(gate(x)) * up(x))`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Activation {
+    /// SiLU (SwiGLU: Llama, Mistral, Qwen).
+    Silu,
+    /// GELU, tanh approximation (GeGLU: Gemma's `gelu_pytorch_tanh`).
+    GeluTanh,
 }
 
 /// The raw fields we read; everything optional so that we can name what is missing.
@@ -188,7 +226,11 @@ fn f64_field(path: &Path, obj: &serde_json::Value, key: &str, parent: &str) -> R
         .ok_or_else(|| bad(path, &format!("{parent}.{key}"), "missing or not a number"))
 }
 
-fn parse_scaling(path: &Path, v: &serde_json::Value, parent: &str) -> Result<Option<RopeScaling>> {
+pub(super) fn parse_scaling(
+    path: &Path,
+    v: &serde_json::Value,
+    parent: &str,
+) -> Result<Option<RopeScaling>> {
     if v.is_null() {
         return Ok(None);
     }
@@ -244,19 +286,28 @@ impl ModelConfig {
         let raw: Raw =
             serde_json::from_value(value.clone()).map_err(|e| bad(path, "-", e.to_string()))?;
         let model_type = need(path, "model_type", raw.model_type.clone())?;
-        let architecture = match model_type.as_str() {
-            "llama" => Architecture::Llama,
-            "mistral" => Architecture::Mistral,
-            "qwen2" => Architecture::Qwen2,
-            "qwen3" => Architecture::Qwen3,
-            _ => {
-                return Err(ModelError::UnsupportedArchitecture {
-                    path: path.to_path_buf(),
-                    model_type,
-                    supported: SUPPORTED_MODEL_TYPES.join(", "),
-                })
-            }
-        };
+        let architecture =
+            match model_type.as_str() {
+                "llama" => Architecture::Llama,
+                "mistral" => Architecture::Mistral,
+                "qwen2" => Architecture::Qwen2,
+                "qwen3" => Architecture::Qwen3,
+                "gemma3_text" => Architecture::Gemma3,
+                "gemma3" if value.get("text_config").is_some() => return Err(bad(
+                    path,
+                    "model_type",
+                    "a multimodal Gemma 3 checkpoint (`gemma3` with a `text_config`): steerlab \
+                     reads text models only (`gemma3_text`, or a `gemma3` GGUF file)",
+                )),
+                "gemma3" => Architecture::Gemma3,
+                _ => {
+                    return Err(ModelError::UnsupportedArchitecture {
+                        path: path.to_path_buf(),
+                        model_type,
+                        supported: SUPPORTED_MODEL_TYPES.join(", "),
+                    })
+                }
+            };
         let hidden_size = need(path, "hidden_size", raw.hidden_size)?;
         let num_attention_heads = need(path, "num_attention_heads", raw.num_attention_heads)?;
         let num_hidden_layers = need(path, "num_hidden_layers", raw.num_hidden_layers)?;
@@ -277,7 +328,15 @@ impl ModelConfig {
                 ),
             ));
         }
-        let head_dim = match raw.head_dim {
+        let gemma = match architecture {
+            Architecture::Gemma3 => Some(super::gemma_config::GemmaFields::read(
+                value,
+                path,
+                num_hidden_layers,
+            )?),
+            _ => None,
+        };
+        let head_dim = match raw.head_dim.or(gemma.as_ref().map(|_| 256)) {
             Some(d) => d,
             None => {
                 if hidden_size % num_attention_heads != 0 {
@@ -297,7 +356,7 @@ impl ModelConfig {
                 format!("{head_dim} must be even for RoPE"),
             ));
         }
-        if let Some(act) = &raw.hidden_act {
+        if let (Some(act), None) = (&raw.hidden_act, &gemma) {
             if act != "silu" {
                 return Err(bad(
                     path,
@@ -308,6 +367,10 @@ impl ModelConfig {
         }
         // transformers >= 5 moves rope_theta and rope_scaling into `rope_parameters`.
         let (rope_theta, rope_scaling) = match &raw.rope_parameters {
+            _ if gemma.is_some() => {
+                let g = gemma.as_ref().expect("checked");
+                (g.rope_theta, g.rope_scaling.clone())
+            }
             Some(p) if !p.is_null() => {
                 let theta = p
                     .get("rope_theta")
@@ -341,9 +404,10 @@ impl ModelConfig {
         let (qkv_bias, o_bias, qk_norm) = match architecture {
             Architecture::Llama | Architecture::Mistral => (attention_bias, attention_bias, false),
             Architecture::Qwen2 => (true, false, false),
-            Architecture::Qwen3 => (attention_bias, attention_bias, true),
+            Architecture::Qwen3 | Architecture::Gemma3 => (attention_bias, attention_bias, true),
         };
         let sliding_window = match architecture {
+            Architecture::Gemma3 => gemma.as_ref().map(|g| g.sliding_window),
             Architecture::Mistral => match &raw.sliding_window {
                 None | Some(serde_json::Value::Null) => None,
                 Some(v) => Some(
@@ -376,7 +440,7 @@ impl ModelConfig {
             rope_theta,
             rope_scaling,
             max_position_embeddings: raw.max_position_embeddings.unwrap_or(4096),
-            tie_word_embeddings: raw.tie_word_embeddings.unwrap_or(false),
+            tie_word_embeddings: raw.tie_word_embeddings.unwrap_or(gemma.is_some()),
             qkv_bias,
             o_bias,
             mlp_bias: raw.mlp_bias.unwrap_or(false)
@@ -390,6 +454,19 @@ impl ModelConfig {
             pad_token_id: token_ids(path, "pad_token_id", &raw.pad_token_id)?
                 .first()
                 .copied(),
+            sliding_layers: gemma
+                .as_ref()
+                .map(|g| g.sliding_layers.clone())
+                .unwrap_or_default(),
+            local_rope_theta: gemma.as_ref().map(|g| g.local_rope_theta),
+            query_pre_attn_scalar: gemma.as_ref().map(|g| g.query_pre_attn_scalar),
+            final_logit_softcapping: gemma.as_ref().and_then(|g| g.final_logit_softcapping),
+            activation: match &gemma {
+                Some(_) => Activation::GeluTanh,
+                None => Activation::Silu,
+            },
+            embed_scale: gemma.as_ref().map(|_| (hidden_size as f64).sqrt()),
+            norm_weight_offset: gemma.as_ref().map_or(0.0, |g| g.norm_weight_offset),
         };
         super::validate::config(&config, path)?;
         Ok(config)
@@ -413,6 +490,26 @@ impl ModelConfig {
         let value: serde_json::Value = serde_json::from_str(&text)
             .map_err(|e| bad(path, &format!("line {}", e.line()), e.to_string()))?;
         Self::from_json(&value, path)
+    }
+
+    /// Whether layer `l` attends through the sliding window only.
+    pub fn layer_is_sliding(&self, l: usize) -> bool {
+        match self.sliding_layers.get(l) {
+            Some(&s) => s,
+            None => self.sliding_layers.is_empty() && self.sliding_window.is_some(),
+        }
+    }
+
+    /// RoPE inverse frequencies of the sliding layers when they have their own base (Gemma 3:
+    /// unscaled), else `None` (every layer uses [`ModelConfig::rope_inv_freq`]).
+    pub fn local_rope_inv_freq(&self) -> Option<Vec<f64>> {
+        let theta = self.local_rope_theta?;
+        let dim = self.head_dim;
+        Some(
+            (0..dim / 2)
+                .map(|i| 1.0 / theta.powf((2 * i) as f64 / dim as f64))
+                .collect(),
+        )
     }
 
     /// RoPE inverse frequencies (length `head_dim / 2`), with scaling applied.

@@ -6,7 +6,7 @@
 //!
 //! Architectures ([`SUPPORTED_GGUF_ARCHITECTURES`]): `llama` (also Mistral files; Llama 3.1's
 //! `rope_freqs.weight` is read as per-frequency RoPE factors), `qwen2` (q/k/v biases) and
-//! `qwen3` (q/k norms). This module must not build or run models: the engine loads the returned
+//! `qwen3` (q/k norms), `gemma3` (its keys and norm names in `gguf_gemma.rs`). This module must not build or run models: the engine loads the returned
 //! tensors like an HF safetensors folder.
 use crate::model::fast::quant::{self, QMatrix};
 use crate::model::tokenizer::TextTokenizer;
@@ -36,7 +36,7 @@ pub struct GgufContents {
 const GGUF_MAGIC: &[u8; 4] = b"GGUF";
 
 /// The `general.architecture` values this loader reads.
-pub const SUPPORTED_GGUF_ARCHITECTURES: &[&str] = &["llama", "qwen2", "qwen3"];
+pub const SUPPORTED_GGUF_ARCHITECTURES: &[&str] = &["llama", "qwen2", "qwen3", "gemma3"];
 
 fn bad(path: &Path, field: impl Into<String>, message: impl Into<String>) -> ModelError {
     ModelError::BadFile {
@@ -100,6 +100,17 @@ pub fn read_gguf_header(path: &Path) -> Result<Content> {
 /// `model.layers.3.self_attn.q_proj.weight`), or `None` for names those layouts lack
 /// (`rope_freqs.weight` is not a weight of the model: [`read_gguf`] reads it into the config).
 pub fn hf_tensor_name(gguf_name: &str) -> Option<String> {
+    hf_tensor_name_for("llama", gguf_name)
+}
+
+/// [`hf_tensor_name`] for the architecture `arch` (Gemma's four norms per block have their own
+/// names: see `gguf_gemma.rs`).
+pub fn hf_tensor_name_for(arch: &str, gguf_name: &str) -> Option<String> {
+    if arch == "gemma3" {
+        if let Some(hf) = super::gguf_gemma::hf_norm_name(gguf_name) {
+            return Some(hf);
+        }
+    }
     match gguf_name {
         "token_embd.weight" => return Some("model.embed_tokens.weight".into()),
         "output_norm.weight" => return Some("model.norm.weight".into()),
@@ -130,7 +141,7 @@ pub fn hf_tensor_name(gguf_name: &str) -> Option<String> {
     Some(format!("model.layers.{layer}.{hf}.{kind}"))
 }
 
-fn md_int(content: &Content, path: &Path, key: &str) -> Result<Option<u64>> {
+pub(super) fn md_int(content: &Content, path: &Path, key: &str) -> Result<Option<u64>> {
     use Value::*;
     let Some(v) = content.metadata.get(key) else {
         return Ok(None);
@@ -155,7 +166,7 @@ fn md_int(content: &Content, path: &Path, key: &str) -> Result<Option<u64>> {
     })
 }
 
-fn md_float(content: &Content, path: &Path, key: &str) -> Result<Option<f64>> {
+pub(super) fn md_float(content: &Content, path: &Path, key: &str) -> Result<Option<f64>> {
     use Value::*;
     let Some(v) = content.metadata.get(key) else {
         return Ok(None);
@@ -167,7 +178,7 @@ fn md_float(content: &Content, path: &Path, key: &str) -> Result<Option<f64>> {
     }
 }
 
-fn md_str<'a>(content: &'a Content, path: &Path, key: &str) -> Result<Option<&'a str>> {
+pub(super) fn md_str<'a>(content: &'a Content, path: &Path, key: &str) -> Result<Option<&'a str>> {
     match content.metadata.get(key) {
         None => Ok(None),
         Some(v) => v
@@ -351,9 +362,10 @@ pub fn gguf_config(content: &Content, path: &Path) -> Result<serde_json::Value> 
     let hf_class = match arch.as_str() {
         "qwen2" => "Qwen2ForCausalLM",
         "qwen3" => "Qwen3ForCausalLM",
+        "gemma3" => "Gemma3ForCausalLM",
         _ => "LlamaForCausalLM",
     };
-    Ok(serde_json::json!({
+    let mut config = serde_json::json!({
         "model_type": arch,
         "architectures": [hf_class],
         "hidden_size": hidden,
@@ -374,7 +386,11 @@ pub fn gguf_config(content: &Content, path: &Path) -> Result<serde_json::Value> 
         "bos_token_id": tok_id("tokenizer.ggml.bos_token_id")?,
         "eos_token_id": tok_id("tokenizer.ggml.eos_token_id")?,
         "pad_token_id": tok_id("tokenizer.ggml.padding_token_id")?,
-    }))
+    });
+    if arch == "gemma3" {
+        super::gguf_gemma::add_config(content, path, &mut config)?;
+    }
+    Ok(config)
 }
 
 /// Undoes llama.cpp's Q/K permutation: the rows of each head were reordered from HF's
@@ -457,7 +473,7 @@ pub fn read_gguf_with(
     names.sort();
     for name in &names {
         let info = &content.tensor_infos[*name];
-        let hf = match hf_tensor_name(name) {
+        let hf = match hf_tensor_name_for(&arch, name) {
             Some(hf) => hf,
             None if name.as_str() == "rope_freqs.weight" => String::new(),
             None => {
@@ -529,9 +545,14 @@ pub fn read_gguf_with(
         ] {
             expected.push((format!("blk.{l}.{part}.weight"), shape));
         }
-        if arch == "qwen3" {
+        if arch == "qwen3" || arch == "gemma3" {
             for part in ["attn_q_norm", "attn_k_norm"] {
                 expected.push((format!("blk.{l}.{part}.weight"), vec![head_dim]));
+            }
+        }
+        if arch == "gemma3" {
+            for part in ["post_attention_norm", "post_ffw_norm"] {
+                expected.push((format!("blk.{l}.{part}.weight"), vec![hidden]));
             }
         }
         if arch == "qwen2" {
@@ -599,7 +620,7 @@ pub fn read_gguf_with(
             }
         }
         let mut t = q.dequantize(&Device::Cpu).map_err(ctx)?;
-        let Some(hf) = hf_tensor_name(name) else {
+        let Some(hf) = hf_tensor_name_for(&arch, name) else {
             // rope_freqs.weight (the only other name past the check above): per-frequency
             // divisors of the rotary frequencies, as llama.cpp applies them.
             let factors: Vec<f32> = t.flatten_all().and_then(|t| t.to_vec1()).map_err(ctx)?;

@@ -3,8 +3,10 @@
 //! options. Produces a [`Source`] and named [`Weights`] that `Model::build` turns into blocks
 //! through `model::arch`. Must not run models or know which weights a family has.
 pub mod config;
+mod gemma_config;
 pub mod gguf;
 pub mod gguf_check;
+mod gguf_gemma;
 mod hf;
 pub mod hf_cache;
 mod options;
