@@ -146,7 +146,7 @@ pub fn verify_cmd(a: VerifyArgs) -> Result<()> {
     }
     let hash = crate::steer::verify::content_hash(&v);
     let stored = v.meta.extra.get("steerlab.content_hash").cloned();
-    let (model, tok) = crate::cli::steer_cmd::load_model(a.model.as_deref())?;
+    let (model, tok) = crate::cli::steer_cmd::load_model(a.model.as_deref(), "f32")?;
     let pairs = prepare::contrasts(&tok, &records, false)
         .with_context(|| format!("{}", a.data.display()))?;
     if pairs.is_empty() {
@@ -229,7 +229,7 @@ pub fn cast_cmd(a: CastArgs) -> Result<()> {
             skip.len()
         );
     }
-    let (model, tok) = crate::cli::steer_cmd::load_model(a.model.as_deref())?;
+    let (model, tok) = crate::cli::steer_cmd::load_model(a.model.as_deref(), "f32")?;
     c.check_model(model.hidden_size(), model.n_layers())?;
     let mut seqs = Vec::new();
     let mut labels = Vec::new();
@@ -380,7 +380,7 @@ fn plan(a: &SweepArgs) -> Result<Plan> {
             recs.iter().map(|r| r.prompt()).collect()
         }
     };
-    let (model, tok) = crate::cli::steer_cmd::load_model(a.model.as_deref())?;
+    let (model, tok) = crate::cli::steer_cmd::load_model(a.model.as_deref(), "f32")?;
     let layers: Vec<usize> = if a.layers.trim().eq_ignore_ascii_case("all") {
         (0..model.n_layers()).collect()
     } else {
