@@ -326,7 +326,7 @@ fn imported_features_tokens_lens_and_vector() {
     let mut all: Vec<Vec<(f32, usize, usize)>> = vec![Vec::new(); 3];
     for (ti, t) in texts.iter().enumerate() {
         let ids = tok.encode(t, true).unwrap();
-        let batch = Batch::from_sequences(&[ids.clone()], 0, model.device()).unwrap();
+        let batch = Batch::from_sequences(std::slice::from_ref(&ids), 0, model.device()).unwrap();
         let r = model.forward_to(2, &batch, &mut Hooks::new()).unwrap();
         let r = r.to_vec3::<f32>().unwrap().remove(0);
         let from = usize::from(tok.bos_token_id() == ids.first().copied());

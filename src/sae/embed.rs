@@ -147,3 +147,27 @@ pub fn f32_safetensors(
         .collect::<Result<_, _>>()?;
     safetensors::serialize(views, metadata)
 }
+
+/// Where an `llm` embedder reads: the model's name and the block whose output is pooled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LlmSite {
+    /// Model name as the embedder recorded it.
+    pub model: String,
+    /// 0-based block index (`blocks.{layer}.hook_resid_post`).
+    pub layer: usize,
+}
+
+/// Parses an embedder id written by [`super::llm::LlmEmbedder`]
+/// (`llm:<model name>:resid_post:<layer>`); None for other embedders (MiniLM, test embedders).
+pub fn parse_llm_embedder(id: &str) -> Option<LlmSite> {
+    let rest = id.strip_prefix("llm:")?;
+    let mut parts = rest.rsplitn(3, ':');
+    let layer = parts.next()?.parse().ok()?;
+    if parts.next()? != "resid_post" {
+        return None;
+    }
+    Some(LlmSite {
+        model: parts.next()?.to_string(),
+        layer,
+    })
+}

@@ -728,7 +728,7 @@ pub fn sha256_file(path: &Path) -> Result<String, SaeError> {
 /// The SAELens `hook_name` of an embedder: `blocks.L.hook_resid_post` for an `llm` embedder
 /// (pooled over tokens), `sentence_embedding` otherwise.
 pub fn hook_name_of(embedder_id: &str) -> String {
-    match super::link::parse_llm_embedder(embedder_id) {
+    match super::embed::parse_llm_embedder(embedder_id) {
         Some(site) => format!("blocks.{}.hook_resid_post", site.layer),
         None => "sentence_embedding".into(),
     }
@@ -737,7 +737,7 @@ pub fn hook_name_of(embedder_id: &str) -> String {
 /// The model name of an embedder id for `metadata.model_name` (`llm:NAME:…` → NAME,
 /// `minilm:…` → the portable folder name).
 pub fn model_name_of(embedder_id: &str) -> String {
-    if let Some(site) = super::link::parse_llm_embedder(embedder_id) {
+    if let Some(site) = super::embed::parse_llm_embedder(embedder_id) {
         return site.model;
     }
     let p = portable_embedder_id(embedder_id);
