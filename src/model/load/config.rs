@@ -468,7 +468,7 @@ impl ModelConfig {
             embed_scale: gemma.as_ref().map(|_| (hidden_size as f64).sqrt()),
             norm_weight_offset: gemma.as_ref().map_or(0.0, |g| g.norm_weight_offset),
         };
-        super::validate::config(&config, path)?;
+        config.check_numbers(path)?;
         Ok(config)
     }
 
@@ -548,5 +548,98 @@ impl ModelConfig {
                     .collect()
             }
         }
+    }
+}
+
+// Numbers from a file, checked where they enter (issue 17).
+impl ModelConfig {
+    /// Checks the numbers of a parsed configuration: sizes and context at least 1, RoPE base and
+    /// scaling factors finite and positive, RMSNorm epsilon finite and not negative, a sliding
+    /// window of at least one token.
+    fn check_numbers(&self, path: &Path) -> Result<()> {
+        let c = self;
+        for (field, v) in [
+            ("num_hidden_layers", c.num_hidden_layers),
+            ("intermediate_size", c.intermediate_size),
+            ("vocab_size", c.vocab_size),
+            ("head_dim", c.head_dim),
+            ("max_position_embeddings", c.max_position_embeddings),
+        ] {
+            if v == 0 {
+                return Err(bad(path, field, "0: must be at least 1"));
+            }
+        }
+        if c.sliding_window == Some(0) {
+            return Err(bad(
+                path,
+                "sliding_window",
+                "0: a window must hold at least one token (null turns it off)",
+            ));
+        }
+        positive(path, "rope_theta", c.rope_theta)?;
+        if !(c.rms_norm_eps.is_finite() && c.rms_norm_eps >= 0.0) {
+            return Err(bad(
+                path,
+                "rms_norm_eps",
+                format!("{}: must be a finite number, 0 or more", c.rms_norm_eps),
+            ));
+        }
+        match &c.rope_scaling {
+            None | Some(RopeScaling::Factors { .. }) => {}
+            Some(RopeScaling::Linear { factor }) => positive(path, "rope_scaling.factor", *factor)?,
+            Some(RopeScaling::Llama3 {
+                factor,
+                low_freq_factor,
+                high_freq_factor,
+                original_max_position_embeddings,
+            }) => {
+                positive(path, "rope_scaling.factor", *factor)?;
+                positive(path, "rope_scaling.low_freq_factor", *low_freq_factor)?;
+                positive(path, "rope_scaling.high_freq_factor", *high_freq_factor)?;
+                positive(
+                    path,
+                    "rope_scaling.original_max_position_embeddings",
+                    *original_max_position_embeddings,
+                )?;
+                if high_freq_factor <= low_freq_factor {
+                    return Err(bad(
+                        path,
+                        "rope_scaling.high_freq_factor",
+                        format!(
+                            "{high_freq_factor} must be above low_freq_factor {low_freq_factor} \
+                         (the smoothing band divides by their difference)"
+                        ),
+                    ));
+                }
+            }
+        }
+        // Each inverse frequency must come out finite and positive (a huge base underflows).
+        if let Some(i) = c
+            .rope_inv_freq()
+            .iter()
+            .position(|f| !(f.is_finite() && *f > 0.0))
+        {
+            return Err(bad(
+                path,
+                "rope_theta",
+                format!(
+                    "{}: RoPE frequency {i} is not a finite positive number",
+                    c.rope_theta
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn positive(path: &Path, field: &str, v: f64) -> Result<()> {
+    if v.is_finite() && v > 0.0 {
+        Ok(())
+    } else {
+        Err(bad(
+            path,
+            field,
+            format!("{v}: must be a finite number above 0"),
+        ))
     }
 }

@@ -1,12 +1,13 @@
-//! Numbers checked where they enter the engine: a parsed configuration (positive, finite,
-//! consistent), a safetensors checkpoint against its configuration (tensor dtypes, block count),
-//! and each weight tensor as it is loaded (no NaN or infinity). Every error names the file and
+//! Numbers checked where they enter the engine (the configuration's own numbers are checked by
+//! `ModelConfig::from_json`): a safetensors checkpoint against its configuration (tensor dtypes,
+//! block count), each weight tensor as it is loaded (no NaN or infinity), and input lengths
+//! against the context. Every error names the file and
 //! the field or tensor. Only checks: builds nothing and changes no value.
 use std::path::Path;
 
 use candle_core::{DType, Tensor};
 
-use super::config::{ModelConfig, RopeScaling};
+use super::config::ModelConfig;
 use crate::model::{ModelError, Result};
 
 fn bad(path: &Path, field: &str, message: impl Into<String>) -> ModelError {
@@ -15,95 +16,6 @@ fn bad(path: &Path, field: &str, message: impl Into<String>) -> ModelError {
         field: field.to_string(),
         message: message.into(),
     }
-}
-
-fn positive(path: &Path, field: &str, v: f64) -> Result<()> {
-    if v.is_finite() && v > 0.0 {
-        Ok(())
-    } else {
-        Err(bad(
-            path,
-            field,
-            format!("{v}: must be a finite number above 0"),
-        ))
-    }
-}
-
-/// Checks the numbers of a parsed configuration: sizes and context at least 1, RoPE base and
-/// scaling factors finite and positive, RMSNorm epsilon finite and not negative, a sliding
-/// window of at least one token.
-pub(crate) fn config(c: &ModelConfig, path: &Path) -> Result<()> {
-    for (field, v) in [
-        ("num_hidden_layers", c.num_hidden_layers),
-        ("intermediate_size", c.intermediate_size),
-        ("vocab_size", c.vocab_size),
-        ("head_dim", c.head_dim),
-        ("max_position_embeddings", c.max_position_embeddings),
-    ] {
-        if v == 0 {
-            return Err(bad(path, field, "0: must be at least 1"));
-        }
-    }
-    if c.sliding_window == Some(0) {
-        return Err(bad(
-            path,
-            "sliding_window",
-            "0: a window must hold at least one token (null turns it off)",
-        ));
-    }
-    positive(path, "rope_theta", c.rope_theta)?;
-    if !(c.rms_norm_eps.is_finite() && c.rms_norm_eps >= 0.0) {
-        return Err(bad(
-            path,
-            "rms_norm_eps",
-            format!("{}: must be a finite number, 0 or more", c.rms_norm_eps),
-        ));
-    }
-    match &c.rope_scaling {
-        None | Some(RopeScaling::Factors { .. }) => {}
-        Some(RopeScaling::Linear { factor }) => positive(path, "rope_scaling.factor", *factor)?,
-        Some(RopeScaling::Llama3 {
-            factor,
-            low_freq_factor,
-            high_freq_factor,
-            original_max_position_embeddings,
-        }) => {
-            positive(path, "rope_scaling.factor", *factor)?;
-            positive(path, "rope_scaling.low_freq_factor", *low_freq_factor)?;
-            positive(path, "rope_scaling.high_freq_factor", *high_freq_factor)?;
-            positive(
-                path,
-                "rope_scaling.original_max_position_embeddings",
-                *original_max_position_embeddings,
-            )?;
-            if high_freq_factor <= low_freq_factor {
-                return Err(bad(
-                    path,
-                    "rope_scaling.high_freq_factor",
-                    format!(
-                        "{high_freq_factor} must be above low_freq_factor {low_freq_factor} \
-                         (the smoothing band divides by their difference)"
-                    ),
-                ));
-            }
-        }
-    }
-    // Each inverse frequency must come out finite and positive (a huge base underflows).
-    if let Some(i) = c
-        .rope_inv_freq()
-        .iter()
-        .position(|f| !(f.is_finite() && *f > 0.0))
-    {
-        return Err(bad(
-            path,
-            "rope_theta",
-            format!(
-                "{}: RoPE frequency {i} is not a finite positive number",
-                c.rope_theta
-            ),
-        ));
-    }
-    Ok(())
 }
 
 /// The block index of an HF tensor name (`model.layers.7.mlp.up_proj.weight` → 7).
