@@ -111,8 +111,9 @@ fn features_panel_trains_browses_links_and_exports() {
     // |activation| of the feature where it fires (computed here from the activations).
     let vpath = tmp.path().join("feature.safetensors");
     picker.push(Some(vpath.clone()));
-    // Below the table at 1280 px: scrolled to first.
-    common::click(&mut h, "Use as steering vector");
+    // Below the table at 1280 px: an accessibility click works wherever it is scrolled.
+    h.get_by_label("Use as steering vector").click_accesskit();
+    h.run_steps(2);
     let v = steerlab::steer::SteeringVector::load(&vpath).unwrap();
     let m = want.sae.d_sae;
     let col: Vec<f64> = (0..want.ids.len())

@@ -295,6 +295,11 @@ fn steer_panel_holds_with_long_vector_names_answers_and_plots() {
         }
         h.run_steps(4);
         assert_layout(&h, size, "Steer");
+        // An estimate before BiPO starts (token counts × measured per-token costs).
+        assert!(
+            common::shows(&h, "estimate about"),
+            "no BiPO estimate shown"
+        );
         // CAA greys out the BiPO-only settings.
         h.state_mut().state.steer.settings.method = steerlab::steer::Method::Caa;
         h.run_steps(2);

@@ -94,6 +94,13 @@ fn sidebar_lists_unsaved_vectors_and_clicking_one_loads_it_in_the_steer_panel() 
         .is_none());
 }
 
+/// Clicks the sidebar button of a panel (its title is also a heading in some panels).
+fn panel_button(h: &mut common::App, title: &str) {
+    h.get_by_role_and_label(egui::accesskit::Role::Button, title)
+        .click();
+    h.run_steps(2);
+}
+
 #[test]
 fn evaluation_defaults_to_the_held_out_side_and_never_to_the_training_data() {
     let tmp = tempfile::tempdir().unwrap();
@@ -116,9 +123,9 @@ fn evaluation_defaults_to_the_held_out_side_and_never_to_the_training_data() {
     h.run_steps(2);
 
     // Split in the Data panel: the default becomes the held-out side.
-    common::click(&mut h, "Data");
+    panel_button(&mut h, "Data");
     common::click(&mut h, "Split");
-    common::click(&mut h, "Steer");
+    panel_button(&mut h, "Steer");
     h.run_steps(2);
     assert_eq!(
         h.state().state.steer.eval_source,

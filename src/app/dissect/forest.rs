@@ -181,7 +181,7 @@ fn numbers_grid(
                 for f in &g.factors {
                     ui.label(&g.label);
                     if ui
-                        .link(clip(&f.label, 40))
+                        .link(&f.label)
                         .on_hover_text(format!("{}: show this factor's top pairs", f.label))
                         .clicked()
                     {

@@ -36,8 +36,17 @@ pub struct SteerPanel {
     estimate: Option<(EstimateKey, Option<f64>)>,
 }
 
-/// What a BiPO estimate depends on: data file, records, epochs, batch, layers, objective.
-type EstimateKey = (std::path::PathBuf, usize, usize, usize, String, String);
+/// What a BiPO estimate depends on: model, data file, records, epochs, batch, layers,
+/// objective.
+type EstimateKey = (
+    Option<std::path::PathBuf>,
+    std::path::PathBuf,
+    usize,
+    usize,
+    usize,
+    String,
+    String,
+);
 
 fn data_filter() -> Vec<FileFilter> {
     vec![FileFilter::datasets()]
@@ -315,6 +324,7 @@ impl SteerPanel {
                 let total = b.total_steps(recs.len());
                 let s = &state.steer.settings;
                 let key = (
+                    state.model.as_ref().map(|m| m.path.clone()),
                     path,
                     recs.len(),
                     b.epochs,
