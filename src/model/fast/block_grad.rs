@@ -131,7 +131,7 @@ fn backward(block: &Block, s: &Saved, dy: &Tensor) -> Result<Tensor> {
     let dy = dy.to_dtype(dt)?;
     // MLP: m = down(silu(g) * u), g = gate(h2), u = up(h2); silu' = sig (1 + g (1 - sig)).
     let da = timed(dev, "bwd: mlp down", || {
-        Ok(block.mlp.down.weight.backward_input(&dy)?)
+        block.mlp.down.weight.backward_input(&dy)
     })?;
     let (dg, du) = timed(dev, "bwd: swiglu", || {
         let g = s.gate.flatten_to(1)?;
@@ -158,9 +158,7 @@ fn backward(block: &Block, s: &Saved, dy: &Tensor) -> Result<Tensor> {
         rms_backward_plus(&s.x2, &block.post_attention_norm, &dh2, &dy)
     })?;
     // Attention.
-    let datt = timed(dev, "bwd: attn o", || {
-        Ok(a.o.weight.backward_input(&dx2)?)
-    })?;
+    let datt = timed(dev, "bwd: attn o", || a.o.weight.backward_input(&dx2))?;
     let (dq, dk, dv) = timed(dev, "bwd: attn core", || {
         Ok(grad::attention_backward(
             &s.attn,

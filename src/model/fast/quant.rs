@@ -403,6 +403,13 @@ struct OutPtr(*mut f32);
 unsafe impl Send for OutPtr {}
 unsafe impl Sync for OutPtr {}
 
+impl OutPtr {
+    /// The pointer (a method, so closures capture the whole `Sync` wrapper).
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
 /// Forward for few rows: each work item dequantizes [`DOT_ROWS`] rows of `W` one at a time
 /// and dots them with every row of `x`.
 fn fwd_dot<T: GgmlType>(w: &[T], n: usize, k: usize, x: &[f32], m: usize, out: &mut [f32]) {
@@ -410,7 +417,6 @@ fn fwd_dot<T: GgmlType>(w: &[T], n: usize, k: usize, x: &[f32], m: usize, out: &
     let op = OutPtr(out.as_mut_ptr());
     let items = n.div_ceil(DOT_ROWS);
     par(items, n * k * m, |range| {
-        let op = op;
         let mut row = vec![0f32; k];
         for item in range {
             for r in item * DOT_ROWS..n.min(item * DOT_ROWS + DOT_ROWS) {
@@ -418,7 +424,7 @@ fn fwd_dot<T: GgmlType>(w: &[T], n: usize, k: usize, x: &[f32], m: usize, out: &
                 for i in 0..m {
                     let v = dot(&x[i * k..(i + 1) * k], &row);
                     // SAFETY: (i, r) is written only by the item owning row r; in bounds.
-                    unsafe { *op.0.add(i * n + r) = v };
+                    unsafe { *op.get().add(i * n + r) = v };
                 }
             }
         }
@@ -453,7 +459,6 @@ fn fwd_tiled<T: GgmlType>(
     }
     let op = OutPtr(out.as_mut_ptr());
     par(n.div_ceil(GROUP_ROWS), n * k * m, |range| {
-        let op = op;
         let mut panels = AlignedBuf::zeros(GROUP_ROWS * k);
         let mut rows = vec![0f32; NR * k];
         for g in range {
@@ -484,7 +489,7 @@ fn fwd_tiled<T: GgmlType>(
                     k,
                     nt,
                     None,
-                    op.0.add(r0),
+                    op.get().add(r0),
                     n,
                     0..np,
                 )
@@ -501,7 +506,6 @@ fn bwd_axpy<T: GgmlType>(w: &[T], n: usize, k: usize, dy: &[f32], m: usize, out:
     let bpr = k / bs;
     let op = OutPtr(out.as_mut_ptr());
     par(bpr, n * k * m, |range| {
-        let op = op;
         let (c0, c1) = (range.start * bs, range.end * bs);
         let mut seg = vec![0f32; c1 - c0];
         let mut acc = vec![0f32; m * (c1 - c0)];
@@ -518,7 +522,7 @@ fn bwd_axpy<T: GgmlType>(w: &[T], n: usize, k: usize, dy: &[f32], m: usize, out:
         for i in 0..m {
             for (j, v) in acc[i * (c1 - c0)..(i + 1) * (c1 - c0)].iter().enumerate() {
                 // SAFETY: columns c0..c1 belong to this item only; in bounds.
-                unsafe { *op.0.add(i * k + c0 + j) = *v };
+                unsafe { *op.get().add(i * k + c0 + j) = *v };
             }
         }
     });
@@ -544,7 +548,6 @@ fn bwd_tiled<T: GgmlType>(
     let op = OutPtr(out.as_mut_ptr());
     let np = bs.div_ceil(NR);
     par(bpr, n * k * m, |range| {
-        let op = op;
         let mut panels = AlignedBuf::zeros(np * n * NR);
         let mut seg = vec![0f32; bs];
         for cb in range {
@@ -568,7 +571,7 @@ fn bwd_tiled<T: GgmlType>(
                     n,
                     bs,
                     None,
-                    op.0.add(cb * bs),
+                    op.get().add(cb * bs),
                     k,
                     0..np,
                 )
@@ -601,8 +604,8 @@ fn dot_lanes(a: &[f32], b: &[f32]) -> f32 {
     let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
     let (ra, rb) = (ca.remainder(), cb.remainder());
     for (x, y) in ca.zip(cb) {
-        for l in 0..16 {
-            acc[l] = x[l].mul_add(y[l], acc[l]);
+        for ((s, x), y) in acc.iter_mut().zip(x).zip(y) {
+            *s = x.mul_add(*y, *s);
         }
     }
     let mut s: f32 = acc.iter().sum();
