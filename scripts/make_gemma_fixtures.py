@@ -2,6 +2,9 @@
 """Tiny seeded random-init Gemma 3 text model (transformers) and its references, for the parity
 tests of the gemma3 family (tests/engine_hf.rs, tests/engine_grad.rs, tests/gguf_families.rs).
 
+Also writes tests/fixtures/models/gemma2/ (Gemma 2: no q/k norms, soft-capped attention scores,
+alternating sliding/global layers), HF folder and reference only.
+
 Writes tests/fixtures/models/gemma3/ in the layout of scripts/make_model_fixtures.py:
   config.json, model.safetensors      the model as HF saves it (f32): 3 layers, sliding window 4
                                       on layers 0 and 2 and full attention on layer 1, two RoPE
@@ -97,10 +100,48 @@ def run(model, ids, mask=None):
     return out.logits, got
 
 
-def write_hf(model):
-    os.makedirs(OUT, exist_ok=True)
-    model.save_pretrained(OUT, safe_serialization=True)
-    gen_cfg = os.path.join(OUT, "generation_config.json")
+def build_gemma2():
+    """Gemma 2: no q/k norms, attention scores soft-capped (cap 2, small enough to bind), even
+    layers sliding (window 4), one RoPE base."""
+    cfg = AutoConfig.for_model(
+        "gemma2",
+        hidden_size=64,
+        intermediate_size=96,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=24,
+        vocab_size=96,
+        max_position_embeddings=128,
+        rms_norm_eps=1e-6,
+        hidden_activation="gelu_pytorch_tanh",
+        query_pre_attn_scalar=32,
+        sliding_window=4,
+        attn_logit_softcapping=2.0,
+        final_logit_softcapping=8.0,
+        rope_theta=1000.0,
+        tie_word_embeddings=True,
+        bos_token_id=2,
+        eos_token_id=1,
+        pad_token_id=0,
+    )
+    torch.manual_seed(2027)
+    model = AutoModelForCausalLM.from_config(cfg, attn_implementation="eager").float().eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" in name:
+                p.copy_(0.2 * torch.randn_like(p))
+            elif "embed_tokens" in name:
+                p.copy_(torch.randn_like(p) / 8.0)
+            else:
+                p.copy_(torch.randn_like(p) / p.shape[-1] ** 0.5)
+    return model
+
+
+def write_hf(model, out=OUT):
+    os.makedirs(out, exist_ok=True)
+    model.save_pretrained(out, safe_serialization=True)
+    gen_cfg = os.path.join(out, "generation_config.json")
     if os.path.exists(gen_cfg):
         os.remove(gen_cfg)
     n = model.config.num_hidden_layers
@@ -127,8 +168,8 @@ def write_hf(model):
         gen = model.generate(torch.tensor([PROMPTS[0]]), max_new_tokens=8, do_sample=False,
                              eos_token_id=None, pad_token_id=0)
     ref["generated_0"] = gen[0, len(PROMPTS[0]):]
-    save_file({k: v.contiguous() for k, v in ref.items()}, os.path.join(OUT, "reference.safetensors"))
-    print(f"gemma3: generated={ref['generated_0'].tolist()}")
+    save_file({k: v.contiguous() for k, v in ref.items()}, os.path.join(out, "reference.safetensors"))
+    print(f"{os.path.basename(out)}: generated={ref['generated_0'].tolist()}")
 
 
 GGUF_NAMES = {
@@ -216,6 +257,7 @@ def main():
     model = build()
     write_hf(model)
     write_gguf(model)
+    write_hf(build_gemma2(), os.path.join(ROOT, "tests", "fixtures", "models", "gemma2"))
     import transformers
     print(f"torch {torch.__version__}, transformers {transformers.__version__}", file=sys.stderr)
 

@@ -99,7 +99,7 @@ fn check_gradient(arch: &str, point: HookPoint, dtype: DType, eps: f64, tol: f64
 
 #[test]
 fn gradient_at_resid_post_0_matches_finite_differences_f64() {
-    for arch in ["llama", "qwen2", "qwen3", "mistral", "gemma3"] {
+    for arch in ["llama", "qwen2", "qwen3", "mistral", "gemma2", "gemma3"] {
         check_gradient(arch, HookPoint::ResidPost(0), DType::F64, 1e-5, 1e-6);
     }
 }
@@ -123,7 +123,9 @@ fn gradient_reaches_every_hook_kind() {
 
 #[test]
 fn composed_and_fused_paths_agree() {
-    for arch in ["llama", "llama3", "mistral", "qwen2", "qwen3", "gemma3"] {
+    for arch in [
+        "llama", "llama3", "mistral", "qwen2", "qwen3", "gemma2", "gemma3",
+    ] {
         let model = load(arch, DType::F32);
         let b = batch();
         let v = Tensor::randn(0f32, 1.0, model.hidden_size(), &Device::Cpu).unwrap();

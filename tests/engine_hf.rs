@@ -7,7 +7,9 @@ use steerlab::model::{Batch, GenerateOptions, HookPoint, Hooks, LoadOptions, Mod
 
 use steerlab::testing::{assert_close, fixture, rel_err};
 
-const ARCHS: [&str; 6] = ["llama", "llama3", "mistral", "qwen2", "qwen3", "gemma3"];
+const ARCHS: [&str; 7] = [
+    "llama", "llama3", "mistral", "qwen2", "qwen3", "gemma2", "gemma3",
+];
 
 fn reference(arch: &str) -> HashMap<String, Tensor> {
     candle_core::safetensors::load(fixture(arch).join("reference.safetensors"), &Device::Cpu)

@@ -368,7 +368,7 @@ fn model_gradient_is_the_same_with_every_grad_ops_setting() {
 fn block_and_attention_ops_match_composed_on_every_architecture() {
     // Qwen2 has q/k/v biases, Qwen3 per-head q/k norms, Mistral a sliding window. A capture and
     // an intervention inside a later block force that block back onto the per-op path.
-    for arch in ["llama", "qwen2", "qwen3", "mistral", "gemma3"] {
+    for arch in ["llama", "qwen2", "qwen3", "mistral", "gemma2", "gemma3"] {
         let mut model = load(arch, DType::F32);
         let n = model.n_layers();
         let mut inner = Hooks::new();

@@ -133,9 +133,12 @@ fn unsupported_settings_and_missing_tensors_are_named() {
     assert!(e.contains("multimodal") && e.contains("gemma3_text"), "{e}");
 
     let mut cfg = folder_config();
-    cfg["model_type"] = serde_json::json!("gemma2");
+    cfg["model_type"] = serde_json::json!("gemma4");
     let e = err(&cfg, folder_tensors());
-    assert!(e.contains("gemma2") && e.contains("gemma3_text"), "{e}");
+    assert!(
+        e.contains("gemma4") && e.contains("gemma2, gemma3_text"),
+        "{e}"
+    );
 
     let mut t = folder_tensors();
     t.remove("model.layers.1.post_feedforward_layernorm.weight");

@@ -18,7 +18,7 @@ impl Panel for ModelPanel {
         ui.heading("Model");
         ui.label(
             "A Hugging Face folder (config.json, *.safetensors, tokenizer.json) of a Llama, Mistral, \
-             Qwen2, Qwen3 or Gemma 3 model, or a single .gguf file.",
+             Qwen2, Qwen3, Gemma 2 or Gemma 3 model, or a single .gguf file.",
         );
         ui.add_space(6.0);
         if self.path.text.is_empty() {

@@ -157,6 +157,7 @@ impl Block {
             && self.mlp_out_norm.is_none()
             && self.mlp.act == Activation::Silu
             && self.attn.q_scale.is_none()
+            && self.attn.softcap.is_none()
     }
 }
 
@@ -176,6 +177,9 @@ pub(crate) struct Attention {
     /// Queries multiplied by this before attention (Gemma's `query_pre_attn_scalar`: scores
     /// scaled by `scalar^-1/2` instead of `head_dim^-1/2`); `None` for 1.
     pub q_scale: Option<f64>,
+    /// Attention scores soft-capped as `c * tanh(scores / c)` before the mask (Gemma 2): then
+    /// the attention is computed by the reference composition, not `DecoderOps::attention`.
+    pub softcap: Option<f64>,
 }
 
 impl Attention {
@@ -214,6 +218,14 @@ impl Attention {
         }
         if let Some(s) = self.q_scale {
             q = (q * s)?;
+        }
+        if let Some(c) = self.softcap {
+            let q = ops.rope(&q, step)?;
+            let out = ops::attention_with(&q, &k, &v, step.mask, &|s, m| {
+                let capped = ((s / c)?.tanh()? * c)?;
+                ops::softmax_last(&ops::add_mask(&capped, m)?)
+            })?;
+            return ops.linear(&self.o, &out);
         }
         // RoPE on the queries is part of `ops.attention`, so a kernel may fuse it.
         let out = ops.attention(&q, &k, &v, step)?;
@@ -318,6 +330,7 @@ pub(crate) fn load_block(
             n_kv_heads: nkv,
             head_dim: d,
             q_scale: None,
+            softcap: None,
         },
         post_attention_norm: w.rms_norm(&format!("{p}.post_attention_layernorm"), h, eps)?,
         mlp: Mlp {

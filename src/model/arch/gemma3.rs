@@ -31,11 +31,21 @@ pub(crate) fn shifted(norm: RmsNorm, offset: f64) -> Result<RmsNorm> {
 
 /// Loads decoder block `l` of a Gemma 3 checkpoint.
 pub(crate) fn load_block(w: &Weights, cfg: &ModelConfig, l: usize) -> Result<Block> {
+    load_gemma_block(w, cfg, l, true)
+}
+
+/// A Gemma block, with q/k norms (Gemma 3) or without (Gemma 2; see `gemma2.rs`).
+pub(crate) fn load_gemma_block(
+    w: &Weights,
+    cfg: &ModelConfig,
+    l: usize,
+    qk_norm: bool,
+) -> Result<Block> {
     let layout = Layout {
         qkv_bias: cfg.qkv_bias,
         o_bias: cfg.o_bias,
         mlp_bias: false,
-        qk_norm: true,
+        qk_norm,
     };
     let mut b = decoder::load_block(w, cfg, l, layout)?;
     let off = cfg.norm_weight_offset;
@@ -55,5 +65,6 @@ pub(crate) fn load_block(w: &Weights, cfg: &ModelConfig, l: usize) -> Result<Blo
         let scale = (cfg.head_dim as f64 / s).sqrt();
         b.attn.q_scale = (scale != 1.0).then_some(scale);
     }
+    b.attn.softcap = cfg.attn_logit_softcapping;
     Ok(b)
 }

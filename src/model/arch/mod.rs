@@ -7,6 +7,7 @@
 //! (that is `model::fast`).
 pub mod bert;
 pub(crate) mod decoder;
+mod gemma2;
 pub(crate) mod gemma3;
 mod llama;
 pub(crate) mod ops;
@@ -24,6 +25,7 @@ pub(crate) fn load_block(w: &Weights, cfg: &ModelConfig, l: usize) -> Result<Blo
         Architecture::Llama | Architecture::Mistral => llama::load_block(w, cfg, l),
         Architecture::Qwen2 => qwen2::load_block(w, cfg, l),
         Architecture::Qwen3 => qwen3::load_block(w, cfg, l),
+        Architecture::Gemma2 => gemma2::load_block(w, cfg, l),
         Architecture::Gemma3 => gemma3::load_block(w, cfg, l),
     }
 }

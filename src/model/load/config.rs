@@ -1,5 +1,5 @@
 //! HF `config.json` parsing for the supported decoder families (llama, mistral, qwen2, qwen3,
-//! gemma3 text models; Gemma's own fields are read by `gemma_config.rs`).
+//! gemma2, gemma3 text models; Gemma's own fields are read by `gemma_config.rs`).
 //!
 //! Reads both the classic layout (`rope_theta` + `rope_scaling`) and the transformers ≥ 5
 //! layout (`rope_parameters`). Only parses and validates: no tensors, no model building.
@@ -15,6 +15,7 @@ pub const SUPPORTED_MODEL_TYPES: &[&str] = &[
     "mistral",
     "qwen2",
     "qwen3",
+    "gemma2",
     "gemma3_text",
     "gemma3",
 ];
@@ -31,6 +32,9 @@ pub enum Architecture {
     Qwen2,
     /// Qwen3 (per-head RMSNorm on q and k, explicit `head_dim`).
     Qwen3,
+    /// Gemma 2: Gemma's block without q/k norms, with soft-capped attention scores and
+    /// alternating sliding/global layers.
+    Gemma2,
     /// Gemma 3 text models (`gemma3_text`; GGUF `gemma3`): norms around attention and MLP,
     /// `(1 + w)` RMSNorm, GeGLU, scaled embeddings, sliding/global layers.
     Gemma3,
@@ -44,6 +48,7 @@ impl Architecture {
             Architecture::Mistral => "mistral",
             Architecture::Qwen2 => "qwen2",
             Architecture::Qwen3 => "qwen3",
+            Architecture::Gemma2 => "gemma2",
             Architecture::Gemma3 => "gemma3",
         }
     }
@@ -135,6 +140,8 @@ pub struct ModelConfig {
     pub local_rope_theta: Option<f64>,
     /// Attention scores are scaled by `query_pre_attn_scalar^-1/2` instead of `head_dim^-1/2`.
     pub query_pre_attn_scalar: Option<f64>,
+    /// Attention scores soft-capped as `c * tanh(scores / c)` before the mask (Gemma 2).
+    pub attn_logit_softcapping: Option<f64>,
     /// Final logits soft-capped as `c * tanh(logits / c)`.
     pub final_logit_softcapping: Option<f64>,
     /// The MLP's gate activation.
@@ -292,6 +299,7 @@ impl ModelConfig {
                 "mistral" => Architecture::Mistral,
                 "qwen2" => Architecture::Qwen2,
                 "qwen3" => Architecture::Qwen3,
+                "gemma2" => Architecture::Gemma2,
                 "gemma3_text" => Architecture::Gemma3,
                 "gemma3" if value.get("text_config").is_some() => return Err(bad(
                     path,
@@ -329,11 +337,14 @@ impl ModelConfig {
             ));
         }
         let gemma = match architecture {
-            Architecture::Gemma3 => Some(super::gemma_config::GemmaFields::read(
-                value,
-                path,
-                num_hidden_layers,
-            )?),
+            Architecture::Gemma2 | Architecture::Gemma3 => {
+                Some(super::gemma_config::GemmaFields::read(
+                    value,
+                    path,
+                    num_hidden_layers,
+                    architecture == Architecture::Gemma2,
+                )?)
+            }
             _ => None,
         };
         let head_dim = match raw.head_dim.or(gemma.as_ref().map(|_| 256)) {
@@ -404,10 +415,11 @@ impl ModelConfig {
         let (qkv_bias, o_bias, qk_norm) = match architecture {
             Architecture::Llama | Architecture::Mistral => (attention_bias, attention_bias, false),
             Architecture::Qwen2 => (true, false, false),
+            Architecture::Gemma2 => (attention_bias, attention_bias, false),
             Architecture::Qwen3 | Architecture::Gemma3 => (attention_bias, attention_bias, true),
         };
         let sliding_window = match architecture {
-            Architecture::Gemma3 => gemma.as_ref().map(|g| g.sliding_window),
+            Architecture::Gemma2 | Architecture::Gemma3 => gemma.as_ref().map(|g| g.sliding_window),
             Architecture::Mistral => match &raw.sliding_window {
                 None | Some(serde_json::Value::Null) => None,
                 Some(v) => Some(
@@ -458,7 +470,8 @@ impl ModelConfig {
                 .as_ref()
                 .map(|g| g.sliding_layers.clone())
                 .unwrap_or_default(),
-            local_rope_theta: gemma.as_ref().map(|g| g.local_rope_theta),
+            local_rope_theta: gemma.as_ref().and_then(|g| g.local_rope_theta),
+            attn_logit_softcapping: gemma.as_ref().and_then(|g| g.attn_logit_softcapping),
             query_pre_attn_scalar: gemma.as_ref().map(|g| g.query_pre_attn_scalar),
             final_logit_softcapping: gemma.as_ref().and_then(|g| g.final_logit_softcapping),
             activation: match &gemma {

@@ -14,7 +14,8 @@ use crate::model::{ModelError, Result};
 pub(crate) struct GemmaFields {
     pub rope_theta: f64,
     pub rope_scaling: Option<RopeScaling>,
-    pub local_rope_theta: f64,
+    pub local_rope_theta: Option<f64>,
+    pub attn_logit_softcapping: Option<f64>,
     pub sliding_window: usize,
     pub sliding_layers: Vec<bool>,
     pub query_pre_attn_scalar: f64,
@@ -52,7 +53,14 @@ fn optional_cap(path: &Path, v: &serde_json::Value, key: &str) -> Result<Option<
 impl GemmaFields {
     /// Reads the Gemma fields of `value` (a config with `num_hidden_layers = layers`); `path`
     /// names the file in errors.
-    pub fn read(value: &serde_json::Value, path: &Path, layers: usize) -> Result<Self> {
+    /// Gemma 2 (`gemma2`) differs: soft-capped attention allowed, one RoPE base, and the
+    /// default pattern alternates (even layers sliding).
+    pub fn read(
+        value: &serde_json::Value,
+        path: &Path,
+        layers: usize,
+        gemma2: bool,
+    ) -> Result<Self> {
         for key in ["hidden_activation", "hidden_act"] {
             if let Some(act) = value.get(key).and_then(|a| a.as_str()) {
                 if act != "gelu_pytorch_tanh" && act != "gelu_tanh" {
@@ -64,7 +72,8 @@ impl GemmaFields {
                 }
             }
         }
-        if optional_cap(path, value, "attn_logit_softcapping")?.is_some() {
+        let attn_cap = optional_cap(path, value, "attn_logit_softcapping")?;
+        if attn_cap.is_some() && !gemma2 {
             return Err(bad(
                 path,
                 "attn_logit_softcapping",
@@ -98,6 +107,9 @@ impl GemmaFields {
                     })
                     .collect::<Result<Vec<bool>>>()?
             }
+            Some(serde_json::Value::Null) | None if gemma2 => {
+                (0..layers).map(|l| l % 2 == 0).collect()
+            }
             Some(serde_json::Value::Null) | None => {
                 let pattern = positive(path, value, "sliding_window_pattern", 6.0)?;
                 if pattern.fract() != 0.0 {
@@ -115,6 +127,22 @@ impl GemmaFields {
             }
         };
         let (rope_theta, rope_scaling, local_rope_theta) = match value.get("rope_parameters") {
+            _ if gemma2 => {
+                let (theta, scaling) = match value.get("rope_parameters") {
+                    Some(p) if p.is_object() => (
+                        positive(path, p, "rope_theta", 10_000.0)?,
+                        parse_scaling(path, p, "rope_parameters")?,
+                    ),
+                    _ => (
+                        positive(path, value, "rope_theta", 10_000.0)?,
+                        match value.get("rope_scaling") {
+                            Some(v) => parse_scaling(path, v, "rope_scaling")?,
+                            None => None,
+                        },
+                    ),
+                };
+                (theta, scaling, None)
+            }
             Some(p) if p.is_object() && p.get("full_attention").is_some() => {
                 let full = &p["full_attention"];
                 let local = p
@@ -135,7 +163,7 @@ impl GemmaFields {
                 (
                     positive(path, full, "rope_theta", 1_000_000.0)?,
                     parse_scaling(path, full, "rope_parameters.full_attention")?,
-                    local_theta,
+                    Some(local_theta),
                 )
             }
             _ => (
@@ -144,7 +172,7 @@ impl GemmaFields {
                     Some(v) => parse_scaling(path, v, "rope_scaling")?,
                     None => None,
                 },
-                positive(path, value, "rope_local_base_freq", 10_000.0)?,
+                Some(positive(path, value, "rope_local_base_freq", 10_000.0)?),
             ),
         };
         let offset = match value.get("steerlab_norm_weights_include_one") {
@@ -167,6 +195,7 @@ impl GemmaFields {
             query_pre_attn_scalar: positive(path, value, "query_pre_attn_scalar", 256.0)?,
             final_logit_softcapping: optional_cap(path, value, "final_logit_softcapping")?,
             norm_weight_offset: offset,
+            attn_logit_softcapping: attn_cap,
         })
     }
 }
