@@ -271,11 +271,10 @@ impl Model {
     /// Token embeddings `[B, T, hidden]` for ids `[B, T]`.
     pub fn embed(&self, ids: &Tensor) -> Result<Tensor> {
         let (b, t) = ids.dims2()?;
-        let x = self.embed.rows(&ids.flatten_all()?)?.reshape((
-            b,
-            t,
-            self.config.hidden_size,
-        ))?;
+        let x = self
+            .embed
+            .rows(&ids.flatten_all()?)?
+            .reshape((b, t, self.config.hidden_size))?;
         match self.config.embed_scale {
             Some(s) => Ok((x * s)?),
             None => Ok(x),
