@@ -35,23 +35,11 @@ const GGML_TYPE_F32: u32 = 0;
 const GGML_TYPE_F16: u32 = 1;
 /// Deepest nesting of metadata arrays accepted (llama.cpp's writers never nest).
 const MAX_ARRAY_DEPTH: usize = 4;
-/// Most dimensions a GGML tensor has.
-const GGML_MAX_DIMS: u32 = 4;
-
-// GGUF metadata value types.
-const T_U8: u32 = 0;
-const T_I8: u32 = 1;
-const T_U16: u32 = 2;
-const T_I16: u32 = 3;
-const T_U32: u32 = 4;
-const T_I32: u32 = 5;
-const T_F32: u32 = 6;
-const T_BOOL: u32 = 7;
-const T_STRING: u32 = 8;
-const T_ARRAY: u32 = 9;
-const T_U64: u32 = 10;
-const T_I64: u32 = 11;
-const T_F64: u32 = 12;
+// GGUF metadata value types and the dimension limit, shared with the model reader.
+use crate::model::load::gguf_check::{
+    GGML_MAX_DIMS, T_ARRAY, T_BOOL, T_F32, T_F64, T_I16, T_I32, T_I64, T_I8, T_STRING, T_U16,
+    T_U32, T_U64, T_U8,
+};
 
 /// A scalar GGUF metadata value (arrays are skipped on import).
 #[derive(Debug, Clone, PartialEq)]

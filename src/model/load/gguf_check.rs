@@ -22,24 +22,24 @@ pub const MAX_METADATA_ELEMENTS: u64 = 1 << 24;
 /// Longest tensor name accepted (ggml's own limit is 64 bytes).
 pub const MAX_TENSOR_NAME: u64 = 256;
 /// Most dimensions a GGML tensor has.
-const GGML_MAX_DIMS: u32 = 4;
+pub(crate) const GGML_MAX_DIMS: u32 = 4;
 /// Alignment used when the file does not set `general.alignment`.
 const DEFAULT_ALIGNMENT: u64 = 32;
 
-/// Metadata value types of the GGUF format.
-const T_U8: u32 = 0;
-const T_I8: u32 = 1;
-const T_U16: u32 = 2;
-const T_I16: u32 = 3;
-const T_U32: u32 = 4;
-const T_I32: u32 = 5;
-const T_F32: u32 = 6;
-const T_BOOL: u32 = 7;
-const T_STRING: u32 = 8;
-const T_ARRAY: u32 = 9;
-const T_U64: u32 = 10;
-const T_I64: u32 = 11;
-const T_F64: u32 = 12;
+/// Metadata value types of the GGUF format (also used by the vector reader, `steer::gguf`).
+pub(crate) const T_U8: u32 = 0;
+pub(crate) const T_I8: u32 = 1;
+pub(crate) const T_U16: u32 = 2;
+pub(crate) const T_I16: u32 = 3;
+pub(crate) const T_U32: u32 = 4;
+pub(crate) const T_I32: u32 = 5;
+pub(crate) const T_F32: u32 = 6;
+pub(crate) const T_BOOL: u32 = 7;
+pub(crate) const T_STRING: u32 = 8;
+pub(crate) const T_ARRAY: u32 = 9;
+pub(crate) const T_U64: u32 = 10;
+pub(crate) const T_I64: u32 = 11;
+pub(crate) const T_F64: u32 = 12;
 
 /// A GGML tensor type this engine can read: `(id, name, block size in elements, bytes per
 /// block)`, the types candle's reader knows (ggml.h numbering).
