@@ -153,6 +153,44 @@ pub trait ProgressSink: Send + Sync {
     fn is_cancelled(&self) -> bool {
         false
     }
+    /// The cancel check as an owned closure, for computations that cannot reach the sink (a
+    /// backward pass deep inside autograd): see [`interrupt_scope`]. Wrappers forward it.
+    fn interrupt_probe(&self) -> Option<InterruptProbe> {
+        None
+    }
+}
+
+/// An owned "was the job asked to stop?" check.
+pub type InterruptProbe = Arc<dyn Fn() -> bool + Send + Sync>;
+
+thread_local! {
+    static INTERRUPT: std::cell::RefCell<Option<InterruptProbe>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Installs `probe` as this thread's interrupt check until the guard drops (the previous one is
+/// restored then). Long tensor work on this thread (the per-block forward and backward passes of
+/// training) polls [`interrupt_requested`] and stops early with an error, so a Stop lands within
+/// one block instead of one whole pass.
+pub fn interrupt_scope(probe: Option<InterruptProbe>) -> InterruptScope {
+    let prev = INTERRUPT.with(|c| c.replace(probe));
+    InterruptScope { prev }
+}
+
+/// Restores the previous interrupt check when dropped; see [`interrupt_scope`].
+pub struct InterruptScope {
+    prev: Option<InterruptProbe>,
+}
+
+impl Drop for InterruptScope {
+    fn drop(&mut self) {
+        let prev = self.prev.take();
+        INTERRUPT.with(|c| *c.borrow_mut() = prev);
+    }
+}
+
+/// True when this thread runs inside an [`interrupt_scope`] whose probe says stop.
+pub fn interrupt_requested() -> bool {
+    INTERRUPT.with(|c| c.borrow().as_ref().is_some_and(|p| p()))
 }
 
 /// A sink that discards everything and never cancels (tests, batch use).
@@ -221,6 +259,10 @@ impl<T: Send> ProgressSink for JobCtx<T> {
     }
     fn is_cancelled(&self) -> bool {
         self.cancel.is_cancelled()
+    }
+    fn interrupt_probe(&self) -> Option<InterruptProbe> {
+        let c = self.cancel.clone();
+        Some(Arc::new(move || c.is_cancelled()))
     }
 }
 

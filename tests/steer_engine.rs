@@ -459,6 +459,52 @@ fn cancel_keeps_the_last_vector_and_bad_settings_are_refused() {
     assert_eq!(out.stop, StopReason::Cancelled);
     assert_eq!(out.steps, 2);
     assert!(out.vector.norms()[&0] > 0.0);
+    // A Stop that only the per-block interrupt check can see (the sink reports cancelled only
+    // after its probe fired inside a forward or backward pass) ends the run within that pass,
+    // keeping the last completed step's vector.
+    #[derive(Default)]
+    struct Midpass {
+        losses: std::sync::atomic::AtomicUsize,
+        fired: std::sync::atomic::AtomicBool,
+    }
+    struct MidpassSink(std::sync::Arc<Midpass>);
+    impl steerlab::jobs::ProgressSink for MidpassSink {
+        fn report(&self, p: steerlab::jobs::Progress) {
+            if p.metrics.iter().any(|(n, _)| n == "loss") {
+                self.0
+                    .losses
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+        fn is_cancelled(&self) -> bool {
+            self.0.fired.load(std::sync::atomic::Ordering::SeqCst)
+        }
+        fn interrupt_probe(&self) -> Option<steerlab::jobs::InterruptProbe> {
+            let st = self.0.clone();
+            Some(std::sync::Arc::new(move || {
+                let stop = st.losses.load(std::sync::atomic::Ordering::SeqCst) >= 2;
+                if stop {
+                    st.fired.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+                stop
+            }))
+        }
+    }
+    let state = std::sync::Arc::new(Midpass::default());
+    let out = train_bipo(
+        &model,
+        &data,
+        None,
+        &cfg,
+        &Provenance::default(),
+        &MidpassSink(state.clone()),
+    )
+    .unwrap();
+    assert!(state.fired.load(std::sync::atomic::Ordering::SeqCst));
+    assert_eq!(out.stop, StopReason::Cancelled);
+    assert_eq!(out.steps, 2);
+    assert!(out.vector.norms()[&0] > 0.0);
+    assert!(out.vector.layers[&0].iter().all(|x| x.is_finite()));
     // a learning rate so large the loss overflows: stops with a message, keeps a finite vector
     let wild = BipoConfig {
         lr: 1e30,

@@ -39,6 +39,9 @@ impl<T: LiveRecord> ProgressSink for Recorder<'_, T> {
     fn is_cancelled(&self) -> bool {
         self.inner.is_cancelled()
     }
+    fn interrupt_probe(&self) -> Option<crate::jobs::InterruptProbe> {
+        self.inner.interrupt_probe()
+    }
 }
 
 #[cfg(test)]

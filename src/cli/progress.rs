@@ -113,4 +113,7 @@ impl ProgressSink for BarSink {
     fn is_cancelled(&self) -> bool {
         super::signals::interrupted()
     }
+    fn interrupt_probe(&self) -> Option<crate::jobs::InterruptProbe> {
+        Some(std::sync::Arc::new(super::signals::interrupted))
+    }
 }

@@ -48,6 +48,10 @@ pub enum ModelError {
     /// Invalid arguments to a model call (token ids out of range, empty batch, bad device...).
     #[error("{0}")]
     InvalidInput(String),
+    /// The running job was asked to stop (see `crate::jobs::interrupt_scope`); nothing was
+    /// changed by the interrupted pass.
+    #[error("interrupted: the job was asked to stop")]
+    Interrupted,
     /// Tokenizer failure.
     #[error("tokenizer: {0}")]
     Tokenizer(String),

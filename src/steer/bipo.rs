@@ -693,9 +693,18 @@ pub fn train_bipo(
             }
             opt.set_learning_rate(cfg.lr_at(step, total));
             let vs: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().clone()).collect();
-            let (loss, sides, mean_br) = problem.batch_loss(&vs, idx, d, delta[di])?;
-            // Checked between the forward and the backward pass too, so Stop waits for at
-            // most about half a step; the vector stays the last completed step's.
+            // The forward and backward passes poll the stop request at every block (the
+            // interrupt scope), so Stop lands within one block's work; an interrupted pass
+            // changes nothing and the vector stays the last completed step's.
+            let _interrupt = crate::jobs::interrupt_scope(progress.interrupt_probe());
+            let (loss, sides, mean_br) = match problem.batch_loss(&vs, idx, d, delta[di]) {
+                Ok(r) => r,
+                Err(_) if progress.is_cancelled() => {
+                    stop = StopReason::Cancelled;
+                    break 'outer;
+                }
+                Err(e) => return Err(e),
+            };
             if progress.is_cancelled() {
                 stop = StopReason::Cancelled;
                 break 'outer;
@@ -712,7 +721,14 @@ pub fn train_bipo(
                 );
                 break 'outer;
             }
-            opt.backward_step(&loss)?;
+            match opt.backward_step(&loss) {
+                Ok(()) => {}
+                Err(_) if progress.is_cancelled() => {
+                    stop = StopReason::Cancelled;
+                    break 'outer;
+                }
+                Err(e) => return Err(e.into()),
+            }
             let now: Vec<Vec<f32>> = vars
                 .iter()
                 .map(|v| v.as_tensor().to_dtype(DType::F32)?.to_vec1::<f32>())
@@ -819,6 +835,9 @@ impl ProgressSink for CancelOnly<'_> {
 
     fn is_cancelled(&self) -> bool {
         self.0.is_cancelled()
+    }
+    fn interrupt_probe(&self) -> Option<crate::jobs::InterruptProbe> {
+        self.0.interrupt_probe()
     }
 }
 

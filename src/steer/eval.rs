@@ -526,6 +526,9 @@ impl ProgressSink for Cancel<'_> {
     fn is_cancelled(&self) -> bool {
         self.0.is_cancelled()
     }
+    fn interrupt_probe(&self) -> Option<crate::jobs::InterruptProbe> {
+        self.0.interrupt_probe()
+    }
 }
 
 /// One steered generation.

@@ -342,6 +342,9 @@ impl ProgressSink for Quiet<'_> {
     fn is_cancelled(&self) -> bool {
         self.0.is_cancelled()
     }
+    fn interrupt_probe(&self) -> Option<crate::jobs::InterruptProbe> {
+        self.0.interrupt_probe()
+    }
 }
 
 /// The inputs of a sweep besides the grid.
