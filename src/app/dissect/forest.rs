@@ -32,14 +32,16 @@ pub(super) fn forest(
         .unwrap_or(0)
         .min(pages - 1);
     let mut clicked = None;
+    // The legend's swatches and labels (not the hint) go into the PNG export with the plot.
+    let mut legend = egui::Rect::NOTHING;
     ui.horizontal_wrapped(|ui| {
         for (gi, g) in r.groups.iter().enumerate() {
             let color = GROUP_COLORS[gi % GROUP_COLORS.len()];
             let (rect, _) = ui.allocate_exact_size(egui::vec2(10.0, 10.0), egui::Sense::hover());
             ui.painter().rect_filled(rect, 2.0, color);
-            ui.label(&g.label);
+            let label = ui.label(&g.label);
+            legend = legend.union(rect).union(label.rect);
         }
-        ui.weak("(click a factor for its top pairs)");
     });
     if pages > 1 {
         ui.horizontal(|ui| {
@@ -128,6 +130,9 @@ pub(super) fn forest(
             })
     });
     let pr = &plot.inner;
+    pr.response
+        .clone()
+        .on_hover_text("Click a factor for its top pairs");
     if pr.response.clicked() {
         if let Some(pos) = pr.response.interact_pointer_pos() {
             let y = pr.transform.value_from_position(pos).y.round();
@@ -140,7 +145,12 @@ pub(super) fn forest(
             }
         }
     }
-    let rect = plot.response.rect;
+    // With pages, the page buttons sit between the legend and the plot: export the plot alone.
+    let rect = if legend.is_positive() && pages == 1 {
+        plot.response.rect.union(legend.expand(2.0))
+    } else {
+        plot.response.rect
+    };
     widgets::export_plot_menu(ui, state, rect, "dissect-forest", || {
         crate::dissect::report::forest_svg(r)
     });
