@@ -73,3 +73,12 @@ pub enum ModelError {
 
 /// Result alias for the model module.
 pub type Result<T> = std::result::Result<T, ModelError>;
+
+/// [`ModelError::Interrupted`] when this thread's job was asked to stop
+/// (`crate::jobs::interrupt_scope`), so a Stop during training lands within one block.
+pub(crate) fn check_interrupt() -> Result<()> {
+    if crate::jobs::interrupt_requested() {
+        return Err(ModelError::Interrupted);
+    }
+    Ok(())
+}

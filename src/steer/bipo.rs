@@ -683,6 +683,10 @@ pub fn train_bipo(
             }
             let d = order.draw_direction();
             let di = usize::from(d > 0.0);
+            // The cache pass and the step's forward and backward passes poll the stop request
+            // at every block (the interrupt scope), so Stop lands within one block's work; an
+            // interrupted pass changes nothing and the vector stays the last completed step's.
+            let _interrupt = crate::jobs::interrupt_scope(progress.interrupt_probe());
             match problem.fill(&problem.rows_of(idx), &CancelOnly(progress)) {
                 Ok(()) => {}
                 Err(_) if progress.is_cancelled() => {
@@ -693,10 +697,6 @@ pub fn train_bipo(
             }
             opt.set_learning_rate(cfg.lr_at(step, total));
             let vs: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().clone()).collect();
-            // The forward and backward passes poll the stop request at every block (the
-            // interrupt scope), so Stop lands within one block's work; an interrupted pass
-            // changes nothing and the vector stays the last completed step's.
-            let _interrupt = crate::jobs::interrupt_scope(progress.interrupt_probe());
             let (loss, sides, mean_br) = match problem.batch_loss(&vs, idx, d, delta[di]) {
                 Ok(r) => r,
                 Err(_) if progress.is_cancelled() => {

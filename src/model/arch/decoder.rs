@@ -111,6 +111,7 @@ impl Block {
         hooks: &mut Hooks,
         cache: Option<&mut LayerCache>,
     ) -> Result<Tensor> {
+        crate::model::error::check_interrupt()?;
         let x = hooks.apply(HookPoint::ResidPre(l), x, step.pos)?;
         let hooks_inside =
             hooks.has_point(HookPoint::AttnOut(l)) || hooks.has_point(HookPoint::MlpOut(l));

@@ -14,7 +14,7 @@ use super::kernels;
 use super::profile::timed;
 use crate::model::arch::decoder::{Block, DecoderOps, Step};
 use crate::model::arch::ops::{upcast, Linear, RmsNorm};
-use crate::model::{ModelError, Result};
+use crate::model::Result;
 
 /// The activations a block's backward needs.
 struct Saved {
@@ -42,7 +42,7 @@ pub(crate) fn forward(
     x: &Tensor,
     step: &Step,
 ) -> Result<Tensor> {
-    interrupt_point()?;
+    crate::model::error::check_interrupt()?;
     let (y, saved) = forward_saving(infer, block, &x.detach(), step)?;
     let block = block.clone();
     Ok(grad::with_grad("block-grad", x, y, move |x, _y, dy| {
@@ -50,15 +50,6 @@ pub(crate) fn forward(
             .and_then(|dx| Ok(dx.to_dtype(x.dtype())?))
             .map_err(|e| candle_core::Error::Msg(format!("block backward: {e}")))
     })?)
-}
-
-/// Stops the pass with [`ModelError::Interrupted`] when the thread's job was asked to stop
-/// (`crate::jobs::interrupt_scope`): a Stop during training lands within one block.
-fn interrupt_point() -> Result<()> {
-    if crate::jobs::interrupt_requested() {
-        return Err(ModelError::Interrupted);
-    }
-    Ok(())
 }
 
 fn rms(x: &Tensor, n: &RmsNorm) -> Result<Tensor> {
@@ -134,7 +125,7 @@ fn rows(heads: &Tensor) -> Result<Tensor> {
 
 /// The gradient with respect to the block input given `dy` `[B, T, hidden]`.
 fn backward(block: &Block, s: &Saved, dy: &Tensor) -> Result<Tensor> {
-    interrupt_point()?;
+    crate::model::error::check_interrupt()?;
     let a = &block.attn;
     let (b, t, hidden) = s.x.dims3()?;
     let dev = s.x.device();
