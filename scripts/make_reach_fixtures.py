@@ -20,7 +20,8 @@ and tests/fixtures/gguf/tiny_{phi3,mixtral,qwen3_moe,gemma2}.gguf (F32; `phi3` w
 fused `ffn_up` and `rope_factors_{long,short}`; Mixtral as arch `llama` with Q/K rows permuted and
 stacked `ffn_{gate,up,down}_exps`; `qwen3moe` with `expert_weights_norm` false and dense
 `ffn_gate/up/down` on layer 1; `gemma2` with norms stored as 1 + w), plus tiny_gemma2.json:
-transformers' logits of the gemma2 folder with llama.cpp's attention scale head_dim^-1/2.
+transformers' logits of the gemma2 folder with llama.cpp's attention scale head_dim^-1/2, and
+tiny_{phi3,mixtral}_q8.gguf: the same with the matrices stored Q8_0 (for `--weights quantized`).
 
 Needs torch, transformers (5.x), safetensors, gguf: ~/.cache/steerlab/torchenv has them. Run from
 the repository root:
@@ -31,6 +32,7 @@ import math
 import os
 import sys
 
+import gguf
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
@@ -128,6 +130,25 @@ def folder(name):
     return cfg, tensors
 
 
+class Q8Writer:
+    """Wraps a GGUFWriter so matrices (2-D and stacked 3-D tensors whose rows are whole Q8_0
+    blocks) are stored Q8_0, as llama.cpp's converter does with `--outtype q8_0`; norms, biases
+    and factor lists stay F32."""
+
+    def __init__(self, w):
+        self.w = w
+
+    def add_tensor(self, name, a):
+        if a.ndim >= 2 and a.shape[-1] % 32 == 0 and "norm" not in name:
+            q = gguf.quants.quantize(a.astype(np.float32), gguf.GGMLQuantizationType.Q8_0)
+            self.w.add_tensor(name, q, raw_dtype=gguf.GGMLQuantizationType.Q8_0)
+        else:
+            self.w.add_tensor(name, a)
+
+    def __getattr__(self, attr):
+        return getattr(self.w, attr)
+
+
 def finish(w, path):
     w.write_header_to_file()
     w.write_kv_data_to_file()
@@ -136,13 +157,15 @@ def finish(w, path):
     print(f"wrote {path} ({os.path.getsize(path)} bytes)")
 
 
-def write_phi3_gguf():
+def write_phi3_gguf(suffix=""):
     cfg, tensors = folder("phi3")
     rp = cfg["rope_parameters"]
     head_dim = cfg["hidden_size"] // cfg["num_attention_heads"]
     rotary = int(head_dim * rp.get("partial_rotary_factor", cfg.get("partial_rotary_factor", 1.0)))
-    path = os.path.join(GGUF_OUT, "tiny_phi3.gguf")
+    path = os.path.join(GGUF_OUT, f"tiny_phi3{suffix}.gguf")
     w = fam.begin_writer(path, "phi3", cfg, "tiny-phi3-fixture", rp["rope_theta"], rotary_dim=rotary)
+    if suffix == "_q8":
+        w = Q8Writer(w)
     w.add_sliding_window(cfg["sliding_window"])
     orig = rp["original_max_position_embeddings"]
     scale = cfg["max_position_embeddings"] / orig
@@ -157,13 +180,15 @@ def write_phi3_gguf():
     finish(w, path)
 
 
-def write_moe_gguf(name, arch):
+def write_moe_gguf(name, arch, suffix=""):
     cfg, tensors = folder(name)
     heads, kv = cfg["num_attention_heads"], cfg["num_key_value_heads"]
     n_exp = cfg.get("num_local_experts") or cfg["num_experts"]
-    path = os.path.join(GGUF_OUT, f"tiny_{name}.gguf")
+    path = os.path.join(GGUF_OUT, f"tiny_{name}{suffix}.gguf")
     rope = cfg.get("rope_parameters") or {"rope_theta": cfg.get("rope_theta", 10000.0)}
     w = fam.begin_writer(path, arch, cfg, f"tiny-{name}-fixture", rope["rope_theta"])
+    if suffix == "_q8":
+        w = Q8Writer(w)
     w.add_expert_count(n_exp)
     w.add_expert_used_count(cfg["num_experts_per_tok"])
     if arch == "qwen3moe":
@@ -239,6 +264,9 @@ def main():
     write_phi3_gguf()
     write_moe_gguf("mixtral", "llama")
     write_moe_gguf("qwen3_moe", "qwen3moe")
+    # Q8_0 variants: quantized storage slices fused and stacked expert matrices block-wise.
+    write_phi3_gguf("_q8")
+    write_moe_gguf("mixtral", "llama", "_q8")
     write_gemma2_gguf()
     import transformers
     print(f"torch {torch.__version__}, transformers {transformers.__version__}", file=sys.stderr)

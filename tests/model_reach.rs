@@ -416,3 +416,28 @@ fn unsupported_architectures_list_the_new_families() {
         other => panic!("expected UnsupportedArchitecture, got {other:?}"),
     }
 }
+
+#[test]
+fn quantized_storage_slices_fused_and_stacked_expert_matrices() {
+    use steerlab::model::load::WeightStorage;
+    // Q8_0 files: `--weights quantized` keeps phi3's fused qkv / gate_up rows and each Mixtral
+    // expert's slice of the stacked tensors as blocks; the dense load dequantizes them first.
+    for (file, folder) in [("tiny_phi3_q8.gguf", "phi3"), ("tiny_mixtral_q8.gguf", "mixtral")] {
+        let with = |weights| {
+            let opts = LoadOptions {
+                weights,
+                ..LoadOptions::default()
+            };
+            Model::load(&gguf(file), &opts).unwrap()
+        };
+        let (q, d) = (with(WeightStorage::Quantized), with(WeightStorage::Dense));
+        let prompt: Vec<u32> = (0..12).map(|i| (i * 7 + 3) % 90 + 4).collect();
+        let lq = logits(&q, &prompt, &mut Hooks::new());
+        let ld = logits(&d, &prompt, &mut Hooks::new());
+        assert_close(&format!("{file} quantized vs dense"), &lq, &ld, 1e-4);
+        // Q8_0 of the same weights stays near the f32 folder (a wrong slice would not).
+        let lf = logits(&load(&fixture(folder)), &prompt, &mut Hooks::new());
+        let e = rel_err(&ld, &lf);
+        assert!(e < 5e-2, "{file}: Q8_0 vs f32 relative error {e}");
+    }
+}
