@@ -422,7 +422,10 @@ fn quantized_storage_slices_fused_and_stacked_expert_matrices() {
     use steerlab::model::load::WeightStorage;
     // Q8_0 files: `--weights quantized` keeps phi3's fused qkv / gate_up rows and each Mixtral
     // expert's slice of the stacked tensors as blocks; the dense load dequantizes them first.
-    for (file, folder) in [("tiny_phi3_q8.gguf", "phi3"), ("tiny_mixtral_q8.gguf", "mixtral")] {
+    for (file, folder) in [
+        ("tiny_phi3_q8.gguf", "phi3"),
+        ("tiny_mixtral_q8.gguf", "mixtral"),
+    ] {
         let with = |weights| {
             let opts = LoadOptions {
                 weights,
