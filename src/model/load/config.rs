@@ -687,17 +687,6 @@ impl ModelConfig {
         }
     }
 
-    /// Whether LongRoPE uses different frequencies for a call ending at `a` than at `b`.
-    pub fn rope_switches_between(&self, a: usize, b: usize) -> bool {
-        match &self.rope_scaling {
-            Some(RopeScaling::LongRope {
-                original_max_position_embeddings: o,
-                ..
-            }) => (a > *o) != (b > *o),
-            _ => false,
-        }
-    }
-
     /// The `rotary_dim / 2` scaled frequencies.
     fn scaled_rotary_freqs(&self, len: usize) -> Vec<f64> {
         let dim = self.rotary_dim;
@@ -782,7 +771,7 @@ impl ModelConfig {
                 format!("{}: must be a finite number, 0 or more", c.rms_norm_eps),
             ));
         }
-        if c.rotary_dim == 0 || c.rotary_dim > c.head_dim || c.rotary_dim % 2 != 0 {
+        if c.rotary_dim == 0 || c.rotary_dim > c.head_dim || !c.rotary_dim.is_multiple_of(2) {
             return Err(bad(
                 path,
                 "partial_rotary_factor",

@@ -339,7 +339,7 @@ pub fn gguf_config(content: &Content, path: &Path) -> Result<serde_json::Value> 
         }
     }
     let rotary = md_int(content, path, &k("rope.dimension_count"))?.unwrap_or(head_dim);
-    if arch == "phi3" && (rotary == 0 || rotary > head_dim || rotary % 2 != 0) {
+    if arch == "phi3" && (rotary == 0 || rotary > head_dim || !rotary.is_multiple_of(2)) {
         return Err(bad(
             path,
             k("rope.dimension_count"),
