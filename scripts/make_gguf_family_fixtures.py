@@ -40,14 +40,14 @@ NAMES = {
 }
 
 
-def gguf_name(hf):
+def gguf_name(hf, names=None):
     top = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight",
            "lm_head.weight": "output.weight"}
     if hf in top:
         return top[hf]
     parts = hf.split(".")  # model.layers.L.<module...>.<weight|bias>
     layer, module, kind = parts[2], ".".join(parts[3:-1]), parts[-1]
-    return f"blk.{layer}.{NAMES[module]}.{kind}"
+    return f"blk.{layer}.{(names or NAMES)[module]}.{kind}"
 
 
 def permute(w, n_head):
@@ -77,15 +77,14 @@ def llama3_rope_factors(cfg, rope):
     return np.array(out, dtype=np.float32)
 
 
-def write(arch_dir, arch):
-    cfg = json.loads((MODELS / arch_dir / "config.json").read_text())
-    rope = cfg.get("rope_parameters") or {**(cfg.get("rope_scaling") or {}), "rope_theta": cfg.get("rope_theta", 10000.0)}
-    tensors = load_file(str(MODELS / arch_dir / "model.safetensors"))
+def begin_writer(path, arch, cfg, name, rope_theta, rotary_dim=None):
+    """A GGUFWriter for `arch` with the common `{arch}.*` metadata of the HF config `cfg` and a
+    96-token byte-level vocabulary (3 ChatML specials, printable ASCII, one merge); the caller
+    adds its own keys and the tensors. Shared with scripts/make_reach_fixtures.py."""
     heads, kv = cfg["num_attention_heads"], cfg["num_key_value_heads"]
     head_dim = cfg.get("head_dim") or cfg["hidden_size"] // heads
-    path = OUT / f"tiny_{arch_dir}.gguf"
     w = gguf.GGUFWriter(str(path), arch)
-    w.add_name(f"tiny-{arch_dir}-fixture")
+    w.add_name(name)
     w.add_context_length(cfg.get("max_position_embeddings", 128))
     w.add_embedding_length(cfg["hidden_size"])
     w.add_block_count(cfg["num_hidden_layers"])
@@ -94,8 +93,8 @@ def write(arch_dir, arch):
     w.add_head_count_kv(kv)
     w.add_key_length(head_dim)
     w.add_value_length(head_dim)
-    w.add_rope_dimension_count(head_dim)
-    w.add_rope_freq_base(float(rope.get("rope_theta", 10000.0)))
+    w.add_rope_dimension_count(rotary_dim or head_dim)
+    w.add_rope_freq_base(float(rope_theta))
     w.add_layer_norm_rms_eps(float(cfg["rms_norm_eps"]))
     w.add_vocab_size(cfg["vocab_size"])
     specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
@@ -106,6 +105,16 @@ def write(arch_dir, arch):
     w.add_token_types([3] * len(specials) + [1] * (len(tokens) - len(specials)))
     w.add_token_merges(["a b"])
     w.add_eos_token_id(0)
+    return w
+
+
+def write(arch_dir, arch):
+    cfg = json.loads((MODELS / arch_dir / "config.json").read_text())
+    rope = cfg.get("rope_parameters") or {**(cfg.get("rope_scaling") or {}), "rope_theta": cfg.get("rope_theta", 10000.0)}
+    tensors = load_file(str(MODELS / arch_dir / "model.safetensors"))
+    heads, kv = cfg["num_attention_heads"], cfg["num_key_value_heads"]
+    path = OUT / f"tiny_{arch_dir}.gguf"
+    w = begin_writer(path, arch, cfg, f"tiny-{arch_dir}-fixture", rope.get("rope_theta", 10000.0))
     for hf, t in sorted(tensors.items()):
         t = t.astype(np.float32)
         if arch == "llama" and hf.endswith("q_proj.weight"):

@@ -99,7 +99,17 @@ fn check_gradient(arch: &str, point: HookPoint, dtype: DType, eps: f64, tol: f64
 
 #[test]
 fn gradient_at_resid_post_0_matches_finite_differences_f64() {
-    for arch in ["llama", "qwen2", "qwen3", "mistral", "gemma2", "gemma3"] {
+    for arch in [
+        "llama",
+        "qwen2",
+        "qwen3",
+        "mistral",
+        "gemma2",
+        "gemma3",
+        "phi3",
+        "mixtral",
+        "qwen3_moe",
+    ] {
         check_gradient(arch, HookPoint::ResidPost(0), DType::F64, 1e-5, 1e-6);
     }
 }
@@ -124,7 +134,16 @@ fn gradient_reaches_every_hook_kind() {
 #[test]
 fn composed_and_fused_paths_agree() {
     for arch in [
-        "llama", "llama3", "mistral", "qwen2", "qwen3", "gemma2", "gemma3",
+        "llama",
+        "llama3",
+        "mistral",
+        "qwen2",
+        "qwen3",
+        "gemma2",
+        "gemma3",
+        "phi3",
+        "mixtral",
+        "qwen3_moe",
     ] {
         let model = load(arch, DType::F32);
         let b = batch();

@@ -7,8 +7,17 @@ use steerlab::model::{Batch, GenerateOptions, HookPoint, Hooks, LoadOptions, Mod
 
 use steerlab::testing::{assert_close, fixture, rel_err};
 
-const ARCHS: [&str; 7] = [
-    "llama", "llama3", "mistral", "qwen2", "qwen3", "gemma2", "gemma3",
+const ARCHS: [&str; 10] = [
+    "llama",
+    "llama3",
+    "mistral",
+    "qwen2",
+    "qwen3",
+    "gemma2",
+    "gemma3",
+    "phi3",
+    "mixtral",
+    "qwen3_moe",
 ];
 
 fn reference(arch: &str) -> HashMap<String, Tensor> {

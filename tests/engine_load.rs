@@ -77,7 +77,7 @@ fn unknown_model_type_is_named() {
             assert_eq!(model_type, "gpt_neox");
             assert_eq!(
                 supported,
-                "llama, mistral, qwen2, qwen3, gemma2, gemma3_text, gemma3"
+                "llama, mistral, qwen2, qwen3, gemma2, gemma3_text, gemma3, phi3, mixtral, qwen3_moe"
             );
             assert!(path.ends_with("config.json"));
         }

@@ -110,7 +110,7 @@ fn unsupported_architecture_lists_the_supported_ones() {
     assert!(
         msg.contains("qwen9.gguf")
             && msg.contains("`qwen9`")
-            && msg.contains("llama, qwen2, qwen3, gemma3"),
+            && msg.contains("llama, qwen2, qwen3, qwen3moe, gemma2, gemma3, phi3"),
         "{msg}"
     );
 }

@@ -9,7 +9,7 @@ use std::path::Path;
 use candle_core::{DType, Device, Tensor};
 
 use super::arch::decoder::{Block, LayerCache, Step};
-use super::arch::ops::{attention_mask, rope_tables, Linear, RmsNorm, Weight};
+use super::arch::ops::{attention_mask, rope_tables, rope_tables_scaled, Linear, RmsNorm, Weight};
 use super::batch::Batch;
 use super::fast::quant::QMatrix;
 use super::fast::{grad, profile, Exec, GradOps, Packs};
@@ -22,7 +22,8 @@ use super::{arch, ModelError, Result};
 /// A description of a loaded model (serialisable for `--json`).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ModelInfo {
-    /// Architecture family (`llama`, `mistral`, `qwen2`, `qwen3`, `gemma3`).
+    /// Architecture family (`llama`, `mistral`, `qwen2`, `qwen3`, `gemma2`, `gemma3`, `phi3`,
+    /// `mixtral`, `qwen3_moe`).
     pub architecture: String,
     /// Display name (folder or file stem).
     pub name: String,
@@ -40,6 +41,10 @@ pub struct ModelInfo {
     pub dtype: String,
     /// Attention pattern: `global`, `sliding W` (every layer) or `N sliding (W) / M global`.
     pub attention: String,
+    /// Mixture of experts, e.g. `8 experts, top 2` (`, on 47 of 48 layers` when some blocks
+    /// are dense); absent for dense models.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub experts: Option<String>,
 }
 
 /// A loaded decoder-only transformer whose residual stream can be read and written.
@@ -184,6 +189,14 @@ impl Model {
             device: device_name(&self.device),
             dtype: dtype_name(self.dtype),
             attention: self.attention_pattern(),
+            experts: self.config.moe.as_ref().map(|m| {
+                let sparse = m.sparse_layers.iter().filter(|&&s| s).count();
+                let mut s = format!("{} experts, top {}", m.num_experts, m.top_k);
+                if sparse < m.sparse_layers.len() {
+                    s += &format!(", on {sparse} of {} layers", m.sparse_layers.len());
+                }
+                s
+            }),
         }
     }
 
@@ -369,7 +382,15 @@ impl Model {
         let patterned = !cfg.sliding_layers.is_empty();
         let global_window = if patterned { None } else { cfg.sliding_window };
         let mask = attention_mask(b, t, pos.offset, key_valid, global_window, &self.device)?;
-        let (cos, sin) = rope_tables(&self.inv_freq, pos.offset, t, self.dtype, &self.device)?;
+        let (cos, sin) = rope_tables_scaled(
+            &cfg.rope_inv_freq_for_len(pos.offset + t),
+            cfg.rotary_dim / 2,
+            cfg.rope_attention_factor(),
+            pos.offset,
+            t,
+            self.dtype,
+            &self.device,
+        )?;
         let step = Step {
             cos: &cos,
             sin: &sin,
@@ -526,9 +547,17 @@ impl Model {
         exec.run(&self.packs, |ops| ops.rms_norm(&self.norm, &x))
     }
 
+    /// Checks `hooks` against this model: layers, vector widths (the residual width; at a
+    /// router hook, the block's number of experts).
+    pub(crate) fn check_hooks(&self, hooks: &Hooks) -> Result<()> {
+        hooks.validate_with_router(self.n_layers(), self.hidden_size(), &|l| {
+            self.blocks.get(l).and_then(|b| b.router_width())
+        })
+    }
+
     fn prepare(&self, batch: &Batch, hooks: &mut Hooks) -> Result<()> {
         self.check_ids(batch.max_id)?;
-        hooks.validate(self.n_layers(), self.hidden_size())?;
+        self.check_hooks(hooks)?;
         hooks.clear_captured();
         Ok(())
     }

@@ -142,7 +142,7 @@ impl Model {
         super::load::validate::context(prompt_ids.len(), ctx)?;
         let undecodable = self.undecodable_ids();
         let mut hooks = hooks.adds_only();
-        hooks.validate(self.n_layers(), self.hidden_size())?;
+        self.check_hooks(&hooks)?;
         // No gradient while generating: the one choice is the dtype's.
         let exec = Exec::choose(self.dtype(), false, false, self.grad_ops());
         let eos: HashSet<u32> = self.eos_token_ids().into_iter().collect();

@@ -24,6 +24,10 @@ pub enum HookPoint {
     MlpOut(usize),
     /// The residual leaving block `l` (`blocks.{l}.hook_resid_post`).
     ResidPost(usize),
+    /// The router's logits of a mixture-of-experts block `l`, `[B, T, experts]`, before the
+    /// softmax and the top-k choice (`blocks.{l}.mlp.hook_router_logits`). Vectors added here
+    /// have one entry per expert.
+    RouterLogits(usize),
 }
 
 impl HookPoint {
@@ -33,7 +37,8 @@ impl HookPoint {
             HookPoint::ResidPre(l)
             | HookPoint::AttnOut(l)
             | HookPoint::MlpOut(l)
-            | HookPoint::ResidPost(l) => l,
+            | HookPoint::ResidPost(l)
+            | HookPoint::RouterLogits(l) => l,
         }
     }
 }
@@ -45,6 +50,7 @@ impl fmt::Display for HookPoint {
             HookPoint::AttnOut(l) => (l, "hook_attn_out"),
             HookPoint::MlpOut(l) => (l, "hook_mlp_out"),
             HookPoint::ResidPost(l) => (l, "hook_resid_post"),
+            HookPoint::RouterLogits(l) => (l, "mlp.hook_router_logits"),
         };
         write!(f, "blocks.{l}.{name}")
     }
@@ -53,18 +59,29 @@ impl fmt::Display for HookPoint {
 impl FromStr for HookPoint {
     type Err = ModelError;
 
-    /// Parses `blocks.{l}.hook_resid_pre|hook_attn_out|hook_mlp_out|hook_resid_post`.
+    /// Parses `blocks.{l}.hook_resid_pre|hook_attn_out|hook_mlp_out|hook_resid_post` and
+    /// `blocks.{l}.mlp.hook_router_logits`.
     fn from_str(s: &str) -> Result<Self> {
         let bad = || {
             ModelError::BadHook(format!(
-            "{s} (expected blocks.<layer>.hook_resid_pre|hook_attn_out|hook_mlp_out|hook_resid_post)"
+            "{s} (expected blocks.<layer>.hook_resid_pre|hook_attn_out|hook_mlp_out|hook_resid_post \
+             or blocks.<layer>.mlp.hook_router_logits)"
         ))
         };
         let mut parts = s.trim().split('.');
-        let (Some("blocks"), Some(layer), Some(name), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
+        let (Some("blocks"), Some(layer), Some(first), rest, None) = (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+        ) else {
             return Err(bad());
+        };
+        let name = match (first, rest) {
+            (n, None) => n,
+            ("mlp", Some("hook_router_logits")) => "mlp.hook_router_logits",
+            _ => return Err(bad()),
         };
         if layer.is_empty() || !layer.bytes().all(|b| b.is_ascii_digit()) {
             return Err(bad());
@@ -75,6 +92,7 @@ impl FromStr for HookPoint {
             "hook_attn_out" => Ok(HookPoint::AttnOut(l)),
             "hook_mlp_out" => Ok(HookPoint::MlpOut(l)),
             "hook_resid_post" => Ok(HookPoint::ResidPost(l)),
+            "mlp.hook_router_logits" => Ok(HookPoint::RouterLogits(l)),
             _ => Err(bad()),
         }
     }
@@ -193,7 +211,8 @@ impl Hooks {
         &self.entries
     }
 
-    /// The tensor captured at `point` by the last forward, `[B, T, hidden]` in the model dtype.
+    /// The tensor captured at `point` by the last forward, `[B, T, hidden]` (router logits:
+    /// `[B, T, experts]`) in the model dtype.
     pub fn captured(&self, point: HookPoint) -> Option<&Tensor> {
         self.captured.get(&point)
     }
@@ -258,14 +277,34 @@ impl Hooks {
         self.gates.clear();
     }
 
-    /// Checks every hook against a model of `n_layers` blocks and width `hidden`.
+    /// Checks every hook against a model of `n_layers` blocks and width `hidden` (router
+    /// hooks: see [`Hooks::validate_with_router`]; here any router hook is refused).
+    #[allow(dead_code)] // the engine validates with its router widths
     pub(crate) fn validate(&self, n_layers: usize, hidden: usize) -> Result<()> {
+        self.validate_with_router(n_layers, hidden, &|_| None)
+    }
+
+    /// [`Hooks::validate`] for a model whose block `l` has a router of `router_width(l)`
+    /// experts (`None`: no router there, and a router hook at `l` is an error); vectors at a
+    /// router hook must have that width.
+    pub(crate) fn validate_with_router(
+        &self,
+        n_layers: usize,
+        hidden: usize,
+        router_width: &dyn Fn(usize) -> Option<usize>,
+    ) -> Result<()> {
         for (p, i) in &self.entries {
             if p.layer() >= n_layers {
                 return Err(ModelError::BadHook(format!(
                     "{p}: the model has {n_layers} layers"
                 )));
             }
+            let width = match p {
+                HookPoint::RouterLogits(l) => router_width(*l).ok_or_else(|| {
+                    ModelError::BadHook(format!("{p}: block {l} has no mixture-of-experts router"))
+                })?,
+                _ => hidden,
+            };
             let mut vectors = Vec::new();
             match i {
                 Intervention::Add { vector, .. } => vectors.push(vector),
@@ -287,10 +326,10 @@ impl Hooks {
             }
             for vector in vectors {
                 let dims = vector.dims();
-                if dims.len() != 1 || dims[0] != hidden {
+                if dims.len() != 1 || dims[0] != width {
                     return Err(ModelError::WidthMismatch {
                         what: format!("vector at {p} (shape {dims:?})"),
-                        expected: hidden,
+                        expected: width,
                         got: dims.last().copied().unwrap_or(0),
                     });
                 }
@@ -477,6 +516,7 @@ mod tests {
             HookPoint::AttnOut(3),
             HookPoint::MlpOut(12),
             HookPoint::ResidPost(5),
+            HookPoint::RouterLogits(7),
         ] {
             let s = p.to_string();
             assert_eq!(s.parse::<HookPoint>().unwrap(), p);
@@ -502,6 +542,9 @@ mod tests {
             "blocks.5.hook_resid_post.extra",
             "",
             "blocks..hook_resid_post",
+            "blocks.1.mlp.hook_resid_post",
+            "blocks.1.attn.hook_router_logits",
+            "blocks.1.mlp.hook_router_logits.x",
         ] {
             match s.parse::<HookPoint>() {
                 Err(ModelError::BadHook(m)) => assert!(m.contains(s), "{m}"),

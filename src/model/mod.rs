@@ -30,6 +30,6 @@ pub use fast::GradOps;
 pub use generate::GenerateOptions;
 pub use hooks::{HookPoint, Hooks, Intervention, Positions};
 pub use interventions::{Condition, EditMode};
-pub use load::config::{Architecture, ModelConfig, RopeScaling};
+pub use load::config::{Architecture, ModelConfig, MoeConfig, RopeScaling};
 pub use load::{device_name, dtype_name, parse_device, parse_dtype, LoadOptions, WeightStorage};
 pub use tokenizer::TextTokenizer;

@@ -293,7 +293,7 @@ impl<'m> AbScorer<'m> {
         let model = self.model;
         let n_layers = model.n_layers();
         let mut hooks = hooks.adds_only();
-        hooks.validate(n_layers, model.hidden_size())?;
+        model.check_hooks(&hooks)?;
         if let Some((p, _)) = hooks.interventions().iter().find(|(p, _)| {
             !(p.layer() >= self.split
                 || (self.split > 0 && *p == HookPoint::ResidPost(self.split - 1)))

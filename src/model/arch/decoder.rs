@@ -1,7 +1,8 @@
 //! The decoder block shared by every supported family (pre-norm attention with rotary
-//! embeddings and grouped-query heads, then a gated MLP; optionally norms on the attention and
-//! MLP outputs, as Gemma has), the KV cache, and the one loader the family files (`llama.rs`,
-//! `qwen2.rs`, `qwen3.rs`, `gemma3.rs`) configure with their differences.
+//! embeddings and grouped-query heads, then a gated MLP or a sparse mixture of experts
+//! (`moe.rs`); optionally norms on the attention and MLP outputs, as Gemma has), the KV cache,
+//! and the loaders the family files (`llama.rs`, `qwen2.rs`, `qwen3.rs`, `gemma3.rs`,
+//! `phi3.rs`, `mixtral.rs`, `qwen3_moe.rs`) configure with their differences.
 //!
 //! The forward is written once against [`DecoderOps`], the ops a pass computes with, chosen
 //! once at the top of the pass (`model::fast::Exec`): [`Reference`] (plain candle
@@ -9,6 +10,7 @@
 //! not read environment switches, pick kernels or know about training.
 use candle_core::Tensor;
 
+use super::moe::SparseMoe;
 use super::ops::{self, Linear, RmsNorm};
 use crate::model::hooks::{HookPoint, Hooks, PosCtx};
 use crate::model::load::config::{Activation, ModelConfig};
@@ -92,7 +94,8 @@ pub(crate) struct Block {
     /// The norm before the MLP (HF `post_attention_layernorm`; Gemma's
     /// `pre_feedforward_layernorm`).
     pub post_attention_norm: RmsNorm,
-    pub mlp: Mlp,
+    /// The MLP: dense, or a sparse mixture of experts.
+    pub ffn: FeedForward,
     /// Norm of the attention output before the residual add (Gemma's
     /// `post_attention_layernorm`).
     pub attn_out_norm: Option<RmsNorm>,
@@ -113,8 +116,9 @@ impl Block {
     ) -> Result<Tensor> {
         crate::model::error::check_interrupt()?;
         let x = hooks.apply(HookPoint::ResidPre(l), x, step.pos)?;
-        let hooks_inside =
-            hooks.has_point(HookPoint::AttnOut(l)) || hooks.has_point(HookPoint::MlpOut(l));
+        let hooks_inside = hooks.has_point(HookPoint::AttnOut(l))
+            || hooks.has_point(HookPoint::MlpOut(l))
+            || hooks.has_point(HookPoint::RouterLogits(l));
         if cache.is_none() && !hooks_inside {
             if let Some(y) = ops.whole_block(self, &x, step)? {
                 return hooks.apply(HookPoint::ResidPost(l), y, step.pos);
@@ -128,7 +132,10 @@ impl Block {
         }
         let a = hooks.apply(HookPoint::AttnOut(l), a, step.pos)?;
         let (x, h) = ops.add_rms_norm(&x, &a, &self.post_attention_norm)?;
-        let mut m = ops.mlp(&self.mlp, &h)?;
+        let mut m = match &self.ffn {
+            FeedForward::Dense(mlp) => ops.mlp(mlp, &h)?,
+            FeedForward::Moe(moe) => moe.forward(ops, l, &h, step, hooks)?,
+        };
         if let Some(n) = &self.mlp_out_norm {
             m = ops.rms_norm(n, &m)?;
         }
@@ -140,7 +147,7 @@ impl Block {
         self.input_norm.weight.elem_count()
             + self.post_attention_norm.weight.elem_count()
             + self.attn.n_params()
-            + self.mlp.n_params()
+            + self.ffn.n_params()
             + self
                 .attn_out_norm
                 .as_ref()
@@ -156,9 +163,45 @@ impl Block {
     pub fn is_plain(&self) -> bool {
         self.attn_out_norm.is_none()
             && self.mlp_out_norm.is_none()
-            && self.mlp.act == Activation::Silu
+            && self.dense_mlp().is_some_and(|m| m.act == Activation::Silu)
             && self.attn.q_scale.is_none()
             && self.attn.softcap.is_none()
+    }
+}
+
+impl Block {
+    /// The dense MLP, `None` for a mixture-of-experts block.
+    pub fn dense_mlp(&self) -> Option<&Mlp> {
+        match &self.ffn {
+            FeedForward::Dense(m) => Some(m),
+            FeedForward::Moe(_) => None,
+        }
+    }
+
+    /// The router's width (number of experts) for a mixture-of-experts block.
+    pub fn router_width(&self) -> Option<usize> {
+        match &self.ffn {
+            FeedForward::Dense(_) => None,
+            FeedForward::Moe(m) => Some(m.experts.len()),
+        }
+    }
+}
+
+/// A block's MLP.
+#[derive(Debug, Clone)]
+pub(crate) enum FeedForward {
+    /// One gated MLP.
+    Dense(Mlp),
+    /// Top-k routed experts (Mixtral, Qwen3-MoE).
+    Moe(SparseMoe),
+}
+
+impl FeedForward {
+    pub fn n_params(&self) -> usize {
+        match self {
+            FeedForward::Dense(m) => m.n_params(),
+            FeedForward::Moe(m) => m.n_params(),
+        }
     }
 }
 
@@ -291,6 +334,44 @@ pub(crate) fn load_block(
     l: usize,
     layout: Layout,
 ) -> Result<Block> {
+    let mlp = load_mlp(
+        w,
+        &format!("model.layers.{l}.mlp"),
+        cfg.hidden_size,
+        cfg.intermediate_size,
+        layout.mlp_bias,
+        cfg.activation,
+    )?;
+    load_block_with(w, cfg, l, layout, FeedForward::Dense(mlp))
+}
+
+/// A gated MLP `{prefix}.gate_proj`, `up_proj`, `down_proj` of inner width `inner`.
+pub(crate) fn load_mlp(
+    w: &Weights,
+    prefix: &str,
+    h: usize,
+    inner: usize,
+    bias: bool,
+    act: Activation,
+) -> Result<Mlp> {
+    let lin =
+        |name: &str, inp: usize, out: usize| w.linear(&format!("{prefix}.{name}"), inp, out, bias);
+    Ok(Mlp {
+        gate: lin("gate_proj", h, inner)?,
+        up: lin("up_proj", h, inner)?,
+        down: lin("down_proj", inner, h)?,
+        act,
+    })
+}
+
+/// [`load_block`] with the MLP given (a family with its own MLP weights: fused, or experts).
+pub(crate) fn load_block_with(
+    w: &Weights,
+    cfg: &ModelConfig,
+    l: usize,
+    layout: Layout,
+    ffn: FeedForward,
+) -> Result<Block> {
     let p = format!("model.layers.{l}");
     let (h, d, eps) = (cfg.hidden_size, cfg.head_dim, cfg.rms_norm_eps);
     let (nq, nkv) = (cfg.num_attention_heads, cfg.num_key_value_heads);
@@ -304,10 +385,6 @@ pub(crate) fn load_block(
             false => Ok(None),
         }
     };
-    let mlp = |name: &str, inp: usize, out: usize| {
-        w.linear(&format!("{p}.mlp.{name}"), inp, out, layout.mlp_bias)
-    };
-    let inner = cfg.intermediate_size;
     Ok(Block {
         input_norm: w.rms_norm(&format!("{p}.input_layernorm"), h, eps)?,
         attn: Attention {
@@ -334,12 +411,7 @@ pub(crate) fn load_block(
             softcap: None,
         },
         post_attention_norm: w.rms_norm(&format!("{p}.post_attention_layernorm"), h, eps)?,
-        mlp: Mlp {
-            gate: mlp("gate_proj", h, inner)?,
-            up: mlp("up_proj", h, inner)?,
-            down: mlp("down_proj", inner, h)?,
-            act: cfg.activation,
-        },
+        ffn,
         attn_out_norm: None,
         mlp_out_norm: None,
     })

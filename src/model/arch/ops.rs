@@ -114,6 +114,22 @@ impl Linear {
     pub fn n_params(&self) -> usize {
         self.weight.elem_count() + self.bias.as_ref().map_or(0, |b| b.elem_count())
     }
+
+    /// The layer computing only output rows `rows` (in that order) of this one: a slice of a
+    /// fused projection, or its rows reordered.
+    pub fn take_rows(&self, rows: &[usize]) -> Result<Linear> {
+        let pick = |t: &Tensor| -> Result<Tensor> {
+            let ids: Vec<u32> = rows.iter().map(|&r| r as u32).collect();
+            let ids = Tensor::from_vec(ids, rows.len(), t.device())?;
+            Ok(t.index_select(&ids, 0)?.contiguous()?)
+        };
+        let weight = match &self.weight {
+            Weight::Dense(t) => Weight::Dense(pick(t)?),
+            Weight::Quant(q) => Weight::Quant(q.take_rows(rows)?),
+        };
+        let bias = self.bias.as_ref().map(pick).transpose()?;
+        Ok(Linear { weight, bias })
+    }
 }
 
 /// Root-mean-square norm over the last dimension, computed in f32, scaled by `weight`.
@@ -159,15 +175,41 @@ pub(crate) fn rope_tables(
     dtype: DType,
     device: &Device,
 ) -> Result<(Tensor, Tensor)> {
+    rope_tables_scaled(inv_freq, inv_freq.len(), 1.0, offset, len, dtype, device)
+}
+
+/// [`rope_tables`] with the first `rotary` frequencies' cos and sin multiplied by `scale`
+/// (LongRoPE's attention factor) and the rest the identity (cos 1, sin 0: the dimensions a
+/// partial rotary embedding passes through).
+pub(crate) fn rope_tables_scaled(
+    inv_freq: &[f64],
+    rotary: usize,
+    scale: f64,
+    offset: usize,
+    len: usize,
+    dtype: DType,
+    device: &Device,
+) -> Result<(Tensor, Tensor)> {
     let half = inv_freq.len();
+    let scale = scale as f32;
     let mut cos = Vec::with_capacity(len * half);
     let mut sin = Vec::with_capacity(len * half);
     for p in offset..offset + len {
-        for &f in inv_freq {
+        for (i, &f) in inv_freq.iter().enumerate() {
+            if i >= rotary {
+                cos.push(1.0);
+                sin.push(0.0);
+                continue;
+            }
             // HF computes the angles in f32; do the same so long positions round alike.
             let angle = (p as f32) * (f as f32);
-            cos.push(angle.cos());
-            sin.push(angle.sin());
+            if scale == 1.0 {
+                cos.push(angle.cos());
+                sin.push(angle.sin());
+            } else {
+                cos.push(angle.cos() * scale);
+                sin.push(angle.sin() * scale);
+            }
         }
     }
     let cos = Tensor::from_vec(cos, (len, half), device)?.to_dtype(dtype)?;

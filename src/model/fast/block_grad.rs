@@ -12,9 +12,16 @@ use candle_core::Tensor;
 use super::grad::{self, AttnSaved};
 use super::kernels;
 use super::profile::timed;
-use crate::model::arch::decoder::{Block, DecoderOps, Step};
+use crate::model::arch::decoder::{Block, DecoderOps, Mlp, Step};
 use crate::model::arch::ops::{upcast, Linear, RmsNorm};
-use crate::model::Result;
+use crate::model::{ModelError, Result};
+
+/// The block's dense MLP (only plain blocks reach this node; `Block::is_plain`).
+fn dense(block: &Block) -> Result<&Mlp> {
+    block.dense_mlp().ok_or_else(|| {
+        ModelError::InvalidInput("block-grad node: a mixture-of-experts block is not plain".into())
+    })
+}
 
 /// The activations a block's backward needs.
 struct Saved {
@@ -96,9 +103,10 @@ fn forward_saving(
     let (att, attn) = grad::attention_forward(&q, &k, &v, step.mask)?;
     let x2 = (x + infer.linear(&a.o, &att)?)?;
     let h2 = rms(&x2, &block.post_attention_norm)?;
-    let gate = infer.linear(&block.mlp.gate, &h2)?;
-    let up = infer.linear(&block.mlp.up, &h2)?;
-    let m = infer.linear(&block.mlp.down, &(gate.silu()? * &up)?)?;
+    let mlp = dense(block)?;
+    let gate = infer.linear(&mlp.gate, &h2)?;
+    let up = infer.linear(&mlp.up, &h2)?;
+    let m = infer.linear(&mlp.down, &(gate.silu()? * &up)?)?;
     let y = (&x2 + m)?;
     let saved = Saved {
         x: x.clone(),
@@ -132,9 +140,8 @@ fn backward(block: &Block, s: &Saved, dy: &Tensor) -> Result<Tensor> {
     let dt = s.x.dtype();
     let dy = dy.to_dtype(dt)?;
     // MLP: m = down(silu(g) * u), g = gate(h2), u = up(h2); silu' = sig (1 + g (1 - sig)).
-    let da = timed(dev, "bwd: mlp down", || {
-        block.mlp.down.weight.backward_input(&dy)
-    })?;
+    let mlp = dense(block)?;
+    let da = timed(dev, "bwd: mlp down", || mlp.down.weight.backward_input(&dy))?;
     let (dg, du) = timed(dev, "bwd: swiglu", || {
         let g = s.gate.flatten_to(1)?;
         let u = s.up.flatten_to(1)?;
@@ -152,9 +159,10 @@ fn backward(block: &Block, s: &Saved, dy: &Tensor) -> Result<Tensor> {
         })
     })?;
     let dh2 = timed(dev, "bwd: mlp gate+up", || {
-        Ok((block.mlp.gate.weight.backward_input(&dg)?
-            + block.mlp.up.weight.backward_input(&du)?)?
-        .reshape((b, t, hidden))?)
+        Ok(
+            (mlp.gate.weight.backward_input(&dg)? + mlp.up.weight.backward_input(&du)?)?
+                .reshape((b, t, hidden))?,
+        )
     })?;
     let dx2 = timed(dev, "bwd: rms norms", || {
         rms_backward_plus(&s.x2, &block.post_attention_norm, &dh2, &dy)

@@ -246,6 +246,24 @@ impl QMatrix {
         Self::from_bytes(self.dtype(), &out, self.rows, self.cols)
     }
 
+    /// The matrix of rows `rows` of `self`, in that order (a slice of a fused matrix; blocks
+    /// are copied as they are, nothing is requantized).
+    pub fn take_rows(&self, rows: &[usize]) -> Result<Self> {
+        if rows.is_empty() || rows.iter().any(|&p| p >= self.rows) {
+            return Err(ModelError::InvalidInput(format!(
+                "quantized weights: rows {rows:?} of a matrix of {} rows",
+                self.rows
+            )));
+        }
+        let data = self.bytes()?;
+        let rb = data.len() / self.rows.max(1);
+        let mut out = Vec::with_capacity(rows.len() * rb);
+        for &p in rows {
+            out.extend_from_slice(&data[p * rb..(p + 1) * rb]);
+        }
+        Self::from_bytes(self.dtype(), &out, rows.len(), self.cols)
+    }
+
     /// The whole matrix as an f32 tensor (tests and fallbacks only: 4 bytes per weight).
     pub fn dequantize(&self) -> Result<Tensor> {
         Ok(self.qt.dequantize(&Device::Cpu)?)

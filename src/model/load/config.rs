@@ -1,5 +1,7 @@
 //! HF `config.json` parsing for the supported decoder families (llama, mistral, qwen2, qwen3,
-//! gemma2, gemma3 text models; Gemma's own fields are read by `gemma_config.rs`).
+//! gemma2, gemma3 text models, phi3, mixtral, qwen3_moe; Gemma's own fields are read by
+//! `gemma_config.rs`, Phi-3's rotary fields and the mixture-of-experts fields by
+//! `family_config.rs`).
 //!
 //! Reads both the classic layout (`rope_theta` + `rope_scaling`) and the transformers ≥ 5
 //! layout (`rope_parameters`). Only parses and validates: no tensors, no model building.
@@ -18,6 +20,9 @@ pub const SUPPORTED_MODEL_TYPES: &[&str] = &[
     "gemma2",
     "gemma3_text",
     "gemma3",
+    "phi3",
+    "mixtral",
+    "qwen3_moe",
 ];
 
 /// The architecture family of a checkpoint.
@@ -38,6 +43,16 @@ pub enum Architecture {
     /// Gemma 3 text models (`gemma3_text`; GGUF `gemma3`): norms around attention and MLP,
     /// `(1 + w)` RMSNorm, GeGLU, scaled embeddings, sliding/global layers.
     Gemma3,
+    /// Phi-3 (`phi3`): the Llama layer with fused `qkv_proj` and `gate_up_proj`, LongRoPE
+    /// scaling and optionally a partial rotary embedding.
+    Phi3,
+    /// Mixtral: the Mistral layer with a sparse mixture-of-experts MLP (softmax over the
+    /// top-k router logits).
+    Mixtral,
+    /// Qwen3-MoE (`qwen3_moe`): the Qwen3 layer with a sparse mixture-of-experts MLP (softmax
+    /// over all router logits, then top-k, renormalised if `norm_topk_prob`).
+    #[serde(rename = "qwen3_moe")]
+    Qwen3Moe,
 }
 
 impl Architecture {
@@ -50,6 +65,9 @@ impl Architecture {
             Architecture::Qwen3 => "qwen3",
             Architecture::Gemma2 => "gemma2",
             Architecture::Gemma3 => "gemma3",
+            Architecture::Phi3 => "phi3",
+            Architecture::Mixtral => "mixtral",
+            Architecture::Qwen3Moe => "qwen3_moe",
         }
     }
 }
@@ -86,6 +104,35 @@ pub enum RopeScaling {
         /// The divisors, lowest index = highest frequency.
         factors: Vec<f64>,
     },
+    /// Phi-3's LongRoPE (`longrope`, formerly `su`): each frequency divided by its own factor,
+    /// `short_factor` while the sequence fits `original_max_position_embeddings`, `long_factor`
+    /// beyond; cos and sin multiplied by `attention_factor` (transformers' rule).
+    LongRope {
+        /// Divisors for sequences within the original context (one per rotary frequency).
+        short_factor: Vec<f64>,
+        /// Divisors for longer sequences.
+        long_factor: Vec<f64>,
+        /// The pre-training context length: the switch point.
+        original_max_position_embeddings: usize,
+        /// Multiplies cos and sin (hence attention scores by its square).
+        attention_factor: f64,
+    },
+}
+
+/// A sparse mixture-of-experts MLP (Mixtral, Qwen3-MoE): per token, the router's top-k
+/// experts, weighted by the router's softmax.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct MoeConfig {
+    /// Experts per MoE block.
+    pub num_experts: usize,
+    /// Experts each token is routed to.
+    pub top_k: usize,
+    /// Inner width of each expert's gated MLP.
+    pub expert_intermediate_size: usize,
+    /// Renormalise the top-k weights to sum to 1 (always for Mixtral).
+    pub norm_topk_prob: bool,
+    /// Which blocks have the MoE MLP (the others a dense MLP of `intermediate_size`).
+    pub sparse_layers: Vec<bool>,
 }
 
 /// A parsed, validated model configuration.
@@ -117,6 +164,11 @@ pub struct ModelConfig {
     pub max_position_embeddings: usize,
     /// The LM head shares the embedding matrix.
     pub tie_word_embeddings: bool,
+    /// Dimensions of each head that RoPE rotates (`head_dim` unless Phi-3's
+    /// `partial_rotary_factor` says fewer); the rest pass through.
+    pub rotary_dim: usize,
+    /// The mixture-of-experts MLP (Mixtral, Qwen3-MoE), `None` for dense models.
+    pub moe: Option<MoeConfig>,
     /// Bias on q/k/v projections.
     pub qkv_bias: bool,
     /// Bias on the attention output projection.
@@ -262,6 +314,35 @@ pub(super) fn parse_scaling(
         "linear" => Ok(Some(RopeScaling::Linear {
             factor: f64_field(path, v, "factor", parent)?,
         })),
+        "longrope" | "su" => {
+            let factors = |key: &str| -> Result<Vec<f64>> {
+                let field = format!("{parent}.{key}");
+                v.get(key)
+                    .and_then(|f| f.as_array())
+                    .ok_or_else(|| bad(path, &field, "missing or not a list"))?
+                    .iter()
+                    .map(|x| {
+                        x.as_f64()
+                            .filter(|f| f.is_finite() && *f > 0.0)
+                            .ok_or_else(|| bad(path, &field, format!("not a positive number: {x}")))
+                    })
+                    .collect()
+            };
+            let orig = f64_field(path, v, "original_max_position_embeddings", parent)?;
+            if !(orig >= 1.0 && orig.fract() == 0.0 && orig <= u32::MAX as f64) {
+                return Err(bad(
+                    path,
+                    &format!("{parent}.original_max_position_embeddings"),
+                    format!("{orig}: not a positive whole number of tokens"),
+                ));
+            }
+            Ok(Some(RopeScaling::LongRope {
+                short_factor: factors("short_factor")?,
+                long_factor: factors("long_factor")?,
+                original_max_position_embeddings: orig as usize,
+                attention_factor: f64_field(path, v, "attention_factor", parent)?,
+            }))
+        }
         "rope_freqs" => {
             let field = format!("{parent}.factors");
             let factors = v
@@ -281,7 +362,7 @@ pub(super) fn parse_scaling(
             path,
             &format!("{parent}.rope_type"),
             format!(
-                "unsupported RoPE scaling `{other}` (supported: default, linear, llama3, rope_freqs)"
+                "unsupported RoPE scaling `{other}` (supported: default, linear, llama3, longrope, rope_freqs)"
             ),
         )),
     }
@@ -308,6 +389,9 @@ impl ModelConfig {
                      reads text models only (`gemma3_text`, or a `gemma3` GGUF file)",
                 )),
                 "gemma3" => Architecture::Gemma3,
+                "phi3" => Architecture::Phi3,
+                "mixtral" => Architecture::Mixtral,
+                "qwen3_moe" => Architecture::Qwen3Moe,
                 _ => {
                     return Err(ModelError::UnsupportedArchitecture {
                         path: path.to_path_buf(),
@@ -376,8 +460,23 @@ impl ModelConfig {
                 ));
             }
         }
+        let rotary_dim = match architecture {
+            Architecture::Phi3 => super::family_config::phi3_rotary_dim(value, path, head_dim)?,
+            _ => head_dim,
+        };
+        // Phi-3's LongRoPE reads two fields outside its scaling object.
+        let raw_rope_parameters = raw
+            .rope_parameters
+            .as_ref()
+            .map(|p| super::family_config::longrope_defaults(p, value, path))
+            .transpose()?;
+        let raw_rope_scaling = raw
+            .rope_scaling
+            .as_ref()
+            .map(|p| super::family_config::longrope_defaults(p, value, path))
+            .transpose()?;
         // transformers >= 5 moves rope_theta and rope_scaling into `rope_parameters`.
-        let (rope_theta, rope_scaling) = match &raw.rope_parameters {
+        let (rope_theta, rope_scaling) = match &raw_rope_parameters {
             _ if gemma.is_some() => {
                 let g = gemma.as_ref().expect("checked");
                 (g.rope_theta, g.rope_scaling.clone())
@@ -391,13 +490,33 @@ impl ModelConfig {
                 (theta, parse_scaling(path, p, "rope_parameters")?)
             }
             _ => {
-                let scaling = match &raw.rope_scaling {
+                let scaling = match &raw_rope_scaling {
                     Some(v) => parse_scaling(path, v, "rope_scaling")?,
                     None => None,
                 };
                 (raw.rope_theta.unwrap_or(10_000.0), scaling)
             }
         };
+        if let Some(RopeScaling::LongRope {
+            short_factor,
+            long_factor,
+            ..
+        }) = &rope_scaling
+        {
+            for (field, f) in [("short_factor", short_factor), ("long_factor", long_factor)] {
+                if f.len() != rotary_dim / 2 {
+                    return Err(bad(
+                        path,
+                        &format!("rope_scaling.{field}"),
+                        format!(
+                            "{} factors, but {rotary_dim} rotary dimensions have {} frequencies",
+                            f.len(),
+                            rotary_dim / 2
+                        ),
+                    ));
+                }
+            }
+        }
         if let Some(RopeScaling::Factors { factors }) = &rope_scaling {
             if factors.len() != head_dim / 2 {
                 return Err(bad(
@@ -413,40 +532,57 @@ impl ModelConfig {
         }
         let attention_bias = raw.attention_bias.unwrap_or(false);
         let (qkv_bias, o_bias, qk_norm) = match architecture {
-            Architecture::Llama | Architecture::Mistral => (attention_bias, attention_bias, false),
+            Architecture::Llama | Architecture::Mistral | Architecture::Mixtral => {
+                (attention_bias, attention_bias, false)
+            }
+            Architecture::Phi3 => (false, false, false),
             Architecture::Qwen2 => (true, false, false),
             Architecture::Gemma2 => (attention_bias, attention_bias, false),
-            Architecture::Qwen3 | Architecture::Gemma3 => (attention_bias, attention_bias, true),
+            Architecture::Qwen3 | Architecture::Qwen3Moe | Architecture::Gemma3 => {
+                (attention_bias, attention_bias, true)
+            }
         };
         let sliding_window = match architecture {
             Architecture::Gemma2 | Architecture::Gemma3 => gemma.as_ref().map(|g| g.sliding_window),
-            Architecture::Mistral => match &raw.sliding_window {
-                None | Some(serde_json::Value::Null) => None,
-                Some(v) => Some(
-                    v.as_u64()
-                        .ok_or_else(|| bad(path, "sliding_window", "not an integer"))?
-                        as usize,
-                ),
-            },
+            Architecture::Mistral | Architecture::Mixtral | Architecture::Phi3 => {
+                match &raw.sliding_window {
+                    None | Some(serde_json::Value::Null) => None,
+                    Some(v) => Some(
+                        v.as_u64()
+                            .ok_or_else(|| bad(path, "sliding_window", "not an integer"))?
+                            as usize,
+                    ),
+                }
+            }
             _ => {
                 if raw.use_sliding_window == Some(true) {
                     return Err(bad(
                         path,
                         "use_sliding_window",
-                        "sliding-window attention is only supported for mistral",
+                        "sliding-window attention is only supported for mistral, mixtral and phi3",
                     ));
                 }
                 None
             }
         };
+        let intermediate_size = need(path, "intermediate_size", raw.intermediate_size)?;
+        let moe = super::family_config::moe_fields(
+            value,
+            path,
+            architecture,
+            num_hidden_layers,
+            intermediate_size,
+        )?;
         let config = ModelConfig {
             architecture,
             hidden_size,
-            intermediate_size: need(path, "intermediate_size", raw.intermediate_size)?,
+            intermediate_size,
             num_hidden_layers,
             num_attention_heads,
             num_key_value_heads,
             head_dim,
+            rotary_dim,
+            moe,
             vocab_size: need(path, "vocab_size", raw.vocab_size)?,
             rms_norm_eps: raw.rms_norm_eps.unwrap_or(1e-6),
             rope_theta,
@@ -525,9 +661,35 @@ impl ModelConfig {
         )
     }
 
-    /// RoPE inverse frequencies (length `head_dim / 2`), with scaling applied.
+    /// RoPE inverse frequencies (length `head_dim / 2`), with scaling applied (LongRoPE: the
+    /// short factors). With a partial rotary embedding the frequencies past `rotary_dim / 2`
+    /// are 0: those dimensions pass through (see `arch/phi3.rs` for the head layout).
     pub fn rope_inv_freq(&self) -> Vec<f64> {
-        let dim = self.head_dim;
+        self.rope_inv_freq_for_len(0)
+    }
+
+    /// [`ModelConfig::rope_inv_freq`] for a call whose positions end at `len` (LongRoPE
+    /// switches to its long factors past `original_max_position_embeddings`, as transformers
+    /// does for the sequence length it sees).
+    pub fn rope_inv_freq_for_len(&self, len: usize) -> Vec<f64> {
+        let mut f = self.scaled_rotary_freqs(len);
+        f.resize(self.head_dim / 2, 0.0);
+        f
+    }
+
+    /// The factor cos and sin are multiplied by (LongRoPE's `attention_factor`, else 1).
+    pub fn rope_attention_factor(&self) -> f64 {
+        match &self.rope_scaling {
+            Some(RopeScaling::LongRope {
+                attention_factor, ..
+            }) => *attention_factor,
+            _ => 1.0,
+        }
+    }
+
+    /// The `rotary_dim / 2` scaled frequencies.
+    fn scaled_rotary_freqs(&self, len: usize) -> Vec<f64> {
+        let dim = self.rotary_dim;
         let base: Vec<f64> = (0..dim / 2)
             .map(|i| 1.0 / self.rope_theta.powf((2 * i) as f64 / dim as f64))
             .collect();
@@ -535,6 +697,18 @@ impl ModelConfig {
             None => base,
             Some(RopeScaling::Linear { factor }) => base.iter().map(|f| f / factor).collect(),
             Some(RopeScaling::Factors { factors }) => {
+                base.iter().zip(factors).map(|(f, s)| f / s).collect()
+            }
+            Some(RopeScaling::LongRope {
+                short_factor,
+                long_factor,
+                original_max_position_embeddings,
+                ..
+            }) => {
+                let factors = match len > *original_max_position_embeddings {
+                    true => long_factor,
+                    false => short_factor,
+                };
                 base.iter().zip(factors).map(|(f, s)| f / s).collect()
             }
             Some(RopeScaling::Llama3 {
@@ -597,8 +771,38 @@ impl ModelConfig {
                 format!("{}: must be a finite number, 0 or more", c.rms_norm_eps),
             ));
         }
+        if c.rotary_dim == 0 || c.rotary_dim > c.head_dim || !c.rotary_dim.is_multiple_of(2) {
+            return Err(bad(
+                path,
+                "partial_rotary_factor",
+                format!(
+                    "gives {} rotary dimensions of head_dim {}: must be even, 2 or more",
+                    c.rotary_dim, c.head_dim
+                ),
+            ));
+        }
         match &c.rope_scaling {
             None | Some(RopeScaling::Factors { .. }) => {}
+            Some(RopeScaling::LongRope {
+                short_factor,
+                long_factor,
+                original_max_position_embeddings,
+                attention_factor,
+            }) => {
+                positive(path, "rope_scaling.attention_factor", *attention_factor)?;
+                if *original_max_position_embeddings == 0 {
+                    return Err(bad(
+                        path,
+                        "rope_scaling.original_max_position_embeddings",
+                        "0: must be at least 1",
+                    ));
+                }
+                for (field, f) in [("short_factor", short_factor), ("long_factor", long_factor)] {
+                    for x in f {
+                        positive(path, &format!("rope_scaling.{field}"), *x)?;
+                    }
+                }
+            }
             Some(RopeScaling::Linear { factor }) => positive(path, "rope_scaling.factor", *factor)?,
             Some(RopeScaling::Llama3 {
                 factor,
@@ -627,11 +831,9 @@ impl ModelConfig {
             }
         }
         // Each inverse frequency must come out finite and positive (a huge base underflows).
-        if let Some(i) = c
-            .rope_inv_freq()
-            .iter()
-            .position(|f| !(f.is_finite() && *f > 0.0))
-        {
+        let mut freqs = c.scaled_rotary_freqs(0);
+        freqs.extend(c.scaled_rotary_freqs(usize::MAX));
+        if let Some(i) = freqs.iter().position(|f| !(f.is_finite() && *f > 0.0)) {
             return Err(bad(
                 path,
                 "rope_theta",

@@ -4,9 +4,14 @@
 //! undoes llama.cpp's per-head Q/K row permutation (`llama` only: the other families use the
 //! NEOX rotary layout, which llama.cpp stores as HF does), and builds the tokenizer from metadata.
 //!
-//! Architectures ([`SUPPORTED_GGUF_ARCHITECTURES`]): `llama` (also Mistral files; Llama 3.1's
-//! `rope_freqs.weight` is read as per-frequency RoPE factors), `qwen2` (q/k/v biases) and
-//! `qwen3` (q/k norms), `gemma3` (its keys and norm names in `gguf_gemma.rs`). This module must not build or run models: the engine loads the returned
+//! Architectures ([`SUPPORTED_GGUF_ARCHITECTURES`]): `llama` (also Mistral files, and Mixtral
+//! files: `llama` with `expert_count` and expert tensors; Llama 3.1's `rope_freqs.weight` is
+//! read as per-frequency RoPE factors), `qwen2` (q/k/v biases), `qwen3` (q/k norms),
+//! `qwen3moe` (experts), `gemma2` and `gemma3` (their keys and norm names in `gguf_gemma.rs`),
+//! `phi3` (fused `attn_qkv` or separate q/k/v, fused gate/up as `ffn_up`, LongRoPE factors as
+//! `rope_factors_{long,short}.weight`, partial rotary from `rope.dimension_count`). Expert
+//! tensors (`ffn_{gate,up,down}_exps`, `[experts, rows, cols]`) are split into one matrix per
+//! expert under its HF name. This module must not build or run models: the engine loads the returned
 //! tensors like an HF safetensors folder.
 use crate::model::fast::quant::{self, QMatrix};
 use crate::model::tokenizer::TextTokenizer;
@@ -36,7 +41,59 @@ pub struct GgufContents {
 const GGUF_MAGIC: &[u8; 4] = b"GGUF";
 
 /// The `general.architecture` values this loader reads.
-pub const SUPPORTED_GGUF_ARCHITECTURES: &[&str] = &["llama", "qwen2", "qwen3", "gemma3"];
+pub const SUPPORTED_GGUF_ARCHITECTURES: &[&str] = &[
+    "llama", "qwen2", "qwen3", "qwen3moe", "gemma2", "gemma3", "phi3",
+];
+
+/// The three stacked expert tensors of a mixture-of-experts block (`blk.{l}.ffn_*_exps`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ExpertPart {
+    Gate,
+    Up,
+    Down,
+}
+
+/// `(layer, part)` of a stacked expert tensor of an architecture with experts (`llama` for
+/// Mixtral, `qwen3moe`), `None` for other names.
+fn expert_tensor(arch: &str, gguf_name: &str) -> Option<(usize, ExpertPart)> {
+    if arch != "llama" && arch != "qwen3moe" {
+        return None;
+    }
+    let rest = gguf_name.strip_prefix("blk.")?;
+    let (layer, part) = rest.split_once('.')?;
+    let part = match part {
+        "ffn_gate_exps.weight" => ExpertPart::Gate,
+        "ffn_up_exps.weight" => ExpertPart::Up,
+        "ffn_down_exps.weight" => ExpertPart::Down,
+        _ => return None,
+    };
+    Some((layer.parse().ok()?, part))
+}
+
+/// The HF name of expert `e`'s matrix `part` in block `l`.
+fn expert_hf_name(arch: &str, l: usize, e: usize, part: ExpertPart) -> String {
+    match arch {
+        "llama" => {
+            let leaf = match part {
+                ExpertPart::Gate => "w1",
+                ExpertPart::Up => "w3",
+                ExpertPart::Down => "w2",
+            };
+            format!("model.layers.{l}.block_sparse_moe.experts.{e}.{leaf}.weight")
+        }
+        _ => {
+            let leaf = match part {
+                ExpertPart::Gate => "gate_proj",
+                ExpertPart::Up => "up_proj",
+                ExpertPart::Down => "down_proj",
+            };
+            format!("model.layers.{l}.mlp.experts.{e}.{leaf}.weight")
+        }
+    }
+}
+
+/// Names of the LongRoPE factor tensors of a `phi3` file (read into the config).
+const ROPE_FACTOR_TENSORS: [&str; 2] = ["rope_factors_long.weight", "rope_factors_short.weight"];
 
 fn bad(path: &Path, field: impl Into<String>, message: impl Into<String>) -> ModelError {
     ModelError::BadFile {
@@ -106,7 +163,7 @@ pub fn hf_tensor_name(gguf_name: &str) -> Option<String> {
 /// [`hf_tensor_name`] for the architecture `arch` (Gemma's four norms per block have their own
 /// names: see `gguf_gemma.rs`).
 pub fn hf_tensor_name_for(arch: &str, gguf_name: &str) -> Option<String> {
-    if arch == "gemma3" {
+    if arch == "gemma3" || arch == "gemma2" {
         if let Some(hf) = super::gguf_gemma::hf_norm_name(gguf_name) {
             return Some(hf);
         }
@@ -125,6 +182,10 @@ pub fn hf_tensor_name_for(arch: &str, gguf_name: &str) -> Option<String> {
         return None;
     }
     let hf = match part {
+        "attn_qkv" if arch == "phi3" && kind == "weight" => "self_attn.qkv_proj",
+        "ffn_up" if arch == "phi3" && kind == "weight" => "mlp.gate_up_proj",
+        "ffn_gate_inp" if arch == "llama" && kind == "weight" => "block_sparse_moe.gate",
+        "ffn_gate_inp" if arch == "qwen3moe" && kind == "weight" => "mlp.gate",
         "attn_q" => "self_attn.q_proj",
         "attn_k" => "self_attn.k_proj",
         "attn_v" => "self_attn.v_proj",
@@ -219,11 +280,12 @@ pub fn gguf_config(content: &Content, path: &Path) -> Result<serde_json::Value> 
         path,
         &k("embedding_length"),
     )?;
-    let inter = required(
-        md_int(content, path, &k("feed_forward_length"))?,
-        path,
-        &k("feed_forward_length"),
-    )?;
+    let inter = match md_int(content, path, &k("feed_forward_length"))? {
+        // A Qwen3-MoE file whose blocks are all sparse may omit the dense width.
+        None if arch == "qwen3moe" => md_int(content, path, &k("expert_feed_forward_length"))?,
+        v => v,
+    };
+    let inter = required(inter, path, &k("feed_forward_length"))?;
     let layers = required(
         md_int(content, path, &k("block_count"))?,
         path,
@@ -276,7 +338,16 @@ pub fn gguf_config(content: &Content, path: &Path) -> Result<serde_json::Value> 
             ));
         }
     }
-    if let Some(rd) = md_int(content, path, &k("rope.dimension_count"))? {
+    let rotary = md_int(content, path, &k("rope.dimension_count"))?.unwrap_or(head_dim);
+    if arch == "phi3" && (rotary == 0 || rotary > head_dim || !rotary.is_multiple_of(2)) {
+        return Err(bad(
+            path,
+            k("rope.dimension_count"),
+            format!("{rotary} rotary dimensions of head dim {head_dim}: must be even, 2 or more"),
+        ));
+    }
+    if let Some(rd) = md_int(content, path, &k("rope.dimension_count"))?.filter(|_| arch != "phi3")
+    {
         if rd != head_dim {
             return Err(bad(
                 path,
@@ -308,6 +379,24 @@ pub fn gguf_config(content: &Content, path: &Path) -> Result<serde_json::Value> 
             ))
         }
     };
+    for name in ROPE_FACTOR_TENSORS {
+        if let Some(info) = content.tensor_infos.get(name) {
+            if arch != "phi3" {
+                return Err(bad(path, name, format!("not part of the {arch} layout")));
+            }
+            if info.shape.dims() != [rotary as usize / 2] {
+                return Err(bad(
+                    path,
+                    name,
+                    format!(
+                        "shape {:?}, expected [{}] (one factor per rotary frequency)",
+                        info.shape.dims(),
+                        rotary / 2
+                    ),
+                ));
+            }
+        }
+    }
     if let Some(info) = content.tensor_infos.get("rope_freqs.weight") {
         if info.shape.dims() != [head_dim as usize / 2] {
             return Err(bad(
@@ -359,14 +448,24 @@ pub fn gguf_config(content: &Content, path: &Path) -> Result<serde_json::Value> 
             .map(serde_json::Value::from)
             .unwrap_or(serde_json::Value::Null))
     };
-    let hf_class = match arch.as_str() {
+    let experts = md_int(content, path, &k("expert_count"))?.unwrap_or(0);
+    let model_type = match arch.as_str() {
+        "llama" if experts > 0 => "mixtral",
+        "qwen3moe" => "qwen3_moe",
+        a => a,
+    };
+    let hf_class = match model_type {
         "qwen2" => "Qwen2ForCausalLM",
         "qwen3" => "Qwen3ForCausalLM",
+        "qwen3_moe" => "Qwen3MoeForCausalLM",
+        "gemma2" => "Gemma2ForCausalLM",
         "gemma3" => "Gemma3ForCausalLM",
+        "phi3" => "Phi3ForCausalLM",
+        "mixtral" => "MixtralForCausalLM",
         _ => "LlamaForCausalLM",
     };
     let mut config = serde_json::json!({
-        "model_type": arch,
+        "model_type": model_type,
         "architectures": [hf_class],
         "hidden_size": hidden,
         "intermediate_size": inter,
@@ -387,10 +486,95 @@ pub fn gguf_config(content: &Content, path: &Path) -> Result<serde_json::Value> 
         "eos_token_id": tok_id("tokenizer.ggml.eos_token_id")?,
         "pad_token_id": tok_id("tokenizer.ggml.padding_token_id")?,
     });
-    if arch == "gemma3" {
-        super::gguf_gemma::add_config(content, path, &mut config)?;
+    if arch == "gemma3" || arch == "gemma2" {
+        super::gguf_gemma::add_config(content, path, &arch, &mut config)?;
     }
+    add_family_config(content, path, &arch, experts, rotary, &mut config)?;
     Ok(config)
+}
+
+/// A bool metadata value, `None` when absent.
+fn md_bool(content: &Content, path: &Path, key: &str) -> Result<Option<bool>> {
+    match content.metadata.get(key) {
+        None => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(v) => Err(bad(path, key, format!("expected a bool, got {v:?}"))),
+    }
+}
+
+/// The Phi-3 and mixture-of-experts fields of the HF-style `config` (see the module docs).
+fn add_family_config(
+    content: &Content,
+    path: &Path,
+    arch: &str,
+    experts: u64,
+    rotary: u64,
+    config: &mut serde_json::Value,
+) -> Result<()> {
+    let k = |s: &str| format!("{arch}.{s}");
+    let layers = config["num_hidden_layers"].as_u64().unwrap_or(0) as usize;
+    let head_dim = config["head_dim"].as_u64().unwrap_or(1).max(1);
+    let obj = config
+        .as_object_mut()
+        .ok_or_else(|| bad(path, "-", "config is not an object"))?;
+    if arch == "phi3" {
+        if rotary != head_dim {
+            obj.insert(
+                "partial_rotary_factor".into(),
+                (rotary as f64 / head_dim as f64).into(),
+            );
+        }
+        if let Some(w) = md_int(content, path, &k("attention.sliding_window"))?.filter(|&w| w > 0) {
+            obj.insert("sliding_window".into(), w.into());
+        }
+    }
+    if experts == 0 {
+        if arch == "qwen3moe" {
+            return Err(bad(
+                path,
+                k("expert_count"),
+                "missing (a qwen3moe file has experts)",
+            ));
+        }
+        return Ok(());
+    }
+    if arch != "llama" && arch != "qwen3moe" {
+        return Err(bad(
+            path,
+            k("expert_count"),
+            format!("experts are not supported for {arch}"),
+        ));
+    }
+    let used = required(
+        md_int(content, path, &k("expert_used_count"))?,
+        path,
+        &k("expert_used_count"),
+    )?;
+    obj.insert("num_experts_per_tok".into(), used.into());
+    if arch == "llama" {
+        obj.insert("num_local_experts".into(), experts.into());
+        return Ok(());
+    }
+    obj.insert("num_experts".into(), experts.into());
+    let inner = required(
+        md_int(content, path, &k("expert_feed_forward_length"))?,
+        path,
+        &k("expert_feed_forward_length"),
+    )?;
+    obj.insert("moe_intermediate_size".into(), inner.into());
+    // llama.cpp always renormalises Qwen3-MoE's top-k weights unless the file says otherwise.
+    let norm = md_bool(content, path, &k("expert_weights_norm"))?.unwrap_or(true);
+    obj.insert("norm_topk_prob".into(), norm.into());
+    let dense: Vec<usize> = (0..layers)
+        .filter(|l| {
+            !content
+                .tensor_infos
+                .contains_key(&format!("blk.{l}.ffn_gate_inp.weight"))
+        })
+        .collect();
+    obj.insert("mlp_only_layers".into(), dense.into());
+    obj.insert("decoder_sparse_step".into(), 1.into());
+    Ok(())
 }
 
 /// Undoes llama.cpp's Q/K permutation: the rows of each head were reordered from HF's
@@ -476,6 +660,18 @@ pub fn read_gguf_with(
         let hf = match hf_tensor_name_for(&arch, name) {
             Some(hf) => hf,
             None if name.as_str() == "rope_freqs.weight" => String::new(),
+            None if ROPE_FACTOR_TENSORS.contains(&name.as_str()) => String::new(),
+            None if expert_tensor(&arch, name).is_some() => {
+                let (l, _) = expert_tensor(&arch, name).expect("checked");
+                if config.get("num_experts_per_tok").is_none() {
+                    return Err(bad(
+                        path,
+                        name.as_str(),
+                        format!("an expert tensor, but {arch}.expert_count is missing or 0"),
+                    ));
+                }
+                format!("model.layers.{l}.")
+            }
             None => {
                 return Err(bad(
                     path,
@@ -526,31 +722,70 @@ pub fn read_gguf_with(
     let hidden = config["hidden_size"].as_u64().unwrap_or(0) as usize;
     let inter = config["intermediate_size"].as_u64().unwrap_or(0) as usize;
     let head_dim = config["head_dim"].as_u64().unwrap_or(0) as usize;
+    let n_experts = config
+        .get("num_local_experts")
+        .or_else(|| config.get("num_experts"))
+        .and_then(|v| v.as_u64())
+        .unwrap_or(0) as usize;
+    let expert_inner = config
+        .get("moe_intermediate_size")
+        .and_then(|v| v.as_u64())
+        .map_or(inter, |v| v as usize);
     let (q_rows, kv_rows) = (heads * head_dim, kv_heads * head_dim);
+    let has = |n: &str| content.tensor_infos.contains_key(n);
     let mut expected: Vec<(String, Vec<usize>)> = vec![("output_norm.weight".into(), vec![hidden])];
-    if content.tensor_infos.contains_key("output.weight") {
+    if has("output.weight") {
         expected.push(("output.weight".into(), vec![vocab, hidden]));
     }
+    if arch == "phi3" && ROPE_FACTOR_TENSORS.iter().any(|n| has(n)) {
+        // One without the other would leave half of LongRoPE undefined.
+        for n in ROPE_FACTOR_TENSORS {
+            if !has(n) {
+                return Err(bad(
+                    path,
+                    n,
+                    "missing tensor (the other LongRoPE factors are present)",
+                ));
+            }
+        }
+    }
     for l in 0..layers {
-        for (part, shape) in [
-            ("attn_q", vec![q_rows, hidden]),
-            ("attn_k", vec![kv_rows, hidden]),
-            ("attn_v", vec![kv_rows, hidden]),
+        let mut parts: Vec<(&str, Vec<usize>)> = vec![
             ("attn_output", vec![hidden, q_rows]),
-            ("ffn_gate", vec![inter, hidden]),
-            ("ffn_up", vec![inter, hidden]),
-            ("ffn_down", vec![hidden, inter]),
             ("attn_norm", vec![hidden]),
             ("ffn_norm", vec![hidden]),
-        ] {
+        ];
+        if arch == "phi3" && has(&format!("blk.{l}.attn_qkv.weight")) {
+            parts.push(("attn_qkv", vec![q_rows + 2 * kv_rows, hidden]));
+        } else {
+            parts.push(("attn_q", vec![q_rows, hidden]));
+            parts.push(("attn_k", vec![kv_rows, hidden]));
+            parts.push(("attn_v", vec![kv_rows, hidden]));
+        }
+        let sparse = n_experts > 0 && has(&format!("blk.{l}.ffn_gate_inp.weight"));
+        if arch == "phi3" {
+            parts.push(("ffn_up", vec![2 * inter, hidden]));
+            parts.push(("ffn_down", vec![hidden, inter]));
+        } else if sparse || (n_experts > 0 && arch == "llama") {
+            // Mixtral: every block is sparse; its router is required.
+            parts.push(("ffn_gate_inp", vec![n_experts, hidden]));
+            parts.push(("ffn_gate_exps", vec![n_experts, expert_inner, hidden]));
+            parts.push(("ffn_up_exps", vec![n_experts, expert_inner, hidden]));
+            parts.push(("ffn_down_exps", vec![n_experts, hidden, expert_inner]));
+        } else {
+            parts.push(("ffn_gate", vec![inter, hidden]));
+            parts.push(("ffn_up", vec![inter, hidden]));
+            parts.push(("ffn_down", vec![hidden, inter]));
+        }
+        for (part, shape) in parts {
             expected.push((format!("blk.{l}.{part}.weight"), shape));
         }
-        if arch == "qwen3" || arch == "gemma3" {
+        if arch == "qwen3" || arch == "qwen3moe" || arch == "gemma3" {
             for part in ["attn_q_norm", "attn_k_norm"] {
                 expected.push((format!("blk.{l}.{part}.weight"), vec![head_dim]));
             }
         }
-        if arch == "gemma3" {
+        if arch == "gemma3" || arch == "gemma2" {
             for part in ["post_attention_norm", "post_ffw_norm"] {
                 expected.push((format!("blk.{l}.{part}.weight"), vec![hidden]));
             }
@@ -593,17 +828,45 @@ pub fn read_gguf_with(
     let mut tensors = HashMap::with_capacity(names.len());
     let mut quantized = HashMap::new();
     let permuted = arch == "llama";
+    let mut rope_factors: HashMap<&str, Vec<f64>> = HashMap::new();
     for name in names {
         let ctx = |e: candle_core::Error| bad(path, name.as_str(), e.to_string());
         let q = content
             .tensor(&mut reader, name, &Device::Cpu)
             .map_err(ctx)?;
+        if let Some((l, part)) = expert_tensor(&arch, name) {
+            // `[experts, rows, cols]`: one matrix per expert, its bytes a contiguous slice.
+            let (e, rows, cols) = q.shape().dims3().map_err(ctx)?;
+            let bs = q.dtype().block_size();
+            if keep_quantized && quant::supported(q.dtype()) && cols.is_multiple_of(bs) {
+                let qctx = |e: ModelError| bad(path, name.as_str(), e.to_string());
+                let data = q.data().map_err(ctx)?;
+                let per = data.len() / e.max(1);
+                for ei in 0..e {
+                    let m =
+                        QMatrix::from_bytes(q.dtype(), &data[ei * per..(ei + 1) * per], rows, cols)
+                            .map_err(qctx)?;
+                    quantized.insert(expert_hf_name(&arch, l, ei, part), m);
+                }
+            } else {
+                let t = q.dequantize(&Device::Cpu).map_err(ctx)?;
+                for ei in 0..e {
+                    let one = t
+                        .get(ei)
+                        .and_then(|x| x.to_dtype(dtype))
+                        .and_then(|x| x.to_device(device))
+                        .map_err(ctx)?;
+                    tensors.insert(expert_hf_name(&arch, l, ei, part), one);
+                }
+            }
+            continue;
+        }
         let whole_blocks = q
             .shape()
             .dims2()
             .is_ok_and(|(_, c)| c.is_multiple_of(q.dtype().block_size()));
         if keep_quantized && quant::supported(q.dtype()) && whole_blocks {
-            if let Some(hf) = hf_tensor_name(name).filter(|n| n.ends_with(".weight")) {
+            if let Some(hf) = hf_tensor_name_for(&arch, name).filter(|n| n.ends_with(".weight")) {
                 let qctx = |e: ModelError| bad(path, name.as_str(), e.to_string());
                 let mut m = QMatrix::from_qtensor(q).map_err(qctx)?;
                 if permuted && hf.contains(".q_proj.") {
@@ -621,8 +884,8 @@ pub fn read_gguf_with(
         }
         let mut t = q.dequantize(&Device::Cpu).map_err(ctx)?;
         let Some(hf) = hf_tensor_name_for(&arch, name) else {
-            // rope_freqs.weight (the only other name past the check above): per-frequency
-            // divisors of the rotary frequencies, as llama.cpp applies them.
+            // rope_freqs.weight or Phi-3's rope_factors_{long,short}.weight (the only other
+            // names past the check above): per-frequency divisors of the rotary frequencies.
             let factors: Vec<f32> = t.flatten_all().and_then(|t| t.to_vec1()).map_err(ctx)?;
             if let Some(f) = factors.iter().find(|f| !(f.is_finite() && **f > 0.0)) {
                 return Err(bad(
@@ -630,6 +893,10 @@ pub fn read_gguf_with(
                     name.as_str(),
                     format!("factor {f} is not a positive number"),
                 ));
+            }
+            if let Some(n) = ROPE_FACTOR_TENSORS.iter().find(|n| **n == name.as_str()) {
+                rope_factors.insert(*n, factors.iter().map(|&f| f as f64).collect());
+                continue;
             }
             config["rope_scaling"] = serde_json::json!({
                 "rope_type": "rope_freqs",
@@ -648,6 +915,25 @@ pub fn read_gguf_with(
             .to_device(device)
             .map_err(ctx)?;
         tensors.insert(hf, t);
+    }
+    if let (Some(long), Some(short)) = (
+        rope_factors.remove("rope_factors_long.weight"),
+        rope_factors.remove("rope_factors_short.weight"),
+    ) {
+        // Phi-3's LongRoPE as llama.cpp's converter stores it; the attention factor, when
+        // absent, is derived from the two context lengths by the config parser.
+        let orig_key = format!("{arch}.rope.scaling.original_context_length");
+        let orig = required(md_int(&content, path, &orig_key)?, path, &orig_key)?;
+        let mut scaling = serde_json::json!({
+            "rope_type": "longrope",
+            "long_factor": long,
+            "short_factor": short,
+            "original_max_position_embeddings": orig,
+        });
+        if let Some(a) = md_float(&content, path, &format!("{arch}.rope.scaling.attn_factor"))? {
+            scaling["attention_factor"] = a.into();
+        }
+        config["rope_scaling"] = scaling;
     }
     let name = md_str(&content, path, "general.name")?
         .map(String::from)

@@ -3,6 +3,7 @@
 //! options. Produces a [`Source`] and named [`Weights`] that `Model::build` turns into blocks
 //! through `model::arch`. Must not run models or know which weights a family has.
 pub mod config;
+mod family_config;
 mod gemma_config;
 pub mod gguf;
 pub mod gguf_check;

@@ -74,6 +74,11 @@ impl<'a> Weights<'a> {
             .unwrap_or(&self.default_source)
     }
 
+    /// Whether the checkpoint has a tensor `name` (dense or held quantized).
+    pub fn contains(&self, name: &str) -> bool {
+        self.quantized.contains_key(name) || self.vb.contains_tensor(name)
+    }
+
     /// A tensor of the given shape, converted to the model dtype (a tensor held quantized is
     /// dequantized: code that needs a dense copy of a weight gets one).
     pub fn get<S: Into<Shape>>(&self, shape: S, name: &str) -> Result<Tensor> {
