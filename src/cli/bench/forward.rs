@@ -166,6 +166,19 @@ pub struct MatmulPathRow {
     pub gflops: f64,
     /// Largest |candle - packed on this path| over the output.
     pub max_abs_diff: f64,
+    /// `gflops` over the path's measured peak times the threads
+    /// ([`MatmulResult::peaks`]): the fraction of the machine's multiply-add peak.
+    pub fraction_of_peak: f64,
+}
+
+/// The measured multiply-add peak of one thread on one path
+/// ([`crate::model::fast::cpu_matmul::fma_peak_gflops`]).
+#[derive(Debug, Clone, Serialize)]
+pub struct PeakRow {
+    /// `avx512`, `avx2`, `neon` or `portable`.
+    pub path: String,
+    /// GFLOP/s of one thread (the fastest of short runs).
+    pub gflops_per_thread: f64,
 }
 
 /// `steerlab bench matmul`: per-shape GEMM throughput on the CPU in f32.
@@ -182,6 +195,9 @@ pub struct MatmulResult {
     pub cpu_path: String,
     /// The CPU's SIMD features.
     pub cpu_features: String,
+    /// The multiply-add peak of one thread on each path this CPU runs, measured before the
+    /// shapes (the GEMM runs on `threads` threads: its peak is `threads` times this).
+    pub peaks: Vec<PeakRow>,
     /// One row per shape.
     pub rows: Vec<MatmulRow>,
 }
@@ -198,6 +214,22 @@ pub fn matmul(m: usize, shapes: &[(usize, usize)], iters: usize) -> Result<Matmu
         ));
     }
     let dev = Device::Cpu;
+    let peaks: Vec<PeakRow> = cpu_path::available()
+        .into_iter()
+        .map(|p| -> Result<PeakRow> {
+            Ok(PeakRow {
+                path: p.to_string(),
+                gflops_per_thread: cpu_matmul::fma_peak_gflops(p, 300)?,
+            })
+        })
+        .collect::<Result<_>>()?;
+    let nthreads = threads().max(1) as f64;
+    let peak_of = |path: &str| {
+        peaks
+            .iter()
+            .find(|r| r.path == path)
+            .map_or(f64::NAN, |r| r.gflops_per_thread * nthreads)
+    };
     let mut rows = Vec::new();
     for &(k, n) in shapes {
         let x = Tensor::randn(0f32, 1.0, (m, k), &dev)?;
@@ -253,6 +285,7 @@ pub fn matmul(m: usize, shapes: &[(usize, usize)], iters: usize) -> Result<Matmu
                 ms: t * 1e3,
                 gflops: flop / t / 1e9,
                 max_abs_diff: d,
+                fraction_of_peak: flop / t / 1e9 / peak_of(p.name()),
             })
             .collect();
         rows.push(MatmulRow {
@@ -273,6 +306,7 @@ pub fn matmul(m: usize, shapes: &[(usize, usize)], iters: usize) -> Result<Matmu
         threads: threads(),
         cpu_path: cpu_path::current().to_string(),
         cpu_features: cpu_path::cpu_features(),
+        peaks,
         rows,
     })
 }

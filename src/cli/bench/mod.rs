@@ -21,7 +21,7 @@ pub use dissect::{
     dissect, dissect_data, save_dissect_data, DissectData, DissectResult, DissectSampler,
 };
 pub use forward::{
-    forward, matmul, ForwardResult, MatmulPathRow, MatmulResult, MatmulRow, MATMUL_SHAPES,
+    forward, matmul, ForwardResult, MatmulPathRow, MatmulResult, MatmulRow, PeakRow, MATMUL_SHAPES,
 };
 pub use inputs::{
     bench_ids, bench_pairs, llama_weights, random_config, random_model, LlamaShape, RANDOM_SHAPES,
@@ -341,6 +341,12 @@ pub fn run(c: BenchCommand) -> anyhow::Result<()> {
                 "matmul f32 cpu, {} threads, median of {}, path {} ({}):",
                 r.threads, r.iters, r.cpu_path, r.cpu_features
             );
+            for p in &r.peaks {
+                line.push_str(&format!(
+                    "\n  peak {}: {:.1} GFLOP/s per thread (x {} threads)",
+                    p.path, p.gflops_per_thread, r.threads
+                ));
+            }
             for row in &r.rows {
                 line.push_str(&format!(
                     "\n  m {:4} k {:5} n {:6}: candle {:8.3} ms {:6.1} GFLOP/s",
@@ -354,10 +360,13 @@ pub fn run(c: BenchCommand) -> anyhow::Result<()> {
                         row.candle_ms / ms
                     ));
                 }
-                for p in row.paths.iter().skip(1) {
+                for p in &row.paths {
                     line.push_str(&format!(
-                        " | {} {:8.3} ms {:6.1} GFLOP/s",
-                        p.path, p.ms, p.gflops
+                        "\n      {:8} {:8.3} ms {:6.1} GFLOP/s, {:4.0}% of peak",
+                        p.path,
+                        p.ms,
+                        p.gflops,
+                        100.0 * p.fraction_of_peak
                     ));
                 }
             }
