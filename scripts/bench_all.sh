@@ -36,6 +36,12 @@ LAYER_FLAG=""
 [ -n "${LAYER:-}" ] && LAYER_FLAG="--layer $LAYER"
 # "--model P" is spelled the same on both sides; so is "--random SHAPE".
 echo "# $(date -u +%Y-%m-%dT%H:%MZ) $(uname -n) $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); device $DEVICE $DTYPE; results in $OUT"
+# The CPU and the SIMD features that matter to the kernels (STEERLAB_CPU_PATH, if set, forces
+# steerlab's path; the path that ran is printed next to each ratio).
+CPU_MODEL=$( (grep -m1 'model name' /proc/cpuinfo 2>/dev/null || sysctl -n machdep.cpu.brand_string 2>/dev/null || uname -m) | sed 's/^model name[[:space:]]*:[[:space:]]*//')
+CPU_FLAGS=$(grep -m1 -E '^(flags|Features)' /proc/cpuinfo 2>/dev/null | cut -d: -f2 | tr ' ' '\n' \
+  | grep -E '^(avx|avx2|fma|avx512[a-z0-9_]*|avx_vnni|amx[a-z0-9_]*|neon|asimd[a-z0-9]*|sve[0-9]*|bf16|i8mm)$' | tr '\n' ' ')
+echo "# cpu: $CPU_MODEL; features: ${CPU_FLAGS:-unknown}; STEERLAB_CPU_PATH=${STEERLAB_CPU_PATH:-<best>}"
 
 # run NAME CMD...: runs CMD, keeps its last output line (the JSON object) in $OUT/NAME.json
 run() {
@@ -54,7 +60,8 @@ k, hib = sys.argv[3], sys.argv[4] == "1"
 ra = a[k] / b[k] if hib else b[k] / a[k]
 name_a = sys.argv[1].rsplit("/", 1)[1][:-5]
 name_b = sys.argv[2].rsplit("/", 1)[1][:-5]
-print(f"{name_a:28} {k} {a[k]:12.3f}   {name_b:28} {b[k]:12.3f}   speed ratio {ra:5.2f}x")
+path = f"   [cpu path {a['cpu_path']}]" if a.get("cpu_path") else ""
+print(f"{name_a:28} {k} {a[k]:12.3f}   {name_b:28} {b[k]:12.3f}   speed ratio {ra:5.2f}x{path}")
 PY
 }
 

@@ -4,9 +4,10 @@
 //! family (llama, Llama-3 rope scaling, Mistral's sliding window, Qwen2 biases, Qwen3 q/k
 //! norms). The transformers reference tests (`engine_hf.rs`) run with the kernels on.
 //!
-//! The only test binary that switches the kernels process-wide.
+//! The only test binary that switches the kernels process-wide (on and off, and each
+//! instruction-set path this CPU runs).
 use candle_core::Device;
-use steerlab::model::fast::{cpu_infer, cpu_matmul};
+use steerlab::model::fast::{cpu_infer, cpu_matmul, cpu_path};
 use steerlab::model::{Batch, GenerateOptions, Hooks, LoadOptions, Model};
 
 use steerlab::testing::{fixture, rel_err};
@@ -58,5 +59,20 @@ fn model_logits_and_generation_match_with_the_fused_kernels_on_and_off() {
         let e = rel_err(&on_logits, &off_logits);
         assert!(e < 1e-4, "{arch}: logits differ by {e} relative");
         assert_eq!(on_gen, off_gen, "{arch}: greedy generation");
+        // Every SIMD path this CPU runs (AVX-512, AVX2, NEON), forced process-wide.
+        let best = cpu_path::current();
+        for path in cpu_path::available().into_iter().filter(|p| p.simd()) {
+            cpu_path::set_current(path).unwrap();
+            let before = cpu_infer::attention_calls();
+            let (logits, gen) = run(true);
+            assert!(
+                cpu_infer::attention_calls() > before,
+                "{arch}: {path} not used"
+            );
+            let e = rel_err(&logits, &off_logits);
+            assert!(e < 1e-4, "{arch}: {path}: logits differ by {e} relative");
+            assert_eq!(gen, off_gen, "{arch}: {path}: greedy generation");
+        }
+        cpu_path::set_current(best).unwrap();
     }
 }

@@ -1,9 +1,11 @@
 //! The packed CPU f32 GEMM (`steerlab::model::fast::cpu_matmul`) against a naive f64 reference on
-//! shapes that are not multiples of the tile sizes (6 x 16 tiles, k blocks of up to 768, m
-//! blocks of 512), with and without bias, for contiguous and strided inputs; and whole models with
-//! the kernel switched on and off (logits, greedy KV-cache generation).
+//! shapes that are not multiples of the tile sizes (6 x 16 and 12 x 32 tiles, k blocks of up to
+//! 768, m blocks of 512), with and without bias, for contiguous and strided inputs, on every
+//! instruction-set path this CPU runs (`cpu_path::available()`); and whole models with the kernel
+//! switched on and off and on each path (logits, greedy KV-cache generation).
 use candle_core::{DType, Device, Tensor};
 use steerlab::model::fast::cpu_matmul::{self, PackedLinear};
+use steerlab::model::fast::cpu_path::{self, CpuPath};
 
 use steerlab::model::{Batch, GenerateOptions, Hooks, LoadOptions, Model};
 use steerlab::testing::{fixture, rel_err};
@@ -83,6 +85,9 @@ const SHAPES: &[(usize, usize, usize)] = &[
     (241, 600, 70),
     (515, 70, 90),
     (4, 1601, 400),
+    // Three panels (a pair and a lone full one), a pair with a 15-column second half.
+    (12, 100, 48),
+    (25, 64, 47),
 ];
 
 #[test]
@@ -94,16 +99,18 @@ fn packed_gemm_matches_naive_f64_on_odd_shapes() {
         for bias in [None, Some(b.as_slice())] {
             let p = PackedLinear::pack(&w, n, k, bias).unwrap();
             assert_eq!((p.out_features(), p.in_features()), (n, k));
-            let mut out = vec![f32::NAN; m * n];
-            p.matmul(&x, m, &mut out).unwrap();
             let (want, scale) = naive(&x, &w, bias, m, k, n);
-            let what = format!("m {m} k {k} n {n} bias {}", bias.is_some());
-            check(&out, &want, &scale, &what);
-            // The same weights reused for a second input (the pack is not consumed).
             let x2 = values(m * k, 100 + si as u64);
-            p.matmul(&x2, m, &mut out).unwrap();
             let (want2, scale2) = naive(&x2, &w, bias, m, k, n);
-            check(&out, &want2, &scale2, &format!("{what}, second input"));
+            for path in cpu_path::available() {
+                let mut out = vec![f32::NAN; m * n];
+                p.matmul_on(path, &x, m, &mut out).unwrap();
+                let what = format!("{path}: m {m} k {k} n {n} bias {}", bias.is_some());
+                check(&out, &want, &scale, &what);
+                // The same weights reused for a second input (the pack is not consumed).
+                p.matmul_on(path, &x2, m, &mut out).unwrap();
+                check(&out, &want2, &scale2, &format!("{what}, second input"));
+            }
         }
     }
 }
@@ -164,6 +171,13 @@ fn packed_gemm_rejects_bad_lengths() {
     let mut out = vec![0f32; 6];
     let e = p.matmul(&[1.0; 5], 2, &mut out).unwrap_err().to_string();
     assert!(e.contains("expected 2 x 2"), "{e}");
+    // A path this CPU cannot run is an error, not a crash.
+    for path in CpuPath::ALL {
+        if !path.available() {
+            let e = p.matmul_on(path, &[1.0; 4], 2, &mut out).unwrap_err();
+            assert!(e.to_string().contains("cannot run"), "{e}");
+        }
+    }
     // k = 0: the output is the bias (or zero).
     let p = PackedLinear::pack(&[], 3, 0, Some(&[1.0, 2.0, 3.0])).unwrap();
     let mut out = vec![f32::NAN; 6];
@@ -214,5 +228,27 @@ fn model_logits_and_generation_match_with_the_kernel_on_and_off() {
         let e = rel_err(&on_logits, &off_logits);
         assert!(e < 1e-4, "{arch}: logits differ by {e} relative");
         assert_eq!(on_gen, off_gen, "{arch}: greedy generation");
+        // Every SIMD path this CPU runs, forced process-wide as `STEERLAB_CPU_PATH` would.
+        let best = cpu_path::current();
+        for path in cpu_path::available() {
+            if !path.simd() {
+                continue;
+            }
+            cpu_path::set_current(path).unwrap();
+            let before = cpu_matmul::forward_calls();
+            let (logits, gen) = run(true);
+            assert!(
+                cpu_matmul::forward_calls() > before,
+                "{arch}: {path} not used"
+            );
+            let e = rel_err(&logits, &off_logits);
+            assert!(e < 1e-4, "{arch}: {path}: logits differ by {e} relative");
+            assert_eq!(gen, off_gen, "{arch}: {path}: greedy generation");
+        }
+        // `portable` turns the packed kernel off (candle's matmul runs).
+        cpu_path::set_current(CpuPath::Portable).unwrap();
+        assert!(!cpu_matmul::enabled());
+        cpu_path::set_current(best).unwrap();
+        assert!(cpu_matmul::enabled());
     }
 }

@@ -1,9 +1,11 @@
 //! The quantized-weight kernels (`steerlab::model::fast::quant`) against dequantized
 //! references, for every supported block type: forward `x Wᵀ` (few and many rows: the dot and
 //! the tiled-GEMM paths), backward `dy W`, the differentiable op's gradient through candle's
-//! autograd, embedding rows, and row permutation. Weights are random blocks made here.
+//! autograd, embedding rows, and row permutation; the products on every instruction-set path
+//! this CPU runs. Weights are random blocks made here.
 use candle_core::quantized::GgmlDType;
 use candle_core::{Device, Tensor, Var};
+use steerlab::model::fast::cpu_path;
 use steerlab::model::fast::quant::{QMatrix, SUPPORTED};
 
 /// A random `[rows, cols]` matrix of `dtype`, made 7 rows at a time, and its dequantized copy.
@@ -75,9 +77,31 @@ fn forward_and_backward_match_the_dequantized_weight_for_every_block_type() {
 
             let dy = Tensor::randn(0f32, 1.0, (m, ROWS), &dev).unwrap();
             let got = q.backward_input(&dy).unwrap();
-            let want = dy.matmul(&w).unwrap();
-            let e = rel_err(&got, &want);
+            let want_dx = dy.matmul(&w).unwrap();
+            let e = rel_err(&got, &want_dx);
             assert!(e < 1e-5, "{dtype:?} backward m={m}: relative error {e}");
+
+            // The same products on every instruction-set path this CPU runs.
+            let xs: Vec<f32> = x.flatten_all().unwrap().to_vec1().unwrap();
+            let ds: Vec<f32> = dy.flatten_all().unwrap().to_vec1().unwrap();
+            for path in cpu_path::available() {
+                let mut out = vec![f32::NAN; m * ROWS];
+                q.matmul_t_on(path, &xs, m, &mut out).unwrap();
+                let got = Tensor::from_vec(out, (m, ROWS), &dev).unwrap();
+                let e = rel_err(&got, &want);
+                assert!(
+                    e < 1e-5,
+                    "{dtype:?} {path} forward m={m}: relative error {e}"
+                );
+                let mut out = vec![f32::NAN; m * COLS];
+                q.matmul_on(path, &ds, m, &mut out).unwrap();
+                let got = Tensor::from_vec(out, (m, COLS), &dev).unwrap();
+                let e = rel_err(&got, &want_dx);
+                assert!(
+                    e < 1e-5,
+                    "{dtype:?} {path} backward m={m}: relative error {e}"
+                );
+            }
         }
     }
 }

@@ -62,6 +62,9 @@ pub struct BipoResult {
     /// Nodes of the first step's autograd graph (each costs the backward a zero-filled
     /// gradient buffer and an accumulation besides its own gradient kernels).
     pub graph_nodes: usize,
+    /// The instruction-set path of the CPU kernels
+    /// ([`crate::model::fast::cpu_path::current`]); `None` on a GPU.
+    pub cpu_path: Option<String>,
     /// Per-section timings of the timed steps, with `STEERLAB_PROFILE=1` (empty otherwise;
     /// the synchronisations it adds slow the step down).
     pub sections: Vec<ProfileRow>,
@@ -174,6 +177,10 @@ pub fn bipo(
         first_grad_norm,
         first_grad_head,
         graph_nodes,
+        cpu_path: model
+            .device()
+            .is_cpu()
+            .then(|| crate::model::fast::cpu_path::current().to_string()),
     })
 }
 

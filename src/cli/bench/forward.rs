@@ -47,6 +47,12 @@ pub struct ForwardResult {
     /// Whether CPU f32 inference used the fused attention / SwiGLU / norm kernels
     /// ([`crate::model::fast::cpu_infer::enabled`]; `STEERLAB_CPU_FUSED=0` switches them off).
     pub cpu_fused: bool,
+    /// The instruction-set path the CPU kernels ran (`avx512`, `avx2`, `neon`, `portable`;
+    /// [`crate::model::fast::cpu_path::current`], `STEERLAB_CPU_PATH` forces one); `None` on a
+    /// GPU.
+    pub cpu_path: Option<String>,
+    /// The CPU's SIMD features ([`crate::model::fast::cpu_path::cpu_features`]).
+    pub cpu_features: String,
     /// Per-section timings (`STEERLAB_PROFILE=1`; empty otherwise), per iteration.
     pub sections: Vec<ProfileRow>,
 }
@@ -105,6 +111,11 @@ pub fn forward(
         threads: threads(),
         cpu_gemm: model.device().is_cpu() && crate::model::fast::cpu_matmul::enabled(),
         cpu_fused: model.device().is_cpu() && crate::model::fast::cpu_infer::enabled(),
+        cpu_path: model
+            .device()
+            .is_cpu()
+            .then(|| crate::model::fast::cpu_path::current().to_string()),
+        cpu_features: crate::model::fast::cpu_path::cpu_features(),
         sections,
     })
 }
@@ -139,6 +150,35 @@ pub struct MatmulRow {
     pub packed_gflops: Option<f64>,
     /// Largest |candle - packed| over the output.
     pub max_abs_diff: Option<f64>,
+    /// The packed kernel on every path this CPU runs (the current path's row repeats
+    /// `packed_ms`), timed in the same alternation.
+    pub paths: Vec<MatmulPathRow>,
+}
+
+/// The packed kernel of [`matmul`] on one [`crate::model::fast::cpu_path::CpuPath`].
+#[derive(Debug, Clone, Serialize)]
+pub struct MatmulPathRow {
+    /// `avx512`, `avx2`, `neon` or `portable`.
+    pub path: String,
+    /// Median ms.
+    pub ms: f64,
+    /// GFLOP/s (`2 m k n`).
+    pub gflops: f64,
+    /// Largest |candle - packed on this path| over the output.
+    pub max_abs_diff: f64,
+    /// `gflops` over the path's measured peak times the threads
+    /// ([`MatmulResult::peaks`]): the fraction of the machine's multiply-add peak.
+    pub fraction_of_peak: f64,
+}
+
+/// The measured multiply-add peak of one thread on one path
+/// ([`crate::model::fast::cpu_matmul::fma_peak_gflops`]).
+#[derive(Debug, Clone, Serialize)]
+pub struct PeakRow {
+    /// `avx512`, `avx2`, `neon` or `portable`.
+    pub path: String,
+    /// GFLOP/s of one thread (the fastest of short runs).
+    pub gflops_per_thread: f64,
 }
 
 /// `steerlab bench matmul`: per-shape GEMM throughput on the CPU in f32.
@@ -150,20 +190,46 @@ pub struct MatmulResult {
     pub iters: usize,
     /// CPU threads available.
     pub threads: usize,
+    /// The path [`PackedLinear::matmul`](crate::model::fast::cpu_matmul::PackedLinear::matmul)
+    /// runs by default (the `packed_*` columns).
+    pub cpu_path: String,
+    /// The CPU's SIMD features.
+    pub cpu_features: String,
+    /// The multiply-add peak of one thread on each path this CPU runs, measured before the
+    /// shapes (the GEMM runs on `threads` threads: its peak is `threads` times this).
+    pub peaks: Vec<PeakRow>,
     /// One row per shape.
     pub rows: Vec<MatmulRow>,
 }
 
 /// Times `y = x W^T` for each `(k, n)` in `shapes` with `m` rows, candle against the packed
-/// kernel, alternating the two sides each iteration (one warm-up call each).
+/// kernel on every path this CPU runs, alternating the sides each iteration (one warm-up call
+/// each).
 pub fn matmul(m: usize, shapes: &[(usize, usize)], iters: usize) -> Result<MatmulResult> {
     use crate::model::fast::cpu_matmul::{self, PackedLinear};
+    use crate::model::fast::cpu_path;
     if m == 0 || iters == 0 || shapes.iter().any(|&(k, n)| k == 0 || n == 0) {
         return Err(BenchError::Invalid(
             "m, iters and every k and n must be at least 1".into(),
         ));
     }
     let dev = Device::Cpu;
+    let peaks: Vec<PeakRow> = cpu_path::available()
+        .into_iter()
+        .map(|p| -> Result<PeakRow> {
+            Ok(PeakRow {
+                path: p.to_string(),
+                gflops_per_thread: cpu_matmul::fma_peak_gflops(p, 300)?,
+            })
+        })
+        .collect::<Result<_>>()?;
+    let nthreads = threads().max(1) as f64;
+    let peak_of = |path: &str| {
+        peaks
+            .iter()
+            .find(|r| r.path == path)
+            .map_or(f64::NAN, |r| r.gflops_per_thread * nthreads)
+    };
     let mut rows = Vec::new();
     for &(k, n) in shapes {
         let x = Tensor::randn(0f32, 1.0, (m, k), &dev)?;
@@ -176,27 +242,52 @@ pub fn matmul(m: usize, shapes: &[(usize, usize)], iters: usize) -> Result<Matmu
         let xs = x.flatten_all()?.to_vec1::<f32>()?;
         let mut out = vec![0f32; m * n];
         let want = x.matmul(&w.t()?)?;
-        let mut diff = None;
+        // The current path first (the `packed_*` columns), then the others.
+        let current = cpu_path::current();
+        let mut paths = vec![current];
+        paths.extend(cpu_path::available().into_iter().filter(|&p| p != current));
+        let mut diffs = Vec::new();
         if let Some(p) = &packed {
-            p.matmul(&xs, m, &mut out)?;
-            let got = Tensor::from_slice(&out, (m, n), &dev)?;
-            diff = Some((got - &want)?.abs()?.max_all()?.to_scalar::<f32>()? as f64);
+            for &path in &paths {
+                p.matmul_on(path, &xs, m, &mut out)?;
+                let got = Tensor::from_slice(&out, (m, n), &dev)?;
+                diffs.push((got - &want)?.abs()?.max_all()?.to_scalar::<f32>()? as f64);
+            }
         }
-        let (mut tc, mut tp) = (Vec::new(), Vec::new());
+        let (mut tc, mut tp) = (Vec::new(), vec![Vec::new(); paths.len()]);
         for _ in 0..iters {
             let t = Instant::now();
             let y = x.matmul(&w.t()?)?;
             tc.push(t.elapsed().as_secs_f64());
             drop(y);
             if let Some(p) = &packed {
-                let t = Instant::now();
-                p.matmul(&xs, m, &mut out)?;
-                tp.push(t.elapsed().as_secs_f64());
+                for (i, &path) in paths.iter().enumerate() {
+                    let t = Instant::now();
+                    p.matmul_on(path, &xs, m, &mut out)?;
+                    tp[i].push(t.elapsed().as_secs_f64());
+                }
             }
         }
         let flop = 2.0 * (m * k * n) as f64;
         let c = median(tc);
-        let pm = packed.as_ref().map(|_| median(tp));
+        let times: Vec<f64> = match &packed {
+            Some(_) => tp.into_iter().map(median).collect(),
+            None => Vec::new(),
+        };
+        let pm = times.first().copied();
+        let diff = diffs.first().copied();
+        let per_path = times
+            .iter()
+            .zip(&diffs)
+            .zip(&paths)
+            .map(|((&t, &d), p)| MatmulPathRow {
+                path: p.to_string(),
+                ms: t * 1e3,
+                gflops: flop / t / 1e9,
+                max_abs_diff: d,
+                fraction_of_peak: flop / t / 1e9 / peak_of(p.name()),
+            })
+            .collect();
         rows.push(MatmulRow {
             m,
             k,
@@ -206,12 +297,16 @@ pub fn matmul(m: usize, shapes: &[(usize, usize)], iters: usize) -> Result<Matmu
             packed_ms: pm.map(|t| t * 1e3),
             packed_gflops: pm.map(|t| flop / t / 1e9),
             max_abs_diff: diff,
+            paths: per_path,
         });
     }
     Ok(MatmulResult {
         bench: "matmul",
         iters,
         threads: threads(),
+        cpu_path: cpu_path::current().to_string(),
+        cpu_features: cpu_path::cpu_features(),
+        peaks,
         rows,
     })
 }

@@ -20,7 +20,9 @@ pub use bipo::{bipo, BipoResult};
 pub use dissect::{
     dissect, dissect_data, save_dissect_data, DissectData, DissectResult, DissectSampler,
 };
-pub use forward::{forward, matmul, ForwardResult, MatmulResult, MatmulRow, MATMUL_SHAPES};
+pub use forward::{
+    forward, matmul, ForwardResult, MatmulPathRow, MatmulResult, MatmulRow, PeakRow, MATMUL_SHAPES,
+};
 pub use inputs::{
     bench_ids, bench_pairs, llama_weights, random_config, random_model, LlamaShape, RANDOM_SHAPES,
 };
@@ -236,7 +238,7 @@ pub fn run(c: BenchCommand) -> anyhow::Result<()> {
             let r = forward(&model, a.m.batch, a.m.seq, a.m.iters, a.steer)?;
             print_sections(&r.sections);
             let line = format!(
-                "forward {} {} {} batch {} x {}{}: {:.1} ms/iter, {:.0} tokens/s, peak RSS {}",
+                "forward {} {} {} batch {} x {}{}: {:.1} ms/iter, {:.0} tokens/s, peak RSS {}{}",
                 r.model,
                 r.device,
                 r.dtype,
@@ -245,7 +247,11 @@ pub fn run(c: BenchCommand) -> anyhow::Result<()> {
                 if r.steered { " (steered)" } else { "" },
                 r.ms_per_iter,
                 r.tokens_per_s,
-                mb(r.peak_rss_mb)
+                mb(r.peak_rss_mb),
+                r.cpu_path
+                    .as_deref()
+                    .map(|p| format!(", cpu path {p}"))
+                    .unwrap_or_default()
             );
             emit(a.m.json, &r, &line)
         }
@@ -332,9 +338,15 @@ pub fn run(c: BenchCommand) -> anyhow::Result<()> {
             };
             let r = matmul(a.m, &shapes, a.iters)?;
             let mut line = format!(
-                "matmul f32 cpu, {} threads, median of {}:",
-                r.threads, r.iters
+                "matmul f32 cpu, {} threads, median of {}, path {} ({}):",
+                r.threads, r.iters, r.cpu_path, r.cpu_features
             );
+            for p in &r.peaks {
+                line.push_str(&format!(
+                    "\n  peak {}: {:.1} GFLOP/s per thread (x {} threads)",
+                    p.path, p.gflops_per_thread, r.threads
+                ));
+            }
             for row in &r.rows {
                 line.push_str(&format!(
                     "\n  m {:4} k {:5} n {:6}: candle {:8.3} ms {:6.1} GFLOP/s",
@@ -346,6 +358,15 @@ pub fn run(c: BenchCommand) -> anyhow::Result<()> {
                     line.push_str(&format!(
                         " | packed {ms:8.3} ms {g:6.1} GFLOP/s ({:.2}x, max diff {d:.1e})",
                         row.candle_ms / ms
+                    ));
+                }
+                for p in &row.paths {
+                    line.push_str(&format!(
+                        "\n      {:8} {:8.3} ms {:6.1} GFLOP/s, {:4.0}% of peak",
+                        p.path,
+                        p.ms,
+                        p.gflops,
+                        100.0 * p.fraction_of_peak
                     ));
                 }
             }

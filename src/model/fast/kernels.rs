@@ -2,13 +2,18 @@
 //! the vocabulary, and the SwiGLU, RMSNorm and softmax backward passes, each replacing a chain
 //! of candle ops (and their full-size intermediate buffers) by one pass. On a GPU they are CUDA
 //! kernels (`kernels.cu`, compiled once per process by NVRTC, which candle's CUDA build already
-//! links; f32 and bf16); on the CPU, row-parallel loops over f32 buffers.
+//! links; f32 and bf16); on the CPU, row-parallel loops over f32 buffers, compiled for the
+//! process's [`CpuPath`](super::cpu_path::CpuPath) (AVX-512 and AVX2: the vector `exp` of the
+//! inference kernels for the cross-entropy and SwiGLU rows, the other loops vectorised by the
+//! compiler for the path's registers; NEON and portable: plain loops).
 //!
 //! Every function returns `Ok(None)` where its kernel does not apply (another dtype, inputs on
 //! different devices, or turned off by `STEERLAB_KERNELS`, see [`enabled`]); the caller then
 //! runs the composed candle ops, which stay the reference (the tests compare the two on the
 //! CPU; `.gpu` runs compare them on a GPU). Must not know about models or training.
 use candle_core::{DType, Shape, Tensor};
+
+use super::cpu_path;
 
 /// Whether kernel `name` (`xent`, `swiglu`, `rms`, `softmax`) may be used:
 /// `STEERLAB_KERNELS` unset or `1` allows all, `0` none, a comma list those named.
@@ -61,7 +66,7 @@ fn backend(name: &str, ts: &[&Tensor]) -> Option<Backend> {
 pub fn xent_fwd(logits: &Tensor, targets: &Tensor) -> candle_core::Result<Option<Tensor>> {
     match backend("xent", &[logits]) {
         Some(Backend::Cuda) => imp::xent_fwd(logits, targets).map(Some),
-        Some(Backend::Cpu) => cpu::xent_fwd(logits, targets).map(Some),
+        Some(Backend::Cpu) => cpu::xent_fwd(cpu_path::current(), logits, targets).map(Some),
         None => Ok(None),
     }
 }
@@ -76,7 +81,9 @@ pub fn xent_bwd(
 ) -> candle_core::Result<Option<Tensor>> {
     match backend("xent", &[logits]) {
         Some(Backend::Cuda) => imp::xent_bwd(logits, targets, lse, dy).map(Some),
-        Some(Backend::Cpu) => cpu::xent_bwd(logits, targets, lse, dy).map(Some),
+        Some(Backend::Cpu) => {
+            cpu::xent_bwd(cpu_path::current(), logits, targets, lse, dy).map(Some)
+        }
         None => Ok(None),
     }
 }
@@ -89,7 +96,7 @@ pub fn silu_mul_bwd(da: &Tensor, g: &Tensor, u: &Tensor) -> candle_core::Result<
     }
     match backend("swiglu", &[da, g, u]) {
         Some(Backend::Cuda) => imp::silu_mul_bwd(da, g, u).map(Some),
-        Some(Backend::Cpu) => cpu::silu_mul_bwd(da, g, u).map(Some),
+        Some(Backend::Cpu) => cpu::silu_mul_bwd(cpu_path::current(), da, g, u).map(Some),
         None => Ok(None),
     }
 }
@@ -111,7 +118,7 @@ pub fn rms_norm_bwd(
     }
     match backend("rms", &all) {
         Some(Backend::Cuda) => imp::rms_bwd(x, w, dy, res, eps).map(Some),
-        Some(Backend::Cpu) => cpu::rms_bwd(x, w, dy, res, eps).map(Some),
+        Some(Backend::Cpu) => cpu::rms_bwd(cpu_path::current(), x, w, dy, res, eps).map(Some),
         None => Ok(None),
     }
 }
@@ -124,7 +131,7 @@ pub fn softmax_bwd(p: &Tensor, dp: &Tensor, scale: f64) -> candle_core::Result<O
     }
     match backend("softmax", &[p, dp]) {
         Some(Backend::Cuda) => imp::softmax_bwd(p, dp, scale).map(Some),
-        Some(Backend::Cpu) => cpu::softmax_bwd(p, dp, scale).map(Some),
+        Some(Backend::Cpu) => cpu::softmax_bwd(cpu_path::current(), p, dp, scale).map(Some),
         None => Ok(None),
     }
 }
@@ -138,12 +145,15 @@ fn rows_last(shape: &Shape) -> candle_core::Result<(usize, usize)> {
     Ok((shape.elem_count() / last.max(1), last))
 }
 
-/// The CPU versions: f32 only, rows split over rayon's pool (the one candle's CPU ops use).
+/// The CPU versions: f32 only, rows split over rayon's pool (the one candle's CPU ops use),
+/// each row's loops those of the given path (which this CPU runs: callers pass
+/// `cpu_path::current()` or, in tests, a path from `cpu_path::available()`).
 mod cpu {
     use candle_core::{Device, Shape, Storage, Tensor};
     use rayon::prelude::*;
 
     use super::rows_last;
+    use crate::model::fast::cpu_path::CpuPath;
 
     /// Runs `f` on the f32 slices of the given tensors (contiguous copies where needed).
     fn with_slices<R>(
@@ -194,7 +204,11 @@ mod cpu {
             .collect()
     }
 
-    pub fn xent_fwd(logits: &Tensor, targets: &Tensor) -> candle_core::Result<Tensor> {
+    pub fn xent_fwd(
+        path: CpuPath,
+        logits: &Tensor,
+        targets: &Tensor,
+    ) -> candle_core::Result<Tensor> {
         let (n, v) = rows_last(logits.shape())?;
         let ids = target_ids(targets, n, v)?;
         let mut out = vec![0f32; 2 * n];
@@ -202,7 +216,7 @@ mod cpu {
             out.par_chunks_mut(2).enumerate().for_each(|(r, o)| {
                 let row = &s[0][r * v..(r + 1) * v];
                 let m = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                let sum: f64 = row.iter().map(|&a| f64::from((a - m).exp())).sum();
+                let sum = rows::sum_exp(path, row, m);
                 let lse = m + (sum as f32).ln();
                 o[0] = lse;
                 o[1] = row[ids[r]] - lse;
@@ -213,6 +227,7 @@ mod cpu {
     }
 
     pub fn xent_bwd(
+        path: CpuPath,
         logits: &Tensor,
         targets: &Tensor,
         lse: &Tensor,
@@ -236,18 +251,20 @@ mod cpu {
         with_slices(&[logits], |s| {
             out.par_chunks_mut(v).enumerate().for_each(|(r, o)| {
                 let row = &s[0][r * v..(r + 1) * v];
-                let (l, g) = (lse[r], dy[r]);
-                for (d, &a) in o.iter_mut().zip(row) {
-                    *d = -g * (a - l).exp();
-                }
-                o[ids[r]] += g;
+                rows::scaled_exp(path, row, lse[r], -dy[r], o);
+                o[ids[r]] += dy[r];
             });
             Ok(())
         })?;
         tensor(out, logits.shape().clone())
     }
 
-    pub fn silu_mul_bwd(da: &Tensor, g: &Tensor, u: &Tensor) -> candle_core::Result<Tensor> {
+    pub fn silu_mul_bwd(
+        path: CpuPath,
+        da: &Tensor,
+        g: &Tensor,
+        u: &Tensor,
+    ) -> candle_core::Result<Tensor> {
         let n = g.elem_count();
         if da.elem_count() != n || u.elem_count() != n {
             candle_core::bail!("silu backward: inputs of different sizes");
@@ -260,13 +277,8 @@ mod cpu {
                 .zip(du.par_chunks_mut(CHUNK))
                 .enumerate()
                 .for_each(|(c, (dg, du))| {
-                    let base = c * CHUNK;
-                    for i in 0..dg.len() {
-                        let (a, gi, ui) = (s[0][base + i], s[1][base + i], s[2][base + i]);
-                        let sig = 1.0 / (1.0 + (-gi).exp());
-                        dg[i] = a * ui * sig * (1.0 + gi * (1.0 - sig));
-                        du[i] = a * gi * sig;
-                    }
+                    let r = c * CHUNK..c * CHUNK + dg.len();
+                    rows::silu_bwd(path, &s[0][r.clone()], &s[1][r.clone()], &s[2][r], dg, du);
                 });
             Ok(())
         })?;
@@ -276,6 +288,7 @@ mod cpu {
     }
 
     pub fn rms_bwd(
+        path: CpuPath,
         x: &Tensor,
         w: &Tensor,
         dy: &Tensor,
@@ -292,31 +305,21 @@ mod cpu {
         let mut out = vec![0f32; n * h];
         with_slices(&ins, |s| {
             out.par_chunks_mut(h).enumerate().for_each(|(r, o)| {
-                let xr = &s[0][r * h..(r + 1) * h];
-                let dr = &s[2][r * h..(r + 1) * h];
-                let (mut ss, mut dot) = (0f64, 0f64);
-                for j in 0..h {
-                    ss += f64::from(xr[j] * xr[j]);
-                    dot += f64::from(dr[j] * s[1][j] * xr[j]);
-                }
-                let rr = 1.0 / (ss / h as f64 + eps).sqrt();
-                let c = (rr * rr * rr * dot / h as f64) as f32;
-                let rr = rr as f32;
-                for j in 0..h {
-                    o[j] = rr * dr[j] * s[1][j] - xr[j] * c;
-                }
-                if let Some(res) = s.get(3) {
-                    for (d, &b) in o.iter_mut().zip(&res[r * h..(r + 1) * h]) {
-                        *d += b;
-                    }
-                }
+                let res = s.get(3).map(|res| &res[r * h..(r + 1) * h]);
+                let (xr, dr) = (&s[0][r * h..(r + 1) * h], &s[2][r * h..(r + 1) * h]);
+                rows::rms_bwd(path, xr, s[1], dr, res, eps, o);
             });
             Ok(())
         })?;
         tensor(out, x.shape().clone())
     }
 
-    pub fn softmax_bwd(p: &Tensor, dp: &Tensor, scale: f64) -> candle_core::Result<Tensor> {
+    pub fn softmax_bwd(
+        path: CpuPath,
+        p: &Tensor,
+        dp: &Tensor,
+        scale: f64,
+    ) -> candle_core::Result<Tensor> {
         if p.dims() != dp.dims() {
             candle_core::bail!("softmax backward: inputs of different shapes");
         }
@@ -327,14 +330,347 @@ mod cpu {
             out.par_chunks_mut(len).enumerate().for_each(|(r, o)| {
                 let pr = &s[0][r * len..(r + 1) * len];
                 let dr = &s[1][r * len..(r + 1) * len];
-                let acc: f32 = pr.iter().zip(dr).map(|(a, b)| a * b).sum();
-                for j in 0..len {
-                    o[j] = scale * pr[j] * (dr[j] - acc);
-                }
+                rows::softmax_bwd(path, pr, dr, scale, o);
             });
             Ok(())
         })?;
         tensor(out, p.shape().clone())
+    }
+
+    /// The per-row loops of the CPU kernels, one body per path: the portable bodies are the
+    /// reference arithmetic; AVX-512 and AVX2 use the vector `exp` of the inference kernels
+    /// (relative error ~2e-7, the polynomial of `cpu_infer`) where a row exponentiates, and
+    /// compile the other bodies unchanged for the path's registers.
+    pub(super) mod rows {
+        use crate::model::fast::cpu_path::CpuPath;
+
+        /// `Σ exp(row[j] - m)`, accumulated in f64.
+        pub fn sum_exp(path: CpuPath, row: &[f32], m: f32) -> f64 {
+            match path {
+                // SAFETY: the path's features are available (the caller checked the path).
+                #[cfg(target_arch = "x86_64")]
+                CpuPath::Avx512 => unsafe { x86::sum_exp_avx512(row, m) },
+                // SAFETY: as above.
+                #[cfg(target_arch = "x86_64")]
+                CpuPath::Avx2 => unsafe { x86::sum_exp_avx2(row, m) },
+                _ => row.iter().map(|&a| f64::from((a - m).exp())).sum(),
+            }
+        }
+
+        /// `out[j] = c exp(row[j] - l)`.
+        pub fn scaled_exp(path: CpuPath, row: &[f32], l: f32, c: f32, out: &mut [f32]) {
+            match path {
+                // SAFETY: the path's features are available (the caller checked the path).
+                #[cfg(target_arch = "x86_64")]
+                CpuPath::Avx512 => unsafe { x86::scaled_exp_avx512(row, l, c, out) },
+                // SAFETY: as above.
+                #[cfg(target_arch = "x86_64")]
+                CpuPath::Avx2 => unsafe { x86::scaled_exp_avx2(row, l, c, out) },
+                _ => {
+                    for (d, &a) in out.iter_mut().zip(row) {
+                        *d = c * (a - l).exp();
+                    }
+                }
+            }
+        }
+
+        /// SwiGLU backward over equal-length slices: `dg = a u σ (1 + g (1 - σ))`,
+        /// `du = a g σ` with `σ = sigmoid(g)`.
+        pub fn silu_bwd(
+            path: CpuPath,
+            a: &[f32],
+            g: &[f32],
+            u: &[f32],
+            dg: &mut [f32],
+            du: &mut [f32],
+        ) {
+            match path {
+                // SAFETY: the path's features are available (the caller checked the path).
+                #[cfg(target_arch = "x86_64")]
+                CpuPath::Avx512 => unsafe { x86::silu_bwd_avx512(a, g, u, dg, du) },
+                // SAFETY: as above.
+                #[cfg(target_arch = "x86_64")]
+                CpuPath::Avx2 => unsafe { x86::silu_bwd_avx2(a, g, u, dg, du) },
+                _ => silu_bwd_scalar(a, g, u, dg, du),
+            }
+        }
+
+        #[inline(always)]
+        fn silu_bwd_scalar(a: &[f32], g: &[f32], u: &[f32], dg: &mut [f32], du: &mut [f32]) {
+            for i in 0..dg.len().min(du.len()) {
+                let (a, gi, ui) = (a[i], g[i], u[i]);
+                let sig = 1.0 / (1.0 + (-gi).exp());
+                dg[i] = a * ui * sig * (1.0 + gi * (1.0 - sig));
+                du[i] = a * gi * sig;
+            }
+        }
+
+        /// One row of the RMSNorm backward (plus the residual gradient `res`).
+        pub fn rms_bwd(
+            path: CpuPath,
+            x: &[f32],
+            w: &[f32],
+            dy: &[f32],
+            res: Option<&[f32]>,
+            eps: f64,
+            o: &mut [f32],
+        ) {
+            match path {
+                // SAFETY: the path's features are available (the caller checked the path).
+                #[cfg(target_arch = "x86_64")]
+                CpuPath::Avx512 => unsafe { x86::rms_bwd_avx512(x, w, dy, res, eps, o) },
+                // SAFETY: as above.
+                #[cfg(target_arch = "x86_64")]
+                CpuPath::Avx2 => unsafe { x86::rms_bwd_avx2(x, w, dy, res, eps, o) },
+                _ => rms_bwd_body(x, w, dy, res, eps, o),
+            }
+        }
+
+        #[inline(always)]
+        fn rms_bwd_body(
+            x: &[f32],
+            w: &[f32],
+            dy: &[f32],
+            res: Option<&[f32]>,
+            eps: f64,
+            o: &mut [f32],
+        ) {
+            let h = o.len();
+            let (mut ss, mut dot) = (0f64, 0f64);
+            for j in 0..h {
+                ss += f64::from(x[j] * x[j]);
+                dot += f64::from(dy[j] * w[j] * x[j]);
+            }
+            let rr = 1.0 / (ss / h as f64 + eps).sqrt();
+            let c = (rr * rr * rr * dot / h as f64) as f32;
+            let rr = rr as f32;
+            for j in 0..h {
+                o[j] = rr * dy[j] * w[j] - x[j] * c;
+            }
+            if let Some(res) = res {
+                for (d, &b) in o.iter_mut().zip(res) {
+                    *d += b;
+                }
+            }
+        }
+
+        /// One row of the softmax backward: `scale p (dp - Σ dp p)`.
+        pub fn softmax_bwd(path: CpuPath, p: &[f32], dp: &[f32], scale: f32, o: &mut [f32]) {
+            match path {
+                // SAFETY: the path's features are available (the caller checked the path).
+                #[cfg(target_arch = "x86_64")]
+                CpuPath::Avx512 => unsafe { x86::softmax_bwd_avx512(p, dp, scale, o) },
+                // SAFETY: as above.
+                #[cfg(target_arch = "x86_64")]
+                CpuPath::Avx2 => unsafe { x86::softmax_bwd_avx2(p, dp, scale, o) },
+                _ => softmax_bwd_body(p, dp, scale, o),
+            }
+        }
+
+        #[inline(always)]
+        fn softmax_bwd_body(p: &[f32], dp: &[f32], scale: f32, o: &mut [f32]) {
+            let acc: f32 = p.iter().zip(dp).map(|(a, b)| a * b).sum();
+            for j in 0..o.len() {
+                o[j] = scale * p[j] * (dp[j] - acc);
+            }
+        }
+
+        #[cfg(target_arch = "x86_64")]
+        mod x86 {
+            use std::arch::x86_64::*;
+
+            use super::{rms_bwd_body, softmax_bwd_body};
+            use crate::model::fast::cpu_infer::{simd::exp8, simd512::exp16};
+
+            /// Lanes `0..n` of a 16-lane mask.
+            fn mask(n: usize) -> __mmask16 {
+                if n >= 16 {
+                    0xFFFF
+                } else {
+                    ((1u32 << n) - 1) as __mmask16
+                }
+            }
+
+            #[target_feature(enable = "avx512f,avx2,fma")]
+            pub unsafe fn sum_exp_avx512(row: &[f32], m: f32) -> f64 {
+                let mv = _mm512_set1_ps(m);
+                let (mut lo, mut hi) = (_mm512_setzero_pd(), _mm512_setzero_pd());
+                let mut i = 0;
+                while i < row.len() {
+                    let k = mask(row.len() - i);
+                    // SAFETY: the mask covers only the floats left from i.
+                    let x = unsafe { _mm512_maskz_loadu_ps(k, row.as_ptr().add(i)) };
+                    let e = _mm512_maskz_mov_ps(k, exp16(_mm512_sub_ps(x, mv)));
+                    lo = _mm512_add_pd(lo, _mm512_cvtps_pd(_mm512_castps512_ps256(e)));
+                    let upper = _mm512_extractf64x4_pd::<1>(_mm512_castps_pd(e));
+                    hi = _mm512_add_pd(hi, _mm512_cvtps_pd(_mm256_castpd_ps(upper)));
+                    i += 16;
+                }
+                _mm512_reduce_add_pd(_mm512_add_pd(lo, hi))
+            }
+
+            #[target_feature(enable = "avx2,fma")]
+            pub unsafe fn sum_exp_avx2(row: &[f32], m: f32) -> f64 {
+                let mv = _mm256_set1_ps(m);
+                let (mut lo, mut hi) = (_mm256_setzero_pd(), _mm256_setzero_pd());
+                let mut ch = row.chunks_exact(8);
+                for c in &mut ch {
+                    // SAFETY: c has 8 floats.
+                    let x = unsafe { _mm256_loadu_ps(c.as_ptr()) };
+                    let e = exp8(_mm256_sub_ps(x, mv));
+                    lo = _mm256_add_pd(lo, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
+                    hi = _mm256_add_pd(hi, _mm256_cvtps_pd(_mm256_extractf128_ps::<1>(e)));
+                }
+                let mut lanes = [0f64; 4];
+                // SAFETY: lanes has 4 doubles.
+                unsafe { _mm256_storeu_pd(lanes.as_mut_ptr(), _mm256_add_pd(lo, hi)) };
+                let mut s: f64 = lanes.iter().sum();
+                for &a in ch.remainder() {
+                    s += f64::from((a - m).exp());
+                }
+                s
+            }
+
+            #[target_feature(enable = "avx512f,avx2,fma")]
+            pub unsafe fn scaled_exp_avx512(row: &[f32], l: f32, c: f32, out: &mut [f32]) {
+                let (lv, cv) = (_mm512_set1_ps(l), _mm512_set1_ps(c));
+                let n = row.len().min(out.len());
+                let mut i = 0;
+                while i < n {
+                    let k = mask(n - i);
+                    // SAFETY: the mask covers only the floats left from i in both slices.
+                    unsafe {
+                        let x = _mm512_maskz_loadu_ps(k, row.as_ptr().add(i));
+                        let e = exp16(_mm512_sub_ps(x, lv));
+                        _mm512_mask_storeu_ps(out.as_mut_ptr().add(i), k, _mm512_mul_ps(cv, e));
+                    }
+                    i += 16;
+                }
+            }
+
+            #[target_feature(enable = "avx2,fma")]
+            pub unsafe fn scaled_exp_avx2(row: &[f32], l: f32, c: f32, out: &mut [f32]) {
+                let (lv, cv) = (_mm256_set1_ps(l), _mm256_set1_ps(c));
+                let n = row.len().min(out.len());
+                let mut i = 0;
+                while i + 8 <= n {
+                    // SAFETY: i + 8 <= n in both slices.
+                    unsafe {
+                        let x = _mm256_loadu_ps(row.as_ptr().add(i));
+                        let e = exp8(_mm256_sub_ps(x, lv));
+                        _mm256_storeu_ps(out.as_mut_ptr().add(i), _mm256_mul_ps(cv, e));
+                    }
+                    i += 8;
+                }
+                for j in i..n {
+                    out[j] = c * (row[j] - l).exp();
+                }
+            }
+
+            #[target_feature(enable = "avx512f,avx2,fma")]
+            pub unsafe fn silu_bwd_avx512(
+                a: &[f32],
+                g: &[f32],
+                u: &[f32],
+                dg: &mut [f32],
+                du: &mut [f32],
+            ) {
+                let one = _mm512_set1_ps(1.0);
+                let n = dg
+                    .len()
+                    .min(du.len())
+                    .min(a.len())
+                    .min(g.len())
+                    .min(u.len());
+                let mut i = 0;
+                while i < n {
+                    let k = mask(n - i);
+                    // SAFETY: the mask covers only the floats left from i in all five slices.
+                    unsafe {
+                        let av = _mm512_maskz_loadu_ps(k, a.as_ptr().add(i));
+                        let gv = _mm512_maskz_loadu_ps(k, g.as_ptr().add(i));
+                        let uv = _mm512_maskz_loadu_ps(k, u.as_ptr().add(i));
+                        let e = exp16(_mm512_sub_ps(_mm512_setzero_ps(), gv));
+                        let sig = _mm512_div_ps(one, _mm512_add_ps(one, e));
+                        let t = _mm512_add_ps(one, _mm512_mul_ps(gv, _mm512_sub_ps(one, sig)));
+                        let d = _mm512_mul_ps(_mm512_mul_ps(_mm512_mul_ps(av, uv), sig), t);
+                        _mm512_mask_storeu_ps(dg.as_mut_ptr().add(i), k, d);
+                        let d = _mm512_mul_ps(_mm512_mul_ps(av, gv), sig);
+                        _mm512_mask_storeu_ps(du.as_mut_ptr().add(i), k, d);
+                    }
+                    i += 16;
+                }
+            }
+
+            #[target_feature(enable = "avx2,fma")]
+            pub unsafe fn silu_bwd_avx2(
+                a: &[f32],
+                g: &[f32],
+                u: &[f32],
+                dg: &mut [f32],
+                du: &mut [f32],
+            ) {
+                let one = _mm256_set1_ps(1.0);
+                let n = dg
+                    .len()
+                    .min(du.len())
+                    .min(a.len())
+                    .min(g.len())
+                    .min(u.len());
+                let mut i = 0;
+                while i + 8 <= n {
+                    // SAFETY: i + 8 <= n in all five slices.
+                    unsafe {
+                        let av = _mm256_loadu_ps(a.as_ptr().add(i));
+                        let gv = _mm256_loadu_ps(g.as_ptr().add(i));
+                        let uv = _mm256_loadu_ps(u.as_ptr().add(i));
+                        let e = exp8(_mm256_sub_ps(_mm256_setzero_ps(), gv));
+                        let sig = _mm256_div_ps(one, _mm256_add_ps(one, e));
+                        let t = _mm256_add_ps(one, _mm256_mul_ps(gv, _mm256_sub_ps(one, sig)));
+                        let d = _mm256_mul_ps(_mm256_mul_ps(_mm256_mul_ps(av, uv), sig), t);
+                        _mm256_storeu_ps(dg.as_mut_ptr().add(i), d);
+                        let d = _mm256_mul_ps(_mm256_mul_ps(av, gv), sig);
+                        _mm256_storeu_ps(du.as_mut_ptr().add(i), d);
+                    }
+                    i += 8;
+                }
+                super::silu_bwd_scalar(&a[i..n], &g[i..n], &u[i..n], &mut dg[i..n], &mut du[i..n]);
+            }
+
+            #[target_feature(enable = "avx512f,avx2,fma")]
+            pub unsafe fn rms_bwd_avx512(
+                x: &[f32],
+                w: &[f32],
+                dy: &[f32],
+                res: Option<&[f32]>,
+                eps: f64,
+                o: &mut [f32],
+            ) {
+                rms_bwd_body(x, w, dy, res, eps, o)
+            }
+
+            #[target_feature(enable = "avx2,fma")]
+            pub unsafe fn rms_bwd_avx2(
+                x: &[f32],
+                w: &[f32],
+                dy: &[f32],
+                res: Option<&[f32]>,
+                eps: f64,
+                o: &mut [f32],
+            ) {
+                rms_bwd_body(x, w, dy, res, eps, o)
+            }
+
+            #[target_feature(enable = "avx512f,avx2,fma")]
+            pub unsafe fn softmax_bwd_avx512(p: &[f32], dp: &[f32], scale: f32, o: &mut [f32]) {
+                softmax_bwd_body(p, dp, scale, o)
+            }
+
+            #[target_feature(enable = "avx2,fma")]
+            pub unsafe fn softmax_bwd_avx2(p: &[f32], dp: &[f32], scale: f32, o: &mut [f32]) {
+                softmax_bwd_body(p, dp, scale, o)
+            }
+        }
     }
 }
 
@@ -730,5 +1066,109 @@ mod imp {
         // SAFETY: the arguments match the kernel's signature and the buffer sizes.
         unsafe { b.launch(cfg((grid(n), 1), row_block(len))) }.w()?;
         out(dev, o, l.shape().clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The CPU kernels on every instruction-set path this CPU runs: the cross-entropy against
+    //! candle's composed ops, the other kernels against the portable bodies (the reference
+    //! arithmetic, which `tests/fused_ops.rs` checks against composed ops through autograd).
+    use candle_core::{Device, Tensor, D};
+
+    use super::cpu;
+    use crate::model::fast::cpu_path::{self, CpuPath};
+    use crate::testing::max_abs_diff;
+
+    /// A deterministic tensor in [-2, 2) (an LCG, independent of candle's RNG).
+    fn randn(shape: &[usize], seed: u64) -> Tensor {
+        let n: usize = shape.iter().product();
+        let mut s = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let v: Vec<f32> = (0..n)
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((s >> 40) as f32 / (1u64 << 24) as f32) * 4.0 - 2.0
+            })
+            .collect();
+        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+    }
+
+    #[test]
+    fn cross_entropy_matches_composed_ops_on_every_path() {
+        let dev = Device::Cpu;
+        // A vocabulary that is not a multiple of 8 or 16; a spread of logits.
+        let (n, v) = (5usize, 1003usize);
+        let logits = (randn(&[n, v], 1) * 6.0).unwrap();
+        let targets = Tensor::new(&[0u32, 7, 1002, 500, 3], &dev).unwrap();
+        let lsm = candle_nn::ops::log_softmax(&logits, D::Minus1).unwrap();
+        let want_tlp = lsm
+            .gather(&targets.unsqueeze(1).unwrap(), 1)
+            .unwrap()
+            .squeeze(1)
+            .unwrap();
+        let want_lse = (&logits - &lsm)
+            .unwrap()
+            .narrow(1, 0, 1)
+            .unwrap()
+            .squeeze(1)
+            .unwrap();
+        let dy = randn(&[n], 2);
+        let onehot = candle_nn::encoding::one_hot(targets.clone(), v, 1f32, 0f32).unwrap();
+        let sm = candle_nn::ops::softmax_last_dim(&logits).unwrap();
+        let want_dx = (onehot - sm)
+            .unwrap()
+            .broadcast_mul(&dy.unsqueeze(1).unwrap())
+            .unwrap();
+        for path in cpu_path::available() {
+            let st = cpu::xent_fwd(path, &logits, &targets).unwrap();
+            let lse = st.narrow(1, 0, 1).unwrap().squeeze(1).unwrap();
+            let tlp = st.narrow(1, 1, 1).unwrap().squeeze(1).unwrap();
+            assert!(max_abs_diff(&lse, &want_lse) < 1e-5, "{path}: lse");
+            assert!(
+                max_abs_diff(&tlp, &want_tlp) < 1e-5,
+                "{path}: target log-prob"
+            );
+            let dx = cpu::xent_bwd(path, &logits, &targets, &lse, &dy).unwrap();
+            assert!(max_abs_diff(&dx, &want_dx) < 1e-6, "{path}: gradient");
+        }
+    }
+
+    #[test]
+    fn swiglu_rms_and_softmax_backward_agree_with_the_portable_bodies() {
+        // Lengths that leave tails for 8 and 16 lanes, and more than one parallel chunk.
+        let n = 2 * 4096 + 37;
+        let (da, g, u) = (
+            randn(&[n], 3),
+            (randn(&[n], 4) * 8.0).unwrap(),
+            randn(&[n], 5),
+        );
+        let (rows, h) = (7usize, 77usize);
+        let (x, w, dy, res) = (
+            randn(&[rows, h], 6),
+            randn(&[h], 7),
+            randn(&[rows, h], 8),
+            randn(&[rows, h], 9),
+        );
+        let p = candle_nn::ops::softmax_last_dim(&(randn(&[rows, 45], 10) * 3.0).unwrap()).unwrap();
+        let dp = randn(&[rows, 45], 11);
+        let base_silu = cpu::silu_mul_bwd(CpuPath::Portable, &da, &g, &u).unwrap();
+        let base_rms = cpu::rms_bwd(CpuPath::Portable, &x, &w, &dy, Some(&res), 1e-6).unwrap();
+        let base_sm = cpu::softmax_bwd(CpuPath::Portable, &p, &dp, 0.5).unwrap();
+        for path in cpu_path::available() {
+            let got = cpu::silu_mul_bwd(path, &da, &g, &u).unwrap();
+            assert_eq!(got.dims(), &[2, n]);
+            let d = max_abs_diff(&got, &base_silu);
+            assert!(d < 1e-5, "{path}: swiglu backward differs by {d}");
+            let got = cpu::rms_bwd(path, &x, &w, &dy, Some(&res), 1e-6).unwrap();
+            let d = max_abs_diff(&got, &base_rms);
+            assert!(d < 1e-5, "{path}: rms backward differs by {d}");
+            let got = cpu::softmax_bwd(path, &p, &dp, 0.5).unwrap();
+            let d = max_abs_diff(&got, &base_sm);
+            assert!(d < 1e-6, "{path}: softmax backward differs by {d}");
+        }
     }
 }

@@ -11,6 +11,8 @@
 //! - Gradient nodes: single ops with a hand-written backward ([`grad`]), the whole decoder block
 //!   as one node (`block_grad.rs`), and steerlab's own kernels for their backward passes
 //!   ([`kernels`], CUDA in `kernels.cu`, and CPU loops).
+//! - The instruction-set path of every CPU kernel, chosen once from the CPU's features
+//!   ([`cpu_path`]: AVX-512, AVX2 + FMA, NEON, portable).
 //! - Section timings ([`profile`]) and every environment switch ([`switches`]).
 //!
 //! The reference ops stay the oracle: the tests compare every fast path with them. Must not
@@ -18,6 +20,7 @@
 mod block_grad;
 pub mod cpu_infer;
 pub mod cpu_matmul;
+pub mod cpu_path;
 mod exec;
 pub mod grad;
 pub mod kernels;

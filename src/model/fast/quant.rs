@@ -10,6 +10,8 @@
 //! order; a whole matrix is never dequantized except by [`QMatrix::dequantize`] (tests,
 //! fallbacks). Large products run each tile through the packed GEMM of `cpu_matmul`; small ones
 //! (a generation step) a fused dequantize-and-dot loop. Work is split over candle's CPU pool.
+//! The GEMM tile, dot and axpy loops are those of the process's [`CpuPath`] (the `*_on`
+//! variants take one, for tests); the block dequantizers are candle's.
 //! Must not know about models, files, hooks or autograd beyond its own op.
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -21,7 +23,8 @@ use candle_core::quantized::k_quants::{
 use candle_core::quantized::{ggml_file::qtensor_from_ggml, GgmlDType, GgmlType, QTensor};
 use candle_core::{CpuStorage, CustomOp1, Device, Layout, Shape, Tensor};
 
-use super::cpu_matmul::{self, AlignedBuf, PackedLinear, NR};
+use super::cpu_matmul::{self, AlignedBuf, NR};
+use super::cpu_path::{self, CpuPath};
 use crate::model::{ModelError, Result};
 
 /// The block types a [`QMatrix`] holds.
@@ -43,8 +46,6 @@ pub fn supported(dtype: GgmlDType) -> bool {
     SUPPORTED.contains(&dtype)
 }
 
-/// Rows of `W` dequantized per tile of the portable GEMM path.
-const TILE_ROWS: usize = 256;
 /// Products with at least this many activation rows take the tiled GEMM path.
 const GEMM_MIN_M: usize = 8;
 /// Rows of `W` per work item of the small-`m` forward.
@@ -314,6 +315,13 @@ impl QMatrix {
 
     /// `out[m, rows] = x[m, cols] Wᵀ` for row-major `x` and `out`.
     pub fn matmul_t(&self, x: &[f32], m: usize, out: &mut [f32]) -> Result<()> {
+        self.matmul_t_on(cpu_path::current(), x, m, out)
+    }
+
+    /// [`QMatrix::matmul_t`] on `path` (tests and A/B measurements); errors if this CPU cannot
+    /// run it.
+    pub fn matmul_t_on(&self, path: CpuPath, x: &[f32], m: usize, out: &mut [f32]) -> Result<()> {
+        check_path(path)?;
         let (n, k) = (self.rows, self.cols);
         if x.len() != m * k || out.len() != m * n {
             return Err(ModelError::InvalidInput(format!(
@@ -328,17 +336,24 @@ impl QMatrix {
         with_block!(self.dtype(), T => {
             let blocks = self.blocks::<T>()?;
             if m >= GEMM_MIN_M {
-                fwd_tiled(blocks, n, k, x, m, out)
+                fwd_tiled(path, blocks, n, k, x, m, out);
             } else {
-                fwd_dot(blocks, n, k, x, m, out);
-                Ok(())
+                fwd_dot(path, blocks, n, k, x, m, out);
             }
+            Ok(())
         })
     }
 
     /// `out[m, cols] = dy[m, rows] W` for row-major `dy` and `out`: the gradient of
     /// [`QMatrix::matmul_t`] with respect to its input.
     pub fn matmul(&self, dy: &[f32], m: usize, out: &mut [f32]) -> Result<()> {
+        self.matmul_on(cpu_path::current(), dy, m, out)
+    }
+
+    /// [`QMatrix::matmul`] on `path` (tests and A/B measurements); errors if this CPU cannot
+    /// run it.
+    pub fn matmul_on(&self, path: CpuPath, dy: &[f32], m: usize, out: &mut [f32]) -> Result<()> {
+        check_path(path)?;
         let (n, k) = (self.rows, self.cols);
         if dy.len() != m * n || out.len() != m * k {
             return Err(ModelError::InvalidInput(format!(
@@ -354,11 +369,11 @@ impl QMatrix {
         with_block!(self.dtype(), T => {
             let blocks = self.blocks::<T>()?;
             if m >= GEMM_MIN_M {
-                bwd_tiled(blocks, n, k, dy, m, out)
+                bwd_tiled(path, blocks, n, k, dy, m, out);
             } else {
-                bwd_axpy(blocks, n, k, dy, m, out);
-                Ok(())
+                bwd_axpy(path, blocks, n, k, dy, m, out);
             }
+            Ok(())
         })
     }
 
@@ -387,6 +402,17 @@ impl QMatrix {
             return self.forward(x);
         }
         Ok(x.contiguous()?.apply_op1(QLinearOp(self.clone()))?)
+    }
+}
+
+/// Errors unless this CPU runs `path`.
+fn check_path(path: CpuPath) -> Result<()> {
+    if path.available() {
+        Ok(())
+    } else {
+        Err(ModelError::InvalidInput(format!(
+            "quantized matmul: this CPU cannot run the {path} path"
+        )))
     }
 }
 
@@ -430,7 +456,15 @@ impl OutPtr {
 
 /// Forward for few rows: each work item dequantizes [`DOT_ROWS`] rows of `W` one at a time
 /// and dots them with every row of `x`.
-fn fwd_dot<T: GgmlType>(w: &[T], n: usize, k: usize, x: &[f32], m: usize, out: &mut [f32]) {
+fn fwd_dot<T: GgmlType>(
+    path: CpuPath,
+    w: &[T],
+    n: usize,
+    k: usize,
+    x: &[f32],
+    m: usize,
+    out: &mut [f32],
+) {
     let bpr = k / T::BLCK_SIZE;
     let op = OutPtr(out.as_mut_ptr());
     let items = n.div_ceil(DOT_ROWS);
@@ -440,7 +474,7 @@ fn fwd_dot<T: GgmlType>(w: &[T], n: usize, k: usize, x: &[f32], m: usize, out: &
             for r in item * DOT_ROWS..n.min(item * DOT_ROWS + DOT_ROWS) {
                 T::to_float(&w[r * bpr..(r + 1) * bpr], &mut row);
                 for i in 0..m {
-                    let v = dot(&x[i * k..(i + 1) * k], &row);
+                    let v = dot(path, &x[i * k..(i + 1) * k], &row);
                     // SAFETY: (i, r) is written only by the item owning row r; in bounds.
                     unsafe { *op.get().add(i * n + r) = v };
                 }
@@ -450,31 +484,18 @@ fn fwd_dot<T: GgmlType>(w: &[T], n: usize, k: usize, x: &[f32], m: usize, out: &
 }
 
 /// Forward for many rows: each work item dequantizes [`GROUP_ROWS`] rows of `W` straight into
-/// the packed-panel layout of `cpu_matmul` and runs the packed micro-kernel over all `m` rows
-/// for those output columns (a portable loop without AVX2/FMA).
+/// the packed-panel layout of `cpu_matmul` and runs the packed micro-kernel of `path` over all
+/// `m` rows for those output columns.
 fn fwd_tiled<T: GgmlType>(
+    path: CpuPath,
     w: &[T],
     n: usize,
     k: usize,
     x: &[f32],
     m: usize,
     out: &mut [f32],
-) -> Result<()> {
+) {
     let bpr = k / T::BLCK_SIZE;
-    if !cpu_matmul::supported() {
-        let mut tile = vec![0f32; TILE_ROWS * k];
-        let mut part = vec![0f32; m * TILE_ROWS];
-        for r0 in (0..n).step_by(TILE_ROWS) {
-            let nt = TILE_ROWS.min(n - r0);
-            T::to_float(&w[r0 * bpr..(r0 + nt) * bpr], &mut tile[..nt * k]);
-            let packed = PackedLinear::pack(&tile[..nt * k], nt, k, None)?;
-            packed.matmul(x, m, &mut part[..m * nt])?;
-            for i in 0..m {
-                out[i * n + r0..i * n + r0 + nt].copy_from_slice(&part[i * nt..(i + 1) * nt]);
-            }
-        }
-        return Ok(());
-    }
     let op = OutPtr(out.as_mut_ptr());
     par(n.div_ceil(GROUP_ROWS), n * k * m, |range| {
         let mut panels = AlignedBuf::zeros(GROUP_ROWS * k);
@@ -496,9 +517,11 @@ fn fwd_tiled<T: GgmlType>(
                 }
             }
             // SAFETY: x has m rows of k floats; `panels` holds np packed panels of k steps,
-            // 32-byte aligned; out columns r0..r0+nt of every row are written only here.
+            // 64-byte aligned; out columns r0..r0+nt of every row are written only here; the
+            // path was checked by the caller.
             unsafe {
                 cpu_matmul::gemm_panels(
+                    path,
                     x.as_ptr(),
                     k,
                     m,
@@ -514,12 +537,19 @@ fn fwd_tiled<T: GgmlType>(
             };
         }
     });
-    Ok(())
 }
 
 /// Backward for few rows: each work item owns a range of block columns of `dx` and walks all
 /// rows of `W`, dequantizing only its blocks.
-fn bwd_axpy<T: GgmlType>(w: &[T], n: usize, k: usize, dy: &[f32], m: usize, out: &mut [f32]) {
+fn bwd_axpy<T: GgmlType>(
+    path: CpuPath,
+    w: &[T],
+    n: usize,
+    k: usize,
+    dy: &[f32],
+    m: usize,
+    out: &mut [f32],
+) {
     let bs = T::BLCK_SIZE;
     let bpr = k / bs;
     let op = OutPtr(out.as_mut_ptr());
@@ -531,6 +561,7 @@ fn bwd_axpy<T: GgmlType>(w: &[T], n: usize, k: usize, dy: &[f32], m: usize, out:
             T::to_float(&w[r * bpr + range.start..r * bpr + range.end], &mut seg);
             for i in 0..m {
                 axpy(
+                    path,
                     dy[i * n + r],
                     &seg,
                     &mut acc[i * (c1 - c0)..(i + 1) * (c1 - c0)],
@@ -548,21 +579,18 @@ fn bwd_axpy<T: GgmlType>(w: &[T], n: usize, k: usize, dy: &[f32], m: usize, out:
 
 /// Backward for many rows: each work item owns one block column of `dx` (`bs` columns),
 /// dequantizes that block of every row of `W` into packed panels of `Wᵀ` and runs the packed
-/// micro-kernel `dx[:, cols] = dy W[:, cols]` (a portable loop without AVX2/FMA).
+/// micro-kernel of `path`, `dx[:, cols] = dy W[:, cols]`.
 fn bwd_tiled<T: GgmlType>(
+    path: CpuPath,
     w: &[T],
     n: usize,
     k: usize,
     dy: &[f32],
     m: usize,
     out: &mut [f32],
-) -> Result<()> {
+) {
     let bs = T::BLCK_SIZE;
     let bpr = k / bs;
-    if !cpu_matmul::supported() {
-        bwd_axpy(w, n, k, dy, m, out);
-        return Ok(());
-    }
     let op = OutPtr(out.as_mut_ptr());
     let np = bs.div_ceil(NR);
     par(bpr, n * k * m, |range| {
@@ -578,9 +606,11 @@ fn bwd_tiled<T: GgmlType>(
                 }
             }
             // SAFETY: dy has m rows of n floats; `panels` holds np packed panels of n steps,
-            // 32-byte aligned; dx columns cb*bs..cb*bs+bs of every row are written only here.
+            // 64-byte aligned; dx columns cb*bs..cb*bs+bs of every row are written only here;
+            // the path was checked by the caller.
             unsafe {
                 cpu_matmul::gemm_panels(
+                    path,
                     dy.as_ptr(),
                     n,
                     m,
@@ -596,34 +626,46 @@ fn bwd_tiled<T: GgmlType>(
             };
         }
     });
-    Ok(())
 }
 
-/// `Σ a[i] b[i]` in eight lanes (vectorised by the compiler).
+/// `Σ a[i] b[i]` in sixteen lanes, compiled for `path` (vectorised by the compiler: one
+/// AVX-512 register, two AVX2 registers, four NEON registers; fused multiply-adds except on
+/// the portable path, where `mul_add` could be a library call).
 #[inline]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    #[cfg(target_arch = "x86_64")]
-    if super::switches::cpu_simd() {
-        // SAFETY: AVX2 and FMA are present (checked by `cpu_simd`).
-        return unsafe { dot_avx2(a, b) };
+fn dot(path: CpuPath, a: &[f32], b: &[f32]) -> f32 {
+    match path {
+        // SAFETY: the path's features are available (the caller checked the path).
+        #[cfg(target_arch = "x86_64")]
+        CpuPath::Avx512 => unsafe { dot_avx512(a, b) },
+        // SAFETY: as above.
+        #[cfg(target_arch = "x86_64")]
+        CpuPath::Avx2 => unsafe { dot_avx2(a, b) },
+        // NEON and FMA are part of the aarch64 baseline.
+        CpuPath::Neon => dot_lanes::<true>(a, b),
+        _ => dot_lanes::<false>(a, b),
     }
-    dot_lanes(a, b)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn dot_avx512(a: &[f32], b: &[f32]) -> f32 {
+    dot_lanes::<true>(a, b)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
-    dot_lanes(a, b)
+    dot_lanes::<true>(a, b)
 }
 
 #[inline(always)]
-fn dot_lanes(a: &[f32], b: &[f32]) -> f32 {
+fn dot_lanes<const FMA: bool>(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0f32; 16];
     let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
     let (ra, rb) = (ca.remainder(), cb.remainder());
     for (x, y) in ca.zip(cb) {
         for ((s, x), y) in acc.iter_mut().zip(x).zip(y) {
-            *s = x.mul_add(*y, *s);
+            *s = if FMA { x.mul_add(*y, *s) } else { *s + x * y };
         }
     }
     let mut s: f32 = acc.iter().sum();
@@ -633,27 +675,41 @@ fn dot_lanes(a: &[f32], b: &[f32]) -> f32 {
     s
 }
 
-/// `y += a x` (vectorised by the compiler).
+/// `y += a x`, compiled for `path` (vectorised by the compiler, as [`dot`]).
 #[inline]
-fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if super::switches::cpu_simd() {
-        // SAFETY: AVX2 and FMA are present (checked by `cpu_simd`).
-        return unsafe { axpy_avx2(a, x, y) };
+fn axpy(path: CpuPath, a: f32, x: &[f32], y: &mut [f32]) {
+    match path {
+        // SAFETY: the path's features are available (the caller checked the path).
+        #[cfg(target_arch = "x86_64")]
+        CpuPath::Avx512 => unsafe { axpy_avx512(a, x, y) },
+        // SAFETY: as above.
+        #[cfg(target_arch = "x86_64")]
+        CpuPath::Avx2 => unsafe { axpy_avx2(a, x, y) },
+        CpuPath::Neon => axpy_lanes::<true>(a, x, y),
+        _ => axpy_lanes::<false>(a, x, y),
     }
-    axpy_lanes(a, x, y)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn axpy_avx512(a: f32, x: &[f32], y: &mut [f32]) {
+    axpy_lanes::<true>(a, x, y)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn axpy_avx2(a: f32, x: &[f32], y: &mut [f32]) {
-    axpy_lanes(a, x, y)
+    axpy_lanes::<true>(a, x, y)
 }
 
 #[inline(always)]
-fn axpy_lanes(a: f32, x: &[f32], y: &mut [f32]) {
+fn axpy_lanes<const FMA: bool>(a: f32, x: &[f32], y: &mut [f32]) {
     for (yy, xx) in y.iter_mut().zip(x) {
-        *yy = xx.mul_add(a, *yy);
+        *yy = if FMA {
+            xx.mul_add(a, *yy)
+        } else {
+            *yy + xx * a
+        };
     }
 }
 

@@ -12,26 +12,28 @@
 //!   [`super::cpu_matmul`]).
 //! - `STEERLAB_KERNELS`: the gradient-path kernels ([`super::kernels`]) allowed: unset, `1` or
 //!   `all` for all, `0` for none, or a comma list of `xent`, `swiglu`, `rms`, `softmax`.
+//! - `STEERLAB_CPU_PATH`: the instruction-set path of the CPU kernels (`avx512`, `avx2`,
+//!   `neon`, `portable`; default the best this CPU runs, see [`super::cpu_path`]).
 //! - `STEERLAB_PROFILE=1`: section timings ([`super::profile`]); slows the run down.
 //! - `STEERLAB_CUDA_POOL_RELEASE=1`: keep CUDA's default of handing freed pool memory back to
 //!   the driver at every synchronisation (steerlab otherwise keeps it).
 //!
-//! The two CPU switches only turn kernels on where the CPU can run them ([`cpu_simd`]). Must not
+//! The two CPU switches only turn kernels on where a SIMD path runs ([`cpu_simd`]). Must not
 //! hold anything but the switches.
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::OnceLock;
 
-/// Whether this CPU can run the packed GEMM and the CPU inference kernels (x86-64 with AVX2
-/// and FMA).
+/// Whether the packed GEMM and the CPU inference kernels run by default: the current
+/// [`super::cpu_path`] has SIMD kernels (AVX-512, AVX2 + FMA or NEON; not `portable`).
 pub fn cpu_simd() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    super::cpu_path::current().simd()
+}
+
+/// The value of `STEERLAB_CPU_PATH`, if set and not empty (read by [`super::cpu_path`] once).
+pub(crate) fn cpu_path_request() -> Option<String> {
+    std::env::var("STEERLAB_CPU_PATH")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
 }
 
 /// A process-wide on/off switch for CPU kernels: on where [`cpu_simd`], unless the environment
@@ -53,19 +55,18 @@ impl Switch {
     pub(crate) fn get(&self) -> bool {
         match self.state.load(Ordering::Relaxed) {
             1 => false,
-            2 => true,
+            // The path may have been switched to `portable` since.
+            2 => cpu_simd(),
             _ => {
                 let off = std::env::var(self.var).is_ok_and(|v| v.trim() == "0");
-                let on = cpu_simd() && !off;
-                self.state.store(if on { 2 } else { 1 }, Ordering::Relaxed);
-                on
+                self.state.store(if off { 1 } else { 2 }, Ordering::Relaxed);
+                !off && cpu_simd()
             }
         }
     }
 
-    /// Switching on has no effect on a CPU without AVX2/FMA.
+    /// Switching on has no effect while the path is `portable`.
     pub(crate) fn set(&self, on: bool) {
-        let on = on && cpu_simd();
         self.state.store(if on { 2 } else { 1 }, Ordering::Relaxed);
     }
 }

@@ -6,9 +6,11 @@
 //! candle ops that allocate and walk the activations several times.
 //!
 //! Used only by the speed layer's inference ops (`fast::Infer`: passes without gradient, and
-//! the forward of whole-block gradient nodes) for f32 CPU tensors that carry no gradient, on
-//! CPUs with AVX2 and FMA; `STEERLAB_CPU_FUSED=0` (or [`set_enabled`]) switches them off and
-//! the candle ops run instead. Results agree with the
+//! the forward of whole-block gradient nodes) for f32 CPU tensors that carry no gradient,
+//! where the process's [`CpuPath`] has SIMD kernels (AVX-512: 16-lane `exp`, SiLU and sums of
+//! squares, the 12 × 32 GEMM tile; AVX2 + FMA: 8 lanes, 6 × 16; NEON: the NEON GEMM tile and
+//! portable elementwise loops); `STEERLAB_CPU_FUSED=0` (or [`set_enabled`]) switches them off
+//! and the candle ops run instead. The `*_on` variants run a given path (tests). Results agree with the
 //! reference ops to float rounding (vectorised `exp`, other summation orders), checked in
 //! `tests.rs`. Must not know about models, hooks or autograd.
 use std::cell::RefCell;
@@ -17,6 +19,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use candle_core::{DType, Device, Storage, Tensor};
 
 use super::cpu_matmul::{self, gemm_panels, AlignedBuf, NR};
+use super::cpu_path::{self, CpuPath};
 use super::switches;
 use crate::model::{ModelError, Result};
 
@@ -28,7 +31,8 @@ pub fn attention_calls() -> usize {
     ATTENTION_CALLS.load(Ordering::Relaxed)
 }
 
-/// Whether the CPU inference kernels run: the CPU has AVX2 and FMA, unless switched off by
+/// Whether the CPU inference kernels run: the current [`CpuPath`] has SIMD kernels, unless
+/// switched off by
 /// [`set_enabled`] or `STEERLAB_CPU_FUSED=0` (read once).
 pub fn enabled() -> bool {
     switches::CPU_INFER.get()
@@ -117,10 +121,25 @@ pub(crate) fn attention(
     v: &Tensor,
     mask: Option<&Tensor>,
 ) -> Result<Option<Tensor>> {
-    if !enabled()
-        || ![q, cos, sin, k, v].iter().all(|t| applies(t))
-        || mask.is_some_and(|m| !applies(m))
-    {
+    if !enabled() {
+        return Ok(None);
+    }
+    attention_on(cpu_path::current(), q, cos, sin, k, v, mask)
+}
+
+/// [`attention`] on `path`, whether or not the kernels are switched on (`None` only when an
+/// input is not an f32 CPU tensor without gradient). Errors if this CPU cannot run `path`.
+pub(crate) fn attention_on(
+    path: CpuPath,
+    q: &Tensor,
+    cos: &Tensor,
+    sin: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    mask: Option<&Tensor>,
+) -> Result<Option<Tensor>> {
+    check_path(path)?;
+    if ![q, cos, sin, k, v].iter().all(|t| applies(t)) || mask.is_some_and(|m| !applies(m)) {
         return Ok(None);
     }
     let (b, hq, t, d) = q.dims4()?;
@@ -226,9 +245,10 @@ pub(crate) fn attention(
                     let rows = r1 - r0;
                     // SAFETY: qb holds t rows of d floats; kp is the aligned packed
                     // [S, D] weight (kl <= s keys); scores holds ROW_BLOCK rows of
-                    // s floats (one row block); AVX2/FMA were checked by `enabled`.
+                    // s floats (one row block); the path was checked by `check_path`.
                     unsafe {
                         gemm_panels(
+                            path,
                             qb.as_slice().as_ptr().add(r0 * d),
                             d,
                             rows,
@@ -250,7 +270,7 @@ pub(crate) fn attention(
                                 *x += mv;
                             }
                         }
-                        softmax_row(row);
+                        softmax_row(path, row);
                     }
                     // SAFETY: scores holds this block's rows, first kl floats at
                     // stride s;
@@ -261,6 +281,7 @@ pub(crate) fn attention(
                     unsafe {
                         let o = (op as *mut f32).add((bi * t + r0) * hq * d + h * d);
                         gemm_panels(
+                            path,
                             scores.as_ptr(),
                             s,
                             rows,
@@ -317,7 +338,7 @@ pub(crate) fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Option<Tens
     Ok(Some(Tensor::from_vec(out, (b, h, t, d), &Device::Cpu)?))
 }
 
-/// Query rows per block of the attention kernel (a multiple of the GEMM's 6-row tile): each
+/// Query rows per block of the attention kernel (a multiple of the GEMM's 6- and 12-row tiles): each
 /// block scores only the keys up to its rows' last unmasked one.
 const ROW_BLOCK: usize = 24;
 
@@ -330,24 +351,39 @@ fn key_limit(mask_row: &[f32]) -> usize {
     }
 }
 
+/// Errors unless this CPU runs `path`.
+fn check_path(path: CpuPath) -> Result<()> {
+    if path.available() {
+        Ok(())
+    } else {
+        Err(ModelError::InvalidInput(format!(
+            "cpu kernels: this CPU cannot run the {path} path"
+        )))
+    }
+}
+
 /// In-place softmax of one row: `exp(x - max) / sum` (as candle's `softmax_last_dim`).
-fn softmax_row(row: &mut [f32]) {
+fn softmax_row(path: CpuPath, row: &mut [f32]) {
     let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let mut sum = 0f32;
-    exp_shifted(row, max, &mut sum);
+    exp_shifted(path, row, max, &mut sum);
     let inv = 1.0 / sum;
     for x in row.iter_mut() {
         *x *= inv;
     }
 }
 
-/// `x[i] = exp(x[i] - shift)` for all `i`, adding the results to `sum`.
-fn exp_shifted(x: &mut [f32], shift: f32, sum: &mut f32) {
-    #[cfg(target_arch = "x86_64")]
-    if cpu_matmul::supported() {
-        // SAFETY: AVX2 and FMA are available.
-        unsafe { simd::exp_shifted(x, shift, sum) };
-        return;
+/// `x[i] = exp(x[i] - shift)` for all `i`, adding the results to `sum`, on `path` (which this
+/// CPU runs).
+fn exp_shifted(path: CpuPath, x: &mut [f32], shift: f32, sum: &mut f32) {
+    match path {
+        // SAFETY: the path's features are available (callers check the path).
+        #[cfg(target_arch = "x86_64")]
+        CpuPath::Avx512 => return unsafe { simd512::exp_shifted(x, shift, sum) },
+        // SAFETY: as above.
+        #[cfg(target_arch = "x86_64")]
+        CpuPath::Avx2 => return unsafe { simd::exp_shifted(x, shift, sum) },
+        _ => {}
     }
     for v in x.iter_mut() {
         *v = (*v - shift).exp();
@@ -355,33 +391,51 @@ fn exp_shifted(x: &mut [f32], shift: f32, sum: &mut f32) {
     }
 }
 
-/// The [`PackedGateUp`] epilogue: for each of `mr` rows of an `NR`-wide tile (gate in lanes
-/// `0..GU`, up in `GU..NR`), writes `silu(gate) * up` for the first `cols` columns to
-/// `out + r * ldo`.
+/// The [`PackedGateUp`] epilogue: for each of `mr` rows of an `NR`-wide panel tile at `tmp`
+/// (row stride `ldt`; gate in lanes `0..GU`, up in `GU..NR`), writes `silu(gate) * up` for
+/// the first `cols` columns to `out + r * ldo`. On both x86 paths the 8-lane AVX2 body runs
+/// (a panel row holds 8 gate and 8 up values).
 ///
 /// # Safety
-/// `out` has `mr` rows of `cols` writable floats at stride `ldo`; `mr <= 6`, `cols <= GU`.
-unsafe fn silu_mul_tile(tmp: &[f32; 6 * NR], mr: usize, cols: usize, out: *mut f32, ldo: usize) {
+/// `tmp` has `mr` rows of `NR` readable floats at stride `ldt`; `out` has `mr` rows of `cols`
+/// writable floats at stride `ldo`; `cols <= GU`; this CPU runs `path`.
+unsafe fn silu_mul_tile(
+    path: CpuPath,
+    tmp: *const f32,
+    ldt: usize,
+    mr: usize,
+    cols: usize,
+    out: *mut f32,
+    ldo: usize,
+) {
     #[cfg(target_arch = "x86_64")]
-    if cols == GU && cpu_matmul::supported() {
-        // SAFETY: as the contract; AVX2 and FMA are available.
-        unsafe { simd::silu_mul_tile(tmp, mr, out, ldo) };
+    if cols == GU && matches!(path, CpuPath::Avx512 | CpuPath::Avx2) {
+        // SAFETY: as the contract; both paths have AVX2 and FMA.
+        unsafe { simd::silu_mul_tile(tmp, ldt, mr, out, ldo) };
         return;
     }
     for r in 0..mr {
-        let row = &tmp[r * NR..(r + 1) * NR];
-        // SAFETY: row r of `out` has `cols` writable floats.
-        let dst = unsafe { std::slice::from_raw_parts_mut(out.add(r * ldo), cols) };
-        silu_mul_slice(&row[..cols], &row[GU..GU + cols], dst);
+        // SAFETY: row r of `tmp` has NR floats, row r of `out` `cols` writable floats.
+        let (row, dst) = unsafe {
+            (
+                std::slice::from_raw_parts(tmp.add(r * ldt), NR),
+                std::slice::from_raw_parts_mut(out.add(r * ldo), cols),
+            )
+        };
+        silu_mul_slice(path, &row[..cols], &row[GU..GU + cols], dst);
     }
 }
 
-fn silu_mul_slice(g: &[f32], u: &[f32], out: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if cpu_matmul::supported() {
-        // SAFETY: AVX2 and FMA are available.
-        unsafe { simd::silu_mul(g, u, out) };
-        return;
+/// `out[i] = silu(g[i]) * u[i]` on `path` (which this CPU runs).
+fn silu_mul_slice(path: CpuPath, g: &[f32], u: &[f32], out: &mut [f32]) {
+    match path {
+        // SAFETY: the path's features are available (callers check the path).
+        #[cfg(target_arch = "x86_64")]
+        CpuPath::Avx512 => return unsafe { simd512::silu_mul(g, u, out) },
+        // SAFETY: as above.
+        #[cfg(target_arch = "x86_64")]
+        CpuPath::Avx2 => return unsafe { simd::silu_mul(g, u, out) },
+        _ => {}
     }
     for ((o, &g), &u) in out.iter_mut().zip(g).zip(u) {
         *o = g / (1.0 + (-g).exp()) * u;
@@ -478,7 +532,18 @@ impl PackedGateUp {
     /// `silu(x Wg^T + bg) * (x Wu^T + bu)` for an f32 CPU tensor `[..., k]` without gradient;
     /// `None` where that does not hold or the kernels are off.
     pub fn forward(&self, x: &Tensor) -> Result<Option<Tensor>> {
-        if !enabled() || !applies(x) || x.rank() == 0 || x.dim(candle_core::D::Minus1)? != self.k {
+        if !enabled() {
+            return Ok(None);
+        }
+        self.forward_on(cpu_path::current(), x)
+    }
+
+    /// [`PackedGateUp::forward`] on `path`, whether or not the kernels are switched on (`None`
+    /// only where `x` is not an f32 CPU tensor `[..., k]` without gradient). Errors if this
+    /// CPU cannot run `path`.
+    pub fn forward_on(&self, path: CpuPath, x: &Tensor) -> Result<Option<Tensor>> {
+        check_path(path)?;
+        if !applies(x) || x.rank() == 0 || x.dim(candle_core::D::Minus1)? != self.k {
             return Ok(None);
         }
         let (n, k) = (self.n, self.k);
@@ -494,52 +559,73 @@ impl PackedGateUp {
         let xs = held.slice(0)?;
         let op = out.as_mut_ptr() as usize;
         let panels = n.div_ceil(GU);
+        // Strips of the path's tile height over groups of the panels its tile covers.
+        let (strip, group) = (cpu_matmul::tile_rows(path), cpu_matmul::panel_group(path));
         let run = |range: std::ops::Range<usize>| {
-            let mut tmp = [0f32; 6 * NR];
-            for p in range {
-                let cols = GU.min(n - p * GU);
-                // SAFETY: panel p lies inside the packed buffer; the bias has NR floats
-                // per panel.
-                let w = unsafe { self.data.as_slice().as_ptr().add(p * k * NR) };
-                let b = self.bias.as_ref().map(|b| b[p * NR..].as_ptr());
-                for i in (0..m).step_by(6) {
-                    let mr = 6.min(m - i);
-                    // SAFETY: rows i..i+mr of x (k floats each) and the mr x NR tile are in
-                    // bounds; AVX2/FMA were checked by `enabled`.
+            let mut tmp = [0f32; TILE_MAX];
+            for u in range {
+                let p0 = u * group;
+                let g = group.min(panels - p0);
+                let width = g * NR;
+                // SAFETY: panels p0..p0+g lie inside the packed buffer; the bias has NR
+                // floats per panel.
+                let w = unsafe { self.data.as_slice().as_ptr().add(p0 * k * NR) };
+                let b = self.bias.as_ref().map(|b| b[p0 * NR..].as_ptr());
+                for i in (0..m).step_by(strip) {
+                    let mr = strip.min(m - i);
+                    // SAFETY: rows i..i+mr of x (k floats each) and the mr x width tile
+                    // (mr * width <= TILE_MAX) are in bounds; the path was checked above.
                     unsafe {
                         gemm_panels(
+                            path,
                             xs.as_ptr().add(i * k),
                             k,
                             mr,
                             k,
                             w,
                             k,
-                            NR,
+                            width,
                             b,
                             tmp.as_mut_ptr(),
-                            NR,
-                            0..1,
+                            width,
+                            0..g,
                         )
                     };
-                    // SAFETY: columns p*GU..p*GU+cols of rows i..i+mr belong to this
-                    // panel only (one thread per panel); every element of `out` is
-                    // written exactly once over all panels and rows.
-                    unsafe {
-                        silu_mul_tile(&tmp, mr, cols, (op as *mut f32).add(i * n + p * GU), n)
-                    };
+                    for q in 0..g {
+                        let p = p0 + q;
+                        let cols = GU.min(n - p * GU);
+                        // SAFETY: columns p*GU..p*GU+cols of rows i..i+mr belong to this
+                        // panel only (one thread per panel group); every element of `out`
+                        // is written exactly once over all panels and rows.
+                        unsafe {
+                            silu_mul_tile(
+                                path,
+                                tmp.as_ptr().add(q * NR),
+                                width,
+                                mr,
+                                cols,
+                                (op as *mut f32).add(i * n + p * GU),
+                                n,
+                            )
+                        };
+                    }
                 }
             }
         };
+        let units = panels.div_ceil(group);
         if m * n * k < PAR_MIN_MACS {
-            run(0..panels);
+            run(0..units);
         } else {
-            candle_core::utils::barrier_pool().execute_chunked(panels, run);
+            candle_core::utils::barrier_pool().execute_chunked(units, run);
         }
         // SAFETY: the loops above wrote all m * n elements.
         unsafe { out.set_len(m * n) };
         Ok(Some(Tensor::from_vec(out, dims, &Device::Cpu)?))
     }
 }
+
+/// Floats of the largest GEMM tile of any path (12 rows x 2 panels).
+const TILE_MAX: usize = 12 * 2 * NR;
 
 /// Runs `f` over `chunks` chunk indices, on the worker pool when `elems` is large enough.
 fn par_chunks(chunks: usize, elems: usize, f: impl Fn(std::ops::Range<usize>) + Sync) {
@@ -560,8 +646,23 @@ pub(crate) fn add_rms_norm(
     weight: &Tensor,
     eps: f64,
 ) -> Result<Option<(Tensor, Tensor)>> {
-    if !enabled()
-        || !applies(x)
+    if !enabled() {
+        return Ok(None);
+    }
+    add_rms_norm_on(cpu_path::current(), x, residual, weight, eps)
+}
+
+/// [`add_rms_norm`] on `path`, whether or not the kernels are switched on. Errors if this CPU
+/// cannot run `path`.
+pub(crate) fn add_rms_norm_on(
+    path: CpuPath,
+    x: &Tensor,
+    residual: Option<&Tensor>,
+    weight: &Tensor,
+    eps: f64,
+) -> Result<Option<(Tensor, Tensor)>> {
+    check_path(path)?;
+    if !applies(x)
         || !applies(weight)
         || residual.is_some_and(|r| !applies(r) || r.dims() != x.dims())
         || x.rank() == 0
@@ -607,9 +708,9 @@ pub(crate) fn add_rms_norm(
                         {
                             *o = a + b;
                         }
-                        rms_row(srow, &w, eps as f32, dst);
+                        rms_row(path, srow, &w, eps as f32, dst);
                     }
-                    None => rms_row(x, &w, eps as f32, dst),
+                    None => rms_row(path, x, &w, eps as f32, dst),
                 }
             }
         }
@@ -631,19 +732,18 @@ pub(crate) fn add_rms_norm(
     Ok(Some((sum, normed)))
 }
 
-/// One RMSNorm row (as candle-nn's: `x / sqrt(sum(x²) / n + eps) * w`).
-fn rms_row(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if cpu_matmul::supported() {
-        // SAFETY: AVX2 and FMA are available.
-        let sum2 = unsafe { simd::sum_squares(x) };
-        let m = (sum2 / x.len() as f32 + eps).sqrt();
-        for ((o, &v), &a) in out.iter_mut().zip(x).zip(w) {
-            *o = v / m * a;
-        }
-        return;
-    }
-    let sum2: f32 = x.iter().map(|v| v * v).sum();
+/// One RMSNorm row (as candle-nn's: `x / sqrt(sum(x²) / n + eps) * w`) on `path` (which
+/// this CPU runs).
+fn rms_row(path: CpuPath, x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
+    let sum2: f32 = match path {
+        // SAFETY: the path's features are available (callers check the path).
+        #[cfg(target_arch = "x86_64")]
+        CpuPath::Avx512 => unsafe { simd512::sum_squares(x) },
+        // SAFETY: as above.
+        #[cfg(target_arch = "x86_64")]
+        CpuPath::Avx2 => unsafe { simd::sum_squares(x) },
+        _ => x.iter().map(|v| v * v).sum(),
+    };
     let m = (sum2 / x.len() as f32 + eps).sqrt();
     for ((o, &v), &a) in out.iter_mut().zip(x).zip(w) {
         *o = v / m * a;
@@ -651,7 +751,9 @@ fn rms_row(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
 }
 
 #[cfg(target_arch = "x86_64")]
-mod simd;
+pub(super) mod simd;
+#[cfg(target_arch = "x86_64")]
+pub(super) mod simd512;
 
 #[cfg(test)]
 mod tests;

@@ -1,5 +1,5 @@
 //! AVX2 + FMA bodies of the CPU inference kernels (x86-64 only; the caller checks the CPU
-//! features first). Must not allocate or know about tensors.
+//! features first). The AVX-512 bodies (`simd512.rs`) use the same `exp` polynomial. Must not allocate or know about tensors.
 use std::arch::x86_64::*;
 
 /// `exp` of 8 lanes (Cephes-style: range reduction by ln 2, degree-5 polynomial, exponent
@@ -7,7 +7,7 @@ use std::arch::x86_64::*;
 /// saturate at `exp(88)`.
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-fn exp8(x: __m256) -> __m256 {
+pub(in crate::model::fast) fn exp8(x: __m256) -> __m256 {
     let lo = _mm256_set1_ps(-87.33654);
     let under = _mm256_cmp_ps::<_CMP_GE_OQ>(x, lo);
     let x = _mm256_min_ps(_mm256_max_ps(x, lo), _mm256_set1_ps(88.0));
@@ -96,15 +96,22 @@ pub(super) unsafe fn silu_mul(g: &[f32], u: &[f32], out: &mut [f32]) {
     }
 }
 
-/// See [`super::silu_mul_tile`] (full 8-column rows).
+/// See [`super::silu_mul_tile`] (full 8-column rows; `tmp` has `mr` rows of 16 floats at
+/// stride `ldt`).
 #[target_feature(enable = "avx2,fma")]
-pub(super) unsafe fn silu_mul_tile(tmp: &[f32; 96], mr: usize, out: *mut f32, ldo: usize) {
+pub(super) unsafe fn silu_mul_tile(
+    tmp: *const f32,
+    ldt: usize,
+    mr: usize,
+    out: *mut f32,
+    ldo: usize,
+) {
     let one = _mm256_set1_ps(1.0);
-    for r in 0..mr.min(6) {
+    for r in 0..mr {
         // SAFETY: row r of the tile has 16 floats; row r of `out` has 8 writable floats.
         unsafe {
-            let g = _mm256_loadu_ps(tmp.as_ptr().add(r * 16));
-            let u = _mm256_loadu_ps(tmp.as_ptr().add(r * 16 + 8));
+            let g = _mm256_loadu_ps(tmp.add(r * ldt));
+            let u = _mm256_loadu_ps(tmp.add(r * ldt + 8));
             let e = exp8(_mm256_sub_ps(_mm256_setzero_ps(), g));
             let h = _mm256_mul_ps(_mm256_div_ps(g, _mm256_add_ps(one, e)), u);
             _mm256_storeu_ps(out.add(r * ldo), h);

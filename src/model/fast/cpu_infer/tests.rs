@@ -1,4 +1,5 @@
-//! The CPU inference kernels against the reference ops (`model::arch::ops`).
+//! The CPU inference kernels against the reference ops (`model::arch::ops`), on every
+//! instruction-set path this CPU runs (`cpu_path::available()`, portable loops included).
 use super::*;
 use crate::model::arch::ops;
 
@@ -42,12 +43,15 @@ fn reference(
     ops::attention(&q, k, v, mask).unwrap()
 }
 
+/// The paths to test: every one this CPU runs.
+fn paths() -> Vec<CpuPath> {
+    let p = cpu_path::available();
+    assert!(p.contains(&CpuPath::Portable));
+    p
+}
+
 #[test]
 fn fused_attention_matches_composed_with_gqa_mask_and_strides() {
-    if !cpu_matmul::supported() {
-        return;
-    }
-    set_enabled(true);
     // (batch, q heads, kv heads, T, S, D, offset): prefill, a cache step with T < S,
     // one-token decoding, odd sizes that leave partial panels and tiles, a long cache.
     for &(b, hq, hkv, t, s, d, off) in &[
@@ -70,14 +74,18 @@ fn fused_attention_matches_composed_with_gqa_mask_and_strides() {
         let mask = ops::attention_mask(b, t, off, Some(&valid), None, &Device::Cpu).unwrap();
         for m in [mask.as_ref(), None] {
             let want = reference(&q, &cos, &sin, &k, &v, m);
-            let got = attention(&q, &cos, &sin, &k, &v, m).unwrap().unwrap();
-            assert_eq!(got.dims(), want.dims());
-            let diff = max_diff(&got, &want);
-            assert!(
-                diff < 2e-5,
-                "shape {:?}: max diff {diff}",
-                (b, hq, hkv, t, s, d)
-            );
+            for path in paths() {
+                let got = attention_on(path, &q, &cos, &sin, &k, &v, m)
+                    .unwrap()
+                    .unwrap();
+                assert_eq!(got.dims(), want.dims());
+                let diff = max_diff(&got, &want);
+                assert!(
+                    diff < 2e-5,
+                    "{path}: shape {:?}: max diff {diff}",
+                    (b, hq, hkv, t, s, d)
+                );
+            }
         }
     }
 }
@@ -88,6 +96,7 @@ fn rope_matches_composed_on_strided_input() {
         return;
     }
     set_enabled(true);
+    // (One loop for every path: the rotation has no SIMD body.)
     let (b, h, t, d) = (2, 3, 7, 16);
     let x = randn(&[b, t, h, d], 14).transpose(1, 2).unwrap();
     let (cos, sin) = rope_tables(d, 5, t);
@@ -99,49 +108,52 @@ fn rope_matches_composed_on_strided_input() {
 
 #[test]
 fn silu_mul_slice_and_rms_norm_match_candle() {
-    if !cpu_matmul::supported() {
-        return;
+    for path in paths() {
+        silu_and_rms_on(path);
     }
-    set_enabled(true);
-    for n in [7usize, 64, 1000, 70_001] {
+}
+
+fn silu_and_rms_on(path: CpuPath) {
+    for n in [7usize, 17, 64, 1000, 70_001] {
         let g = (randn(&[n], 4) * 6.0).unwrap();
         let u = randn(&[n], 5);
         let want = (g.silu().unwrap() * &u).unwrap();
         let mut out = vec![0f32; n];
         silu_mul_slice(
+            path,
             &g.to_vec1::<f32>().unwrap(),
             &u.to_vec1::<f32>().unwrap(),
             &mut out,
         );
         let got = Tensor::from_vec(out, n, &Device::Cpu).unwrap();
-        assert!(max_diff(&got, &want) < 1e-5, "silu n={n}");
+        assert!(max_diff(&got, &want) < 1e-5, "{path}: silu n={n}");
     }
-    for (rows, dim) in [(3usize, 5usize), (300, 576), (2, 1000)] {
+    for (rows, dim) in [(3usize, 5usize), (300, 576), (2, 1000), (4, 23)] {
         let x = randn(&[rows, dim], 6);
         let r = randn(&[rows, dim], 7);
         let w = randn(&[dim], 8);
         let sum = (&x + &r).unwrap();
         let want = candle_nn::ops::rms_norm(&sum, &w, 1e-6).unwrap();
-        let (got_sum, got) = add_rms_norm(&x, Some(&r), &w, 1e-6).unwrap().unwrap();
+        let (got_sum, got) = add_rms_norm_on(path, &x, Some(&r), &w, 1e-6)
+            .unwrap()
+            .unwrap();
         assert_eq!(max_diff(&got_sum, &sum), 0.0);
-        assert!(max_diff(&got, &want) < 1e-5, "rms {rows}x{dim}");
-        let (same, got) = add_rms_norm(&x, None, &w, 1e-6).unwrap().unwrap();
+        assert!(max_diff(&got, &want) < 1e-5, "{path}: rms {rows}x{dim}");
+        let (same, got) = add_rms_norm_on(path, &x, None, &w, 1e-6).unwrap().unwrap();
         assert_eq!(max_diff(&same, &x), 0.0);
         let want = candle_nn::ops::rms_norm(&x, &w, 1e-6).unwrap();
-        assert!(max_diff(&got, &want) < 1e-5);
+        assert!(max_diff(&got, &want) < 1e-5, "{path}: rms {rows}x{dim}");
     }
 }
 
 #[test]
 fn packed_gate_up_matches_two_linears_and_silu() {
-    if !cpu_matmul::supported() {
-        return;
-    }
-    set_enabled(true);
-    // n not a multiple of the half panel, k above one k block, rows not a multiple of 6.
+    // n not a multiple of the half panel (nor of two panels), k above one k block, rows not a
+    // multiple of 6 or 12; an odd panel count (n 40: five half panels).
     for &(m, k, n, bias) in &[
         (13usize, 40usize, 21usize, true),
         (7, 1000, 8, false),
+        (25, 33, 40, true),
         (64, 576, 1536, false),
     ] {
         let x = randn(&[m, k], 9);
@@ -157,8 +169,6 @@ fn packed_gate_up_matches_two_linears_and_silu() {
         use candle_core::Module;
         let want = (g.forward(&x).unwrap().silu().unwrap() * u.forward(&x).unwrap()).unwrap();
         let packed = PackedGateUp::from_tensors(&wg, bg.as_ref(), &wu, bu.as_ref()).unwrap();
-        let got = packed.forward(&x).unwrap().unwrap();
-        assert_eq!(got.dims(), want.dims());
         let scale = want
             .abs()
             .unwrap()
@@ -168,30 +178,76 @@ fn packed_gate_up_matches_two_linears_and_silu() {
             .unwrap()
             .to_vec1::<f32>()
             .unwrap()[0];
-        let diff = max_diff(&got, &want);
-        assert!(diff < 1e-5 * scale.max(1.0), "{m}x{k}x{n}: max diff {diff}");
+        for path in paths() {
+            let got = packed.forward_on(path, &x).unwrap().unwrap();
+            assert_eq!(got.dims(), want.dims());
+            let diff = max_diff(&got, &want);
+            assert!(
+                diff < 1e-5 * scale.max(1.0),
+                "{path}: {m}x{k}x{n}: max diff {diff}"
+            );
+        }
     }
 }
 
 #[test]
 fn vector_exp_is_accurate_and_flushes_underflow() {
-    if !cpu_matmul::supported() {
-        return;
-    }
     let xs: Vec<f32> = (-1000..=880)
         .map(|i| i as f32 * 0.1)
         .chain([f32::MIN, -1e30])
         .collect();
-    let mut ys = xs.clone();
-    let mut sum = 0.0;
-    exp_shifted(&mut ys, 0.0, &mut sum);
-    for (&x, &y) in xs.iter().zip(&ys) {
-        let want = x.exp();
-        if x < -87.34 {
-            assert_eq!(y, 0.0, "exp({x})");
-        } else {
-            let rel = ((y - want) / want).abs();
-            assert!(rel < 1e-6, "exp({x}) = {y}, want {want}");
+    for path in paths() {
+        let mut ys = xs.clone();
+        let mut sum = 0.0;
+        exp_shifted(path, &mut ys, 0.0, &mut sum);
+        for (&x, &y) in xs.iter().zip(&ys) {
+            let want = x.exp();
+            if x < -87.34 {
+                // The vector `exp` flushes to exactly 0; the portable loops use the library
+                // `exp`, which returns subnormals there.
+                if matches!(path, CpuPath::Avx512 | CpuPath::Avx2) {
+                    assert_eq!(y, 0.0, "{path}: exp({x})");
+                } else {
+                    assert!((0.0..1.2e-38).contains(&y), "{path}: exp({x}) = {y}");
+                }
+            } else {
+                let rel = ((y - want) / want).abs();
+                assert!(rel < 1e-6, "{path}: exp({x}) = {y}, want {want}");
+            }
+        }
+        // The sum, on values whose f32 sum does not overflow (a row of 1001, tails of 8
+        // and 16 lanes included).
+        let mut ys: Vec<f32> = (0..1001).map(|i| i as f32 * 0.05 - 40.0).collect();
+        let want_sum: f64 = ys.iter().map(|&x| f64::from(x - 3.0).exp()).sum();
+        let mut sum = 0.0;
+        exp_shifted(path, &mut ys, 3.0, &mut sum);
+        let rel = (f64::from(sum) - want_sum).abs() / want_sum;
+        assert!(rel < 1e-5, "{path}: sum {sum}, want {want_sum}");
+    }
+}
+
+#[test]
+fn x86_paths_agree_lane_for_lane_on_exp() {
+    // AVX-512 and AVX2 share the polynomial: identical values, not just close ones.
+    if !(CpuPath::Avx512.available() && CpuPath::Avx2.available()) {
+        return;
+    }
+    let xs: Vec<f32> = (0..1000).map(|i| i as f32 * 0.173 - 90.0).collect();
+    let (mut a, mut b) = (xs.clone(), xs);
+    let (mut sa, mut sb) = (0.0, 0.0);
+    exp_shifted(CpuPath::Avx512, &mut a, 0.5, &mut sa);
+    exp_shifted(CpuPath::Avx2, &mut b, 0.5, &mut sb);
+    assert_eq!(a, b);
+}
+
+#[test]
+fn unavailable_paths_are_errors_not_crashes() {
+    let x = randn(&[2, 8], 1);
+    let w = randn(&[8], 2);
+    for path in CpuPath::ALL {
+        if !path.available() {
+            let e = add_rms_norm_on(path, &x, None, &w, 1e-6).unwrap_err();
+            assert!(e.to_string().contains("cannot run"), "{e}");
         }
     }
 }
