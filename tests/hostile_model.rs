@@ -450,6 +450,72 @@ fn non_finite_gguf_weights_are_named() {
     read_gguf(&d.path().join("nan_weight.gguf"), &Device::Cpu, DType::F32).unwrap();
 }
 
+/// GGML block types: (type id, block bytes, byte offsets of the f16 scales), from ggml's block
+/// layouts (independent of the library's own table).
+const QUANT_SCALES: &[(u32, usize, &[usize])] = &[
+    (2, 18, &[0]),      // Q4_0: d
+    (3, 20, &[0, 2]),   // Q4_1: d, m
+    (6, 22, &[0]),      // Q5_0: d
+    (7, 24, &[0, 2]),   // Q5_1: d, m
+    (8, 34, &[0]),      // Q8_0: d
+    (12, 144, &[0, 2]), // Q4_K: d, dmin
+    (13, 176, &[0, 2]), // Q5_K: d, dmin
+    (14, 210, &[208]),  // Q6_K: d (last)
+];
+
+#[test]
+fn non_finite_scales_in_quantized_gguf_weights_are_named_when_kept_quantized() {
+    use steerlab::model::load::WeightStorage;
+    let d = tempfile::tempdir().unwrap();
+    let quantized = LoadOptions {
+        weights: WeightStorage::Quantized,
+        ..LoadOptions::default()
+    };
+    // The fixture itself loads both ways.
+    let p = fixture_path("gguf").join("tiny_llama.gguf");
+    Model::load(&p, &quantized).unwrap();
+    let names: Vec<(String, u32)> = tiny_gguf()
+        .tensors
+        .iter()
+        .map(|t| (String::from_utf8(t.name.clone()).unwrap(), t.ty))
+        .collect();
+    let mut tested = std::collections::BTreeSet::new();
+    for (name, ty) in names {
+        let Some(&(_, size, offsets)) = QUANT_SCALES.iter().find(|q| q.0 == ty) else {
+            continue;
+        };
+        for (k, &o) in offsets.iter().enumerate() {
+            for bad in [0x7e00u16, 0x7c00] {
+                let mut g = tiny_gguf();
+                let t = g.tensor(&name);
+                // The second block of the tensor.
+                let at = t.offset as usize + size + o;
+                g.data[at..at + 2].copy_from_slice(&bad.to_le_bytes());
+                let tag = format!("{}_{k}_{bad:x}", name.replace('.', "_"));
+                let f = d.path().join(format!("{tag}.gguf"));
+                std::fs::write(&f, g.bytes()).unwrap();
+                let e = match Model::load(&f, &quantized) {
+                    Ok(_) => panic!("{tag}: a NaN/inf scale loaded with --weights quantized"),
+                    Err(e) => e.to_string(),
+                };
+                assert!(
+                    e.contains(s(&f)) && e.contains("NaN or infinite") && e.contains("block 1"),
+                    "{tag}: {e}"
+                );
+                // Dequantized at load (the default), the dense scan refuses it too.
+                let e = refused(d.path(), &tag, &g.bytes());
+                assert!(e.contains("NaN or infinite"), "{tag}: {e}");
+                tested.insert(ty);
+            }
+        }
+    }
+    assert_eq!(
+        tested.len(),
+        QUANT_SCALES.len(),
+        "block types covered: {tested:?}"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // HF folders.
 
