@@ -9,7 +9,7 @@ use steerlab::jobs::NoProgress;
 use steerlab::sae::{self, PairSet, RunOptions};
 
 mod common;
-use common::{fixture_model, home, wait_for_jobs, write_tiny_pairs};
+use common::{fixture_model, home, shows, wait_for_jobs, write_tiny_pairs};
 
 /// Unlike `common::harness`, missing glyphs fail the test: this panel's own text must render.
 fn harness(picker: &ScriptedPicker, start: StartOptions) -> common::App {

@@ -232,31 +232,25 @@ fn check_reports_only_the_fields_a_file_has() {
     assert!(d.report.fields.values().any(|c| c == "prompt"));
 }
 
-/// Writes pairs `ids` as a Parquet file with prompt/chosen/rejected string columns (an `id`
-/// column too), as `datasets` writes Hub shards.
-fn write_parquet_pairs(path: &Path, ids: &[usize], chosen_empty_at: Option<usize>) {
+/// Writes pairs `ids` as a Parquet file with id/prompt/chosen/rejected string columns, as
+/// `datasets` writes Hub shards; `chosen` is null at `chosen_null_at` (an invalid row).
+fn write_parquet_pairs(path: &Path, ids: &[usize], chosen_null_at: Option<usize>) {
     use arrow::array::{ArrayRef, StringArray};
     use arrow::record_batch::RecordBatch;
     use std::sync::Arc;
-    let col = |f: &dyn Fn(usize) -> String| -> ArrayRef {
+    let col = |f: &dyn Fn(usize) -> Option<String>| -> ArrayRef {
         Arc::new(StringArray::from(
-            ids.iter().map(|&i| f(i)).collect::<Vec<_>>(),
+            ids.iter().map(|&i| f(i)).collect::<Vec<Option<String>>>(),
         ))
     };
     let batch = RecordBatch::try_from_iter(vec![
-        ("id", col(&|i| format!("p{i}"))),
-        ("prompt", col(&|i| format!("question {i}?"))),
+        ("id", col(&|i| Some(format!("p{i}")))),
+        ("prompt", col(&|i| Some(format!("question {i}?")))),
         (
             "chosen",
-            col(&|i| {
-                if Some(i) == chosen_empty_at {
-                    String::new()
-                } else {
-                    format!("good answer {i}")
-                }
-            }),
+            col(&|i| (Some(i) != chosen_null_at).then(|| format!("good answer {i}"))),
         ),
-        ("rejected", col(&|i| format!("bad answer {i}"))),
+        ("rejected", col(&|i| Some(format!("bad answer {i}")))),
     ])
     .unwrap();
     let f = std::fs::File::create(path).unwrap();

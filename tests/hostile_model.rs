@@ -450,6 +450,49 @@ fn non_finite_gguf_weights_are_named() {
     read_gguf(&d.path().join("nan_weight.gguf"), &Device::Cpu, DType::F32).unwrap();
 }
 
+/// Fuzzing finding (gguf_model, 2026-12-02): a NaN among a sentencepiece vocabulary's
+/// `tokenizer.ggml.scores` made the merge ranking's comparison inconsistent and the sort panic
+/// ("does not correctly implement a total order"). A NaN score is now refused, naming it;
+/// infinite scores rank like any other.
+#[test]
+fn a_nan_sentencepiece_score_is_refused_not_a_panic() {
+    use steerlab::model::load::gguf::read_gguf_header;
+    use steerlab::model::tokenizer::TextTokenizer;
+    let d = tempfile::tempdir().unwrap();
+    let src = std::fs::read(fixture_path("gguf").join("tiny_spm.gguf")).unwrap();
+    let base = Gguf::parse(&src);
+    let scores_at = |g: &mut Gguf, k: usize, v: f32| {
+        let kv = g
+            .kvs
+            .iter_mut()
+            .find(|kv| kv.0 == "tokenizer.ggml.scores")
+            .expect("the fixture has scores");
+        let n = u64::from_le_bytes(kv.2[4..12].try_into().unwrap()) as usize;
+        assert!(k < n);
+        kv.2[12 + 4 * k..16 + 4 * k].copy_from_slice(&v.to_le_bytes());
+    };
+    let load = |g: &Gguf, tag: &str| {
+        let p = d.path().join(format!("{tag}.gguf"));
+        std::fs::write(&p, g.bytes()).unwrap();
+        let content = read_gguf_header(&p).unwrap();
+        TextTokenizer::from_gguf_metadata(&content, &p).map(|_| ())
+    };
+    load(&base, "clean").unwrap();
+    for k in [0usize, 5, 40] {
+        let mut g = Gguf::parse(&src);
+        scores_at(&mut g, k, f32::NAN);
+        let e = load(&g, &format!("nan{k}")).unwrap_err().to_string();
+        assert!(
+            e.contains(&format!("tokenizer.ggml.scores[{k}]")) && e.contains("NaN"),
+            "{e}"
+        );
+    }
+    let mut g = Gguf::parse(&src);
+    scores_at(&mut g, 40, f32::INFINITY);
+    scores_at(&mut g, 41, f32::NEG_INFINITY);
+    load(&g, "inf").unwrap();
+}
+
 /// GGML block types: (type id, block bytes, byte offsets of the f16 scales), from ggml's block
 /// layouts (independent of the library's own table).
 const QUANT_SCALES: &[(u32, usize, &[usize])] = &[
