@@ -15,6 +15,9 @@
 //!   cargo run --release --example fuzz_readers -- [EXECS_PER_TARGET] [SEED] [TARGET...]
 //!   cargo run --release --example fuzz_readers -- seeds   (writes the seeds to fuzz/corpus/)
 //!   cargo run --release --example fuzz_readers -- replay TARGET FILE   (one input, panics shown)
+//!
+//! A stack overflow aborts the process before any handler runs: with `FUZZ_KEEP_LAST=FILE` each
+//! input is written to FILE before it runs, so the aborting one is kept.
 use std::io::Write;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
@@ -537,6 +540,9 @@ fn main() {
         let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ target.len() as u64 | 1);
         let t_start = Instant::now();
         let reads_file = state.reads_file();
+        // FUZZ_KEEP_LAST=FILE: every input is written there before it runs, so an input that
+        // aborts the process (a stack overflow, which no harness can catch) is kept.
+        let keep_last = std::env::var_os("FUZZ_KEEP_LAST").map(PathBuf::from);
         let mut input = Vec::new();
         for i in 0..execs {
             input.clear();
@@ -544,6 +550,9 @@ fn main() {
             mutate(&mut rng, &corpus, &mut input);
             if reads_file {
                 std::fs::write(&path, &input).expect("scratch write");
+            }
+            if let Some(k) = &keep_last {
+                std::fs::write(k, &input).expect("FUZZ_KEEP_LAST write");
             }
             if let Ok(mut g) = current.lock() {
                 g.0.clear();

@@ -493,6 +493,41 @@ fn a_nan_sentencepiece_score_is_refused_not_a_panic() {
     load(&g, "inf").unwrap();
 }
 
+/// Fuzzing finding (chat_template, 2026-12-02): a template whose macro calls itself recursed
+/// until the stack overflowed and the process aborted (minijinja stops at 500 levels, too deep
+/// for a thread's stack). Now an error, even on a 2 MiB thread (the app's job threads).
+#[test]
+fn a_self_recursive_chat_template_is_an_error_not_a_stack_overflow() {
+    use steerlab::data::Message;
+    use steerlab::model::tokenizer::TextTokenizer;
+    let mut tok = TextTokenizer::from_hf_dir(&fixture_path("tokenizer_hf")).unwrap();
+    let h = std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(move || {
+            let mut out = Vec::new();
+            for t in [
+                "{% macro m(x) %}{{ m(x) }}{% endmacro %}{{ m(messages) }}",
+                "{% for a in messages recursive %}{{ loop(messages) }}{% endfor %}",
+            ] {
+                tok.set_chat_template(Some(t.to_string()));
+                out.push(
+                    tok.apply_chat_template(&[Message::new("user", "hi")], true)
+                        .map_err(|e| e.to_string()),
+                );
+            }
+            out
+        })
+        .unwrap();
+    for r in h.join().expect("no stack overflow, no panic") {
+        let e = r.unwrap_err();
+        assert!(e.contains("recursion"), "{e}");
+    }
+    // A normal template nests far less than the limit.
+    let tok = TextTokenizer::from_hf_dir(&fixture_path("tokenizer_hf")).unwrap();
+    tok.apply_chat_template(&[Message::new("user", "hi")], true)
+        .unwrap();
+}
+
 /// GGML block types: (type id, block bytes, byte offsets of the f16 scales), from ggml's block
 /// layouts (independent of the library's own table).
 const QUANT_SCALES: &[(u32, usize, &[usize])] = &[
