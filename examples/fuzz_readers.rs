@@ -15,6 +15,9 @@
 //!   cargo run --release --example fuzz_readers -- [EXECS_PER_TARGET] [SEED] [TARGET...]
 //!   cargo run --release --example fuzz_readers -- seeds   (writes the seeds to fuzz/corpus/)
 //!   cargo run --release --example fuzz_readers -- replay TARGET FILE   (one input, panics shown)
+//!
+//! A stack overflow aborts the process before any handler runs: with `FUZZ_KEEP_LAST=FILE` each
+//! input is written to FILE before it runs, so the aborting one is kept.
 use std::io::Write;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
@@ -177,6 +180,11 @@ enum Target {
 
 impl Target {
     /// Runs `input` (already written to `path`, the scratch file) through the reader.
+    /// Whether the reader reads the scratch file (the others get the bytes only).
+    fn reads_file(&self) -> bool {
+        !matches!(self, Target::ConfigJson | Target::ChatTemplate(_))
+    }
+
     fn exercise(&mut self, path: &Path, input: &[u8]) {
         use steerlab::testing::fuzz;
         match self {
@@ -455,7 +463,14 @@ const ALL: &[&str] = &[
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
-    let scratch = std::env::temp_dir().join(format!("steerlab-fuzz-{}", std::process::id()));
+    // Scratch files live in memory where a tmpfs is mounted (each execution writes one).
+    let shm = Path::new("/dev/shm");
+    let tmp = if shm.is_dir() {
+        shm.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    };
+    let scratch = tmp.join(format!("steerlab-fuzz-{}", std::process::id()));
     std::fs::create_dir_all(&scratch).expect("scratch dir");
     if args.get(1).map(String::as_str) == Some("seeds") {
         // Seed corpora for the cargo-fuzz targets of the model and vector readers.
@@ -524,10 +539,21 @@ fn main() {
             .to_string();
         let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ target.len() as u64 | 1);
         let t_start = Instant::now();
+        let reads_file = state.reads_file();
+        // FUZZ_KEEP_LAST=FILE: every input is written there before it runs, so an input that
+        // aborts the process (a stack overflow, which no harness can catch) is kept.
+        let keep_last = std::env::var_os("FUZZ_KEEP_LAST").map(PathBuf::from);
+        let mut input = Vec::new();
         for i in 0..execs {
-            let mut input = corpus[rng.below(corpus.len())].clone();
+            input.clear();
+            input.extend_from_slice(&corpus[rng.below(corpus.len())]);
             mutate(&mut rng, &corpus, &mut input);
-            std::fs::write(&path, &input).expect("scratch write");
+            if reads_file {
+                std::fs::write(&path, &input).expect("scratch write");
+            }
+            if let Some(k) = &keep_last {
+                std::fs::write(k, &input).expect("FUZZ_KEEP_LAST write");
+            }
             if let Ok(mut g) = current.lock() {
                 g.0.clear();
                 g.0.push_str(target);
@@ -536,6 +562,14 @@ fn main() {
             started.store(t0.elapsed().as_secs(), Ordering::Relaxed);
             let r = catch_unwind(AssertUnwindSafe(|| state.exercise(&path, &input)));
             started.store(u64::MAX, Ordering::Relaxed);
+            if (i + 1) % 50_000 == 0 {
+                // Interim counts, so a run cut short still says how far it got.
+                eprintln!(
+                    "{target}: {} executions so far, seed {seed}, {crashes} crashes, {:.0} exec/s",
+                    i + 1,
+                    (i + 1) as f64 / t_start.elapsed().as_secs_f64().max(1e-9)
+                );
+            }
             if r.is_err() {
                 crashes += 1;
                 let art = root.join("artifacts").join(target);
@@ -548,10 +582,11 @@ fn main() {
                 );
             }
         }
+        let secs = t_start.elapsed().as_secs_f64();
         println!(
-            "{target}: {execs} executions, corpus {} inputs, seed {seed}, {:.0} s",
+            "{target}: {execs} executions, corpus {} inputs, seed {seed}, {secs:.0} s, {:.0} exec/s",
             corpus.len(),
-            t_start.elapsed().as_secs_f64()
+            execs as f64 / secs.max(1e-9)
         );
     }
     let _ = std::fs::remove_dir_all(&scratch);

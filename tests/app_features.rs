@@ -9,7 +9,7 @@ use steerlab::jobs::NoProgress;
 use steerlab::sae::{self, PairSet, RunOptions};
 
 mod common;
-use common::{fixture_model, home, wait_for_jobs, write_tiny_pairs};
+use common::{fixture_model, home, shows, wait_for_jobs, write_tiny_pairs};
 
 /// Unlike `common::harness`, missing glyphs fail the test: this panel's own text must render.
 fn harness(picker: &ScriptedPicker, start: StartOptions) -> common::App {
@@ -204,4 +204,201 @@ fn train_is_disabled_without_data_and_the_llm_needs_a_model() {
     assert!(h.get_by_label("Train").accesskit_node().is_disabled());
     assert!(h.state().state.features.runs.is_empty());
     assert!(h.get_by_label("LLM layer").accesskit_node().is_disabled());
+}
+
+fn f32_tensor(path: &std::path::Path, name: &str) -> Vec<f32> {
+    let bytes = std::fs::read(path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    st.tensor(name)
+        .unwrap()
+        .data()
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+/// A saved run applied to a new dataset through the panel writes what `sae encode` computes
+/// (the library called directly on the same run folder, data and embedder); a SAELens SAE on
+/// the model's residual stream imported through the panel shows the library's logit lens and
+/// top-activating tokens for the chosen feature and writes it as a steering vector that lands
+/// in the Steer panel.
+#[test]
+fn features_panel_applies_a_saved_sae_and_browses_an_imported_one() {
+    use steerlab::sae::encode;
+    use steerlab::sae::import::{
+        feature_steering_vector, import_saelens, logit_lens, top_activating_tokens,
+    };
+    use steerlab::sae::saelens::{write_saelens, Architecture, SaelensSae};
+    let tmp = tempfile::tempdir().unwrap();
+    let data = write_tiny_pairs(tmp.path(), 40);
+    let model = steerlab::model::Model::load(&fixture_model(), &Default::default()).unwrap();
+    let tok = model.tokenizer().unwrap().clone();
+    let emb = sae::llm::LlmEmbedder::new(&model, &tok, 1).unwrap();
+    let load = |p: &std::path::Path| {
+        PairSet::from_records(
+            &steerlab::data::load_dataset(p, &Default::default())
+                .unwrap()
+                .records,
+        )
+    };
+    let opts = RunOptions {
+        sae: sae::SaeConfig {
+            latents: 8,
+            k: 2,
+            max_epochs: 3,
+            batch_size: 32,
+            seed: 3,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let run = sae::run(&load(&data), &emb, None, &opts, &NoProgress).unwrap();
+    let run_dir = tmp.path().join("run");
+    sae::write_outputs(&run_dir, &run).unwrap();
+    // New pairs in another folder.
+    let new_dir = tmp.path().join("new");
+    std::fs::create_dir(&new_dir).unwrap();
+    let new_data = write_tiny_pairs(&new_dir, 15);
+
+    let picker = ScriptedPicker::new();
+    let mut h = harness(
+        &picker,
+        StartOptions {
+            model: Some(fixture_model()),
+            data: Some(new_data.clone()),
+            panel: Some(PanelId::Features),
+            features: steerlab::app::FeaturesStart {
+                run: Some(run_dir.clone()),
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+    );
+    wait_for_jobs(&mut h);
+    assert_eq!(h.state().state.features.runs.len(), 1);
+    h.get_by_label("Apply to this dataset").click_accesskit();
+    wait_for_jobs(&mut h);
+    let f = &h.state().state.features;
+    assert_eq!(f.error, None);
+    let a = f.applied.clone().expect("applied");
+    assert_eq!(a.file, run_dir.join("encoded-tiny_pairs.safetensors"));
+    let folder = sae::SaeFolder::read(&run_dir).unwrap();
+    let want = encode::encode_pairs(&folder, &load(&new_data), &emb, &NoProgress).unwrap();
+    let (ids, inputs, width) = encode::read_inputs(&a.file).unwrap();
+    assert_eq!((ids.clone(), width), (want.ids.clone(), 64));
+    assert_eq!(ids.len(), 15);
+    assert_eq!(inputs, want.inputs);
+    assert_eq!(f32_tensor(&a.file, "activations"), want.activations);
+    let m = want.d_sae;
+    for j in 0..m {
+        let fired = (0..15)
+            .filter(|i| want.activations[i * m + j] != 0.0)
+            .count();
+        assert_eq!(a.prevalence[j], fired as f64 / 15.0, "feature {j}");
+    }
+    assert!(shows(&h, "Applied to tiny_pairs.jsonl: 15 pairs"));
+
+    // A SAELens `standard` SAE reading blocks.1.hook_resid_post of the 64-wide fixture model.
+    let (d_in, d_sae) = (64usize, 6usize);
+    let mut x = 11u64;
+    let mut rnd = |n: usize| -> Vec<f32> {
+        (0..n)
+            .map(|_| {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((x >> 33) as f32 / (1u64 << 31) as f32) - 0.5
+            })
+            .collect()
+    };
+    let mut metadata = serde_json::Map::new();
+    metadata.insert("hook_name".into(), "blocks.1.hook_resid_post".into());
+    metadata.insert("model_name".into(), "llama".into());
+    let s = SaelensSae {
+        d_in,
+        d_sae,
+        w_enc: rnd(d_in * d_sae),
+        b_enc: vec![0.05; d_sae],
+        w_dec: rnd(d_sae * d_in),
+        b_dec: vec![0.0; d_in],
+        arch: Architecture::Standard,
+        apply_b_dec_to_input: false,
+        metadata,
+    };
+    let sdir = tmp.path().join("saelens_sae");
+    write_saelens(&sdir, &s).unwrap();
+    picker.push(Some(sdir.clone()));
+    h.get_by_label("Import SAELens SAE…").click_accesskit();
+    h.run_steps(3);
+    let rs = import_saelens(&sdir, &model).unwrap();
+    {
+        let imp = h
+            .state()
+            .state
+            .features
+            .imported
+            .as_ref()
+            .expect("imported");
+        assert_eq!(imp.rs.steer_layer, Some(1));
+        assert_eq!(imp.lens, Some(logit_lens(&model, &tok, &rs, 0, 8).unwrap()));
+    }
+    assert!(shows(&h, "Logit lens promotes"));
+    // Another feature (set as the panel's drag value would): its lens follows.
+    h.state_mut()
+        .state
+        .features
+        .imported
+        .as_mut()
+        .unwrap()
+        .feature = 2;
+    h.run_steps(2);
+    assert_eq!(
+        h.state().state.features.imported.as_ref().unwrap().lens,
+        Some(logit_lens(&model, &tok, &rs, 2, 8).unwrap())
+    );
+    h.get_by_label("Top tokens in this dataset")
+        .click_accesskit();
+    wait_for_jobs(&mut h);
+    assert_eq!(h.state().state.features.error, None);
+    let pairs = load(&new_data);
+    let texts: Vec<&str> = pairs
+        .a
+        .iter()
+        .zip(&pairs.b)
+        .flat_map(|(a, b)| [a.as_str(), b.as_str()])
+        .collect();
+    let want_tokens = top_activating_tokens(&model, &tok, &rs, &texts, &[2], 10, 6, &NoProgress)
+        .unwrap()
+        .pop()
+        .unwrap();
+    assert_eq!(
+        h.state().state.features.imported.as_ref().unwrap().tokens,
+        Some(want_tokens.clone())
+    );
+    assert!(shows(
+        &h,
+        &format!("Feature 2 fires on {} of", want_tokens.fired)
+    ));
+    // The feature as a steering vector of norm 3, added to the Steer panel.
+    h.state_mut().state.features.imported.as_mut().unwrap().norm = 3.0;
+    let vpath = tmp.path().join("saelens_feature.safetensors");
+    picker.push(Some(vpath.clone()));
+    h.get_by_label("Write as steering vector…")
+        .click_accesskit();
+    h.run_steps(3);
+    let v = steerlab::steer::SteeringVector::load(&vpath).unwrap();
+    assert_eq!(
+        v.layers,
+        feature_steering_vector(&rs, 2, 3.0).unwrap().layers
+    );
+    let steer = &h.state().state.steer.vectors;
+    assert_eq!(steer.len(), 1);
+    assert_eq!(steer[0].vector.layers, v.layers);
+    assert_eq!(
+        picker.calls(),
+        vec![
+            "pick_folder: Import SAELens SAE folder".to_string(),
+            "save_file: Save steering vector".to_string()
+        ]
+    );
 }

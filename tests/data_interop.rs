@@ -231,3 +231,157 @@ fn check_reports_only_the_fields_a_file_has() {
     let d = load_dataset(&fixture("good/pairs.csv"), &LoadOptions::default()).unwrap();
     assert!(d.report.fields.values().any(|c| c == "prompt"));
 }
+
+/// Writes pairs `ids` as a Parquet file with id/prompt/chosen/rejected string columns, as
+/// `datasets` writes Hub shards; `chosen` is null at `chosen_null_at` (an invalid row).
+fn write_parquet_pairs(path: &Path, ids: &[usize], chosen_null_at: Option<usize>) {
+    use arrow::array::{ArrayRef, StringArray};
+    use arrow::record_batch::RecordBatch;
+    use std::sync::Arc;
+    let col = |f: &dyn Fn(usize) -> Option<String>| -> ArrayRef {
+        Arc::new(StringArray::from(
+            ids.iter().map(|&i| f(i)).collect::<Vec<Option<String>>>(),
+        ))
+    };
+    let batch = RecordBatch::try_from_iter(vec![
+        ("id", col(&|i| Some(format!("p{i}")))),
+        ("prompt", col(&|i| Some(format!("question {i}?")))),
+        (
+            "chosen",
+            col(&|i| (Some(i) != chosen_null_at).then(|| format!("good answer {i}"))),
+        ),
+        ("rejected", col(&|i| Some(format!("bad answer {i}")))),
+    ])
+    .unwrap();
+    let f = std::fs::File::create(path).unwrap();
+    let mut w = parquet::arrow::ArrowWriter::try_new(f, batch.schema(), None).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+}
+
+fn pair_ids(ds: &Dataset) -> Vec<String> {
+    ds.pairs().into_iter().map(|p| p.id).collect()
+}
+
+/// A Hugging Face datasets folder (`data/SPLIT-0000i-of-0000N.parquet`, as the Hub lays them
+/// out) opens as one dataset per split, shards in order; the split is chosen or the only one
+/// taken; missing shards, unknown splits and an unchosen split among several are errors that
+/// say what to do; the CLI reads it with --split.
+#[test]
+fn hugging_face_shard_folders_read_one_split_as_one_dataset() {
+    let d = tempfile::tempdir().unwrap();
+    let repo = d.path().join("hh-like");
+    let data = repo.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    write_parquet_pairs(&data.join("train-00000-of-00002.parquet"), &[0, 1, 2], None);
+    write_parquet_pairs(&data.join("train-00001-of-00002.parquet"), &[3, 4], Some(4));
+    write_parquet_pairs(&data.join("test-00000-of-00001.parquet"), &[10, 11], None);
+    std::fs::write(repo.join("README.md"), "---\nconfigs: []\n---\n").unwrap();
+
+    let split = |s: Option<&str>, skip: bool, limit: Option<usize>| LoadOptions {
+        split: s.map(String::from),
+        skip_invalid: skip,
+        limit,
+        ..LoadOptions::default()
+    };
+    let train = load_dataset(&repo, &split(Some("train"), true, None)).unwrap();
+    assert_eq!(pair_ids(&train), ["p0", "p1", "p2", "p3"]);
+    assert_eq!((train.report.rows, train.report.invalid), (5, 1));
+    assert_eq!(train.report.path, repo);
+    let skipped = train.report.skipped[0].to_string();
+    assert!(
+        skipped.contains("train-00001-of-00002.parquet") && skipped.contains("row 2"),
+        "{skipped}"
+    );
+    // Without --skip-invalid the bad row is an error naming its shard file.
+    let e = load_dataset(&repo, &split(Some("train"), false, None))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("train-00001-of-00002.parquet"), "{e}");
+    // The limit counts across shards.
+    let first4 = load_dataset(&repo, &split(Some("train"), true, Some(4))).unwrap();
+    assert_eq!(pair_ids(&first4), ["p0", "p1", "p2", "p3"]);
+    let test = load_dataset(&data, &split(Some("test"), false, None)).unwrap();
+    assert_eq!(pair_ids(&test), ["p10", "p11"]);
+
+    let e = load_dataset(&repo, &split(None, true, None))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("--split") && e.contains("test (1 shard)") && e.contains("train (2 shards)"),
+        "{e}"
+    );
+    let e = load_dataset(&repo, &split(Some("validation"), true, None))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("no split `validation`"), "{e}");
+
+    // A folder with one split needs no choice; a missing shard is named.
+    let one = d.path().join("one");
+    std::fs::create_dir(&one).unwrap();
+    std::fs::copy(
+        data.join("test-00000-of-00001.parquet"),
+        one.join("test-00000-of-00001-0a1b2c.parquet"),
+    )
+    .unwrap();
+    assert_eq!(
+        pair_ids(&load_dataset(&one, &LoadOptions::default()).unwrap()),
+        ["p10", "p11"]
+    );
+    std::fs::copy(
+        data.join("test-00000-of-00001.parquet"),
+        one.join("train-00001-of-00003.parquet"),
+    )
+    .unwrap();
+    let e = load_dataset(&one, &split(Some("train"), true, None))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("shard 0")
+            && e.contains("train-00000-of-00003.parquet")
+            && e.contains("missing"),
+        "{e}"
+    );
+    let empty = d.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let e = load_dataset(&empty, &LoadOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("no dataset shards"), "{e}");
+
+    // The CLI: data check and data convert with --split.
+    let bin = env!("CARGO_BIN_EXE_steerlab");
+    let run = |args: &[&str]| {
+        let o = std::process::Command::new(bin).args(args).output().unwrap();
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr),
+        )
+    };
+    let r = repo.to_str().unwrap();
+    let (code, text) = run(&["data", "check", r, "--split", "test", "--json"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("\"valid\": 2"), "{text}");
+    let out = d.path().join("train.jsonl");
+    let (code, text) = run(&[
+        "data",
+        "convert",
+        r,
+        "--split",
+        "train",
+        "--skip-invalid",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(0), "{text}");
+    assert_eq!(
+        load_dataset(&out, &LoadOptions::default())
+            .unwrap()
+            .pairs()
+            .len(),
+        4
+    );
+    let (code, text) = run(&["data", "check", r]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("--split"), "{text}");
+}

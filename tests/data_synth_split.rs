@@ -215,6 +215,45 @@ fn synthetic_files_load_as_judgements_and_pairs() {
     assert!(files.truth.ends_with("syn.truth.json") && files.pairs.ends_with("syn.pairs.jsonl"));
 }
 
+/// The three synthetic files are written as a set: when one cannot be written, none of the
+/// set changes and no temporary file is left.
+#[test]
+fn synthetic_files_are_written_as_a_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("syn.jsonl");
+    let old = synth::write_synthetic(&out, &SynthOptions { n: 20, seed: 1 }).unwrap();
+    let before: Vec<Vec<u8>> = [&old.judgements, &old.pairs]
+        .iter()
+        .map(|p| std::fs::read(p).unwrap())
+        .collect();
+    // The truth file (written last) cannot be replaced: it became a folder.
+    std::fs::remove_file(&old.truth).unwrap();
+    std::fs::create_dir(&old.truth).unwrap();
+    let e = synth::write_synthetic(&out, &SynthOptions { n: 60, seed: 2 })
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("syn.truth.json") && e.contains("directory"),
+        "{e}"
+    );
+    let after: Vec<Vec<u8>> = [&old.judgements, &old.pairs]
+        .iter()
+        .map(|p| std::fs::read(p).unwrap())
+        .collect();
+    assert_eq!(before, after, "a file of the old set changed");
+    let stray: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(stray.is_empty(), "{stray:?}");
+    // Nothing existed: nothing appears.
+    let fresh = dir.path().join("fresh.jsonl");
+    std::fs::create_dir(dir.path().join("fresh.truth.json")).unwrap();
+    assert!(synth::write_synthetic(&fresh, &SynthOptions { n: 5, seed: 1 }).is_err());
+    assert!(!fresh.exists() && !dir.path().join("fresh.pairs.jsonl").exists());
+}
+
 fn pair(id: &str, prompt: &str) -> Record {
     Record::Pair(PreferencePair {
         id: id.into(),

@@ -450,6 +450,150 @@ fn non_finite_gguf_weights_are_named() {
     read_gguf(&d.path().join("nan_weight.gguf"), &Device::Cpu, DType::F32).unwrap();
 }
 
+/// Fuzzing finding (gguf_model, 2026-12-02): a NaN among a sentencepiece vocabulary's
+/// `tokenizer.ggml.scores` made the merge ranking's comparison inconsistent and the sort panic
+/// ("does not correctly implement a total order"). A NaN score is now refused, naming it;
+/// infinite scores rank like any other.
+#[test]
+fn a_nan_sentencepiece_score_is_refused_not_a_panic() {
+    use steerlab::model::load::gguf::read_gguf_header;
+    use steerlab::model::tokenizer::TextTokenizer;
+    let d = tempfile::tempdir().unwrap();
+    let src = std::fs::read(fixture_path("gguf").join("tiny_spm.gguf")).unwrap();
+    let base = Gguf::parse(&src);
+    let scores_at = |g: &mut Gguf, k: usize, v: f32| {
+        let kv = g
+            .kvs
+            .iter_mut()
+            .find(|kv| kv.0 == "tokenizer.ggml.scores")
+            .expect("the fixture has scores");
+        let n = u64::from_le_bytes(kv.2[4..12].try_into().unwrap()) as usize;
+        assert!(k < n);
+        kv.2[12 + 4 * k..16 + 4 * k].copy_from_slice(&v.to_le_bytes());
+    };
+    let load = |g: &Gguf, tag: &str| {
+        let p = d.path().join(format!("{tag}.gguf"));
+        std::fs::write(&p, g.bytes()).unwrap();
+        let content = read_gguf_header(&p).unwrap();
+        TextTokenizer::from_gguf_metadata(&content, &p).map(|_| ())
+    };
+    load(&base, "clean").unwrap();
+    for k in [0usize, 5, 40] {
+        let mut g = Gguf::parse(&src);
+        scores_at(&mut g, k, f32::NAN);
+        let e = load(&g, &format!("nan{k}")).unwrap_err().to_string();
+        assert!(
+            e.contains(&format!("tokenizer.ggml.scores[{k}]")) && e.contains("NaN"),
+            "{e}"
+        );
+    }
+    let mut g = Gguf::parse(&src);
+    scores_at(&mut g, 40, f32::INFINITY);
+    scores_at(&mut g, 41, f32::NEG_INFINITY);
+    load(&g, "inf").unwrap();
+}
+
+/// Fuzzing finding (chat_template, 2026-12-02): a template whose macro calls itself recursed
+/// until the stack overflowed and the process aborted (minijinja stops at 500 levels, too deep
+/// for a thread's stack). Now an error, even on a 2 MiB thread (the app's job threads).
+#[test]
+fn a_self_recursive_chat_template_is_an_error_not_a_stack_overflow() {
+    use steerlab::data::Message;
+    use steerlab::model::tokenizer::TextTokenizer;
+    let mut tok = TextTokenizer::from_hf_dir(&fixture_path("tokenizer_hf")).unwrap();
+    let h = std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(move || {
+            let mut out = Vec::new();
+            for t in [
+                "{% macro m(x) %}{{ m(x) }}{% endmacro %}{{ m(messages) }}",
+                "{% for a in messages recursive %}{{ loop(messages) }}{% endfor %}",
+            ] {
+                tok.set_chat_template(Some(t.to_string()));
+                out.push(
+                    tok.apply_chat_template(&[Message::new("user", "hi")], true)
+                        .map_err(|e| e.to_string()),
+                );
+            }
+            out
+        })
+        .unwrap();
+    for r in h.join().expect("no stack overflow, no panic") {
+        let e = r.unwrap_err();
+        assert!(e.contains("recursion"), "{e}");
+    }
+    // A normal template nests far less than the limit.
+    let tok = TextTokenizer::from_hf_dir(&fixture_path("tokenizer_hf")).unwrap();
+    tok.apply_chat_template(&[Message::new("user", "hi")], true)
+        .unwrap();
+}
+
+/// GGML block types: (type id, block bytes, byte offsets of the f16 scales), from ggml's block
+/// layouts (independent of the library's own table).
+const QUANT_SCALES: &[(u32, usize, &[usize])] = &[
+    (2, 18, &[0]),      // Q4_0: d
+    (3, 20, &[0, 2]),   // Q4_1: d, m
+    (6, 22, &[0]),      // Q5_0: d
+    (7, 24, &[0, 2]),   // Q5_1: d, m
+    (8, 34, &[0]),      // Q8_0: d
+    (12, 144, &[0, 2]), // Q4_K: d, dmin
+    (13, 176, &[0, 2]), // Q5_K: d, dmin
+    (14, 210, &[208]),  // Q6_K: d (last)
+];
+
+#[test]
+fn non_finite_scales_in_quantized_gguf_weights_are_named_when_kept_quantized() {
+    use steerlab::model::load::WeightStorage;
+    let d = tempfile::tempdir().unwrap();
+    let quantized = LoadOptions {
+        weights: WeightStorage::Quantized,
+        ..LoadOptions::default()
+    };
+    // The fixture itself loads both ways.
+    let p = fixture_path("gguf").join("tiny_llama.gguf");
+    Model::load(&p, &quantized).unwrap();
+    let names: Vec<(String, u32)> = tiny_gguf()
+        .tensors
+        .iter()
+        .map(|t| (String::from_utf8(t.name.clone()).unwrap(), t.ty))
+        .collect();
+    let mut tested = std::collections::BTreeSet::new();
+    for (name, ty) in names {
+        let Some(&(_, size, offsets)) = QUANT_SCALES.iter().find(|q| q.0 == ty) else {
+            continue;
+        };
+        for (k, &o) in offsets.iter().enumerate() {
+            for bad in [0x7e00u16, 0x7c00] {
+                let mut g = tiny_gguf();
+                let t = g.tensor(&name);
+                // The second block of the tensor.
+                let at = t.offset as usize + size + o;
+                g.data[at..at + 2].copy_from_slice(&bad.to_le_bytes());
+                let tag = format!("{}_{k}_{bad:x}", name.replace('.', "_"));
+                let f = d.path().join(format!("{tag}.gguf"));
+                std::fs::write(&f, g.bytes()).unwrap();
+                let e = match Model::load(&f, &quantized) {
+                    Ok(_) => panic!("{tag}: a NaN/inf scale loaded with --weights quantized"),
+                    Err(e) => e.to_string(),
+                };
+                assert!(
+                    e.contains(s(&f)) && e.contains("NaN or infinite") && e.contains("block 1"),
+                    "{tag}: {e}"
+                );
+                // Dequantized at load (the default), the dense scan refuses it too.
+                let e = refused(d.path(), &tag, &g.bytes());
+                assert!(e.contains("NaN or infinite"), "{tag}: {e}");
+                tested.insert(ty);
+            }
+        }
+    }
+    assert_eq!(
+        tested.len(),
+        QUANT_SCALES.len(),
+        "block types covered: {tested:?}"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // HF folders.
 

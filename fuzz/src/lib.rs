@@ -14,6 +14,12 @@ pub mod numeric;
 #[path = "../../src/data/mod.rs"]
 pub mod data;
 
+/// The atomic writer the data module's writers use (std only).
+pub mod report {
+    #[path = "../../../src/report/atomic.rs"]
+    pub mod atomic;
+}
+
 use data::{Format, LoadOptions, ReadOptions, RowReader};
 use std::io::Write;
 use std::path::PathBuf;

@@ -86,8 +86,12 @@ pub enum DataCommand {
 /// How to read an input file.
 #[derive(Debug, Args)]
 pub struct InputArgs {
-    /// The dataset file (.jsonl, .json, .csv, .tsv, .parquet).
+    /// The dataset file (.jsonl, .json, .csv, .tsv, .parquet), or a Hugging Face datasets
+    /// folder (data/SPLIT-00000-of-0000N.parquet shards; see --split).
     pub file: PathBuf,
+    /// The split of a Hugging Face datasets folder (train, test, ...; default: its only split).
+    #[arg(long)]
+    pub split: Option<String>,
     /// Column mapping, e.g. prompt=question,chosen=good,rejected=bad.
     #[arg(long)]
     pub map: Option<String>,
@@ -134,6 +138,7 @@ impl InputArgs {
             limit: self.limit,
             format,
             max_record_bytes: self.max_record_mb.max(1) << 20,
+            split: self.split.clone(),
         })
     }
 

@@ -29,6 +29,9 @@ pub struct LoadOptions {
     pub format: Option<Format>,
     /// Cap on one record's bytes (longer records are invalid rows).
     pub max_record_bytes: usize,
+    /// The split to read when the path is a Hugging Face datasets folder
+    /// (`data/SPLIT-00000-of-0000N.parquet` shards); `None`: the folder's only split.
+    pub split: Option<String>,
 }
 
 impl Default for LoadOptions {
@@ -39,6 +42,7 @@ impl Default for LoadOptions {
             limit: None,
             format: None,
             max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
+            split: None,
         }
     }
 }
@@ -345,6 +349,82 @@ pub(crate) fn resolve_for(
     Ok(res)
 }
 
+/// Reads one split of a Hugging Face datasets folder: its shards in order as one dataset (the
+/// limit counts over all of them; every shard must have the first one's layout). Skipped rows
+/// name their shard; the report's path is the folder.
+fn scan_shards(
+    dir: &Path,
+    opts: &LoadOptions,
+    keep_going: bool,
+    progress: &dyn ProgressSink,
+    on_record: &mut dyn FnMut(Record),
+) -> Result<CheckReport, DataError> {
+    let (_, files) = super::shards::hf_split_files(dir, opts.split.as_deref())?;
+    let mut total: Option<CheckReport> = None;
+    for file in &files {
+        let mut o = opts.clone();
+        if let (Some(limit), Some(t)) = (opts.limit, &total) {
+            if t.valid as usize >= limit {
+                if let Some(t) = total.as_mut() {
+                    t.stopped_at_limit = true;
+                }
+                break;
+            }
+            o.limit = Some(limit - t.valid as usize);
+        }
+        let r = match scan(file, &o, keep_going, progress, on_record) {
+            Ok(r) => r,
+            // An empty shard adds nothing.
+            Err(DataError::Empty { .. }) => continue,
+            Err(e) => return Err(e),
+        };
+        let shard = file
+            .file_name()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let mut r = r;
+        for k in &mut r.skipped {
+            k.reason = format!("{shard}: {}", k.reason);
+        }
+        match total.as_mut() {
+            None => {
+                r.path = dir.to_path_buf();
+                total = Some(r);
+            }
+            Some(t) => {
+                if r.layout != t.layout {
+                    return Err(DataError::Invalid(format!(
+                        "{}: shard {shard} holds {} records but the first shard holds {}",
+                        dir.display(),
+                        r.layout,
+                        t.layout
+                    )));
+                }
+                for c in r.columns {
+                    if !t.columns.contains(&c) {
+                        t.columns.push(c);
+                    }
+                }
+                for (f, c) in r.fields {
+                    t.fields.entry(f).or_insert(c);
+                }
+                t.ignored_columns.retain(|c| r.ignored_columns.contains(c));
+                t.rows += r.rows;
+                t.valid += r.valid;
+                t.invalid += r.invalid;
+                let room = MAX_LISTED_SKIPS.saturating_sub(t.skipped.len());
+                t.skipped.extend(r.skipped.into_iter().take(room));
+                t.stopped_at_limit |= r.stopped_at_limit;
+                t.expanded_rows += r.expanded_rows;
+                t.expanded_items += r.expanded_items;
+            }
+        }
+    }
+    total.ok_or_else(|| DataError::Empty {
+        path: dir.to_path_buf(),
+    })
+}
+
 fn scan(
     path: &Path,
     opts: &LoadOptions,
@@ -352,6 +432,9 @@ fn scan(
     progress: &dyn ProgressSink,
     on_record: &mut dyn FnMut(Record),
 ) -> Result<CheckReport, DataError> {
+    if path.is_dir() {
+        return scan_shards(path, opts, keep_going, progress, on_record);
+    }
     let ropts = ReadOptions {
         format: opts.format,
         max_record_bytes: opts.max_record_bytes,

@@ -32,5 +32,6 @@ pub use split::{
 mod write;
 pub use write::{record_to_json, write_atomic, write_csv, write_json_lines, write_jsonl};
 pub mod defaults;
+pub mod shards;
 pub mod synth;
 mod synth_text;

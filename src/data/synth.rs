@@ -11,12 +11,14 @@
 use super::error::DataError;
 use super::synth_text::*;
 use super::types::*;
-use super::write::{record_to_json, write_atomic, write_json_lines};
+use super::write::record_to_json;
+use crate::report::atomic::{write_set, SetFill};
 use rand::rngs::StdRng;
 use rand::seq::{IndexedRandom, SliceRandom};
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// The planted factors, in order.
@@ -357,17 +359,33 @@ pub fn write_synthetic(out: &Path, opts: &SynthOptions) -> Result<SynthFiles, Da
         .iter()
         .map(|j| record_to_json(&Record::Judgement(j.clone())))
         .collect();
-    write_json_lines(&files.judgements, &recs)?;
     let pairs: Vec<_> = data
         .judgements
         .iter()
         .filter_map(|j| j.to_pair())
         .map(|p| record_to_json(&Record::Pair(p)))
         .collect();
-    write_json_lines(&files.pairs, &pairs)?;
-    write_atomic(&files.truth, |w| {
+    fn lines(values: &[serde_json::Value]) -> SetFill<'_> {
+        Box::new(move |w: &mut dyn Write| {
+            for v in values {
+                serde_json::to_writer(&mut *w, v)?;
+                w.write_all(b"\n")?;
+            }
+            Ok(())
+        })
+    }
+    let truth: SetFill<'_> = Box::new(|w: &mut dyn Write| {
         serde_json::to_writer_pretty(&mut *w, &data.truth)?;
         w.write_all(b"\n")
-    })?;
+    });
+    // The three files are one set: all written and synced before any is renamed into place,
+    // so a failure leaves the previous set (or nothing), never a mix.
+    let set = [&files.judgements, &files.pairs, &files.truth];
+    write_set(vec![
+        (set[0].as_path(), lines(&recs)),
+        (set[1].as_path(), lines(&pairs)),
+        (set[2].as_path(), truth),
+    ])
+    .map_err(|(i, e)| DataError::io(set[i], e))?;
     Ok(files)
 }

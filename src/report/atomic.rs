@@ -193,13 +193,12 @@ impl Drop for TempGuard {
     }
 }
 
-/// Writes `path` atomically with the bytes `fill` writes: a unique temporary file in the same
-/// directory, synced, then renamed over `path`. The parent folder is created if needed; a target
-/// that is not a regular file is refused; the temporary file never survives a failure.
-pub fn write_with(
+/// Writes `path`'s bytes to a fresh temporary sibling and syncs it; the returned guard removes
+/// it unless [`commit`] renames it into place.
+fn write_temp(
     path: &Path,
     fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
-) -> std::io::Result<()> {
+) -> std::io::Result<TempGuard> {
     if path.as_os_str().is_empty() || path.file_name().is_none() {
         return Err(invalid("the output path has no file name".into()));
     }
@@ -211,8 +210,8 @@ pub fn write_with(
         .write(true)
         .create_new(true)
         .open(&tmp)?;
-    let mut guard = TempGuard {
-        path: tmp.clone(),
+    let guard = TempGuard {
+        path: tmp,
         dir: false,
         armed: true,
     };
@@ -221,11 +220,55 @@ pub fn write_with(
     w.flush()?;
     let file = w.into_inner().map_err(|e| e.into_error())?;
     file.sync_all()?;
-    drop(file);
-    // Checked again right before the rename: something may have appeared meanwhile.
+    Ok(guard)
+}
+
+/// Renames a complete temporary file over `path` (checked again right before: something may
+/// have appeared meanwhile).
+fn commit(mut guard: TempGuard, path: &Path) -> std::io::Result<()> {
     check_replaceable(path)?;
-    std::fs::rename(&tmp, path)?;
+    std::fs::rename(&guard.path, path)?;
     guard.armed = false;
+    Ok(())
+}
+
+/// Writes `path` atomically with the bytes `fill` writes: a unique temporary file in the same
+/// directory, synced, then renamed over `path`. The parent folder is created if needed; a target
+/// that is not a regular file is refused; the temporary file never survives a failure.
+pub fn write_with(
+    path: &Path,
+    fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    let guard = write_temp(path, fill)?;
+    commit(guard, path)
+}
+
+/// What writes one file of a set (see [`write_set`]).
+pub type SetFill<'a> = Box<dyn FnOnce(&mut dyn Write) -> std::io::Result<()> + 'a>;
+
+/// Writes several files as one set: each is written to its own unique temporary file and
+/// synced, and only when every one is complete are they renamed into place, in order. A
+/// failure while writing (a refused target, a fill error, a full disk) leaves every target as
+/// it was and no temporary file behind; only a failure between the renames (same folders, so
+/// practically a kill) can leave part of the set new. The error carries the index of the file
+/// it concerns. Two entries naming the same path are refused.
+pub fn write_set(files: Vec<(&Path, SetFill<'_>)>) -> Result<(), (usize, std::io::Error)> {
+    for (i, (p, _)) in files.iter().enumerate() {
+        if files[..i].iter().any(|(q, _)| q == p) {
+            return Err((
+                i,
+                invalid("the same path appears twice in one set of outputs".into()),
+            ));
+        }
+    }
+    let mut done = Vec::with_capacity(files.len());
+    for (i, (path, fill)) in files.into_iter().enumerate() {
+        let guard = write_temp(path, fill).map_err(|e| (i, e))?;
+        done.push((path, guard));
+    }
+    for (i, (path, guard)) in done.into_iter().enumerate() {
+        commit(guard, path).map_err(|e| (i, e))?;
+    }
     Ok(())
 }
 
@@ -343,6 +386,59 @@ mod tests {
             use std::os::unix::fs::FileTypeExt;
             assert!(std::fs::metadata(&fifo).unwrap().file_type().is_fifo());
         }
+    }
+
+    #[test]
+    fn a_set_is_written_whole_or_not_at_all() {
+        let d = tempfile::tempdir().unwrap();
+        let (a, b, c) = (d.path().join("a"), d.path().join("b"), d.path().join("c"));
+        std::fs::write(&a, b"old a").unwrap();
+        // The third file fails: no target changes, no temporary is left.
+        let r = write_set(vec![
+            (&a, Box::new(|w: &mut dyn Write| w.write_all(b"new a"))),
+            (&b, Box::new(|w: &mut dyn Write| w.write_all(b"new b"))),
+            (
+                &c,
+                Box::new(|w: &mut dyn Write| {
+                    w.write_all(b"half")?;
+                    Err(std::io::Error::other("disk full"))
+                }),
+            ),
+        ]);
+        let (i, e) = r.unwrap_err();
+        assert_eq!(i, 2);
+        assert!(e.to_string().contains("disk full"), "{e}");
+        assert_eq!(std::fs::read(&a).unwrap(), b"old a");
+        assert!(!b.exists() && !c.exists());
+        assert!(leftovers(d.path()).is_empty(), "{:?}", leftovers(d.path()));
+        // A target that is a folder is refused before anything is renamed.
+        std::fs::create_dir(&c).unwrap();
+        let (i, e) = write_set(vec![
+            (&a, Box::new(|w: &mut dyn Write| w.write_all(b"new a"))),
+            (&c, Box::new(|w: &mut dyn Write| w.write_all(b"new c"))),
+        ])
+        .unwrap_err();
+        assert_eq!(i, 1);
+        assert!(e.to_string().contains("a directory"), "{e}");
+        assert_eq!(std::fs::read(&a).unwrap(), b"old a");
+        std::fs::remove_dir(&c).unwrap();
+        let (i, _) = write_set(vec![
+            (&a, Box::new(|w: &mut dyn Write| w.write_all(b"1"))),
+            (&a, Box::new(|w: &mut dyn Write| w.write_all(b"2"))),
+        ])
+        .unwrap_err();
+        assert_eq!(i, 1);
+        // All succeed: all replaced.
+        write_set(vec![
+            (&a, Box::new(|w: &mut dyn Write| w.write_all(b"new a"))),
+            (&b, Box::new(|w: &mut dyn Write| w.write_all(b"new b"))),
+            (&c, Box::new(|w: &mut dyn Write| w.write_all(b"new c"))),
+        ])
+        .unwrap();
+        assert_eq!(std::fs::read(&a).unwrap(), b"new a");
+        assert_eq!(std::fs::read(&b).unwrap(), b"new b");
+        assert_eq!(std::fs::read(&c).unwrap(), b"new c");
+        assert!(leftovers(d.path()).is_empty());
     }
 
     #[test]

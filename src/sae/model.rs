@@ -639,6 +639,11 @@ pub fn train_sae(
             for &r in chunk {
                 batch.extend_from_slice(&train[r * d_in..(r + 1) * d_in]);
             }
+            #[cfg(test)]
+            if tests::POISON_AT_STEP.with(|c| c.get()) == t + 1 {
+                // Tests: the weights go bad as after an overflowing update.
+                sae.w_enc[0] = f32::NAN;
+            }
             let (mut g, loss, fve, l0, dead) = sae.forward_backward(&batch, cfg, &mut since);
             if !loss.is_finite() {
                 let msg = format!(
@@ -746,6 +751,86 @@ pub fn train_sae(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    thread_local! {
+        /// The training step (1-based) at which [`train_sae`] poisons its weights with a NaN.
+        pub(super) static POISON_AT_STEP: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    }
+
+    fn poisoned_run(
+        train: &[f32],
+        val: &[f32],
+        d: usize,
+        cfg: &SaeConfig,
+        step: u64,
+    ) -> Result<(Sae, TrainHistory), SaeError> {
+        POISON_AT_STEP.with(|c| c.set(step));
+        let r = train_sae(train, val, d, cfg, &crate::jobs::NoProgress);
+        POISON_AT_STEP.with(|c| c.set(0));
+        r
+    }
+
+    /// A NaN loss part-way through training stops it with a message naming the step and the
+    /// learning rate, and returns the best weights of the good epochs (bit-identical to a run
+    /// that stopped there), never the NaN ones; a NaN before any good epoch writes nothing.
+    #[test]
+    fn a_nan_loss_keeps_the_best_state() {
+        let d = 8;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let rows: Vec<f32> = (0..80 * d)
+            .map(|_| rng.random_range(-1.0f32..1.0))
+            .collect();
+        let (train, val) = rows.split_at(64 * d);
+        let cfg = SaeConfig {
+            latents: 8,
+            k: 2,
+            batch_size: 16,
+            max_epochs: 3,
+            patience: 100,
+            min_epochs: 1,
+            seed: 9,
+            ..Default::default()
+        };
+        let per_epoch = 4u64; // 64 rows in batches of 16
+        let (good, hg) = train_sae(train, val, d, &cfg, &crate::jobs::NoProgress).unwrap();
+        assert!(hg.diverged.is_none());
+        let long = SaeConfig {
+            max_epochs: 6,
+            ..cfg.clone()
+        };
+        let step = 3 * per_epoch + 2;
+        let (kept, hk) = poisoned_run(train, val, d, &long, step).unwrap();
+        let msg = hk.diverged.clone().expect("the divergence is reported");
+        assert!(
+            msg.contains(&format!("step {step}"))
+                && msg.contains("epoch 4")
+                && msg.contains("--lr"),
+            "{msg}"
+        );
+        assert_eq!(hk.epochs, 3);
+        assert_eq!(hk.val_loss, hg.val_loss);
+        assert_eq!(hk.best_epoch, hg.best_epoch);
+        assert_eq!(
+            kept, good,
+            "the kept state is the best state of the good epochs"
+        );
+        assert!(kept
+            .w_enc
+            .iter()
+            .chain(&kept.w_dec)
+            .chain(&kept.b_enc)
+            .chain(&kept.b_dec)
+            .all(|v| v.is_finite()));
+        assert!(kept.threshold.is_finite());
+        // Before any good epoch there is nothing to keep: an error, nothing returned.
+        let e = poisoned_run(train, val, d, &long, 2)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("step 2") && e.contains("nothing was written"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn top_n_is_exact_and_deterministic() {

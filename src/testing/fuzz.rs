@@ -40,13 +40,21 @@ pub fn dataset(path: &Path, format: Format) {
 }
 
 /// A GGUF model file holding `bytes` at `path`: the header check in memory, then the whole
-/// load (candle's reader, config, tokenizer, tensors, model build) and one encode.
+/// load (candle's reader, config, tokenizer, tensors, model build) and one encode; a file that
+/// loads is loaded once more with its blocks kept quantized.
 pub fn gguf_model(path: &Path, bytes: &[u8]) {
     let _ = check_header_from(bytes, bytes.len() as u64, path);
     if let Ok(m) = Model::load(path, &crate::model::LoadOptions::default()) {
         if let Some(t) = m.tokenizer() {
             let _ = t.encode("Hi there 123", true);
         }
+        // A file that loads is loaded again with its blocks kept quantized (block checks,
+        // scale scan, Q/K row permutation).
+        let q = crate::model::LoadOptions {
+            weights: crate::model::WeightStorage::Quantized,
+            ..Default::default()
+        };
+        let _ = Model::load(path, &q);
     }
 }
 

@@ -233,6 +233,8 @@ impl FeaturesPanel {
             {
                 feat::export_active(state);
             }
+            ui.separator();
+            super::imported::actions_ui(ui, state);
         });
         if let Some(e) = &state.features.error {
             ui.colored_label(ui.visuals().error_fg_color, e);
@@ -645,6 +647,7 @@ impl Panel for FeaturesPanel {
         Self::actions_ui(ui, state);
         ui.separator();
         Self::plots_ui(ui, state);
+        super::imported::imported_ui(ui, state);
         if state.features.runs.is_empty() {
             return;
         }
@@ -693,6 +696,7 @@ impl Panel for FeaturesPanel {
                 o(rep.auc.dense_probe)
             ));
         }
+        super::imported::applied_ui(ui, state);
         ui.add_space(4.0);
         // Table and feature side by side where both fit (wide windows); else the feature
         // below the table, so neither is cut.

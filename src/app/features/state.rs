@@ -172,6 +172,10 @@ pub struct FeaturesState {
     /// Start one run with this embedder as soon as its inputs are loaded (start-up option
     /// `STEERLAB_FEATURES_TRAIN`; driven while the Features panel is shown).
     pub pending_train: Option<EmbedderChoice>,
+    /// A SAELens SAE imported against the loaded model (see `imported.rs`).
+    pub imported: Option<super::imported::ImportedSae>,
+    /// The last run applied to a dataset.
+    pub applied: Option<super::imported::Applied>,
 }
 
 impl Default for FeaturesState {
@@ -188,6 +192,8 @@ impl Default for FeaturesState {
             error: None,
             last_vector: None,
             pending_train: None,
+            imported: None,
+            applied: None,
         }
     }
 }

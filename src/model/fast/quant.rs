@@ -46,6 +46,20 @@ pub fn supported(dtype: GgmlDType) -> bool {
     SUPPORTED.contains(&dtype)
 }
 
+/// Byte offsets of the f16 scales inside one block of `dtype` (GGML's block layouts: `d` first
+/// in the legacy and Q4_K/Q5_K blocks, followed by `m`/`dmin` where present; last in Q2_K,
+/// Q3_K and Q6_K).
+fn scale_offsets(dtype: GgmlDType) -> Option<&'static [usize]> {
+    Some(match dtype {
+        GgmlDType::Q4_0 | GgmlDType::Q5_0 | GgmlDType::Q8_0 => &[0],
+        GgmlDType::Q4_1 | GgmlDType::Q5_1 | GgmlDType::Q4K | GgmlDType::Q5K => &[0, 2],
+        GgmlDType::Q2K => &[80, 82],
+        GgmlDType::Q3K => &[108],
+        GgmlDType::Q6K => &[208],
+        _ => return None,
+    })
+}
+
 /// Products with at least this many activation rows take the tiled GEMM path.
 const GEMM_MIN_M: usize = 8;
 /// Rows of `W` per work item of the small-`m` forward.
@@ -263,6 +277,28 @@ impl QMatrix {
             out.extend_from_slice(&data[p * rb..(p + 1) * rb]);
         }
         Self::from_bytes(self.dtype(), &out, rows.len(), self.cols)
+    }
+
+    /// The first block whose scale (a GGML block's f16 `d`, and `m`/`dmin` where it has one)
+    /// is NaN or infinite, if any. Every other field of a block is a small integer, so the
+    /// matrix dequantizes to finite values exactly when this is `None`; it reads 2–4 bytes per
+    /// block instead of dequantizing the whole matrix.
+    pub fn first_nonfinite_block(&self) -> Result<Option<usize>> {
+        let dtype = self.dtype();
+        let offsets = scale_offsets(dtype).ok_or_else(|| {
+            ModelError::InvalidInput(format!(
+                "quantized weights: block type {dtype:?} is not supported"
+            ))
+        })?;
+        let size = dtype.type_size();
+        let data = self.bytes()?;
+        Ok(data.chunks_exact(size).position(|block| {
+            offsets.iter().any(|&o| {
+                let h = u16::from_le_bytes([block[o], block[o + 1]]);
+                // f16: an all-ones exponent is an infinity or a NaN.
+                h & 0x7c00 == 0x7c00
+            })
+        }))
     }
 
     /// The whole matrix as an f32 tensor (tests and fallbacks only: 4 bytes per weight).
@@ -764,4 +800,52 @@ impl CustomOp1 for QLinearOp {
 /// Whether a tensor is a plain f32 CPU tensor (what the quantized kernels take).
 pub fn takes(x: &Tensor) -> bool {
     x.dtype() == candle_core::DType::F32 && x.device().is_cpu()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// For every block type, a NaN or infinite value written over each scale of one block is
+    /// found in that block, and (so the offsets are really the scales) dequantizes to a
+    /// non-finite value; clean matrices have none.
+    #[test]
+    fn non_finite_scales_are_found_in_every_block_type() {
+        let (rows, cols) = (4usize, 512usize);
+        let vals: Vec<f32> = (0..rows * cols)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 40.0)
+            .collect();
+        let x = Tensor::from_vec(vals, (rows, cols), &Device::Cpu).unwrap();
+        for &dtype in SUPPORTED {
+            let q = QTensor::quantize(&x, dtype).unwrap();
+            let clean = QMatrix::from_qtensor(q).unwrap();
+            assert_eq!(clean.first_nonfinite_block().unwrap(), None, "{dtype:?}");
+            let offsets = scale_offsets(dtype).unwrap();
+            let size = dtype.type_size();
+            for &o in offsets {
+                for bad in [0x7e00u16, 0x7c00, 0xfc00] {
+                    let mut bytes = clean.bytes().unwrap().into_owned();
+                    let at = 2 * size + o;
+                    bytes[at..at + 2].copy_from_slice(&bad.to_le_bytes());
+                    let m = QMatrix::from_bytes(dtype, &bytes, rows, cols).unwrap();
+                    assert_eq!(
+                        m.first_nonfinite_block().unwrap(),
+                        Some(2),
+                        "{dtype:?} offset {o}"
+                    );
+                    let d: Vec<f32> = m
+                        .dequantize()
+                        .unwrap()
+                        .flatten_all()
+                        .unwrap()
+                        .to_vec1()
+                        .unwrap();
+                    assert!(
+                        d.iter().any(|v| !v.is_finite()),
+                        "{dtype:?}: offset {o} is not a scale"
+                    );
+                }
+            }
+        }
+    }
 }

@@ -869,6 +869,18 @@ pub fn read_gguf_with(
             if let Some(hf) = hf_tensor_name_for(&arch, name).filter(|n| n.ends_with(".weight")) {
                 let qctx = |e: ModelError| bad(path, name.as_str(), e.to_string());
                 let mut m = QMatrix::from_qtensor(q).map_err(qctx)?;
+                // Held quantized, the tensor never passes the dense NaN scan: its block scales
+                // are checked instead (the values are finite exactly when the scales are).
+                if let Some(b) = m.first_nonfinite_block().map_err(qctx)? {
+                    return Err(bad(
+                        path,
+                        hf.as_str(),
+                        format!(
+                            "contains NaN or infinite values (block {b} of `{name}` has a NaN or \
+                             infinite scale; a corrupt or badly converted checkpoint)"
+                        ),
+                    ));
+                }
                 if permuted && hf.contains(".q_proj.") {
                     m = m
                         .permute_rows(&unpermute_qk_rows(m.dims().0, heads).map_err(ctx)?)

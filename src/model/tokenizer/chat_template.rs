@@ -13,8 +13,15 @@ fn template_error(e: minijinja::Error) -> ModelError {
     ModelError::ChatTemplate(msg)
 }
 
+/// Deepest nesting of macro calls, loops and includes a chat template may reach.
+pub const MAX_TEMPLATE_DEPTH: usize = 48;
+
 pub(super) fn render_chat_template(template: &str, ctx: minijinja::Value) -> Result<String> {
     let mut env = minijinja::Environment::new();
+    // Real chat templates nest a few levels; minijinja's default (500 macro calls, loops or
+    // includes deep) overflows an 8 MiB stack before it stops a self-recursive macro, and a
+    // stack overflow aborts the process (found by fuzzing, FUZZING.md).
+    env.set_recursion_limit(MAX_TEMPLATE_DEPTH);
     env.set_trim_blocks(true);
     env.set_lstrip_blocks(true);
     env.add_function(

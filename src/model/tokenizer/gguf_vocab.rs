@@ -185,13 +185,15 @@ impl TextTokenizer {
                         arr.iter()
                             .enumerate()
                             .map(|(i, x)| {
-                                x.to_f32().map_err(|_| {
-                                    bad(
-                                        path,
-                                        format!("tokenizer.ggml.scores[{i}]"),
-                                        "expected a float",
-                                    )
-                                })
+                                let field = || format!("tokenizer.ggml.scores[{i}]");
+                                let f = x
+                                    .to_f32()
+                                    .map_err(|_| bad(path, field(), "expected a float"))?;
+                                // Scores rank the merges: a NaN has no place in that order.
+                                if f.is_nan() {
+                                    return Err(bad(path, field(), "is NaN (scores rank merges)"));
+                                }
+                                Ok(f)
                             })
                             .collect::<Result<Vec<f32>>>()?
                     }
@@ -451,12 +453,7 @@ fn build_sentencepiece(
         }
     }
     // Highest merged score first; ties by the merged id, then by the left piece's id.
-    merges.sort_by(|x, y| {
-        y.0.partial_cmp(&x.0)
-            .unwrap_or(std::cmp::Ordering::Equal)
-            .then(x.1.cmp(&y.1))
-            .then(x.2.cmp(&y.2))
-    });
+    merges.sort_by(|x, y| y.0.total_cmp(&x.0).then(x.1.cmp(&y.1)).then(x.2.cmp(&y.2)));
     let merges: Vec<(String, String)> = merges
         .into_iter()
         .map(|(_, _, a, b)| (tokens[a as usize].clone(), tokens[b as usize].clone()))
