@@ -212,7 +212,8 @@ fn send(events: &UnboundedSender<Event>, ev: Event) -> bool {
     events.send(ev).is_ok()
 }
 
-/// One token of `a`: `Some(keep going)`.
+/// One token of `a`; false once it is finished, failed or cancelled. Counters are updated
+/// before the last event goes out, so a client that got its answer sees them in `/health`.
 fn advance(a: &mut Active<'_>, stats: &Stats) -> bool {
     if a.events.is_closed() {
         stats.cancelled.fetch_add(1, Ordering::Relaxed);
@@ -242,6 +243,7 @@ fn advance(a: &mut Active<'_>, stats: &Stats) -> bool {
                 return false;
             }
             if hit {
+                stats.completed.fetch_add(1, Ordering::Relaxed);
                 send(
                     &a.events,
                     Event::Done {
@@ -250,7 +252,6 @@ fn advance(a: &mut Active<'_>, stats: &Stats) -> bool {
                         completion_tokens: a.gen.tokens().len(),
                     },
                 );
-                stats.completed.fetch_add(1, Ordering::Relaxed);
                 return false;
             }
             if a.gen.is_done() {
@@ -259,8 +260,8 @@ fn advance(a: &mut Active<'_>, stats: &Stats) -> bool {
                 } else {
                     Finish::Stop
                 };
-                done(a, finish);
                 stats.completed.fetch_add(1, Ordering::Relaxed);
+                done(a, finish);
                 return false;
             }
             true
@@ -271,8 +272,8 @@ fn advance(a: &mut Active<'_>, stats: &Stats) -> bool {
             } else {
                 Finish::Stop
             };
-            done(a, finish);
             stats.completed.fetch_add(1, Ordering::Relaxed);
+            done(a, finish);
             false
         }
         Ok(Err(e)) => {

@@ -514,7 +514,7 @@ impl Server {
             None => String::new(),
         };
         let auth = match &self.api_key {
-            Some(_) => " -H 'Authorization: Bearer $STEERLAB_API_KEY'".to_string(),
+            Some(_) => r#" -H "Authorization: Bearer $STEERLAB_API_KEY""#.to_string(),
             None => String::new(),
         };
         format!(
