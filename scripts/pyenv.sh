@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Print the path of a Python interpreter that has the independent readers steerlab's tests use to
-# check exported files (llama.cpp's `gguf`, `safetensors`, `numpy`), creating it on first use.
+# check exported files (llama.cpp's `gguf`, `safetensors`, `numpy`), creating it on first use; with the
+# argument `openai`, one with the official OpenAI client instead (the server test).
 #
 # The environment lives in the steerlab cache ($STEERLAB_PYENV, else $STEERLAB_HOME/pyenv, else
 # ~/.cache/steerlab/pyenv), so `cargo test` needs nothing installed by hand beyond Python 3. It is a
@@ -12,6 +13,15 @@ env_dir="${STEERLAB_PYENV:-$home/pyenv}"
 # The readers and their versions: bump REQS_VERSION with them so existing environments are redone.
 REQS="gguf==0.19.0 safetensors==0.8.0 numpy"
 REQS_VERSION=1
+CHECK='import gguf, safetensors, numpy'
+# `scripts/pyenv.sh openai`: a separate environment with the official OpenAI Python client, for the
+# server test (tests/serve_openai.rs); kept apart so the readers' environment is never redone for it.
+if [ "${1:-}" = openai ]; then
+  env_dir="${STEERLAB_PYENV_OPENAI:-$home/pyenv-openai}"
+  REQS="openai==3.51.0"
+  REQS_VERSION=1
+  CHECK='import openai'
+fi
 stamp="$env_dir/.steerlab-ready-$REQS_VERSION"
 py="$(command -v python3 || command -v python || true)"
 if [ -z "$py" ]; then
@@ -36,7 +46,7 @@ if [ ! -e "$stamp" ]; then
         "$env_dir/site" "$py" >"$env_dir/bin/python"
       chmod +x "$env_dir/bin/python"
     fi
-    "$env_dir/bin/python" -c 'import gguf, safetensors, numpy' >&2
+    "$env_dir/bin/python" -c "$CHECK" >&2
     touch "$stamp"
   fi
 fi

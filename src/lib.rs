@@ -9,6 +9,7 @@ pub mod numeric;
 pub mod paths;
 pub mod report;
 pub mod sae;
+pub mod serve;
 pub mod steer;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

@@ -11,6 +11,7 @@ mod model_cmds;
 pub mod progress;
 mod sae_cmd;
 mod sae_interop;
+mod serve_cmd;
 pub mod signals;
 mod steer_cmd;
 mod steer_eval_cmd;
@@ -50,6 +51,8 @@ pub enum Command {
     /// Benchmarks: forward throughput, BiPO step, SAE training, dissection fit.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// OpenAI-compatible local server where each request may choose steering vectors by name.
+    Serve(serve_cmd::ServeArgs),
 }
 
 /// Entry point of the `steerlab` binary.
@@ -65,5 +68,6 @@ pub fn main() -> anyhow::Result<()> {
         Some(Command::Steer(c)) => steer_cmd::run(c),
         Some(Command::Sae(c)) => sae_cmd::run(c),
         Some(Command::Bench(c)) => bench::run(c),
+        Some(Command::Serve(a)) => serve_cmd::run(a),
     }
 }

@@ -89,6 +89,116 @@ pub(crate) fn sample(logits: &[f32], opts: &GenerateOptions, rng: &mut impl Rng)
     Ok(probs.last().map(|p| p.0).unwrap_or_else(argmax))
 }
 
+/// One sequence being generated token by token ([`Model::start_generation`]): holds its KV
+/// cache, hooks and random state, so several can advance in turn on one model.
+pub struct Generation<'m> {
+    model: &'m Model,
+    prompt: Vec<u32>,
+    opts: GenerateOptions,
+    hooks: Hooks,
+    exec: Exec,
+    eos: HashSet<u32>,
+    undecodable: Option<std::ops::Range<usize>>,
+    rng: rand::rngs::StdRng,
+    cache: Vec<LayerCache>,
+    ctx: usize,
+    out: Vec<u32>,
+    emitted: usize,
+    /// The last sampled token, fed to the model on the next step.
+    pending: Option<u32>,
+    started: bool,
+    done: bool,
+}
+
+impl Generation<'_> {
+    /// Runs one forward (the prefill on the first call, else the previous token) and samples
+    /// the next token: `Some((id, text it completes))`, or `None` once generation has ended
+    /// (end of sequence, `max_new_tokens` or the context reached).
+    pub fn step(&mut self) -> Result<Option<(u32, String)>> {
+        if self.done {
+            return Ok(None);
+        }
+        let prompt_len = self.prompt.len();
+        let m = self.model;
+        let mut logits = if !self.started {
+            self.started = true;
+            if self.opts.max_new_tokens == 0 {
+                self.done = true;
+                return Ok(None);
+            }
+            m.decode_step(
+                &self.prompt,
+                0,
+                prompt_len,
+                &mut self.hooks,
+                &mut self.cache,
+                self.exec,
+            )?
+        } else {
+            let Some(next) = self.pending.take() else {
+                self.done = true;
+                return Ok(None);
+            };
+            let offset = prompt_len + self.out.len() - 1;
+            m.decode_step(
+                &[next],
+                offset,
+                prompt_len,
+                &mut self.hooks,
+                &mut self.cache,
+                self.exec,
+            )?
+        };
+        // Rows of the embedding the tokenizer has no token for are never sampled.
+        if let Some(r) = &self.undecodable {
+            let from = r.start.min(logits.len());
+            logits[from..].fill(f32::NEG_INFINITY);
+        }
+        let next = sample(&logits, &self.opts, &mut self.rng)?;
+        if self.opts.stop_at_eos && self.eos.contains(&next) {
+            self.done = true;
+            return Ok(None);
+        }
+        self.out.push(next);
+        let piece = m.new_text(&self.out, &mut self.emitted)?;
+        // Feeding `next` would run past the context: stop, as llama.cpp does.
+        if self.out.len() >= self.opts.max_new_tokens || prompt_len + self.out.len() > self.ctx {
+            self.done = true;
+        } else {
+            self.pending = Some(next);
+        }
+        Ok(Some((next, piece)))
+    }
+
+    /// True once [`Generation::step`] has nothing more to give.
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+
+    /// True when generation stopped at `max_new_tokens` or the context (not at an EOS token).
+    pub fn hit_length_limit(&self) -> bool {
+        self.done && self.pending.is_none() && !self.out.is_empty() && {
+            let n = self.out.len();
+            n >= self.opts.max_new_tokens || self.prompt.len() + n > self.ctx
+        }
+    }
+
+    /// The prompt length in tokens.
+    pub fn prompt_len(&self) -> usize {
+        self.prompt.len()
+    }
+
+    /// The tokens produced so far (EOS excluded).
+    pub fn tokens(&self) -> &[u32] {
+        &self.out
+    }
+
+    /// The tokens produced, consuming the generation.
+    pub fn into_tokens(self) -> Vec<u32> {
+        self.out
+    }
+}
+
 impl Model {
     /// Runs `ids` at absolute positions `offset..` through the whole model with the KV cache,
     /// returning the last position's logits.
@@ -132,6 +242,25 @@ impl Model {
         hooks: &Hooks,
         on_token: &mut dyn FnMut(u32, &str) -> bool,
     ) -> Result<Vec<u32>> {
+        let mut g = self.start_generation(prompt_ids, opts, hooks)?;
+        while let Some((id, piece)) = g.step()? {
+            if !on_token(id, &piece) {
+                break;
+            }
+        }
+        Ok(g.into_tokens())
+    }
+
+    /// Prepares a generation that advances one token per [`Generation::step`] call, so a
+    /// caller (the server's scheduler) can interleave several sequences on one model. Checks
+    /// the prompt, the context length and the hooks now; the prefill runs on the first step.
+    /// Stepping to the end gives exactly what [`Model::generate`] gives.
+    pub fn start_generation(
+        &self,
+        prompt_ids: &[u32],
+        opts: &GenerateOptions,
+        hooks: &Hooks,
+    ) -> Result<Generation<'_>> {
         if prompt_ids.is_empty() {
             return Err(ModelError::InvalidInput(
                 "generate: the prompt has no tokens".into(),
@@ -140,42 +269,26 @@ impl Model {
         self.check_ids(prompt_ids.iter().copied().max().unwrap_or(0))?;
         let ctx = self.config().max_position_embeddings;
         super::load::validate::context(prompt_ids.len(), ctx)?;
-        let undecodable = self.undecodable_ids();
-        let mut hooks = hooks.adds_only();
+        let hooks = hooks.adds_only();
         self.check_hooks(&hooks)?;
-        // No gradient while generating: the one choice is the dtype's.
-        let exec = Exec::choose(self.dtype(), false, false, self.grad_ops());
-        let eos: HashSet<u32> = self.eos_token_ids().into_iter().collect();
-        let mut rng = rand::rngs::StdRng::seed_from_u64(opts.seed);
-        let mut cache: Vec<LayerCache> = vec![None; self.n_layers()];
-        let prompt_len = prompt_ids.len();
-        let mut logits =
-            self.decode_step(prompt_ids, 0, prompt_len, &mut hooks, &mut cache, exec)?;
-        let mut out: Vec<u32> = Vec::new();
-        let mut emitted = 0usize;
-        while out.len() < opts.max_new_tokens {
-            // Rows of the embedding the tokenizer has no token for are never sampled.
-            if let Some(r) = &undecodable {
-                let from = r.start.min(logits.len());
-                logits[from..].fill(f32::NEG_INFINITY);
-            }
-            let next = sample(&logits, opts, &mut rng)?;
-            if opts.stop_at_eos && eos.contains(&next) {
-                break;
-            }
-            out.push(next);
-            let piece = self.new_text(&out, &mut emitted)?;
-            // Feeding `next` would run past the context: stop, as llama.cpp does.
-            if !on_token(next, &piece)
-                || out.len() >= opts.max_new_tokens
-                || prompt_len + out.len() > ctx
-            {
-                break;
-            }
-            let offset = prompt_len + out.len() - 1;
-            logits = self.decode_step(&[next], offset, prompt_len, &mut hooks, &mut cache, exec)?;
-        }
-        Ok(out)
+        Ok(Generation {
+            model: self,
+            prompt: prompt_ids.to_vec(),
+            opts: opts.clone(),
+            hooks,
+            // No gradient while generating: the one choice is the dtype's.
+            exec: Exec::choose(self.dtype(), false, false, self.grad_ops()),
+            eos: self.eos_token_ids().into_iter().collect(),
+            undecodable: self.undecodable_ids(),
+            rng: rand::rngs::StdRng::seed_from_u64(opts.seed),
+            cache: vec![None; self.n_layers()],
+            ctx,
+            out: Vec::new(),
+            emitted: 0,
+            pending: None,
+            started: false,
+            done: false,
+        })
     }
 
     /// Token ids the model can produce but its tokenizer cannot decode (an embedding padded

@@ -27,7 +27,7 @@ pub use batch::Batch;
 pub use engine::{Model, ModelInfo};
 pub use error::{ModelError, Result};
 pub use fast::GradOps;
-pub use generate::GenerateOptions;
+pub use generate::{GenerateOptions, Generation};
 pub use hooks::{HookPoint, Hooks, Intervention, Positions};
 pub use interventions::{Condition, EditMode};
 pub use load::config::{Architecture, ModelConfig, MoeConfig, RopeScaling};

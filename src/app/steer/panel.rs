@@ -501,6 +501,59 @@ impl SteerPanel {
         }
     }
 
+    fn serve_section(&mut self, ui: &mut egui::Ui, state: &mut AppState) {
+        ui.strong("Serve");
+        ui.horizontal_wrapped(|ui| {
+            let mut on = state.steer.server.is_some();
+            let r = ui
+                .add_enabled(
+                    on || state.model.is_some(),
+                    egui::Checkbox::new(&mut on, "Serve OpenAI API"),
+                )
+                .on_hover_text(
+                    "Serve the loaded model and the listed vectors on loopback: OpenAI clients \
+                     choose vectors per request with \"steering\": [{\"vector\": NAME, \"scale\": S}]",
+                );
+            let l = ui.label("Port");
+            ui.add_enabled(
+                state.steer.server.is_none(),
+                egui::DragValue::new(&mut state.steer.serve_port).range(0..=65535),
+            )
+            .labelled_by(l.id)
+            .on_hover_text("TCP port on 127.0.0.1 (0 picks a free one)");
+            if r.changed() {
+                if on {
+                    SteerState::start_server(state);
+                } else {
+                    SteerState::stop_server(state);
+                }
+            }
+        });
+        if let Some(s) = &state.steer.server {
+            ui.label(format!("Serving at {}", s.url()));
+            let curl = s.curl_example();
+            let l = ui.label("curl");
+            let mut c = curl.as_str();
+            ui.add(
+                egui::TextEdit::multiline(&mut c)
+                    .desired_rows(3)
+                    .desired_width(f32::INFINITY),
+            )
+            .labelled_by(l.id);
+            if ui
+                .small_button("Copy curl")
+                .on_hover_text("Copy the curl line")
+                .clicked()
+            {
+                ui.ctx().copy_text(curl.clone());
+            }
+            ui.weak("Vectors as listed when the server started: switch off and on to refresh.");
+        }
+        if let Some(e) = &state.steer.serve_error {
+            ui.colored_label(ui.visuals().error_fg_color, e);
+        }
+    }
+
     fn training_plots(&mut self, ui: &mut egui::Ui, state: &mut AppState) {
         let live = state
             .steer
@@ -785,6 +838,8 @@ impl Panel for SteerPanel {
             self.settings_section(left, state);
             left.separator();
             self.vectors_section(left, state);
+            left.separator();
+            self.serve_section(left, state);
             self.training_plots(right, state);
             self.strength_section(right, state);
             right.separator();

@@ -281,6 +281,12 @@ pub struct SteerState {
     pub last_export: Option<PathBuf>,
     pub(super) unsteered_cache: Option<(String, usize, String)>,
     pub(super) auto: Option<(SteerStart, AutoStage)>,
+    /// The OpenAI-compatible server (Serve switch), while it runs.
+    pub server: Option<crate::serve::Server>,
+    /// Port the Serve switch binds on loopback (0: a free one).
+    pub serve_port: u16,
+    /// Why the server could not start.
+    pub serve_error: Option<String>,
 }
 
 impl Default for SteerState {
@@ -313,6 +319,9 @@ impl Default for SteerState {
             last_export: None,
             unsteered_cache: None,
             auto: None,
+            server: None,
+            serve_port: 8000,
+            serve_error: None,
         }
     }
 }
@@ -370,6 +379,51 @@ pub(super) fn file_name(p: &Path) -> String {
 }
 
 impl SteerState {
+    /// Starts the OpenAI-compatible server on loopback with the loaded model and every listed
+    /// vector (named after the list, made servable; duplicates get `_2`, `_3`, ...). Failures
+    /// go to `serve_error`.
+    pub fn start_server(state: &mut AppState) {
+        state.steer.serve_error = None;
+        state.steer.server = None;
+        let Some(m) = &state.model else {
+            state.steer.serve_error = Some("Load a model first.".into());
+            return;
+        };
+        let mut named: Vec<(String, SteeringVector)> = Vec::new();
+        for e in &state.steer.vectors {
+            let base = crate::serve::vectors::servable_name(&e.name);
+            let mut name = base.clone();
+            let mut k = 2;
+            while named.iter().any(|(n, _)| *n == name) {
+                name = format!("{base}_{k}");
+                k += 1;
+            }
+            named.push((name, e.vector.clone()));
+        }
+        let id = m
+            .path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .map(crate::serve::vectors::servable_name)
+            .unwrap_or_else(|| "model".into());
+        let started = crate::serve::VectorStore::from_vectors(named, &m.model).and_then(|store| {
+            crate::serve::Server::start(
+                m.model.clone(),
+                store,
+                crate::serve::ServeConfig::local(id, state.steer.serve_port),
+            )
+        });
+        match started {
+            Ok(s) => state.steer.server = Some(s),
+            Err(e) => state.steer.serve_error = Some(e.to_string()),
+        }
+    }
+
+    /// Stops the server (open requests finish on its thread; the window does not wait).
+    pub fn stop_server(state: &mut AppState) {
+        state.steer.server = None;
+    }
+
     /// True while training runs.
     pub fn training(state: &AppState) -> bool {
         running(state, state.steer.train_job)
