@@ -1,6 +1,7 @@
 //! The Features feature (WIMHF feature discovery): SAE runs on preference embedding
 //! differences. `state.rs`: runs, settings, live metrics and the actions on them; `panel.rs`:
-//! the view.
+//! the view; `atlas.rs`: the feature map and cluster views.
+mod atlas;
 mod panel;
 mod state;
 
