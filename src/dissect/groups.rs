@@ -11,8 +11,9 @@
 //!    annotators, so that estimation noise is about one unit in every direction;
 //! 4. seeded k-means (linfa, `crate::numeric::cluster`) clusters them into K groups; with
 //!    `auto`, K ∈ 1..=min(max_groups, annotators / 2) minimises the BIC of the partition read as
-//!    a spherical Gaussian mixture (K = 1 means no group structure was found); the silhouette
-//!    of the chosen partition is reported too;
+//!    a spherical Gaussian mixture (K = 1 means no group structure was found), among partitions
+//!    whose groups all have at least 2 annotators (a lone annotator is an outlier, not a
+//!    group); the silhouette of the chosen partition is reported too;
 //! 5. groups are numbered by size (largest first, then by their first member id) and each is
 //!    refitted on all its members' pairs with the dissection's own sampler and folds
 //!    (posterior means and 95% intervals), next to a pooled fit of every grouped annotator.
@@ -298,6 +299,16 @@ pub fn annotator_groups(
                 let fit = cluster::kmeans(&z, k, g.seed).map_err(cluster_err)?;
                 let b = cluster::kmeans_bic(n, p, &fit.labels, fit.sse);
                 scores.push((k, b));
+                // A group of one annotator is an outlier, not a group: such partitions are
+                // listed but not chosen.
+                let used = fit.labels.iter().max().map_or(0, |m| m + 1);
+                let smallest = (0..used)
+                    .map(|c| fit.labels.iter().filter(|&&l| l == c).count())
+                    .min()
+                    .unwrap_or(0);
+                if k > 1 && smallest < 2 {
+                    continue;
+                }
                 if best.as_ref().is_none_or(|(bb, _)| b < *bb - 1e-9) {
                     best = Some((b, fit.labels));
                 }

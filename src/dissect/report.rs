@@ -123,7 +123,7 @@ fn grouping_line(r: &DissectResult) -> Option<String> {
         format!("K = {} (asked for)", g.k)
     } else {
         format!(
-            "K = {} chosen by BIC (k-means partition as a spherical Gaussian mixture; lower is better: {})",
+            "K = {} chosen by BIC (k-means partition as a spherical Gaussian mixture, groups of at least 2 annotators; lower is better: {})",
             g.k,
             g.bic
                 .iter()
