@@ -357,8 +357,20 @@ fn atlas_is_in_the_report_and_the_output_folder() {
     );
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(md.contains("![Feature map](feature_map.svg)"));
-    let back = sae::read_outputs(&out).unwrap();
-    assert_eq!(back.report.atlas, Some(a));
+    let back = sae::read_outputs(&out).unwrap().report.atlas.unwrap();
+    // JSON keeps the numbers up to the last bit or so; the partition exactly.
+    assert_eq!((back.k, back.config), (a.k, a.config));
+    let members = |x: &sae::Atlas| -> Vec<Vec<usize>> {
+        x.clusters.iter().map(|c| c.members.clone()).collect()
+    };
+    assert_eq!(members(&back), members(&a));
+    for (p, q) in back.points.iter().zip(&a.points) {
+        assert!((p.x - q.x).abs() < 1e-12 && (p.y - q.y).abs() < 1e-12);
+        assert_eq!(
+            (p.index, p.cluster, &p.label),
+            (q.index, q.cluster, &q.label)
+        );
+    }
     // A report without an atlas (older folders) still reads.
     let mut v: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
