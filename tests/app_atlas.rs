@@ -4,7 +4,7 @@
 //! same groups as the library called directly, and the group view renders).
 mod common;
 
-use egui_kittest::kittest::Queryable;
+use egui_kittest::kittest::{NodeT, Queryable};
 use rand::{Rng, SeedableRng};
 use steerlab::app::{FeatureView, FeaturesStart, PanelId, ScriptedPicker, StartOptions};
 use steerlab::data::synth::{self, PlantedGroups, SynthOptions};
@@ -84,7 +84,8 @@ fn features_map_and_clusters_render_and_select() {
         ));
     }
     let j = want.clusters[0].members[0];
-    h.get_by_label(&format!("#{j}")).click();
+    // Below the map at 1280x800: an accessibility click works wherever it is scrolled.
+    h.get_by_label(&format!("#{j}")).click_accesskit();
     h.run_steps(3);
     assert_eq!(h.state().state.features.selected, Some(j));
     assert!(
