@@ -42,6 +42,7 @@ pub mod widgets;
 pub use artifacts::{Artifact, ArtifactKind, Artifacts};
 pub use command::AppCommand;
 pub use dialogs::{DialogKind, DialogMode, DialogRequest, Dialogs};
+pub use features::FeatureView;
 pub use frame_stats::FrameStats;
 pub use generate::GenerateSettings;
 pub use job_list::{JobId, JobList, JobStatus};

@@ -248,6 +248,9 @@ impl SteerlabApp {
         steer::SteerState::apply_start(&mut self.state, steer_start, data);
         let f = std::mem::take(&mut self.start.features);
         features::apply_start(&mut self.state, f.run.as_deref(), f.train, f.error);
+        if let Some(v) = f.view {
+            self.state.features.view = v;
+        }
         if let Some(dir) = self.start.file_browser.take() {
             Recent::remember(&mut self.state.dialogs.recent_dirs, &dir);
             let filters = [FileFilter::datasets()];

@@ -13,6 +13,7 @@
 //! | `STEERLAB_STEER_STRENGTH` | slider value scored after training |
 //! | `STEERLAB_STEER_PROMPT` | prompt of the steered/unsteered generations |
 //! | `STEERLAB_FEATURES_RUN` | feature-run folder opened at start (its top feature selected) |
+//! | `STEERLAB_FEATURES_VIEW` | `table`, `map` or `clusters`: the Features view shown first |
 //! | `STEERLAB_FEATURES_TRAIN` | `minilm` or `llm`: one feature run once its inputs are loaded (while the Features panel is shown) |
 //! | `STEERLAB_FILE_BROWSER` | open the built-in file browser in this folder at start ("Dataset file"; screenshots of the browser) |
 //! | `STEERLAB_SCREENSHOT` | write a PNG of the window once idle, then close; no settings read or written |
@@ -202,6 +203,8 @@ pub struct FeaturesStart {
     pub train: Option<EmbedderChoice>,
     /// Why `STEERLAB_FEATURES_TRAIN` was not understood (shown in the Features panel).
     pub error: Option<String>,
+    /// `STEERLAB_FEATURES_VIEW` (`table`, `map` or `clusters`): the view shown first.
+    pub view: Option<super::features::FeatureView>,
 }
 
 impl FeaturesStart {
@@ -213,6 +216,12 @@ impl FeaturesStart {
                 .map(PathBuf::from),
             ..Default::default()
         };
+        if let Ok(v) = std::env::var("STEERLAB_FEATURES_VIEW") {
+            match v.parse() {
+                Ok(v) => s.view = Some(v),
+                Err(e) => s.error = Some(format!("STEERLAB_FEATURES_VIEW: {e}")),
+            }
+        }
         if let Ok(e) = std::env::var("STEERLAB_FEATURES_TRAIN") {
             match e.as_str() {
                 "minilm" => s.train = Some(EmbedderChoice::MiniLm),

@@ -67,6 +67,13 @@ pub enum DataCommand {
         /// Random seed.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Plant G groups of human annotators (2 or 3) with different factor weights; the
+        /// truth file lists each annotator's group (for `dissect --annotator-groups`).
+        #[arg(long)]
+        annotator_groups: Option<usize>,
+        /// Number of annotators with --annotator-groups.
+        #[arg(long, default_value_t = 30, requires = "annotator_groups")]
+        annotators: usize,
     },
     /// Convert the default real data sets (fetched by scripts/fetch-defaults.sh into the raw
     /// cache) into the data folder, with PROVENANCE.md. Works offline.
@@ -231,10 +238,22 @@ pub fn run(c: DataCommand) -> Result<()> {
             );
             Ok(())
         }
-        DataCommand::Synth { out, n, seed } => {
+        DataCommand::Synth {
+            out,
+            n,
+            seed,
+            annotator_groups,
+            annotators,
+        } => {
             checks::count("--n", n, checks::MAX_SYNTH_N)?;
             checks::out_file("--out", &out)?;
-            let files = data::synth::write_synthetic(&out, &data::synth::SynthOptions { n, seed })?;
+            let planted =
+                annotator_groups.map(|groups| data::synth::PlantedGroups { groups, annotators });
+            let files = data::synth::write_synthetic_with(
+                &out,
+                &data::synth::SynthOptions { n, seed },
+                planted.as_ref(),
+            )?;
             eprintln!(
                 "wrote {n} judgements to {}\nground truth: {}\npairs: {}",
                 files.judgements.display(),

@@ -58,6 +58,17 @@ pub struct DissectArgs {
     /// smollm2, or hf:ORG/NAME[@REV]; default: the default model).
     #[arg(long)]
     pub model: Option<PathBuf>,
+    /// Find annotator groups: cluster per-annotator weights into K groups (2..20) or `auto`
+    /// (K by BIC, 1 = no groups), refit each group with intervals and compare with the pooled
+    /// fit (report.json `annotator_groups`).
+    #[arg(long)]
+    pub annotator_groups: Option<String>,
+    /// The column naming each pair's annotator (with --annotator-groups).
+    #[arg(long, default_value = "annotator")]
+    pub annotator_column: String,
+    /// Annotators with fewer non-tie pairs are not grouped (with --annotator-groups).
+    #[arg(long, default_value_t = 20)]
+    pub min_annotator_pairs: usize,
     /// Print report.json to stdout instead of a summary (and hide the progress bar).
     #[arg(long)]
     pub json: bool,
@@ -82,6 +93,26 @@ pub fn run(a: DissectArgs) -> anyhow::Result<()> {
     checks::count("--folds", a.folds, 100)?;
     checks::positive("--prior-scale", a.prior_scale, 1e6)?;
     let sampler: Sampler = a.sampler.parse()?;
+    let grouping = match &a.annotator_groups {
+        Some(k) => Some(dissect::GroupingConfig {
+            min_pairs: checks::count("--min-annotator-pairs", a.min_annotator_pairs, 1_000_000)
+                .map(|_| a.min_annotator_pairs)?,
+            column: a.annotator_column.trim().to_string(),
+            groups: k
+                .parse()
+                .map_err(|e| anyhow::anyhow!("--annotator-groups {e}"))?,
+            seed: a.seed,
+            ..Default::default()
+        }),
+        None => {
+            if a.annotator_column != "annotator" || a.min_annotator_pairs != 20 {
+                anyhow::bail!(
+                    "--annotator-column and --min-annotator-pairs need --annotator-groups K|auto"
+                );
+            }
+            None
+        }
+    };
     let mapping = match &a.map {
         Some(m) => ColumnMapping::parse(m)?,
         None => ColumnMapping::default(),
@@ -142,6 +173,12 @@ pub fn run(a: DissectArgs) -> anyhow::Result<()> {
         sources.extend(x);
         dissect::run_dissection_with(&data, &sources, &cfg, &bar)
     });
+    let out = out.and_then(|mut o| {
+        if let Some(g) = &grouping {
+            dissect::annotator_groups(&data, &o, &cfg, g, &bar)?.attach(&mut o);
+        }
+        Ok(o)
+    });
     bar.finish();
     let out = out.with_context(|| format!("dissecting {}", a.data.display()))?;
     let secs = t0.elapsed().as_secs_f64();
@@ -179,6 +216,38 @@ pub fn run(a: DissectArgs) -> anyhow::Result<()> {
             if s.divergences > 0 {
                 println!("  warning: {} divergent transitions", s.divergences);
             }
+        }
+    }
+    if let Some(g) = &r.annotator_grouping {
+        println!(
+            "\nannotator groups (column `{}`): K = {}{}, silhouette {}",
+            g.config.column,
+            g.k,
+            if g.bic.is_empty() { "" } else { " by BIC" },
+            g.silhouette.map_or("n/a".into(), |s| format!("{s:.3}"))
+        );
+        for (grp, fit) in r.annotator_groups.iter().zip(&g.fits) {
+            let mut fs: Vec<_> = grp.factors.iter().collect();
+            fs.sort_by(|x, y| y.mean.abs().total_cmp(&x.mean.abs()));
+            let top: Vec<String> = fs
+                .iter()
+                .take(4)
+                .map(|f| format!("{} {:+.2} [{:+.2}, {:+.2}]", f.name, f.mean, f.lo95, f.hi95))
+                .collect();
+            println!(
+                "  group {}: {} annotators, {} pairs; {}",
+                grp.group,
+                grp.members.len(),
+                fit.n_pairs,
+                top.join("; ")
+            );
+        }
+        let left = g.annotators.iter().filter(|x| x.group.is_none()).count();
+        if left > 0 {
+            println!(
+                "  {left} annotator(s) with fewer than {} pairs not grouped",
+                g.config.min_pairs
+            );
         }
     }
     for p in &paths {

@@ -7,6 +7,11 @@
 //!
 //! with binary f_k ∈ {0, 1} (so f_k(A) − f_k(B) = sign(...) ∈ {−1, 0, 1}) and
 //! f_length = words / 100. Weights are `JUDGE_BASE[judge] + SCENARIO_DELTA[scenario]`. No ties.
+//!
+//! With planted annotator groups ([`PlantedGroups`]) every pair is judged by one of N human
+//! annotators (`annotator_01`…), annotator k belonging to group (k − 1) mod G, and the weights
+//! are that group's [`GROUP_WEIGHTS`] row (no judge or scenario terms); the truth file lists
+//! each annotator's group and each group's weights.
 //! Pure generation: nothing here reads files or fits models.
 use super::error::DataError;
 use super::synth_text::*;
@@ -66,6 +71,61 @@ pub const SCENARIO_DELTA: [[f64; 9]; 3] = [
     [0.3, 0.2, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], // explanation: longer, listed answers
 ];
 
+/// Weights of the planted annotator groups, in [`FACTORS`] order: group 0 likes structure
+/// (length, lists, headers) and dislikes emoji, group 1 likes warmth (empathy, questions,
+/// emoji), group 2 likes code and hedging and dislikes long or effusive answers.
+pub const GROUP_WEIGHTS: [[f64; 9]; 3] = [
+    // length bullets headers code  refusal empathy hedging question emoji
+    [0.8, 1.2, 0.7, 0.2, -1.0, -0.3, -0.4, 0.0, -0.9],
+    [-0.2, -0.5, -0.4, 0.0, -0.8, 1.3, 0.3, 0.9, 0.7],
+    [-0.8, 0.2, 0.0, 1.0, 0.2, -0.7, 1.0, -0.6, 0.0],
+];
+
+/// Planted annotator groups (`steerlab data synth --annotator-groups G --annotators N`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlantedGroups {
+    /// Number of groups G (2 or 3).
+    pub groups: usize,
+    /// Number of annotators N (at least G).
+    pub annotators: usize,
+}
+
+impl PlantedGroups {
+    /// Largest number of annotators.
+    pub const MAX_ANNOTATORS: usize = 100_000;
+
+    /// Checks G and N.
+    pub fn validate(&self) -> Result<(), DataError> {
+        if !(2..=GROUP_WEIGHTS.len()).contains(&self.groups) {
+            return Err(DataError::Invalid(format!(
+                "--annotator-groups {}: must be 2 or {} (the planted weight sets)",
+                self.groups,
+                GROUP_WEIGHTS.len()
+            )));
+        }
+        if self.annotators < self.groups || self.annotators > Self::MAX_ANNOTATORS {
+            return Err(DataError::Invalid(format!(
+                "--annotators {}: must be from {} (one per group) to {}",
+                self.annotators,
+                self.groups,
+                Self::MAX_ANNOTATORS
+            )));
+        }
+        Ok(())
+    }
+
+    /// The id of annotator `k` (0-based), zero-padded to a common width.
+    pub fn annotator_id(&self, k: usize) -> String {
+        let width = self.annotators.to_string().len().max(2);
+        format!("annotator_{:0width$}", k + 1)
+    }
+
+    /// The planted group of annotator `k` (0-based).
+    pub fn group_of(&self, k: usize) -> usize {
+        k % self.groups
+    }
+}
+
 /// Probability that a response carries each binary factor (index 0, length, unused); code
 /// blocks appear with `P_CODE_CODING` in the coding scenario.
 const P_FACTOR: [f64; 9] = [0.0, 0.4, 0.3, 0.12, 0.12, 0.35, 0.35, 0.3, 0.25];
@@ -105,6 +165,12 @@ pub struct Truth {
     pub weights: BTreeMap<String, BTreeMap<String, BTreeMap<String, f64>>>,
     /// Record id → P(A wins) under the model.
     pub p_a: BTreeMap<String, f64>,
+    /// Planted groups only: annotator id → group.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotator_groups: BTreeMap<String, usize>,
+    /// Planted groups only: group (as a string) → factor → weight.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub group_weights: BTreeMap<String, BTreeMap<String, f64>>,
 }
 
 /// Generated judgements and their truth.
@@ -245,6 +311,12 @@ fn factor_map(f: &[f64; 9]) -> BTreeMap<String, f64> {
 
 /// Generates `n` planted pairwise judgements (seeded).
 pub fn generate(opts: &SynthOptions) -> SynthData {
+    generate_with(opts, None)
+}
+
+/// [`generate`], with planted annotator groups when `planted` is given (it must pass
+/// [`PlantedGroups::validate`]). Without groups the output is exactly [`generate`]'s.
+pub fn generate_with(opts: &SynthOptions, planted: Option<&PlantedGroups>) -> SynthData {
     let mut rng = StdRng::seed_from_u64(opts.seed);
     let mut judgements = Vec::with_capacity(opts.n.min(MAX_N));
     let mut p_a = BTreeMap::new();
@@ -266,8 +338,21 @@ pub fn generate(opts: &SynthOptions) -> SynthData {
         }
         let a = build(&mut rng, topic, scenario);
         let b = build(&mut rng, topic, scenario);
-        let judge = rng.random_range(0..JUDGES.len());
-        let w = weights(judge, scenario);
+        let (judge, w, member) = match planted {
+            None => {
+                let judge = rng.random_range(0..JUDGES.len());
+                (judge, weights(judge, scenario), None)
+            }
+            Some(g) => {
+                let k = rng.random_range(0..g.annotators.max(1));
+                let human = JUDGES.iter().position(|j| *j == "human").unwrap_or(0);
+                (
+                    human,
+                    GROUP_WEIGHTS[g.group_of(k) % GROUP_WEIGHTS.len()],
+                    Some(k),
+                )
+            }
+        };
         let z: f64 = (0..9).map(|k| w[k] * (a.f[k] - b.f[k])).sum();
         let p = crate::numeric::sigmoid(z);
         let winner = if rng.random::<f64>() < p {
@@ -275,7 +360,9 @@ pub fn generate(opts: &SynthOptions) -> SynthData {
         } else {
             Winner::B
         };
-        let annotator = if JUDGES[judge] == "human" {
+        let annotator = if let (Some(k), Some(g)) = (member, planted) {
+            Some(g.annotator_id(k))
+        } else if JUDGES[judge] == "human" {
             Some(format!(
                 "annotator_{}",
                 rng.random_range(1..=HUMAN_ANNOTATORS)
@@ -314,7 +401,22 @@ pub fn generate(opts: &SynthOptions) -> SynthData {
         factors: FACTORS.iter().zip(FACTOR_DEFINITIONS).map(|(k, d)| (k.to_string(), d.to_string())).collect(),
         weights: wmap,
         p_a,
+        annotator_groups: BTreeMap::new(),
+        group_weights: BTreeMap::new(),
     };
+    let mut truth = truth;
+    if let Some(g) = planted {
+        truth.model = "P(A wins) = sigmoid(sum_k w[group of annotator][k] * (f_k(A) - f_k(B))); annotator k (1-based) is in group (k - 1) mod G; winner drawn from it (no ties); see docs/data.md".into();
+        truth.weights.clear();
+        for k in 0..g.annotators {
+            truth
+                .annotator_groups
+                .insert(g.annotator_id(k), g.group_of(k));
+        }
+        for (gi, w) in GROUP_WEIGHTS.iter().enumerate().take(g.groups) {
+            truth.group_weights.insert(gi.to_string(), factor_map(w));
+        }
+    }
     SynthData { judgements, truth }
 }
 
@@ -342,13 +444,25 @@ pub const MAX_N: usize = 10_000_000;
 
 /// Generates and writes `out` (judgements), `out`-stem`.truth.json` and `.pairs.jsonl`.
 pub fn write_synthetic(out: &Path, opts: &SynthOptions) -> Result<SynthFiles, DataError> {
+    write_synthetic_with(out, opts, None)
+}
+
+/// [`write_synthetic`] with planted annotator groups when `planted` is given.
+pub fn write_synthetic_with(
+    out: &Path,
+    opts: &SynthOptions,
+    planted: Option<&PlantedGroups>,
+) -> Result<SynthFiles, DataError> {
+    if let Some(g) = planted {
+        g.validate()?;
+    }
     if opts.n == 0 || opts.n > MAX_N {
         return Err(DataError::Invalid(format!(
             "--n {}: must be from 1 to {MAX_N} (README, \"Limits\")",
             opts.n
         )));
     }
-    let data = generate(opts);
+    let data = generate_with(opts, planted);
     let files = SynthFiles {
         judgements: out.to_path_buf(),
         truth: sibling(out, ".truth.json"),

@@ -10,6 +10,8 @@
 //! - [`posterior`]: Bayesian logistic regression, no intercept, Laplace(0, b) prior.
 //! - [`nuts`] (+ [`diagnostics`]): the NUTS sampler with R-hat/ESS; [`laplace`]: MAP + Laplace
 //!   approximation for live use.
+//! - [`groups`]: annotator groups found by clustering per-annotator weights (linfa k-means),
+//!   each refitted with intervals and compared with the pooled fit.
 //! - [`top_pairs`]: a fitted factor's pairs ranked by |difference| (factor → its top pairs).
 //! - [`fit`]: grouping, K-fold averaging, similarity/agreement, waterfalls, the serialisable
 //!   result ([`DissectResult`], written as `report.json`); [`report`]: its Markdown/HTML pages.
@@ -23,6 +25,7 @@ pub mod diagnostics;
 mod error;
 pub mod factors;
 pub mod fit;
+pub mod groups;
 pub mod laplace;
 mod logistic_kernel;
 pub mod nuts;
@@ -40,5 +43,6 @@ pub use fit::{
     run_dissection, run_dissection_with, DissectConfig, DissectOutput, DissectResult, GroupResult,
     Sampler, Waterfall,
 };
+pub use groups::{annotator_groups, AnnotatorGroup, GroupingConfig};
 pub use nuts::NutsConfig;
 pub use top_pairs::FactorPair;

@@ -5,7 +5,8 @@
 //! Only formatting and atomic writes; no fitting.
 use super::fit::{DissectResult, Sampler, Waterfall};
 use crate::report::svg::{
-    bar_chart, forest_plot, heatmap, BarChart, ForestPlot, ForestPoint, Heatmap,
+    bar_chart, forest_plot, heatmap, scatter_plot, series_color, BarChart, ForestPlot, ForestPoint,
+    Heatmap, ScatterPlot, ScatterPoint,
 };
 use crate::report::{fmt_num, write_atomic, write_json, HtmlPage, Markdown, ReportError, Table};
 use std::path::{Path, PathBuf};
@@ -115,6 +116,181 @@ fn matrix_table(labels: &[String], m: &[Vec<f64>]) -> Table {
     t
 }
 
+fn grouping_line(r: &DissectResult) -> Option<String> {
+    let g = r.annotator_grouping.as_ref()?;
+    let grouped = g.annotators.iter().filter(|a| a.group.is_some()).count();
+    let how = if g.bic.is_empty() {
+        format!("K = {} (asked for)", g.k)
+    } else {
+        format!(
+            "K = {} chosen by BIC (k-means partition as a spherical Gaussian mixture, groups of at least 2 annotators; lower is better: {})",
+            g.k,
+            g.bic
+                .iter()
+                .map(|(k, b)| format!("K={k}: {}", fmt_num(*b, 1)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    Some(format!(
+        "Annotator groups by column `{}`: {grouped} of {} annotators with at least {} pairs were clustered (seeded k-means, seed {}) on their own MAP + Laplace weights, each factor divided by its median posterior sd; {how}; silhouette {}. Each group and the pooled set of those annotators were then refitted with the settings above{}.",
+        g.config.column,
+        g.annotators.len(),
+        g.config.min_pairs,
+        g.config.seed,
+        g.silhouette.map_or("n/a".into(), |s| fmt_num(s, 3)),
+        if g.pairs_without_annotator > 0 {
+            format!("; {} pairs had no annotator", g.pairs_without_annotator)
+        } else {
+            String::new()
+        }
+    ))
+}
+
+fn members_table(r: &DissectResult) -> Table {
+    let mut t = Table::new(["group", "annotators", "pairs", "accuracy", "members"]);
+    let fits = r.annotator_grouping.as_ref().map(|g| &g.fits);
+    for (gi, g) in r.annotator_groups.iter().enumerate() {
+        let fit = fits.and_then(|f| f.get(gi));
+        t.row([
+            g.group.to_string(),
+            g.members.len().to_string(),
+            fit.map_or("–".into(), |f| f.n_pairs.to_string()),
+            fit.map_or("–".into(), |f| fmt_num(100.0 * f.accuracy, 1) + "%"),
+            g.members.join(", "),
+        ]);
+    }
+    t
+}
+
+fn group_weights_table(r: &DissectResult) -> Table {
+    let pooled = r.annotator_grouping.as_ref().map(|g| &g.pooled);
+    let mut headers = vec!["factor".to_string()];
+    if pooled.is_some() {
+        headers.push("pooled".into());
+    }
+    headers.extend(
+        r.annotator_groups
+            .iter()
+            .map(|g| format!("group {}", g.group)),
+    );
+    let mut t = Table::new(headers);
+    let cell = |m: f64, lo: f64, hi: f64| {
+        let mark = if lo > 0.0 || hi < 0.0 { " *" } else { "" };
+        format!(
+            "{} [{}, {}]{mark}",
+            fmt_num(m, 2),
+            fmt_num(lo, 2),
+            fmt_num(hi, 2)
+        )
+    };
+    for (j, f) in r.factor_definitions.iter().enumerate() {
+        let mut row = vec![f.label.clone()];
+        if let Some(p) = pooled {
+            if let Some(e) = p.factors.get(j) {
+                row.push(cell(e.mean, e.lo95, e.hi95));
+            }
+        }
+        for g in &r.annotator_groups {
+            row.push(
+                g.factors
+                    .get(j)
+                    .map_or("–".into(), |e| cell(e.mean, e.lo95, e.hi95)),
+            );
+        }
+        t.row(row);
+    }
+    t
+}
+
+/// The annotator groups' weights against the pooled fit, as a forest plot (pooled first).
+pub fn groups_forest_svg(r: &DissectResult) -> String {
+    let mut series = Vec::new();
+    let mut points = Vec::new();
+    if let Some(p) = r.annotator_grouping.as_ref().map(|g| &g.pooled) {
+        series.push("pooled".to_string());
+        for (fi, f) in p.factors.iter().enumerate() {
+            points.push(ForestPoint {
+                row: fi,
+                series: 0,
+                mid: f.mean,
+                lo: f.lo95,
+                hi: f.hi95,
+            });
+        }
+    }
+    for g in &r.annotator_groups {
+        let si = series.len();
+        series.push(format!(
+            "group {} ({} annotators)",
+            g.group,
+            g.members.len()
+        ));
+        for (fi, f) in g.factors.iter().enumerate() {
+            points.push(ForestPoint {
+                row: fi,
+                series: si,
+                mid: f.mean,
+                lo: f.lo95,
+                hi: f.hi95,
+            });
+        }
+    }
+    forest_plot(&ForestPlot {
+        title: "Annotator groups versus the pooled fit: posterior mean and 95% interval".into(),
+        rows: r
+            .factor_definitions
+            .iter()
+            .map(|f| f.label.clone())
+            .collect(),
+        series,
+        points,
+        x_label: "weight (log-odds that the response with more of the factor is preferred)".into(),
+        reference: Some(0.0),
+    })
+}
+
+/// Each grouped annotator on the first two principal components of its own (scaled) weights,
+/// coloured by group (the pooled fit is series 0 in the forest plot, so groups start at 1).
+pub fn annotator_map_svg(r: &DissectResult) -> Option<String> {
+    let g = r.annotator_grouping.as_ref()?;
+    let points: Vec<ScatterPoint> = g
+        .annotators
+        .iter()
+        .filter_map(|a| {
+            let (grp, m) = (a.group?, a.map?);
+            Some(ScatterPoint {
+                x: m[0],
+                y: m[1],
+                radius: 3.0 + (a.n_pairs as f64).sqrt().min(25.0) / 2.5,
+                fill: series_color(grp + 1).to_string(),
+                stroke: String::new(),
+                text: String::new(),
+                title: format!("{}: group {grp}, {} pairs", a.id, a.n_pairs),
+            })
+        })
+        .collect();
+    if points.is_empty() {
+        return None;
+    }
+    Some(scatter_plot(&ScatterPlot {
+        title: "Annotators by their own weights (PCA), coloured by group".into(),
+        points,
+        x_label: "PC 1 of the scaled annotator weights".into(),
+        y_label: "PC 2".into(),
+        legend: r
+            .annotator_groups
+            .iter()
+            .map(|gr| {
+                (
+                    series_color(gr.group + 1).to_string(),
+                    format!("group {} ({} annotators)", gr.group, gr.members.len()),
+                )
+            })
+            .collect(),
+    }))
+}
+
 /// The Markdown report.
 pub fn to_markdown(r: &DissectResult) -> String {
     let mut md = Markdown::new("Preference dissection");
@@ -143,6 +319,14 @@ pub fn to_markdown(r: &DissectResult) -> String {
                 ));
             }
         }
+    }
+    if let Some(line) = grouping_line(r) {
+        md.h2("Annotator groups");
+        md.p(&line);
+        md.p("![Annotator groups versus the pooled fit](annotator_groups.svg)\n\n![Annotators by their own weights](annotators.svg)");
+        md.table(&members_table(r));
+        md.p("Weights per group next to the pooled fit: mean [95% interval]; * marks an interval that excludes 0.");
+        md.table(&group_weights_table(r));
     }
     md.h2("Factor definitions");
     md.table(&definitions_table(r));
@@ -221,6 +405,17 @@ pub fn to_html(r: &DissectResult) -> String {
             max: 1.0,
         }));
     }
+    if let Some(line) = grouping_line(r) {
+        page.h2("Annotator groups");
+        page.p(&line);
+        page.svg(&groups_forest_svg(r));
+        if let Some(svg) = annotator_map_svg(r) {
+            page.svg(&svg);
+        }
+        page.table(&members_table(r));
+        page.p("Weights per group next to the pooled fit: mean [95% interval]; * marks an interval that excludes 0.");
+        page.table(&group_weights_table(r));
+    }
     page.h2("Factor definitions");
     page.table(&definitions_table(r));
     page.finish()
@@ -249,7 +444,8 @@ pub fn waterfall_svg(w: &Waterfall) -> String {
     })
 }
 
-/// Writes `report.json`, `report.md` and `report.html` into `dir`, each atomically: a new `dir`
+/// Writes `report.json`, `report.md` and `report.html` (with annotator groups also
+/// `annotator_groups.svg` and `annotators.svg`) into `dir`, each atomically: a new `dir`
 /// is filled under a temporary name and renamed into place; in an existing one `report.json`
 /// (the completion marker) is removed first and written last. Returns the three paths.
 pub fn write_reports(dir: &Path, r: &DissectResult) -> Result<Vec<PathBuf>, ReportError> {
@@ -264,8 +460,24 @@ pub fn write_reports(dir: &Path, r: &DissectResult) -> Result<Vec<PathBuf>, Repo
         |d| {
             write_atomic(&d.join(names[1]), to_markdown(r).as_bytes())?;
             write_atomic(&d.join(names[2]), to_html(r).as_bytes())?;
+            if !r.annotator_groups.is_empty() {
+                write_atomic(
+                    &d.join("annotator_groups.svg"),
+                    groups_forest_svg(r).as_bytes(),
+                )?;
+                if let Some(svg) = annotator_map_svg(r) {
+                    write_atomic(&d.join("annotators.svg"), svg.as_bytes())?;
+                }
+            }
             write_json(&d.join(names[0]), r)
         },
     )?;
-    Ok(names.iter().map(|n| dir.join(n)).collect())
+    let mut paths: Vec<PathBuf> = names.iter().map(|n| dir.join(n)).collect();
+    if !r.annotator_groups.is_empty() {
+        paths.push(dir.join("annotator_groups.svg"));
+        if dir.join("annotators.svg").is_file() {
+            paths.push(dir.join("annotators.svg"));
+        }
+    }
+    Ok(paths)
 }

@@ -1,11 +1,12 @@
 //! Numerics shared by the methods (`dissect`, `sae`, `steer`, `data`): special functions
 //! ([`special`]), descriptive statistics and rank correlations ([`stats`]), small dense linear
-//! algebra ([`linalg`]), civil-date arithmetic ([`date`]) and the FNV-1a hash of cache keys
-//! ([`hash`]).
+//! algebra ([`linalg`]), civil-date arithmetic ([`date`]), the FNV-1a hash of cache keys
+//! ([`hash`]) and seeded clustering and projection on top of linfa ([`cluster`]).
 //!
 //! Each routine is written once here and every caller uses it. Pure functions on scalars and
-//! slices: this module must not do I/O, draw random numbers, touch tensors or know about any
-//! method's data types.
+//! slices: this module must not do I/O, draw random numbers (except [`cluster`]'s k-means,
+//! from the seed its caller passes), touch tensors or know about any method's data types.
+pub mod cluster;
 pub mod date;
 pub mod hash;
 pub mod linalg;

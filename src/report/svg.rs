@@ -1,5 +1,6 @@
 //! Inline SVG charts as strings: forest plot (points with intervals, several series per row),
-//! heatmap (diverging colours, values printed), horizontal signed bar chart, line chart.
+//! heatmap (diverging colours, values printed), horizontal signed bar chart, line chart,
+//! scatter plot (coloured, sized points: the feature map).
 //!
 //! Pure string builders with fixed layout rules; no external fonts or assets. Non-finite
 //! values are skipped (or drawn as grey cells in heatmaps).
@@ -539,6 +540,192 @@ pub fn line_chart(lc: &LineChart) -> String {
     s
 }
 
+/// One point of a scatter plot.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ScatterPoint {
+    /// x value.
+    pub x: f64,
+    /// y value.
+    pub y: f64,
+    /// Radius in pixels.
+    pub radius: f64,
+    /// Fill colour (`#rrggbb`).
+    pub fill: String,
+    /// Outline colour (`#rrggbb`; empty: none).
+    pub stroke: String,
+    /// Text drawn next to the point (empty: none).
+    pub text: String,
+    /// Tooltip.
+    pub title: String,
+}
+
+/// A scatter plot (e.g. a feature map): coloured, sized points with optional text.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ScatterPlot {
+    /// Title.
+    pub title: String,
+    /// The points.
+    pub points: Vec<ScatterPoint>,
+    /// x-axis label.
+    pub x_label: String,
+    /// y-axis label.
+    pub y_label: String,
+    /// Legend entries: (colour, text).
+    pub legend: Vec<(String, String)>,
+}
+
+/// The colour of `v` on a blue (−`max`) – grey (0) – red (+`max`) scale; grey for non-finite.
+pub fn signed_color(v: f64, max: f64) -> String {
+    if !v.is_finite() {
+        return "#bbbbbb".into();
+    }
+    let t = (v / max.abs().max(1e-12)).clamp(-1.0, 1.0);
+    let grey = 190.0;
+    let (r, g, b) = if t >= 0.0 {
+        (
+            grey + (214.0 - grey) * t,
+            grey - (grey - 39.0) * t,
+            grey - (grey - 40.0) * t,
+        )
+    } else {
+        let u = -t;
+        (
+            grey - (grey - 31.0) * u,
+            grey - (grey - 119.0) * u,
+            grey + (180.0 - grey) * u,
+        )
+    };
+    format!("#{:02x}{:02x}{:02x}", r as u8, g as u8, b as u8)
+}
+
+/// The colour of series (or cluster) `i` in the shared palette.
+pub fn series_color(i: usize) -> &'static str {
+    color(i)
+}
+
+/// Renders a scatter plot with axes, ticks and a legend; points with non-finite coordinates
+/// are skipped.
+pub fn scatter_plot(sp: &ScatterPlot) -> String {
+    let (left, top, plot_w, plot_h) = (56.0, 30.0 + 16.0 * sp.legend.len() as f64, 560.0, 380.0);
+    let width = left + plot_w + 170.0;
+    let height = top + plot_h + 48.0;
+    let pts: Vec<&ScatterPoint> = sp
+        .points
+        .iter()
+        .filter(|p| p.x.is_finite() && p.y.is_finite())
+        .collect();
+    let range = |f: &dyn Fn(&ScatterPoint) -> f64| {
+        let (lo, hi) = pts
+            .iter()
+            .map(|p| f(p))
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
+                (a.min(v), b.max(v))
+            });
+        if !lo.is_finite() {
+            (-1.0, 1.0)
+        } else if hi - lo < 1e-9 {
+            (lo - 1.0, hi + 1.0)
+        } else {
+            let pad = 0.06 * (hi - lo);
+            (lo - pad, hi + pad)
+        }
+    };
+    let (x0, x1) = range(&|p| p.x);
+    let (y0, y1) = range(&|p| p.y);
+    let sx = |v: f64| left + (v - x0) / (x1 - x0) * plot_w;
+    let sy = |v: f64| top + plot_h - (v - y0) / (y1 - y0) * plot_h;
+    let mut s = String::new();
+    let _ = write!(
+        s,
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width:.0}\" height=\"{height:.0}\" viewBox=\"0 0 {width:.0} {height:.0}\" font-family=\"sans-serif\" font-size=\"11\">"
+    );
+    let _ = write!(
+        s,
+        "<text x=\"{left:.1}\" y=\"16\" font-size=\"13\" font-weight=\"bold\">{}</text>",
+        escape_html(&sp.title)
+    );
+    for (i, (c, t)) in sp.legend.iter().enumerate() {
+        let y = 30.0 + 16.0 * i as f64;
+        let _ = write!(
+            s,
+            "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"5\" fill=\"{}\"/><text x=\"{:.1}\" y=\"{:.1}\">{}</text>",
+            left + 5.0,
+            y - 4.0,
+            escape_html(c),
+            left + 14.0,
+            y,
+            escape_html(t)
+        );
+    }
+    let _ = write!(
+        s,
+        "<rect x=\"{left:.1}\" y=\"{top:.1}\" width=\"{plot_w:.1}\" height=\"{plot_h:.1}\" fill=\"none\" stroke=\"#ccc\"/>"
+    );
+    for t in ticks(x0, x1, 6) {
+        let x = sx(t);
+        let _ = write!(
+            s,
+            "<line x1=\"{x:.1}\" y1=\"{top:.1}\" x2=\"{x:.1}\" y2=\"{:.1}\" stroke=\"#f0f0f0\"/><text x=\"{x:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>",
+            top + plot_h,
+            top + plot_h + 14.0,
+            fmt_tick(t)
+        );
+    }
+    for t in ticks(y0, y1, 6) {
+        let y = sy(t);
+        let _ = write!(
+            s,
+            "<line x1=\"{left:.1}\" y1=\"{y:.1}\" x2=\"{:.1}\" y2=\"{y:.1}\" stroke=\"#f0f0f0\"/><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
+            left + plot_w,
+            left - 4.0,
+            y + 4.0,
+            fmt_tick(t)
+        );
+    }
+    for p in &pts {
+        let (x, y) = (sx(p.x), sy(p.y));
+        let r = if p.radius.is_finite() {
+            p.radius.clamp(1.0, 30.0)
+        } else {
+            3.0
+        };
+        let stroke = if p.stroke.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " stroke=\"{}\" stroke-width=\"1.5\"",
+                escape_html(&p.stroke)
+            )
+        };
+        let _ = write!(
+            s,
+            "<circle cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"{r:.1}\" fill=\"{}\" fill-opacity=\"0.85\"{stroke}><title>{}</title></circle>",
+            escape_html(&p.fill),
+            escape_html(&p.title)
+        );
+        if !p.text.is_empty() {
+            let _ = write!(
+                s,
+                "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"10\">{}</text>",
+                x + r + 2.0,
+                y + 3.0,
+                escape_html(&p.text)
+            );
+        }
+    }
+    let _ = write!(
+        s,
+        "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text><text x=\"14\" y=\"{:.1}\" text-anchor=\"middle\" transform=\"rotate(-90 14 {:.1})\">{}</text></svg>",
+        left + plot_w / 2.0,
+        top + plot_h + 34.0,
+        escape_html(&sp.x_label),
+        top + plot_h / 2.0,
+        top + plot_h / 2.0,
+        escape_html(&sp.y_label)
+    );
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -613,5 +800,27 @@ mod tests {
             ..Default::default()
         });
         assert!(l.contains("<polyline"));
+        let sc = scatter_plot(&ScatterPlot {
+            title: "m".into(),
+            points: vec![
+                ScatterPoint {
+                    x: 0.0,
+                    y: 1.0,
+                    radius: 4.0,
+                    fill: signed_color(0.5, 1.0),
+                    text: "a<b".into(),
+                    ..Default::default()
+                },
+                ScatterPoint {
+                    x: f64::NAN,
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        });
+        assert_eq!(sc.matches("<circle").count(), 1);
+        assert!(sc.contains("a&lt;b"));
+        assert_eq!(signed_color(f64::NAN, 1.0), "#bbbbbb");
+        assert_ne!(signed_color(1.0, 1.0), signed_color(-1.0, 1.0));
     }
 }

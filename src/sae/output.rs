@@ -3,12 +3,16 @@
 //! `activations.safetensors` (`[pairs, latents]`, file order, pair ids in the metadata),
 //! `report.json`, `report.md` and a self-contained `report.html`. All files are written
 //! atomically. Also reads an SAE folder (or a whole output folder) back.
+use super::atlas::Atlas;
 use super::embed::f32_safetensors;
 use super::error::SaeError;
 use super::model::Sae;
 use super::pipeline::{RunResult, SaeReport};
 use super::saelens;
-use crate::report::svg::{bar_chart, line_chart, BarChart, LineChart};
+use crate::report::svg::{
+    bar_chart, line_chart, scatter_plot, series_color, signed_color, BarChart, LineChart,
+    ScatterPlot, ScatterPoint,
+};
 use crate::report::{fmt_num, write_atomic, HtmlPage, Markdown, Table};
 use std::collections::HashMap;
 use std::path::Path;
@@ -240,6 +244,13 @@ fn write_outputs_into(
         render_markdown(&r.report).as_bytes(),
     )?;
     w(&dir.join("report.html"), render_html(&r.report).as_bytes())?;
+    if let Some(a) = &r.report.atlas {
+        w(&dir.join("feature_map.svg"), atlas_map_svg(a).as_bytes())?;
+        w(
+            &dir.join("feature_clusters.svg"),
+            atlas_clusters_svg(a).as_bytes(),
+        )?;
+    }
     // Last: the completion marker.
     w(&dir.join("report.json"), json.as_bytes())
 }
@@ -387,6 +398,156 @@ fn feature_table(r: &SaeReport) -> Table {
     t
 }
 
+fn point_radius(prevalence: f64) -> f64 {
+    3.0 + 14.0 * prevalence.clamp(0.0, 1.0).sqrt()
+}
+
+fn axis_labels(a: &Atlas) -> (String, String) {
+    let rep = match a.config.representation {
+        super::atlas::Representation::Decoder => "decoder directions",
+        super::atlas::Representation::Activations => "activation profiles",
+    };
+    (
+        format!(
+            "PC 1 of the {rep} ({:.0}% of variance)",
+            100.0 * a.explained[0]
+        ),
+        format!("PC 2 ({:.0}%)", 100.0 * a.explained[1]),
+    )
+}
+
+/// The feature map as SVG: one point per feature, coloured by its effect on preference (red:
+/// rewarded, blue: penalised, grey: no effect fitted), sized by how often it fires, outlined in
+/// its cluster's colour.
+pub fn atlas_map_svg(a: &Atlas) -> String {
+    let max = a
+        .points
+        .iter()
+        .filter_map(|p| p.effect.map(f64::abs))
+        .fold(0.0f64, f64::max)
+        .max(1e-6);
+    let (xl, yl) = axis_labels(a);
+    scatter_plot(&ScatterPlot {
+        title: "Feature map: colour = effect on preference, size = frequency".into(),
+        points: a
+            .points
+            .iter()
+            .map(|p| ScatterPoint {
+                x: p.x,
+                y: p.y,
+                radius: point_radius(p.prevalence),
+                fill: signed_color(p.effect.unwrap_or(f64::NAN), max),
+                stroke: series_color(p.cluster).to_string(),
+                text: format!("{}", p.index),
+                title: format!(
+                    "feature {}: {} | effect {} | fires on {:.1}% | cluster {}{}",
+                    p.index,
+                    p.label,
+                    p.effect.map_or("n/a".into(), |e| format!("{e:+.3}")),
+                    100.0 * p.prevalence,
+                    p.cluster,
+                    p.top_pair
+                        .as_deref()
+                        .map(|t| format!(" | top pair {t}"))
+                        .unwrap_or_default()
+                ),
+            })
+            .collect(),
+        x_label: xl,
+        y_label: yl,
+        legend: vec![
+            (
+                signed_color(max, max),
+                format!("rewarded (effect {:+.2})", max),
+            ),
+            (
+                signed_color(-max, max),
+                format!("penalised (effect {:+.2})", -max),
+            ),
+            (signed_color(f64::NAN, max), "no effect fitted".into()),
+        ],
+    })
+}
+
+/// The cluster view as SVG: the same map coloured by cluster, each cluster named in the legend.
+pub fn atlas_clusters_svg(a: &Atlas) -> String {
+    let (xl, yl) = axis_labels(a);
+    scatter_plot(&ScatterPlot {
+        title: format!("Feature clusters (k-means, K = {})", a.k),
+        points: a
+            .points
+            .iter()
+            .map(|p| ScatterPoint {
+                x: p.x,
+                y: p.y,
+                radius: point_radius(p.prevalence),
+                fill: series_color(p.cluster).to_string(),
+                stroke: String::new(),
+                text: format!("{}", p.index),
+                title: format!("feature {}: {} | cluster {}", p.index, p.label, p.cluster),
+            })
+            .collect(),
+        x_label: xl,
+        y_label: yl,
+        legend: a
+            .clusters
+            .iter()
+            .map(|c| {
+                (
+                    series_color(c.id).to_string(),
+                    format!("{}: {}", c.id, c.name.chars().take(60).collect::<String>()),
+                )
+            })
+            .collect(),
+    })
+}
+
+fn atlas_summary(a: &Atlas) -> String {
+    let k = match a.config.clusters {
+        crate::numeric::cluster::ClusterCount::Auto => format!(
+            "K = {} chosen by silhouette over K = {}",
+            a.k,
+            a.k_scores
+                .iter()
+                .map(|(k, s)| format!("{k}: {}", fmt_num(*s, 3)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        crate::numeric::cluster::ClusterCount::Fixed(k) => format!("K = {k} (fixed)"),
+    };
+    format!(
+        "PCA of the features' {} (linfa); the map's two axes hold {:.1}% of the variance; clusters by seeded k-means (seed {}) in the first {} components ({:.1}% of the variance); {k}; silhouette {}.",
+        match a.config.representation {
+            super::atlas::Representation::Decoder => "decoder directions",
+            super::atlas::Representation::Activations => "activation profiles (unit norm)",
+        },
+        100.0 * (a.explained[0] + a.explained[1]),
+        a.config.seed,
+        a.components,
+        100.0 * a.explained_kept,
+        a.silhouette.map_or("n/a".into(), |s| fmt_num(s, 3))
+    )
+}
+
+/// The clusters as a table: name, size, mean effect, members (top features first).
+pub fn atlas_cluster_table(a: &Atlas) -> Table {
+    let mut t = Table::new(["cluster", "name", "features", "mean effect", "members"]);
+    for c in &a.clusters {
+        t.row([
+            c.id.to_string(),
+            c.name.clone(),
+            c.members.len().to_string(),
+            c.mean_effect.map_or("–".into(), |e| fmt_num(e, 3)),
+            c.members
+                .iter()
+                .map(|m| m.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        ]);
+    }
+    t
+}
+
 /// The Markdown report.
 pub fn render_markdown(r: &SaeReport) -> String {
     let mut md = Markdown::new("Feature discovery (WIMHF)");
@@ -396,6 +557,12 @@ pub fn render_markdown(r: &SaeReport) -> String {
     }
     md.h2("Features");
     md.table(&feature_table(r));
+    if let Some(a) = &r.atlas {
+        md.h2("Feature map and clusters");
+        md.p(&atlas_summary(a));
+        md.p("![Feature map](feature_map.svg)\n\n![Feature clusters](feature_clusters.svg)");
+        md.table(&atlas_cluster_table(a));
+    }
     for f in r
         .features
         .iter()
@@ -479,6 +646,13 @@ pub fn render_html(r: &SaeReport) -> String {
             values: with_effect.iter().map(|(_, c)| *c).collect(),
             x_label: "log-odds per sd".into(),
         }));
+    }
+    if let Some(a) = &r.atlas {
+        h.h2("Feature map and clusters");
+        h.p(&atlas_summary(a));
+        h.svg(&atlas_map_svg(a));
+        h.svg(&atlas_clusters_svg(a));
+        h.table(&atlas_cluster_table(a));
     }
     h.h2("Features");
     h.table(&feature_table(r));

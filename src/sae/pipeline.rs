@@ -273,6 +273,77 @@ pub struct SaeReport {
     pub auc: AucReport,
     /// Per-group weights.
     pub groups: Vec<GroupWeights>,
+    /// Map and clusters of the features (decoder directions, `auto` clusters, the SAE's
+    /// seed); absent in folders written before the atlas existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub atlas: Option<super::atlas::Atlas>,
+}
+
+fn clip_words(s: &str, n: usize) -> String {
+    let one = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    if one.chars().count() > n {
+        format!("{}…", one.chars().take(n).collect::<String>())
+    } else {
+        one
+    }
+}
+
+/// A feature's short label: its description, else its most distinctive words on its own
+/// side (`+ a, b`) and the other side (`- c`), else `feature j`.
+pub fn feature_label(f: &FeatureReport) -> String {
+    if let Some(d) = f.description.as_deref().filter(|d| !d.trim().is_empty()) {
+        return clip_words(d, 48);
+    }
+    let toward: Vec<&str> = f
+        .ngrams_toward
+        .iter()
+        .take(3)
+        .map(|g| g.text.as_str())
+        .collect();
+    let away: Vec<&str> = f
+        .ngrams_away
+        .iter()
+        .take(2)
+        .map(|g| g.text.as_str())
+        .collect();
+    let mut parts = Vec::new();
+    if !toward.is_empty() {
+        parts.push(format!("+ {}", toward.join(", ")));
+    }
+    if !away.is_empty() {
+        parts.push(format!("- {}", away.join(", ")));
+    }
+    if parts.is_empty() {
+        format!("feature {}", f.index)
+    } else {
+        clip_words(&parts.join(" | "), 48)
+    }
+}
+
+/// The atlas (map and clusters, `crate::sae::atlas`) of `sae`'s features, labelled from
+/// `report`: each feature's short label, effect on preference, prevalence and top pair.
+/// `activations` (`[pairs, latents]`) is needed for the activation-profile representation.
+pub fn build_atlas(
+    sae: &Sae,
+    report: &SaeReport,
+    activations: Option<&[f32]>,
+    cfg: &super::atlas::AtlasConfig,
+) -> Result<super::atlas::Atlas, SaeError> {
+    let summaries: Vec<super::atlas::FeatureSummary> = report
+        .features
+        .iter()
+        .map(|f| super::atlas::FeatureSummary {
+            index: f.index,
+            prevalence: f.prevalence,
+            effect: f.effect.as_ref().map(|e| e.coef),
+            label: feature_label(f),
+            top_pair: f
+                .top_pairs
+                .first()
+                .map(|p| format!("{}: {}", p.id, clip_words(&p.a, 80))),
+        })
+        .collect();
+    super::atlas::build(sae, &summaries, activations, cfg)
 }
 
 /// A finished run: the SAE, per-pair encodings and the report.
@@ -734,7 +805,17 @@ pub fn analyse(
         lasso_order,
         auc: aucs,
         groups,
+        atlas: None,
     };
+    let mut report = report;
+    let atlas_cfg = super::atlas::AtlasConfig {
+        seed,
+        ..Default::default()
+    };
+    match build_atlas(&sae, &report, Some(activations.as_slice()), &atlas_cfg) {
+        Ok(a) => report.atlas = Some(a),
+        Err(e) => sink.log(&format!("no feature atlas: {e}")),
+    }
     Ok(RunResult {
         sae,
         deltas,

@@ -7,7 +7,7 @@ use eframe::egui;
 
 use super::state::{self as ds, ExportFormat};
 use super::style::clip_start;
-use super::{forest, judges, waterfall};
+use super::{forest, groups, judges, waterfall};
 use crate::app::command::AppCommand;
 use crate::app::dialogs::DialogRequest;
 use crate::app::nav::{PanelId, Selection};
@@ -17,6 +17,7 @@ use crate::app::view::Panel;
 use crate::app::widgets;
 use crate::dissect::fit::available_group_keys;
 use crate::dissect::{NutsConfig, Sampler};
+use crate::numeric::cluster::ClusterCount;
 
 /// Tooltip of the prior scale.
 pub const PRIOR_TIP: &str = "Scale b of the Laplace(0, b) prior on every weight. \
@@ -41,6 +42,7 @@ enum View {
     TopPairs,
     Judges,
     Waterfall,
+    Groups,
 }
 
 /// View state of the Dissect panel.
@@ -123,7 +125,8 @@ impl Panel for DissectPanel {
         // Live refit: Laplace, no model-backed source, settings changed, nothing running,
         // complete inputs (no half-typed folder) and a pause in typing (debounced).
         let s = &state.dissect;
-        let changed = s.fitted.as_ref() != Some(&(path.clone(), s.config()));
+        let changed = s.fitted.as_ref() != Some(&(path.clone(), s.config()))
+            || s.fitted_grouping != s.grouping_config();
         let typing = self
             .typed_at
             .map(|t| TYPING_PAUSE.saturating_sub(t.elapsed()))
@@ -273,6 +276,59 @@ impl DissectPanel {
         });
 
         ui.add_space(6.0);
+        ui.horizontal_wrapped(|ui| {
+            ui.checkbox(&mut s.grouping_on, "Find annotator groups")
+                .on_hover_text(
+                    "Fit each annotator's own weights (MAP + Laplace), cluster them with seeded \
+                     k-means (linfa) into K groups or K by BIC, refit each group with intervals \
+                     and compare with the pooled fit (view: Annotator groups)",
+                );
+        });
+        if s.grouping_on {
+            ui.horizontal_wrapped(|ui| {
+                let l = ui.label("Annotator column");
+                egui::ComboBox::from_id_salt("annotator_column")
+                    .selected_text(s.annotator_column.clone())
+                    .show_ui(ui, |ui| {
+                        for (k, n) in &keys {
+                            ui.selectable_value(
+                                &mut s.annotator_column,
+                                k.clone(),
+                                format!("{k} ({n})"),
+                            );
+                        }
+                    })
+                    .response
+                    .labelled_by(l.id);
+            });
+            ui.horizontal_wrapped(|ui| {
+                let mut auto = s.annotator_k == ClusterCount::Auto;
+                if ui
+                    .checkbox(&mut auto, "K auto (BIC)")
+                    .on_hover_text("Choose the number of groups by BIC (1 = no groups found)")
+                    .changed()
+                {
+                    s.annotator_k = if auto {
+                        ClusterCount::Auto
+                    } else {
+                        ClusterCount::Fixed(2)
+                    };
+                }
+                if let ClusterCount::Fixed(mut k) = s.annotator_k {
+                    let l = ui.label("K");
+                    ui.add(egui::DragValue::new(&mut k).range(2..=20))
+                        .labelled_by(l.id)
+                        .on_hover_text("Number of annotator groups");
+                    s.annotator_k = ClusterCount::Fixed(k);
+                }
+                let l = ui.label("Min pairs");
+                ui.add(egui::DragValue::new(&mut s.min_annotator_pairs).range(1..=100_000))
+                    .labelled_by(l.id)
+                    .on_hover_text("Annotators with fewer non-tie pairs are not grouped");
+            });
+        }
+
+        ui.add_space(6.0);
         ui.strong("Model");
         ui.horizontal(|ui| {
             ui.radio_value(&mut s.sampler, Sampler::Laplace, "Laplace")
@@ -400,6 +456,7 @@ impl DissectPanel {
             ui.selectable_value(&mut self.view, View::TopPairs, "Top pairs");
             ui.selectable_value(&mut self.view, View::Judges, "Judge vs judge");
             ui.selectable_value(&mut self.view, View::Waterfall, "Waterfall");
+            ui.selectable_value(&mut self.view, View::Groups, "Annotator groups");
             if stale {
                 ui.weak("(settings changed since this fit)");
             }
@@ -431,6 +488,10 @@ impl DissectPanel {
             }
             View::Waterfall => {
                 waterfall::show(ui, state, &out, &mut self.pair_search);
+                None
+            }
+            View::Groups => {
+                groups::show(ui, state, &out);
                 None
             }
         };

@@ -7,9 +7,10 @@ use std::sync::Arc;
 
 use crate::data::Judgement;
 use crate::dissect::{
-    self, fit::available_group_keys, DissectConfig, DissectOutput, FactorPair, NutsConfig, Sampler,
-    Waterfall,
+    self, fit::available_group_keys, DissectConfig, DissectOutput, FactorPair, GroupingConfig,
+    NutsConfig, Sampler, Waterfall,
 };
+use crate::numeric::cluster::ClusterCount;
 use crate::steer::SteeringVector;
 
 use crate::app::artifacts::ArtifactKind;
@@ -96,6 +97,16 @@ pub struct DissectState {
     pub compare: (usize, usize),
     /// Where the last export went.
     pub last_export: Option<PathBuf>,
+    /// Find annotator groups after each fit.
+    pub grouping_on: bool,
+    /// The column naming each pair's annotator.
+    pub annotator_column: String,
+    /// Number of annotator groups, or auto (BIC).
+    pub annotator_k: ClusterCount,
+    /// Annotators with fewer pairs are not grouped.
+    pub min_annotator_pairs: usize,
+    /// The grouping settings of the last fit started (live refits compare against them).
+    pub fitted_grouping: Option<GroupingConfig>,
 }
 
 impl Default for DissectState {
@@ -124,6 +135,11 @@ impl Default for DissectState {
             top_k: 10,
             compare: (0, 1),
             last_export: None,
+            grouping_on: false,
+            annotator_column: "annotator".into(),
+            annotator_k: ClusterCount::Auto,
+            min_annotator_pairs: GroupingConfig::default().min_pairs,
+            fitted_grouping: None,
         }
     }
 }
@@ -163,6 +179,17 @@ impl DissectState {
             nuts: self.nuts.clone(),
             seed: self.seed,
         }
+    }
+
+    /// The annotator-grouping settings a fit would use now (None: grouping off).
+    pub fn grouping_config(&self) -> Option<GroupingConfig> {
+        self.grouping_on.then(|| GroupingConfig {
+            column: self.annotator_column.trim().to_string(),
+            groups: self.annotator_k,
+            min_pairs: self.min_annotator_pairs.max(1),
+            seed: self.seed,
+            ..Default::default()
+        })
     }
 
     /// Adds `FILE@LAYER` (or `FILE`) to the vector factors unless it is there already;
@@ -266,6 +293,8 @@ pub fn start_fit(state: &mut AppState) {
     state.dissect.error = None;
     let job_cfg = cfg.clone();
     let fitted = (path.clone(), cfg.clone());
+    let grouping = state.dissect.grouping_config();
+    state.dissect.fitted_grouping = grouping.clone();
     let name = match cfg.sampler {
         Sampler::Nuts => "Dissect (NUTS)",
         Sampler::Laplace => "Dissect (Laplace)",
@@ -281,9 +310,11 @@ pub fn start_fit(state: &mut AppState) {
                 None,
                 ctx,
             )?);
-            Ok(dissect::run_dissection_with(
-                &data, &sources, &job_cfg, ctx,
-            )?)
+            let mut out = dissect::run_dissection_with(&data, &sources, &job_cfg, ctx)?;
+            if let Some(g) = &grouping {
+                dissect::annotator_groups(&data, &out, &job_cfg, g, ctx)?.attach(&mut out);
+            }
+            Ok(out)
         },
         move |res: Result<DissectOutput, String>, state: &mut AppState| {
             let s = &mut state.dissect;
@@ -301,7 +332,17 @@ pub fn start_fit(state: &mut AppState) {
                     s.output = Some(Arc::new(out));
                     s.fitted = Some(fitted);
                     s.error = None;
-                    state.info(format!("Dissection fitted on {n} pairs, {g} groups"));
+                    let ag = s
+                        .output
+                        .as_ref()
+                        .map_or(0, |o| o.result.annotator_groups.len());
+                    if ag > 0 {
+                        state.info(format!(
+                            "Dissection fitted on {n} pairs, {g} groups; {ag} annotator group(s)"
+                        ));
+                    } else {
+                        state.info(format!("Dissection fitted on {n} pairs, {g} groups"));
+                    }
                 }
                 Err(e) => {
                     // A failed or cancelled fit must not refire the live refit every frame.

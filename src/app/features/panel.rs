@@ -1,7 +1,8 @@
 //! Features panel (WIMHF feature discovery): pick the embedder and the SAE settings, train on
 //! the active dataset in a background job with live plots (loss, FVE, L0, dead fraction),
 //! browse the features in a table sortable by effect, prevalence and fidelity, read a feature's
-//! top pairs side by side with their differing words highlighted, write a feature as a steering
+//! top pairs side by side with their differing words highlighted, see the features on a map or
+//! in clusters (`atlas.rs`), write a feature as a steering
 //! vector (LLM embedder only) and export the run folder. Calls `crate::app::features` (which
 //! calls `crate::sae`); no algorithm here.
 use eframe::egui;
@@ -9,7 +10,7 @@ use egui::text::LayoutJob;
 use egui::{Color32, TextFormat};
 use egui_plot::{Line, Plot};
 
-use super::state::{self as feat, EmbedderChoice, SortKey};
+use super::state::{self as feat, EmbedderChoice, FeatureView, SortKey};
 use crate::app::dialogs::DialogRequest;
 use crate::app::nav::{PanelId, Selection};
 use crate::app::state::AppState;
@@ -698,6 +699,23 @@ impl Panel for FeaturesPanel {
         }
         super::imported::applied_ui(ui, state);
         ui.add_space(4.0);
+        ui.horizontal(|ui| {
+            let v = &mut state.features.view;
+            ui.selectable_value(v, FeatureView::Table, "Table")
+                .on_hover_text("The sortable feature table");
+            ui.selectable_value(v, FeatureView::Map, "Map")
+                .on_hover_text(
+                "2-D map of the features (PCA): colour = effect on preference, size = frequency",
+            );
+            ui.selectable_value(v, FeatureView::Clusters, "Clusters")
+                .on_hover_text("k-means clusters of the features, named by their top features");
+        });
+        if state.features.view != FeatureView::Table {
+            super::atlas::atlas_ui(ui, state);
+            ui.separator();
+            Self::feature_view_ui(ui, state);
+            return;
+        }
         // Table and feature side by side where both fit (wide windows); else the feature
         // below the table, so neither is cut.
         if ui.available_width() >= 1600.0 {

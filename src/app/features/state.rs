@@ -10,7 +10,9 @@ use anyhow::Context as _;
 use crate::jobs::{Metric, Progress};
 use crate::sae::link::{self, SaeFolder, VectorScale};
 use crate::sae::pipeline::FeatureReport;
-use crate::sae::{self, MiniLmEmbedder, PairSet, RunOptions, RunResult, SaeConfig};
+use crate::sae::{
+    self, Atlas, AtlasConfig, MiniLmEmbedder, PairSet, RunOptions, RunResult, SaeConfig,
+};
 
 use crate::app::artifacts::ArtifactKind;
 use crate::app::dialogs::DialogRequest;
@@ -147,6 +149,43 @@ pub enum SortKey {
     Fidelity,
 }
 
+/// What the lower part of the Features panel shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FeatureView {
+    /// The sortable feature table.
+    #[default]
+    Table,
+    /// The feature map (PCA), coloured by effect and sized by frequency.
+    Map,
+    /// The clusters: the map coloured by cluster and each cluster's members.
+    Clusters,
+}
+
+impl std::str::FromStr for FeatureView {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "table" => Ok(FeatureView::Table),
+            "map" => Ok(FeatureView::Map),
+            "clusters" => Ok(FeatureView::Clusters),
+            other => Err(format!(
+                "unknown features view `{other}` (table, map or clusters)"
+            )),
+        }
+    }
+}
+
+/// The atlas of one run under one setting (kept until the run or the setting changes).
+#[derive(Debug, Clone)]
+pub struct AtlasCache {
+    /// Index of the run.
+    pub run: usize,
+    /// The settings.
+    pub config: AtlasConfig,
+    /// The atlas, or why it could not be built.
+    pub atlas: Result<Atlas, String>,
+}
+
 /// Everything the Features panel has made and shows.
 pub struct FeaturesState {
     /// Settings of the next run.
@@ -176,6 +215,12 @@ pub struct FeaturesState {
     pub imported: Option<super::imported::ImportedSae>,
     /// The last run applied to a dataset.
     pub applied: Option<super::imported::Applied>,
+    /// Table, map or clusters.
+    pub view: FeatureView,
+    /// Settings of the map and clusters.
+    pub atlas_config: AtlasConfig,
+    /// The atlas shown (see [`FeaturesState::atlas`]).
+    pub atlas: Option<AtlasCache>,
 }
 
 impl Default for FeaturesState {
@@ -194,6 +239,9 @@ impl Default for FeaturesState {
             pending_train: None,
             imported: None,
             applied: None,
+            view: FeatureView::default(),
+            atlas_config: AtlasConfig::default(),
+            atlas: None,
         }
     }
 }
@@ -211,8 +259,35 @@ impl FeaturesState {
             .unwrap_or_default()
     }
 
+    /// The atlas of the shown run under `atlas_config`: the run's own (report.json) when its
+    /// settings match, else built now (`crate::sae::build_atlas`) and kept until the run or the
+    /// settings change.
+    pub fn atlas(&mut self) -> Option<&Result<Atlas, String>> {
+        let i = self.active?;
+        let run = self.runs.get(i)?;
+        let cfg = self.atlas_config;
+        let fresh = matches!(&self.atlas, Some(c) if c.run == i && c.config == cfg);
+        if !fresh {
+            let r = &run.result;
+            let atlas = match r.report.atlas.as_ref().filter(|a| a.config == cfg) {
+                Some(a) => Ok(a.clone()),
+                None => sae::build_atlas(&r.sae, &r.report, Some(r.activations.as_slice()), &cfg)
+                    .map_err(|e| e.to_string()),
+            };
+            self.atlas = Some(AtlasCache {
+                run: i,
+                config: cfg,
+                atlas,
+            });
+        }
+        self.atlas.as_ref().map(|c| &c.atlas)
+    }
+
     /// Adds a run and shows it.
     pub fn push_run(&mut self, run: FeatureRun) {
+        if let Some(a) = &run.result.report.atlas {
+            self.atlas_config = a.config;
+        }
         self.runs.push(run);
         self.active = Some(self.runs.len() - 1);
         self.selected = None;

@@ -258,6 +258,148 @@ fn fit_rows(
     }
 }
 
+/// Fits the pairs `rows` of the design as one group (K-fold averaged when `cfg.folds > 1`;
+/// `gi` varies the fold shuffle and sampler seeds between groups) and summarises them.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn fit_group(
+    design: &Design,
+    rows: &[usize],
+    gi: usize,
+    label: &str,
+    gvals: &BTreeMap<String, String>,
+    n_ties: usize,
+    cfg: &DissectConfig,
+    tick: &(dyn Fn(u64) + Sync),
+    cancelled: &(dyn Fn() -> bool + Sync),
+) -> Result<GroupResult, DissectError> {
+    let folds = cfg.folds.max(1);
+    let fold_sets: Vec<Vec<usize>> = if folds <= 1 {
+        vec![rows.to_vec()]
+    } else {
+        if rows.len() < folds {
+            return Err(DissectError::Empty(format!(
+                "group {label} has {} pairs, fewer than {folds} folds",
+                rows.len()
+            )));
+        }
+        let mut shuffled = rows.to_vec();
+        shuffled.shuffle(&mut StdRng::seed_from_u64(cfg.seed.wrapping_add(gi as u64)));
+        let n = shuffled.len();
+        (0..folds)
+            .map(|k| {
+                let start = k * n / folds;
+                let end = start + n / folds;
+                shuffled[..start]
+                    .iter()
+                    .chain(&shuffled[end..])
+                    .copied()
+                    .collect()
+            })
+            .collect()
+    };
+    let p = design.factors.len();
+    let mut acc = OneFit {
+        mean: vec![0.0; p],
+        sd: vec![0.0; p],
+        lo: vec![0.0; p],
+        hi: vec![0.0; p],
+        pos: vec![0.0; p],
+        rhat: None,
+        ess: None,
+        stats: None,
+    };
+    let kf = fold_sets.len() as f64;
+    for (k, train) in fold_sets.iter().enumerate() {
+        let seed = cfg
+            .seed
+            .wrapping_mul(1_000_003)
+            .wrapping_add((gi * 1000 + k) as u64);
+        let f = fit_rows(design, train, cfg, seed, tick, cancelled)?;
+        for j in 0..p {
+            acc.mean[j] += f.mean[j] / kf;
+            acc.sd[j] += f.sd[j] / kf;
+            acc.lo[j] += f.lo[j] / kf;
+            acc.hi[j] += f.hi[j] / kf;
+            acc.pos[j] += f.pos[j] / kf;
+        }
+        if let Some(r) = f.rhat {
+            let a = acc.rhat.get_or_insert_with(|| vec![f64::NEG_INFINITY; p]);
+            for j in 0..p {
+                a[j] = if r[j].is_nan() {
+                    f64::NAN
+                } else {
+                    a[j].max(r[j])
+                };
+            }
+        }
+        if let Some(e) = f.ess {
+            let a = acc.ess.get_or_insert_with(|| vec![f64::INFINITY; p]);
+            for j in 0..p {
+                a[j] = a[j].min(e[j]);
+            }
+        }
+        if let Some(s) = f.stats {
+            let a = acc.stats.get_or_insert(SamplerStats {
+                divergences: 0,
+                mean_accept: 0.0,
+                mean_leapfrog: 0.0,
+                step_size: 0.0,
+            });
+            a.divergences += s.divergences;
+            a.mean_accept += s.mean_accept / kf;
+            a.mean_leapfrog += s.mean_leapfrog / kf;
+            a.step_size += s.step_size / kf;
+        }
+    }
+    let factors: Vec<FactorEstimate> = design
+        .factors
+        .iter()
+        .enumerate()
+        .map(|(j, f)| FactorEstimate {
+            name: f.name.clone(),
+            label: f.label.clone(),
+            mean: acc.mean[j],
+            sd: acc.sd[j],
+            lo95: acc.lo[j],
+            hi95: acc.hi[j],
+            prob_preferred: 100.0 * sigmoid(acc.mean[j]),
+            prob_positive: acc.pos[j],
+            rhat: acc.rhat.as_ref().map(|r| r[j]),
+            ess: acc.ess.as_ref().map(|e| e[j]),
+            n_nonzero: rows.iter().filter(|&&i| design.x[i][j] != 0.0).count(),
+        })
+        .collect();
+    let (mut correct, mut counted, mut a_wins) = (0usize, 0usize, 0usize);
+    for &i in rows {
+        let s = if design.flipped[i] { -1.0 } else { 1.0 };
+        let a = design.a_preferred[i] != design.flipped[i];
+        a_wins += usize::from(a);
+        let m: f64 = design.x[i]
+            .iter()
+            .zip(&acc.mean)
+            .map(|(x, w)| s * x * w)
+            .sum();
+        if m != 0.0 {
+            counted += 1;
+            correct += usize::from((m > 0.0) == a);
+        }
+    }
+    Ok(GroupResult {
+        group: gvals.clone(),
+        label: label.to_string(),
+        n_pairs: rows.len(),
+        n_ties,
+        frac_a_preferred: a_wins as f64 / rows.len() as f64,
+        accuracy: if counted > 0 {
+            correct as f64 / counted as f64
+        } else {
+            f64::NAN
+        },
+        factors,
+        sampler_stats: acc.stats,
+    })
+}
+
 /// Runs the whole dissection with the built-in sources. Reports progress to `sink` and
 /// returns [`DissectError::Cancelled`] once `sink.is_cancelled()`.
 pub fn run_dissection(
@@ -325,131 +467,17 @@ pub fn run_dissection_with(
         if cancelled() {
             return Err(DissectError::Cancelled);
         }
-        let fold_sets: Vec<Vec<usize>> = if folds <= 1 {
-            vec![rows.clone()]
-        } else {
-            if rows.len() < folds {
-                return Err(DissectError::Empty(format!(
-                    "group {label} has {} pairs, fewer than {folds} folds",
-                    rows.len()
-                )));
-            }
-            let mut shuffled = rows.clone();
-            shuffled.shuffle(&mut StdRng::seed_from_u64(cfg.seed.wrapping_add(gi as u64)));
-            let n = shuffled.len();
-            (0..folds)
-                .map(|k| {
-                    let start = k * n / folds;
-                    let end = start + n / folds;
-                    shuffled[..start]
-                        .iter()
-                        .chain(&shuffled[end..])
-                        .copied()
-                        .collect()
-                })
-                .collect()
-        };
-        let p = design.factors.len();
-        let mut acc = OneFit {
-            mean: vec![0.0; p],
-            sd: vec![0.0; p],
-            lo: vec![0.0; p],
-            hi: vec![0.0; p],
-            pos: vec![0.0; p],
-            rhat: None,
-            ess: None,
-            stats: None,
-        };
-        let kf = fold_sets.len() as f64;
-        for (k, train) in fold_sets.iter().enumerate() {
-            let seed = cfg
-                .seed
-                .wrapping_mul(1_000_003)
-                .wrapping_add((gi * 1000 + k) as u64);
-            let f = fit_rows(&design, train, cfg, seed, &tick, &cancelled)?;
-            for j in 0..p {
-                acc.mean[j] += f.mean[j] / kf;
-                acc.sd[j] += f.sd[j] / kf;
-                acc.lo[j] += f.lo[j] / kf;
-                acc.hi[j] += f.hi[j] / kf;
-                acc.pos[j] += f.pos[j] / kf;
-            }
-            if let Some(r) = f.rhat {
-                let a = acc.rhat.get_or_insert_with(|| vec![f64::NEG_INFINITY; p]);
-                for j in 0..p {
-                    a[j] = if r[j].is_nan() {
-                        f64::NAN
-                    } else {
-                        a[j].max(r[j])
-                    };
-                }
-            }
-            if let Some(e) = f.ess {
-                let a = acc.ess.get_or_insert_with(|| vec![f64::INFINITY; p]);
-                for j in 0..p {
-                    a[j] = a[j].min(e[j]);
-                }
-            }
-            if let Some(s) = f.stats {
-                let a = acc.stats.get_or_insert(SamplerStats {
-                    divergences: 0,
-                    mean_accept: 0.0,
-                    mean_leapfrog: 0.0,
-                    step_size: 0.0,
-                });
-                a.divergences += s.divergences;
-                a.mean_accept += s.mean_accept / kf;
-                a.mean_leapfrog += s.mean_leapfrog / kf;
-                a.step_size += s.step_size / kf;
-            }
-        }
-        let factors: Vec<FactorEstimate> = design
-            .factors
-            .iter()
-            .enumerate()
-            .map(|(j, f)| FactorEstimate {
-                name: f.name.clone(),
-                label: f.label.clone(),
-                mean: acc.mean[j],
-                sd: acc.sd[j],
-                lo95: acc.lo[j],
-                hi95: acc.hi[j],
-                prob_preferred: 100.0 * sigmoid(acc.mean[j]),
-                prob_positive: acc.pos[j],
-                rhat: acc.rhat.as_ref().map(|r| r[j]),
-                ess: acc.ess.as_ref().map(|e| e[j]),
-                n_nonzero: rows.iter().filter(|&&i| design.x[i][j] != 0.0).count(),
-            })
-            .collect();
-        let (mut correct, mut counted, mut a_wins) = (0usize, 0usize, 0usize);
-        for &i in rows {
-            let s = if design.flipped[i] { -1.0 } else { 1.0 };
-            let a = design.a_preferred[i] != design.flipped[i];
-            a_wins += usize::from(a);
-            let m: f64 = design.x[i]
-                .iter()
-                .zip(&acc.mean)
-                .map(|(x, w)| s * x * w)
-                .sum();
-            if m != 0.0 {
-                counted += 1;
-                correct += usize::from((m > 0.0) == a);
-            }
-        }
-        results.push(GroupResult {
-            group: gvals.clone(),
-            label: label.clone(),
-            n_pairs: rows.len(),
-            n_ties: ties.get(label).copied().unwrap_or(0),
-            frac_a_preferred: a_wins as f64 / rows.len() as f64,
-            accuracy: if counted > 0 {
-                correct as f64 / counted as f64
-            } else {
-                f64::NAN
-            },
-            factors,
-            sampler_stats: acc.stats,
-        });
+        results.push(fit_group(
+            &design,
+            rows,
+            gi,
+            label,
+            gvals,
+            ties.get(label).copied().unwrap_or(0),
+            cfg,
+            &tick,
+            &cancelled,
+        )?);
     }
     let (similarity, agreement) = compare_groups(&results);
     let n_ties = data.iter().filter(|j| j.winner == Winner::Tie).count();
@@ -466,6 +494,8 @@ pub fn run_dissection_with(
             steerlab_version: env!("CARGO_PKG_VERSION").to_string(),
         },
         factor_definitions: design.factors.clone(),
+        annotator_groups: Vec::new(),
+        annotator_grouping: None,
     };
     sink.report(Progress::new("done", total, Some(total)));
     Ok(DissectOutput { result, design })

@@ -136,6 +136,13 @@ pub struct DissectResult {
     pub settings: Settings,
     /// Factor definitions (name, label, source, kind, encoding, definition).
     pub factor_definitions: Vec<FactorInfo>,
+    /// Annotator groups found in the data (`steerlab dissect --annotator-groups`), each with
+    /// its members and refitted weights; absent when not asked for.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub annotator_groups: Vec<crate::dissect::groups::AnnotatorGroup>,
+    /// How those groups were found (K, BIC, per-annotator weights, pooled and group fits).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotator_grouping: Option<crate::dissect::groups::GroupingSummary>,
 }
 
 /// A fit together with the design it was fitted on (for waterfalls and the GUI).
