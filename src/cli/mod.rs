@@ -14,6 +14,7 @@ mod sae_interop;
 pub mod signals;
 mod steer_cmd;
 mod steer_eval_cmd;
+mod steer_judge_cmd;
 
 /// steerlab: activation steering and preference interpretability workbench.
 ///
