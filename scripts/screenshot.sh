@@ -7,6 +7,7 @@
 # libxi6 libxkbcommon-x11-0 libgl1 libgl1-mesa-dri
 #   scripts/screenshot.sh                 # all panels
 #   scripts/screenshot.sh model data      # some panels
+#   SIZE=1280x1100 scripts/screenshot.sh steer-landscape   # the Steer panel's layer sweep + Pareto front
 #   SIZE=1920x1080 OUT_DIR=/tmp/big scripts/screenshot.sh   # another window size (default 1280x800)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -49,7 +50,20 @@ for p in "${panels[@]}"; do
       STEERLAB_STEER_EPOCHS=2 STEERLAB_STEER_LR=0.1 STEERLAB_STEER_STRENGTH=2
       STEERLAB_SCREENSHOT_TIMEOUT="${STEERLAB_SCREENSHOT_TIMEOUT:-900}")
   fi
-  env "${steer_env[@]}" STEERLAB_SCREENSHOT="$png" STEERLAB_PANEL="$p" STEERLAB_DATA="$pdata" STEERLAB_PROMPT="$prompt" \
+  panel="$p"
+  if [ "$p" = steer-landscape ]; then
+    # The layer × strength section: CAA trains, then a sweep of 6 layers × 5 strengths fills the
+    # heatmap and the Pareto front (scroll position: the panel's bottom, so a taller window).
+    demo="$(mktemp -d)"
+    python3 scripts/steer_demo_data.py "$demo"
+    pdata="$demo/sentiment_pairs.jsonl"
+    panel=steer
+    steer_env=(STEERLAB_STEER_EVAL="$demo/sentiment_ab.jsonl" STEERLAB_STEER_METHOD=caa
+      STEERLAB_STEER_LAYERS=20 STEERLAB_STEER_STRENGTH=1
+      STEERLAB_STEER_LANDSCAPE="${LANDSCAPE:-4,8,12,16,20,24;-2,-1,0,1,2}"
+      STEERLAB_SCREENSHOT_TIMEOUT="${STEERLAB_SCREENSHOT_TIMEOUT:-1800}")
+  fi
+  env "${steer_env[@]}" STEERLAB_SCREENSHOT="$png" STEERLAB_PANEL="$panel" STEERLAB_DATA="$pdata" STEERLAB_PROMPT="$prompt" \
     STEERLAB_WINDOW="$size" xvfb-run -a -s "-screen 0 ${size}x24" "$bin" gui
   [ -s "$png" ] || { echo "screenshot.sh: no PNG written for $p" >&2; exit 1; }
 done

@@ -123,8 +123,9 @@ pub fn parse_window(s: &str) -> anyhow::Result<[f32; 2]> {
 /// Start-up choices for the Steer panel (screenshots, scripted demos), from the environment:
 /// `STEERLAB_STEER_EVAL` (A/B set to open), `STEERLAB_STEER_METHOD` (train this method as soon
 /// as the model and data are loaded), `STEERLAB_STEER_LAYERS`, `STEERLAB_STEER_EPOCHS`,
-/// `STEERLAB_STEER_LR`, `STEERLAB_STEER_STRENGTH` (slider value scored after training) and
-/// `STEERLAB_STEER_PROMPT`.
+/// `STEERLAB_STEER_LR`, `STEERLAB_STEER_STRENGTH` (slider value scored after training),
+/// `STEERLAB_STEER_PROMPT` and `STEERLAB_STEER_LANDSCAPE` (`LAYERS;MULTIPLIERS`: a layer × strength
+/// sweep started after the behaviour sweep).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SteerStart {
     /// A/B evaluation set to open.
@@ -141,6 +142,8 @@ pub struct SteerStart {
     pub strength: Option<f64>,
     /// Prompt for the generations.
     pub prompt: Option<String>,
+    /// Layer × strength sweep to start after the behaviour sweep: `LAYERS;MULTIPLIERS`.
+    pub landscape: Option<String>,
 }
 
 impl SteerStart {
@@ -149,7 +152,7 @@ impl SteerStart {
         let var = |k: &str| std::env::var(k).ok().filter(|s| !s.trim().is_empty());
         let method = match var("STEERLAB_STEER_METHOD") {
             Some(m) => Some(Method::from_name(&m).with_context(|| {
-                format!("STEERLAB_STEER_METHOD={m}: unknown method (bipo, caa or pca)")
+                format!("STEERLAB_STEER_METHOD={m}: unknown method (bipo, caa, pca or probe)")
             })?),
             None => None,
         };
@@ -188,6 +191,7 @@ impl SteerStart {
             lr,
             strength,
             prompt: var("STEERLAB_STEER_PROMPT"),
+            landscape: var("STEERLAB_STEER_LANDSCAPE"),
         })
     }
 }

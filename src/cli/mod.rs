@@ -15,6 +15,7 @@ mod serve_cmd;
 pub mod signals;
 mod steer_cmd;
 mod steer_eval_cmd;
+mod steer_judge_cmd;
 
 /// steerlab: activation steering and preference interpretability workbench.
 ///

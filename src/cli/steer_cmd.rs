@@ -31,6 +31,12 @@ pub enum SteerCommand {
     Verify(crate::cli::steer_eval_cmd::VerifyArgs),
     /// CAST: choose the condition threshold that separates prompts to steer from prompts not to.
     CastThreshold(crate::cli::steer_eval_cmd::CastArgs),
+    /// A local judge rates steered generations (behaviour 1–4, coherence) and compares them with
+    /// the unsteered ones, order swapped; reports its self-agreement and Spearman vs the A/B score.
+    Judge(crate::cli::steer_judge_cmd::JudgeArgs),
+    /// Where a vector acts: its logit lens and per-token projection strips of prompts and
+    /// generations.
+    Lens(crate::cli::steer_judge_cmd::LensArgs),
 }
 
 /// `steer train` arguments.
@@ -162,6 +168,8 @@ pub fn run(cmd: SteerCommand) -> Result<()> {
         SteerCommand::Tune(a) => crate::cli::steer_eval_cmd::tune_cmd(a),
         SteerCommand::Verify(a) => crate::cli::steer_eval_cmd::verify_cmd(a),
         SteerCommand::CastThreshold(a) => crate::cli::steer_eval_cmd::cast_cmd(a),
+        SteerCommand::Judge(a) => crate::cli::steer_judge_cmd::judge_cmd(a),
+        SteerCommand::Lens(a) => crate::cli::steer_judge_cmd::lens_cmd(a),
     }
 }
 
@@ -211,7 +219,7 @@ fn train(a: TrainArgs) -> Result<()> {
     let model_name = model.name().to_string();
     let method = Method::from_name(&a.method).ok_or_else(|| {
         anyhow::anyhow!(
-            "unknown method `{}` (expected bipo, caa or pca)",
+            "unknown method `{}` (expected bipo, caa, pca or probe)",
             a.method.to_ascii_lowercase()
         )
     })?;
@@ -285,6 +293,22 @@ fn train(a: TrainArgs) -> Result<()> {
                 })
                 .collect();
             serde_json::json!({"method": "pca", "pairs": pairs, "norms": vector.norms(), "layers": st})
+        }
+        Trained::Probe {
+            vector,
+            pairs,
+            stats,
+        } => {
+            let st: serde_json::Map<String, serde_json::Value> = stats
+                .iter()
+                .map(|(l, s)| {
+                    (
+                        l.to_string(),
+                        serde_json::json!({"train_accuracy": s.accuracy, "agreement": s.agreement}),
+                    )
+                })
+                .collect();
+            serde_json::json!({"method": "probe", "pairs": pairs, "norms": vector.norms(), "layers": st})
         }
         Trained::Bipo {
             outcome: out,

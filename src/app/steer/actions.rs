@@ -447,6 +447,14 @@ impl SteerState {
             }
             AutoStage::Sweeping if !Self::sweeping(state) => {
                 Self::start_score(state);
+                let spec = state
+                    .steer
+                    .auto
+                    .as_ref()
+                    .and_then(|a| a.0.landscape.clone());
+                if let Some(spec) = spec {
+                    super::landscape::Landscape::start_spec(state, &spec);
+                }
                 Some(AutoStage::Done)
             }
             _ => None,
@@ -496,7 +504,9 @@ pub fn train(
     let batch = s.bipo.eval_batch_size.max(1);
     let trained = crate::steer::train(model, &data, heldout.as_deref(), &cfg, batch, prov, sink)?;
     Ok(match trained {
-        Trained::Caa { vector, pairs } | Trained::Pca { vector, pairs, .. } => {
+        Trained::Caa { vector, pairs }
+        | Trained::Pca { vector, pairs, .. }
+        | Trained::Probe { vector, pairs, .. } => {
             let norms: Vec<String> = vector
                 .norms()
                 .iter()

@@ -1,7 +1,9 @@
-//! The Steer feature: train (BiPO, CAA, PCA), combine, slide, sweep and export steering
+//! The Steer feature: train (BiPO, CAA, PCA, probe), combine, slide, sweep and export steering
 //! vectors. `state.rs`: what it owns ([`SteerState`], a field of `AppState`); `actions.rs`:
-//! its jobs and actions; `panel.rs`: the view.
+//! its jobs and actions; `panel.rs`: the view; `landscape.rs`: the layer × strength sweep
+//! and its Pareto front (state, job and view of that section).
 mod actions;
+pub mod landscape;
 mod panel;
 mod state;
 

@@ -240,6 +240,7 @@ impl SteerPanel {
                     (Method::Bipo, "BiPO", "Bi-directional preference optimisation (Cao et al. 2024): trains v so that +v raises and −v lowers the likelihood of the chosen over the rejected response"),
                     (Method::Caa, "CAA", "Contrastive activation addition (Rimsky et al.): mean of (matching − non-matching) activations at the answer-letter token; no training"),
                     (Method::Pca, "PCA", "repeng's pca_diff: first principal component of the pair differences at the last token, sign fixed so positives project higher"),
+                    (Method::Probe, "Probe", "Normal of a logistic regression (linfa-logistic, L2) separating chosen from rejected activations at the last token, sign fixed so chosen projects higher"),
                 ];
                 for (m, label, tip) in tips {
                     ui.selectable_value(&mut s.method, m, label).on_hover_text(tip);
@@ -844,6 +845,8 @@ impl Panel for SteerPanel {
             self.strength_section(right, state);
             right.separator();
             self.generation_section(right, state);
+            right.separator();
+            super::landscape::ui(right, state);
         });
     }
 }

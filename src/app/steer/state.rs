@@ -279,6 +279,8 @@ pub struct SteerState {
     pub sweep_job: Option<JobId>,
     /// Last file written by an export.
     pub last_export: Option<PathBuf>,
+    /// The layer × strength sweep and its Pareto front.
+    pub landscape: super::landscape::Landscape,
     pub(super) unsteered_cache: Option<(String, usize, String)>,
     pub(super) auto: Option<(SteerStart, AutoStage)>,
     /// The OpenAI-compatible server (Serve switch), while it runs.
@@ -317,6 +319,7 @@ impl Default for SteerState {
             sweep: Vec::new(),
             sweep_job: None,
             last_export: None,
+            landscape: Default::default(),
             unsteered_cache: None,
             auto: None,
             server: None,
