@@ -4,7 +4,7 @@
 //! same groups as the library called directly, and the group view renders).
 mod common;
 
-use egui_kittest::kittest::{NodeT, Queryable};
+use egui_kittest::kittest::Queryable;
 use rand::{Rng, SeedableRng};
 use steerlab::app::{FeatureView, FeaturesStart, PanelId, ScriptedPicker, StartOptions};
 use steerlab::data::synth::{self, PlantedGroups, SynthOptions};
