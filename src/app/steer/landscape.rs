@@ -273,7 +273,8 @@ fn cell_text(p: Option<&Point>) -> String {
 pub fn ui(ui: &mut egui::Ui, state: &mut AppState) {
     ui.strong("Layer × strength");
     let sweeping = Landscape::sweeping(state);
-    ui.horizontal(|ui| {
+    // Wraps, so the controls never push the right column past the window's edge.
+    ui.horizontal_wrapped(|ui| {
         let l = &mut state.steer.landscape;
         ui.add_enabled_ui(!sweeping, |ui| {
             egui::ComboBox::from_id_salt("landscape_method")
