@@ -172,7 +172,7 @@ fn judge_ratings_equal_a_hand_softmax_of_the_last_logits() {
         );
         let ids = steerlab::steer::prepare::prompt_ids(&tok, &steerlab::data::Prompt::Text(text))
             .unwrap();
-        let batch = Batch::from_sequences(&[ids.clone()], 0, model.device()).unwrap();
+        let batch = Batch::from_sequences(std::slice::from_ref(&ids), 0, model.device()).unwrap();
         let logits = model.forward(&batch, &mut Hooks::new()).unwrap();
         let last = logits
             .squeeze(0)
@@ -237,7 +237,7 @@ fn projection_strip_equals_the_captured_residual_projected_by_hand() {
     let ids: Vec<u32> = vec![1, 50, 60, 70, 80, 90];
     let strip = lens::projection_strip(&model, &v, 1, &ids, 4, &|i| format!("t{i}")).unwrap();
     // capture blocks.1.hook_resid_post on a full forward pass
-    let batch = Batch::from_sequences(&[ids.clone()], 0, model.device()).unwrap();
+    let batch = Batch::from_sequences(std::slice::from_ref(&ids), 0, model.device()).unwrap();
     let mut hooks = Hooks::new();
     hooks.capture(HookPoint::ResidPost(1));
     model.forward(&batch, &mut hooks).unwrap();

@@ -8,6 +8,9 @@ use crate::app::state::AppState;
 use crate::app::widgets;
 use crate::dissect::DissectOutput;
 
+/// One forest series: name, colour, and per factor (mean, lo95, hi95).
+type Series = (String, egui::Color32, Vec<(f64, f64, f64)>);
+
 /// Height of one factor's row (points).
 const ROW: f32 = 30.0;
 
@@ -44,7 +47,7 @@ pub(super) fn show(ui: &mut egui::Ui, state: &mut AppState, out: &DissectOutput)
         g.config.min_pairs
     ));
     // Series: pooled (grey), then each group.
-    let mut series: Vec<(String, egui::Color32, Vec<(f64, f64, f64)>)> = vec![(
+    let mut series: Vec<Series> = vec![(
         "pooled".into(),
         egui::Color32::GRAY,
         g.pooled
