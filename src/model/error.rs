@@ -13,11 +13,11 @@ pub enum ModelError {
         what: String,
     },
     /// A file could not be read or parsed; `field` names the key/tensor involved when known.
-    #[error("{path}: {field}: {message}", path = .path.display())]
+    #[error("{}", bad_file(path, field, message))]
     BadFile {
         /// The file.
         path: PathBuf,
-        /// The field, key or tensor name at fault ("-" if none).
+        /// The field, key or tensor name at fault ("-" if none; then left out of the message).
         field: String,
         /// What is wrong.
         message: String,
@@ -71,6 +71,15 @@ pub enum ModelError {
     },
 }
 
+/// `PATH: FIELD: MESSAGE`, or `PATH: MESSAGE` when no field is named (`-`).
+fn bad_file(path: &std::path::Path, field: &str, message: &str) -> String {
+    if field.is_empty() || field == "-" {
+        format!("{}: {message}", path.display())
+    } else {
+        format!("{}: {field}: {message}", path.display())
+    }
+}
+
 /// Result alias for the model module.
 pub type Result<T> = std::result::Result<T, ModelError>;
 
@@ -81,4 +90,24 @@ pub(crate) fn check_interrupt() -> Result<()> {
         return Err(ModelError::Interrupted);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ModelError;
+
+    #[test]
+    fn a_bad_file_without_a_field_has_no_stray_dash() {
+        let e = |field: &str| ModelError::BadFile {
+            path: "m.gguf".into(),
+            field: field.into(),
+            message: "truncated".into(),
+        };
+        assert_eq!(e("-").to_string(), "m.gguf: truncated");
+        assert_eq!(e("").to_string(), "m.gguf: truncated");
+        assert_eq!(
+            e("blk.0.ffn_up").to_string(),
+            "m.gguf: blk.0.ffn_up: truncated"
+        );
+    }
 }
