@@ -64,6 +64,17 @@ pub fn short_name_path(name: &str) -> Option<PathBuf> {
         .map(|s| steerlab_home().join("models").join(s.file))
 }
 
+/// The short names whose cached file is `path` (empty for any other model).
+pub fn short_names_of(path: &std::path::Path) -> Vec<String> {
+    let canon = |p: &std::path::Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    let target = canon(path);
+    SHORT_NAMES
+        .iter()
+        .filter(|s| canon(&steerlab_home().join("models").join(s.file)) == target)
+        .map(|s| s.name.to_string())
+        .collect()
+}
+
 /// A `--model` value that names no model.
 #[derive(Debug, thiserror::Error)]
 pub enum ModelSpecError {

@@ -276,6 +276,7 @@ fn tiny_server() -> Server {
     let store = VectorStore::from_vectors(vec![("wave".into(), v)], &model).unwrap();
     let mut cfg = ServeConfig::local("tiny", 0);
     cfg.api_key = Some("k".into());
+    cfg.aliases = vec!["tiny-alias".into()];
     cfg.limits = Limits {
         max_body_bytes: 2048,
         max_prompt_tokens: 20,
@@ -320,6 +321,16 @@ fn errors_are_400_401_404_413_with_the_field() {
     );
     assert_eq!(status, 404, "{body}");
     assert_eq!(json(&body)["error"]["code"], "model_not_found");
+    // An alias (a cached default's short name) names the served model; the answer carries the id.
+    let (status, body) = http(
+        addr,
+        "POST",
+        "/v1/completions",
+        k,
+        r#"{"model":"TINY-alias","prompt":"a","max_tokens":2}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(json(&body)["model"], "tiny");
     // 400s naming the field.
     let cases = [
         ("/v1/completions", "{not json", None),

@@ -101,11 +101,14 @@ pub fn run(a: ServeArgs) -> anyhow::Result<()> {
             a.host
         );
     }
+    // A cached default also answers to its short name (`"model": "smollm2"`).
+    let aliases = crate::paths::short_names_of(&path);
     let config = ServeConfig {
         host: a.host,
         port: a.port,
         api_key,
         model_id,
+        aliases,
         limits,
     };
     let n_vectors = vectors.len();

@@ -78,11 +78,19 @@ pub struct ServeConfig {
     pub api_key: Option<String>,
     /// The model id shown in `/v1/models` and responses.
     pub model_id: String,
+    /// Other names a request's `model` may use for the same model (e.g. the short name
+    /// `smollm2` of a cached default); responses still carry `model_id`.
+    pub aliases: Vec<String>,
     /// Request and scheduler limits.
     pub limits: Limits,
 }
 
 impl ServeConfig {
+    /// Whether a request's `model` names the served model: its id or one of its aliases.
+    pub fn serves(&self, asked: &str) -> bool {
+        asked == self.model_id || self.aliases.iter().any(|a| a.eq_ignore_ascii_case(asked))
+    }
+
     /// Loopback on `port`, no key, default limits.
     pub fn local(model_id: impl Into<String>, port: u16) -> Self {
         Self {
@@ -90,6 +98,7 @@ impl ServeConfig {
             port,
             api_key: None,
             model_id: model_id.into(),
+            aliases: Vec::new(),
             limits: Limits::default(),
         }
     }

@@ -201,7 +201,7 @@ fn sse(v: &Value) -> String {
 /// Turns a request into a queued job: model name, tokens, steering, sampling.
 fn prepare(s: &Shared, req: &GenRequest) -> Result<(Job, Meta, UnboundedReceiver<Event>)> {
     if let Some(m) = &req.model {
-        if m != &s.config.model_id {
+        if !s.config.serves(m) {
             return Err(ServeError::ModelNotFound {
                 asked: m.chars().take(200).collect(),
                 served: s.config.model_id.clone(),

@@ -413,7 +413,10 @@ impl SteerState {
             crate::serve::Server::start(
                 m.model.clone(),
                 store,
-                crate::serve::ServeConfig::local(id, state.steer.serve_port),
+                crate::serve::ServeConfig {
+                    aliases: crate::paths::short_names_of(&m.path),
+                    ..crate::serve::ServeConfig::local(id, state.steer.serve_port)
+                },
             )
         });
         match started {
