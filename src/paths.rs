@@ -64,6 +64,14 @@ pub fn short_name_path(name: &str) -> Option<PathBuf> {
         .map(|s| steerlab_home().join("models").join(s.file))
 }
 
+/// The short name whose cached model file is `path`, if any.
+pub fn short_name_of(path: &std::path::Path) -> Option<&'static str> {
+    SHORT_NAMES
+        .iter()
+        .find(|s| short_name_path(s.name).is_some_and(|p| p == path))
+        .map(|s| s.name)
+}
+
 /// A `--model` value that names no model.
 #[derive(Debug, thiserror::Error)]
 pub enum ModelSpecError {
