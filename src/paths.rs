@@ -64,15 +64,14 @@ pub fn short_name_path(name: &str) -> Option<PathBuf> {
         .map(|s| steerlab_home().join("models").join(s.file))
 }
 
-/// The short names whose cached file is `path` (empty for any other model).
-pub fn short_names_of(path: &std::path::Path) -> Vec<String> {
+/// The short name whose cached model file is `path`, if any (paths compared after resolving links).
+pub fn short_name_of(path: &std::path::Path) -> Option<&'static str> {
     let canon = |p: &std::path::Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
     let target = canon(path);
     SHORT_NAMES
         .iter()
-        .filter(|s| canon(&steerlab_home().join("models").join(s.file)) == target)
-        .map(|s| s.name.to_string())
-        .collect()
+        .find(|s| short_name_path(s.name).is_some_and(|p| canon(&p) == target))
+        .map(|s| s.name)
 }
 
 /// A `--model` value that names no model.

@@ -102,7 +102,10 @@ pub fn run(a: ServeArgs) -> anyhow::Result<()> {
         );
     }
     // A cached default also answers to its short name (`"model": "smollm2"`).
-    let aliases = crate::paths::short_names_of(&path);
+    let aliases = crate::paths::short_name_of(&path)
+        .into_iter()
+        .map(String::from)
+        .collect();
     let config = ServeConfig {
         host: a.host,
         port: a.port,

@@ -18,7 +18,7 @@ impl Panel for ModelPanel {
         ui.heading("Model");
         ui.label(
             "A Hugging Face folder (config.json, *.safetensors, tokenizer.json) of a Llama, Mistral, \
-             Qwen2, Qwen3, Gemma 2 or Gemma 3 model, or a single .gguf file.",
+             Mixtral, Qwen2, Qwen3, Qwen3-MoE, Gemma 2, Gemma 3 or Phi-3 model, or a single .gguf file.",
         );
         ui.add_space(6.0);
         if self.path.text.is_empty() {
@@ -91,8 +91,14 @@ impl Panel for ModelPanel {
         }
         if !state.recent.models.is_empty() {
             if let Some(p) = recent_links(ui, &state.recent.models, !loading) {
-                self.path.text = p.display().to_string();
-                start_model_load(state, p, self.choice.clone());
+                // Entries are paths or short names; both resolve as `--model` does.
+                match crate::paths::resolve_model_spec(p.to_str()) {
+                    Ok(p) => {
+                        self.path.text = p.display().to_string();
+                        start_model_load(state, p, self.choice.clone());
+                    }
+                    Err(e) => state.model_error = Some(e.to_string()),
+                }
             }
         }
         ui.separator();
@@ -112,22 +118,24 @@ impl Panel for ModelPanel {
                 let s = &m.summary;
                 ui.strong(format!("Loaded: {}", m.path.display()));
                 ui.add_space(4.0);
-                kv_grid(
-                    ui,
-                    "model_info",
-                    &[
-                        ("Name", s.name.clone()),
-                        ("Architecture", s.architecture.clone()),
-                        ("Layers", s.n_layers.to_string()),
-                        ("Hidden size", s.hidden_size.to_string()),
-                        ("Attention", s.attention.clone()),
-                        ("Vocabulary", s.vocab_size.to_string()),
-                        ("Parameters", format_params(s.n_params)),
-                        ("Device", s.device.clone()),
-                        ("Dtype", s.dtype.clone()),
-                        ("Load time", format!("{:.2} s", m.load_time.as_secs_f64())),
-                    ],
-                );
+                let mut rows = vec![
+                    ("Name", s.name.clone()),
+                    ("Architecture", s.architecture.clone()),
+                    ("Layers", s.n_layers.to_string()),
+                    ("Hidden size", s.hidden_size.to_string()),
+                    ("Attention", s.attention.clone()),
+                ];
+                if let Some(e) = &s.experts {
+                    rows.push(("Experts", e.clone()));
+                }
+                rows.extend([
+                    ("Vocabulary", s.vocab_size.to_string()),
+                    ("Parameters", format_params(s.n_params)),
+                    ("Device", s.device.clone()),
+                    ("Dtype", s.dtype.clone()),
+                    ("Load time", format!("{:.2} s", m.load_time.as_secs_f64())),
+                ]);
+                kv_grid(ui, "model_info", &rows);
             }
             None if !loading => {
                 ui.label("No model loaded.");

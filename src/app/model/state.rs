@@ -48,6 +48,8 @@ pub struct ModelSummary {
     pub dtype: String,
     /// Attention pattern (global, sliding, or the sliding/global split).
     pub attention: String,
+    /// Mixture of experts (`4 experts, top 2`); `None` for dense models.
+    pub experts: Option<String>,
 }
 
 /// A model in memory, shared with generation jobs.
@@ -87,6 +89,7 @@ pub fn load_model(
         device: info.device.clone(),
         dtype: info.dtype.clone(),
         attention: info.attention.clone(),
+        experts: info.experts.clone(),
     };
     Ok(LoadedModel {
         path,
@@ -107,7 +110,10 @@ pub fn start_model_load(state: &mut AppState, path: PathBuf, choice: DeviceChoic
             state.model_job = None;
             match res {
                 Ok(m) => {
-                    Recent::remember(&mut state.recent.models, &m.path);
+                    // A default model is remembered by its short name (`gemma3-270m`).
+                    let entry = crate::paths::short_name_of(&m.path)
+                        .map_or_else(|| m.path.clone(), PathBuf::from);
+                    Recent::remember(&mut state.recent.models, &entry);
                     state.artifacts.add(
                         crate::app::artifacts::ArtifactKind::Model,
                         m.summary.name.clone(),

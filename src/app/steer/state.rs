@@ -414,7 +414,10 @@ impl SteerState {
                 m.model.clone(),
                 store,
                 crate::serve::ServeConfig {
-                    aliases: crate::paths::short_names_of(&m.path),
+                    aliases: crate::paths::short_name_of(&m.path)
+                        .into_iter()
+                        .map(String::from)
+                        .collect(),
                     ..crate::serve::ServeConfig::local(id, state.steer.serve_port)
                 },
             )

@@ -1,12 +1,14 @@
-//! BERT sentence encoder (all-MiniLM-L6-v2 and other sentence-transformers BERT folders) on
-//! candle ops: token + position + type embeddings, post-LayerNorm encoder layers, then mean
-//! pooling over real (non-padding) tokens and L2 normalisation, as sentence-transformers does.
+//! BERT sentence encoder (all-MiniLM-L6-v2 and other sentence-transformers BERT folders):
+//! candle-transformers' `bert` model (it matched steerlab's own encoder exactly, see
+//! docs/design/model-reach.md), then mean pooling over real (non-padding) tokens and L2
+//! normalisation, as sentence-transformers does.
 //!
 //! Inference only: no hooks, no gradients, no steering. Padding from `tokenizer.json` is
 //! replaced by batch-longest padding masked out of attention and pooling.
 use crate::model::{ModelError, Result};
-use candle_core::{DType, Device, Module, Tensor, D};
-use candle_nn::{LayerNorm, Linear, VarBuilder};
+use candle_core::{DType, Device, Tensor, D};
+use candle_nn::VarBuilder;
+use candle_transformers::models::bert as ct;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
@@ -47,25 +49,10 @@ fn default_act() -> String {
     "gelu".into()
 }
 
-struct Layer {
-    q: Linear,
-    k: Linear,
-    v: Linear,
-    o: Linear,
-    ln_attn: LayerNorm,
-    up: Linear,
-    down: Linear,
-    ln_out: LayerNorm,
-}
-
 /// A loaded BERT sentence encoder with its tokenizer.
 pub struct BertEncoder {
     cfg: BertConfig,
-    word: candle_nn::Embedding,
-    pos: candle_nn::Embedding,
-    typ: candle_nn::Embedding,
-    ln_emb: LayerNorm,
-    layers: Vec<Layer>,
+    bert: ct::BertModel,
     tokenizer: Tokenizer,
     max_len: usize,
     device: Device,
@@ -158,47 +145,28 @@ impl BertEncoder {
         let prefixed = tensors.keys().any(|k| k.starts_with("bert."));
         let vb = VarBuilder::from_tensors(tensors, DType::F32, device);
         let vb = if prefixed { vb.pp("bert") } else { vb };
-        let wrap = |e: candle_core::Error| bad(&w_path, "tensor", e);
-        let h = cfg.hidden_size;
-        let emb = vb.pp("embeddings");
-        let word =
-            candle_nn::embedding(cfg.vocab_size, h, emb.pp("word_embeddings")).map_err(wrap)?;
-        let pos = candle_nn::embedding(
-            cfg.max_position_embeddings,
-            h,
-            emb.pp("position_embeddings"),
-        )
-        .map_err(wrap)?;
-        let typ = candle_nn::embedding(cfg.type_vocab_size, h, emb.pp("token_type_embeddings"))
-            .map_err(wrap)?;
-        let ln_emb =
-            candle_nn::layer_norm(h, cfg.layer_norm_eps, emb.pp("LayerNorm")).map_err(wrap)?;
-        let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
-        for l in 0..cfg.num_hidden_layers {
-            let lv = vb.pp(format!("encoder.layer.{l}"));
-            let at = lv.pp("attention");
-            layers.push(Layer {
-                q: candle_nn::linear(h, h, at.pp("self.query")).map_err(wrap)?,
-                k: candle_nn::linear(h, h, at.pp("self.key")).map_err(wrap)?,
-                v: candle_nn::linear(h, h, at.pp("self.value")).map_err(wrap)?,
-                o: candle_nn::linear(h, h, at.pp("output.dense")).map_err(wrap)?,
-                ln_attn: candle_nn::layer_norm(h, cfg.layer_norm_eps, at.pp("output.LayerNorm"))
-                    .map_err(wrap)?,
-                up: candle_nn::linear(h, cfg.intermediate_size, lv.pp("intermediate.dense"))
-                    .map_err(wrap)?,
-                down: candle_nn::linear(cfg.intermediate_size, h, lv.pp("output.dense"))
-                    .map_err(wrap)?,
-                ln_out: candle_nn::layer_norm(h, cfg.layer_norm_eps, lv.pp("output.LayerNorm"))
-                    .map_err(wrap)?,
-            });
-        }
+        let ct_cfg = ct::Config {
+            vocab_size: cfg.vocab_size,
+            hidden_size: cfg.hidden_size,
+            num_hidden_layers: cfg.num_hidden_layers,
+            num_attention_heads: cfg.num_attention_heads,
+            intermediate_size: cfg.intermediate_size,
+            hidden_act: ct::HiddenAct::Gelu,
+            hidden_dropout_prob: 0.0,
+            max_position_embeddings: cfg.max_position_embeddings,
+            type_vocab_size: cfg.type_vocab_size,
+            initializer_range: 0.02,
+            layer_norm_eps: cfg.layer_norm_eps,
+            pad_token_id: 0,
+            position_embedding_type: ct::PositionEmbeddingType::Absolute,
+            use_cache: false,
+            classifier_dropout: None,
+            model_type: None,
+        };
+        let bert = ct::BertModel::load(vb, &ct_cfg).map_err(|e| bad(&w_path, "tensor", e))?;
         Ok(Self {
             cfg,
-            word,
-            pos,
-            typ,
-            ln_emb,
-            layers,
+            bert,
             tokenizer,
             max_len,
             device: device.clone(),
@@ -276,34 +244,7 @@ impl BertEncoder {
         let ids = Tensor::from_vec(ids, (b, t), dev)?;
         let types = Tensor::from_vec(types, (b, t), dev)?;
         let mask = Tensor::from_vec(mask, (b, t), dev)?;
-        let positions = Tensor::arange(0u32, t as u32, dev)?
-            .unsqueeze(0)?
-            .broadcast_as((b, t))?;
-        let x = (self.word.forward(&ids)? + self.typ.forward(&types)?)?;
-        let x = x.broadcast_add(&self.pos.forward(&positions)?)?;
-        let mut x = self.ln_emb.forward(&x)?;
-        // Additive attention bias: 0 for real keys, a large negative number for padding.
-        let bias = ((mask.ones_like()? - &mask)? * -1e9f64)?.reshape((b, 1, 1, t))?;
-        let heads = self.cfg.num_attention_heads;
-        let hd = self.cfg.hidden_size / heads;
-        let scale = 1.0 / (hd as f64).sqrt();
-        for layer in &self.layers {
-            let split = |y: Tensor| -> candle_core::Result<Tensor> {
-                y.reshape((b, t, heads, hd))?.transpose(1, 2)?.contiguous()
-            };
-            let q = split(layer.q.forward(&x)?)?;
-            let k = split(layer.k.forward(&x)?)?;
-            let v = split(layer.v.forward(&x)?)?;
-            let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(&bias)?;
-            let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-            let ctx = probs
-                .matmul(&v)?
-                .transpose(1, 2)?
-                .reshape((b, t, self.cfg.hidden_size))?;
-            x = layer.ln_attn.forward(&(layer.o.forward(&ctx)? + &x)?)?;
-            let mid = layer.up.forward(&x)?.gelu_erf()?;
-            x = layer.ln_out.forward(&(layer.down.forward(&mid)? + &x)?)?;
-        }
+        let x = self.bert.forward(&ids, &types, Some(&mask))?;
         // Mean over real tokens, then L2 normalise.
         let m = mask.unsqueeze(2)?;
         let summed = x.broadcast_mul(&m)?.sum(1)?;
