@@ -14,7 +14,7 @@ home="${STEERLAB_HOME:-${XDG_CACHE_HOME:-$HOME/.cache}/steerlab}"
 scripts/llama_cpp_build.sh >/dev/null
 lb="$home/llama.cpp/build/bin/llama-bench"
 sl=target/release/steerlab
-[ -x "$sl" ] || cargo build --release --quiet
+cargo build --release --quiet
 models=("$@")
 if [ ${#models[@]} -eq 0 ]; then
   for m in "$home/models/SmolLM2-135M-Instruct.Q4_1.gguf" "$home/models/gemma-3-270m-q4_k_m.gguf"; do
@@ -60,7 +60,7 @@ for m in "${models[@]}"; do
 done
 load_after="$(cut -d' ' -f1-3 /proc/loadavg)"
 echo
-echo "Run $start–$(date -u '+%H:%M') UTC, $cpu, 2 threads each, load average before $load_before, after $load_after; \`scripts/bench_llama_cpp.sh\` ($rounds alternating rounds; tokens/s, mean (each round))${lb_flags[*]:+; llama-bench with ${lb_flags[*]}}."
+echo "Run $start–$(date -u '+%H:%M') UTC, $cpu, 2 threads each, load average before $load_before, after $load_after; \`scripts/bench_llama_cpp.sh\` (rounds: $rounds, alternating; tokens/s, mean (each round))${lb_flags[*]:+; llama-bench with ${lb_flags[*]}}."
 echo
 echo "| model | test | llama.cpp tokens/s | steerlab quantized tokens/s | steerlab / llama.cpp |"
 echo "|---|---|---|---|---|"
