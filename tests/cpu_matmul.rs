@@ -252,3 +252,28 @@ fn model_logits_and_generation_match_with_the_kernel_on_and_off() {
         assert!(cpu_matmul::enabled());
     }
 }
+
+#[test]
+fn transposed_pack_computes_dy_w_on_every_path() {
+    // `dy [m, k] · W [k, n]`, the gradient of a linear layer with weight W, from W's rows.
+    for (si, &(m, k, n)) in SHAPES.iter().enumerate() {
+        let dy = values(m * k, 50 + si as u64);
+        let w = values(k * n, 80 + si as u64);
+        // The naive product takes a `[n, k]` weight: W transposed.
+        let wt: Vec<f32> = (0..n * k).map(|i| w[(i % k) * n + i / k]).collect();
+        let (want, scale) = naive(&dy, &wt, None, m, k, n);
+        let p = PackedLinear::pack_transposed(&w, k, n).unwrap();
+        assert_eq!((p.out_features(), p.in_features()), (n, k));
+        for path in cpu_path::available() {
+            let mut out = vec![f32::NAN; m * n];
+            p.matmul_on(path, &dy, m, &mut out).unwrap();
+            check(
+                &out,
+                &want,
+                &scale,
+                &format!("{path}: transposed m {m} k {k} n {n}"),
+            );
+        }
+    }
+    assert!(PackedLinear::pack_transposed(&[0.0; 5], 2, 3).is_err());
+}

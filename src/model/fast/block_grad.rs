@@ -7,13 +7,14 @@
 //!
 //! Must not apply hooks (the caller runs it only for blocks without hooks inside) and must not
 //! know about training.
-use candle_core::Tensor;
+use candle_core::{DType, Tensor};
 
+use super::cpu_matmul;
 use super::grad::{self, AttnSaved};
 use super::kernels;
 use super::profile::timed;
 use crate::model::arch::decoder::{Block, DecoderOps, Mlp, Step};
-use crate::model::arch::ops::{upcast, Linear, RmsNorm};
+use crate::model::arch::ops::{upcast, Linear, RmsNorm, Weight};
 use crate::model::{ModelError, Result};
 
 /// The block's dense MLP (only plain blocks reach this node; `Block::is_plain`).
@@ -141,7 +142,9 @@ fn backward(block: &Block, s: &Saved, dy: &Tensor) -> Result<Tensor> {
     let dy = dy.to_dtype(dt)?;
     // MLP: m = down(silu(g) * u), g = gate(h2), u = up(h2); silu' = sig (1 + g (1 - sig)).
     let mlp = dense(block)?;
-    let da = timed(dev, "bwd: mlp down", || mlp.down.weight.backward_input(&dy))?;
+    let da = timed(dev, "bwd: mlp down", || {
+        backward_input(&mlp.down.weight, &dy)
+    })?;
     let (dg, du) = timed(dev, "bwd: swiglu", || {
         let g = s.gate.flatten_to(1)?;
         let u = s.up.flatten_to(1)?;
@@ -160,7 +163,7 @@ fn backward(block: &Block, s: &Saved, dy: &Tensor) -> Result<Tensor> {
     })?;
     let dh2 = timed(dev, "bwd: mlp gate+up", || {
         Ok(
-            (mlp.gate.weight.backward_input(&dg)? + mlp.up.weight.backward_input(&du)?)?
+            (backward_input(&mlp.gate.weight, &dg)? + backward_input(&mlp.up.weight, &du)?)?
                 .reshape((b, t, hidden))?,
         )
     })?;
@@ -168,7 +171,7 @@ fn backward(block: &Block, s: &Saved, dy: &Tensor) -> Result<Tensor> {
         rms_backward_plus(&s.x2, &block.post_attention_norm, &dh2, &dy)
     })?;
     // Attention.
-    let datt = timed(dev, "bwd: attn o", || a.o.weight.backward_input(&dx2))?;
+    let datt = timed(dev, "bwd: attn o", || backward_input(&a.o.weight, &dx2))?;
     let (dq, dk, dv) = timed(dev, "bwd: attn core", || {
         Ok(grad::attention_backward(
             &s.attn,
@@ -187,9 +190,9 @@ fn backward(block: &Block, s: &Saved, dy: &Tensor) -> Result<Tensor> {
         Ok((dq, dk))
     })?;
     let dh1 = timed(dev, "bwd: attn qkv", || {
-        Ok(((a.q.weight.backward_input(&rows(&dq)?)?
-            + a.k.weight.backward_input(&rows(&dk)?)?)?
-            + a.v.weight.backward_input(&rows(&dv)?)?)?
+        Ok(((backward_input(&a.q.weight, &rows(&dq)?)?
+            + backward_input(&a.k.weight, &rows(&dk)?)?)?
+            + backward_input(&a.v.weight, &rows(&dv)?)?)?
         .reshape((b, t, hidden))?)
     })?;
     let dx = timed(dev, "bwd: rms norms", || {
@@ -197,6 +200,29 @@ fn backward(block: &Block, s: &Saved, dy: &Tensor) -> Result<Tensor> {
     })?;
     debug_assert_eq!(dx.dtype(), dt);
     Ok(dx)
+}
+
+/// `dy W` for the frozen weight `w` `[out, in]`: on the packed CPU GEMM when it is on and both
+/// are f32 CPU tensors (`W` packed per call: O(out·in) copies against the product's
+/// O(rows·out·in)), else [`Weight::backward_input`] (candle's matmul, or the quantized kernel).
+fn backward_input(w: &Weight, dy: &Tensor) -> Result<Tensor> {
+    if let Some(t) = w.dense() {
+        if cpu_matmul::enabled()
+            && t.dtype() == DType::F32
+            && dy.dtype() == DType::F32
+            && t.device().is_cpu()
+            && dy.device().is_cpu()
+        {
+            let (out, inp) = t.dims2()?;
+            let wv = t.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+            let packed = cpu_matmul::PackedLinear::pack_transposed(&wv, out, inp)?;
+            let rows = dy.elem_count() / out.max(1);
+            if let Some(dx) = packed.forward(&dy.contiguous()?.reshape((rows, out))?)? {
+                return Ok(dx);
+            }
+        }
+    }
+    w.backward_input(dy)
 }
 
 /// `res` plus the gradient through the RMSNorm `n` at `x` given `dy`: one kernel on a GPU.

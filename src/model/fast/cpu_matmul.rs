@@ -164,6 +164,35 @@ impl PackedLinear {
         })
     }
 
+    /// Packs the transpose of a row-major `wt` of shape `[k, n]`, so that [`PackedLinear::matmul`]
+    /// computes `x wt` (the gradient `dy W` of a linear layer with weight `W = wt`). Panel rows
+    /// are contiguous slices of `wt`'s rows, so no transposed copy is made. Errors if the length
+    /// does not match the shape.
+    pub fn pack_transposed(wt: &[f32], k: usize, n: usize) -> Result<Self> {
+        if wt.len() != n * k {
+            return Err(ModelError::InvalidInput(format!(
+                "packed linear: transposed weight has {} elements, expected {k} x {n}",
+                wt.len()
+            )));
+        }
+        let panels = n.div_ceil(NR);
+        let mut data = AlignedBuf::zeros(panels * k * NR);
+        let d = data.as_mut_slice();
+        for p in 0..panels {
+            let (c0, c1) = (p * NR, n.min(p * NR + NR));
+            let panel = &mut d[p * k * NR..(p + 1) * k * NR];
+            for (kk, dst) in panel.chunks_exact_mut(NR).enumerate() {
+                dst[..c1 - c0].copy_from_slice(&wt[kk * n + c0..kk * n + c1]);
+            }
+        }
+        Ok(Self {
+            n,
+            k,
+            data,
+            bias: None,
+        })
+    }
+
     /// Packs a candle weight `[n, k]` and bias `[n]` (any device and float dtype; copied to
     /// the CPU as f32).
     pub fn from_tensors(weight: &Tensor, bias: Option<&Tensor>) -> Result<Self> {
