@@ -865,3 +865,40 @@ fn a_post_processor_naming_a_missing_token_is_refused_at_load() {
         "{e}"
     );
 }
+
+/// Fuzz finding (chat_template seeds 202, 209): a template that stores a namespace in itself
+/// and prints it aborted the process with a stack overflow. Now an error naming the file and
+/// key the template came from, also on a small thread.
+#[test]
+fn a_self_containing_namespace_template_is_an_error_naming_its_source() {
+    use steerlab::data::Message;
+    use steerlab::model::tokenizer::TextTokenizer;
+    let d = tempfile::tempdir().unwrap();
+    let fx = fixture_path("tokenizer_hf");
+    for f in std::fs::read_dir(&fx).unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(&f, d.path().join(f.file_name().unwrap())).unwrap();
+    }
+    let cfg_path = d.path().join("tokenizer_config.json");
+    let mut cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&cfg_path).unwrap()).unwrap();
+    cfg["chat_template"] =
+        "{% set ns = namespace(n=0) %}{% set ns.n = ns %}{{ ns.n }}{{ messages[0].content }}"
+            .into();
+    std::fs::write(&cfg_path, cfg.to_string()).unwrap();
+    let tok = TextTokenizer::from_hf_dir(d.path()).unwrap();
+    let e = std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(move || {
+            tok.apply_chat_template(&[Message::new("user", "hi")], true)
+                .unwrap_err()
+                .to_string()
+        })
+        .unwrap()
+        .join()
+        .expect("no stack overflow, no panic");
+    assert!(
+        e.contains("tokenizer_config.json: chat_template") && e.contains("namespace"),
+        "{e}"
+    );
+}

@@ -16,12 +16,68 @@ fn template_error(e: minijinja::Error) -> ModelError {
 /// Deepest nesting of macro calls, loops and includes a chat template may reach.
 pub const MAX_TEMPLATE_DEPTH: usize = 48;
 
+/// Deepest nesting of lists, maps and namespaces a value assigned with `{% set %}` may have.
+pub const MAX_SET_VALUE_DEPTH: usize = 64;
+
+/// Most lists, maps and scalars (counted with repeats) a value assigned with `{% set %}` may
+/// hold.
+pub const MAX_SET_VALUE_NODES: usize = 100_000;
+
+/// Longest rendered chat prompt, in bytes.
+pub const MAX_RENDERED_BYTES: usize = 16 << 20;
+
+/// Stack of the thread a chat template renders on, independent of the caller's. With every
+/// `{% set %}` checked, a value nests at most [`MAX_SET_VALUE_DEPTH`] levels plus about 74 per
+/// nested frame (one expression: the parser's limit) over the few frames the limits allow
+/// (under 1 000 levels in the tests; a 2 MiB thread prints 5 000 and overflows at 20 000).
+const RENDER_STACK_BYTES: usize = 32 << 20;
+
+/// Instructions a render may execute: a fixed allowance plus a share per message.
+fn fuel_for(ctx: &minijinja::Value) -> u64 {
+    let messages = ctx
+        .get_attr("messages")
+        .ok()
+        .and_then(|m| m.len())
+        .unwrap_or(0) as u64;
+    5_000_000 + 100_000 * messages
+}
+
+/// The checks every `{% set %}` value goes through (templates may not use these names): one for
+/// namespace attributes (`set ns.x = ...`), one for variables.
+const NAMESPACE_GUARD: &str = "__steerlab_namespace_value";
+const VARIABLE_GUARD: &str = "__steerlab_set_value";
+
+/// Renders a chat template on its own thread with a bounded instruction count and output size.
+///
+/// A template can recurse (self-calling macros, recursive loops: bounded by
+/// [`MAX_TEMPLATE_DEPTH`]) and can make values that contain themselves: a namespace is the only
+/// mutable value, and `{% set ns.n = ns %}` makes minijinja print it without end (a stack
+/// overflow aborts the process). Every `{% set ... = VALUE %}` is therefore rewritten to pass
+/// the value through a check: a namespace attribute may not receive a namespace (so no cycle can
+/// form), and no value may nest deeper than [`MAX_SET_VALUE_DEPTH`] or hold more than
+/// [`MAX_SET_VALUE_NODES`] items (so loops and statement chains cannot build unbounded
+/// nestings). Loops and output are bounded by an instruction budget and [`MAX_RENDERED_BYTES`].
 pub(super) fn render_chat_template(template: &str, ctx: minijinja::Value) -> Result<String> {
+    let template = guard_namespace_assignments(&strip_generation_tags(template))?;
+    let fuel = fuel_for(&ctx);
+    std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name("chat-template".into())
+            .stack_size(RENDER_STACK_BYTES)
+            .spawn_scoped(scope, || render_on_this_thread(&template, ctx, fuel))
+            .map_err(|e| ModelError::ChatTemplate(format!("cannot start the render thread: {e}")))?
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p))
+    })
+}
+
+fn render_on_this_thread(template: &str, ctx: minijinja::Value, fuel: u64) -> Result<String> {
     let mut env = minijinja::Environment::new();
     // Real chat templates nest a few levels; minijinja's default (500 macro calls, loops or
     // includes deep) overflows an 8 MiB stack before it stops a self-recursive macro, and a
     // stack overflow aborts the process (found by fuzzing, FUZZING.md).
     env.set_recursion_limit(MAX_TEMPLATE_DEPTH);
+    env.set_fuel(Some(fuel));
     env.set_trim_blocks(true);
     env.set_lstrip_blocks(true);
     env.add_function(
@@ -34,11 +90,179 @@ pub(super) fn render_chat_template(template: &str, ctx: minijinja::Value) -> Res
         },
     );
     env.add_function("strftime_now", |fmt: String| strftime_now(&fmt));
+    env.add_function(NAMESPACE_GUARD, |v| check_set_value(v, false));
+    env.add_function(VARIABLE_GUARD, |v| check_set_value(v, true));
     env.add_filter("tojson", tojson);
     env.set_unknown_method_callback(py_method);
-    let template = strip_generation_tags(template);
-    let tpl = env.template_from_str(&template).map_err(template_error)?;
-    tpl.render(ctx).map_err(template_error)
+    let tpl = env.template_from_str(template).map_err(template_error)?;
+    let mut out = BoundedWriter(Vec::new());
+    tpl.render_captured_to(ctx, &mut out).map_err(|e| {
+        if out.0.len() >= MAX_RENDERED_BYTES {
+            ModelError::ChatTemplate(format!(
+                "the rendered prompt is longer than {} MiB",
+                MAX_RENDERED_BYTES >> 20
+            ))
+        } else {
+            template_error(e)
+        }
+    })?;
+    String::from_utf8(out.0)
+        .map_err(|_| ModelError::ChatTemplate("the rendered prompt is not UTF-8".into()))
+}
+
+/// Collects the output, failing once it would pass [`MAX_RENDERED_BYTES`].
+struct BoundedWriter(Vec<u8>);
+
+impl std::io::Write for BoundedWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.0.len() + buf.len() > MAX_RENDERED_BYTES {
+            self.0.resize(MAX_RENDERED_BYTES, 0);
+            return Err(std::io::Error::other("output too long"));
+        }
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Wraps the value of every `{% set a.b = VALUE %}` (also `a.b, c = ...`) as
+/// `NAMESPACE_GUARD((VALUE))` and of every `{% set a = VALUE %}` as `VARIABLE_GUARD((VALUE))`,
+/// using minijinja's own lexer so strings, comments and raw blocks are skipped. The insertions stay on the statement's line, so error lines are unchanged. A
+/// template that does not tokenize is returned as is (compiling it reports the error).
+fn guard_namespace_assignments(template: &str) -> Result<String> {
+    use minijinja::machinery::{tokenize, Token, WhitespaceConfig};
+    let ws = WhitespaceConfig {
+        keep_trailing_newline: false,
+        lstrip_blocks: true,
+        trim_blocks: true,
+    };
+    let mut tokens = Vec::new();
+    for t in tokenize(template, false, Default::default(), ws) {
+        match t {
+            Ok((tok, span)) => {
+                if let Token::Ident(name) = tok {
+                    if name == NAMESPACE_GUARD || name == VARIABLE_GUARD {
+                        return Err(ModelError::ChatTemplate(format!(
+                            "line {}: `{name}` is reserved",
+                            span.start_line
+                        )));
+                    }
+                }
+                tokens.push((tok, span));
+            }
+            Err(_) => return Ok(template.to_string()),
+        }
+    }
+    // (offset, text) insertions, in increasing offset order.
+    let mut inserts: Vec<(usize, String)> = Vec::new();
+    let mut i = 0;
+    while i + 1 < tokens.len() {
+        if !(matches!(tokens[i].0, Token::BlockStart)
+            && matches!(tokens[i + 1].0, Token::Ident("set")))
+        {
+            i += 1;
+            continue;
+        }
+        let mut j = i + 2;
+        let mut dotted = false;
+        while j < tokens.len()
+            && !matches!(
+                tokens[j].0,
+                Token::Assign | Token::BlockEnd | Token::Pipe | Token::BlockStart
+            )
+        {
+            dotted |= matches!(tokens[j].0, Token::Dot);
+            j += 1;
+        }
+        if j < tokens.len() && matches!(tokens[j].0, Token::Assign) {
+            let value_start = tokens[j].1.end_offset as usize;
+            let mut k = j + 1;
+            while k < tokens.len() && !matches!(tokens[k].0, Token::BlockEnd) {
+                k += 1;
+            }
+            if k == tokens.len() {
+                break;
+            }
+            let guard = if dotted {
+                NAMESPACE_GUARD
+            } else {
+                VARIABLE_GUARD
+            };
+            inserts.push((value_start, format!("{guard}((")));
+            inserts.push((tokens[k].1.start_offset as usize, "))".into()));
+            j = k;
+        }
+        i = j.max(i + 1);
+    }
+    let mut out = String::with_capacity(template.len() + inserts.len() * 16);
+    let mut at = 0;
+    for (offset, text) in inserts {
+        out.push_str(&template[at..offset]);
+        out.push_str(&text);
+        at = offset;
+    }
+    out.push_str(&template[at..]);
+    Ok(out)
+}
+
+/// The check [`guard_namespace_assignments`] puts around every `{% set %}` value: returns it
+/// unchanged (an iterator as a list) or refuses it. Namespaces are walked like maps; they are
+/// refused where `allow_namespaces` is false (the value of a namespace attribute).
+fn check_set_value(
+    value: minijinja::Value,
+    allow_namespaces: bool,
+) -> std::result::Result<minijinja::Value, minijinja::Error> {
+    use minijinja::value::{ObjectRepr, ValueKind};
+    use minijinja::{Error, ErrorKind, Value};
+    let refuse = |why: String| Err(Error::new(ErrorKind::InvalidOperation, why));
+    let namespace_type = minijinja::functions::namespace(None)?
+        .as_object()
+        .map(|o| o.type_name());
+    let value = if value.kind() == ValueKind::Iterable {
+        Value::from(
+            value
+                .try_iter()?
+                .take(MAX_SET_VALUE_NODES + 1)
+                .collect::<Vec<_>>(),
+        )
+    } else {
+        value
+    };
+    let mut stack = vec![(value.clone(), 0usize)];
+    let mut nodes = 0usize;
+    while let Some((v, depth)) = stack.pop() {
+        nodes += 1;
+        if nodes > MAX_SET_VALUE_NODES {
+            return refuse(format!(
+                "a value assigned with `set` may hold at most {MAX_SET_VALUE_NODES} items"
+            ));
+        }
+        let Some(obj) = v.as_object() else { continue };
+        if !allow_namespaces && Some(obj.type_name()) == namespace_type {
+            return refuse(
+                "a namespace may not be stored in a namespace (it could come to contain itself)"
+                    .into(),
+            );
+        }
+        if matches!(obj.repr(), ObjectRepr::Plain) {
+            continue; // macros, loops, functions: printed by name, never walked
+        }
+        if depth >= MAX_SET_VALUE_DEPTH {
+            return refuse(format!(
+                "a value assigned with `set` may nest at most {MAX_SET_VALUE_DEPTH} levels"
+            ));
+        }
+        let is_map = v.kind() == ValueKind::Map;
+        for item in v.try_iter()?.take(MAX_SET_VALUE_NODES + 1) {
+            if is_map {
+                stack.push((v.get_item(&item)?, depth + 1));
+            }
+            stack.push((item, depth + 1));
+        }
+    }
+    Ok(value)
 }
 
 /// Removes HF's `{% generation %}` / `{% endgeneration %}` tags (they only mark assistant text
@@ -397,6 +621,111 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("roles must alternate"), "{err}");
+    }
+
+    fn render(t: &str) -> std::result::Result<String, String> {
+        render_chat_template(t, minijinja::context! { messages => vec!["a", "b"] })
+            .map_err(|e| e.to_string())
+    }
+
+    /// Fuzz finding (chat_template seeds 202, 209): printing a namespace that contains itself
+    /// recursed until the stack overflowed and aborted the process. Each of these aborted
+    /// before the namespace check.
+    #[test]
+    fn a_namespace_cycle_is_an_error_not_a_stack_overflow() {
+        for t in [
+            "{% set ns = namespace(n=0) %}{% set ns.n = ns %}{{ ns.n }}",
+            "{% set ns = namespace(n=0) %}{%- set ns.n = ns -%}{{ ns }}",
+            "{% set ns = namespace(n=0) %}{% set ns.n = [1, {'a': ns}] %}{{ ns|tojson }}",
+            // Two namespaces, each holding the other.
+            "{% set a = namespace(x=0) %}{% set b = namespace(y=a) %}{% set a.x = b %}{{ a ~ '' }}",
+            "{% set ns = namespace(n=0) %}{% set ns.n, y = ns, 1 %}{{ ns == ns }}",
+        ] {
+            let e = render(t).unwrap_err();
+            assert!(e.contains("namespace may not be stored"), "{t}: {e}");
+        }
+    }
+
+    /// Neither a loop nor a chain of statements can build a nesting deeper than the limit
+    /// (printing one of 100 000 levels overflows any normal stack).
+    #[test]
+    fn deep_nesting_through_a_namespace_is_an_error() {
+        let t = "{% set ns = namespace(x=[]) %}{% for i in range(100000) %}{% set ns.x = [ns.x] %}{% endfor %}{{ ns.x }}";
+        let e = render(t).unwrap_err();
+        assert!(e.contains("nest at most 64"), "{e}");
+        // A chain of statements (no loop) is bounded the same way.
+        let chain = "{% set x = [[[[[[[[[[x]]]]]]]]]] %}".repeat(10);
+        let e = render(&format!("{{% set x = 1 %}}{chain}{{{{ x }}}}")).unwrap_err();
+        assert!(e.contains("nest at most 64"), "{e}");
+        let chain = "{% set n = namespace(a=n) %}".repeat(70);
+        let e = render(&format!("{{% set n = 1 %}}{chain}{{{{ n }}}}")).unwrap_err();
+        assert!(e.contains("nest at most 64"), "{e}");
+        let t = "{% set ns = namespace(x=[]) %}{% for i in range(20) %}{% set ns.x = [ns.x, ns.x] %}{% endfor %}{{ ns.x|length }}";
+        let e = render(t).unwrap_err();
+        assert!(e.contains("at most 100000 items"), "{e}");
+    }
+
+    /// The deepest value a template builds with `set` checked (nested literals in nested
+    /// loops, to the recursion limit) prints on the render thread even when the caller's
+    /// thread is small.
+    #[test]
+    fn the_deepest_value_without_a_set_prints() {
+        let open = "[".repeat(70);
+        let close = "]".repeat(70);
+        let deepest = std::thread::Builder::new()
+            .stack_size(1 << 20)
+            .spawn(move || {
+                // The most nested loops the limits allow, each 69 levels deeper.
+                (1..=64).rev().find_map(|n| {
+                    let t = format!(
+                        "{{% set x = 1 %}}{}{{{{ x|string|length }}}}{}",
+                        format!("{{% for x in {open}x{close} %}}").repeat(n),
+                        "{% endfor %}".repeat(n)
+                    );
+                    render(&t).ok().map(|out| (n, out))
+                })
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        let (n, out) = deepest.expect("some depth renders");
+        assert!(n >= 5, "{n}"); // 9 with minijinja 2.24 (parser and recursion limits)
+        assert_eq!(out, (2 * n * 69 + 1).to_string());
+    }
+
+    #[test]
+    fn recursion_and_runaway_loops_are_errors() {
+        let e = render("{% macro m(x) %}{{ m(x) }}{% endmacro %}{{ m(1) }}").unwrap_err();
+        assert!(e.contains("recursion"), "{e}");
+        let e = render(
+            "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+        )
+        .unwrap_err();
+        assert!(e.contains("fuel"), "{e}");
+        let e = render("{% set s = 'x' * 100000 %}{% for i in range(10000) %}{{ s }}{% endfor %}")
+            .unwrap_err();
+        assert!(e.contains("longer than 16 MiB"), "{e}");
+    }
+
+    /// What real templates do with namespaces still works, the rewrite leaves strings,
+    /// comments and raw blocks alone, and error lines are unchanged.
+    #[test]
+    fn namespace_assignments_keep_working() {
+        let t = "{% set ns = namespace(found=false, idx=0, tools=[], sys='') %}\n{% for m in messages %}{% set ns.idx = loop.index0 %}{% set ns.tools = ns.tools + [{'n': m}] %}{% endfor %}{%- set ns.found, ns.sys = true, 'S' -%}{{ ns.idx }} {{ ns.found }} {{ ns.sys }} {{ ns.tools|tojson }}{# {% set ns.idx = ns %} #}{% raw %}{% set ns.x = 1 %}{% endraw %}{{ '{% set ns.y = ns %}' }}";
+        assert_eq!(
+            render(t).unwrap(),
+            "1 True S [{\"n\": \"a\"}, {\"n\": \"b\"}]{% set ns.x = 1 %}{% set ns.y = ns %}"
+        );
+        let e =
+            render("{% set ns = namespace() %}\n\n{% set ns.a = 1 %}{{ ns.a + 'x' }}").unwrap_err();
+        assert!(e.contains("<string>:3"), "{e}");
+        for t in [
+            "{{ __steerlab_namespace_value(1) }}",
+            "{% set __steerlab_set_value = 1 %}",
+        ] {
+            let e = render(t).unwrap_err();
+            assert!(e.contains("reserved"), "{e}");
+        }
     }
 
     #[test]

@@ -293,6 +293,7 @@ impl TextTokenizer {
             extra_eos_ids: eot.map(|(_, id)| vec![id]).unwrap_or_default(),
             vocab_size: tokens.len(),
             chat_template,
+            chat_template_origin: format!("{}: tokenizer.chat_template", path.display()),
             source: path.to_path_buf(),
         };
         t.add_end_of_turn_ids();

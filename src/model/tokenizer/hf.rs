@@ -87,6 +87,7 @@ impl TextTokenizer {
         };
 
         let mut chat_template = None;
+        let mut origin = format!("{}: chat_template", cfg_path.display());
         if let Some(cfg) = &cfg {
             chat_template = match cfg.get("chat_template") {
                 None | Some(serde_json::Value::Null) => None,
@@ -121,6 +122,7 @@ impl TextTokenizer {
         if chat_template.is_none() {
             let jinja = dir.join("chat_template.jinja");
             if jinja.exists() {
+                origin = jinja.display().to_string();
                 chat_template =
                     Some(std::fs::read_to_string(&jinja).map_err(|e| ModelError::Io {
                         path: jinja.clone(),
@@ -132,6 +134,7 @@ impl TextTokenizer {
             let json = dir.join("chat_template.json");
             if json.exists() {
                 let v = read_json(&json)?;
+                origin = format!("{}: chat_template", json.display());
                 chat_template = v
                     .get("chat_template")
                     .and_then(|t| t.as_str())
@@ -201,6 +204,7 @@ impl TextTokenizer {
             extra_eos_ids,
             vocab_size,
             chat_template,
+            chat_template_origin: origin,
             source: dir.to_path_buf(),
         };
         t.add_end_of_turn_ids();

@@ -85,6 +85,8 @@ pub struct TextTokenizer {
     extra_eos_ids: Vec<u32>,
     vocab_size: usize,
     chat_template: Option<String>,
+    /// Where the chat template came from (file and key), for error messages.
+    chat_template_origin: String,
     source: PathBuf,
 }
 
@@ -219,6 +221,10 @@ impl TextTokenizer {
     /// Replaces (or removes) the chat template.
     pub fn set_chat_template(&mut self, template: Option<String>) {
         self.chat_template = template;
+        self.chat_template_origin = format!(
+            "{}: chat template (set by the caller)",
+            self.source.display()
+        );
         self.add_end_of_turn_ids();
     }
 
@@ -247,6 +253,11 @@ impl TextTokenizer {
             tools => minijinja::Value::from(()),
             documents => minijinja::Value::from(()),
         };
-        render_chat_template(tpl, ctx)
+        render_chat_template(tpl, ctx).map_err(|e| match e {
+            ModelError::ChatTemplate(m) => {
+                ModelError::ChatTemplate(format!("{}: {m}", self.chat_template_origin))
+            }
+            other => other,
+        })
     }
 }
