@@ -522,4 +522,91 @@ mod tests {
         assert_eq!(spearman(&[1.0, 2.0, 3.0], &[3.0, 2.0, 1.0]), Some(-1.0));
         assert_eq!(spearman(&[1.0], &[1.0]), None);
     }
+
+    fn fake(prompt: &str, factor: usize, m: f64) -> Result<String, DissectError> {
+        // only the length factor responds to steering: 70 + 60·m extra words
+        let extra = if factor == 0 {
+            (70.0 + 60.0 * m) as usize
+        } else {
+            70
+        };
+        Ok(format!("{prompt} {}", "word ".repeat(extra)))
+    }
+
+    fn synth_data() -> Vec<Judgement> {
+        crate::data::synth::generate(&crate::data::synth::SynthOptions { n: 300, seed: 4 })
+            .judgements
+    }
+
+    #[test]
+    fn planted_length_effect_recovered_and_unmoved_factor_not_steerable() {
+        let mut w = [0.0; 9];
+        w[0] = 3.0;
+        let cfg = CausalConfig {
+            factors: vec![0, 8],
+            multiplier: 1.0,
+            threshold: 0.1,
+            seed: 7,
+        };
+        let prompts: Vec<String> = (0..40).map(|i| format!("Prompt {i}")).collect();
+        let r = run_causal(
+            &cfg,
+            &synth_data(),
+            &prompts,
+            &CausalJudge::Planted(PlantedJudge { weights: w }),
+            "planted:test",
+            &mut fake,
+            &crate::jobs::NoProgress,
+        )
+        .unwrap();
+        let len = &r.factors[0];
+        assert!(len.steerable, "{len:?}");
+        let e = len.interventional.unwrap();
+        assert!(e.mean > 0.0 && e.lo95 > 0.0, "{e:?}");
+        let emo = &r.factors[1];
+        assert!(!emo.steerable && emo.interventional.is_none(), "{emo:?}");
+        // flip the planted sign: the recovered sign flips
+        w[0] = -3.0;
+        let r2 = run_causal(
+            &cfg,
+            &synth_data(),
+            &prompts,
+            &CausalJudge::Planted(PlantedJudge { weights: w }),
+            "planted:test",
+            &mut fake,
+            &crate::jobs::NoProgress,
+        )
+        .unwrap();
+        assert!(r2.factors[0].interventional.unwrap().hi95 < 0.0);
+    }
+
+    #[test]
+    fn column_judge_is_observational_only() {
+        let cfg = CausalConfig {
+            factors: vec![0],
+            multiplier: 1.0,
+            threshold: 0.1,
+            seed: 7,
+        };
+        let r = run_causal(
+            &cfg,
+            &synth_data(),
+            &["p".into()],
+            &CausalJudge::Column("winner".into()),
+            "column:winner",
+            &mut fake,
+            &crate::jobs::NoProgress,
+        )
+        .unwrap();
+        assert!(r.factors[0].interventional.is_none());
+        assert!(r.notes[0].contains("observational only"));
+    }
+
+    #[test]
+    fn too_few_pairs_is_an_error() {
+        let e = select_pairs(&synth_data()[..1], 0, 10)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("need at least 2"), "{e}");
+    }
 }
