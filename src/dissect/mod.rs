@@ -21,6 +21,7 @@
 //! [`DissectOutput::waterfall`] for a selected pair.
 //!
 //! This module must not draw UI or parse command lines.
+pub mod causal;
 pub mod diagnostics;
 mod error;
 pub mod factors;
