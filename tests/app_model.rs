@@ -17,6 +17,18 @@ fn harness(picker: &ScriptedPicker, panel: PanelId) -> common::App {
     common::strict_app(picker, start)
 }
 
+/// The Model panel with `path` given to the picker behind `button` ("Open folder…" or
+/// "Open .gguf…"), clicked, and the load job finished.
+fn open_through_picker(path: PathBuf, button: &str) -> (ScriptedPicker, common::App) {
+    let picker = ScriptedPicker::new();
+    picker.push(Some(path));
+    let mut h = harness(&picker, PanelId::Model);
+    h.run();
+    h.get_by_label(button).click();
+    wait_for_jobs(&mut h);
+    (picker, h)
+}
+
 fn fixture(arch: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/models")
@@ -38,12 +50,7 @@ fn model_panel_loads_an_hf_folder_through_the_picker() {
     let dir = fixture("llama");
     let cfg: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
-    let picker = ScriptedPicker::new();
-    picker.push(Some(dir.clone()));
-    let mut h = harness(&picker, PanelId::Model);
-    h.run();
-    h.get_by_label("Open folder…").click();
-    wait_for_jobs(&mut h);
+    let (picker, h) = open_through_picker(dir.clone(), "Open folder…");
     assert_eq!(picker.calls(), vec!["pick_folder: Model path"]);
 
     let m = h
@@ -96,12 +103,7 @@ fn unsupported_architecture_is_reported_with_its_model_type() {
         dir.path().join("model.safetensors"),
     )
     .unwrap();
-    let picker = ScriptedPicker::new();
-    picker.push(Some(dir.path().to_path_buf()));
-    let mut h = harness(&picker, PanelId::Model);
-    h.run();
-    h.get_by_label("Open folder…").click();
-    wait_for_jobs(&mut h);
+    let (_picker, h) = open_through_picker(dir.path().to_path_buf(), "Open folder…");
     assert!(h.state().state.model.is_none());
     let e = h.state().state.model_error.clone().expect("an error");
     assert!(e.contains("gpt2") && e.contains("config.json"), "{e}");
@@ -146,12 +148,7 @@ fn default_gguf_loads_and_answers_in_the_generate_panel() {
         );
         return;
     }
-    let picker = ScriptedPicker::new();
-    picker.push(Some(path.clone()));
-    let mut h = harness(&picker, PanelId::Model);
-    h.run();
-    h.get_by_label("Open .gguf…").click();
-    wait_for_jobs(&mut h);
+    let (_picker, mut h) = open_through_picker(path.clone(), "Open .gguf…");
     {
         let m = h
             .state()
@@ -199,12 +196,7 @@ fn model_panel_shows_experts_of_moe_models() {
         let experts = cfg["num_local_experts"].as_u64().unwrap();
         let top = cfg["num_experts_per_tok"].as_u64().unwrap();
         assert!(expect.starts_with(&format!("{experts} experts, top {top}")));
-        let picker = ScriptedPicker::new();
-        picker.push(Some(dir));
-        let mut h = harness(&picker, PanelId::Model);
-        h.run();
-        h.get_by_label("Open folder…").click();
-        wait_for_jobs(&mut h);
+        let (_picker, h) = open_through_picker(dir, "Open folder…");
         assert!(
             h.state().state.model.is_some(),
             "{:?}",
@@ -213,12 +205,7 @@ fn model_panel_shows_experts_of_moe_models() {
         assert!(h.query_by_label("Experts").is_some(), "{arch}: Experts row");
         assert!(h.query_by_label(expect).is_some(), "{arch}: {expect} shown");
     }
-    let picker = ScriptedPicker::new();
-    picker.push(Some(fixture("llama")));
-    let mut h = harness(&picker, PanelId::Model);
-    h.run();
-    h.get_by_label("Open folder…").click();
-    wait_for_jobs(&mut h);
+    let (_picker, h) = open_through_picker(fixture("llama"), "Open folder…");
     assert!(h.state().state.model.is_some());
     assert!(
         h.query_by_label("Experts").is_none(),
@@ -234,12 +221,7 @@ fn recent_list_holds_short_names_and_loads_gemma3_270m() {
         eprintln!("SKIPPED: gemma3-270m not fetched; run scripts/fetch-defaults.sh");
         return;
     };
-    let picker = ScriptedPicker::new();
-    picker.push(Some(path.clone()));
-    let mut h = harness(&picker, PanelId::Model);
-    h.run();
-    h.get_by_label("Open .gguf…").click();
-    wait_for_jobs(&mut h);
+    let (_picker, h) = open_through_picker(path.clone(), "Open .gguf…");
     assert!(
         h.state().state.model.is_some(),
         "{:?}",
