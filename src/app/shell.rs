@@ -176,6 +176,11 @@ impl SteerlabApp {
         });
         if !self.started {
             self.started = true;
+            if let Some([w, h]) = self.start.window {
+                // eframe restores the saved window geometry over the builder's inner size, so an
+                // explicit size is applied again once the window exists.
+                ctx.send_viewport_cmd(egui::ViewportCommand::InnerSize(egui::vec2(w, h)));
+            }
             self.on_start();
         }
         self.state.poll_jobs();
@@ -481,6 +486,10 @@ pub fn run_native() -> anyhow::Result<()> {
     let frame_stats_out = start.frame_stats.clone();
     let screenshot_mode = shot.is_some();
     let size = start.window.unwrap_or([1280.0, 800.0]);
+    // A screenshot neither reads nor writes the user's saved state (window geometry, egui
+    // memory such as scroll offsets): eframe gets a private, empty storage file.
+    let shot_storage = screenshot_mode
+        .then(|| std::env::temp_dir().join(format!("steerlab-shot-{}.ron", std::process::id())));
     let options = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()
             .with_title("steerlab")
@@ -489,9 +498,10 @@ pub fn run_native() -> anyhow::Result<()> {
             .with_min_inner_size([800.0, 500.0]),
         // Screenshots must not depend on (or change) a user's saved window state.
         persist_window: !screenshot_mode,
+        persistence_path: shot_storage.clone(),
         ..Default::default()
     };
-    eframe::run_native(
+    let r = eframe::run_native(
         "steerlab",
         options,
         Box::new(move |cc| {
@@ -510,6 +520,9 @@ pub fn run_native() -> anyhow::Result<()> {
             }
             Ok(Box::new(app))
         }),
-    )
-    .map_err(|e| anyhow::anyhow!("could not open the window: {e}"))
+    );
+    if let Some(file) = shot_storage {
+        let _ = std::fs::remove_file(file);
+    }
+    r.map_err(|e| anyhow::anyhow!("could not open the window: {e}"))
 }
