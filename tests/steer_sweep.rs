@@ -4,68 +4,14 @@
 //! in the vector, bad grids / budgets / data refused before any work, `--steer V:S:MODE`, and
 //! GGUF export refusing modes llama.cpp cannot express; CAST threshold search and
 //! `generate --steer-if`.
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod cli;
+use cli::*;
+use std::path::PathBuf;
 
 use steerlab::steer::SteeringVector;
 
-fn steerlab(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_steerlab"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn s(p: &Path) -> String {
-    p.display().to_string()
-}
-
-struct Fixture {
-    _dir: tempfile::TempDir,
-    root: PathBuf,
-    model: PathBuf,
-    pairs: PathBuf,
-    ab: PathBuf,
-}
-
 fn fixture() -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().to_path_buf();
-    let model = root.join("model");
-    std::fs::create_dir(&model).unwrap();
-    steerlab::testing::write_tiny_llama(&model, 3, 5);
-    let pairs = root.join("pairs.jsonl");
-    let mut lines = String::new();
-    for i in 0..6 {
-        lines +=
-            &serde_json::json!({"id": format!("p{i}"), "prompt": format!("tell me about item {i}"),
-            "chosen": "yes it is good", "rejected": "no it is bad"})
-            .to_string();
-        lines.push('\n');
-    }
-    std::fs::write(&pairs, lines).unwrap();
-    let ab = root.join("ab.jsonl");
-    let mut lines = String::new();
-    for i in 0..5 {
-        lines +=
-            &serde_json::json!({"id": format!("a{i}"), "question": format!("what about item {i}?"),
-            "answer_matching_behavior": "it is good", "answer_not_matching_behavior": "it is bad"})
-            .to_string();
-        lines.push('\n');
-    }
-    std::fs::write(&ab, lines).unwrap();
-    Fixture {
-        _dir: dir,
-        root,
-        model,
-        pairs,
-        ab,
-    }
+    Fixture::new(6, |_| ("yes it is good", "no it is bad"), 5)
 }
 
 fn common<'a>(f: &'a Fixture, out: &'a str) -> Vec<String> {
