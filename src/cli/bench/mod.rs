@@ -415,7 +415,7 @@ fn load(a: &ModelArgs) -> anyhow::Result<Model> {
     if block.is_some() {
         bail!(
             "--weights {}: a block type only applies to --random models (a file keeps its own \
-             types: use quantized or f32)",
+             types: use auto, quantized or f32)",
             a.weights
         );
     }

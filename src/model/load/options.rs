@@ -178,3 +178,40 @@ pub(crate) fn check_dtype(dtype: DType) -> Result<()> {
         ))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The default keeps blocks exactly where the quantized kernels run (CPU, f32); `f32`
+    /// never does; every spelling parses to its variant and others are errors naming the choices.
+    #[test]
+    fn weight_storage_resolves_per_device_and_dtype() {
+        let cpu = Device::Cpu;
+        assert_eq!(WeightStorage::default(), WeightStorage::Auto);
+        assert_eq!(LoadOptions::default().weights, WeightStorage::Auto);
+        for (w, f32_cpu) in [
+            (WeightStorage::Auto, true),
+            (WeightStorage::Quantized, true),
+            (WeightStorage::Dense, false),
+        ] {
+            assert_eq!(w.keeps_quantized(&cpu, DType::F32), f32_cpu, "{w:?}");
+            assert!(!w.keeps_quantized(&cpu, DType::BF16), "{w:?} bf16");
+            assert!(!w.keeps_quantized(&cpu, DType::F16), "{w:?} f16");
+        }
+        for (s, w) in [
+            ("auto", WeightStorage::Auto),
+            (" Quantized ", WeightStorage::Quantized),
+            ("q", WeightStorage::Quantized),
+            ("f32", WeightStorage::Dense),
+            ("dense", WeightStorage::Dense),
+        ] {
+            assert_eq!(WeightStorage::parse(s).unwrap(), w, "{s}");
+        }
+        let e = WeightStorage::parse("q4").unwrap_err().to_string();
+        assert!(
+            e.contains("`q4`") && e.contains("auto, quantized or f32"),
+            "{e}"
+        );
+    }
+}
