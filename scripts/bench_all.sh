@@ -88,14 +88,14 @@ while [ "$round" -le "$ROUNDS" ]; do
 for what in $ONLY; do
   case $what in
   forward)
-    run forward_steerlab $STEERLAB bench forward $MODEL --device "$DEVICE" --dtype "$DTYPE" --batch "$BATCH" --seq "$SEQ" --iters "$ITERS" --json
+    run forward_steerlab $STEERLAB bench forward $MODEL --weights f32 --device "$DEVICE" --dtype "$DTYPE" --batch "$BATCH" --seq "$SEQ" --iters "$ITERS" --json
     run forward_torch_eager "$PYTHON" scripts/bench_forward_torch.py $MODEL --device "$DEVICE" --dtype "$DTYPE" --batch "$BATCH" --seq "$SEQ" --iters "$ITERS" --attn eager --json
     run forward_torch_sdpa "$PYTHON" scripts/bench_forward_torch.py $MODEL --device "$DEVICE" --dtype "$DTYPE" --batch "$BATCH" --seq "$SEQ" --iters "$ITERS" --attn sdpa --json
     ratio forward_steerlab forward_torch_eager tokens_per_s 1
     ratio forward_steerlab forward_torch_sdpa tokens_per_s 1
     ;;
   bipo)
-    run bipo_steerlab $STEERLAB bench bipo $MODEL $LAYER_FLAG --device "$DEVICE" --dtype "$DTYPE" --batch "$BIPO_BATCH" --seq "$BIPO_SEQ" --iters "$ITERS" --grad-ops "$GRAD_OPS" --json
+    run bipo_steerlab $STEERLAB bench bipo $MODEL $LAYER_FLAG --weights f32 --device "$DEVICE" --dtype "$DTYPE" --batch "$BIPO_BATCH" --seq "$BIPO_SEQ" --iters "$ITERS" --grad-ops "$GRAD_OPS" --json
     run bipo_torch_authors "$PYTHON" scripts/bench_bipo_torch.py $MODEL $LAYER_FLAG --device "$DEVICE" --dtype "$DTYPE" --batch "$BIPO_BATCH" --seq "$BIPO_SEQ" --iters "$ITERS" --attn sdpa --recipe authors --json
     run bipo_torch_cached "$PYTHON" scripts/bench_bipo_torch.py $MODEL $LAYER_FLAG --device "$DEVICE" --dtype "$DTYPE" --batch "$BIPO_BATCH" --seq "$BIPO_SEQ" --iters "$ITERS" --attn sdpa --recipe cached --json
     ratio bipo_steerlab bipo_torch_authors ms_per_step 0

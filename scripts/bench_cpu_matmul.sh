@@ -15,9 +15,9 @@ python3 scripts/bench_matmul_torch.py --m $((BATCH * SEQ)) --iters 10
 $S bench matmul --m 1 --iters 100
 python3 scripts/bench_matmul_torch.py --m 1 --iters 100
 echo "load $(cut -d' ' -f1-3 /proc/loadavg)"
-$S bench forward --batch "$BATCH" --seq "$SEQ" --iters "$ITERS"
-STEERLAB_CPU_GEMM=0 $S bench forward --batch "$BATCH" --seq "$SEQ" --iters "$ITERS" | sed 's/^/[candle matmul] /'
+$S bench forward --weights f32 --batch "$BATCH" --seq "$SEQ" --iters "$ITERS"
+STEERLAB_CPU_GEMM=0 $S bench forward --weights f32 --batch "$BATCH" --seq "$SEQ" --iters "$ITERS" | sed 's/^/[candle matmul] /'
 python3 scripts/bench_forward_torch.py --attn sdpa --batch "$BATCH" --seq "$SEQ" --iters "$ITERS" 2>/dev/null
 python3 scripts/bench_forward_torch.py --attn eager --batch "$BATCH" --seq "$SEQ" --iters "$ITERS" 2>/dev/null
-$S bench forward --batch "$BATCH" --seq "$SEQ" --iters "$ITERS"
+$S bench forward --weights f32 --batch "$BATCH" --seq "$SEQ" --iters "$ITERS"
 echo "load $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -18,7 +18,7 @@ echo "# $(date -u +%FT%TZ) load $(cut -d' ' -f1-3 /proc/loadavg), batch $B x $T,
 echo "# cpu: $(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | cut -d: -f2- | sed 's/^ //')"
 for _ in $(seq "$R"); do
   for cfg in "$@"; do
-    v=$(env $cfg $S bench forward --batch "$B" --seq "$T" --iters "$IT" 2>&1 | grep -o "[0-9]* tokens/s" | cut -d' ' -f1)
+    v=$(env $cfg $S bench forward --weights f32 --batch "$B" --seq "$T" --iters "$IT" 2>&1 | grep -o "[0-9]* tokens/s" | cut -d' ' -f1)
     echo "steerlab $cfg|$v"
   done
   v=$($PY scripts/bench_forward_torch.py --attn sdpa --batch "$B" --seq "$T" --iters "$IT" 2>/dev/null | grep -o "[0-9]* tokens/s" | cut -d' ' -f1)

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Quantized CPU speed side by side: llama.cpp's `llama-bench` and `steerlab bench forward
 # --weights quantized` on the same GGUF files, 2 threads, prompt processing of 128 tokens (one
-# sequence) and generation of 64 tokens (steerlab: one-token forwards with logits, which is what
-# a KV-cache generation step costs per token without the cache bookkeeping). Runs alternate
+# sequence; logits at the last position only, as llama-bench computes them: `--last-logits`)
+# and generation of 64 tokens (steerlab: one-token forwards with logits, which is what a
+# KV-cache generation step costs per token without the cache bookkeeping). Runs alternate
 # (llama.cpp, steerlab, llama.cpp, steerlab) so background load hits both. Ends with a
 # ready-to-paste Markdown table (mean of the rounds) framed by the load average before and after.
 # llama-bench is built once into the cache by scripts/llama_cpp_build.sh (reused when present).
@@ -44,7 +45,7 @@ for m in "${models[@]}"; do
     j="$("$lb" -m "$m" -t 2 -p 128 -n 64 -r 3 "${lb_flags[@]}" -o json 2>/dev/null || echo '[]')"
     lpp+=("$(jq -r '.[] | select(.n_prompt == 128 and .n_gen == 0) | .avg_ts' <<<"$j")")
     ltg+=("$(jq -r '.[] | select(.n_prompt == 0 and .n_gen == 64) | .avg_ts' <<<"$j")")
-    p="$("$sl" bench forward --model "$m" --weights quantized --batch 1 --seq 128 --iters 3 --json 2>/dev/null | tail -1 | jq -r .tokens_per_s || true)"
+    p="$("$sl" bench forward --model "$m" --weights quantized --last-logits --batch 1 --seq 128 --iters 3 --json 2>/dev/null | tail -1 | jq -r .tokens_per_s || true)"
     t="$("$sl" bench forward --model "$m" --weights quantized --batch 1 --seq 1 --iters 64 --json 2>/dev/null | tail -1 | jq -r .tokens_per_s || true)"
     spp+=("$p") stg+=("$t")
     echo "round $round: llama.cpp pp128 ${lpp[-1]} tg64 ${ltg[-1]} | steerlab pp128 $p tg(1-token forward) $t tokens/s"

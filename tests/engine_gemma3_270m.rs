@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use candle_core::{Device, D};
 use steerlab::data::Message;
-use steerlab::model::{Batch, GenerateOptions, Hooks, LoadOptions, Model};
+use steerlab::model::{Batch, GenerateOptions, Hooks, LoadOptions, Model, WeightStorage};
 use steerlab::testing::fixture_path;
 
 fn model_path() -> PathBuf {
@@ -34,7 +34,13 @@ fn u32s(v: &serde_json::Value) -> Vec<u32> {
 
 #[test]
 fn gemma3_270m_matches_transformers() {
-    let model = Model::load(&model_path(), &LoadOptions::default()).unwrap();
+    // transformers dequantizes the file to f32: compare with the dequantized model, not the
+    // default (quantized) one, whose agreement with it is tests/gguf_quantized.rs's business.
+    let opts = LoadOptions {
+        weights: WeightStorage::Dense,
+        ..LoadOptions::default()
+    };
+    let model = Model::load(&model_path(), &opts).unwrap();
     let info = model.info();
     assert_eq!(
         (info.architecture.as_str(), info.n_layers, info.hidden_size),

@@ -68,7 +68,7 @@ fn forward_and_backward_match_the_dequantized_weight_for_every_block_type() {
                 .unwrap()
                 > 0.1
         );
-        for m in [1usize, 3, 20, 64] {
+        for m in [1usize, 3, 5, 20, 64] {
             let x = Tensor::randn(0f32, 1.0, (m, COLS), &dev).unwrap();
             let got = q.forward(&x).unwrap();
             let want = x.matmul(&w.t().unwrap()).unwrap();

@@ -27,9 +27,10 @@ pub struct ModelArgs {
     /// Weight and compute dtype: f32, bf16 or f16.
     #[arg(long, default_value = "f32")]
     pub dtype: String,
-    /// How a .gguf file's block-quantized tensors are held in memory: `f32` (dequantized at
-    /// load) or `quantized` (kept in blocks, about 1/7 of the memory; CPU f32 only).
-    #[arg(long, default_value = "f32")]
+    /// How a .gguf file's block-quantized tensors are held in memory: `auto` (the default:
+    /// `quantized` on the CPU in f32, `f32` elsewhere), `quantized` (kept in blocks, about 1/7
+    /// of the memory; CPU f32 only) or `f32` (dequantized at load).
+    #[arg(long, default_value = "auto")]
     pub weights: String,
 }
 

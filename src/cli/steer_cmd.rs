@@ -46,9 +46,10 @@ pub struct TrainArgs {
     /// cached SmolLM2-135M-Instruct GGUF).
     #[arg(long)]
     pub model: Option<PathBuf>,
-    /// How a .gguf file's block-quantized tensors are held in memory: `f32` (dequantized at
-    /// load) or `quantized` (kept in blocks, about 1/7 of the memory; CPU f32 only).
-    #[arg(long, default_value = "f32")]
+    /// How a .gguf file's block-quantized tensors are held in memory: `auto` (the default:
+    /// `quantized` on the CPU in f32, `f32` elsewhere), `quantized` (kept in blocks, about 1/7
+    /// of the memory; CPU f32 only) or `f32` (dequantized at load).
+    #[arg(long, default_value = "auto")]
     pub weights: String,
     /// Training data: chosen/rejected pairs or A/B items (bipo/caa/pca), thumbs up/down (bco).
     #[arg(long)]
@@ -108,9 +109,10 @@ pub struct EvalArgs {
     /// cached SmolLM2-135M-Instruct GGUF).
     #[arg(long)]
     pub model: Option<PathBuf>,
-    /// How a .gguf file's block-quantized tensors are held in memory: `f32` (dequantized at
-    /// load) or `quantized` (kept in blocks, about 1/7 of the memory; CPU f32 only).
-    #[arg(long, default_value = "f32")]
+    /// How a .gguf file's block-quantized tensors are held in memory: `auto` (the default:
+    /// `quantized` on the CPU in f32, `f32` elsewhere), `quantized` (kept in blocks, about 1/7
+    /// of the memory; CPU f32 only) or `f32` (dequantized at load).
+    #[arg(long, default_value = "auto")]
     pub weights: String,
     /// A/B items (question, answer_matching_behavior, answer_not_matching_behavior).
     #[arg(long)]

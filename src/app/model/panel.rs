@@ -64,7 +64,10 @@ impl Panel for ModelPanel {
                 .response
                 .labelled_by(l.id)
                 .on_hover_text(
-                    "f32 is exact; bf16/f16 halve memory (norms and softmax still run in f32)",
+                    "f32 is exact; bf16/f16 halve memory (norms and softmax still run in f32). \
+                     A .gguf file on the cpu in f32 keeps its quantized blocks in memory \
+                     (`--weights auto`; f32 activations, results equal the dequantized \
+                     model's up to rounding)",
                 );
         });
         if let Some(path) = picked {

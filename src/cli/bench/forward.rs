@@ -31,7 +31,10 @@ pub struct ForwardResult {
     pub iters: usize,
     /// Whether a steering vector was added mid-network.
     pub steered: bool,
-    /// Median milliseconds per pass (logits for every position included).
+    /// Whether the LM head ran on the last position only (what llama.cpp's `llama-bench`
+    /// prompt processing computes) instead of every position.
+    pub last_logits: bool,
+    /// Median milliseconds per pass (the logits included).
     pub ms_per_iter: f64,
     /// `batch · seq / median seconds`.
     pub tokens_per_s: f64,
@@ -57,13 +60,15 @@ pub struct ForwardResult {
     pub sections: Vec<ProfileRow>,
 }
 
-/// Times `iters` full forward passes (logits at every position) on [`bench_ids`].
+/// Times `iters` full forward passes on [`bench_ids`]: logits at every position, or with
+/// `last_logits` at the last one only.
 pub fn forward(
     model: &Model,
     batch: usize,
     seq: usize,
     iters: usize,
     steered: bool,
+    last_logits: bool,
 ) -> Result<ForwardResult> {
     if batch == 0 || seq == 0 || iters == 0 {
         return Err(BenchError::Invalid(
@@ -84,12 +89,20 @@ pub fn forward(
             Positions::All,
         );
     }
-    model.forward(&b, &mut hooks)?.device().synchronize()?; // warm-up
+    let pass = |hooks: &mut Hooks| -> Result<Tensor> {
+        Ok(if last_logits {
+            let h = model.forward_hidden(&b, hooks)?;
+            model.lm_head(&h.narrow(1, seq - 1, 1)?)?
+        } else {
+            model.forward(&b, hooks)?
+        })
+    };
+    pass(&mut hooks)?.device().synchronize()?; // warm-up
     let mut times = Vec::with_capacity(iters);
     crate::model::fast::profile::reset(model.device());
     for _ in 0..iters {
         let t = Instant::now();
-        let logits = model.forward(&b, &mut hooks)?;
+        let logits = pass(&mut hooks)?;
         logits.device().synchronize()?;
         times.push(t.elapsed().as_secs_f64());
     }
@@ -104,6 +117,7 @@ pub fn forward(
         seq,
         iters,
         steered,
+        last_logits,
         ms_per_iter: med * 1e3,
         tokens_per_s: (batch * seq) as f64 / med,
         peak_rss_mb: peak_rss_mb(),

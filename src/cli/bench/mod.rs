@@ -65,10 +65,11 @@ pub struct ModelArgs {
     /// Weight and compute dtype: f32, bf16, f16.
     #[arg(long, default_value = "f32")]
     pub dtype: String,
-    /// Weight storage: `f32` (a .gguf file dequantized at load), `quantized` (its blocks kept
-    /// in memory), or with `--random` a block type (`q4_0`, `q4_1`, `q5_0`, `q5_1`, `q8_0`,
-    /// `q2_k` … `q6_k`) to quantize the random weights to in memory.
-    #[arg(long, default_value = "f32")]
+    /// Weight storage: `auto` (the default: a .gguf file's blocks kept in memory on the CPU in
+    /// f32, dequantized elsewhere), `quantized` (kept), `f32` (dequantized at load: what a
+    /// comparison with PyTorch asks for), or with `--random` a block type (`q4_0`, `q4_1`,
+    /// `q5_0`, `q5_1`, `q8_0`, `q2_k` … `q6_k`) to quantize the random weights to in memory.
+    #[arg(long, default_value = "auto")]
     pub weights: String,
     /// Device: cpu, cuda, cuda:N.
     #[arg(long, default_value = "cpu")]
@@ -95,6 +96,10 @@ pub struct ForwardArgs {
     /// Add a steering vector at the middle block's output.
     #[arg(long)]
     pub steer: bool,
+    /// Run the LM head on the last position only (as llama.cpp's `llama-bench` prompt
+    /// processing does) instead of every position.
+    #[arg(long)]
+    pub last_logits: bool,
 }
 
 /// Flags of `steerlab bench bipo`.
@@ -235,7 +240,14 @@ pub fn run(c: BenchCommand) -> anyhow::Result<()> {
     match c {
         BenchCommand::Forward(a) => {
             let model = load(&a.m)?;
-            let r = forward(&model, a.m.batch, a.m.seq, a.m.iters, a.steer)?;
+            let r = forward(
+                &model,
+                a.m.batch,
+                a.m.seq,
+                a.m.iters,
+                a.steer,
+                a.last_logits,
+            )?;
             print_sections(&r.sections);
             let line = format!(
                 "forward {} {} {} batch {} x {}{}: {:.1} ms/iter, {:.0} tokens/s, peak RSS {}{}",
@@ -244,7 +256,12 @@ pub fn run(c: BenchCommand) -> anyhow::Result<()> {
                 r.dtype,
                 r.batch,
                 r.seq,
-                if r.steered { " (steered)" } else { "" },
+                match (r.steered, r.last_logits) {
+                    (true, true) => " (steered, last-position logits)",
+                    (true, false) => " (steered)",
+                    (false, true) => " (last-position logits)",
+                    (false, false) => "",
+                },
                 r.ms_per_iter,
                 r.tokens_per_s,
                 mb(r.peak_rss_mb),
@@ -398,7 +415,7 @@ fn load(a: &ModelArgs) -> anyhow::Result<Model> {
     if block.is_some() {
         bail!(
             "--weights {}: a block type only applies to --random models (a file keeps its own \
-             types: use quantized or f32)",
+             types: use auto, quantized or f32)",
             a.weights
         );
     }

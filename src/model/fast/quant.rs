@@ -5,13 +5,15 @@
 //! the weights), both as one differentiable op ([`QMatrix::linear`]), and row lookups for
 //! embeddings ([`QMatrix::rows`]).
 //!
-//! Every kernel dequantizes a tile of rows (candle's per-block dequantizers) into a small f32
-//! buffer and multiplies it in f32, so results equal the dequantized model's up to summation
-//! order; a whole matrix is never dequantized except by [`QMatrix::dequantize`] (tests,
-//! fallbacks). Large products run each tile through the packed GEMM of `cpu_matmul`; small ones
-//! (a generation step) a fused dequantize-and-dot loop. Work is split over candle's CPU pool.
-//! The GEMM tile, dot and axpy loops are those of the process's [`CpuPath`] (the `*_on`
-//! variants take one, for tests); the block dequantizers are candle's.
+//! Every kernel dequantizes a tile of rows into a small f32 buffer and multiplies it in f32
+//! (activations are never rounded to 8 bits), so results equal the dequantized model's up to
+//! summation order; a whole matrix is never dequantized except by [`QMatrix::dequantize`]
+//! (tests, fallbacks). Large products run each tile through the packed GEMM of `cpu_matmul`
+//! (candle's per-block dequantizers); small ones (a generation step) a fused loop that
+//! dequantizes one block at a time with this module's own dequantizers, compiled for the path
+//! (bit-identical to candle's), and multiply-adds it straight into the dot products. Work is
+//! split over candle's CPU pool. The GEMM tile, dot, axpy and fused loops are those of the
+//! process's [`CpuPath`] (the `*_on` variants take one, for tests).
 //! Must not know about models, files, hooks or autograd beyond its own op.
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -186,6 +188,48 @@ impl QMatrix {
         }
         let qt = qtensor_from_ggml(dtype, bytes, vec![rows, cols], &Device::Cpu)?;
         Self::from_qtensor(qt)
+    }
+
+    /// Reads a `[rows, cols]` matrix of `dtype` stored at byte `offset` of `reader` (a GGUF
+    /// tensor) straight into its block storage: one copy of the bytes in memory, where reading
+    /// through candle (`Content::tensor`) holds the raw bytes and the block vector at once.
+    pub fn read_from<R: std::io::Read + std::io::Seek>(
+        reader: &mut R,
+        offset: u64,
+        dtype: GgmlDType,
+        rows: usize,
+        cols: usize,
+    ) -> Result<Self> {
+        if !supported(dtype) || !cols.is_multiple_of(dtype.block_size()) {
+            return Err(ModelError::InvalidInput(format!(
+                "quantized weights: cannot hold rows of {cols} values as {dtype:?}"
+            )));
+        }
+        let n_blocks = rows
+            .checked_mul(cols / dtype.block_size())
+            .ok_or_else(|| ModelError::InvalidInput(format!("[{rows}, {cols}] overflows")))?;
+        let io = |e: std::io::Error| {
+            ModelError::InvalidInput(format!(
+                "reading {n_blocks} {dtype:?} blocks at byte {offset}: {e}"
+            ))
+        };
+        reader.seek(std::io::SeekFrom::Start(offset)).map_err(io)?;
+        let storage = with_block!(dtype, T => {
+            // SAFETY: block structs are plain data (floats and integers) without padding, valid
+            // for the all-zero bit pattern.
+            let mut v: Vec<T> = vec![unsafe { std::mem::zeroed::<T>() }; n_blocks];
+            // SAFETY: the vector's initialised elements viewed as their bytes; any bytes read
+            // into them form valid blocks (plain data).
+            let bytes = unsafe {
+                std::slice::from_raw_parts_mut(
+                    v.as_mut_ptr().cast::<u8>(),
+                    n_blocks * std::mem::size_of::<T>(),
+                )
+            };
+            reader.read_exact(bytes).map_err(io)?;
+            Ok(candle_core::quantized::QStorage::Cpu(Box::new(v)))
+        })?;
+        Self::from_qtensor(QTensor::new(storage, (rows, cols))?)
     }
 
     /// Quantizes a matrix `[rows, cols]` made `chunk` rows at a time by `make(first_row,
@@ -374,8 +418,34 @@ impl QMatrix {
             if m >= GEMM_MIN_M {
                 fwd_tiled(path, blocks, n, k, x, m, out);
             } else {
-                fwd_dot(path, blocks, n, k, x, m, out);
+                fwd_fused(path, blocks, n, k, x, m, out);
             }
+            Ok(())
+        })
+    }
+
+    /// The small-`m` forward as it was before the fused kernel (each row of `W` dequantized by
+    /// candle's scalar dequantizer into a buffer, then dotted): the baseline of
+    /// `examples/quant_matmul.rs`, nothing else.
+    #[doc(hidden)]
+    pub fn matmul_t_rowwise_on(
+        &self,
+        path: CpuPath,
+        x: &[f32],
+        m: usize,
+        out: &mut [f32],
+    ) -> Result<()> {
+        check_path(path)?;
+        let (n, k) = (self.rows, self.cols);
+        if x.len() != m * k || out.len() != m * n {
+            return Err(ModelError::InvalidInput(format!(
+                "quantized matmul: x has {} values and out {}, expected {m} x {k} and {m} x {n}",
+                x.len(),
+                out.len()
+            )));
+        }
+        with_block!(self.dtype(), T => {
+            fwd_dot(path, self.blocks::<T>()?, n, k, x, m, out);
             Ok(())
         })
     }
@@ -517,6 +587,308 @@ fn fwd_dot<T: GgmlType>(
             }
         }
     });
+}
+
+/// Forward for few rows (a generation step): each work item walks [`DOT_ROWS`] rows of `W`
+/// block by block, dequantizes each block with [`Dequant`] (compiled for `path`, unlike
+/// candle's) into a small buffer and accumulates its products with up to four rows of `x` in
+/// 32 f32 lanes; no row buffer, no second pass over the weights.
+fn fwd_fused<T: Dequant>(
+    path: CpuPath,
+    w: &[T],
+    n: usize,
+    k: usize,
+    x: &[f32],
+    m: usize,
+    out: &mut [f32],
+) {
+    let bpr = k / T::BLCK_SIZE;
+    let op = OutPtr(out.as_mut_ptr());
+    par(n.div_ceil(DOT_ROWS), n * k * m, |range| {
+        for item in range {
+            for r in item * DOT_ROWS..n.min(item * DOT_ROWS + DOT_ROWS) {
+                let row = &w[r * bpr..(r + 1) * bpr];
+                let mut i = 0;
+                while i < m {
+                    let g = if m - i >= 4 { 4 } else { 1 };
+                    let mut sums = [0f32; 4];
+                    fused_dots(path, row, &x[i * k..(i + g) * k], k, &mut sums[..g]);
+                    for (j, v) in sums[..g].iter().enumerate() {
+                        // SAFETY: (i + j, r) is written only by the item owning row r; in bounds.
+                        unsafe { *op.get().add((i + j) * n + r) = *v };
+                    }
+                    i += g;
+                }
+            }
+        }
+    });
+}
+
+/// `sums[g] = Σ_c row[c] x[g k + c]` for one quantized row and `sums.len()` (1 or 4) rows of
+/// `x`, compiled for `path`.
+#[inline]
+fn fused_dots<T: Dequant>(path: CpuPath, row: &[T], x: &[f32], k: usize, sums: &mut [f32]) {
+    match (path, sums.len()) {
+        // SAFETY: the path's features are available (the caller checked the path).
+        #[cfg(target_arch = "x86_64")]
+        (CpuPath::Avx512, 4) => unsafe { fused_avx512::<T, 4>(row, x, k, sums) },
+        // SAFETY: as above.
+        #[cfg(target_arch = "x86_64")]
+        (CpuPath::Avx512, _) => unsafe { fused_avx512::<T, 1>(row, x, k, sums) },
+        // SAFETY: as above.
+        #[cfg(target_arch = "x86_64")]
+        (CpuPath::Avx2, 4) => unsafe { fused_avx2::<T, 4>(row, x, k, sums) },
+        // SAFETY: as above.
+        #[cfg(target_arch = "x86_64")]
+        (CpuPath::Avx2, _) => unsafe { fused_avx2::<T, 1>(row, x, k, sums) },
+        // NEON and FMA are part of the aarch64 baseline.
+        (CpuPath::Neon, 4) => fused_lanes::<T, true, 4>(row, x, k, sums),
+        (CpuPath::Neon, _) => fused_lanes::<T, true, 1>(row, x, k, sums),
+        (_, 4) => fused_lanes::<T, false, 4>(row, x, k, sums),
+        _ => fused_lanes::<T, false, 1>(row, x, k, sums),
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma,f16c")]
+unsafe fn fused_avx512<T: Dequant, const G: usize>(
+    row: &[T],
+    x: &[f32],
+    k: usize,
+    sums: &mut [f32],
+) {
+    fused_lanes::<T, true, G>(row, x, k, sums)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn fused_avx2<T: Dequant, const G: usize>(row: &[T], x: &[f32], k: usize, sums: &mut [f32]) {
+    fused_lanes::<T, true, G>(row, x, k, sums)
+}
+
+/// The body of [`fused_dots`] for `G` rows of `x`: 32 independent lanes per row (two AVX-512
+/// or four AVX2 accumulators, so the multiply-add chains overlap).
+#[inline(always)]
+fn fused_lanes<T: Dequant, const FMA: bool, const G: usize>(
+    row: &[T],
+    x: &[f32],
+    k: usize,
+    sums: &mut [f32],
+) {
+    let bs = T::BLCK_SIZE;
+    let mut buf = [0f32; 256];
+    let mut acc = [[0f32; 32]; G];
+    for (b, blk) in row.iter().enumerate() {
+        let vals = &mut buf[..bs];
+        T::dequant(blk, vals);
+        for (g, a) in acc.iter_mut().enumerate() {
+            let xs = &x[g * k + b * bs..g * k + (b + 1) * bs];
+            for (v, xx) in vals.chunks_exact(32).zip(xs.chunks_exact(32)) {
+                for ((s, v), xx) in a.iter_mut().zip(v).zip(xx) {
+                    *s = if FMA { v.mul_add(*xx, *s) } else { *s + v * xx };
+                }
+            }
+        }
+    }
+    for (s, a) in sums.iter_mut().zip(&acc) {
+        *s = a.iter().sum();
+    }
+}
+
+/// A block dequantizer that inlines into the fused kernel (candle's `to_float` is compiled in
+/// candle for the build's baseline and is not inlined across crates). Same arithmetic as
+/// candle's, so the values are bit-identical (tested below); Q2_K and Q3_K use candle's.
+trait Dequant: GgmlType {
+    /// Writes the block's `BLCK_SIZE` values to `out`.
+    fn dequant(b: &Self, out: &mut [f32]);
+}
+
+/// The bytes of one block (candle's block structs are `repr(C)` plain data without padding).
+#[inline(always)]
+fn block_bytes<T>(b: &T) -> &[u8] {
+    // SAFETY: `b` is a live `T`; reading its `size_of::<T>()` bytes is in bounds, and block
+    // structs have no padding (candle asserts their sizes equal the sum of their fields).
+    unsafe { std::slice::from_raw_parts((b as *const T).cast::<u8>(), std::mem::size_of::<T>()) }
+}
+
+/// The little-endian f16 at byte `o`, as f32.
+#[inline(always)]
+fn f16_at(b: &[u8], o: usize) -> f32 {
+    half::f16::from_bits(u16::from_le_bytes([b[o], b[o + 1]])).to_f32()
+}
+
+/// The 6-bit scale and min of sub-block `j` of a Q4_K/Q5_K block's 12 packed scale bytes.
+#[inline(always)]
+fn k4_scale_min(j: usize, q: &[u8]) -> (u8, u8) {
+    if j < 4 {
+        (q[j] & 63, q[j + 4] & 63)
+    } else {
+        (
+            (q[j + 4] & 0xf) | ((q[j - 4] >> 6) << 4),
+            (q[j + 4] >> 4) | ((q[j] >> 6) << 4),
+        )
+    }
+}
+
+impl Dequant for BlockQ4_0 {
+    #[inline(always)]
+    fn dequant(b: &Self, out: &mut [f32]) {
+        let b = block_bytes(b);
+        let (d, qs) = (f16_at(b, 0), &b[2..18]);
+        let (lo, hi) = out[..32].split_at_mut(16);
+        for ((q, l), h) in qs.iter().zip(lo).zip(hi) {
+            *l = ((q & 0xf) as i16 - 8) as f32 * d;
+            *h = ((q >> 4) as i16 - 8) as f32 * d;
+        }
+    }
+}
+
+impl Dequant for BlockQ4_1 {
+    #[inline(always)]
+    fn dequant(b: &Self, out: &mut [f32]) {
+        let b = block_bytes(b);
+        let (d, m, qs) = (f16_at(b, 0), f16_at(b, 2), &b[4..20]);
+        let (lo, hi) = out[..32].split_at_mut(16);
+        for ((q, l), h) in qs.iter().zip(lo).zip(hi) {
+            *l = (q & 0xf) as f32 * d + m;
+            *h = (q >> 4) as f32 * d + m;
+        }
+    }
+}
+
+impl Dequant for BlockQ5_0 {
+    #[inline(always)]
+    fn dequant(b: &Self, out: &mut [f32]) {
+        let b = block_bytes(b);
+        let d = f16_at(b, 0);
+        let qh = u32::from_le_bytes([b[2], b[3], b[4], b[5]]);
+        let qs = &b[6..22];
+        let (lo, hi) = out[..32].split_at_mut(16);
+        for (j, ((q, l), h)) in qs.iter().zip(lo).zip(hi).enumerate() {
+            let h0 = ((qh >> j) << 4) & 0x10;
+            let h1 = (qh >> (j + 12)) & 0x10;
+            *l = (((q & 0xf) as u32 | h0) as i32 - 16) as f32 * d;
+            *h = (((q >> 4) as u32 | h1) as i32 - 16) as f32 * d;
+        }
+    }
+}
+
+impl Dequant for BlockQ5_1 {
+    #[inline(always)]
+    fn dequant(b: &Self, out: &mut [f32]) {
+        let b = block_bytes(b);
+        let (d, m) = (f16_at(b, 0), f16_at(b, 2));
+        let qh = u32::from_le_bytes([b[4], b[5], b[6], b[7]]);
+        let qs = &b[8..24];
+        let (lo, hi) = out[..32].split_at_mut(16);
+        for (j, ((q, l), h)) in qs.iter().zip(lo).zip(hi).enumerate() {
+            let h0 = ((qh >> j) << 4) & 0x10;
+            let h1 = (qh >> (j + 12)) & 0x10;
+            *l = ((q & 0xf) as u32 | h0) as f32 * d + m;
+            *h = ((q >> 4) as u32 | h1) as f32 * d + m;
+        }
+    }
+}
+
+impl Dequant for BlockQ8_0 {
+    #[inline(always)]
+    fn dequant(b: &Self, out: &mut [f32]) {
+        let b = block_bytes(b);
+        let d = f16_at(b, 0);
+        for (q, o) in b[2..34].iter().zip(&mut out[..32]) {
+            *o = (*q as i8) as f32 * d;
+        }
+    }
+}
+
+impl Dequant for BlockQ4K {
+    #[inline(always)]
+    fn dequant(b: &Self, out: &mut [f32]) {
+        let b = block_bytes(b);
+        let (d, dmin) = (f16_at(b, 0), f16_at(b, 2));
+        let (scales, qs) = (&b[4..16], &b[16..144]);
+        for (c, (q, o)) in qs
+            .chunks_exact(32)
+            .zip(out.chunks_exact_mut(64))
+            .enumerate()
+        {
+            let (s1, m1) = k4_scale_min(2 * c, scales);
+            let (s2, m2) = k4_scale_min(2 * c + 1, scales);
+            let (d1, m1) = (d * s1 as f32, dmin * m1 as f32);
+            let (d2, m2) = (d * s2 as f32, dmin * m2 as f32);
+            let (lo, hi) = o.split_at_mut(32);
+            for ((q, l), h) in q.iter().zip(lo).zip(hi) {
+                *l = d1 * (q & 0xf) as f32 - m1;
+                *h = d2 * (q >> 4) as f32 - m2;
+            }
+        }
+    }
+}
+
+impl Dequant for BlockQ5K {
+    #[inline(always)]
+    fn dequant(b: &Self, out: &mut [f32]) {
+        let b = block_bytes(b);
+        let (d, dmin) = (f16_at(b, 0), f16_at(b, 2));
+        let (scales, qh, qs) = (&b[4..16], &b[16..48], &b[48..176]);
+        for (c, (q, o)) in qs
+            .chunks_exact(32)
+            .zip(out.chunks_exact_mut(64))
+            .enumerate()
+        {
+            let (s1, m1) = k4_scale_min(2 * c, scales);
+            let (s2, m2) = k4_scale_min(2 * c + 1, scales);
+            let (d1, m1) = (d * s1 as f32, dmin * m1 as f32);
+            let (d2, m2) = (d * s2 as f32, dmin * m2 as f32);
+            let (u1, u2) = (1u8 << (2 * c), 2u8 << (2 * c));
+            let (lo, hi) = o.split_at_mut(32);
+            for (((q, h), l), hh) in q.iter().zip(qh).zip(lo).zip(hi) {
+                let b1 = if h & u1 != 0 { 16 } else { 0 };
+                let b2 = if h & u2 != 0 { 16 } else { 0 };
+                *l = d1 * ((q & 0xf) + b1) as f32 - m1;
+                *hh = d2 * ((q >> 4) + b2) as f32 - m2;
+            }
+        }
+    }
+}
+
+impl Dequant for BlockQ6K {
+    #[inline(always)]
+    fn dequant(b: &Self, out: &mut [f32]) {
+        let b = block_bytes(b);
+        let d = f16_at(b, 208);
+        for half in 0..2 {
+            let ql = &b[64 * half..64 * half + 64];
+            let qh = &b[128 + 32 * half..128 + 32 * half + 32];
+            let sc = &b[192 + 8 * half..192 + 8 * half + 8];
+            let o = &mut out[128 * half..128 * half + 128];
+            for l in 0..32 {
+                let is = l / 16;
+                let q1 = ((ql[l] & 0xf) | ((qh[l] & 3) << 4)) as i8 - 32;
+                let q2 = ((ql[l + 32] & 0xf) | (((qh[l] >> 2) & 3) << 4)) as i8 - 32;
+                let q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) as i8 - 32;
+                let q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) as i8 - 32;
+                o[l] = d * (sc[is] as i8) as f32 * q1 as f32;
+                o[l + 32] = d * (sc[is + 2] as i8) as f32 * q2 as f32;
+                o[l + 64] = d * (sc[is + 4] as i8) as f32 * q3 as f32;
+                o[l + 96] = d * (sc[is + 6] as i8) as f32 * q4 as f32;
+            }
+        }
+    }
+}
+
+impl Dequant for BlockQ2K {
+    #[inline(always)]
+    fn dequant(b: &Self, out: &mut [f32]) {
+        Self::to_float(std::slice::from_ref(b), out);
+    }
+}
+
+impl Dequant for BlockQ3K {
+    #[inline(always)]
+    fn dequant(b: &Self, out: &mut [f32]) {
+        Self::to_float(std::slice::from_ref(b), out);
+    }
 }
 
 /// Forward for many rows: each work item dequantizes [`GROUP_ROWS`] rows of `W` straight into
@@ -805,6 +1177,53 @@ pub fn takes(x: &Tensor) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The fused kernel's dequantizers give candle's values bit for bit, for every block type
+    /// (random bytes for the quants; scales kept finite).
+    #[test]
+    fn fused_dequantizers_equal_candles() {
+        let (rows, cols) = (3usize, 512usize);
+        let vals: Vec<f32> = (0..rows * cols)
+            .map(|i| ((i * 7919 % 1013) as f32 - 506.0) / 300.0)
+            .collect();
+        let x = Tensor::from_vec(vals, (rows, cols), &Device::Cpu).unwrap();
+        for &dtype in SUPPORTED {
+            let q = QTensor::quantize(&x, dtype).unwrap();
+            let mut bytes = q.data().unwrap().into_owned();
+            // Scramble the quant bits (not the f16 scales) so every bit pattern shows up.
+            let offs = scale_offsets(dtype).unwrap();
+            let size = dtype.type_size();
+            let mut state = 0x9e37_79b9_u32;
+            for (i, byte) in bytes.iter_mut().enumerate() {
+                let o = i % size;
+                if offs.iter().any(|&s| o == s || o == s + 1) {
+                    continue;
+                }
+                state = state.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                *byte = (state >> 24) as u8;
+            }
+            let m = QMatrix::from_bytes(dtype, &bytes, rows, cols).unwrap();
+            let want: Vec<f32> = m
+                .dequantize()
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap();
+            let mut got = vec![0f32; rows * cols];
+            with_block!(dtype, T => {
+                let blocks = m.blocks::<T>().unwrap();
+                for (blk, o) in blocks.iter().zip(got.chunks_exact_mut(T::BLCK_SIZE)) {
+                    T::dequant(blk, o);
+                }
+                Ok::<(), ModelError>(())
+            })
+            .unwrap();
+            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                assert_eq!(g.to_bits(), w.to_bits(), "{dtype:?} value {i}: {g} vs {w}");
+            }
+        }
+    }
 
     /// For every block type, a NaN or infinite value written over each scale of one block is
     /// found in that block, and (so the offsets are really the scales) dequantizes to a

@@ -831,6 +831,50 @@ pub fn read_gguf_with(
     let mut rope_factors: HashMap<&str, Vec<f64>> = HashMap::new();
     for name in names {
         let ctx = |e: candle_core::Error| bad(path, name.as_str(), e.to_string());
+        // A weight matrix held quantized is read straight into its blocks (no second copy).
+        let keep_hf = content
+            .tensor_infos
+            .get(name)
+            .filter(|i| keep_quantized && quant::supported(i.ggml_dtype))
+            .and_then(|i| {
+                let (rows, cols) = i.shape.dims2().ok()?;
+                cols.is_multiple_of(i.ggml_dtype.block_size())
+                    .then_some((i, rows, cols))
+            })
+            .filter(|_| expert_tensor(&arch, name).is_none())
+            .and_then(|i| {
+                let hf = hf_tensor_name_for(&arch, name).filter(|n| n.ends_with(".weight"))?;
+                Some((i, hf))
+            });
+        if let Some(((info, rows, cols), hf)) = keep_hf {
+            let qctx = |e: ModelError| bad(path, name.as_str(), e.to_string());
+            let offset = content.tensor_data_offset.saturating_add(info.offset);
+            let mut m = QMatrix::read_from(&mut reader, offset, info.ggml_dtype, rows, cols)
+                .map_err(qctx)?;
+            // Held quantized, the tensor never passes the dense NaN scan: its block scales
+            // are checked instead (the values are finite exactly when the scales are).
+            if let Some(b) = m.first_nonfinite_block().map_err(qctx)? {
+                return Err(bad(
+                    path,
+                    hf.as_str(),
+                    format!(
+                        "contains NaN or infinite values (block {b} of `{name}` has a NaN or \
+                         infinite scale; a corrupt or badly converted checkpoint)"
+                    ),
+                ));
+            }
+            if permuted && hf.contains(".q_proj.") {
+                m = m
+                    .permute_rows(&unpermute_qk_rows(m.dims().0, heads).map_err(ctx)?)
+                    .map_err(qctx)?;
+            } else if permuted && hf.contains(".k_proj.") {
+                m = m
+                    .permute_rows(&unpermute_qk_rows(m.dims().0, kv_heads).map_err(ctx)?)
+                    .map_err(qctx)?;
+            }
+            quantized.insert(hf, m);
+            continue;
+        }
         let q = content
             .tensor(&mut reader, name, &Device::Cpu)
             .map_err(ctx)?;
@@ -860,39 +904,6 @@ pub fn read_gguf_with(
                 }
             }
             continue;
-        }
-        let whole_blocks = q
-            .shape()
-            .dims2()
-            .is_ok_and(|(_, c)| c.is_multiple_of(q.dtype().block_size()));
-        if keep_quantized && quant::supported(q.dtype()) && whole_blocks {
-            if let Some(hf) = hf_tensor_name_for(&arch, name).filter(|n| n.ends_with(".weight")) {
-                let qctx = |e: ModelError| bad(path, name.as_str(), e.to_string());
-                let mut m = QMatrix::from_qtensor(q).map_err(qctx)?;
-                // Held quantized, the tensor never passes the dense NaN scan: its block scales
-                // are checked instead (the values are finite exactly when the scales are).
-                if let Some(b) = m.first_nonfinite_block().map_err(qctx)? {
-                    return Err(bad(
-                        path,
-                        hf.as_str(),
-                        format!(
-                            "contains NaN or infinite values (block {b} of `{name}` has a NaN or \
-                             infinite scale; a corrupt or badly converted checkpoint)"
-                        ),
-                    ));
-                }
-                if permuted && hf.contains(".q_proj.") {
-                    m = m
-                        .permute_rows(&unpermute_qk_rows(m.dims().0, heads).map_err(ctx)?)
-                        .map_err(qctx)?;
-                } else if permuted && hf.contains(".k_proj.") {
-                    m = m
-                        .permute_rows(&unpermute_qk_rows(m.dims().0, kv_heads).map_err(ctx)?)
-                        .map_err(qctx)?;
-                }
-                quantized.insert(hf, m);
-                continue;
-            }
         }
         let mut t = q.dequantize(&Device::Cpu).map_err(ctx)?;
         let Some(hf) = hf_tensor_name_for(&arch, name) else {

@@ -26,11 +26,16 @@ impl Default for LoadOptions {
 }
 
 /// How a GGUF file's block-quantized tensors (Q4_0 … Q8_0, Q2_K … Q6_K) are held in memory.
+/// Tensors stored as F32/F16/BF16 (and every tensor of a safetensors folder) are dense whatever
+/// the choice.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum WeightStorage {
-    /// Dequantized to the model dtype at load (4 bytes a weight in f32; the default: faster
-    /// than the quantized kernels on small models, see BENCHMARKS.md).
+    /// The default: [`WeightStorage::Quantized`] where it applies (a `.gguf` file loaded on the
+    /// CPU in f32), [`WeightStorage::Dense`] elsewhere (CUDA, bf16/f16 models).
     #[default]
+    Auto,
+    /// Dequantized to the model dtype at load (4 bytes a weight in f32): what comparisons
+    /// against an f32 reference (PyTorch, transformers) ask for explicitly.
     Dense,
     /// Kept block-quantized; linear layers, the LM head and embedding lookups
     /// use the quantized kernels (`model::fast::quant`), which agree with the dequantized
@@ -40,20 +45,22 @@ pub enum WeightStorage {
 }
 
 impl WeightStorage {
-    /// Parses `quantized` (also `q`, `quant`) or `f32` (also `dense`, `dequantized`).
+    /// Parses `auto`, `quantized` (also `q`, `quant`) or `f32` (also `dense`, `dequantized`).
     pub fn parse(s: &str) -> Result<Self> {
         match s.trim().to_ascii_lowercase().as_str() {
+            "auto" | "default" => Ok(Self::Auto),
             "quantized" | "quant" | "q" => Ok(Self::Quantized),
             "f32" | "dense" | "dequantized" => Ok(Self::Dense),
             other => Err(ModelError::InvalidInput(format!(
-                "unknown weight storage `{other}` (use quantized or f32)"
+                "unknown weight storage `{other}` (use auto, quantized or f32)"
             ))),
         }
     }
 
-    /// Whether tensors stay quantized for a model on `device` in `dtype`.
+    /// Whether a GGUF file's block-quantized tensors stay quantized for a model on `device` in
+    /// `dtype` (the resolution of [`WeightStorage::Auto`]: yes on the CPU in f32).
     pub fn keeps_quantized(self, device: &Device, dtype: DType) -> bool {
-        self == Self::Quantized && device.is_cpu() && dtype == DType::F32
+        self != Self::Dense && device.is_cpu() && dtype == DType::F32
     }
 }
 
@@ -169,5 +176,42 @@ pub(crate) fn check_dtype(dtype: DType) -> Result<()> {
         other => Err(ModelError::InvalidInput(format!(
             "unsupported model dtype {other:?} (use f32, bf16 or f16)"
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The default keeps blocks exactly where the quantized kernels run (CPU, f32); `f32`
+    /// never does; every spelling parses to its variant and others are errors naming the choices.
+    #[test]
+    fn weight_storage_resolves_per_device_and_dtype() {
+        let cpu = Device::Cpu;
+        assert_eq!(WeightStorage::default(), WeightStorage::Auto);
+        assert_eq!(LoadOptions::default().weights, WeightStorage::Auto);
+        for (w, f32_cpu) in [
+            (WeightStorage::Auto, true),
+            (WeightStorage::Quantized, true),
+            (WeightStorage::Dense, false),
+        ] {
+            assert_eq!(w.keeps_quantized(&cpu, DType::F32), f32_cpu, "{w:?}");
+            assert!(!w.keeps_quantized(&cpu, DType::BF16), "{w:?} bf16");
+            assert!(!w.keeps_quantized(&cpu, DType::F16), "{w:?} f16");
+        }
+        for (s, w) in [
+            ("auto", WeightStorage::Auto),
+            (" Quantized ", WeightStorage::Quantized),
+            ("q", WeightStorage::Quantized),
+            ("f32", WeightStorage::Dense),
+            ("dense", WeightStorage::Dense),
+        ] {
+            assert_eq!(WeightStorage::parse(s).unwrap(), w, "{s}");
+        }
+        let e = WeightStorage::parse("q4").unwrap_err().to_string();
+        assert!(
+            e.contains("`q4`") && e.contains("auto, quantized or f32"),
+            "{e}"
+        );
     }
 }
