@@ -102,7 +102,7 @@ pub struct SplitArg {
 
 impl SplitArg {
     /// Loads a dataset file or the chosen split of a datasets folder, reading at most `limit`
-    /// records; errors name the path. A split given for a plain file is reported and ignored.
+    /// records. A split given for a plain file is reported and ignored.
     pub fn load(&self, path: &Path, limit: Option<usize>) -> Result<data::Dataset> {
         self.load_with(
             path,
@@ -123,7 +123,8 @@ impl SplitArg {
             );
         }
         opts.split = self.split.clone();
-        data::load_dataset(path, &opts).with_context(|| format!("reading {}", path.display()))
+        // Every data error already names the file (and line, row, field or shard).
+        Ok(data::load_dataset(path, &opts)?)
     }
 
     /// FNV-1a of what [`SplitArg::load`] reads (cache keys, provenance): a file's bytes, or for
