@@ -429,6 +429,8 @@ fn split_flag_reads_a_datasets_folder_in_steer_commands() {
     assert_eq!(code, Some(0), "{err}");
     let j: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(j["pairs"], 3, "{out}");
+    let meta = steerlab::steer::SteeringVector::load(&vec).unwrap().meta;
+    assert_eq!(meta.dataset, "hh-like[test]");
     // The train split has a null `chosen` in its second shard: reading it fails there.
     let (code, _, err) = train(Some("train"));
     assert_eq!(code, Some(1), "{err}");

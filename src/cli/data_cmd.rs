@@ -127,6 +127,22 @@ impl SplitArg {
         Ok(data::load_dataset(path, &opts)?)
     }
 
+    /// The dataset's name for reports and provenance: the file name, or for a datasets folder
+    /// `NAME[SPLIT]` with the split read (chosen or the folder's only one).
+    pub fn dataset_name(&self, path: &Path) -> String {
+        let name = path
+            .file_name()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if !path.is_dir() {
+            return name;
+        }
+        match data::shards::hf_split_files(path, self.split.as_deref()) {
+            Ok((split, _)) => format!("{name}[{split}]"),
+            Err(_) => name,
+        }
+    }
+
     /// FNV-1a of what [`SplitArg::load`] reads (cache keys, provenance): a file's bytes, or for
     /// a datasets folder the split's name and its shards' names and bytes in order.
     pub fn content_hash(&self, path: &Path) -> Result<u64> {

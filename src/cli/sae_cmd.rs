@@ -380,11 +380,7 @@ fn finish_run(
     out: &std::path::Path,
     model_path: Option<&std::path::Path>,
 ) -> anyhow::Result<()> {
-    result.report.dataset = a
-        .data
-        .file_name()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    result.report.dataset = a.split.dataset_name(&a.data);
     sae::write_outputs_with(out, result, model_path)?;
     if let Some(msg) = &result.report.history.diverged {
         anyhow::bail!(

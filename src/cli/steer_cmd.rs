@@ -206,11 +206,7 @@ fn train(a: TrainArgs) -> Result<()> {
     let sink = BarSink::new(a.json);
     let (model, tok) = load_model(a.model.as_deref(), &a.weights)?;
     let data = a.split.load(&a.data, a.limit)?;
-    let dataset_name = a
-        .data
-        .file_name()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let dataset_name = a.split.dataset_name(&a.data);
     let model_name = model.name().to_string();
     let method = Method::from_name(&a.method).ok_or_else(|| {
         anyhow::anyhow!(
