@@ -13,6 +13,11 @@
 # drifts apart within a few tokens even unsteered; that comparison is printed too (QUANT_CHECK=0 skips
 # it) but does not fail the run.
 #
+# steerlab's weights are pinned to `--weights f32` (dequantized at load) whatever its default, and
+# llama.cpp runs with `--no-repack`: its weight repacking picks the AMX kernels where the CPU has AMX,
+# and the native build crashes there (seen on a 2-vCPU Xeon VM); the F32 comparison is unaffected.
+# A llama-completion that fails shows its exit status in the table instead of text.
+#
 # Usage: scripts/llama_cpp_parity.sh [OUT]      (default OUT: llama-cpp-parity/)
 #   STEERLAB=path/to/steerlab  (default target/release/steerlab; build it first)
 #   SCALES="-4 -1 0 1 4"  TOKENS=24
@@ -32,12 +37,12 @@ if [[ ! -s "$MODEL" ]]; then
 fi
 python3 scripts/make_sentiment_set.py "$OUT" >/dev/null
 if [[ ! -s "$OUT/caa_l14.gguf" ]]; then
-  "$BIN" steer train --model "$MODEL" --data "$OUT/sentiment_train.jsonl" --method caa --layers 14 \
+  "$BIN" steer train --model "$MODEL" --weights f32 --data "$OUT/sentiment_train.jsonl" --method caa --layers 14 \
     --limit 64 --out "$OUT/caa_l14.safetensors" >/dev/null
   "$BIN" steer export --vector "$OUT/caa_l14.safetensors" --format gguf --out "$OUT/caa_l14.gguf"
 fi
 if [[ ! -s "$OUT/pca_l10_14_18.gguf" ]]; then
-  "$BIN" steer train --model "$MODEL" --data "$OUT/sentiment_train.jsonl" --method pca \
+  "$BIN" steer train --model "$MODEL" --weights f32 --data "$OUT/sentiment_train.jsonl" --method pca \
     --layers 10,14,18 --limit 64 --out "$OUT/pca_l10_14_18.safetensors" >/dev/null
   "$BIN" steer export --vector "$OUT/pca_l10_14_18.safetensors" --format gguf --out "$OUT/pca_l10_14_18.gguf"
 fi
@@ -58,11 +63,11 @@ for v in caa_l14 pca_l10_14_18; do
   for s in $SCALES; do
     for i in "${!PROMPTS[@]}"; do
       p=${PROMPTS[$i]}
-      ours=$("$BIN" generate --model "$MODEL" --prompt "$p" --max-new-tokens "$TOKENS" \
+      ours=$("$BIN" generate --model "$MODEL" --weights f32 --prompt "$p" --max-new-tokens "$TOKENS" \
         --steer "$OUT/$v.gguf:$s" 2>/dev/null)
-      theirs=$("$LLAMA" -m "$MODEL" -p "$p" -n "$TOKENS" --temp 0 --top-k 1 --seed 1 -t 2 \
+      theirs=$("$LLAMA" -m "$MODEL" -p "$p" -n "$TOKENS" --temp 0 --top-k 1 --seed 1 -t 2 --no-repack \
         --control-vector-scaled "$OUT/$v.gguf:$s" --no-display-prompt -no-cnv --simple-io \
-        2>/dev/null </dev/null || true)
+        2>/dev/null </dev/null) || theirs="<llama-completion exit $?>"
       # llama.cpp may stop at end-of-generation; compare what both produced, stripped of trailing space.
       a=$(printf '%s' "$ours" | sed -e 's/[[:space:]]*$//')
       # llama.cpp marks the end-of-generation token with " [end of text]"; steerlab just stops.
@@ -85,9 +90,10 @@ if [[ "${QUANT_CHECK:-1}" == 1 ]]; then
   } >>"$report"
   for i in "${!PROMPTS[@]}"; do
     p=${PROMPTS[$i]}
-    a=$("$BIN" generate --model "$Q4" --prompt "$p" --max-new-tokens "$TOKENS" 2>/dev/null | sed -e 's/[[:space:]]*$//')
-    b=$("$LLAMA" -m "$Q4" -p "$p" -n "$TOKENS" --temp 0 --top-k 1 --seed 1 -t 2 --no-display-prompt \
-      -no-cnv --simple-io 2>/dev/null </dev/null | sed -e 's/ \[end of text\]$//' -e 's/[[:space:]]*$//' || true)
+    a=$("$BIN" generate --model "$Q4" --weights f32 --prompt "$p" --max-new-tokens "$TOKENS" 2>/dev/null | sed -e 's/[[:space:]]*$//')
+    b=$("$LLAMA" -m "$Q4" -p "$p" -n "$TOKENS" --temp 0 --top-k 1 --seed 1 -t 2 --no-repack --no-display-prompt \
+      -no-cnv --simple-io 2>/dev/null </dev/null) || b="<llama-completion exit $?>"
+    b=$(printf '%s' "$b" | sed -e 's/ \[end of text\]$//' -e 's/[[:space:]]*$//')
     same=yes
     [[ "$a" == "$b" ]] || same=no
     echo "| $i | $same | $(printf '%s' "$a" | tr '\n|' '  ') | $(printf '%s' "$b" | tr '\n|' '  ') |" >>"$report"

@@ -385,3 +385,80 @@ fn hugging_face_shard_folders_read_one_split_as_one_dataset() {
     assert_eq!(code, Some(1), "{text}");
     assert!(text.contains("--split"), "{text}");
 }
+
+/// `--split` is one shared flag on every command that reads a dataset path: `steer train` and
+/// `steer verify` read the chosen split of a Hugging Face datasets folder (a tiny llama model
+/// keeps it fast), refuse a folder with several splits without it, and read the split asked for.
+#[test]
+fn split_flag_reads_a_datasets_folder_in_steer_commands() {
+    let d = tempfile::tempdir().unwrap();
+    let repo = d.path().join("hh-like");
+    let data = repo.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    write_parquet_pairs(&data.join("train-00000-of-00002.parquet"), &[0, 1, 2], None);
+    write_parquet_pairs(&data.join("train-00001-of-00002.parquet"), &[3, 4], Some(4));
+    write_parquet_pairs(
+        &data.join("test-00000-of-00001.parquet"),
+        &[10, 11, 12],
+        None,
+    );
+    let model = fixture("../models/llama");
+    let bin = env!("CARGO_BIN_EXE_steerlab");
+    let run = |args: &[&str]| {
+        let o = std::process::Command::new(bin).args(args).output().unwrap();
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let (r, m) = (repo.to_str().unwrap(), model.to_str().unwrap());
+    let vec = d.path().join("v.safetensors");
+    let v = vec.to_str().unwrap();
+    let train = |split: Option<&str>| {
+        let mut args = vec![
+            "steer", "train", "--model", m, "--data", r, "--method", "caa", "--layers", "1",
+            "--json", "--out", v,
+        ];
+        if let Some(s) = split {
+            args.extend(["--split", s]);
+        }
+        run(&args)
+    };
+    let (code, out, err) = train(Some("test"));
+    assert_eq!(code, Some(0), "{err}");
+    let j: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(j["pairs"], 3, "{out}");
+    let meta = steerlab::steer::SteeringVector::load(&vec).unwrap().meta;
+    assert_eq!(meta.dataset, "hh-like[test]");
+    // The train split has a null `chosen` in its second shard: reading it fails there.
+    let (code, _, err) = train(Some("train"));
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("train-00001-of-00002.parquet"), "{err}");
+    let (code, _, err) = train(None);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("--split") && err.contains("test (1 shard)"),
+        "{err}"
+    );
+
+    let (code, out, err) = run(&[
+        "steer", "verify", v, "--model", m, "--data", r, "--split", "test", "--json",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let j: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(j["sign_check"]["1"]["pairs"], 3, "{out}");
+    let (code, _, err) = run(&[
+        "steer",
+        "verify",
+        v,
+        "--model",
+        m,
+        "--data",
+        r,
+        "--split",
+        "validation",
+    ]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("no split `validation`"), "{err}");
+}

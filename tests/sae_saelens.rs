@@ -329,7 +329,7 @@ fn imported_features_tokens_lens_and_vector() {
         let batch = Batch::from_sequences(std::slice::from_ref(&ids), 0, model.device()).unwrap();
         let r = model.forward_to(2, &batch, &mut Hooks::new()).unwrap();
         let r = r.to_vec3::<f32>().unwrap().remove(0);
-        let from = usize::from(tok.bos_token_id() == ids.first().copied());
+        let from = usize::from(ids.len() > 1);
         for (p, row) in r.iter().enumerate().skip(from) {
             let a = rs.sae.encode(row);
             for (fi, &f) in feats.iter().enumerate() {
@@ -356,6 +356,33 @@ fn imported_features_tokens_lens_and_vector() {
         }
     }
     assert!(any, "no feature fired on the test texts");
+
+    // A tokenizer that adds no BOS (as SmolLM2's): the first word is the attention sink and is
+    // skipped too; every other position is read.
+    let nobos = tmp.path().join("nobos");
+    std::fs::create_dir_all(&nobos).unwrap();
+    for f in std::fs::read_dir(&mdir).unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(&f, nobos.join(f.file_name().unwrap())).unwrap();
+    }
+    let mut tj: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(nobos.join("tokenizer.json")).unwrap())
+            .unwrap();
+    tj["post_processor"] = serde_json::Value::Null;
+    std::fs::write(nobos.join("tokenizer.json"), tj.to_string()).unwrap();
+    let tok2 = load_tokenizer(&nobos).unwrap();
+    let lens: Vec<usize> = texts
+        .iter()
+        .map(|t| tok2.encode(t, true).unwrap().len())
+        .collect();
+    for (t, &n) in texts.iter().zip(&lens) {
+        assert_eq!(n + 1, tok.encode(t, true).unwrap().len(), "BOS still added");
+    }
+    let got = top_activating_tokens(&model, &tok2, &rs, &texts, &feats, 50, 2, &NullSink).unwrap();
+    for ft in &got {
+        assert_eq!(ft.positions, lens.iter().map(|n| n - 1).sum::<usize>());
+        assert!(ft.examples.iter().all(|e| e.position >= 1), "{ft:?}");
+    }
 
     let lens = logit_lens(&model, &tok, &rs, 3, 5).unwrap();
     let (emb, shape) = load_f32(&mdir.join("model.safetensors"), "model.embed_tokens.weight");

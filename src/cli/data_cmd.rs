@@ -90,15 +90,89 @@ pub enum DataCommand {
     },
 }
 
+/// `--split`, shared by every command that reads a dataset path: which split of a Hugging Face
+/// datasets folder to read.
+#[derive(Debug, Clone, Default, Args)]
+pub struct SplitArg {
+    /// The split to read where a dataset path is a Hugging Face datasets folder
+    /// (data/SPLIT-00000-of-0000N.parquet shards): train, test, ...; default: its only split.
+    #[arg(long)]
+    pub split: Option<String>,
+}
+
+impl SplitArg {
+    /// Loads a dataset file or the chosen split of a datasets folder, reading at most `limit`
+    /// records. A split given for a plain file is reported and ignored.
+    pub fn load(&self, path: &Path, limit: Option<usize>) -> Result<data::Dataset> {
+        self.load_with(
+            path,
+            LoadOptions {
+                limit,
+                ..LoadOptions::default()
+            },
+        )
+    }
+
+    /// [`SplitArg::load`] with other options (mapping, skip_invalid, ...); `opts.split` is
+    /// replaced by `--split`.
+    pub fn load_with(&self, path: &Path, mut opts: LoadOptions) -> Result<data::Dataset> {
+        if let (Some(s), false) = (&self.split, path.is_dir()) {
+            eprintln!(
+                "note: --split {s} applies to Hugging Face datasets folders; {} is a file, read whole",
+                path.display()
+            );
+        }
+        opts.split = self.split.clone();
+        // Every data error already names the file (and line, row, field or shard).
+        Ok(data::load_dataset(path, &opts)?)
+    }
+
+    /// The dataset's name for reports and provenance: the file name, or for a datasets folder
+    /// `NAME[SPLIT]` with the split read (chosen or the folder's only one).
+    pub fn dataset_name(&self, path: &Path) -> String {
+        let name = path
+            .file_name()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if !path.is_dir() {
+            return name;
+        }
+        match data::shards::hf_split_files(path, self.split.as_deref()) {
+            Ok((split, _)) => format!("{name}[{split}]"),
+            Err(_) => name,
+        }
+    }
+
+    /// FNV-1a of what [`SplitArg::load`] reads (cache keys, provenance): a file's bytes, or for
+    /// a datasets folder the split's name and its shards' names and bytes in order.
+    pub fn content_hash(&self, path: &Path) -> Result<u64> {
+        if !path.is_dir() {
+            crate::report::atomic::require_regular_file(path)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            let bytes =
+                std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            return Ok(crate::numeric::hash::fnv1a(&bytes));
+        }
+        let (split, files) = data::shards::hf_split_files(path, self.split.as_deref())?;
+        let mut all = split.into_bytes();
+        for f in &files {
+            all.push(0x1f);
+            all.extend(f.file_name().unwrap_or_default().as_encoded_bytes());
+            all.push(0x1f);
+            all.extend(std::fs::read(f).with_context(|| format!("reading {}", f.display()))?);
+        }
+        Ok(crate::numeric::hash::fnv1a(&all))
+    }
+}
+
 /// How to read an input file.
 #[derive(Debug, Args)]
 pub struct InputArgs {
     /// The dataset file (.jsonl, .json, .csv, .tsv, .parquet), or a Hugging Face datasets
     /// folder (data/SPLIT-00000-of-0000N.parquet shards; see --split).
     pub file: PathBuf,
-    /// The split of a Hugging Face datasets folder (train, test, ...; default: its only split).
-    #[arg(long)]
-    pub split: Option<String>,
+    #[command(flatten)]
+    pub split: SplitArg,
     /// Column mapping, e.g. prompt=question,chosen=good,rejected=bad.
     #[arg(long)]
     pub map: Option<String>,
@@ -145,7 +219,7 @@ impl InputArgs {
             limit: self.limit,
             format,
             max_record_bytes: self.max_record_mb.max(1) << 20,
-            split: self.split.clone(),
+            split: self.split.split.clone(),
         })
     }
 

@@ -2,7 +2,7 @@
 //! judgements, calls `crate::dissect::run_dissection` with a progress bar, writes
 //! `report.json`/`report.md`/`report.html` and prints a summary (or the JSON with `--json`).
 use crate::cli::progress::BarSink;
-use crate::data::{self, ColumnMapping, LoadOptions};
+use crate::data::{ColumnMapping, LoadOptions};
 use crate::dissect::{self, DissectConfig, NutsConfig, Sampler};
 use anyhow::Context;
 use clap::Args;
@@ -16,6 +16,8 @@ pub struct DissectArgs {
     /// (read as A = chosen, winner A).
     #[arg(long)]
     pub data: PathBuf,
+    #[command(flatten)]
+    pub split: crate::cli::data_cmd::SplitArg,
     /// Column mapping for unrecognised layouts, e.g. response_a=left,response_b=right,winner=pick.
     #[arg(long)]
     pub map: Option<String>,
@@ -122,7 +124,7 @@ pub fn run(a: DissectArgs) -> anyhow::Result<()> {
         skip_invalid: a.skip_invalid,
         ..LoadOptions::default()
     };
-    let dataset = data::load_dataset(&a.data, &opts)?;
+    let dataset = a.split.load_with(&a.data, opts)?;
     let skipped = dataset.report.invalid;
     let data = dataset.judgements();
     if data.is_empty() {

@@ -4,7 +4,6 @@
 //! `steerlab sae project` link features and steering vectors (`crate::sae::link`).
 use crate::cli::checks;
 use crate::cli::progress::BarSink;
-use crate::data::{self, LoadOptions};
 use crate::sae::interpret::TextGenerator;
 use crate::sae::llm::{load_tokenizer, LlmEmbedder, LlmGenerator};
 use crate::sae::{self, Embedder, MiniLmEmbedder, PairSet, RunOptions, SaeConfig};
@@ -81,6 +80,8 @@ pub struct RunArgs {
     /// Preference data (chosen/rejected pairs, pairwise judgements or A/B items).
     #[arg(long)]
     pub data: PathBuf,
+    #[command(flatten)]
+    pub split: crate::cli::data_cmd::SplitArg,
     /// `minilm` (sentence encoder) or `llm[:LAYER]` (mean residual after block LAYER of --model;
     /// default: the middle layer). `llm:L1,L2,...` embeds every layer in one pass and writes one
     /// run per layer to OUT/layerL.
@@ -252,8 +253,8 @@ fn run_cmd(a: RunArgs) -> anyhow::Result<()> {
     checks::count("--batch-size", a.batch_size, checks::MAX_BATCH)?;
     checks::count("--embed-batch", a.embed_batch, checks::MAX_BATCH)?;
     // The loader refuses FIFOs and devices before reading; the bytes (for the cache key) after.
-    let ds = data::load_dataset(&a.data, &LoadOptions::default())?;
-    let bytes = std::fs::read(&a.data).with_context(|| format!("reading {}", a.data.display()))?;
+    let ds = a.split.load(&a.data, None)?;
+    let data_hash = a.split.content_hash(&a.data)?;
     let pairs = PairSet::from_records(&ds.records);
     if pairs.is_empty() {
         bail!(
@@ -275,11 +276,7 @@ fn run_cmd(a: RunArgs) -> anyhow::Result<()> {
         },
         include_prompt: a.with_prompt,
         fidelity_pairs: a.fidelity_pairs,
-        data_hash: if a.no_cache {
-            None
-        } else {
-            Some(sae::embed::fnv1a(&bytes))
-        },
+        data_hash: if a.no_cache { None } else { Some(data_hash) },
         ..RunOptions::default()
     };
     opts.sae.validate()?;
@@ -383,11 +380,7 @@ fn finish_run(
     out: &std::path::Path,
     model_path: Option<&std::path::Path>,
 ) -> anyhow::Result<()> {
-    result.report.dataset = a
-        .data
-        .file_name()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    result.report.dataset = a.split.dataset_name(&a.data);
     sae::write_outputs_with(out, result, model_path)?;
     if let Some(msg) = &result.report.history.diverged {
         anyhow::bail!(

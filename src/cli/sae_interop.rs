@@ -3,8 +3,8 @@
 //! vectors). Parses flags, loads what the library needs, prints; the work is in
 //! `crate::sae::encode` and `crate::sae::import`.
 use crate::cli::checks;
+use crate::cli::data_cmd::SplitArg;
 use crate::cli::progress::BarSink;
-use crate::data::{self, LoadOptions};
 use crate::sae::encode::{self, AnySae};
 use crate::sae::link::parse_llm_embedder;
 use crate::sae::llm::{load_tokenizer, LlmEmbedder};
@@ -22,6 +22,8 @@ pub struct EncodeArgs {
     /// New preference pairs: embedded as the SAE's training data was, differences encoded.
     #[arg(long, conflicts_with = "inputs", required_unless_present = "inputs")]
     pub data: Option<PathBuf>,
+    #[command(flatten)]
+    pub split: crate::cli::data_cmd::SplitArg,
     /// Rows to encode instead of pairs: a safetensors file with an F32 tensor `inputs`
     /// [rows × d_in] (e.g. the output of an earlier `sae encode`).
     #[arg(long)]
@@ -97,7 +99,7 @@ pub fn encode_cmd(a: EncodeArgs) -> anyhow::Result<()> {
     }
     let data_path = a.data.as_ref().context("--data or --inputs is needed")?;
     let folder = SaeFolder::read(&a.sae)?;
-    let ds = data::load_dataset(data_path, &LoadOptions::default())?;
+    let ds = a.split.load(data_path, None)?;
     let pairs = PairSet::from_records(&ds.records);
     if pairs.is_empty() {
         bail!(
@@ -159,6 +161,8 @@ pub struct ImportArgs {
     /// feature's top-activating tokens.
     #[arg(long)]
     pub data: Option<PathBuf>,
+    #[command(flatten)]
+    pub split: crate::cli::data_cmd::SplitArg,
     /// Features to show, comma separated (default: the first 5).
     #[arg(long, value_delimiter = ',')]
     pub features: Vec<usize>,
@@ -191,8 +195,8 @@ struct ImportReport {
 }
 
 /// The texts of a dataset for feature search: both sides of every pair, else the prompts.
-pub fn dataset_texts(path: &Path) -> anyhow::Result<Vec<String>> {
-    let ds = data::load_dataset(path, &LoadOptions::default())?;
+fn dataset_texts(split: &SplitArg, path: &Path) -> anyhow::Result<Vec<String>> {
+    let ds = split.load(path, None)?;
     let pairs = PairSet::from_records(&ds.records);
     let mut texts: Vec<String> = pairs.a.iter().chain(&pairs.b).cloned().collect();
     if texts.is_empty() {
@@ -227,7 +231,7 @@ pub fn import_cmd(a: ImportArgs) -> anyhow::Result<()> {
         .collect::<Result<Vec<_>, _>>()?;
     let top_tokens = match &a.data {
         Some(d) => {
-            let texts = dataset_texts(d)?;
+            let texts = dataset_texts(&a.split, d)?;
             let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
             let bar = BarSink::new(a.json);
             crate::cli::signals::install();

@@ -7,7 +7,6 @@ use clap::{Args, Subcommand};
 
 use crate::cli::checks;
 use crate::cli::progress::BarSink;
-use crate::data::LoadOptions;
 use crate::model::{Model, TextTokenizer};
 use crate::steer::bipo::{Provenance, StopReason};
 use crate::steer::train::{self, Method, Trained};
@@ -54,6 +53,8 @@ pub struct TrainArgs {
     /// Training data: chosen/rejected pairs or A/B items (bipo/caa/pca), thumbs up/down (bco).
     #[arg(long)]
     pub data: PathBuf,
+    #[command(flatten)]
+    pub split: crate::cli::data_cmd::SplitArg,
     /// bipo, caa or pca.
     #[arg(long, default_value = "bipo")]
     pub method: String,
@@ -117,6 +118,8 @@ pub struct EvalArgs {
     /// A/B items (question, answer_matching_behavior, answer_not_matching_behavior).
     #[arg(long)]
     pub data: PathBuf,
+    #[command(flatten)]
+    pub split: crate::cli::data_cmd::SplitArg,
     /// Comma-separated vector files (.safetensors native or .gguf control vectors).
     #[arg(long, value_delimiter = ',', required = true)]
     pub vectors: Vec<PathBuf>,
@@ -192,14 +195,6 @@ pub fn load_model(path: Option<&Path>, weights: &str) -> Result<(Model, TextToke
     Ok((model, tok))
 }
 
-fn load_data(path: &Path, limit: Option<usize>) -> Result<crate::data::Dataset> {
-    let opts = LoadOptions {
-        limit,
-        ..Default::default()
-    };
-    crate::data::load_dataset(path, &opts).with_context(|| format!("reading {}", path.display()))
-}
-
 fn train(a: TrainArgs) -> Result<()> {
     checks::out_file("--out", &a.out)?;
     checks::positive("--lr", a.lr, 10.0)?;
@@ -212,12 +207,8 @@ fn train(a: TrainArgs) -> Result<()> {
     }
     let sink = BarSink::new(a.json);
     let (model, tok) = load_model(a.model.as_deref(), &a.weights)?;
-    let data = load_data(&a.data, a.limit)?;
-    let dataset_name = a
-        .data
-        .file_name()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let data = a.split.load(&a.data, a.limit)?;
+    let dataset_name = a.split.dataset_name(&a.data);
     let model_name = model.name().to_string();
     let method = Method::from_name(&a.method).ok_or_else(|| {
         anyhow::anyhow!(
@@ -234,7 +225,7 @@ fn train(a: TrainArgs) -> Result<()> {
         .with_context(|| format!("{}", a.data.display()))?;
     let heldout = match (&a.heldout, method) {
         (Some(p), Method::Bipo) => Some(
-            prepare::ab_tokens(&tok, &load_data(p, None)?.ab_items())
+            prepare::ab_tokens(&tok, &a.split.load(p, None)?.ab_items())
                 .with_context(|| format!("{}", p.display()))?,
         ),
         _ => None,
@@ -382,7 +373,7 @@ fn eval(a: EvalArgs) -> Result<()> {
     }
     let sink = BarSink::new(a.json);
     let (model, tok) = load_model(a.model.as_deref(), &a.weights)?;
-    let items = load_data(&a.data, a.limit)?.ab_items();
+    let items = a.split.load(&a.data, a.limit)?.ab_items();
     if items.is_empty() {
         bail!(
             "{}: no A/B items (question, answer_matching_behavior, answer_not_matching_behavior)",

@@ -8,7 +8,6 @@ use clap::Args;
 
 use crate::cli::checks;
 use crate::cli::progress::BarSink;
-use crate::data::LoadOptions;
 use crate::model::TextTokenizer;
 use crate::steer::bipo::Provenance;
 use crate::steer::side_effects::{MeterConfig, DEFAULT_NEUTRAL_PROMPTS};
@@ -27,6 +26,8 @@ pub struct SweepArgs {
     /// Training data (pairs or A/B items).
     #[arg(long)]
     pub data: PathBuf,
+    #[command(flatten)]
+    pub split: crate::cli::data_cmd::SplitArg,
     /// Held-out A/B items (question, answer_matching_behavior, answer_not_matching_behavior).
     #[arg(long)]
     pub eval: PathBuf,
@@ -121,6 +122,8 @@ pub struct VerifyArgs {
     /// Held-out pairs or A/B items for the sign check.
     #[arg(long)]
     pub data: PathBuf,
+    #[command(flatten)]
+    pub split: crate::cli::data_cmd::SplitArg,
     /// Model: as for `steer train` (default: the cached SmolLM2-135M-Instruct GGUF).
     #[arg(long)]
     pub model: Option<PathBuf>,
@@ -141,7 +144,7 @@ pub fn verify_cmd(a: VerifyArgs) -> Result<()> {
     crate::report::atomic::require_regular_file(&a.vector)
         .map_err(|e| anyhow::anyhow!("{}: {e}", a.vector.display()))?;
     let v = crate::steer::SteeringVector::load_any(&a.vector)?;
-    let records = load(&a.data, a.limit)?.records;
+    let records = a.split.load(&a.data, a.limit)?.records;
     if records.is_empty() {
         bail!("{}: no records", a.data.display());
     }
@@ -204,6 +207,8 @@ pub struct CastArgs {
     /// Prompts where it should not.
     #[arg(long)]
     pub skip: PathBuf,
+    #[command(flatten)]
+    pub split: crate::cli::data_cmd::SplitArg,
     /// Model: as for `steer train` (default: the cached SmolLM2-135M-Instruct GGUF).
     #[arg(long)]
     pub model: Option<PathBuf>,
@@ -219,8 +224,8 @@ pub fn cast_cmd(a: CastArgs) -> Result<()> {
     crate::report::atomic::require_regular_file(&a.condition)
         .map_err(|e| anyhow::anyhow!("--condition {}: {e}", a.condition.display()))?;
     let c = crate::steer::SteeringVector::load_any(&a.condition)?;
-    let apply = load(&a.apply, None)?.records;
-    let skip = load(&a.skip, None)?.records;
+    let apply = a.split.load(&a.apply, None)?.records;
+    let skip = a.split.load(&a.skip, None)?.records;
     if apply.is_empty() || skip.is_empty() {
         bail!(
             "--apply {} has {} prompts and --skip {} has {}; both need at least one",
@@ -286,21 +291,6 @@ struct Plan {
     eval_hash: String,
 }
 
-fn file_hash(p: &Path) -> Result<String> {
-    crate::report::atomic::require_regular_file(p)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
-    let bytes = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
-    Ok(format!("{:016x}", crate::numeric::hash::fnv1a(&bytes)))
-}
-
-fn load(path: &Path, limit: Option<usize>) -> Result<crate::data::Dataset> {
-    let opts = LoadOptions {
-        limit,
-        ..Default::default()
-    };
-    crate::data::load_dataset(path, &opts).with_context(|| format!("reading {}", path.display()))
-}
-
 fn name_of(p: &Path) -> String {
     p.file_name()
         .map(|s| s.to_string_lossy().into_owned())
@@ -341,13 +331,13 @@ fn plan(a: &SweepArgs) -> Result<Plan> {
             bail!("--positions `{p}`: expected all, prompt or generated");
         }
     }
-    let train_hash = file_hash(&a.data)?;
-    let eval_hash = file_hash(&a.eval)?;
-    let train_records = load(&a.data, a.limit)?.records;
+    let train_hash = format!("{:016x}", a.split.content_hash(&a.data)?);
+    let eval_hash = format!("{:016x}", a.split.content_hash(&a.eval)?);
+    let train_records = a.split.load(&a.data, a.limit)?.records;
     if train_records.is_empty() {
         bail!("{}: no training records", a.data.display());
     }
-    let eval_items = load(&a.eval, a.eval_limit)?.ab_items();
+    let eval_items = a.split.load(&a.eval, a.eval_limit)?.ab_items();
     if eval_items.is_empty() {
         bail!(
             "{}: no usable A/B items (question, answer_matching_behavior, answer_not_matching_behavior)",
@@ -365,7 +355,7 @@ fn plan(a: &SweepArgs) -> Result<Plan> {
     let cap_items = match &capability_path {
         None => None,
         Some(p) => {
-            let items = load(p, None)?.ab_items();
+            let items = a.split.load(p, None)?.ab_items();
             if items.is_empty() {
                 bail!("--capability {}: no usable A/B items", p.display());
             }
@@ -378,7 +368,7 @@ fn plan(a: &SweepArgs) -> Result<Plan> {
             .map(|s| crate::data::Prompt::Text(s.to_string()))
             .collect(),
         Some(p) => {
-            let recs = load(p, None)?.records;
+            let recs = a.split.load(p, None)?.records;
             if recs.len() < 2 {
                 bail!(
                     "--neutral {}: {} prompts; at least 2 are needed",
@@ -652,7 +642,7 @@ pub fn tune_cmd(a: TuneArgs) -> Result<()> {
         },
     });
     let mut cv = tune::certified_vector(v, ch, &certificate)?;
-    let eval_records = load(&s.eval, s.eval_limit)?.records;
+    let eval_records = s.split.load(&s.eval, s.eval_limit)?.records;
     let pairs = prepare::contrasts(&p.tok, &eval_records, false)
         .with_context(|| format!("{}", s.eval.display()))?;
     let signs = crate::steer::verify::sign_check(&p.model, &cv, &pairs, 8, &sink)?;

@@ -8,7 +8,7 @@ use clap::Args;
 
 use crate::cli::checks;
 use crate::cli::progress::BarSink;
-use crate::data::{LoadOptions, Prompt};
+use crate::data::Prompt;
 use crate::model::GenerateOptions;
 use crate::steer::judge::Judge;
 use crate::steer::judge_eval::{self, JudgeStudyInputs, LabelledPair};
@@ -37,6 +37,8 @@ pub struct JudgeArgs {
     /// Prompts to generate from (any data file with prompts); default: the held-out questions.
     #[arg(long)]
     pub prompts: Option<PathBuf>,
+    #[command(flatten)]
+    pub split: crate::cli::data_cmd::SplitArg,
     /// Use at most this many prompts.
     #[arg(long, default_value_t = 6)]
     pub n_prompts: usize,
@@ -82,6 +84,8 @@ pub struct LensArgs {
     /// Prompts from a data file (any file with prompts).
     #[arg(long)]
     pub prompts: Option<PathBuf>,
+    #[command(flatten)]
+    pub split: crate::cli::data_cmd::SplitArg,
     /// The vector's layer to read (default: every layer it has).
     #[arg(long)]
     pub layer: Option<usize>,
@@ -113,14 +117,6 @@ struct StripRow {
     tokens: Vec<lens::StripToken>,
 }
 
-fn load(path: &Path, limit: Option<usize>) -> Result<crate::data::Dataset> {
-    let opts = LoadOptions {
-        limit,
-        ..Default::default()
-    };
-    crate::data::load_dataset(path, &opts).with_context(|| format!("reading {}", path.display()))
-}
-
 fn load_vector(path: &Path) -> Result<SteeringVector> {
     crate::report::atomic::require_regular_file(path)
         .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
@@ -148,7 +144,7 @@ pub fn judge_cmd(a: JudgeArgs) -> Result<()> {
     }
     crate::steer::sweep::check_grid(&[0], &a.multipliers, 1)?;
     let v = load_vector(&a.vector)?;
-    let eval_items = load(&a.eval, a.eval_limit)?.ab_items();
+    let eval_items = a.split.load(&a.eval, a.eval_limit)?.ab_items();
     if eval_items.is_empty() {
         bail!(
             "{}: no usable A/B items (question, answer_matching_behavior, answer_not_matching_behavior)",
@@ -156,7 +152,9 @@ pub fn judge_cmd(a: JudgeArgs) -> Result<()> {
         );
     }
     let prompt_texts: Vec<String> = match &a.prompts {
-        Some(p) => load(p, Some(a.n_prompts))?
+        Some(p) => a
+            .split
+            .load(p, Some(a.n_prompts))?
             .records
             .iter()
             .map(|r| r.prompt().to_plain())
@@ -298,7 +296,13 @@ pub fn lens_cmd(a: LensArgs) -> Result<()> {
     let v = load_vector(&a.vector)?;
     let mut texts = a.prompt.clone();
     if let Some(p) = &a.prompts {
-        texts.extend(load(p, None)?.records.iter().map(|r| r.prompt().to_plain()));
+        texts.extend(
+            a.split
+                .load(p, None)?
+                .records
+                .iter()
+                .map(|r| r.prompt().to_plain()),
+        );
     }
     texts.retain(|t| !t.trim().is_empty());
     let layers: Vec<usize> = match a.layer {

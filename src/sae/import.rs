@@ -151,7 +151,7 @@ pub struct FeatureTokens {
 pub const MAX_TOKENS: usize = 256;
 
 /// Runs the model over `texts` (BOS added as the tokenizer does, at most [`MAX_TOKENS`] tokens
-/// each; the BOS position itself is skipped: it carries the attention sink), encodes the
+/// each; the first position is skipped, BOS or not: it carries the attention sink), encodes the
 /// residual at the SAE's hook at every position, and keeps each of `features`' `top` largest
 /// activations with `context` tokens either side. Reports progress; cancellable.
 #[allow(clippy::too_many_arguments)]
@@ -172,7 +172,6 @@ pub fn top_activating_tokens(
             d_sae - 1
         )));
     }
-    let bos = tok.bos_token_id();
     let mut seqs = Vec::with_capacity(texts.len());
     for t in texts {
         let mut ids = tok.encode(t, true)?;
@@ -218,7 +217,9 @@ pub fn top_activating_tokens(
         let resid = model.forward_to(upto, &batch, &mut Hooks::new())?;
         let resid = resid.to_dtype(DType::F32)?.to_vec3::<f32>()?;
         for ((row, ids), &ti) in resid.iter().zip(&chunk).zip(&texts_in) {
-            let from = usize::from(bos.is_some() && ids.first() == bos.as_ref() && ids.len() > 1);
+            // The first position is the attention sink whether or not it is a BOS token
+            // (SmolLM2 adds none, and its first word then carries the sink's huge activations).
+            let from = usize::from(ids.len() > 1);
             let x: Vec<f32> = row[from..ids.len()].iter().flatten().copied().collect();
             let acts = rs.sae.encode(&x);
             positions += ids.len() - from;
