@@ -248,6 +248,7 @@ pub fn run_causal(a: CausalArgs) -> anyhow::Result<()> {
             &quiet,
         )?),
     };
+    let mut answers = String::new();
     let report = match &model {
         Some(m) => {
             let opts = dissect::causal_model::GeneratorOptions {
@@ -272,7 +273,16 @@ pub fn run_causal(a: CausalArgs) -> anyhow::Result<()> {
                 &prompts,
                 &judge,
                 &a.judge,
-                &mut |p: &str, k: usize, x: f64| g.generate(p, k, x),
+                &mut |p: &str, k: usize, x: f64| {
+                    let t = g.generate(p, k, x)?;
+                    answers.push_str(
+                        &serde_json::json!({"prompt": p, "factor": crate::data::synth::FACTORS[k],
+                            "multiplier": x, "answer": &t})
+                        .to_string(),
+                    );
+                    answers.push('\n');
+                    Ok(t)
+                },
                 &bar,
             )
         }
@@ -290,6 +300,9 @@ pub fn run_causal(a: CausalArgs) -> anyhow::Result<()> {
     };
     bar.finish();
     let report = report.with_context(|| format!("causal dissection of {}", a.data.display()))?;
+    if !answers.is_empty() {
+        crate::report::write_atomic(&a.out.join("answers.jsonl"), answers.as_bytes())?;
+    }
     dissect::causal_report::write_report(&a.out, &report)?;
     println!(
         "causal dissection in {:.1}s (judge {}, m = ±{}, threshold {})",
@@ -320,7 +333,13 @@ pub fn run_causal(a: CausalArgs) -> anyhow::Result<()> {
     if let Some(s) = report.spearman_planted {
         println!("Spearman(planted, interventional) over steerable factors: {s:.3}");
     }
-    for n in ["report.json", "report.md", "report.html", "effects.svg"] {
+    for n in [
+        "report.json",
+        "report.md",
+        "report.html",
+        "effects.svg",
+        "answers.jsonl",
+    ] {
         println!("wrote {}", a.out.join(n).display());
     }
     Ok(())

@@ -224,7 +224,7 @@ pub struct CausalFactor {
     pub correlational: Effect,
     /// Standardised change of the factor per unit multiplier.
     pub steerability: f64,
-    /// Steerability at or above the threshold.
+    /// |Steerability| at or above the threshold.
     pub steerable: bool,
     /// Effect on the judge when steered (null when not steerable or the judge is a column).
     pub interventional: Option<Effect>,
@@ -450,7 +450,9 @@ pub fn run_causal(
             (sums[2][i] - sums[0][i]) / n / (2.0 * cfg.multiplier.abs().max(1e-12)) / sd_data[i]
         });
         let steer = moves[k];
-        let steerable = steer >= cfg.threshold;
+        // A vector that moves the factor against its sign still moves it (the fit below uses
+        // the measured differences), so the magnitude decides.
+        let steerable = steer.abs() >= cfg.threshold && steer != 0.0;
         let moved_with = (0..9)
             .filter(|&i| i != k && moves[i].abs() >= cfg.threshold)
             .map(|i| FACTORS[i].to_string())
@@ -511,7 +513,7 @@ pub fn run_causal(
     };
     for r in rows_out.iter().filter(|r| interventional && !r.steerable) {
         notes.push(format!(
-            "{}: not steerable (steerability {:.3} < threshold {})",
+            "{}: not steerable (|steerability| {:.3} < threshold {})",
             r.name, r.steerability, cfg.threshold
         ));
     }

@@ -96,9 +96,14 @@ impl<'m> SteeredGenerator<'m> {
             if progress.is_cancelled() {
                 return Err(DissectError::Cancelled);
             }
-            let picked = select_pairs(data, k, opts.pairs_per_factor)?;
-            let mut items = Vec::with_capacity(picked.len());
+            // Rank every candidate so pairs too long for the context can be skipped.
+            let picked = select_pairs(data, k, usize::MAX)?;
+            let ctx = model.config().max_position_embeddings;
+            let mut items = Vec::with_capacity(opts.pairs_per_factor);
             for (p, more_in_a) in picked {
+                if items.len() == opts.pairs_per_factor {
+                    break;
+                }
                 let j = &data[p];
                 let (more, less) = if more_in_a {
                     (&j.response_a, &j.response_b)
@@ -110,6 +115,9 @@ impl<'m> SteeredGenerator<'m> {
                 pos.extend(prepare::text_ids(&tok, more, &j.id).map_err(steer_err(&j.id))?);
                 let mut neg = head;
                 neg.extend(prepare::text_ids(&tok, less, &j.id).map_err(steer_err(&j.id))?);
+                if pos.len() > ctx || neg.len() > ctx {
+                    continue;
+                }
                 items.push(Contrast {
                     positive_at: pos.len() - 1,
                     negative_at: neg.len() - 1,
@@ -118,6 +126,11 @@ impl<'m> SteeredGenerator<'m> {
                 });
             }
             let what = format!("factor {}", FACTORS[k]);
+            if items.len() < 2 {
+                return Err(DissectError::Empty(format!(
+                    "{what}: fewer than 2 training pairs fit the model's context of {ctx} tokens"
+                )));
+            }
             let v = caa::train_caa(model, &items, &[layer], 4, model.name(), &what, progress)
                 .map_err(|e| match e {
                     crate::steer::SteerError::Invalid(m) if m == "cancelled" => {
