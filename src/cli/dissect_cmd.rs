@@ -136,34 +136,6 @@ pub struct CausalArgs {
     pub seed: u64,
 }
 
-/// Reads held-out prompts: one per non-empty line of a .txt file, else a dataset's prompts.
-fn read_prompts(path: &std::path::Path, max: usize) -> anyhow::Result<Vec<String>> {
-    crate::report::atomic::require_regular_file(path)
-        .map_err(|e| anyhow::anyhow!("--prompts {}: {e}", path.display()))?;
-    let mut out: Vec<String> = if path.extension().is_some_and(|e| e == "txt") {
-        std::fs::read_to_string(path)
-            .with_context(|| format!("--prompts {}", path.display()))?
-            .lines()
-            .map(|l| l.trim().to_string())
-            .collect()
-    } else {
-        data::load_dataset(path, &LoadOptions::default())
-            .with_context(|| format!("--prompts {}", path.display()))?
-            .records
-            .iter()
-            .map(|r| r.prompt().to_plain())
-            .collect()
-    };
-    out.retain(|p| !p.trim().is_empty());
-    let mut seen = std::collections::HashSet::new();
-    out.retain(|p| seen.insert(p.clone()));
-    out.truncate(max);
-    if out.is_empty() {
-        anyhow::bail!("--prompts {}: holds no prompts", path.display());
-    }
-    Ok(out)
-}
-
 /// Runs `steerlab dissect causal`.
 pub fn run_causal(a: CausalArgs) -> anyhow::Result<()> {
     use crate::cli::checks;
@@ -203,7 +175,8 @@ pub fn run_causal(a: CausalArgs) -> anyhow::Result<()> {
             a.judge
         ),
     };
-    let prompts = read_prompts(&a.prompts, a.max_prompts)?;
+    let prompts = dissect::causal_model::read_prompts(&a.prompts, a.max_prompts)
+        .map_err(|e| anyhow::anyhow!("--prompts {e}"))?;
     let dataset = data::load_dataset(&a.data, &LoadOptions::default())
         .with_context(|| format!("--data {}", a.data.display()))?;
     let pairs = dataset.judgements();

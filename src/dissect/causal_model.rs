@@ -223,3 +223,60 @@ pub fn model_judge<'m>(
         Ok(p[0].probability)
     }))
 }
+
+/// Held-out prompts: one per non-empty line of a `.txt` file, else the prompts of a dataset;
+/// duplicates dropped, at most `max`. Errors name the file.
+pub fn read_prompts(path: &std::path::Path, max: usize) -> Result<Vec<String>, DissectError> {
+    let name = path.display();
+    crate::report::atomic::require_regular_file(path)
+        .map_err(|e| DissectError::Source(format!("{name}: {e}")))?;
+    let mut out: Vec<String> = if path.extension().is_some_and(|e| e == "txt") {
+        std::fs::read_to_string(path)
+            .map_err(|e| DissectError::Source(format!("{name}: {e}")))?
+            .lines()
+            .map(|l| l.trim().to_string())
+            .collect()
+    } else {
+        crate::data::load_dataset(path, &crate::data::LoadOptions::default())
+            .map_err(|e| DissectError::Source(format!("{name}: {e}")))?
+            .records
+            .iter()
+            .map(|r| r.prompt().to_plain())
+            .collect()
+    };
+    out.retain(|p| !p.trim().is_empty());
+    let mut seen = std::collections::HashSet::new();
+    out.retain(|p| seen.insert(p.clone()));
+    out.truncate(max);
+    if out.is_empty() {
+        return Err(DissectError::BadOption(format!("{name}: holds no prompts")));
+    }
+    Ok(out)
+}
+
+/// The judge of a `--judge` spec: `planted:FILE`, `column:NAME`, or `model:` (any loaded
+/// model given as `judge_model`). Parsed before any work.
+pub enum JudgeSpec {
+    /// The planted rule read from a truth file.
+    Planted(super::causal::PlantedJudge),
+    /// A model named or located by the string.
+    Model(String),
+    /// A label column (observational only).
+    Column(String),
+}
+
+impl std::str::FromStr for JudgeSpec {
+    type Err = DissectError;
+    fn from_str(s: &str) -> Result<Self, DissectError> {
+        match s.split_once(':') {
+            Some(("planted", f)) if !f.trim().is_empty() => Ok(JudgeSpec::Planted(
+                super::causal::PlantedJudge::from_file(std::path::Path::new(f.trim()))?,
+            )),
+            Some(("model", m)) if !m.trim().is_empty() => Ok(JudgeSpec::Model(m.trim().into())),
+            Some(("column", c)) if !c.trim().is_empty() => Ok(JudgeSpec::Column(c.trim().into())),
+            _ => Err(DissectError::BadOption(format!(
+                "judge `{s}`: expected planted:FILE.truth.json, model:NAME_OR_PATH or column:NAME"
+            ))),
+        }
+    }
+}
