@@ -290,17 +290,30 @@ fn report(ui: &mut egui::Ui, r: &CausalReport) {
         .height(260.0)
         .x_axis_label("correlational weight")
         .y_axis_label("interventional effect")
+        .legend(egui_plot::Legend::default())
         .show(ui, |p| {
-            for (name, c, i) in &pts {
-                p.line(Line::new(
-                    format!("{name} x"),
-                    PlotPoints::from(vec![[c.lo95, i.mean], [c.hi95, i.mean]]),
-                ));
-                p.line(Line::new(
-                    format!("{name} y"),
-                    PlotPoints::from(vec![[c.mean, i.lo95], [c.mean, i.hi95]]),
-                ));
-                p.points(Points::new(*name, vec![[c.mean, i.mean]]).radius(4.0));
+            // One colour and one legend entry per factor: the point and both interval bars.
+            for (k, (name, c, i)) in pts.iter().enumerate() {
+                let col = super::style::GROUP_COLORS[k % super::style::GROUP_COLORS.len()];
+                p.line(
+                    Line::new(
+                        *name,
+                        PlotPoints::from(vec![[c.lo95, i.mean], [c.hi95, i.mean]]),
+                    )
+                    .color(col),
+                );
+                p.line(
+                    Line::new(
+                        *name,
+                        PlotPoints::from(vec![[c.mean, i.lo95], [c.mean, i.hi95]]),
+                    )
+                    .color(col),
+                );
+                p.points(
+                    Points::new(*name, vec![[c.mean, i.mean]])
+                        .radius(4.0)
+                        .color(col),
+                );
             }
         });
 }
