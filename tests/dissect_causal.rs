@@ -115,7 +115,11 @@ impl Fixture {
     }
 
     fn run(&self, truth: &str, out: &str, extra: &[&str]) -> (bool, String, String) {
-        let judge = format!("planted:{}", self.p(truth));
+        self.run_judge(&format!("planted:{}", self.p(truth)), out, extra)
+    }
+
+    fn run_judge(&self, judge: &str, out: &str, extra: &[&str]) -> (bool, String, String) {
+        let judge = judge.to_string();
         let (m, data, prompts, out) = (
             model().display().to_string(),
             self.p("pairs.jsonl"),
@@ -201,6 +205,31 @@ fn planted_length_sign_is_recovered_and_the_report_set_has_the_schema() {
     let r = report(&fx.root.join("neg"));
     let i = &r["factors"][0]["interventional"];
     assert!(i["hi95"].as_f64().unwrap() < 0.0, "planted −40: {i}");
+}
+
+#[test]
+fn a_model_judge_compares_steered_answers() {
+    let fx = Fixture::new();
+    // A judge model whose tokenizer has the answer letters (the generator's fixture has not).
+    let jm = fx.root.join("judge_model");
+    std::fs::create_dir(&jm).unwrap();
+    steerlab::testing::write_tiny_llama(&jm, 2, 5);
+    let judge = format!("model:{}", jm.display());
+    let (ok, out, err) = fx.run_judge(&judge, "model", &[]);
+    assert!(ok, "{out}\n{err}");
+    let r = report(&fx.root.join("model"));
+    assert_eq!(r["judge"], judge.as_str());
+    // Same generation as with the planted judge, so length is steerable and gets an effect.
+    let len = &r["factors"][0];
+    assert_eq!(len["steerable"], true, "{len}");
+    let i = &len["interventional"];
+    let (lo, m, hi) = (
+        i["lo95"].as_f64().unwrap(),
+        i["mean"].as_f64().unwrap(),
+        i["hi95"].as_f64().unwrap(),
+    );
+    assert!(lo < m && m < hi, "{i}");
+    assert!(len.get("planted_weight").is_none(), "{len}");
 }
 
 #[test]

@@ -1,11 +1,13 @@
 //! Causal preference dissection (issue 24), the model-free core: pick pairs that differ mostly
 //! in one factor, measure the planted factors on generated text, turn measurements at −m, 0, +m
-//! into steerability and side effects, judge steered against unsteered answers with the
-//! planted rule of `steerlab data synth`, and fit the interventional effects with the same
-//! Bayesian logistic regression (Laplace approximation) as the observational dissection.
+//! into steerability and side effects, judge steered against unsteered answers (the planted
+//! rule of `steerlab data synth`, or a model through [`CausalJudge::Model`]), and fit the
+//! interventional effects of the steerable factors with the same Bayesian logistic regression
+//! (Laplace approximation) as the observational dissection.
 //!
 //! Generation is abstracted as a callback ([`Generate`]) so the core is testable without a
-//! model; the CAA vector and model wiring live with the caller.
+//! model; the CAA vectors and model wiring are [`super::causal_model`], the pages
+//! [`super::causal_report`].
 use super::error::DissectError;
 use super::laplace;
 use super::posterior::Posterior;
