@@ -10,12 +10,16 @@ use std::path::PathBuf;
 
 /// Flags of `steerlab dissect`.
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct DissectArgs {
+    /// `causal`: the interventional dissection (steer each factor, judge the answers).
+    #[command(subcommand)]
+    pub command: Option<DissectSub>,
     /// Dataset (.jsonl, .json, .csv, .tsv, .parquet): pairwise judgements (response_a/response_b/
     /// winner, optional judge/annotator/scenario/factors_a/factors_b) or chosen/rejected pairs
     /// (read as A = chosen, winner A).
-    #[arg(long)]
-    pub data: PathBuf,
+    #[arg(long, required = true)]
+    pub data: Option<PathBuf>,
     #[command(flatten)]
     pub split: crate::cli::data_cmd::SplitArg,
     /// Column mapping for unrecognised layouts, e.g. response_a=left,response_b=right,winner=pick.
@@ -75,14 +79,257 @@ pub struct DissectArgs {
     #[arg(long)]
     pub json: bool,
     /// Output folder for report.json, report.md and report.html.
+    #[arg(long, required = true)]
+    pub out: Option<PathBuf>,
+}
+
+/// Subcommands of `steerlab dissect`.
+#[derive(Debug, clap::Subcommand)]
+pub enum DissectSub {
+    /// Causal dissection (issue 24): per factor, a CAA vector from pairs that differ mostly in
+    /// it; answers to held-out prompts at −m, 0, +m; steerability; the judge's choices between
+    /// steered and unsteered answers fitted per factor; compared with the observational fit.
+    Causal(CausalArgs),
+}
+
+/// Flags of `steerlab dissect causal`.
+#[derive(Debug, Args)]
+pub struct CausalArgs {
+    /// Pairwise judgements, e.g. from `steerlab data synth`.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Planted factors to dissect, comma separated (length, bullet_list, header, code_block,
+    /// refusal, empathy, hedging, ends_with_question, emoji).
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub factors: Vec<String>,
+    /// `planted:FILE.truth.json` (the rule of `data synth`), `model:NAME_OR_PATH` (a local
+    /// model, pairwise in both orders) or `column:NAME` (observational only).
+    #[arg(long)]
+    pub judge: String,
+    /// Held-out prompts: a text file (one per line) or a dataset whose prompts are used.
+    #[arg(long)]
+    pub prompts: PathBuf,
+    /// At most this many held-out prompts.
+    #[arg(long, default_value_t = 8)]
+    pub max_prompts: usize,
+    /// Output folder for report.json, report.md, report.html and effects.svg.
     #[arg(long)]
     pub out: PathBuf,
+    /// Model to steer (default: the default model).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Steering multiplier m, relative to the layer's mean residual norm.
+    #[arg(long, default_value_t = 0.5)]
+    pub multiplier: f64,
+    /// Steerability threshold (standard deviations of the factor per unit multiplier).
+    #[arg(long, default_value_t = 0.1)]
+    pub threshold: f64,
+    /// Steering layer (default: 60% of the depth).
+    #[arg(long)]
+    pub layer: Option<usize>,
+    /// Maximum new tokens per answer.
+    #[arg(long, default_value_t = 48)]
+    pub max_tokens: usize,
+    /// Training pairs per factor vector.
+    #[arg(long, default_value_t = 24)]
+    pub pairs: usize,
+    /// Seed of generation and the judge's draws.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+/// Runs `steerlab dissect causal`.
+pub fn run_causal(a: CausalArgs) -> anyhow::Result<()> {
+    use crate::cli::checks;
+    use dissect::causal::{self, CausalConfig, CausalJudge, PlantedJudge};
+    checks::out_dir("--out", &a.out)?;
+    if !a.multiplier.is_finite() || a.multiplier <= 0.0 || a.multiplier > 100.0 {
+        anyhow::bail!(
+            "--multiplier {}: must be a finite number above 0 and at most 100",
+            a.multiplier
+        );
+    }
+    if !a.threshold.is_finite() || a.threshold < 0.0 {
+        anyhow::bail!("--threshold {}: must be a finite number ≥ 0", a.threshold);
+    }
+    checks::count("--max-tokens", a.max_tokens, 4096)?;
+    checks::count("--max-prompts", a.max_prompts, 100_000)?;
+    checks::count("--pairs", a.pairs, 100_000)?;
+    let factors: Vec<usize> = a
+        .factors
+        .iter()
+        .map(|f| causal::factor_index(f.trim()).map_err(|e| anyhow::anyhow!("--factors: {e}")))
+        .collect::<anyhow::Result<_>>()?;
+    enum Spec {
+        Planted(PlantedJudge),
+        Model(PathBuf),
+        Column(String),
+    }
+    let spec = match a.judge.split_once(':') {
+        Some(("planted", f)) => Spec::Planted(
+            PlantedJudge::from_file(std::path::Path::new(f))
+                .map_err(|e| anyhow::anyhow!("--judge: {e}"))?,
+        ),
+        Some(("model", m)) if !m.trim().is_empty() => Spec::Model(PathBuf::from(m.trim())),
+        Some(("column", c)) if !c.trim().is_empty() => Spec::Column(c.trim().to_string()),
+        _ => anyhow::bail!(
+            "--judge {}: expected planted:FILE.truth.json, model:NAME_OR_PATH or column:NAME",
+            a.judge
+        ),
+    };
+    let prompts = dissect::causal_model::read_prompts(&a.prompts, a.max_prompts)
+        .map_err(|e| anyhow::anyhow!("--prompts {e}"))?;
+    let dataset = data::load_dataset(&a.data, &LoadOptions::default())
+        .with_context(|| format!("--data {}", a.data.display()))?;
+    let pairs = dataset.judgements();
+    if pairs.is_empty() {
+        anyhow::bail!("--data {}: holds no judgements", a.data.display());
+    }
+    crate::cli::signals::install();
+    let bar = BarSink::new(false);
+    let t0 = std::time::Instant::now();
+    let cfg = CausalConfig {
+        factors: factors.clone(),
+        multiplier: a.multiplier,
+        threshold: a.threshold,
+        seed: a.seed,
+    };
+    let observational = matches!(spec, Spec::Column(_));
+    let model = if observational {
+        None
+    } else {
+        let p = crate::paths::resolve_model_arg(a.model.as_deref())?;
+        Some(
+            crate::model::Model::load(&p, &crate::model::LoadOptions::default())
+                .with_context(|| format!("loading {}", p.display()))?,
+        )
+    };
+    let judge_model = match &spec {
+        Spec::Model(m) => {
+            let p = crate::paths::resolve_model_arg(Some(m))?;
+            Some(
+                crate::model::Model::load(&p, &crate::model::LoadOptions::default())
+                    .with_context(|| format!("loading the judge {}", p.display()))?,
+            )
+        }
+        _ => None,
+    };
+    let quiet = crate::jobs::NoProgress;
+    let judge = match spec {
+        Spec::Planted(p) => CausalJudge::Planted(p),
+        Spec::Column(c) => CausalJudge::Column(c),
+        Spec::Model(_) => CausalJudge::Model(dissect::causal_model::model_judge(
+            judge_model.as_ref().expect("loaded above"),
+            &quiet,
+        )?),
+    };
+    let mut answers = String::new();
+    let report = match &model {
+        Some(m) => {
+            let opts = dissect::causal_model::GeneratorOptions {
+                layer: a.layer,
+                pairs_per_factor: a.pairs,
+                max_tokens: a.max_tokens,
+                temperature: 0.0,
+                seed: a.seed,
+            };
+            let mut g = dissect::causal_model::SteeredGenerator::build(
+                m, &pairs, &factors, &prompts, &opts, &bar,
+            )?;
+            eprintln!(
+                "steering {} at layer {} (×{} of the mean residual norm)",
+                m.name(),
+                g.layer(),
+                a.multiplier
+            );
+            causal::run_causal(
+                &cfg,
+                &pairs,
+                &prompts,
+                &judge,
+                &a.judge,
+                &mut |p: &str, k: usize, x: f64| {
+                    let t = g.generate(p, k, x)?;
+                    answers.push_str(
+                        &serde_json::json!({"prompt": p, "factor": crate::data::synth::FACTORS[k],
+                            "multiplier": x, "answer": &t})
+                        .to_string(),
+                    );
+                    answers.push('\n');
+                    Ok(t)
+                },
+                &bar,
+            )
+        }
+        None => causal::run_causal(
+            &cfg,
+            &pairs,
+            &prompts,
+            &judge,
+            &a.judge,
+            &mut |_: &str, _: usize, _: f64| {
+                Err(dissect::DissectError::BadOption("no model".into()))
+            },
+            &bar,
+        ),
+    };
+    bar.finish();
+    let report = report.with_context(|| format!("causal dissection of {}", a.data.display()))?;
+    if !answers.is_empty() {
+        crate::report::write_atomic(&a.out.join("answers.jsonl"), answers.as_bytes())?;
+    }
+    dissect::causal_report::write_report(&a.out, &report)?;
+    println!(
+        "causal dissection in {:.1}s (judge {}, m = ±{}, threshold {})",
+        t0.elapsed().as_secs_f64(),
+        a.judge,
+        a.multiplier,
+        a.threshold
+    );
+    for f in &report.factors {
+        let i = f
+            .interventional
+            .map(|e| format!("{:+.2} [{:+.2}, {:+.2}]", e.mean, e.lo95, e.hi95))
+            .unwrap_or_else(|| "not steerable".into());
+        println!(
+            "  {:<20} corr {:+.2} [{:+.2}, {:+.2}]  steer {:+.3}  interv {i}{}",
+            f.name,
+            f.correlational.mean,
+            f.correlational.lo95,
+            f.correlational.hi95,
+            f.steerability,
+            if f.sign_differs {
+                "  (signs differ)"
+            } else {
+                ""
+            }
+        );
+    }
+    if let Some(s) = report.spearman_planted {
+        println!("Spearman(planted, interventional) over steerable factors: {s:.3}");
+    }
+    for n in [
+        "report.json",
+        "report.md",
+        "report.html",
+        "effects.svg",
+        "answers.jsonl",
+    ] {
+        println!("wrote {}", a.out.join(n).display());
+    }
+    Ok(())
 }
 
 /// Runs `steerlab dissect`.
 pub fn run(a: DissectArgs) -> anyhow::Result<()> {
     use crate::cli::checks;
-    checks::out_dir("--out", &a.out)?;
+    if let Some(DissectSub::Causal(c)) = a.command {
+        return run_causal(c);
+    }
+    let (Some(data_path), Some(out_dir)) = (a.data.clone(), a.out.clone()) else {
+        anyhow::bail!("steerlab dissect needs --data and --out");
+    };
+    checks::out_dir("--out", &out_dir)?;
     checks::count("--chains", a.chains, checks::MAX_CHAINS)?;
     checks::count("--draws", a.draws, checks::MAX_DRAWS)?;
     if a.warmup > checks::MAX_DRAWS {
@@ -124,13 +371,13 @@ pub fn run(a: DissectArgs) -> anyhow::Result<()> {
         skip_invalid: a.skip_invalid,
         ..LoadOptions::default()
     };
-    let dataset = a.split.load_with(&a.data, opts)?;
+    let dataset = a.split.load_with(&data_path, opts)?;
     let skipped = dataset.report.invalid;
     let data = dataset.judgements();
     if data.is_empty() {
         anyhow::bail!(
             "{} holds no judgements or preference pairs",
-            a.data.display()
+            data_path.display()
         );
     }
     let cfg = DissectConfig {
@@ -182,9 +429,9 @@ pub fn run(a: DissectArgs) -> anyhow::Result<()> {
         Ok(o)
     });
     bar.finish();
-    let out = out.with_context(|| format!("dissecting {}", a.data.display()))?;
+    let out = out.with_context(|| format!("dissecting {}", data_path.display()))?;
     let secs = t0.elapsed().as_secs_f64();
-    let paths = dissect::report::write_reports(&a.out, &out.result)?;
+    let paths = dissect::report::write_reports(&out_dir, &out.result)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&out.result)?);
         return Ok(());
@@ -198,7 +445,10 @@ pub fn run(a: DissectArgs) -> anyhow::Result<()> {
         r.settings.n_ties
     );
     if skipped > 0 {
-        println!("skipped {skipped} invalid row(s) of {}", a.data.display());
+        println!(
+            "skipped {skipped} invalid row(s) of {}",
+            data_path.display()
+        );
     }
     for g in &r.groups {
         println!("\n[{}] {} pairs", g.label, g.n_pairs);

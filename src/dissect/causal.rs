@@ -1,11 +1,13 @@
 //! Causal preference dissection (issue 24), the model-free core: pick pairs that differ mostly
 //! in one factor, measure the planted factors on generated text, turn measurements at −m, 0, +m
-//! into steerability and side effects, judge steered against unsteered answers with the
-//! planted rule of `steerlab data synth`, and fit the interventional effects with the same
-//! Bayesian logistic regression (Laplace approximation) as the observational dissection.
+//! into steerability and side effects, judge steered against unsteered answers (the planted
+//! rule of `steerlab data synth`, or a model through [`CausalJudge::Model`]), and fit the
+//! interventional effects of the steerable factors with the same Bayesian logistic regression
+//! (Laplace approximation) as the observational dissection.
 //!
 //! Generation is abstracted as a callback ([`Generate`]) so the core is testable without a
-//! model; the CAA vector and model wiring live with the caller.
+//! model; the CAA vectors and model wiring are [`super::causal_model`], the pages
+//! [`super::causal_report`].
 use super::error::DissectError;
 use super::laplace;
 use super::posterior::Posterior;
@@ -224,7 +226,7 @@ pub struct CausalFactor {
     pub correlational: Effect,
     /// Standardised change of the factor per unit multiplier.
     pub steerability: f64,
-    /// Steerability at or above the threshold.
+    /// |Steerability| at or above the threshold.
     pub steerable: bool,
     /// Effect on the judge when steered (null when not steerable or the judge is a column).
     pub interventional: Option<Effect>,
@@ -232,6 +234,9 @@ pub struct CausalFactor {
     pub moved_with: Vec<String>,
     /// Correlational and interventional means differ in sign.
     pub sign_differs: bool,
+    /// The planted weight (planted judge only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub planted_weight: Option<f64>,
 }
 
 /// The causal report (`report.json`).
@@ -245,6 +250,13 @@ pub struct CausalReport {
     pub judge: String,
     /// Notes (e.g. observational-only).
     pub notes: Vec<String>,
+    /// Steering multiplier m.
+    #[serde(default)]
+    pub multiplier: f64,
+    /// Spearman correlation between planted weights and interventional means over the
+    /// steerable factors (planted judge, at least 2 steerable factors).
+    #[serde(default)]
+    pub spearman_planted: Option<f64>,
 }
 
 /// Fits a no-intercept Bayesian logistic regression on standardised rows; one [`Effect`] per
@@ -299,12 +311,30 @@ pub fn correlational(data: &[Judgement], factors: &[usize]) -> Result<Vec<Effect
     fit_effects(&rows, &y, 1.0)
 }
 
+/// A model judge: P(the first answer is better) for `(prompt, first, second)`.
+pub type ModelJudgeFn<'a> = dyn Fn(&str, &str, &str) -> Result<f64, DissectError> + 'a;
+
 /// How a judge decides between a steered and an unsteered answer.
-pub enum CausalJudge {
+pub enum CausalJudge<'a> {
     /// The planted rule; decisions are seeded Bernoulli draws.
     Planted(PlantedJudge),
+    /// A loaded model compared pairwise in both orders; decisions are seeded Bernoulli draws
+    /// of its probability.
+    Model(Box<ModelJudgeFn<'a>>),
     /// An existing label column: observational only.
     Column(String),
+}
+
+impl CausalJudge<'_> {
+    fn prob_first(&self, prompt: &str, a: &str, b: &str) -> Result<f64, DissectError> {
+        match self {
+            CausalJudge::Planted(p) => Ok(p.prob_first(a, b)),
+            CausalJudge::Model(f) => f(prompt, a, b),
+            CausalJudge::Column(c) => Err(DissectError::BadOption(format!(
+                "judge column:{c} cannot compare generated answers"
+            ))),
+        }
+    }
 }
 
 /// Generates an answer to a held-out prompt with the vector for `factor` at `multiplier`.
@@ -329,7 +359,7 @@ pub fn run_causal(
     cfg: &CausalConfig,
     data: &[Judgement],
     prompts: &[String],
-    judge: &CausalJudge,
+    judge: &CausalJudge<'_>,
     judge_spec: &str,
     generate: &mut Generate<'_>,
     progress: &dyn ProgressSink,
@@ -339,15 +369,24 @@ pub fn run_causal(
     }
     let corr = correlational(data, &cfg.factors)?;
     let mut notes = Vec::new();
-    let planted = match judge {
-        CausalJudge::Planted(p) => Some(p),
+    let interventional = match judge {
+        CausalJudge::Planted(_) | CausalJudge::Model(_) => true,
         CausalJudge::Column(c) => {
             notes.push(format!(
                 "judge column:{c} is observational only: no interventional effects were measured"
             ));
-            None
+            false
         }
     };
+    if interventional && prompts.is_empty() {
+        return Err(DissectError::Empty("no held-out prompts".into()));
+    }
+    if !cfg.multiplier.is_finite() || cfg.multiplier == 0.0 {
+        return Err(DissectError::BadOption(format!(
+            "multiplier {}: must be a finite non-zero number",
+            cfg.multiplier
+        )));
+    }
     let sd_data: [f64; 9] = {
         let all: Vec<[f64; 9]> = data
             .iter()
@@ -372,7 +411,7 @@ pub fn run_causal(
     let mut step = 0u64;
     let mut steerable_flags = Vec::new();
     for (fi, &k) in cfg.factors.iter().enumerate() {
-        if planted.is_none() {
+        if !interventional {
             rows_out.push(CausalFactor {
                 name: FACTORS[k].into(),
                 correlational: corr[fi],
@@ -381,6 +420,7 @@ pub fn run_causal(
                 interventional: None,
                 moved_with: Vec::new(),
                 sign_differs: false,
+                planted_weight: None,
             });
             steerable_flags.push(false);
             continue;
@@ -412,16 +452,21 @@ pub fn run_causal(
             (sums[2][i] - sums[0][i]) / n / (2.0 * cfg.multiplier.abs().max(1e-12)) / sd_data[i]
         });
         let steer = moves[k];
-        let steerable = steer >= cfg.threshold;
+        // A vector that moves the factor against its sign still moves it (the fit below uses
+        // the measured differences), so the magnitude decides.
+        let steerable = steer.abs() >= cfg.threshold && steer != 0.0;
         let moved_with = (0..9)
             .filter(|&i| i != k && moves[i].abs() >= cfg.threshold)
             .map(|i| FACTORS[i].to_string())
             .collect();
-        if let Some(pj) = planted {
-            for trio in &answers {
+        if steerable {
+            for (trio, prompt) in answers.iter().zip(prompts) {
                 for s in [0usize, 2] {
+                    if progress.is_cancelled() {
+                        return Err(DissectError::Cancelled);
+                    }
                     let (st, un) = (&trio[s], &trio[1]);
-                    let p = pj.prob_first(st, un);
+                    let p = judge.prob_first(prompt, st, un)?;
                     let wins = rng.random::<f64>() < p;
                     let (ms, mu) = (measure(st), measure(un));
                     int_rows.push(cfg.factors.iter().map(|&j| ms[j] - mu[j]).collect());
@@ -438,23 +483,49 @@ pub fn run_causal(
             interventional: None,
             moved_with,
             sign_differs: false,
+            planted_weight: match judge {
+                CausalJudge::Planted(p) => Some(p.weights[k]),
+                _ => None,
+            },
         });
     }
-    if planted.is_some() && steerable_flags.iter().any(|s| *s) {
-        let eff = fit_effects(&int_rows, &int_y, 1.0)?;
-        for (fi, row) in rows_out.iter_mut().enumerate() {
-            if steerable_flags[fi] {
-                let e = eff[fi];
-                row.sign_differs = e.mean.signum() != row.correlational.mean.signum();
-                row.interventional = Some(e);
-            }
+    if interventional && steerable_flags.iter().any(|s| *s) {
+        // Fit only the steerable factors' columns (the others never moved on purpose).
+        let cols: Vec<usize> = (0..cfg.factors.len())
+            .filter(|&i| steerable_flags[i])
+            .collect();
+        let rows: Vec<Vec<f64>> = int_rows
+            .iter()
+            .map(|r| cols.iter().map(|&i| r[i]).collect())
+            .collect();
+        let eff = fit_effects(&rows, &int_y, 1.0)?;
+        for (c, &fi) in cols.iter().enumerate() {
+            let row = &mut rows_out[fi];
+            let e = eff[c];
+            row.sign_differs = e.mean.signum() != row.correlational.mean.signum();
+            row.interventional = Some(e);
         }
+    }
+    let spearman_planted = {
+        let (w, e): (Vec<f64>, Vec<f64>) = rows_out
+            .iter()
+            .filter_map(|r| Some((r.planted_weight?, r.interventional?.mean)))
+            .unzip();
+        spearman(&w, &e)
+    };
+    for r in rows_out.iter().filter(|r| interventional && !r.steerable) {
+        notes.push(format!(
+            "{}: not steerable (|steerability| {:.3} < threshold {})",
+            r.name, r.steerability, cfg.threshold
+        ));
     }
     Ok(CausalReport {
         factors: rows_out,
         threshold: cfg.threshold,
         judge: judge_spec.into(),
         notes,
+        multiplier: cfg.multiplier,
+        spearman_planted,
     })
 }
 

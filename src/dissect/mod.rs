@@ -22,6 +22,8 @@
 //!
 //! This module must not draw UI or parse command lines.
 pub mod causal;
+pub mod causal_model;
+pub mod causal_report;
 pub mod diagnostics;
 mod error;
 pub mod factors;

@@ -7,7 +7,7 @@ use eframe::egui;
 
 use super::state::{self as ds, ExportFormat};
 use super::style::clip_start;
-use super::{forest, groups, judges, waterfall};
+use super::{causal, forest, groups, judges, waterfall};
 use crate::app::command::AppCommand;
 use crate::app::dialogs::DialogRequest;
 use crate::app::nav::{PanelId, Selection};
@@ -43,6 +43,7 @@ enum View {
     Judges,
     Waterfall,
     Groups,
+    Causal,
 }
 
 /// View state of the Dissect panel.
@@ -457,6 +458,7 @@ impl DissectPanel {
             ui.selectable_value(&mut self.view, View::Judges, "Judge vs judge");
             ui.selectable_value(&mut self.view, View::Waterfall, "Waterfall");
             ui.selectable_value(&mut self.view, View::Groups, "Annotator groups");
+            ui.selectable_value(&mut self.view, View::Causal, "Causal");
             if stale {
                 ui.weak("(settings changed since this fit)");
             }
@@ -492,6 +494,10 @@ impl DissectPanel {
             }
             View::Groups => {
                 groups::show(ui, state, &out);
+                None
+            }
+            View::Causal => {
+                causal::show(ui, state);
                 None
             }
         };

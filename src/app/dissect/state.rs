@@ -107,6 +107,8 @@ pub struct DissectState {
     pub min_annotator_pairs: usize,
     /// The grouping settings of the last fit started (live refits compare against them).
     pub fitted_grouping: Option<GroupingConfig>,
+    /// The Causal view's settings and last report.
+    pub causal: super::causal::CausalUi,
 }
 
 impl Default for DissectState {
@@ -140,6 +142,7 @@ impl Default for DissectState {
             annotator_k: ClusterCount::Auto,
             min_annotator_pairs: GroupingConfig::default().min_pairs,
             fitted_grouping: None,
+            causal: Default::default(),
         }
     }
 }
