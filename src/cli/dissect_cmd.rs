@@ -179,7 +179,7 @@ pub fn run_causal(a: CausalArgs) -> anyhow::Result<()> {
     };
     let prompts = dissect::causal_model::read_prompts(&a.prompts, a.max_prompts)
         .map_err(|e| anyhow::anyhow!("--prompts {e}"))?;
-    let dataset = data::load_dataset(&a.data, &LoadOptions::default())
+    let dataset = crate::data::load_dataset(&a.data, &LoadOptions::default())
         .with_context(|| format!("--data {}", a.data.display()))?;
     let pairs = dataset.judgements();
     if pairs.is_empty() {
