@@ -106,6 +106,28 @@ fn forward_and_backward_match_the_dequantized_weight_for_every_block_type() {
     }
 }
 
+/// One activation row (the generation-step kernels, which take blocks two at a time) with an
+/// odd number of blocks per row, so the unpaired last block is exercised too: 3 superblocks
+/// for the K-quants, 25 blocks of 32 for the others.
+#[test]
+fn one_row_with_an_odd_block_count_matches_the_dequantized_weight() {
+    let dev = Device::Cpu;
+    for (i, &dtype) in SUPPORTED.iter().enumerate() {
+        let cols = if dtype.block_size() == 256 { 768 } else { 800 };
+        let (q, w) = random(dtype, 37, cols, i as u64 + 100);
+        let x = Tensor::randn(0f32, 1.0, (1, cols), &dev).unwrap();
+        let want = x.matmul(&w.t().unwrap()).unwrap();
+        let xs: Vec<f32> = x.flatten_all().unwrap().to_vec1().unwrap();
+        for path in cpu_path::available() {
+            let mut out = vec![f32::NAN; 37];
+            q.matmul_t_on(path, &xs, 1, &mut out).unwrap();
+            let got = Tensor::from_vec(out, (1, 37), &dev).unwrap();
+            let e = rel_err(&got, &want);
+            assert!(e < 1e-5, "{dtype:?} {path} cols={cols}: relative error {e}");
+        }
+    }
+}
+
 #[test]
 fn the_differentiable_op_gives_the_dense_gradient() {
     let dev = Device::Cpu;

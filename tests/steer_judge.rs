@@ -8,7 +8,6 @@
 use std::collections::BTreeMap;
 mod cli;
 use cli::*;
-use std::path::PathBuf;
 
 use candle_core::{DType, Tensor};
 use steerlab::jobs::NoProgress;

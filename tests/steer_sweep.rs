@@ -6,7 +6,6 @@
 //! `generate --steer-if`.
 mod cli;
 use cli::*;
-use std::path::PathBuf;
 
 use steerlab::steer::SteeringVector;
 

@@ -98,8 +98,8 @@ pub struct CausalArgs {
     /// Pairwise judgements, e.g. from `steerlab data synth`.
     #[arg(long)]
     pub data: PathBuf,
-    /// Planted factors to dissect, comma separated (length, bullet_list, header, code_block,
-    /// refusal, empathy, hedging, ends_with_question, emoji).
+    /// Planted factors to dissect, comma separated (length, bullet_list, headers, code_block,
+    /// refusal, empathy, hedging, question, emoji).
     #[arg(long, value_delimiter = ',', required = true)]
     pub factors: Vec<String>,
     /// `planted:FILE.truth.json` (the rule of `data synth`), `model:NAME_OR_PATH` (a local

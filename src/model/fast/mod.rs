@@ -27,6 +27,8 @@ pub mod kernels;
 mod ops;
 pub mod profile;
 pub mod quant;
+#[cfg(target_arch = "x86_64")]
+mod quant_dot;
 pub mod switches;
 
 pub(crate) use exec::Exec;

@@ -11,7 +11,10 @@
 //! (tests, fallbacks). Large products run each tile through the packed GEMM of `cpu_matmul`
 //! (candle's per-block dequantizers); small ones (a generation step) a fused loop that
 //! dequantizes one block at a time with this module's own dequantizers, compiled for the path
-//! (bit-identical to candle's), and multiply-adds it straight into the dot products. Work is
+//! (bit-identical to candle's), and multiply-adds it straight into the dot products; on
+//! x86-64 a single activation row (a generation step) goes through the explicit AVX-512/AVX2
+//! kernels of `quant_dot` (one fused multiply-add per value, sums reordered, weights
+//! prefetched ahead). Work is
 //! split over candle's CPU pool. The GEMM tile, dot, axpy and fused loops are those of the
 //! process's [`CpuPath`] (the `*_on` variants take one, for tests).
 //! Must not know about models, files, hooks or autograd beyond its own op.
@@ -27,6 +30,8 @@ use candle_core::{CpuStorage, CustomOp1, Device, Layout, Shape, Tensor};
 
 use super::cpu_matmul::{self, AlignedBuf, NR};
 use super::cpu_path::{self, CpuPath};
+#[cfg(target_arch = "x86_64")]
+use super::quant_dot::{Avx2, Avx512, Simd, SimdDot};
 use crate::model::{ModelError, Result};
 
 /// The block types a [`QMatrix`] holds.
@@ -634,13 +639,13 @@ fn fused_dots<T: Dequant>(path: CpuPath, row: &[T], x: &[f32], k: usize, sums: &
         (CpuPath::Avx512, 4) => unsafe { fused_avx512::<T, 4>(row, x, k, sums) },
         // SAFETY: as above.
         #[cfg(target_arch = "x86_64")]
-        (CpuPath::Avx512, _) => unsafe { fused_avx512::<T, 1>(row, x, k, sums) },
+        (CpuPath::Avx512, _) => sums[0] = unsafe { qdot_avx512(row, &x[..k]) },
         // SAFETY: as above.
         #[cfg(target_arch = "x86_64")]
         (CpuPath::Avx2, 4) => unsafe { fused_avx2::<T, 4>(row, x, k, sums) },
         // SAFETY: as above.
         #[cfg(target_arch = "x86_64")]
-        (CpuPath::Avx2, _) => unsafe { fused_avx2::<T, 1>(row, x, k, sums) },
+        (CpuPath::Avx2, _) => sums[0] = unsafe { qdot_avx2(row, &x[..k]) },
         // NEON and FMA are part of the aarch64 baseline.
         (CpuPath::Neon, 4) => fused_lanes::<T, true, 4>(row, x, k, sums),
         (CpuPath::Neon, _) => fused_lanes::<T, true, 1>(row, x, k, sums),
@@ -664,6 +669,20 @@ unsafe fn fused_avx512<T: Dequant, const G: usize>(
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn fused_avx2<T: Dequant, const G: usize>(row: &[T], x: &[f32], k: usize, sums: &mut [f32]) {
     fused_lanes::<T, true, G>(row, x, k, sums)
+}
+
+/// One row of `x` on AVX-512: [`Dequant::dot_simd`] (explicit SIMD for the common block types).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma,f16c")]
+unsafe fn qdot_avx512<T: Dequant>(row: &[T], x: &[f32]) -> f32 {
+    T::dot_simd::<Avx512>(row, x)
+}
+
+/// One row of `x` on AVX2: [`Dequant::dot_simd`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn qdot_avx2<T: Dequant>(row: &[T], x: &[f32]) -> f32 {
+    T::dot_simd::<Avx2>(row, x)
 }
 
 /// The body of [`fused_dots`] for `G` rows of `x`: 32 independent lanes per row (two AVX-512
@@ -701,6 +720,32 @@ fn fused_lanes<T: Dequant, const FMA: bool, const G: usize>(
 trait Dequant: GgmlType {
     /// Writes the block's `BLCK_SIZE` values to `out`.
     fn dequant(b: &Self, out: &mut [f32]);
+
+    /// `Σ row[c] x[c]` for one row of `x` (`x.len()` = the row's values) with `S`'s vectors,
+    /// whose instruction set the caller enables: the explicit kernels of `quant_dot` for the
+    /// block types that have one, else the generic fused loop.
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn dot_simd<S: Simd>(row: &[Self], x: &[f32]) -> f32 {
+        let mut s = [0f32];
+        fused_lanes::<Self, true, 1>(row, x, x.len(), &mut s);
+        s[0]
+    }
+}
+
+/// [`Dequant::dot_simd`] by the explicit kernel of `quant_dot` (x86-64; elsewhere nothing).
+#[cfg(target_arch = "x86_64")]
+macro_rules! simd_dot {
+    () => {
+        #[inline(always)]
+        unsafe fn dot_simd<S: Simd>(row: &[Self], x: &[f32]) -> f32 {
+            <Self as SimdDot>::dot::<S>(row, x)
+        }
+    };
+}
+#[cfg(not(target_arch = "x86_64"))]
+macro_rules! simd_dot {
+    () => {};
 }
 
 /// The bytes of one block (candle's block structs are `repr(C)` plain data without padding).
@@ -731,6 +776,8 @@ fn k4_scale_min(j: usize, q: &[u8]) -> (u8, u8) {
 }
 
 impl Dequant for BlockQ4_0 {
+    simd_dot!();
+
     #[inline(always)]
     fn dequant(b: &Self, out: &mut [f32]) {
         let b = block_bytes(b);
@@ -744,6 +791,8 @@ impl Dequant for BlockQ4_0 {
 }
 
 impl Dequant for BlockQ4_1 {
+    simd_dot!();
+
     #[inline(always)]
     fn dequant(b: &Self, out: &mut [f32]) {
         let b = block_bytes(b);
@@ -757,6 +806,8 @@ impl Dequant for BlockQ4_1 {
 }
 
 impl Dequant for BlockQ5_0 {
+    simd_dot!();
+
     #[inline(always)]
     fn dequant(b: &Self, out: &mut [f32]) {
         let b = block_bytes(b);
@@ -791,6 +842,8 @@ impl Dequant for BlockQ5_1 {
 }
 
 impl Dequant for BlockQ8_0 {
+    simd_dot!();
+
     #[inline(always)]
     fn dequant(b: &Self, out: &mut [f32]) {
         let b = block_bytes(b);
@@ -802,6 +855,8 @@ impl Dequant for BlockQ8_0 {
 }
 
 impl Dequant for BlockQ4K {
+    simd_dot!();
+
     #[inline(always)]
     fn dequant(b: &Self, out: &mut [f32]) {
         let b = block_bytes(b);
@@ -853,6 +908,8 @@ impl Dequant for BlockQ5K {
 }
 
 impl Dequant for BlockQ6K {
+    simd_dot!();
+
     #[inline(always)]
     fn dequant(b: &Self, out: &mut [f32]) {
         let b = block_bytes(b);
