@@ -627,10 +627,15 @@ pub fn read_gguf_with(
     dtype: DType,
     keep_quantized: bool,
 ) -> Result<GgufContents> {
-    let content = read_gguf_header(path)?;
+    let mut content = read_gguf_header(path)?;
     let mut config = gguf_config(&content, path)?;
     let arch = architecture(&content, path)?;
     let tokenizer = TextTokenizer::from_gguf_metadata(&content, path)?;
+    // The vocabulary arrays (262k strings, scores and types for Gemma) are not needed again,
+    // and building the tokenizer left freed heap behind: give both back before the weights
+    // arrive, so the load's peak is the weights plus the tokenizer, not plus its scaffolding.
+    content.metadata.retain(|k, _| !k.starts_with("tokenizer."));
+    super::release_freed_heap();
     let vocab = config["vocab_size"].as_u64().unwrap_or(0) as usize;
     if tokenizer.vocab_size() > vocab {
         return Err(bad(
