@@ -142,4 +142,30 @@ fn causal_view_runs_as_a_job_and_shows_the_library_result() {
     let first = &shown.factors[0];
     let cell = format!("{:+.3}", first.steerability);
     assert!(common::shows(&h, &cell), "steerability {cell} not shown");
+
+    // The shown report exports as the CLI's report.json (same content) and as HTML.
+    let json = tmp.path().join("causal.json");
+    picker.push(Some(json.clone()));
+    h.get_by_label("Export causal report...").click();
+    h.run();
+    h.get_by_label("JSON (.json)").click();
+    h.run();
+    let back: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    // Both sides parsed by the same (lossy-in-the-last-digit) float reader.
+    let want: serde_json::Value =
+        serde_json::from_str(&serde_json::to_string_pretty(&shown).unwrap()).unwrap();
+    assert_eq!(back, want);
+    assert_eq!(
+        h.state().state.dissect.causal.last_export.as_deref(),
+        Some(json.as_path())
+    );
+    let html = tmp.path().join("causal.html");
+    picker.push(Some(html.clone()));
+    h.get_by_label("Export causal report...").click();
+    h.run();
+    h.get_by_label("HTML report (.html)").click();
+    h.run();
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.contains("<svg") && page.contains("bullet_list"));
 }

@@ -5,11 +5,16 @@
 use eframe::egui;
 use egui_plot::{Line, Plot, PlotPoints, Points};
 
+use super::state::ExportFormat;
+use crate::app::artifacts::ArtifactKind;
+use crate::app::export::save_bytes_as;
 use crate::app::job_list::JobId;
 use crate::app::state::AppState;
+use crate::app::widgets;
 use crate::data::synth::FACTORS;
 use crate::dissect::causal::{self, CausalConfig, CausalJudge, CausalReport};
 use crate::dissect::causal_model::{self, GeneratorOptions, JudgeSpec, SteeredGenerator};
+use crate::dissect::causal_report;
 
 /// Settings and last result of the Causal view.
 pub struct CausalUi {
@@ -35,6 +40,8 @@ pub struct CausalUi {
     pub report: Option<CausalReport>,
     /// Why the last run failed.
     pub error: Option<String>,
+    /// Where the last export went.
+    pub last_export: Option<std::path::PathBuf>,
 }
 
 impl Default for CausalUi {
@@ -54,6 +61,7 @@ impl Default for CausalUi {
             job: None,
             report: None,
             error: None,
+            last_export: None,
         }
     }
 }
@@ -185,25 +193,29 @@ pub fn show(ui: &mut egui::Ui, state: &mut AppState) {
             ui.end_row();
         });
     ui.horizontal_wrapped(|ui| {
-        ui.label("Prompts ≤");
-        ui.add(egui::DragValue::new(&mut c.max_prompts).range(1..=1000));
-        ui.label("Multiplier ±");
+        let l = ui.label("Prompts ≤");
+        ui.add(egui::DragValue::new(&mut c.max_prompts).range(1..=1000))
+            .labelled_by(l.id);
+        let l = ui.label("Multiplier ±");
         ui.add(
             egui::DragValue::new(&mut c.multiplier)
                 .range(0.01..=10.0)
                 .speed(0.05),
         )
+        .labelled_by(l.id)
         .on_hover_text("Relative to the mean residual norm at the steering layer (60% depth).");
-        ui.label("Threshold");
+        let l = ui.label("Threshold");
         ui.add(
             egui::DragValue::new(&mut c.threshold)
                 .range(0.0..=10.0)
                 .speed(0.01),
-        );
-        ui.label("Tokens");
-        ui.add(egui::DragValue::new(&mut c.max_tokens).range(1..=1024));
-        ui.label("Seed");
-        ui.add(egui::DragValue::new(&mut c.seed));
+        )
+        .labelled_by(l.id);
+        let l = ui.label("Tokens");
+        ui.add(egui::DragValue::new(&mut c.max_tokens).range(1..=1024))
+            .labelled_by(l.id);
+        let l = ui.label("Seed");
+        ui.add(egui::DragValue::new(&mut c.seed)).labelled_by(l.id);
     });
     let mut go = false;
     let mut stop = None;
@@ -226,9 +238,57 @@ pub fn show(ui: &mut egui::Ui, state: &mut AppState) {
     if go {
         start(state);
     }
+    if state.dissect.causal.report.is_some() {
+        ui.horizontal(|ui| {
+            let fmts = ExportFormat::ALL.map(ExportFormat::format);
+            let chosen = widgets::export_menu(ui, "Export causal report...", &fmts);
+            if let Some(fmt) = ExportFormat::ALL
+                .into_iter()
+                .find(|f| Some(f.format()) == chosen)
+            {
+                export(state, fmt);
+            }
+            if let Some(p) = &state.dissect.causal.last_export {
+                ui.weak(format!("last: {}", p.display()));
+            }
+        });
+    }
     if let Some(r) = &state.dissect.causal.report {
         report(ui, r);
     }
+}
+
+/// Saves the last causal report as HTML (table and scatter), Markdown or `report.json`, the
+/// formats `steerlab dissect causal` writes (`causal_report`), atomically, to a chosen file.
+pub fn export(state: &mut AppState, fmt: ExportFormat) {
+    let Some(r) = state.dissect.causal.report.as_ref() else {
+        state.error("Nothing to export: run the causal dissection first.");
+        return;
+    };
+    let bytes = match fmt {
+        ExportFormat::Html => causal_report::html(r).into_bytes(),
+        ExportFormat::Markdown => causal_report::markdown(r).into_bytes(),
+        ExportFormat::Json => match serde_json::to_vec_pretty(r) {
+            Ok(b) => b,
+            Err(e) => {
+                state.error(format!("Could not encode the causal report as JSON: {e}"));
+                return;
+            }
+        },
+    };
+    save_bytes_as(
+        state,
+        "Export causal report",
+        "causal",
+        fmt.format(),
+        Some(ArtifactKind::Report),
+        bytes,
+        |state, r| {
+            if let Ok(p) = r {
+                state.dissect.causal.last_export = Some(p);
+            }
+        },
+    );
 }
 
 fn fmt_effect(e: &causal::Effect) -> String {
