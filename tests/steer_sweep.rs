@@ -478,3 +478,46 @@ fn cast_threshold_and_conditional_generation() {
     ]);
     assert!(!ok && err.contains("cosine"), "{err}");
 }
+
+#[test]
+fn a_datasets_folder_gives_training_and_held_out_splits() {
+    let f = fixture();
+    let dir = f.root.join("hf");
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    for split in ["train", "test"] {
+        std::fs::copy(
+            &f.ab,
+            dir.join(format!("data/{split}-00000-of-00001.jsonl")),
+        )
+        .unwrap();
+    }
+    let run = |data_split: Option<&str>, eval_split: Option<&str>, out: &str| {
+        let mut args: Vec<String> = vec!["steer".into(), "sweep".into()];
+        args.extend(common(&f, out));
+        for flag in ["--data", "--eval"] {
+            let i = args.iter().position(|a| a == flag).unwrap();
+            args[i + 1] = s(&dir);
+        }
+        args.extend(["--layers".into(), "1".into(), "--multipliers=-1,0,1".into()]);
+        if let Some(x) = data_split {
+            args.extend(["--split".into(), x.into()]);
+        }
+        if let Some(x) = eval_split {
+            args.extend(["--eval-split".into(), x.into()]);
+        }
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        steerlab(&refs)
+    };
+    let out = f.root.join("hf-sweep");
+    let (ok, _, err) = run(None, None, &s(&out));
+    assert!(!ok && err.contains("choose one with --split"), "{err}");
+    let (ok, _, err) = run(Some("train"), None, &s(&out));
+    assert!(!ok && err.contains("both read split `train`"), "{err}");
+    assert!(!out.exists());
+    let (ok, _, err) = run(Some("train"), Some("test"), &s(&out));
+    assert!(ok, "{err}");
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(r["train_data"], "hf[train]");
+    assert_eq!(r["eval_data"], "hf[test]");
+}

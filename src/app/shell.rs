@@ -253,6 +253,7 @@ impl SteerlabApp {
         steer::SteerState::apply_start(&mut self.state, steer_start, data);
         let f = std::mem::take(&mut self.start.features);
         features::apply_start(&mut self.state, f.run.as_deref(), f.train, f.error);
+        self.state.features.pending_apply = f.apply;
         if let Some(v) = f.view {
             self.state.features.view = v;
         }

@@ -15,6 +15,7 @@
 //! | `STEERLAB_FEATURES_RUN` | feature-run folder opened at start (its top feature selected) |
 //! | `STEERLAB_FEATURES_VIEW` | `table`, `map` or `clusters`: the Features view shown first |
 //! | `STEERLAB_FEATURES_TRAIN` | `minilm` or `llm`: one feature run once its inputs are loaded (while the Features panel is shown) |
+//! | `STEERLAB_FEATURES_APPLY` | `1`: apply the opened feature run to the start-up dataset once both are loaded ("Apply to this dataset") |
 //! | `STEERLAB_FILE_BROWSER` | open the built-in file browser in this folder at start ("Dataset file"; screenshots of the browser) |
 //! | `STEERLAB_SCREENSHOT` | write a PNG of the window once idle, then close; no settings read or written |
 //! | `STEERLAB_SCREENSHOT_TIMEOUT` | seconds to wait for jobs before the screenshot (default 180) |
@@ -209,6 +210,8 @@ pub struct FeaturesStart {
     pub error: Option<String>,
     /// `STEERLAB_FEATURES_VIEW` (`table`, `map` or `clusters`): the view shown first.
     pub view: Option<super::features::FeatureView>,
+    /// `STEERLAB_FEATURES_APPLY=1`: apply the opened run to the start-up dataset once loaded.
+    pub apply: bool,
 }
 
 impl FeaturesStart {
@@ -225,6 +228,11 @@ impl FeaturesStart {
                 Ok(v) => s.view = Some(v),
                 Err(e) => s.error = Some(format!("STEERLAB_FEATURES_VIEW: {e}")),
             }
+        }
+        match std::env::var("STEERLAB_FEATURES_APPLY").as_deref() {
+            Ok("1") => s.apply = true,
+            Ok("0") | Ok("") | Err(_) => {}
+            Ok(v) => s.error = Some(format!("STEERLAB_FEATURES_APPLY={v}: expected 1 or 0")),
         }
         if let Ok(e) = std::env::var("STEERLAB_FEATURES_TRAIN") {
             match e.as_str() {

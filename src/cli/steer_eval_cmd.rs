@@ -1,7 +1,7 @@
 //! `steerlab steer sweep|tune`: parse arguments, check grids, budgets, data and output folder
 //! before any model work, tokenize with the chat template, call `crate::steer::sweep` /
 //! `crate::steer::tune`, write the report folder. No algorithm code here.
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
@@ -31,6 +31,10 @@ pub struct SweepArgs {
     /// Held-out A/B items (question, answer_matching_behavior, answer_not_matching_behavior).
     #[arg(long)]
     pub eval: PathBuf,
+    /// The split of --eval where it is a Hugging Face datasets folder (default: --split); a
+    /// folder given as both --data and --eval needs two different splits.
+    #[arg(long)]
+    pub eval_split: Option<String>,
     /// Method(s): caa, pca, probe or bipo, comma-separated (tune searches over them).
     #[arg(long, value_delimiter = ',', default_value = "caa")]
     pub method: Vec<String>,
@@ -291,10 +295,42 @@ struct Plan {
     eval_hash: String,
 }
 
-fn name_of(p: &Path) -> String {
-    p.file_name()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default()
+impl SweepArgs {
+    /// How --eval is read: `--eval-split`, else `--split`.
+    fn eval_split_arg(&self) -> crate::cli::data_cmd::SplitArg {
+        crate::cli::data_cmd::SplitArg {
+            split: self.eval_split.clone().or_else(|| self.split.split.clone()),
+        }
+    }
+
+    /// Refuses to evaluate on the training split: the same datasets folder as --data and
+    /// --eval read with one split.
+    fn check_held_out(&self) -> Result<()> {
+        if !(self.data.is_dir() && self.eval.is_dir()) {
+            return Ok(());
+        }
+        let same = match (self.data.canonicalize(), self.eval.canonicalize()) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => false,
+        };
+        if !same {
+            return Ok(());
+        }
+        let train = crate::data::shards::hf_split_files(&self.data, self.split.split.as_deref())?.0;
+        let eval = crate::data::shards::hf_split_files(
+            &self.eval,
+            self.eval_split_arg().split.as_deref(),
+        )?
+        .0;
+        if train == eval {
+            bail!(
+                "{}: --data and --eval both read split `{train}`; held-out items must not be \
+                 training items (give --eval-split, e.g. test)",
+                self.data.display()
+            );
+        }
+        Ok(())
+    }
 }
 
 /// Checks flags and files, loads the model and tokenizes everything; fails before any
@@ -331,13 +367,15 @@ fn plan(a: &SweepArgs) -> Result<Plan> {
             bail!("--positions `{p}`: expected all, prompt or generated");
         }
     }
+    a.check_held_out()?;
+    let eval_split = a.eval_split_arg();
     let train_hash = format!("{:016x}", a.split.content_hash(&a.data)?);
-    let eval_hash = format!("{:016x}", a.split.content_hash(&a.eval)?);
+    let eval_hash = format!("{:016x}", eval_split.content_hash(&a.eval)?);
     let train_records = a.split.load(&a.data, a.limit)?.records;
     if train_records.is_empty() {
         bail!("{}: no training records", a.data.display());
     }
-    let eval_items = a.split.load(&a.eval, a.eval_limit)?.ab_items();
+    let eval_items = eval_split.load(&a.eval, a.eval_limit)?.ab_items();
     if eval_items.is_empty() {
         bail!(
             "{}: no usable A/B items (question, answer_matching_behavior, answer_not_matching_behavior)",
@@ -465,10 +503,10 @@ fn run_all(a: &SweepArgs, p: &Plan, sink: &BarSink) -> Result<(SweepReport, Vec<
             decode: Box::new(move |ids: &[u32]| tok.decode(ids, true).unwrap_or_default()),
             prov: Provenance {
                 model: p.model.name().to_string(),
-                dataset: name_of(&a.data),
+                dataset: a.split.dataset_name(&a.data),
             },
             train_hash: p.train_hash.clone(),
-            eval_name: name_of(&a.eval),
+            eval_name: a.eval_split_arg().dataset_name(&a.eval),
             eval_hash: p.eval_hash.clone(),
         };
         let (report, vs) = sweep::run_sweep(&p.model, inputs, &cfg, meter, sink, &mut |_| {})?;
@@ -642,7 +680,7 @@ pub fn tune_cmd(a: TuneArgs) -> Result<()> {
         },
     });
     let mut cv = tune::certified_vector(v, ch, &certificate)?;
-    let eval_records = s.split.load(&s.eval, s.eval_limit)?.records;
+    let eval_records = s.eval_split_arg().load(&s.eval, s.eval_limit)?.records;
     let pairs = prepare::contrasts(&p.tok, &eval_records, false)
         .with_context(|| format!("{}", s.eval.display()))?;
     let signs = crate::steer::verify::sign_check(&p.model, &cv, &pairs, 8, &sink)?;

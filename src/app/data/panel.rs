@@ -80,6 +80,60 @@ impl DataPanel {
         }
     }
 
+    /// The split choice of a Hugging Face datasets folder: which split is read, and a selector
+    /// when the folder has several (choosing one reopens the folder with it).
+    fn split_choice(&mut self, ui: &mut egui::Ui, d: &DataView) -> Option<Action> {
+        if d.hf_splits.is_empty() {
+            return None;
+        }
+        let current = d.hf_split.clone().unwrap_or_default();
+        let title = |name: &str| {
+            d.hf_splits
+                .iter()
+                .find(|s| s.name == name)
+                .map(|s| s.title())
+                .unwrap_or_else(|| name.to_string())
+        };
+        let mut chosen = current.clone();
+        ui.horizontal(|ui| {
+            let l = ui.label("Folder split");
+            if d.hf_splits.len() > 1 {
+                egui::ComboBox::from_id_salt("hf_split")
+                    .selected_text(title(&current))
+                    .show_ui(ui, |ui| {
+                        for s in &d.hf_splits {
+                            ui.selectable_value(&mut chosen, s.name.clone(), s.title());
+                        }
+                    })
+                    .response
+                    .labelled_by(l.id)
+                    .on_hover_text(
+                        "The folder's splits (Hugging Face datasets layout); choosing one reads it",
+                    );
+            } else {
+                ui.label(title(&current)).labelled_by(l.id);
+            }
+            if let Some(src) = &d.preview_source {
+                ui.weak(format!(
+                    "preview from {}",
+                    src.file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default()
+                ));
+            }
+        });
+        (chosen != current).then(|| {
+            Action::Open(
+                d.path.clone(),
+                OpenOptions {
+                    mapping: d.opened_with.mapping.clone(),
+                    skip_invalid: d.opened_with.skip_invalid,
+                    hf_split: Some(chosen),
+                },
+            )
+        })
+    }
+
     fn mapping_step(&mut self, ui: &mut egui::Ui, d: &DataView) -> Option<OpenOptions> {
         ui.add_space(6.0);
         ui.strong("Column mapping");
@@ -175,6 +229,7 @@ impl DataPanel {
                 out = Some(OpenOptions {
                     mapping,
                     skip_invalid: self.skip_invalid,
+                    hf_split: d.hf_split.clone(),
                 });
             }
         });
@@ -228,13 +283,21 @@ impl DataPanel {
             ui.strong(format!("Preview ({} rows)", d.preview.len()));
         }
         let row_h = ui.text_style_height(&egui::TextStyle::Body);
+        // Wide enough for the longest location ("decompressed line 1000" in compressed files).
+        let loc_chars = d
+            .preview
+            .iter()
+            .map(|r| r.loc.chars().count())
+            .max()
+            .unwrap_or(0);
+        let loc_w = (loc_chars as f32 * 0.6 * row_h + 8.0).max(80.0);
         egui::ScrollArea::horizontal()
             .id_salt("preview_h")
             .show(ui, |ui| {
                 ui.vertical(|ui| {
                     ui.horizontal(|ui| {
                         ui.add_sized(
-                            [80.0, row_h],
+                            [loc_w, row_h],
                             egui::Label::new(egui::RichText::new("where").strong()),
                         );
                         for c in &d.columns {
@@ -252,7 +315,7 @@ impl DataPanel {
                             for r in &d.preview[range] {
                                 ui.horizontal(|ui| {
                                     ui.add_sized(
-                                        [80.0, row_h],
+                                        [loc_w, row_h],
                                         egui::Label::new(egui::RichText::new(&r.loc).weak()),
                                     );
                                     if let Some(e) = &r.error {
@@ -379,8 +442,10 @@ impl Panel for DataPanel {
     fn ui(&mut self, ui: &mut egui::Ui, state: &mut AppState) {
         ui.heading("Data");
         ui.label(
-            "Preference data as JSONL, JSON, CSV/TSV or Parquet: prompt/chosen/rejected pairs, pairwise \
-             judgements (response_a/response_b/winner), CAA A/B items, or thumbs up/down feedback.",
+            "Preference data as JSONL, JSON, CSV/TSV or Parquet (gzip/zstd too), or a Hugging Face \
+             datasets folder (data/SPLIT-00000-of-0000N shards): prompt/chosen/rejected pairs, \
+             pairwise judgements (response_a/response_b/winner), CAA A/B items, or thumbs up/down \
+             feedback.",
         );
         ui.add_space(6.0);
         ui.weak(format!(
@@ -402,7 +467,10 @@ impl Panel for DataPanel {
                 self.path.show(
                     ui,
                     "Dataset file",
-                    &[("Open…", PickKind::File(filters))],
+                    &[
+                        ("Open…", PickKind::File(filters)),
+                        ("Open folder…", PickKind::Folder),
+                    ],
                     state,
                 )
             })
@@ -439,21 +507,22 @@ impl Panel for DataPanel {
             }
             return;
         };
-        let mut action = None;
+        let mut action;
         {
             let d = &state.datasets[idx];
             if self.path.text.is_empty() {
                 self.path.text = d.path.display().to_string();
             }
             self.summary(ui, d);
+            action = self.split_choice(ui, d);
             if let Some(e) = &d.error {
                 ui.add_space(4.0);
                 ui.colored_label(ui.visuals().error_fg_color, e);
             }
             if d.needs_mapping {
-                action = self
+                action = action.or(self
                     .mapping_step(ui, d)
-                    .map(|o| Action::Open(d.path.clone(), o));
+                    .map(|o| Action::Open(d.path.clone(), o)));
             }
             self.problems(ui, d);
             if !d.records.is_empty() {

@@ -3,6 +3,7 @@
 //! data layer.
 use std::path::{Path, PathBuf};
 
+use crate::data::shards::{hf_split_files, hf_splits};
 use crate::data::{
     load_dataset_with, preview, split_by_prompt, split_random, write_jsonl, ColumnMapping,
     DataError, Layout, LoadOptions, Record, Split,
@@ -21,6 +22,30 @@ pub struct OpenOptions {
     pub mapping: ColumnMapping,
     /// Skip invalid rows (and list them) instead of stopping at the first.
     pub skip_invalid: bool,
+    /// The split to read when the path is a Hugging Face datasets folder (`None`: `train`
+    /// when the folder has it, else its first split by name).
+    pub hf_split: Option<String>,
+}
+
+/// One split of a Hugging Face datasets folder.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HfSplit {
+    /// Its name (`train`, `test`, ...).
+    pub name: String,
+    /// Its shard files.
+    pub shards: usize,
+}
+
+impl HfSplit {
+    /// `train (2 shards)`.
+    pub fn title(&self) -> String {
+        format!(
+            "{} ({} shard{})",
+            self.name,
+            self.shards,
+            if self.shards == 1 { "" } else { "s" }
+        )
+    }
 }
 
 /// One previewed row: where it is in the file and its cells in column order.
@@ -86,6 +111,12 @@ pub struct DataView {
     pub opened_with: OpenOptions,
     /// The last split, if any.
     pub split: Option<SplitView>,
+    /// The splits of a Hugging Face datasets folder (empty for a file).
+    pub hf_splits: Vec<HfSplit>,
+    /// The split of the folder that was read.
+    pub hf_split: Option<String>,
+    /// The shard the preview shows, when the path is a folder.
+    pub preview_source: Option<PathBuf>,
 }
 
 impl DataView {
@@ -114,13 +145,53 @@ pub fn open(path: &Path, opts: &OpenOptions, sink: &dyn ProgressSink) -> DataVie
         needs_mapping: false,
         opened_with: opts.clone(),
         split: None,
+        hf_splits: Vec::new(),
+        hf_split: None,
+        preview_source: None,
     };
     sink.report(Progress::new("preview", 0, None));
-    match preview(path, PREVIEW_ROWS) {
+    // A Hugging Face datasets folder: one split read as one dataset, previewed from its first
+    // shard.
+    let mut preview_path = path.to_path_buf();
+    let mut more_shards = false;
+    if path.is_dir() {
+        let chosen = match hf_splits(path) {
+            Ok(map) => {
+                v.hf_splits = map
+                    .iter()
+                    .map(|(name, files)| HfSplit {
+                        name: name.clone(),
+                        shards: files.len(),
+                    })
+                    .collect();
+                opts.hf_split
+                    .clone()
+                    .or_else(|| map.contains_key("train").then(|| "train".to_string()))
+                    .or_else(|| map.keys().next().cloned())
+            }
+            Err(e) => {
+                v.error = Some(e.to_string());
+                return v;
+            }
+        };
+        match hf_split_files(path, chosen.as_deref()) {
+            Ok((name, files)) => {
+                v.hf_split = Some(name);
+                more_shards = files.len() > 1;
+                preview_path = files[0].clone();
+                v.preview_source = Some(preview_path.clone());
+            }
+            Err(e) => {
+                v.error = Some(e.to_string());
+                return v;
+            }
+        }
+    }
+    match preview(&preview_path, PREVIEW_ROWS) {
         Ok(p) => {
             v.format = p.format.name().to_string();
             v.columns = p.columns.clone();
-            v.preview_truncated = p.more;
+            v.preview_truncated = p.more || more_shards;
             v.preview = p
                 .rows
                 .into_iter()
@@ -146,6 +217,7 @@ pub fn open(path: &Path, opts: &OpenOptions, sink: &dyn ProgressSink) -> DataVie
     let lo = LoadOptions {
         mapping: opts.mapping.clone(),
         skip_invalid: opts.skip_invalid,
+        split: v.hf_split.clone(),
         ..Default::default()
     };
     match load_dataset_with(path, &lo, sink) {
@@ -235,8 +307,12 @@ pub fn start_open(state: &mut AppState, path: PathBuf, opts: OpenOptions) {
                     match &v.error {
                         Some(e) => state.error(e.clone()),
                         None => state.info(format!(
-                            "Opened {}: {} records ({} invalid rows)",
+                            "Opened {}{}: {} records ({} invalid rows)",
                             v.path.display(),
+                            v.hf_split
+                                .as_ref()
+                                .map(|s| format!(" (split {s})"))
+                                .unwrap_or_default(),
                             v.records.len(),
                             v.invalid
                         )),

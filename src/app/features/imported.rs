@@ -52,6 +52,8 @@ pub struct Applied {
     pub run_dir: PathBuf,
     /// The dataset.
     pub dataset: PathBuf,
+    /// The split read, when the dataset is a Hugging Face datasets folder.
+    pub split: Option<String>,
     /// The file written (`inputs`, `activations`, `reconstructions`).
     pub file: PathBuf,
     /// Pairs encoded.
@@ -78,6 +80,7 @@ impl Applied {
         Self {
             run_dir: run_dir.to_path_buf(),
             dataset: dataset.to_path_buf(),
+            split: None,
             file,
             rows: n,
             prevalence: count.iter().map(|&c| c as f64 / n.max(1) as f64).collect(),
@@ -310,13 +313,16 @@ pub fn apply_blocker(state: &AppState) -> Option<String> {
 }
 
 /// The file a run applied to `dataset` is written to: `encoded-<dataset stem>.safetensors` in
-/// the run folder.
-pub fn encoded_path(run_dir: &Path, dataset: &Path) -> PathBuf {
+/// the run folder (`encoded-<folder>-<split>.safetensors` for a split of a datasets folder).
+pub fn encoded_path(run_dir: &Path, dataset: &Path, split: Option<&str>) -> PathBuf {
     let stem = dataset
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "data".into());
-    run_dir.join(format!("encoded-{stem}.safetensors"))
+    match split {
+        Some(s) => run_dir.join(format!("encoded-{stem}-{s}.safetensors")),
+        None => run_dir.join(format!("encoded-{stem}.safetensors")),
+    }
 }
 
 /// Applies the shown run's SAE to the active dataset (a background job): its pairs are embedded
@@ -334,6 +340,7 @@ pub fn start_apply(state: &mut AppState) {
     let run_dir = run.out_dir.clone().unwrap_or_default();
     let d = &state.datasets[state.active_dataset.expect("checked by apply_blocker")];
     let (data_path, records) = (d.path.clone(), d.records.clone());
+    let split = d.hf_split.clone();
     let model = state.model.as_ref().map(|m| m.model.clone());
     let minilm = state.features.settings.minilm_dir.clone();
     state.features.error = None;
@@ -354,9 +361,11 @@ pub fn start_apply(state: &mut AppState) {
                     encode::encode_pairs(&folder, &pairs, &emb as &dyn Embedder, ctx)?
                 }
             };
-            let file = encoded_path(&run_dir, &data_path);
+            let file = encoded_path(&run_dir, &data_path, split.as_deref());
             encode::write_encoded(&file, &e, &run_dir)?;
-            Ok(Applied::from_encoded(&run_dir, &data_path, file, &e))
+            let mut a = Applied::from_encoded(&run_dir, &data_path, file, &e);
+            a.split = split;
+            Ok(a)
         },
         |res, state: &mut AppState| match res {
             Ok(a) => {
@@ -420,41 +429,62 @@ pub fn applied_ui(ui: &mut egui::Ui, state: &AppState) {
     }
     ui.separator();
     ui.strong(format!(
-        "Applied to {}: {} pairs",
+        "Applied to {}{}: {} pairs",
         a.dataset
             .file_name()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default(),
+        a.split
+            .as_ref()
+            .map(|s| format!(" (split {s})"))
+            .unwrap_or_default(),
         a.rows
     ));
     ui.weak(format!("wrote {}", a.file.display()));
-    let train: Vec<f64> = run
-        .result
-        .report
-        .features
-        .iter()
-        .map(|x| x.prevalence)
-        .collect();
-    egui::Grid::new("applied_features")
-        .striped(true)
+    let features = &run.result.report.features;
+    let train = |j: usize| features.get(j).map(|x| x.prevalence);
+    // Features whose firing rate moved most between the training data and the new data first.
+    let mut order: Vec<usize> = (0..a.prevalence.len()).collect();
+    let shift = |j: usize| (a.prevalence[j] - train(j).unwrap_or(0.0)).abs();
+    order.sort_by(|&x, &y| shift(y).total_cmp(&shift(x)).then(x.cmp(&y)));
+    ui.weak("Sorted by the change in firing rate (new data vs training data).");
+    egui::ScrollArea::vertical()
+        .id_salt("applied_scroll")
+        .max_height(260.0)
+        .auto_shrink([false, true])
         .show(ui, |ui| {
-            ui.strong("feature");
-            ui.strong("fires (new data)");
-            ui.strong("fires (training data)");
-            ui.strong("mean |a| (new)");
-            ui.end_row();
-            for j in 0..a.prevalence.len().min(64) {
-                ui.label(format!("#{j}"));
-                ui.label(format!("{:.1}%", 100.0 * a.prevalence[j]));
-                ui.label(
-                    train
-                        .get(j)
-                        .map(|p| format!("{:.1}%", 100.0 * p))
-                        .unwrap_or_else(|| "–".into()),
-                );
-                ui.label(format!("{:.3}", a.mean_abs[j]));
-                ui.end_row();
-            }
+            egui::Grid::new("applied_features")
+                .striped(true)
+                .show(ui, |ui| {
+                    ui.strong("feature");
+                    ui.strong("fires (new data)");
+                    ui.strong("fires (training data)");
+                    ui.strong("change");
+                    ui.strong("mean |a| (new)");
+                    ui.strong("description");
+                    ui.end_row();
+                    for &j in &order {
+                        ui.label(format!("#{j}"));
+                        ui.label(format!("{:.1}%", 100.0 * a.prevalence[j]));
+                        match train(j) {
+                            Some(p) => {
+                                ui.label(format!("{:.1}%", 100.0 * p));
+                                ui.label(format!("{:+.1} pp", 100.0 * (a.prevalence[j] - p)));
+                            }
+                            None => {
+                                ui.label("–");
+                                ui.label("–");
+                            }
+                        }
+                        ui.label(format!("{:.3}", a.mean_abs[j]));
+                        let desc = features
+                            .get(j)
+                            .and_then(|x| x.description.as_deref())
+                            .unwrap_or("");
+                        ui.add(egui::Label::new(desc).truncate());
+                        ui.end_row();
+                    }
+                });
         });
 }
 

@@ -43,7 +43,14 @@ impl FeaturesPanel {
         let data_name = state
             .active_dataset
             .and_then(|i| state.datasets.get(i))
-            .map(|d| format!("{} ({} records)", d.path.display(), d.records.len()));
+            .map(|d| match &d.hf_split {
+                Some(s) => format!(
+                    "{} (split {s}, {} records)",
+                    d.path.display(),
+                    d.records.len()
+                ),
+                None => format!("{} ({} records)", d.path.display(), d.records.len()),
+            });
         let s = &mut state.features.settings;
         ui.horizontal_wrapped(|ui| {
             ui.strong("Data:");
@@ -624,6 +631,13 @@ impl Panel for FeaturesPanel {
                 state.features.pending_train = None;
                 feat::start_run(state);
             }
+        }
+        if state.features.pending_apply
+            && state.features.active_run().is_some()
+            && super::imported::apply_blocker(state).is_none()
+        {
+            state.features.pending_apply = false;
+            super::imported::start_apply(state);
         }
         // A run folder clicked in the sidebar (or linked from another panel).
         if let Some(Selection::Artifact(a)) = state.take_selection(PanelId::Features) {

@@ -211,6 +211,9 @@ pub struct FeaturesState {
     /// Start one run with this embedder as soon as its inputs are loaded (start-up option
     /// `STEERLAB_FEATURES_TRAIN`; driven while the Features panel is shown).
     pub pending_train: Option<EmbedderChoice>,
+    /// Apply the shown run to the active dataset as soon as both are there (start-up option
+    /// `STEERLAB_FEATURES_APPLY`; driven while the Features panel is shown).
+    pub pending_apply: bool,
     /// A SAELens SAE imported against the loaded model (see `imported.rs`).
     pub imported: Option<super::imported::ImportedSae>,
     /// The last run applied to a dataset.
@@ -237,6 +240,7 @@ impl Default for FeaturesState {
             error: None,
             last_vector: None,
             pending_train: None,
+            pending_apply: false,
             imported: None,
             applied: None,
             view: FeatureView::default(),
