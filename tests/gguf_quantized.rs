@@ -196,6 +196,15 @@ fn check(spec: &str) {
     );
     assert!(e < TOL, "{spec}: logits differ by {e} (relative)");
 
+    // A one-token forward (the generation-step kernels: one activation row, rounded to 16 bits
+    // for Q8_0/Q5_0 weights on x86-64).
+    let one = Batch::from_sequences(&[ids[..1].to_vec()], 0, &Device::Cpu).unwrap();
+    let ld = dense.forward(&one, &mut Hooks::new()).unwrap();
+    let lq = quant.forward(&one, &mut Hooks::new()).unwrap();
+    let e = rel(&lq, &ld);
+    println!("{spec}: logits of a one-token forward, relative error {e:e}");
+    assert!(e < TOL, "{spec}: one-token logits differ by {e} (relative)");
+
     // A/B behaviour scores, each item alone, unsteered and steered at a middle layer.
     let items = ab_tokens(tok, &ab_items()).unwrap();
     let layer = dense.n_layers() / 2;

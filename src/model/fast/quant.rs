@@ -418,6 +418,10 @@ impl QMatrix {
         if m == 0 || n == 0 {
             return Ok(());
         }
+        #[cfg(target_arch = "x86_64")]
+        if m == 1 && self.fwd_i16(path, x, out)? {
+            return Ok(());
+        }
         with_block!(self.dtype(), T => {
             let blocks = self.blocks::<T>()?;
             if m >= GEMM_MIN_M {
@@ -427,6 +431,33 @@ impl QMatrix {
             }
             Ok(())
         })
+    }
+
+    /// One activation row on the 16-bit-activation kernels of `quant_i16`, where they apply
+    /// (Q8_0 or Q5_0 weights, the AVX-512BW or AVX2 path, `STEERLAB_QUANT_I16` on, `x`
+    /// finite): `Ok(true)` when `out` was written.
+    #[cfg(target_arch = "x86_64")]
+    fn fwd_i16(&self, path: CpuPath, x: &[f32], out: &mut [f32]) -> Result<bool> {
+        use super::quant_i16::XI16;
+        let wide = match path {
+            CpuPath::Avx512 => is_x86_feature_detected!("avx512bw"),
+            CpuPath::Avx2 => false,
+            _ => return Ok(false),
+        };
+        let dtype = self.dtype();
+        if !matches!(dtype, GgmlDType::Q8_0 | GgmlDType::Q5_0) || !super::switches::QUANT_I16.get()
+        {
+            return Ok(false);
+        }
+        let Some(xq) = XI16::new(x) else {
+            return Ok(false);
+        };
+        let (n, k) = (self.rows, self.cols);
+        match dtype {
+            GgmlDType::Q8_0 => fwd_i16_rows(wide, self.blocks::<BlockQ8_0>()?, n, k, &xq, out),
+            _ => fwd_i16_rows(wide, self.blocks::<BlockQ5_0>()?, n, k, &xq, out),
+        }
+        Ok(true)
     }
 
     /// The small-`m` forward as it was before the fused kernel (each row of `W` dequantized by
@@ -589,6 +620,39 @@ fn fwd_dot<T: GgmlType>(
                     // SAFETY: (i, r) is written only by the item owning row r; in bounds.
                     unsafe { *op.get().add(i * n + r) = v };
                 }
+            }
+        }
+    });
+}
+
+/// Forward for one row of `x` (rounded to 16 bits, [`super::quant_i16`]): each work item
+/// dots [`DOT_ROWS`] rows of `W` with it.
+#[cfg(target_arch = "x86_64")]
+fn fwd_i16_rows<T: super::quant_i16::DotI16 + Sync>(
+    wide: bool,
+    w: &[T],
+    n: usize,
+    k: usize,
+    x: &super::quant_i16::XI16,
+    out: &mut [f32],
+) {
+    let bpr = k / T::BLCK_SIZE_I16;
+    let op = OutPtr(out.as_mut_ptr());
+    par(n.div_ceil(DOT_ROWS), n * k, |range| {
+        for item in range {
+            for r in item * DOT_ROWS..n.min(item * DOT_ROWS + DOT_ROWS) {
+                let row = &w[r * bpr..(r + 1) * bpr];
+                // SAFETY: the caller checked the path's features (AVX-512BW for `wide`); `x`
+                // covers k values.
+                let v = unsafe {
+                    if wide {
+                        T::dot_avx512(row, x)
+                    } else {
+                        T::dot_avx2(row, x)
+                    }
+                };
+                // SAFETY: row r is written only by the item owning it; in bounds.
+                unsafe { *op.get().add(r) = v };
             }
         }
     });

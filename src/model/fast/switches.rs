@@ -14,6 +14,9 @@
 //!   `all` for all, `0` for none, or a comma list of `xent`, `swiglu`, `rms`, `softmax`.
 //! - `STEERLAB_CPU_PATH`: the instruction-set path of the CPU kernels (`avx512`, `avx2`,
 //!   `neon`, `portable`; default the best this CPU runs, see [`super::cpu_path`]).
+//! - `STEERLAB_QUANT_I16=0`: one-row products with Q8_0/Q5_0 weights keep f32 activations
+//!   instead of rounding them to 16 bits per block of 32 ([`super::quant_i16`]; a relative
+//!   change of at most 1.5e-5 per activation). Default on.
 //! - `STEERLAB_PROFILE=1`: section timings ([`super::profile`]); slows the run down.
 //! - `STEERLAB_CUDA_POOL_RELEASE=1`: keep CUDA's default of handing freed pool memory back to
 //!   the driver at every synchronisation (steerlab otherwise keeps it).
@@ -76,6 +79,9 @@ pub(crate) static CPU_GEMM: Switch = Switch::new("STEERLAB_CPU_GEMM");
 
 /// The CPU inference kernels (`STEERLAB_CPU_FUSED`; the name predates this module).
 pub(crate) static CPU_INFER: Switch = Switch::new("STEERLAB_CPU_FUSED");
+
+/// The 16-bit-activation generation kernels (`STEERLAB_QUANT_I16`).
+pub(crate) static QUANT_I16: Switch = Switch::new("STEERLAB_QUANT_I16");
 
 /// A tuning value read once from the environment variable `var` (ignored below `min`).
 fn tuning(cell: &'static OnceLock<usize>, var: &str, default: usize, min: usize) -> usize {
