@@ -434,7 +434,7 @@ impl QMatrix {
     }
 
     /// One activation row on the 16-bit-activation kernels of `quant_i16`, where they apply
-    /// (Q8_0 or Q5_0 weights, the AVX-512BW or AVX2 path, `STEERLAB_QUANT_I16` on, `x`
+    /// (Q8_0, Q5_0, Q4_0, Q4_1, Q4_K or Q6_K weights, the AVX-512BW or AVX2 path, `STEERLAB_QUANT_I16` on, `x`
     /// finite): `Ok(true)` when `out` was written.
     #[cfg(target_arch = "x86_64")]
     fn fwd_i16(&self, path: CpuPath, x: &[f32], out: &mut [f32]) -> Result<bool> {
@@ -445,8 +445,16 @@ impl QMatrix {
             _ => return Ok(false),
         };
         let dtype = self.dtype();
-        if !matches!(dtype, GgmlDType::Q8_0 | GgmlDType::Q5_0) || !super::switches::QUANT_I16.get()
-        {
+        let kernel = matches!(
+            dtype,
+            GgmlDType::Q8_0
+                | GgmlDType::Q5_0
+                | GgmlDType::Q4_0
+                | GgmlDType::Q4_1
+                | GgmlDType::Q4K
+                | GgmlDType::Q6K
+        );
+        if !kernel || !super::switches::QUANT_I16.get() {
             return Ok(false);
         }
         let Some(xq) = XI16::new(x) else {
@@ -455,7 +463,11 @@ impl QMatrix {
         let (n, k) = (self.rows, self.cols);
         match dtype {
             GgmlDType::Q8_0 => fwd_i16_rows(wide, self.blocks::<BlockQ8_0>()?, n, k, &xq, out),
-            _ => fwd_i16_rows(wide, self.blocks::<BlockQ5_0>()?, n, k, &xq, out),
+            GgmlDType::Q5_0 => fwd_i16_rows(wide, self.blocks::<BlockQ5_0>()?, n, k, &xq, out),
+            GgmlDType::Q4_0 => fwd_i16_rows(wide, self.blocks::<BlockQ4_0>()?, n, k, &xq, out),
+            GgmlDType::Q4_1 => fwd_i16_rows(wide, self.blocks::<BlockQ4_1>()?, n, k, &xq, out),
+            GgmlDType::Q4K => fwd_i16_rows(wide, self.blocks::<BlockQ4K>()?, n, k, &xq, out),
+            _ => fwd_i16_rows(wide, self.blocks::<BlockQ6K>()?, n, k, &xq, out),
         }
         Ok(true)
     }
@@ -628,7 +640,7 @@ fn fwd_dot<T: GgmlType>(
 /// Forward for one row of `x` (rounded to 16 bits, [`super::quant_i16`]): each work item
 /// dots [`DOT_ROWS`] rows of `W` with it.
 #[cfg(target_arch = "x86_64")]
-fn fwd_i16_rows<T: super::quant_i16::DotI16 + Sync>(
+fn fwd_i16_rows<T: super::quant_i16::DotI16 + GgmlType + Sync>(
     wide: bool,
     w: &[T],
     n: usize,
@@ -636,7 +648,7 @@ fn fwd_i16_rows<T: super::quant_i16::DotI16 + Sync>(
     x: &super::quant_i16::XI16,
     out: &mut [f32],
 ) {
-    let bpr = k / T::BLCK_SIZE_I16;
+    let bpr = k / T::BLCK_SIZE;
     let op = OutPtr(out.as_mut_ptr());
     par(n.div_ceil(DOT_ROWS), n * k, |range| {
         for item in range {

@@ -1,11 +1,13 @@
-//! The generation-step (`m = 1`) kernels for Q8_0 and Q5_0 weights with the activation row
-//! rounded to 16-bit integers, one scale per block of 32 ([`XI16`]): each block's quants are
-//! widened to 16-bit lanes and multiplied pairwise with the activations by one integer
-//! multiply-add (`vpmaddwd`, exact in 32 bits), converted once and scaled by the product of
-//! the two block scales. This halves the vector work per weight of the f32 kernels of
-//! `quant_dot` (whose unpack, convert and two multiply-adds run per 16 values), which matters
-//! where a matrix-vector product is bound by arithmetic, not memory: Gemma's 262 144-row
-//! Q8_0 LM head and the Q5_0 projections of the Q4_K_M files.
+//! The generation-step (`m = 1`) kernels for Q8_0, Q5_0, Q4_0, Q4_1, Q4_K and Q6_K weights with
+//! the activation row rounded to 16-bit integers, one scale per block of 32 ([`XI16`]): each
+//! block's quants are widened to 16-bit lanes and multiplied pairwise with the activations by
+//! one integer multiply-add (`vpmaddwd`, exact in 32 bits), converted once and scaled by the
+//! product of the block (or sub-block) scale and the activations' scale; offsets (`min` of
+//! Q4_1 and Q4_K) multiply the exact f32 sum of the activations' block. This halves the vector
+//! work per weight of the f32 kernels of `quant_dot` (whose unpack, convert and two
+//! multiply-adds run per 16 values), which matters wherever a matrix-vector product is bound by
+//! arithmetic rather than memory: Gemma's 262 144-row Q8_0 LM head, and on two cores the
+//! K-quant layers of a 7B Q4_K_M model.
 //!
 //! Accuracy: rounding an activation to 16 bits relative to its block's largest magnitude moves
 //! it by at most 1/65 534 of that magnitude (about 1.5e-5), 300 times finer than the 8-bit
@@ -15,6 +17,7 @@
 //!
 //! x86-64 only (AVX-512BW or AVX2); must not allocate per row, split work or know about
 //! matrices.
+#[cfg(target_arch = "x86_64")]
 use candle_core::quantized::k_quants::{BlockQ5_0, BlockQ8_0};
 
 /// Values per block (both Q8_0 and Q5_0).
@@ -28,6 +31,8 @@ pub(super) struct XI16 {
     pub q: Vec<i16>,
     /// One scale per block of 32 (0 for an all-zero block).
     pub scale: Vec<f32>,
+    /// The exact sum of each block of 32 (for the blocks' offsets: Q4_1, Q4_K).
+    pub sum: Vec<f32>,
 }
 
 impl XI16 {
@@ -38,6 +43,7 @@ impl XI16 {
         }
         let mut q = vec![0i16; x.len()];
         let mut scale = vec![0f32; x.len() / QK];
+        let sum = x.chunks_exact(QK).map(|b| b.iter().sum()).collect();
         for ((xs, qs), s) in x
             .chunks_exact(QK)
             .zip(q.chunks_exact_mut(QK))
@@ -53,14 +59,12 @@ impl XI16 {
                 *s = amax / 32767.0;
             }
         }
-        Some(Self { q, scale })
+        Some(Self { q, scale, sum })
     }
 }
 
 /// A row type with a 16-bit-activation kernel.
 pub(super) trait DotI16: Sized {
-    /// Values per block.
-    const BLCK_SIZE_I16: usize = QK;
     /// `Σ row[c] x[c]` on AVX-512 (F, BW).
     ///
     /// # Safety
@@ -76,6 +80,7 @@ pub(super) trait DotI16: Sized {
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::*;
+    use candle_core::quantized::k_quants::{BlockQ4K, BlockQ4_0, BlockQ4_1, BlockQ6K};
     use std::arch::x86_64::*;
 
     #[inline(always)]
@@ -90,33 +95,52 @@ mod x86 {
     }
 
     #[inline(always)]
-    unsafe fn hsum512(a: __m512, b: __m512) -> f32 {
-        _mm512_reduce_add_ps(_mm512_add_ps(a, b))
+    unsafe fn prefetch(p: *const u8) {
+        _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(PREFETCH).cast());
     }
 
     #[inline(always)]
-    unsafe fn hsum256(a: __m256, b: __m256) -> f32 {
-        let a = _mm256_add_ps(a, b);
+    unsafe fn hsum256(a: __m256) -> f32 {
         let s = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps::<1>(a));
         let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
         let s = _mm_add_ss(s, _mm_movehdup_ps(s));
         _mm_cvtss_f32(s)
     }
 
-    /// Q5_0 block `p`'s 32 values minus 16 (0..31 → −16..15) as 16-bit lanes in order.
+    /// `Σ w·x` over 32 lanes as 16 f32 lanes (pairs summed; exact: every pair sum < 2^24).
     #[inline(always)]
-    unsafe fn q5_0_i16x32(p: *const u8) -> __m512i {
-        let qh = u32::from_le_bytes([*p.add(2), *p.add(3), *p.add(4), *p.add(5)]);
-        let v = _mm256_cvtepu8_epi16(_mm_loadu_si128(p.add(6).cast()));
-        let lo = _mm256_and_si256(v, _mm256_set1_epi16(0xf));
-        let hi = _mm256_srli_epi16::<4>(v);
-        let w = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi);
-        // Bit j of qh is the fifth bit of value j.
-        let w = _mm512_mask_add_epi16(w, qh, w, _mm512_set1_epi16(16));
-        _mm512_sub_epi16(w, _mm512_set1_epi16(16))
+    unsafe fn madd512(w: __m512i, x: *const i16) -> __m512 {
+        _mm512_cvtepi32_ps(_mm512_madd_epi16(w, _mm512_loadu_si512(x.cast())))
     }
 
-    /// Sixteen 16-bit lanes holding bit `j` of `bits` (low 16) shifted to 16 (or 0).
+    /// `Σ w·x` over 2 × 16 lanes as 8 f32 lanes.
+    #[inline(always)]
+    unsafe fn madd256(w: (__m256i, __m256i), x: *const i16) -> __m256 {
+        let a = _mm256_madd_epi16(w.0, _mm256_loadu_si256(x.cast()));
+        let b = _mm256_madd_epi16(w.1, _mm256_loadu_si256(x.add(16).cast()));
+        _mm256_cvtepi32_ps(_mm256_add_epi32(a, b))
+    }
+
+    /// 16 bytes of nibbles as 32 lanes: the low nibbles (values 0..16), then the high ones.
+    #[inline(always)]
+    unsafe fn nibbles512(p: *const u8) -> __m512i {
+        let v = _mm256_cvtepu8_epi16(_mm_loadu_si128(p.cast()));
+        let lo = _mm256_and_si256(v, _mm256_set1_epi16(0xf));
+        let hi = _mm256_srli_epi16::<4>(v);
+        _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi)
+    }
+
+    /// [`nibbles512`] as two 16-lane halves.
+    #[inline(always)]
+    unsafe fn nibbles256(p: *const u8) -> (__m256i, __m256i) {
+        let v = _mm256_cvtepu8_epi16(_mm_loadu_si128(p.cast()));
+        (
+            _mm256_and_si256(v, _mm256_set1_epi16(0xf)),
+            _mm256_srli_epi16::<4>(v),
+        )
+    }
+
+    /// Sixteen 16-bit lanes holding bit `j` of `bits` (low 16) as 16 (or 0).
     #[inline(always)]
     unsafe fn bits16_avx2(bits: u32) -> __m256i {
         let sel = _mm256_setr_epi16(
@@ -142,140 +166,367 @@ mod x86 {
         _mm256_and_si256(set, _mm256_set1_epi16(16))
     }
 
-    impl DotI16 for BlockQ8_0 {
-        #[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
-        unsafe fn dot_avx512(row: &[Self], x: &XI16) -> f32 {
-            let (mut a0, mut a1) = (_mm512_setzero_ps(), _mm512_setzero_ps());
-            let (xq, xs) = (x.q.as_ptr(), x.scale.as_ptr());
-            macro_rules! block {
-                ($b:expr) => {{
-                    let b: usize = $b;
-                    let p = bytes(&row[b]);
-                    let w = _mm512_cvtepi8_epi16(_mm256_loadu_si256(p.add(2).cast()));
-                    let xv = _mm512_loadu_si512(xq.add(QK * b).cast());
-                    _mm512_cvtepi32_ps(_mm512_madd_epi16(w, xv))
-                }};
-            }
-            let n = row.len();
-            let mut b = 0;
-            while b + 2 <= n {
-                _mm_prefetch::<_MM_HINT_T0>(bytes(&row[b]).wrapping_add(PREFETCH).cast());
-                let s0 = f16(bytes(&row[b])) * *xs.add(b);
-                let s1 = f16(bytes(&row[b + 1])) * *xs.add(b + 1);
-                a0 = _mm512_fmadd_ps(block!(b), _mm512_set1_ps(s0), a0);
-                a1 = _mm512_fmadd_ps(block!(b + 1), _mm512_set1_ps(s1), a1);
-                b += 2;
-            }
-            if b < n {
-                let s0 = f16(bytes(&row[b])) * *xs.add(b);
-                a0 = _mm512_fmadd_ps(block!(b), _mm512_set1_ps(s0), a0);
-            }
-            hsum512(a0, a1)
+    /// A block of 32 values `d·w + min` with small integer `w`, unpacked to 16-bit lanes.
+    trait Block32 {
+        /// The 32 integer weights in order.
+        unsafe fn w512(p: *const u8) -> __m512i;
+        /// The same as two 16-lane halves.
+        unsafe fn w256(p: *const u8) -> (__m256i, __m256i);
+        /// The scale `d`.
+        unsafe fn d(p: *const u8) -> f32 {
+            f16(p)
         }
-
-        #[target_feature(enable = "avx2,fma,f16c")]
-        unsafe fn dot_avx2(row: &[Self], x: &XI16) -> f32 {
-            let (mut a0, mut a1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
-            let (xq, xs) = (x.q.as_ptr(), x.scale.as_ptr());
-            macro_rules! block {
-                ($b:expr) => {{
-                    let b: usize = $b;
-                let p = bytes(&row[b]);
-                let w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128(p.add(2).cast()));
-                let w1 = _mm256_cvtepi8_epi16(_mm_loadu_si128(p.add(18).cast()));
-                let x0 = _mm256_loadu_si256(xq.add(QK * b).cast());
-                let x1 = _mm256_loadu_si256(xq.add(QK * b + 16).cast());
-                // Each lane: four products of |q| ≤ 128 and |x| ≤ 32767, < 2^24: exact in f32.
-                let s = _mm256_add_epi32(_mm256_madd_epi16(w0, x0), _mm256_madd_epi16(w1, x1));
-                _mm256_cvtepi32_ps(s)
-                }};
-            }
-            let n = row.len();
-            let mut b = 0;
-            while b + 2 <= n {
-                _mm_prefetch::<_MM_HINT_T0>(bytes(&row[b]).wrapping_add(PREFETCH).cast());
-                let s0 = f16(bytes(&row[b])) * *xs.add(b);
-                let s1 = f16(bytes(&row[b + 1])) * *xs.add(b + 1);
-                a0 = _mm256_fmadd_ps(block!(b), _mm256_set1_ps(s0), a0);
-                a1 = _mm256_fmadd_ps(block!(b + 1), _mm256_set1_ps(s1), a1);
-                b += 2;
-            }
-            if b < n {
-                let s0 = f16(bytes(&row[b])) * *xs.add(b);
-                a0 = _mm256_fmadd_ps(block!(b), _mm256_set1_ps(s0), a0);
-            }
-            hsum256(a0, a1)
+        /// The offset added to every value (0 for the symmetric types).
+        const MIN: bool = false;
+        /// The offset.
+        unsafe fn min(_p: *const u8) -> f32 {
+            0.0
         }
     }
 
-    impl DotI16 for BlockQ5_0 {
+    impl Block32 for BlockQ8_0 {
+        #[inline(always)]
+        unsafe fn w512(p: *const u8) -> __m512i {
+            _mm512_cvtepi8_epi16(_mm256_loadu_si256(p.add(2).cast()))
+        }
+        #[inline(always)]
+        unsafe fn w256(p: *const u8) -> (__m256i, __m256i) {
+            (
+                _mm256_cvtepi8_epi16(_mm_loadu_si128(p.add(2).cast())),
+                _mm256_cvtepi8_epi16(_mm_loadu_si128(p.add(18).cast())),
+            )
+        }
+    }
+
+    impl Block32 for BlockQ4_0 {
+        #[inline(always)]
+        unsafe fn w512(p: *const u8) -> __m512i {
+            _mm512_sub_epi16(nibbles512(p.add(2)), _mm512_set1_epi16(8))
+        }
+        #[inline(always)]
+        unsafe fn w256(p: *const u8) -> (__m256i, __m256i) {
+            let (lo, hi) = nibbles256(p.add(2));
+            let eight = _mm256_set1_epi16(8);
+            (_mm256_sub_epi16(lo, eight), _mm256_sub_epi16(hi, eight))
+        }
+    }
+
+    impl Block32 for BlockQ4_1 {
+        #[inline(always)]
+        unsafe fn w512(p: *const u8) -> __m512i {
+            nibbles512(p.add(4))
+        }
+        #[inline(always)]
+        unsafe fn w256(p: *const u8) -> (__m256i, __m256i) {
+            nibbles256(p.add(4))
+        }
+        const MIN: bool = true;
+        #[inline(always)]
+        unsafe fn min(p: *const u8) -> f32 {
+            f16(p.add(2))
+        }
+    }
+
+    impl Block32 for BlockQ5_0 {
+        #[inline(always)]
+        unsafe fn w512(p: *const u8) -> __m512i {
+            let qh = u32::from_le_bytes([*p.add(2), *p.add(3), *p.add(4), *p.add(5)]);
+            let w = nibbles512(p.add(6));
+            // Bit j of qh is the fifth bit of value j.
+            let w = _mm512_mask_add_epi16(w, qh, w, _mm512_set1_epi16(16));
+            _mm512_sub_epi16(w, _mm512_set1_epi16(16))
+        }
+        #[inline(always)]
+        unsafe fn w256(p: *const u8) -> (__m256i, __m256i) {
+            let qh = u32::from_le_bytes([*p.add(2), *p.add(3), *p.add(4), *p.add(5)]);
+            let (lo, hi) = nibbles256(p.add(6));
+            let sixteen = _mm256_set1_epi16(16);
+            (
+                _mm256_sub_epi16(_mm256_or_si256(lo, bits16_avx2(qh)), sixteen),
+                _mm256_sub_epi16(_mm256_or_si256(hi, bits16_avx2(qh >> 16)), sixteen),
+            )
+        }
+    }
+
+    /// `Σ row·x` for blocks of 32 on AVX-512: two accumulators, blocks in pairs.
+    #[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
+    unsafe fn dot32_avx512<T: Block32>(row: &[T], x: &XI16) -> f32 {
+        let (mut a0, mut a1) = (_mm512_setzero_ps(), _mm512_setzero_ps());
+        // Two offset sums (even and odd blocks), so the scalar additions overlap.
+        let (mut off0, mut off1) = (0f32, 0f32);
+        let (xq, xs, sum) = (x.q.as_ptr(), x.scale.as_ptr(), x.sum.as_ptr());
+        let n = row.len();
+        let mut b = 0;
+        while b < n {
+            let p = bytes(&row[b]);
+            prefetch(p);
+            let s = _mm512_set1_ps(T::d(p) * *xs.add(b));
+            a0 = _mm512_fmadd_ps(madd512(T::w512(p), xq.add(QK * b)), s, a0);
+            if T::MIN {
+                off0 += T::min(p) * *sum.add(b);
+            }
+            if b + 1 < n {
+                let p = bytes(&row[b + 1]);
+                let s = _mm512_set1_ps(T::d(p) * *xs.add(b + 1));
+                a1 = _mm512_fmadd_ps(madd512(T::w512(p), xq.add(QK * (b + 1))), s, a1);
+                if T::MIN {
+                    off1 += T::min(p) * *sum.add(b + 1);
+                }
+            }
+            b += 2;
+        }
+        _mm512_reduce_add_ps(_mm512_add_ps(a0, a1)) + (off0 + off1)
+    }
+
+    /// [`dot32_avx512`] on AVX2.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn dot32_avx2<T: Block32>(row: &[T], x: &XI16) -> f32 {
+        let (mut a0, mut a1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        // Two offset sums (even and odd blocks), so the scalar additions overlap.
+        let (mut off0, mut off1) = (0f32, 0f32);
+        let (xq, xs, sum) = (x.q.as_ptr(), x.scale.as_ptr(), x.sum.as_ptr());
+        let n = row.len();
+        let mut b = 0;
+        while b < n {
+            let p = bytes(&row[b]);
+            prefetch(p);
+            let s = _mm256_set1_ps(T::d(p) * *xs.add(b));
+            a0 = _mm256_fmadd_ps(madd256(T::w256(p), xq.add(QK * b)), s, a0);
+            if T::MIN {
+                off0 += T::min(p) * *sum.add(b);
+            }
+            if b + 1 < n {
+                let p = bytes(&row[b + 1]);
+                let s = _mm256_set1_ps(T::d(p) * *xs.add(b + 1));
+                a1 = _mm256_fmadd_ps(madd256(T::w256(p), xq.add(QK * (b + 1))), s, a1);
+                if T::MIN {
+                    off1 += T::min(p) * *sum.add(b + 1);
+                }
+            }
+            b += 2;
+        }
+        hsum256(_mm256_add_ps(a0, a1)) + (off0 + off1)
+    }
+
+    macro_rules! dot32_impl {
+        ($($t:ty),*) => {$(
+            impl DotI16 for $t {
+                unsafe fn dot_avx512(row: &[Self], x: &XI16) -> f32 {
+                    dot32_avx512(row, x)
+                }
+                unsafe fn dot_avx2(row: &[Self], x: &XI16) -> f32 {
+                    dot32_avx2(row, x)
+                }
+            }
+        )*};
+    }
+    dot32_impl!(BlockQ8_0, BlockQ5_0, BlockQ4_0, BlockQ4_1);
+
+    /// The 6-bit scale and min of sub-block `j` of a Q4_K block's 12 packed scale bytes at `q`.
+    #[inline(always)]
+    unsafe fn k4_scale_min(j: usize, q: *const u8) -> (f32, f32) {
+        let (s, m) = if j < 4 {
+            (*q.add(j) & 63, *q.add(j + 4) & 63)
+        } else {
+            (
+                (*q.add(j + 4) & 0xf) | ((*q.add(j - 4) >> 6) << 4),
+                (*q.add(j + 4) >> 4) | ((*q.add(j) >> 6) << 4),
+            )
+        };
+        (s as f32, m as f32)
+    }
+
+    impl DotI16 for BlockQ4K {
+        /// Each 256-value block: 4 chunks of 32 bytes, whose low nibbles are sub-block 2c and
+        /// high nibbles sub-block 2c + 1 (32 values each, own 6-bit scale and min).
+        #[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
+        unsafe fn dot_avx512(row: &[Self], x: &XI16) -> f32 {
+            let (mut a0, mut a1) = (_mm512_setzero_ps(), _mm512_setzero_ps());
+            let mut offsets = 0f32;
+            let (xq, xs, sum) = (x.q.as_ptr(), x.scale.as_ptr(), x.sum.as_ptr());
+            for (b, blk) in row.iter().enumerate() {
+                let p = bytes(blk);
+                prefetch(p);
+                let (d, dmin) = (f16(p), f16(p.add(2)));
+                let (scales, qs) = (p.add(4), p.add(16));
+                for c in 0..4 {
+                    let (s1, m1) = k4_scale_min(2 * c, scales);
+                    let (s2, m2) = k4_scale_min(2 * c + 1, scales);
+                    let j = 8 * b + 2 * c;
+                    let v = _mm512_cvtepu8_epi16(_mm256_loadu_si256(qs.add(32 * c).cast()));
+                    let lo = _mm512_and_si512(v, _mm512_set1_epi16(0xf));
+                    let hi = _mm512_srli_epi16::<4>(v);
+                    let x0 = xq.add(QK * j);
+                    a0 = _mm512_fmadd_ps(madd512(lo, x0), _mm512_set1_ps(d * s1 * *xs.add(j)), a0);
+                    a1 = _mm512_fmadd_ps(
+                        madd512(hi, x0.add(QK)),
+                        _mm512_set1_ps(d * s2 * *xs.add(j + 1)),
+                        a1,
+                    );
+                    offsets -= dmin * (m1 * *sum.add(j) + m2 * *sum.add(j + 1));
+                }
+            }
+            _mm512_reduce_add_ps(_mm512_add_ps(a0, a1)) + offsets
+        }
+
+        #[target_feature(enable = "avx2,fma,f16c")]
+        unsafe fn dot_avx2(row: &[Self], x: &XI16) -> f32 {
+            let (mut a0, mut a1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+            let mut offsets = 0f32;
+            let (xq, xs, sum) = (x.q.as_ptr(), x.scale.as_ptr(), x.sum.as_ptr());
+            let mask = _mm256_set1_epi16(0xf);
+            for (b, blk) in row.iter().enumerate() {
+                let p = bytes(blk);
+                prefetch(p);
+                let (d, dmin) = (f16(p), f16(p.add(2)));
+                let (scales, qs) = (p.add(4), p.add(16));
+                for c in 0..4 {
+                    let (s1, m1) = k4_scale_min(2 * c, scales);
+                    let (s2, m2) = k4_scale_min(2 * c + 1, scales);
+                    let j = 8 * b + 2 * c;
+                    let v0 = _mm256_cvtepu8_epi16(_mm_loadu_si128(qs.add(32 * c).cast()));
+                    let v1 = _mm256_cvtepu8_epi16(_mm_loadu_si128(qs.add(32 * c + 16).cast()));
+                    let lo = (_mm256_and_si256(v0, mask), _mm256_and_si256(v1, mask));
+                    let hi = (_mm256_srli_epi16::<4>(v0), _mm256_srli_epi16::<4>(v1));
+                    let x0 = xq.add(QK * j);
+                    a0 = _mm256_fmadd_ps(madd256(lo, x0), _mm256_set1_ps(d * s1 * *xs.add(j)), a0);
+                    a1 = _mm256_fmadd_ps(
+                        madd256(hi, x0.add(QK)),
+                        _mm256_set1_ps(d * s2 * *xs.add(j + 1)),
+                        a1,
+                    );
+                    offsets -= dmin * (m1 * *sum.add(j) + m2 * *sum.add(j + 1));
+                }
+            }
+            hsum256(_mm256_add_ps(a0, a1)) + offsets
+        }
+    }
+
+    impl DotI16 for BlockQ6K {
+        /// Each 256-value block: two halves of 128; in a half, value `l + 32 i` (l < 32,
+        /// i < 4) takes a nibble of `ql` and two bits of `qh`, minus 32, and the int8 scale
+        /// `sc[l / 16 + 2 i]`.
         #[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
         unsafe fn dot_avx512(row: &[Self], x: &XI16) -> f32 {
             let (mut a0, mut a1) = (_mm512_setzero_ps(), _mm512_setzero_ps());
             let (xq, xs) = (x.q.as_ptr(), x.scale.as_ptr());
-            macro_rules! block {
-                ($b:expr) => {{
-                    let b: usize = $b;
-                    let w = q5_0_i16x32(bytes(&row[b]));
-                    let xv = _mm512_loadu_si512(xq.add(QK * b).cast());
-                    _mm512_cvtepi32_ps(_mm512_madd_epi16(w, xv))
-                }};
+            let (m4, m3, k32) = (
+                _mm512_set1_epi16(0xf),
+                _mm512_set1_epi16(3),
+                _mm512_set1_epi16(32),
+            );
+            for (b, blk) in row.iter().enumerate() {
+                let p = bytes(blk);
+                prefetch(p);
+                let d = f16(p.add(208));
+                for half in 0..2 {
+                    let ql = p.add(64 * half);
+                    let qh = p.add(128 + 32 * half);
+                    let sc = p.add(192 + 8 * half);
+                    let a = _mm512_cvtepu8_epi16(_mm256_loadu_si256(ql.cast()));
+                    let c = _mm512_cvtepu8_epi16(_mm256_loadu_si256(ql.add(32).cast()));
+                    let h = _mm512_cvtepu8_epi16(_mm256_loadu_si256(qh.cast()));
+                    let q = [
+                        _mm512_or_si512(
+                            _mm512_and_si512(a, m4),
+                            _mm512_slli_epi16::<4>(_mm512_and_si512(h, m3)),
+                        ),
+                        _mm512_or_si512(
+                            _mm512_and_si512(c, m4),
+                            _mm512_slli_epi16::<4>(_mm512_and_si512(_mm512_srli_epi16::<2>(h), m3)),
+                        ),
+                        _mm512_or_si512(
+                            _mm512_srli_epi16::<4>(a),
+                            _mm512_slli_epi16::<4>(_mm512_and_si512(_mm512_srli_epi16::<4>(h), m3)),
+                        ),
+                        _mm512_or_si512(
+                            _mm512_srli_epi16::<4>(c),
+                            _mm512_slli_epi16::<4>(_mm512_srli_epi16::<6>(h)),
+                        ),
+                    ];
+                    let g0 = 8 * b + 4 * half;
+                    for (i, q) in q.into_iter().enumerate() {
+                        let xsg = d * *xs.add(g0 + i);
+                        let s = _mm512_mask_blend_ps(
+                            0xff00,
+                            _mm512_set1_ps(xsg * (*sc.add(2 * i) as i8) as f32),
+                            _mm512_set1_ps(xsg * (*sc.add(2 * i + 1) as i8) as f32),
+                        );
+                        let v = madd512(_mm512_sub_epi16(q, k32), xq.add(QK * (g0 + i)));
+                        if i % 2 == 0 {
+                            a0 = _mm512_fmadd_ps(v, s, a0);
+                        } else {
+                            a1 = _mm512_fmadd_ps(v, s, a1);
+                        }
+                    }
+                }
             }
-            let n = row.len();
-            let mut b = 0;
-            while b + 2 <= n {
-                _mm_prefetch::<_MM_HINT_T0>(bytes(&row[b]).wrapping_add(PREFETCH).cast());
-                let s0 = f16(bytes(&row[b])) * *xs.add(b);
-                let s1 = f16(bytes(&row[b + 1])) * *xs.add(b + 1);
-                a0 = _mm512_fmadd_ps(block!(b), _mm512_set1_ps(s0), a0);
-                a1 = _mm512_fmadd_ps(block!(b + 1), _mm512_set1_ps(s1), a1);
-                b += 2;
-            }
-            if b < n {
-                let s0 = f16(bytes(&row[b])) * *xs.add(b);
-                a0 = _mm512_fmadd_ps(block!(b), _mm512_set1_ps(s0), a0);
-            }
-            hsum512(a0, a1)
+            _mm512_reduce_add_ps(_mm512_add_ps(a0, a1))
         }
 
         #[target_feature(enable = "avx2,fma,f16c")]
         unsafe fn dot_avx2(row: &[Self], x: &XI16) -> f32 {
             let (mut a0, mut a1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
             let (xq, xs) = (x.q.as_ptr(), x.scale.as_ptr());
-            macro_rules! block {
-                ($b:expr) => {{
-                    let b: usize = $b;
-                    let p = bytes(&row[b]);
-                    let qh = u32::from_le_bytes([*p.add(2), *p.add(3), *p.add(4), *p.add(5)]);
-                    let v = _mm256_cvtepu8_epi16(_mm_loadu_si128(p.add(6).cast()));
-                    let sixteen = _mm256_set1_epi16(16);
-                    let lo = _mm256_or_si256(
-                        _mm256_and_si256(v, _mm256_set1_epi16(0xf)),
-                        bits16_avx2(qh),
-                    );
-                    let hi = _mm256_or_si256(_mm256_srli_epi16::<4>(v), bits16_avx2(qh >> 16));
-                    let (lo, hi) = (_mm256_sub_epi16(lo, sixteen), _mm256_sub_epi16(hi, sixteen));
-                    let x0 = _mm256_loadu_si256(xq.add(QK * b).cast());
-                    let x1 = _mm256_loadu_si256(xq.add(QK * b + 16).cast());
-                    let s = _mm256_add_epi32(_mm256_madd_epi16(lo, x0), _mm256_madd_epi16(hi, x1));
-                    _mm256_cvtepi32_ps(s)
-                }};
+            let (m4, m3, k32) = (
+                _mm256_set1_epi16(0xf),
+                _mm256_set1_epi16(3),
+                _mm256_set1_epi16(32),
+            );
+            for (b, blk) in row.iter().enumerate() {
+                let p = bytes(blk);
+                prefetch(p);
+                let d = f16(p.add(208));
+                for half in 0..2 {
+                    let ql = p.add(64 * half);
+                    let qh = p.add(128 + 32 * half);
+                    let sc = p.add(192 + 8 * half);
+                    let g0 = 8 * b + 4 * half;
+                    // l = 0..16 (scale sc[2i]) and l = 16..32 (scale sc[2i + 1]).
+                    for part in 0..2 {
+                        let o = 16 * part;
+                        let a = _mm256_cvtepu8_epi16(_mm_loadu_si128(ql.add(o).cast()));
+                        let c = _mm256_cvtepu8_epi16(_mm_loadu_si128(ql.add(32 + o).cast()));
+                        let h = _mm256_cvtepu8_epi16(_mm_loadu_si128(qh.add(o).cast()));
+                        let q = [
+                            _mm256_or_si256(
+                                _mm256_and_si256(a, m4),
+                                _mm256_slli_epi16::<4>(_mm256_and_si256(h, m3)),
+                            ),
+                            _mm256_or_si256(
+                                _mm256_and_si256(c, m4),
+                                _mm256_slli_epi16::<4>(_mm256_and_si256(
+                                    _mm256_srli_epi16::<2>(h),
+                                    m3,
+                                )),
+                            ),
+                            _mm256_or_si256(
+                                _mm256_srli_epi16::<4>(a),
+                                _mm256_slli_epi16::<4>(_mm256_and_si256(
+                                    _mm256_srli_epi16::<4>(h),
+                                    m3,
+                                )),
+                            ),
+                            _mm256_or_si256(
+                                _mm256_srli_epi16::<4>(c),
+                                _mm256_slli_epi16::<4>(_mm256_srli_epi16::<6>(h)),
+                            ),
+                        ];
+                        for (i, q) in q.into_iter().enumerate() {
+                            let s = d * *xs.add(g0 + i) * (*sc.add(2 * i + part) as i8) as f32;
+                            let xv = _mm256_loadu_si256(xq.add(QK * (g0 + i) + o).cast());
+                            let v =
+                                _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_sub_epi16(q, k32), xv));
+                            if i % 2 == 0 {
+                                a0 = _mm256_fmadd_ps(v, _mm256_set1_ps(s), a0);
+                            } else {
+                                a1 = _mm256_fmadd_ps(v, _mm256_set1_ps(s), a1);
+                            }
+                        }
+                    }
+                }
             }
-            let n = row.len();
-            let mut b = 0;
-            while b + 2 <= n {
-                _mm_prefetch::<_MM_HINT_T0>(bytes(&row[b]).wrapping_add(PREFETCH).cast());
-                let s0 = f16(bytes(&row[b])) * *xs.add(b);
-                let s1 = f16(bytes(&row[b + 1])) * *xs.add(b + 1);
-                a0 = _mm256_fmadd_ps(block!(b), _mm256_set1_ps(s0), a0);
-                a1 = _mm256_fmadd_ps(block!(b + 1), _mm256_set1_ps(s1), a1);
-                b += 2;
-            }
-            if b < n {
-                let s0 = f16(bytes(&row[b])) * *xs.add(b);
-                a0 = _mm256_fmadd_ps(block!(b), _mm256_set1_ps(s0), a0);
-            }
-            hsum256(a0, a1)
+            hsum256(_mm256_add_ps(a0, a1))
         }
     }
 }
