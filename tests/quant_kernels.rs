@@ -229,3 +229,57 @@ fn bad_shapes_and_types_are_errors() {
     assert!(e.is_err());
     assert!(q.permute_rows(&[0, 1]).is_err());
 }
+
+/// One activation row with two huge values (as the massive channels of a residual stream):
+/// on every path the product stays within the tolerance of the exact one measured against the
+/// product of the other values alone, so the outliers are multiplied exactly and do not
+/// coarsen their neighbours' rounding.
+#[test]
+fn one_row_with_outlier_activations_keeps_its_precision() {
+    let dev = Device::Cpu;
+    for (i, &dtype) in SUPPORTED.iter().enumerate() {
+        let cols = if dtype.block_size() == 256 { 768 } else { 800 };
+        let (q, w) = random(dtype, 37, cols, i as u64 + 300);
+        let mut xs: Vec<f32> = Tensor::randn(0f32, 1.0, (1, cols), &dev)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let mut rest = xs.clone();
+        for (c, v) in [(45usize, 300f32), (700, -250.0)] {
+            xs[c] = v;
+            rest[c] = 0.0;
+        }
+        let x = Tensor::from_vec(xs.clone(), (1, cols), &dev).unwrap();
+        let want = x.matmul(&w.t().unwrap()).unwrap();
+        let scale = Tensor::from_vec(rest, (1, cols), &dev)
+            .unwrap()
+            .matmul(&w.t().unwrap())
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        for path in cpu_path::available() {
+            let mut out = vec![f32::NAN; 37];
+            q.matmul_t_on(path, &xs, 1, &mut out).unwrap();
+            let got = Tensor::from_vec(out, (1, 37), &dev).unwrap();
+            let d = (&got - &want)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            let e = d / scale;
+            assert!(
+                e < tol(dtype, path, 1),
+                "{dtype:?} {path}: error {e} of the product without the outliers"
+            );
+        }
+    }
+}

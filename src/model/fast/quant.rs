@@ -656,13 +656,17 @@ fn fwd_i16_rows<T: super::quant_i16::DotI16 + GgmlType + Sync>(
                 let row = &w[r * bpr..(r + 1) * bpr];
                 // SAFETY: the caller checked the path's features (AVX-512BW for `wide`); `x`
                 // covers k values.
-                let v = unsafe {
+                let mut v = unsafe {
                     if wide {
                         T::dot_avx512(row, x)
                     } else {
                         T::dot_avx2(row, x)
                     }
                 };
+                for &(c, xc) in &x.outliers {
+                    // SAFETY: outlier columns are below k, the row's length.
+                    v += unsafe { T::value(row, c) } * xc;
+                }
                 // SAFETY: row r is written only by the item owning it; in bounds.
                 unsafe { *op.get().add(r) = v };
             }

@@ -31,9 +31,17 @@ pub(super) struct XI16 {
     pub q: Vec<i16>,
     /// One scale per block of 32 (0 for an all-zero block).
     pub scale: Vec<f32>,
-    /// The exact sum of each block of 32 (for the blocks' offsets: Q4_1, Q4_K).
+    /// The exact sum of each block of 32 without its outlier (for the offsets: Q4_1, Q4_K).
     pub sum: Vec<f32>,
+    /// Outliers, kept exact: `(column, value)` of each block's largest magnitude where it is
+    /// more than [`OUTLIER_RATIO`] times the block's next one (its `q` is 0 and the block's
+    /// scale follows the next one), so one huge activation (the massive channels of the
+    /// residual stream) does not coarsen the rounding of its 31 neighbours.
+    pub outliers: Vec<(usize, f32)>,
 }
+
+/// How much larger than the rest of its block a value must be to be kept exact.
+pub(super) const OUTLIER_RATIO: f32 = 4.0;
 
 impl XI16 {
     /// Rounds `x` (a whole number of blocks of 32); `None` when a value is not finite.
@@ -43,28 +51,64 @@ impl XI16 {
         }
         let mut q = vec![0i16; x.len()];
         let mut scale = vec![0f32; x.len() / QK];
-        let sum = x.chunks_exact(QK).map(|b| b.iter().sum()).collect();
-        for ((xs, qs), s) in x
+        let mut sum = vec![0f32; x.len() / QK];
+        let mut outliers = Vec::new();
+        for (b, (((xs, qs), s), total)) in x
             .chunks_exact(QK)
             .zip(q.chunks_exact_mut(QK))
             .zip(scale.iter_mut())
+            .zip(sum.iter_mut())
+            .enumerate()
         {
-            let amax = xs.iter().fold(0f32, |a, v| a.max(v.abs()));
+            let (mut top, mut amax, mut next) = (0, 0f32, 0f32);
+            for (j, v) in xs.iter().enumerate() {
+                let a = v.abs();
+                if a > amax {
+                    (top, next, amax) = (j, amax, a);
+                } else if a > next {
+                    next = a;
+                }
+            }
+            let mut skip = None;
+            if amax > OUTLIER_RATIO * next {
+                outliers.push((QK * b + top, xs[top]));
+                skip = Some(top);
+                amax = next;
+            }
+            // The offsets multiply the rounded values' block: the outlier's is in its value.
+            *total = xs
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| Some(*j) != skip)
+                .map(|(_, v)| v)
+                .sum();
             if amax > 0.0 {
                 let inv = 32767.0 / amax;
-                for (o, v) in qs.iter_mut().zip(xs) {
-                    // |v · inv| ≤ 32767 up to rounding; `as` saturates.
-                    *o = (v * inv).round() as i16;
+                for (j, (o, v)) in qs.iter_mut().zip(xs).enumerate() {
+                    if Some(j) != skip {
+                        // |v · inv| ≤ 32767 up to rounding; `as` saturates.
+                        *o = (v * inv).round() as i16;
+                    }
                 }
                 *s = amax / 32767.0;
             }
         }
-        Some(Self { q, scale, sum })
+        Some(Self {
+            q,
+            scale,
+            sum,
+            outliers,
+        })
     }
 }
 
 /// A row type with a 16-bit-activation kernel.
 pub(super) trait DotI16: Sized {
+    /// Value `c` of the row (dequantized alone, for [`XI16::outliers`]).
+    ///
+    /// # Safety
+    /// `c` is below the row's length in values.
+    unsafe fn value(row: &[Self], c: usize) -> f32;
     /// `Σ row[c] x[c]` on AVX-512 (F, BW).
     ///
     /// # Safety
@@ -168,6 +212,8 @@ mod x86 {
 
     /// A block of 32 values `d·w + min` with small integer `w`, unpacked to 16-bit lanes.
     trait Block32 {
+        /// The integer weight `j` (< 32) alone.
+        unsafe fn w(p: *const u8, j: usize) -> i32;
         /// The 32 integer weights in order.
         unsafe fn w512(p: *const u8) -> __m512i;
         /// The same as two 16-lane halves.
@@ -184,7 +230,20 @@ mod x86 {
         }
     }
 
+    /// Nibble `j` (< 32) of the 16 bytes at `p`: low nibbles first, then the high ones.
+    #[inline(always)]
+    unsafe fn nibble(p: *const u8, j: usize) -> i32 {
+        if j < 16 {
+            (*p.add(j) & 0xf) as i32
+        } else {
+            (*p.add(j - 16) >> 4) as i32
+        }
+    }
+
     impl Block32 for BlockQ8_0 {
+        unsafe fn w(p: *const u8, j: usize) -> i32 {
+            *p.add(2 + j) as i8 as i32
+        }
         #[inline(always)]
         unsafe fn w512(p: *const u8) -> __m512i {
             _mm512_cvtepi8_epi16(_mm256_loadu_si256(p.add(2).cast()))
@@ -199,6 +258,9 @@ mod x86 {
     }
 
     impl Block32 for BlockQ4_0 {
+        unsafe fn w(p: *const u8, j: usize) -> i32 {
+            nibble(p.add(2), j) - 8
+        }
         #[inline(always)]
         unsafe fn w512(p: *const u8) -> __m512i {
             _mm512_sub_epi16(nibbles512(p.add(2)), _mm512_set1_epi16(8))
@@ -212,6 +274,9 @@ mod x86 {
     }
 
     impl Block32 for BlockQ4_1 {
+        unsafe fn w(p: *const u8, j: usize) -> i32 {
+            nibble(p.add(4), j)
+        }
         #[inline(always)]
         unsafe fn w512(p: *const u8) -> __m512i {
             nibbles512(p.add(4))
@@ -228,6 +293,10 @@ mod x86 {
     }
 
     impl Block32 for BlockQ5_0 {
+        unsafe fn w(p: *const u8, j: usize) -> i32 {
+            let qh = u32::from_le_bytes([*p.add(2), *p.add(3), *p.add(4), *p.add(5)]);
+            (nibble(p.add(6), j) | ((((qh >> j) & 1) as i32) << 4)) - 16
+        }
         #[inline(always)]
         unsafe fn w512(p: *const u8) -> __m512i {
             let qh = u32::from_le_bytes([*p.add(2), *p.add(3), *p.add(4), *p.add(5)]);
@@ -311,6 +380,15 @@ mod x86 {
     macro_rules! dot32_impl {
         ($($t:ty),*) => {$(
             impl DotI16 for $t {
+                unsafe fn value(row: &[Self], c: usize) -> f32 {
+                    let p = bytes(&row[c / QK]);
+                    let v = <$t as Block32>::d(p) * <$t as Block32>::w(p, c % QK) as f32;
+                    if <$t as Block32>::MIN {
+                        v + <$t as Block32>::min(p)
+                    } else {
+                        v
+                    }
+                }
                 unsafe fn dot_avx512(row: &[Self], x: &XI16) -> f32 {
                     dot32_avx512(row, x)
                 }
@@ -337,6 +415,16 @@ mod x86 {
     }
 
     impl DotI16 for BlockQ4K {
+        unsafe fn value(row: &[Self], c: usize) -> f32 {
+            let p = bytes(&row[c / 256]);
+            let j = c % 256;
+            let (chunk, within) = (j / 64, j % 64);
+            let byte = *p.add(16 + 32 * chunk + within % 32);
+            let q = if within < 32 { byte & 0xf } else { byte >> 4 };
+            let (sc, m) = k4_scale_min(2 * chunk + within / 32, p.add(4));
+            f16(p) * sc * q as f32 - f16(p.add(2)) * m
+        }
+
         /// Each 256-value block: 4 chunks of 32 bytes, whose low nibbles are sub-block 2c and
         /// high nibbles sub-block 2c + 1 (32 values each, own 6-bit scale and min).
         #[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
@@ -403,6 +491,22 @@ mod x86 {
     }
 
     impl DotI16 for BlockQ6K {
+        unsafe fn value(row: &[Self], c: usize) -> f32 {
+            let p = bytes(&row[c / 256]);
+            let j = c % 256;
+            let (half, i, l) = (j / 128, (j % 128) / 32, j % 32);
+            let (ql, qh) = (p.add(64 * half), *p.add(128 + 32 * half + l));
+            let lo = match i {
+                0 => *ql.add(l) & 0xf,
+                1 => *ql.add(l + 32) & 0xf,
+                2 => *ql.add(l) >> 4,
+                _ => *ql.add(l + 32) >> 4,
+            };
+            let q = (lo | (((qh >> (2 * i)) & 3) << 4)) as i32 - 32;
+            let sc = *p.add(192 + 8 * half + l / 16 + 2 * i) as i8;
+            f16(p.add(208)) * sc as f32 * q as f32
+        }
+
         /// Each 256-value block: two halves of 128; in a half, value `l + 32 i` (l < 32,
         /// i < 4) takes a nibble of `ql` and two bits of `qh`, minus 32, and the int8 scale
         /// `sc[l / 16 + 2 i]`.
@@ -552,5 +656,23 @@ mod tests {
         bad[5] = f32::INFINITY;
         assert!(XI16::new(&bad).is_none());
         assert!(XI16::new(&x[..40]).is_none());
+    }
+
+    #[test]
+    fn an_outlier_is_kept_exact_and_its_neighbours_keep_their_precision() {
+        let mut x: Vec<f32> = (0..64)
+            .map(|i| ((i * 37 % 23) as f32 - 11.0) * 0.037)
+            .collect();
+        x[40] = 500.0;
+        let r = XI16::new(&x).unwrap();
+        assert_eq!(r.outliers, vec![(40, 500.0)]);
+        assert_eq!(r.q[40], 0);
+        let next = x[32..64]
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != 8)
+            .fold(0f32, |a, (_, v)| a.max(v.abs()));
+        assert!((r.scale[1] - next / 32767.0).abs() < 1e-12);
+        assert!(r.outliers.iter().all(|(c, _)| *c >= 32), "block 0 has none");
     }
 }
