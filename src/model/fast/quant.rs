@@ -1031,7 +1031,7 @@ impl Dequant for BlockQ3K {
 /// Forward for many rows: each work item dequantizes [`GROUP_ROWS`] rows of `W` straight into
 /// the packed-panel layout of `cpu_matmul` and runs the packed micro-kernel of `path` over all
 /// `m` rows for those output columns.
-fn fwd_tiled<T: GgmlType>(
+fn fwd_tiled<T: Dequant>(
     path: CpuPath,
     w: &[T],
     n: usize,
@@ -1053,11 +1053,18 @@ fn fwd_tiled<T: GgmlType>(
             for p in 0..np {
                 let pr0 = r0 + p * NR;
                 let nr = NR.min(n - pr0);
-                T::to_float(&w[pr0 * bpr..(pr0 + nr) * bpr], &mut rows[..nr * k]);
+                dequant_blocks(path, &w[pr0 * bpr..(pr0 + nr) * bpr], &mut rows[..nr * k]);
                 let panel = &mut buf[p * k * NR..(p + 1) * k * NR];
-                for (kk, dst) in panel.chunks_exact_mut(NR).enumerate() {
-                    for (j, d) in dst.iter_mut().enumerate() {
-                        *d = if j < nr { rows[j * k + kk] } else { 0.0 };
+                // Row j of the dequantized rows is lane j of every step of the panel (rows read
+                // in order; lanes past the last row stay 0).
+                for j in 0..NR {
+                    let lane = panel[j..].iter_mut().step_by(NR);
+                    if j < nr {
+                        for (d, v) in lane.zip(&rows[j * k..(j + 1) * k]) {
+                            *d = *v;
+                        }
+                    } else {
+                        lane.for_each(|d| *d = 0.0);
                     }
                 }
             }
@@ -1082,6 +1089,39 @@ fn fwd_tiled<T: GgmlType>(
             };
         }
     });
+}
+
+/// Dequantizes consecutive blocks into `out` with [`Dequant`] compiled for `path` (candle's
+/// `to_float` is compiled for the build's baseline; same values).
+fn dequant_blocks<T: Dequant>(path: CpuPath, w: &[T], out: &mut [f32]) {
+    match path {
+        // SAFETY: the caller checked that this CPU runs the path.
+        #[cfg(target_arch = "x86_64")]
+        CpuPath::Avx512 => unsafe { dequant_avx512(w, out) },
+        // SAFETY: as above.
+        #[cfg(target_arch = "x86_64")]
+        CpuPath::Avx2 => unsafe { dequant_avx2(w, out) },
+        _ => dequant_plain(w, out),
+    }
+}
+
+#[inline(always)]
+fn dequant_plain<T: Dequant>(w: &[T], out: &mut [f32]) {
+    for (b, o) in w.iter().zip(out.chunks_exact_mut(T::BLCK_SIZE)) {
+        T::dequant(b, o);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
+unsafe fn dequant_avx512<T: Dequant>(w: &[T], out: &mut [f32]) {
+    dequant_plain(w, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn dequant_avx2<T: Dequant>(w: &[T], out: &mut [f32]) {
+    dequant_plain(w, out)
 }
 
 /// Backward for few rows: each work item owns a range of block columns of `dx` and walks all
