@@ -149,10 +149,18 @@ impl DecoderOps for Infer<'_> {
     }
 
     fn mlp(&self, mlp: &Mlp, x: &Tensor) -> Result<Tensor> {
-        match self.packs.gate_up(mlp, x)? {
-            Some(h) => self.linear(&mlp.down, &h),
-            None => swiglu(self, mlp, x),
+        if let Some(h) = self.packs.gate_up(mlp, x)? {
+            return self.linear(&mlp.down, &h);
         }
+        let gelu = mlp.act == Activation::GeluTanh;
+        let (g, u) = (self.linear(&mlp.gate, x)?, self.linear(&mlp.up, x)?);
+        let h = match cpu_infer::act_mul(gelu, &g, &u)? {
+            Some(h) => h,
+            // candle's `gelu` is the tanh approximation, as in `swiglu`.
+            None if gelu => (g.gelu()? * u)?,
+            None => (g.silu()? * u)?,
+        };
+        self.linear(&mlp.down, &h)
     }
 }
 

@@ -442,6 +442,58 @@ fn silu_mul_slice(path: CpuPath, g: &[f32], u: &[f32], out: &mut [f32]) {
     }
 }
 
+/// √(2/π), of the tanh approximation of GELU.
+const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+
+/// `out[i] = gelu_tanh(g[i]) * u[i]` on `path` (which this CPU runs), with
+/// `gelu_tanh(x) = x (1 + tanh z) / 2 = x / (1 + exp(-2z))`, `z = √(2/π)(x + 0.044715 x³)`
+/// (PyTorch's `gelu(approximate="tanh")`, candle's `gelu`).
+fn gelu_mul_slice(path: CpuPath, g: &[f32], u: &[f32], out: &mut [f32]) {
+    match path {
+        // SAFETY: the path's features are available (callers check the path).
+        #[cfg(target_arch = "x86_64")]
+        CpuPath::Avx512 => return unsafe { simd512::gelu_mul(g, u, out) },
+        // SAFETY: as above.
+        #[cfg(target_arch = "x86_64")]
+        CpuPath::Avx2 => return unsafe { simd::gelu_mul(g, u, out) },
+        _ => {}
+    }
+    for ((o, &g), &u) in out.iter_mut().zip(g).zip(u) {
+        let z = SQRT_2_OVER_PI * (g + 0.044715 * g * g * g);
+        *o = g / (1.0 + (-2.0 * z).exp()) * u;
+    }
+}
+
+/// `act(g) * u` for two f32 CPU tensors of one shape without gradient (the gated MLP's
+/// elementwise step when gate and up were multiplied separately, as quantized weights are):
+/// `gelu` the tanh approximation, else SiLU. `None` where the kernels are off or the inputs
+/// do not qualify (the caller uses candle's ops).
+pub(crate) fn act_mul(gelu: bool, g: &Tensor, u: &Tensor) -> Result<Option<Tensor>> {
+    let path = cpu_path::current();
+    if !enabled()
+        || !path.simd()
+        || g.track_op()
+        || u.track_op()
+        || g.dims() != u.dims()
+        || !g.device().is_cpu()
+        || g.dtype() != DType::F32
+        || u.dtype() != DType::F32
+    {
+        return Ok(None);
+    }
+    let (gv, uv) = (
+        g.flatten_all()?.to_vec1::<f32>()?,
+        u.flatten_all()?.to_vec1::<f32>()?,
+    );
+    let mut out = vec![0f32; gv.len()];
+    if gelu {
+        gelu_mul_slice(path, &gv, &uv, &mut out);
+    } else {
+        silu_mul_slice(path, &gv, &uv, &mut out);
+    }
+    Ok(Some(Tensor::from_vec(out, g.dims(), &Device::Cpu)?))
+}
+
 /// Output columns per [`PackedGateUp`] panel: the panel's first half holds gate columns, the
 /// second half the same up columns.
 const GU: usize = NR / 2;

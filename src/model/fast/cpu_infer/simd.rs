@@ -96,6 +96,34 @@ pub(super) unsafe fn silu_mul(g: &[f32], u: &[f32], out: &mut [f32]) {
     }
 }
 
+/// See [`super::gelu_mul_slice`].
+#[target_feature(enable = "avx2,fma")]
+pub(super) unsafe fn gelu_mul(g: &[f32], u: &[f32], out: &mut [f32]) {
+    let n = out.len().min(g.len()).min(u.len());
+    let one = _mm256_set1_ps(1.0);
+    let (c, a) = (
+        _mm256_set1_ps(-2.0 * super::SQRT_2_OVER_PI),
+        _mm256_set1_ps(0.044715),
+    );
+    let mut i = 0;
+    while i + 8 <= n {
+        // SAFETY: i + 8 <= n for all three slices.
+        unsafe {
+            let gv = _mm256_loadu_ps(g.as_ptr().add(i));
+            let uv = _mm256_loadu_ps(u.as_ptr().add(i));
+            let inner = _mm256_fmadd_ps(_mm256_mul_ps(a, gv), _mm256_mul_ps(gv, gv), gv);
+            let e = exp8(_mm256_mul_ps(c, inner));
+            let s = _mm256_div_ps(gv, _mm256_add_ps(one, e));
+            _mm256_storeu_ps(out.as_mut_ptr().add(i), _mm256_mul_ps(s, uv));
+        }
+        i += 8;
+    }
+    for j in i..n {
+        let z = super::SQRT_2_OVER_PI * (g[j] + 0.044715 * g[j] * g[j] * g[j]);
+        out[j] = g[j] / (1.0 + exp1(-2.0 * z)) * u[j];
+    }
+}
+
 /// See [`super::silu_mul_tile`] (full 8-column rows; `tmp` has `mr` rows of 16 floats at
 /// stride `ldt`).
 #[target_feature(enable = "avx2,fma")]

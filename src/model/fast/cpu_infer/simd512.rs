@@ -86,6 +86,31 @@ pub(super) unsafe fn silu_mul(g: &[f32], u: &[f32], out: &mut [f32]) {
     }
 }
 
+/// See [`super::gelu_mul_slice`]: `g / (1 + exp(-2z)) * u`, `z = √(2/π)(g + 0.044715 g³)`.
+#[target_feature(enable = "avx512f,avx2,fma")]
+pub(super) unsafe fn gelu_mul(g: &[f32], u: &[f32], out: &mut [f32]) {
+    let n = out.len().min(g.len()).min(u.len());
+    let one = _mm512_set1_ps(1.0);
+    let (c, a) = (
+        _mm512_set1_ps(-2.0 * super::SQRT_2_OVER_PI),
+        _mm512_set1_ps(0.044715),
+    );
+    let mut i = 0;
+    while i < n {
+        let m = mask(n - i);
+        // SAFETY: the mask covers only the n - i floats left from i in all three slices.
+        unsafe {
+            let gv = _mm512_maskz_loadu_ps(m, g.as_ptr().add(i));
+            let uv = _mm512_maskz_loadu_ps(m, u.as_ptr().add(i));
+            let inner = _mm512_fmadd_ps(_mm512_mul_ps(a, gv), _mm512_mul_ps(gv, gv), gv);
+            let e = exp16(_mm512_mul_ps(c, inner));
+            let s = _mm512_div_ps(gv, _mm512_add_ps(one, e));
+            _mm512_mask_storeu_ps(out.as_mut_ptr().add(i), m, _mm512_mul_ps(s, uv));
+        }
+        i += 16;
+    }
+}
+
 /// `sum(x²)` with 16-lane accumulators.
 #[target_feature(enable = "avx512f,avx2,fma")]
 pub(super) unsafe fn sum_squares(x: &[f32]) -> f32 {

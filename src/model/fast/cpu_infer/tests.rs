@@ -251,3 +251,30 @@ fn unavailable_paths_are_errors_not_crashes() {
         }
     }
 }
+
+#[test]
+fn gelu_and_silu_times_up_match_candle_on_every_path() {
+    // Wide inputs (tails of the tanh and the sigmoid), a length with a tail on both paths.
+    let g = (randn(&[3, 301], 21) * 4.0).unwrap();
+    let u = randn(&[3, 301], 22);
+    let want_gelu = (g.gelu().unwrap() * &u).unwrap();
+    let want_silu = (g.silu().unwrap() * &u).unwrap();
+    let (gv, uv) = (
+        g.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+        u.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+    );
+    for path in cpu_path::available() {
+        let mut out = vec![f32::NAN; gv.len()];
+        gelu_mul_slice(path, &gv, &uv, &mut out);
+        let got = Tensor::from_vec(out, (3, 301), &Device::Cpu).unwrap();
+        let d = max_diff(&got, &want_gelu);
+        assert!(d < 2e-6, "{path} gelu: {d}");
+    }
+    let got = act_mul(true, &g, &u).unwrap();
+    if let Some(got) = got {
+        assert!(max_diff(&got, &want_gelu) < 2e-6);
+    }
+    if let Some(got) = act_mul(false, &g, &u).unwrap() {
+        assert!(max_diff(&got, &want_silu) < 2e-6);
+    }
+}
