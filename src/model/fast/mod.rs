@@ -29,6 +29,7 @@ pub mod profile;
 pub mod quant;
 #[cfg(target_arch = "x86_64")]
 mod quant_dot;
+#[cfg(target_arch = "x86_64")]
 mod quant_i16;
 pub mod switches;
 

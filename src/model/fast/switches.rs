@@ -14,9 +14,10 @@
 //!   `all` for all, `0` for none, or a comma list of `xent`, `swiglu`, `rms`, `softmax`.
 //! - `STEERLAB_CPU_PATH`: the instruction-set path of the CPU kernels (`avx512`, `avx2`,
 //!   `neon`, `portable`; default the best this CPU runs, see [`super::cpu_path`]).
-//! - `STEERLAB_QUANT_I16=0`: one-row products with Q8_0/Q5_0 weights keep f32 activations
-//!   instead of rounding them to 16 bits per block of 32 ([`super::quant_i16`]; a relative
-//!   change of at most 1.5e-5 per activation). Default on.
+//! - `STEERLAB_QUANT_I16=0`: one-row products with quantized weights (Q4_0/Q4_1/Q5_0/Q8_0/
+//!   Q4_K/Q6_K, x86-64) keep f32 activations instead of rounding them to 16 bits per block of
+//!   32 (`quant_i16`; a change of at most 1/65 534 of the block's largest activation). Default
+//!   on.
 //! - `STEERLAB_PROFILE=1`: section timings ([`super::profile`]); slows the run down.
 //! - `STEERLAB_CUDA_POOL_RELEASE=1`: keep CUDA's default of handing freed pool memory back to
 //!   the driver at every synchronisation (steerlab otherwise keeps it).
@@ -81,6 +82,7 @@ pub(crate) static CPU_GEMM: Switch = Switch::new("STEERLAB_CPU_GEMM");
 pub(crate) static CPU_INFER: Switch = Switch::new("STEERLAB_CPU_FUSED");
 
 /// The 16-bit-activation generation kernels (`STEERLAB_QUANT_I16`).
+#[cfg(target_arch = "x86_64")]
 pub(crate) static QUANT_I16: Switch = Switch::new("STEERLAB_QUANT_I16");
 
 /// A tuning value read once from the environment variable `var` (ignored below `min`).
