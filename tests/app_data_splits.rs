@@ -42,18 +42,11 @@ fn ids(dir: &Path, split: &str) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn a_datasets_folder_opens_one_split_and_the_split_can_be_changed() {
-    let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path().join("hh");
-    let data = root.join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    shard(&data.join("train-00000-of-00002.jsonl"), "a", 6);
-    shard(&data.join("train-00001-of-00002.jsonl"), "b", 4);
-    shard(&data.join("test-00000-of-00001.jsonl"), "t", 3);
-
+/// The Data panel with `dir` given to the folder picker behind "Open folder…", clicked, and
+/// the read finished.
+fn open_folder(dir: &Path) -> (ScriptedPicker, common::App) {
     let picker = ScriptedPicker::new();
-    picker.push(Some(root.clone()));
+    picker.push(Some(dir.to_path_buf()));
     let mut h = common::strict_app(
         &picker,
         StartOptions {
@@ -64,6 +57,20 @@ fn a_datasets_folder_opens_one_split_and_the_split_can_be_changed() {
     h.run();
     h.get_by_label("Open folder…").click();
     wait_for_jobs(&mut h);
+    (picker, h)
+}
+
+#[test]
+fn a_datasets_folder_opens_one_split_and_the_split_can_be_changed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("hh");
+    let data = root.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    shard(&data.join("train-00000-of-00002.jsonl"), "a", 6);
+    shard(&data.join("train-00001-of-00002.jsonl"), "b", 4);
+    shard(&data.join("test-00000-of-00001.jsonl"), "t", 3);
+
+    let (picker, mut h) = open_folder(&root);
     assert_eq!(picker.calls(), vec!["pick_folder: Dataset file"]);
 
     let st = &h.state().state;
@@ -103,18 +110,7 @@ fn a_datasets_folder_opens_one_split_and_the_split_can_be_changed() {
 fn a_folder_without_shards_is_reported_not_opened() {
     let tmp = tempfile::tempdir().unwrap();
     std::fs::write(tmp.path().join("notes.txt"), "hello").unwrap();
-    let picker = ScriptedPicker::new();
-    picker.push(Some(tmp.path().to_path_buf()));
-    let mut h = common::strict_app(
-        &picker,
-        StartOptions {
-            panel: Some(PanelId::Data),
-            ..Default::default()
-        },
-    );
-    h.run();
-    h.get_by_label("Open folder…").click();
-    wait_for_jobs(&mut h);
+    let (_, h) = open_folder(tmp.path());
     let d = &h.state().state.datasets;
     assert!(d.is_empty() || d[0].records.is_empty());
     let msg = h.state().state.last_message().map(|m| m.text.clone());

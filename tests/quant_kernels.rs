@@ -6,21 +6,13 @@
 use candle_core::quantized::GgmlDType;
 use candle_core::{Device, Tensor, Var};
 use steerlab::model::fast::cpu_path::{self, CpuPath};
-use steerlab::model::fast::quant::{QMatrix, SUPPORTED};
+use steerlab::model::fast::quant::{QMatrix, ROUNDED_ONE_ROW, SUPPORTED};
 
 /// Whether a product of `m` activation rows with `dtype` weights on `path` rounds the
 /// activations to 16 bits per block of 32 first (the one-row kernels of these types on x86-64).
 fn rounds_x(dtype: GgmlDType, path: CpuPath, m: usize) -> bool {
     m == 1
-        && matches!(
-            dtype,
-            GgmlDType::Q8_0
-                | GgmlDType::Q5_0
-                | GgmlDType::Q4_0
-                | GgmlDType::Q4_1
-                | GgmlDType::Q4K
-                | GgmlDType::Q6K
-        )
+        && ROUNDED_ONE_ROW.contains(&dtype)
         && matches!(path, CpuPath::Avx512 | CpuPath::Avx2)
         && cfg!(target_arch = "x86_64")
 }
@@ -58,23 +50,18 @@ fn random(dtype: GgmlDType, rows: usize, cols: usize, seed: u64) -> (QMatrix, Te
     (q, dense)
 }
 
+/// The largest magnitude of `t`.
+fn max_abs(t: &Tensor) -> f32 {
+    t.abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}
+
 fn rel_err(got: &Tensor, want: &Tensor) -> f32 {
-    let d = (got - want)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
-    let s = want
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
-    d / s.max(1e-12)
+    max_abs(&(got - want).unwrap()) / max_abs(want).max(1e-12)
 }
 
 /// Shapes: rows not a multiple of the tiles (300 = 256 + 44), columns two K-quant superblocks.
@@ -253,29 +240,13 @@ fn one_row_with_outlier_activations_keeps_its_precision() {
         }
         let x = Tensor::from_vec(xs.clone(), (1, cols), &dev).unwrap();
         let want = x.matmul(&w.t().unwrap()).unwrap();
-        let scale = Tensor::from_vec(rest, (1, cols), &dev)
-            .unwrap()
-            .matmul(&w.t().unwrap())
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let rest = Tensor::from_vec(rest, (1, cols), &dev).unwrap();
+        let scale = max_abs(&rest.matmul(&w.t().unwrap()).unwrap());
         for path in cpu_path::available() {
             let mut out = vec![f32::NAN; 37];
             q.matmul_t_on(path, &xs, 1, &mut out).unwrap();
             let got = Tensor::from_vec(out, (1, 37), &dev).unwrap();
-            let d = (&got - &want)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .max_all()
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
-            let e = d / scale;
+            let e = max_abs(&(&got - &want).unwrap()) / scale;
             assert!(
                 e < tol(dtype, path, 1),
                 "{dtype:?} {path}: error {e} of the product without the outliers"

@@ -34,6 +34,17 @@ use super::cpu_path::{self, CpuPath};
 use super::quant_dot::{Avx2, Avx512, Simd, SimdDot};
 use crate::model::{ModelError, Result};
 
+/// The block types whose one-row products on x86-64 (AVX-512BW or AVX2) round the activations
+/// to 16 bits per block of 32 (`quant_i16`; unless `STEERLAB_QUANT_I16=0`).
+pub const ROUNDED_ONE_ROW: &[GgmlDType] = &[
+    GgmlDType::Q8_0,
+    GgmlDType::Q5_0,
+    GgmlDType::Q4_0,
+    GgmlDType::Q4_1,
+    GgmlDType::Q4K,
+    GgmlDType::Q6K,
+];
+
 /// The block types a [`QMatrix`] holds.
 pub const SUPPORTED: &[GgmlDType] = &[
     GgmlDType::Q4_0,
@@ -445,16 +456,7 @@ impl QMatrix {
             _ => return Ok(false),
         };
         let dtype = self.dtype();
-        let kernel = matches!(
-            dtype,
-            GgmlDType::Q8_0
-                | GgmlDType::Q5_0
-                | GgmlDType::Q4_0
-                | GgmlDType::Q4_1
-                | GgmlDType::Q4K
-                | GgmlDType::Q6K
-        );
-        if !kernel || !super::switches::QUANT_I16.get() {
+        if !ROUNDED_ONE_ROW.contains(&dtype) || !super::switches::QUANT_I16.get() {
             return Ok(false);
         }
         let Some(xq) = XI16::new(x) else {

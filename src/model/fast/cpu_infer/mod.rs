@@ -472,24 +472,21 @@ pub(crate) fn act_mul(gelu: bool, g: &Tensor, u: &Tensor) -> Result<Option<Tenso
     let path = cpu_path::current();
     if !enabled()
         || !path.simd()
-        || g.track_op()
-        || u.track_op()
+        || !applies(g)
+        || !applies(u)
         || g.dims() != u.dims()
-        || !g.device().is_cpu()
-        || g.dtype() != DType::F32
-        || u.dtype() != DType::F32
+        || !g.is_contiguous()
+        || !u.is_contiguous()
     {
         return Ok(None);
     }
-    let (gv, uv) = (
-        g.flatten_all()?.to_vec1::<f32>()?,
-        u.flatten_all()?.to_vec1::<f32>()?,
-    );
+    let held = reads(&[g, u]);
+    let (gv, uv) = (held.slice(0)?, held.slice(1)?);
     let mut out = vec![0f32; gv.len()];
     if gelu {
-        gelu_mul_slice(path, &gv, &uv, &mut out);
+        gelu_mul_slice(path, gv, uv, &mut out);
     } else {
-        silu_mul_slice(path, &gv, &uv, &mut out);
+        silu_mul_slice(path, gv, uv, &mut out);
     }
     Ok(Some(Tensor::from_vec(out, g.dims(), &Device::Cpu)?))
 }
